@@ -1,0 +1,41 @@
+"""blpdemand: fast random-coefficients logit (BLP) demand estimation.
+
+The public API is imported lazily from the modules that define it (one concept per module).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it. Add a line here when a module exports a public name.
+_API: dict[str, str] = {
+    # errors
+    "BLPDemandError": "blpdemand.errors",
+    "DataError": "blpdemand.errors",
+    "SpecificationError": "blpdemand.errors",
+    "ConvergenceError": "blpdemand.errors",
+    # data and model
+    "load_products": "blpdemand.data.products",
+    "MarketIndex": "blpdemand.data.markets",
+    "Problem": "blpdemand.model.problem",
+}
+
+__all__ = sorted(_API) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        module = importlib.import_module(_API[name])
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    if name in {"instruments", "integration", "data", "model", "solve", "results"}:
+        return importlib.import_module(f"blpdemand.{name}")
+    raise AttributeError(f"module 'blpdemand' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

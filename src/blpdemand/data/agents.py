@@ -1,0 +1,101 @@
+"""Agent data: integration nodes nu_it, weights w_it and demographics y_it per market.
+
+Rows are sorted by market, in the same market order as the products' ``MarketIndex``, so
+market position t means the same market for products and agents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from typing import TYPE_CHECKING
+
+from blpdemand._types import FloatArray
+from blpdemand.data.markets import MarketIndex
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass(frozen=True, slots=True)
+class AgentData:
+    """Validated agents, sorted by market (same market positions as the products).
+
+    Attributes
+    ----------
+    markets : MarketIndex over agent rows (ids equal to the products' market ids).
+    weights : (I,) integration weights w_it (sum to 1 in each market unless the rule says not).
+    nodes : (I, K2) standard-normal nodes nu_it, one column per X2 characteristic.
+    demographics : (I, D) observed demographics y_it.
+    demographic_names : names of the D demographic columns.
+    """
+
+    markets: MarketIndex
+    weights: FloatArray
+    nodes: FloatArray
+    demographics: FloatArray
+    demographic_names: tuple[str, ...] = ()
+
+    @property
+    def I(self) -> int:  # noqa: E743 - the literature's symbol
+        return int(self.weights.shape[0])
+
+    @property
+    def D(self) -> int:
+        return int(self.demographics.shape[1])
+
+    def with_nodes(self, nodes: FloatArray) -> AgentData:
+        """A copy with other nodes (same weights and demographics)."""
+        return AgentData(markets=self.markets, weights=self.weights, nodes=np.asarray(nodes),
+                         demographics=self.demographics, demographic_names=self.demographic_names)
+
+
+def load_agents(frame: pd.DataFrame, markets: MarketIndex, *,
+                demographics: str | None = None) -> AgentData:
+    """Validate an agent DataFrame (``market_ids``, ``weights``, ``nodes0..``, demographics).
+
+    Markets are matched to the products' ``markets``; every product market needs agents, agent
+    rows in markets without products are dropped. Weights must be positive; their per-market
+    sums are reported by the caller's policy (see integration).
+    """
+    import pandas as pd
+
+    from blpdemand.data.formulation import build_matrix
+    from blpdemand.data.validation import require_columns, require_finite, require_nonempty
+    from blpdemand.errors import DataError
+
+    require_columns(frame, ["market_ids", "weights"], what="agent data")
+    require_nonempty(frame, what="agent data")
+    node_columns = sorted((c for c in frame.columns if str(c).startswith("nodes")
+                           and str(c)[5:].isdigit()), key=lambda c: int(str(c)[5:]))
+    require_finite(frame, ["weights", *node_columns], what="agent data", market_column="market_ids")
+    lookup = pd.Index(markets.ids)
+    codes = lookup.get_indexer(frame["market_ids"].to_numpy())
+    keep = codes >= 0
+    frame = frame.loc[keep]
+    codes = codes[keep].astype(np.int64)
+    present = np.bincount(codes, minlength=markets.T) > 0
+    if not present.all():
+        missing = markets.ids[~present]
+        raise DataError(
+            f"market(s) {list(missing[:5])} have products but no agents in agent data; "
+            "every market needs integration nodes and weights")
+    order = np.argsort(codes, kind="stable")
+    frame = frame.iloc[order].reset_index(drop=True)
+    codes = codes[order]
+    agent_markets = MarketIndex.from_sorted_codes(markets.ids, codes)
+    weights = frame["weights"].to_numpy(dtype=np.float64)
+    if np.any(weights <= 0):
+        t = codes[int(np.flatnonzero(weights <= 0)[0])]
+        raise DataError(f"agent weights must be positive; found a weight <= 0 in market "
+                        f"{markets.ids[t]!r}")
+    nodes = frame[node_columns].to_numpy(dtype=np.float64) if node_columns else np.zeros((len(frame), 0))
+    if demographics:
+        matrix = build_matrix(demographics, frame, intercept=False, what="demographics formula")
+        values, names = matrix.values, matrix.names
+    else:
+        values, names = np.zeros((len(frame), 0)), ()
+    return AgentData(markets=agent_markets, weights=weights, nodes=nodes, demographics=values,
+                     demographic_names=tuple(names))

@@ -1,0 +1,121 @@
+"""Product data: one row per (market, product), validated once and sorted by market.
+
+Reserved column names follow the field's convention: ``market_ids``, ``product_ids``,
+``firm_ids``, ``shares``, ``prices``. Any other name can be mapped with ``columns=``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from blpdemand._types import FloatArray, IntArray
+from blpdemand.data.markets import MarketIndex, sort_by_market
+from blpdemand.data.validation import (
+    check_options,
+    check_shares,
+    check_unique_products,
+    require_columns,
+    require_finite,
+    require_nonempty,
+)
+
+RESERVED = ("market_ids", "product_ids", "firm_ids", "shares", "prices")
+
+
+@dataclass(frozen=True, slots=True)
+class ProductData:
+    """Validated product data sorted by market.
+
+    Attributes
+    ----------
+    frame : the user's columns, rows sorted (stably) by market, reserved names applied.
+    markets : the MarketIndex of the sorted rows.
+    order : (N,) original row position of each sorted row (``user[order[k]] == sorted[k]``).
+    shares : (N,) observed market shares s_jt.
+    """
+
+    frame: pd.DataFrame
+    markets: MarketIndex
+    order: IntArray
+    shares: FloatArray = field(repr=False)
+
+    @property
+    def N(self) -> int:
+        return int(len(self.frame))
+
+    @property
+    def log_outside_shares(self) -> FloatArray:
+        """(N,) log s_0t expanded to products, s_0t = 1 - sum_j s_jt."""
+        outside = 1.0 - self.markets.segment_sum(self.shares)
+        return np.log(self.markets.expand(outside))
+
+    @property
+    def logit_delta(self) -> FloatArray:
+        """(N,) Berry (1994) inversion delta_jt = log s_jt - log s_0t."""
+        return np.log(self.shares) - self.log_outside_shares
+
+    def has(self, column: str) -> bool:
+        return column in self.frame.columns
+
+    def array(self, column: str) -> np.ndarray:
+        """One column as a numpy array (sorted order)."""
+        return self.frame[column].to_numpy()
+
+    def unsort(self, values: np.ndarray) -> np.ndarray:
+        """Put per-row values (sorted order) back in the user's row order."""
+        values = np.asarray(values)
+        out = np.empty_like(values)
+        out[self.order] = values
+        return out
+
+    def sort(self, values: np.ndarray) -> np.ndarray:
+        """Put per-row values given in the user's row order into sorted order."""
+        return np.asarray(values)[self.order]
+
+
+def load_products(data: pd.DataFrame, *, columns: Mapping[str, str] | None = None,
+                  require: tuple[str, ...] = ("market_ids", "shares")) -> ProductData:
+    """Validate product data and sort it by market.
+
+    Parameters
+    ----------
+    data : DataFrame with one row per (market, product).
+    columns : map from reserved name to the user's column, e.g. ``{"market_ids": "year"}``.
+    require : reserved names that must be present (after mapping).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> d = load_products(pd.DataFrame({"market_ids": [1, 1], "shares": [0.2, 0.3]}))
+    >>> round(float(d.logit_delta[0]), 4)
+    -0.9163
+    """
+    require_columns(data, [], what="product data")
+    require_nonempty(data, what="product data")
+    columns = dict(columns or {})
+    check_options(columns, RESERVED, what="reserved column name(s) in columns=")
+    frame = data.copy()
+    for reserved, user in columns.items():
+        require_columns(frame, [user], what="product data")
+        if reserved != user:
+            if reserved in frame.columns:
+                frame = frame.drop(columns=[reserved])
+            frame = frame.rename(columns={user: reserved})
+    require_columns(frame, require, what="product data")
+    if frame["market_ids"].isna().any():
+        raise_row = int(np.flatnonzero(frame["market_ids"].isna().to_numpy())[0])
+        from blpdemand.errors import DataError
+
+        raise DataError(f"column 'market_ids' has missing values (first at row {raise_row})")
+    numeric = [c for c in ("shares", "prices") if c in frame.columns]
+    require_finite(frame, numeric, market_column="market_ids")
+    frame, markets, order = sort_by_market(frame, "market_ids")
+    shares = frame["shares"].to_numpy(dtype=np.float64)
+    check_shares(shares, frame["market_ids"].to_numpy())
+    if "product_ids" in frame.columns:
+        check_unique_products(frame, "market_ids", "product_ids")
+    return ProductData(frame=frame, markets=markets, order=order, shares=shares)

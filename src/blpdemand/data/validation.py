@@ -1,0 +1,100 @@
+"""Checks run once when data come in. Each error names the column, market or product at fault."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from blpdemand.errors import DataError, SpecificationError
+
+
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], *, what: str = "product data") -> None:
+    """Raise DataError naming every required column that is missing."""
+    if not isinstance(frame, pd.DataFrame):
+        raise DataError(f"{what} must be a pandas DataFrame, got {type(frame).__name__}")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        available = ", ".join(map(str, list(frame.columns)[:20]))
+        raise DataError(
+            f"{what} has no column(s) {missing}; available columns: {available}. "
+            "Rename the column or map it with the corresponding argument."
+        )
+
+
+def require_nonempty(frame: pd.DataFrame, *, what: str = "product data") -> None:
+    """Raise DataError on an empty frame."""
+    if len(frame) == 0:
+        raise DataError(f"{what} is empty: at least one market with one product is needed")
+
+
+def require_finite(frame: pd.DataFrame, columns: Sequence[str], *, what: str = "product data",
+                   market_column: str | None = None) -> None:
+    """Raise DataError naming the first column with NaN/inf and where it occurs."""
+    for column in columns:
+        values = frame[column]
+        if not pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            raise DataError(
+                f"column '{column}' of {what} must be numeric, found dtype {values.dtype}"
+            )
+        array = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = ~np.isfinite(array)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            where = f"row {row}"
+            if market_column is not None:
+                where += f" (market {frame[market_column].iloc[row]!r})"
+            raise DataError(
+                f"column '{column}' of {what} has {int(bad.sum())} NaN/inf value(s), first at "
+                f"{where}; drop or impute those rows before estimation"
+            )
+
+
+def check_shares(shares: np.ndarray, market_ids: np.ndarray, *, column: str = "shares") -> None:
+    """Shares must lie in (0, 1) and inside shares must sum to less than 1 in every market."""
+    shares = np.asarray(shares, dtype=np.float64)
+    bad = (shares <= 0) | (shares >= 1)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"column '{column}' must lie strictly in (0, 1); found {shares[row]!r} in market "
+            f"{market_ids[row]!r} ({int(bad.sum())} bad value(s)); zero shares cannot be inverted, "
+            "drop them or aggregate"
+        )
+    codes, uniques = pd.factorize(market_ids, sort=True)
+    totals = np.bincount(codes, weights=shares)
+    over = totals >= 1
+    if over.any():
+        t = int(np.flatnonzero(over)[0])
+        raise DataError(
+            f"shares in market {uniques[t]!r} sum to {totals[t]:.4f}; the outside share must be "
+            "positive; check the market size used to compute shares"
+        )
+
+
+def check_unique_products(frame: pd.DataFrame, market_column: str, product_column: str) -> None:
+    """A product may appear at most once per market."""
+    duplicated = frame.duplicated([market_column, product_column], keep=False)
+    if duplicated.any():
+        row = frame.loc[duplicated].iloc[0]
+        raise DataError(
+            f"product {row[product_column]!r} appears {int(duplicated.sum())} times in market "
+            f"{row[market_column]!r} (column '{product_column}'); each (market, product) pair must "
+            "be unique"
+        )
+
+
+def check_options(given: Iterable[str], valid: Iterable[str], *, what: str) -> None:
+    """Unknown option names raise and list the valid ones."""
+    valid = list(valid)
+    unknown = [k for k in given if k not in valid]
+    if unknown:
+        raise SpecificationError(f"unknown {what} {unknown}; valid: {sorted(valid)}")
+
+
+def check_choice(value: str, valid: Iterable[str], *, name: str) -> None:
+    """A Literal-typed option must be one of its values."""
+    valid = list(valid)
+    if value not in valid:
+        raise SpecificationError(f"{name}={value!r} is not valid; choose one of {valid}")

@@ -1,0 +1,42 @@
+"""One error hierarchy for blpdemand.
+
+Every message names the culprit (column, market, product or parameter) and the fix to try.
+"""
+
+from __future__ import annotations
+
+
+class BLPDemandError(Exception):
+    """Base class of every error raised on purpose by blpdemand."""
+
+
+class DataError(BLPDemandError, ValueError):
+    """The data a user brought are unusable: missing columns, NaN, shares outside (0, 1), ..."""
+
+
+class SpecificationError(BLPDemandError, ValueError):
+    """The model or the options are inconsistent: unknown options, too few instruments, ..."""
+
+
+class ConvergenceError(BLPDemandError, RuntimeError):
+    """An iterative routine failed and the failure policy says to raise."""
+
+
+class BLPDemandWarning(UserWarning):
+    """Base class of every warning issued by blpdemand."""
+
+
+class WeakInstrumentsWarning(BLPDemandWarning):
+    """A first-stage F statistic is below the conventional threshold (Stock and Yogo 2005)."""
+
+
+class ConvergenceWarning(BLPDemandWarning):
+    """An iterative routine stopped without meeting its tolerance, and the policy says warn."""
+
+
+class IntegrationWarning(BLPDemandWarning):
+    """Integration weights or nodes look unusual (e.g. weights that do not sum to one)."""
+
+
+class OptimizationWarning(BLPDemandWarning):
+    """The optimizer stopped at its start, hit a bound, or found distinct local minima."""

@@ -1,0 +1,134 @@
+"""The nonlinear parameters theta = (Sigma, Pi) and their layout as a vector.
+
+beta_it = beta + Pi y_it + Sigma nu_it. Sigma is the (K2, K2) lower-triangular Cholesky root of
+the random coefficients' covariance (diagonal is the common case); Pi is (K2, D). Elements given
+as zero in the starting values are fixed at zero; the others are free and form theta, Sigma's
+free elements first (column by column), then Pi's (column by column).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from blpdemand._types import FloatArray
+from blpdemand.errors import SpecificationError
+
+
+@dataclass(frozen=True, slots=True)
+class ParameterLayout:
+    """Which elements of Sigma and Pi are free, their names and bounds.
+
+    Attributes
+    ----------
+    sigma_free : (K2, K2) bool, free elements of Sigma (lower triangle only).
+    pi_free : (K2, D) bool, free elements of Pi.
+    x2_names, demographic_names : labels of the rows/columns.
+    """
+
+    sigma_free: np.ndarray
+    pi_free: np.ndarray
+    x2_names: tuple[str, ...]
+    demographic_names: tuple[str, ...]
+
+    @property
+    def K2(self) -> int:
+        return len(self.x2_names)
+
+    @property
+    def D(self) -> int:
+        return len(self.demographic_names)
+
+    @property
+    def n_sigma(self) -> int:
+        return int(self.sigma_free.sum())
+
+    @property
+    def P(self) -> int:
+        """Number of free nonlinear parameters."""
+        return int(self.sigma_free.sum() + self.pi_free.sum())
+
+    @property
+    def sigma_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, cols) of free Sigma elements in theta order (column-major)."""
+        cols, rows = np.nonzero(self.sigma_free.T)
+        return rows, cols
+
+    @property
+    def pi_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, cols) of free Pi elements in theta order (column-major)."""
+        cols, rows = np.nonzero(self.pi_free.T)
+        return rows, cols
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Readable names: ``sigma[prices, prices]``, ``pi[prices, income]``."""
+        r, c = self.sigma_index
+        sigma = [f"sigma[{self.x2_names[i]}, {self.x2_names[j]}]" for i, j in zip(r, c)]
+        r, c = self.pi_index
+        pi = [f"pi[{self.x2_names[i]}, {self.demographic_names[j]}]" for i, j in zip(r, c)]
+        return tuple(sigma + pi)
+
+    @property
+    def diagonal(self) -> bool:
+        """True when Sigma has no free off-diagonal element."""
+        return not np.any(np.tril(self.sigma_free, -1))
+
+    def unpack(self, theta: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """theta (P,) -> (Sigma (K2, K2), Pi (K2, D))."""
+        theta = np.asarray(theta, dtype=np.float64)
+        if theta.shape != (self.P,):
+            raise SpecificationError(f"theta must have {self.P} elements, got shape {theta.shape}")
+        sigma = np.zeros((self.K2, self.K2))
+        pi = np.zeros((self.K2, self.D))
+        r, c = self.sigma_index
+        sigma[r, c] = theta[: self.n_sigma]
+        r, c = self.pi_index
+        pi[r, c] = theta[self.n_sigma:]
+        return sigma, pi
+
+    def pack(self, sigma: FloatArray, pi: FloatArray | None) -> FloatArray:
+        """(Sigma, Pi) -> theta (P,)."""
+        sigma = np.asarray(sigma, dtype=np.float64)
+        pi = np.zeros((self.K2, self.D)) if pi is None else np.asarray(pi, dtype=np.float64)
+        r, c = self.sigma_index
+        first = sigma[r, c]
+        r, c = self.pi_index
+        return np.concatenate([first, pi[r, c]])
+
+
+def make_layout(sigma: object, pi: object, x2_names: tuple[str, ...],
+                demographic_names: tuple[str, ...]) -> tuple[ParameterLayout, FloatArray]:
+    """Read the user's starting Sigma and Pi; nonzero elements are free.
+
+    ``sigma`` may be a (K2,) vector (diagonal) or a (K2, K2) lower-triangular matrix; ``pi`` a
+    (K2, D) matrix or None. Returns the layout and theta0.
+    """
+    K2, D = len(x2_names), len(demographic_names)
+    s = np.zeros((K2, K2)) if sigma is None else np.asarray(sigma, dtype=np.float64)
+    if s.ndim == 1:
+        if s.shape[0] != K2:
+            raise SpecificationError(
+                f"sigma has {s.shape[0]} elements but X2 has {K2} columns {list(x2_names)}")
+        s = np.diag(s)
+    if s.shape != (K2, K2):
+        raise SpecificationError(
+            f"sigma must be ({K2}, {K2}) for X2 columns {list(x2_names)}, got {s.shape}")
+    if np.any(np.triu(s, 1) != 0):
+        raise SpecificationError(
+            "sigma must be lower triangular (the Cholesky root of the random coefficients' "
+            "covariance); move the upper-triangle elements below the diagonal")
+    p = np.zeros((K2, D)) if pi is None else np.asarray(pi, dtype=np.float64)
+    if p.ndim == 1 and D == 1:
+        p = p[:, None]
+    if p.shape != (K2, D):
+        raise SpecificationError(
+            f"pi must be ({K2}, {D}) for X2 columns {list(x2_names)} and demographics "
+            f"{list(demographic_names)}, got {p.shape}")
+    for name, value in (("sigma", s), ("pi", p)):
+        if not np.all(np.isfinite(value)):
+            raise SpecificationError(f"{name} starting values contain NaN/inf")
+    layout = ParameterLayout(sigma_free=(s != 0), pi_free=(p != 0), x2_names=tuple(x2_names),
+                             demographic_names=tuple(demographic_names))
+    return layout, layout.pack(s, p)

@@ -1,0 +1,210 @@
+"""The BLP problem: product data, X1, X2, instruments, agents and absorbed effects, validated once.
+
+delta_jt = x1_jt' beta + xi_jt, mu_ijt = x2_jt' (Sigma nu_it + Pi y_it),
+s_jt = sum_i w_it exp(delta_jt + mu_ijt) / (1 + sum_k exp(delta_kt + mu_ikt)).
+Demand instruments Z_D stack the exogenous columns of X1 and the excluded instruments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from blpdemand._types import FloatArray
+from blpdemand.data.absorb import FixedEffects, absorb_fixed_effects
+from blpdemand.data.agents import AgentData, load_agents
+from blpdemand.data.formulation import DesignMatrix, build_matrix, check_rank, parse_absorb
+from blpdemand.data.products import ProductData, load_products
+from blpdemand.data.validation import require_columns, require_finite
+from blpdemand.errors import DataError, SpecificationError
+from blpdemand.model.parameters import ParameterLayout, make_layout
+
+InstrumentsLike = str | Sequence[Any] | pd.DataFrame | np.ndarray | None
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """A validated BLP demand problem. Build it with ``Problem(products, linear=..., ...)``.
+
+    Attributes (rows sorted by market, see ``products.order``)
+    ----------
+    products : ProductData.
+    X1 : (N, K1) linear characteristics; X2 : (N, K2) nonlinear characteristics.
+    ZD : (N, MD) demand instruments (exogenous X1 columns, then excluded instruments).
+    X1_tilde, ZD_tilde : the same with absorbed fixed effects partialled out.
+    agents : AgentData or None (pure logit); fixed_effects : FixedEffects or None.
+    endogenous : names of endogenous X1 columns (default prices).
+    """
+
+    products: ProductData
+    X1: DesignMatrix
+    X2: DesignMatrix
+    ZD: DesignMatrix
+    agents: AgentData | None
+    fixed_effects: FixedEffects | None
+    endogenous: tuple[str, ...]
+    X1_tilde: FloatArray = field(repr=False)
+    ZD_tilde: FloatArray = field(repr=False)
+
+    def __init__(self, products: pd.DataFrame, *, linear: str, nonlinear: str | None = None,
+                 demographics: str | None = None, agents: Any = None, absorb: Any = None,
+                 instruments: InstrumentsLike = None, endogenous: Sequence[str] = ("prices",),
+                 columns: Mapping[str, str] | None = None) -> None:
+        data = load_products(products, columns=columns)
+        fe_columns = parse_absorb(absorb, data.frame)
+        X1 = build_matrix(linear, data.frame, intercept=False if fe_columns else None,
+                          what="linear formula")
+        endogenous = tuple(endogenous)
+        missing = [e for e in endogenous if e not in X1.names]
+        if missing and endogenous != ("prices",):
+            raise SpecificationError(f"endogenous column(s) {missing} are not in X1 {list(X1.names)}")
+        endogenous = tuple(e for e in endogenous if e in X1.names)
+        if nonlinear is not None:
+            X2 = build_matrix(nonlinear, data.frame, what="nonlinear formula")
+        else:
+            X2 = DesignMatrix(values=np.zeros((data.N, 0)), names=())
+        excluded = _instrument_matrix(instruments, data)
+        exogenous = [k for k, n in enumerate(X1.names) if n not in endogenous]
+        ZD = DesignMatrix(values=np.column_stack([X1.values[:, exogenous], excluded.values]),
+                          names=tuple(X1.names[k] for k in exogenous) + excluded.names)
+        fixed_effects = absorb_fixed_effects(data.frame, fe_columns)
+        X1_tilde = fixed_effects.residualize(X1.values) if fixed_effects else X1.values
+        ZD_tilde = fixed_effects.residualize(ZD.values) if fixed_effects else ZD.values
+        check_rank(X1_tilde, X1.names, what="X1 (linear characteristics)")
+        check_rank(ZD_tilde, ZD.names, what="ZD (demand instruments)")
+        if ZD.K < X1.K:
+            raise SpecificationError(
+                f"too few instruments: {ZD.K} demand instruments {list(ZD.names)} for {X1.K} "
+                f"linear parameters {list(X1.names)}; add excluded instruments for {list(endogenous)}")
+        agent_data = None
+        if X2.K > 0:
+            agent_data = _agents(agents, data, demographics, X2.K)
+        elif agents is not None or demographics is not None:
+            raise SpecificationError("agents/demographics given but no nonlinear formula; "
+                                     "add nonlinear='...' or drop them")
+        object.__setattr__(self, "products", data)
+        object.__setattr__(self, "X1", X1)
+        object.__setattr__(self, "X2", X2)
+        object.__setattr__(self, "ZD", ZD)
+        object.__setattr__(self, "agents", agent_data)
+        object.__setattr__(self, "fixed_effects", fixed_effects)
+        object.__setattr__(self, "endogenous", endogenous)
+        object.__setattr__(self, "X1_tilde", np.ascontiguousarray(X1_tilde))
+        object.__setattr__(self, "ZD_tilde", np.ascontiguousarray(ZD_tilde))
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def N(self) -> int:
+        return self.products.N
+
+    @property
+    def T(self) -> int:
+        return self.products.markets.T
+
+    @property
+    def K1(self) -> int:
+        return self.X1.K
+
+    @property
+    def K2(self) -> int:
+        return self.X2.K
+
+    @property
+    def D(self) -> int:
+        return 0 if self.agents is None else self.agents.D
+
+    @property
+    def MD(self) -> int:
+        return self.ZD.K
+
+    @property
+    def demographic_names(self) -> tuple[str, ...]:
+        return () if self.agents is None else self.agents.demographic_names
+
+    def layout(self, sigma: Any = None, pi: Any = None) -> tuple[ParameterLayout, FloatArray]:
+        """Parameter layout and theta0 from starting Sigma and Pi (nonzero elements are free)."""
+        layout, theta0 = make_layout(sigma, pi, self.X2.names, self.demographic_names)
+        if layout.D > 0 and pi is None:
+            raise SpecificationError("demographics were given, so pass starting values pi=")
+        return layout, theta0
+
+    def nodes_for(self, layout: ParameterLayout) -> FloatArray:
+        """(I, K2) nodes aligned with X2 columns.
+
+        When agent data carry fewer node columns than K2, node columns are assigned in order to
+        the X2 columns whose Sigma column has a free element; the others get zero nodes.
+        """
+        assert self.agents is not None
+        nodes = self.agents.nodes
+        if nodes.shape[1] == self.K2:
+            return nodes
+        used = np.flatnonzero(layout.sigma_free.any(axis=0))
+        if nodes.shape[1] < used.size:
+            raise DataError(
+                f"agent data have {nodes.shape[1]} node columns but {used.size} X2 columns "
+                f"{[self.X2.names[k] for k in used]} have random coefficients")
+        full = np.zeros((nodes.shape[0], self.K2))
+        full[:, used] = nodes[:, : used.size]
+        return full
+
+    def residualize(self, values: FloatArray) -> FloatArray:
+        """Partial out absorbed fixed effects (identity when there are none)."""
+        return self.fixed_effects.residualize(values) if self.fixed_effects else np.asarray(values)
+
+
+def _instrument_matrix(instruments: InstrumentsLike, data: ProductData) -> DesignMatrix:
+    """Excluded instruments: column names, a DataFrame/array in the user's row order, or a list."""
+    if instruments is None:
+        return DesignMatrix(values=np.zeros((data.N, 0)), names=())
+    if isinstance(instruments, str):
+        instruments = [instruments]
+    if isinstance(instruments, (pd.DataFrame, np.ndarray)):
+        instruments = [instruments]
+    blocks: list[FloatArray] = []
+    names: list[str] = []
+    for item in instruments:
+        if isinstance(item, str):
+            require_columns(data.frame, [item], what="product data (instruments)")
+            require_finite(data.frame, [item], market_column="market_ids")
+            blocks.append(data.frame[item].to_numpy(dtype=np.float64)[:, None])
+            names.append(item)
+        elif isinstance(item, pd.DataFrame):
+            if len(item) != data.N:
+                raise DataError(f"instrument frame has {len(item)} rows, product data {data.N}")
+            values = item.to_numpy(dtype=np.float64)
+            if not np.all(np.isfinite(values)):
+                bad = item.columns[~np.isfinite(values).all(axis=0)][0]
+                raise DataError(f"instrument column '{bad}' has NaN/inf values")
+            blocks.append(data.sort(values))
+            names.extend(str(c) for c in item.columns)
+        else:
+            values = np.asarray(item, dtype=np.float64)
+            values = values[:, None] if values.ndim == 1 else values
+            if values.shape[0] != data.N:
+                raise DataError(f"instrument array has {values.shape[0]} rows, product data {data.N}")
+            if not np.all(np.isfinite(values)):
+                raise DataError("instrument array has NaN/inf values")
+            blocks.append(data.sort(values))
+            names.extend(f"z{len(names) + k}" for k in range(values.shape[1]))
+    if len(set(names)) != len(names):
+        dup = [n for n in names if names.count(n) > 1][0]
+        raise SpecificationError(f"instrument {dup!r} is given more than once")
+    return DesignMatrix(values=np.column_stack(blocks), names=tuple(names))
+
+
+def _agents(agents: Any, data: ProductData, demographics: str | None, dimensions: int) -> AgentData:
+    """Agents from a DataFrame, or from an integration rule (``bd.Integration``)."""
+    if agents is None:
+        raise SpecificationError(
+            "a nonlinear formula needs agents: pass agents=DataFrame or "
+            "agents=bd.Integration('sobol', size=500, rng=0)")
+    if isinstance(agents, pd.DataFrame):
+        return load_agents(agents, data.markets, demographics=demographics)
+    build = getattr(agents, "build_agents", None)
+    if build is None:
+        raise SpecificationError(f"agents must be a DataFrame or an Integration, got {type(agents).__name__}")
+    return build(data.markets, dimensions=dimensions, demographics=demographics)  # type: ignore[no-any-return]

@@ -1,0 +1,62 @@
+"""Test session settings: warnings are errors (pyproject), data found in one place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def data_dir() -> Path:
+    """Directory of the shared data: $BLPDEMAND_DATA or ../shared/data beside the repo."""
+    env = os.environ.get("BLPDEMAND_DATA")
+    candidates = [Path(env)] if env else []
+    candidates += [ROOT.parent / "shared" / "data", ROOT.parent.parent / "shared" / "data"]
+    for path in candidates:
+        if (path / "nevo_products.csv").exists():
+            return path
+    # The data must be there in CI: failing loudly beats skipping silently.
+    raise FileNotFoundError(
+        "shared data not found; set BLPDEMAND_DATA to the folder holding nevo_products.csv")
+
+
+@pytest.fixture(scope="session")
+def data_path() -> Path:
+    return data_dir()
+
+
+@pytest.fixture(scope="session")
+def nevo_products(data_path: Path) -> pd.DataFrame:
+    return pd.read_csv(data_path / "nevo_products.csv")
+
+
+@pytest.fixture(scope="session")
+def nevo_agents(data_path: Path) -> pd.DataFrame:
+    return pd.read_csv(data_path / "nevo_agents.csv")
+
+
+@pytest.fixture(scope="session")
+def blp_products(data_path: Path) -> pd.DataFrame:
+    return pd.read_csv(data_path / "blp_products.csv")
+
+
+@pytest.fixture(scope="session")
+def blp_agents(data_path: Path) -> pd.DataFrame:
+    return pd.read_csv(data_path / "blp_agents.csv")
+
+
+@pytest.fixture(scope="session")
+def cars(data_path: Path) -> pd.DataFrame:
+    return pd.read_csv(data_path / "course" / "cars.csv")
+
+
+@pytest.fixture(autouse=True)
+def _numpy_errors_raise():
+    """Floating-point errors raise inside tests: nothing can hide as NaN or inf."""
+    with np.errstate(all="raise", under="ignore"):
+        yield
