@@ -2,8 +2,9 @@
 
 Public API (kept stable for the estimator and post-estimation):
   compute_shares(problem, layout, theta, delta) -> (N,) s_jt(delta; theta)
-  solve_delta(problem, layout, theta, *, delta0=None, tol=1e-14, max_iterations=10_000)
-      -> ContractionResult(delta, converged, iterations, failed_markets)
+  solve_delta(problem, layout, theta, *, delta0=None, tol=1e-14, max_iterations=10_000,
+              jacobian=False)
+      -> ContractionResult(delta, converged, iterations, evaluations, failed_markets, jacobian)
   delta_jacobian(problem, layout, theta, delta) -> (N, P) d delta / d theta (IFT)
 
 delta^{k+1} = delta^k + log(s_obs) - log(s(delta^k; theta))   (Berry 1994; BLP 1995)
@@ -25,7 +26,9 @@ class ContractionResult:
     delta: FloatArray
     converged: bool
     iterations: int
+    evaluations: int
     failed_markets: AnyArray
+    jacobian: FloatArray | None = None
 
 
 def _market_mu(problem: Problem, layout: ParameterLayout, theta: FloatArray) -> list[FloatArray]:
@@ -63,7 +66,7 @@ def compute_shares(problem: Problem, layout: ParameterLayout, theta: FloatArray,
 
 def solve_delta(problem: Problem, layout: ParameterLayout, theta: FloatArray, *,
                 delta0: FloatArray | None = None, tol: float = 1e-14,
-                max_iterations: int = 10_000) -> ContractionResult:
+                max_iterations: int = 10_000, jacobian: bool = False) -> ContractionResult:
     """Iterate delta <- delta + log s_obs - log s(delta) market by market until max change < tol."""
     assert problem.agents is not None
     mus = _market_mu(problem, layout, theta)
@@ -87,8 +90,9 @@ def solve_delta(problem: Problem, layout: ParameterLayout, theta: FloatArray, *,
         if not (np.isfinite(change) and change < tol):
             failed.append(pm.ids[t])
         delta[rows] = d
+    jac = delta_jacobian(problem, layout, theta, delta) if jacobian and not failed else None
     return ContractionResult(delta=delta, converged=not failed, iterations=total,
-                             failed_markets=np.asarray(failed))
+                             evaluations=total, failed_markets=np.asarray(failed), jacobian=jac)
 
 
 def delta_jacobian(problem: Problem, layout: ParameterLayout, theta: FloatArray,
