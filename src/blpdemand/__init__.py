@@ -21,6 +21,8 @@ _API: dict[str, str] = {
     "load_products": "blpdemand.data.products",
     "MarketIndex": "blpdemand.data.markets",
     "Problem": "blpdemand.model.problem",
+    "Table": "blpdemand.results.tables",
+    "coefficient_table": "blpdemand.results.tables",
 }
 
 __all__ = sorted(_API) + ["__version__"]
