@@ -1,0 +1,163 @@
+"""Shared preparation for instrument builders: sort by market, read characteristics, name columns.
+
+Every builder takes the user's product DataFrame in any row order and returns a DataFrame with
+the same index and row order. Internally rows are stably sorted by market (``MarketIndex``) so
+that markets are contiguous; results are put back with ``order``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from blpdemand._types import FloatArray, IntArray
+from blpdemand.data.formulation import INTERCEPT, DesignMatrix, build_matrix
+from blpdemand.data.markets import MarketIndex, sort_by_market
+from blpdemand.data.validation import require_columns, require_finite, require_nonempty
+from blpdemand.errors import SpecificationError
+
+Characteristics = str | Sequence[str]
+
+#: elements of one (markets, rows, products) work array; about 8 MB of float64.
+BLOCK_ELEMENTS = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class SortedProducts:
+    """Product rows sorted (stably) by market.
+
+    Attributes
+    ----------
+    frame : the user's columns with reserved names applied, rows sorted by market.
+    markets : MarketIndex of the sorted rows.
+    order : (N,) original position of each sorted row.
+    index : the user's index, in the user's row order.
+    """
+
+    frame: pd.DataFrame
+    markets: MarketIndex
+    order: IntArray
+    index: pd.Index
+
+    @property
+    def N(self) -> int:
+        return len(self.frame)
+
+    def codes(self, column: str) -> IntArray:
+        """(N,) integer codes of a column (sorted rows)."""
+        return np.asarray(pd.factorize(self.frame[column], sort=True)[0], dtype=np.int64)
+
+    def to_frame(self, values: FloatArray, names: Sequence[str]) -> pd.DataFrame:
+        """(N, K) values in sorted order -> DataFrame in the user's row order and index."""
+        values = np.asarray(values, dtype=np.float64)
+        values = values[:, None] if values.ndim == 1 else values
+        out = np.empty_like(values)
+        out[self.order] = values
+        return pd.DataFrame(out, index=self.index, columns=unique_names(list(names)))
+
+
+def prepare(products: pd.DataFrame, *, columns: Mapping[str, str] | None = None,
+            require: Sequence[str] = ("market_ids",), what: str = "product data") -> SortedProducts:
+    """Apply the reserved-name mapping, check required columns and sort rows by market."""
+    require_columns(products, [], what=what)
+    require_nonempty(products, what=what)
+    frame = products.reset_index(drop=True)
+    for reserved, user in dict(columns or {}).items():
+        require_columns(frame, [user], what=what)
+        if reserved != user:
+            if reserved in frame.columns:
+                frame = frame.drop(columns=[reserved])
+            frame = frame.rename(columns={user: reserved})
+    require_columns(frame, require, what=what)
+    for column in require:
+        if frame[column].isna().any():
+            row = int(np.flatnonzero(frame[column].isna().to_numpy())[0])
+            from blpdemand.errors import DataError
+
+            raise DataError(f"column '{column}' of {what} has missing values (first at row {row})")
+    sorted_frame, markets, order = sort_by_market(frame, "market_ids")
+    return SortedProducts(frame=sorted_frame, markets=markets, order=order, index=products.index)
+
+
+def read_characteristics(spec: Characteristics, frame: pd.DataFrame, *, intercept: bool | None,
+                    what: str = "characteristics") -> DesignMatrix:
+    """Characteristics as a formula (``"1 + hpwt + air"``) or a list of column names.
+
+    In a list, ``"1"`` is the constant column. ``intercept=False`` drops the constant.
+    """
+    if isinstance(spec, str):
+        matrix = build_matrix(spec, frame, intercept=intercept, what=f"{what} formula")
+    else:
+        names = [str(s) for s in spec]
+        if not names:
+            raise SpecificationError(f"{what}: give at least one characteristic")
+        data = [c for c in names if c != INTERCEPT]
+        require_columns(frame, data, what="product data")
+        require_finite(frame, data, market_column="market_ids")
+        columns = [np.ones(len(frame)) if c == INTERCEPT else frame[c].to_numpy(dtype=np.float64)
+                   for c in names]
+        matrix = DesignMatrix(values=np.column_stack(columns).astype(np.float64),
+                              names=tuple(names))
+        if intercept is False and INTERCEPT in names:
+            keep = [k for k, n in enumerate(names) if n != INTERCEPT]
+            matrix = DesignMatrix(values=matrix.values[:, keep], names=tuple(names[k] for k in keep))
+    if matrix.K == 0:
+        raise SpecificationError(f"{what} {spec!r} has no columns left")
+    if len(set(matrix.names)) != matrix.K:
+        raise SpecificationError(f"{what} {spec!r} repeats a characteristic")
+    return matrix
+
+
+def clean(name: str) -> str:
+    """A column-name-friendly version of a characteristic name: ``log(hpwt)`` -> ``log_hpwt``."""
+    if name == INTERCEPT:
+        return "1"
+    out = re.sub(r"[^0-9A-Za-z_]+", "_", name).strip("_")
+    return out or "x"
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """Make names unique by suffixing repeats with ``_2``, ``_3``..."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        if name in seen:
+            seen[name] += 1
+            out.append(f"{name}_{seen[name]}")
+        else:
+            seen[name] = 1
+            out.append(name)
+    return out
+
+
+def pair_blocks(markets: MarketIndex, *, budget: int = BLOCK_ELEMENTS
+                ) -> Iterator[tuple[IntArray, IntArray]]:
+    """Blocks of (product j, product k) pairs within markets, never an N x N array.
+
+    Markets of equal size J are grouped; each block yields ``rows_j`` (G, R) and ``rows_k``
+    (G, J): sorted-row indices of G markets, R of their J products as j, all J as k. Blocks hold
+    about ``budget`` pairs; a market too large for one block is split by rows j.
+    """
+    sizes = markets.sizes
+    starts = markets.offsets[:-1]
+    for J in np.unique(sizes):
+        J = int(J)
+        if J == 0:
+            continue
+        positions = np.flatnonzero(sizes == J)
+        columns = np.arange(J)
+        if J * J <= budget:
+            G = max(1, budget // (J * J))
+            for first in range(0, positions.size, G):
+                rows = starts[positions[first:first + G]][:, None] + columns[None, :]
+                yield rows, rows
+        else:
+            R = max(1, budget // J)
+            for t in positions:
+                rows_k = starts[t] + columns[None, :]
+                for first in range(0, J, R):
+                    yield rows_k[:, first:first + R], rows_k

@@ -1,0 +1,209 @@
+"""Gandhi and Houde (2019) differentiation instruments, in two conventions.
+
+Standard convention (Gandhi and Houde 2019; Conlon and Gortmaker 2020), for characteristic l,
+with differences d_jkl = x_kl - x_jl between products of the same market:
+
+    local      z_jl = sum_{k != j} 1(|d_jkl| < SD_l),        SD_l = SD of all d_jkl, all markets
+    quadratic  z_jl = sum_{k != j} d_jkl^2,
+
+each split into sums over the firm's own other products and over rivals' products, or pooled.
+Interactions: local 1(|d_jkl| < SD_l) (x_jl' - x_kl') for every l'; quadratic d_jkl d_jkl' for
+l' >= l (the terms and column order of ``pyblp.build_differentiation_instruments``).
+
+Course convention (Econometrics B, Copenhagen, on the cars data): characteristics are first
+scaled by their within-market standard deviation, w_jl = x_jl / sd_t(x_l); the local count is
+sum_k 1(|w_kl - w_jl| < 1) over ALL products of the market including j itself (so it is at
+least 1), quadratic is sum_k (w_kl - w_jl)^2; no firm split by default. A characteristic that is
+constant within a market has no spread there: its scaled differences are zero.
+
+Work is done on blocks of markets of equal size (``pair_blocks``), never an N x N array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from blpdemand._types import BoolArray, FloatArray
+from blpdemand.data.markets import MarketIndex
+from blpdemand.errors import SpecificationError
+from blpdemand.instruments._prepare import (
+    Characteristics,
+    clean,
+    pair_blocks,
+    prepare,
+    read_characteristics,
+)
+
+VERSIONS = ("local", "quadratic")
+CONVENTIONS = ("standard", "course")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DifferentiationConfig:
+    """Which differentiation instruments to build.
+
+    version : "local" (counts of close products) or "quadratic" (sums of squared differences).
+    convention : "standard" (PyBLP, Gandhi-Houde) or "course" (within-market SD scaling, the
+        product itself counted).
+    split : sums over own-firm and rival products separately (True) or pooled (False); None
+        means True for "standard" and False for "course".
+    interact : add interactions across characteristics.
+    ddof : degrees of freedom of the course convention's within-market SD (1: pandas' std).
+    """
+
+    version: str = "local"
+    convention: str = "standard"
+    split: bool | None = None
+    interact: bool = False
+    ddof: int = 1
+
+    def __post_init__(self) -> None:
+        if self.version not in VERSIONS:
+            raise SpecificationError(f"version={self.version!r} is unknown; valid: {list(VERSIONS)}")
+        if self.convention not in CONVENTIONS:
+            raise SpecificationError(
+                f"convention={self.convention!r} is unknown; valid: {list(CONVENTIONS)}")
+        if self.ddof not in (0, 1):
+            raise SpecificationError(f"ddof={self.ddof!r} is unknown; valid: [0, 1]")
+
+    @property
+    def firm_split(self) -> bool:
+        return self.convention == "standard" if self.split is None else bool(self.split)
+
+
+def build_differentiation_instruments(
+        products: pd.DataFrame, characteristics: Characteristics, *, version: str = "local",
+        convention: str = "standard", split: bool | None = None, interact: bool = False,
+        ddof: int = 1, prefix: str = "gh_", columns: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Gandhi-Houde differentiation instruments, local or quadratic, standard or course convention.
+
+    z_jl = sum_{k in S_j} f(d_jkl) with d_jkl = x_kl - x_jl, f = 1(|d| < SD_l) or d^2, S_j the
+    own-firm or rival products of j's market (Gandhi and Houde 2019, eq. 11-12); see the module
+    docstring for the course convention. The intercept is dropped (it has no differences).
+
+    Parameters
+    ----------
+    products : DataFrame with ``market_ids`` (and ``firm_ids`` when split), any row order.
+    characteristics : formula (``"hpwt + air + mpd"``) or column names.
+    version, convention, split, interact, ddof : see ``DifferentiationConfig``.
+    prefix : output column prefix; names are ``{prefix}[course_]{local|quad}_{own|rival|all}_{x}``
+        and ``..._{x}_by_{x'}`` for interactions.
+    columns : map from reserved name to the user's column, e.g. ``{"market_ids": "year"}``.
+
+    Returns
+    -------
+    DataFrame (N, M) with the input's index and row order; own columns before rival columns.
+
+    Examples
+    --------
+    >>> d = pd.DataFrame({"market_ids": [1, 1, 1], "firm_ids": [1, 1, 2], "x": [0.0, 1.0, 3.0]})
+    >>> build_differentiation_instruments(d, "0 + x", version="quadratic")["gh_quad_rival_x"].tolist()
+    [9.0, 4.0, 10.0]
+    """
+    config = DifferentiationConfig(version=version, convention=convention, split=split,
+                                   interact=interact, ddof=ddof)
+    require = ("market_ids", "firm_ids") if config.firm_split else ("market_ids",)
+    data = prepare(products, columns=columns, require=require)
+    X = read_characteristics(characteristics, data.frame, intercept=False)
+    values = X.values
+    if config.convention == "course":
+        values = _scale_within_markets(values, data.markets, config.ddof)
+        threshold = np.ones(X.K)
+    else:
+        threshold = _pairwise_sd(values, data.markets)
+    firms = data.codes("firm_ids") if config.firm_split else None
+    terms = _terms(X.K, config)
+    sides = 2 if config.firm_split else 1
+    out = np.zeros((data.N, sides * len(terms)))
+    include_self = config.convention == "course"
+    for rows_j, rows_k in pair_blocks(data.markets):
+        block = _block(values, rows_j, rows_k, firms, terms, threshold, config.version,
+                       include_self)
+        out[rows_j] = block
+    return data.to_frame(out, _names(X.names, terms, config, prefix))
+
+
+def _terms(K: int, config: DifferentiationConfig) -> list[tuple[int, int | None]]:
+    """(l, l') pairs of summands; l' is None for the plain local count."""
+    if config.version == "local":
+        if not config.interact:
+            return [(k, None) for k in range(K)]
+        return [(k1, k2) for k1 in range(K) for k2 in range(K)]
+    return [(k1, k2) for k1 in range(K) for k2 in range(k1, K if config.interact else k1 + 1)]
+
+
+def _names(names: tuple[str, ...], terms: list[tuple[int, int | None]],
+           config: DifferentiationConfig, prefix: str) -> list[str]:
+    stem = prefix + ("course_" if config.convention == "course" else "")
+    stem += "local" if config.version == "local" else "quad"
+    labels = []
+    for k1, k2 in terms:
+        if k2 is None or (config.version == "quadratic" and k2 == k1):
+            labels.append(clean(names[k1]))
+        else:
+            labels.append(f"{clean(names[k1])}_by_{clean(names[k2])}")
+    sides = ("own", "rival") if config.firm_split else ("all",)
+    return [f"{stem}_{side}_{label}" for side in sides for label in labels]
+
+
+def _pairwise_sd(X: FloatArray, markets: MarketIndex) -> FloatArray:
+    """SD_l of the differences d_jkl, j != k, pooled over markets: (K,).
+
+    sum_{j != k} d_jk^2 = 2 J_t sum_j (x_j - mean_t)^2 and the differences average to zero.
+    """
+    sizes = markets.sizes.astype(np.float64)
+    means = markets.segment_sum(X) / np.maximum(sizes, 1.0)[:, None]
+    squares = markets.segment_sum((X - markets.expand(means)) ** 2)
+    count = float(np.sum(sizes * (sizes - 1.0)))
+    if count == 0:
+        return np.zeros(X.shape[1])
+    return np.asarray(np.sqrt(np.sum(2.0 * sizes[:, None] * squares, axis=0) / count))
+
+
+def _scale_within_markets(X: FloatArray, markets: MarketIndex, ddof: int) -> FloatArray:
+    """x_jl / sd_t(x_l); zero where a market has no spread in x_l (or too few products)."""
+    sizes = markets.sizes.astype(np.float64)
+    means = markets.segment_sum(X) / np.maximum(sizes, 1.0)[:, None]
+    squares = markets.segment_sum((X - markets.expand(means)) ** 2)
+    dof = (sizes - ddof)[:, None]
+    variance = np.divide(squares, dof, out=np.zeros_like(squares), where=dof > 0)
+    sd = np.sqrt(variance)
+    scale = np.divide(1.0, sd, out=np.zeros_like(sd), where=sd > 0)
+    return np.asarray(X * markets.expand(scale))
+
+
+def _block(X: FloatArray, rows_j: np.ndarray, rows_k: np.ndarray, firms: np.ndarray | None,
+           terms: list[tuple[int, int | None]], threshold: FloatArray, version: str,
+           include_self: bool) -> FloatArray:
+    """Instruments of rows_j (G, R) summed over rows_k (G, J): returns (G, R, sides * terms)."""
+    diagonal: BoolArray = rows_j[:, :, None] == rows_k[:, None, :]
+    keep = np.ones(diagonal.shape, dtype=bool) if include_self else ~diagonal
+    if firms is None:
+        weights = [keep.astype(np.float64)]
+    else:
+        same = firms[rows_j][:, :, None] == firms[rows_k][:, None, :]
+        weights = [(same & keep).astype(np.float64), (~same & keep).astype(np.float64)]
+    differences: dict[int, FloatArray] = {}
+
+    def difference(k: int) -> FloatArray:  # x_jk - x_kk, as in PyBLP's interaction terms
+        if k not in differences:
+            differences[k] = X[rows_j, k][:, :, None] - X[rows_k, k][:, None, :]
+        return differences[k]
+
+    columns = []
+    for weight in weights:
+        for k1, k2 in terms:
+            if version == "local":
+                term = (np.abs(difference(k1)) < threshold[k1]).astype(np.float64)
+                if k2 is not None:
+                    term = term * difference(k2)
+            else:
+                assert k2 is not None
+                term = difference(k1) * difference(k2)
+            columns.append(np.einsum("grj,grj->gr", term, weight))
+    return np.stack(columns, axis=-1)
