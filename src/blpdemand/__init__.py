@@ -21,6 +21,12 @@ _API: dict[str, str] = {
     "load_products": "blpdemand.data.products",
     "MarketIndex": "blpdemand.data.markets",
     "Problem": "blpdemand.model.problem",
+    "simulate": "blpdemand.model.simulation",
+    "SimulatedMarkets": "blpdemand.model.simulation",
+    # integration
+    "Integration": "blpdemand.integration.rule",
+    "build_agent_frame": "blpdemand.integration.agents",
+    "draws_stability": "blpdemand.integration.stability",
     "Table": "blpdemand.results.tables",
     "coefficient_table": "blpdemand.results.tables",
 }
