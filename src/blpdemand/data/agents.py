@@ -7,10 +7,9 @@ market position t means the same market for products and agents.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-
-from typing import TYPE_CHECKING
 
 from blpdemand._types import FloatArray
 from blpdemand.data.markets import MarketIndex
@@ -30,6 +29,8 @@ class AgentData:
     nodes : (I, K2) standard-normal nodes nu_it, one column per X2 characteristic.
     demographics : (I, D) observed demographics y_it.
     demographic_names : names of the D demographic columns.
+    negative_weights : whether some weights may be negative (sparse-grid rules); shares are then
+        weighted sums with mixed signs and may leave (0, 1) far from the solution.
     """
 
     markets: MarketIndex
@@ -37,9 +38,10 @@ class AgentData:
     nodes: FloatArray
     demographics: FloatArray
     demographic_names: tuple[str, ...] = ()
+    negative_weights: bool = False
 
     @property
-    def I(self) -> int:  # noqa: E743 - the literature's symbol
+    def I(self) -> int:
         return int(self.weights.shape[0])
 
     @property
@@ -49,16 +51,20 @@ class AgentData:
     def with_nodes(self, nodes: FloatArray) -> AgentData:
         """A copy with other nodes (same weights and demographics)."""
         return AgentData(markets=self.markets, weights=self.weights, nodes=np.asarray(nodes),
-                         demographics=self.demographics, demographic_names=self.demographic_names)
+                         demographics=self.demographics, demographic_names=self.demographic_names,
+                         negative_weights=self.negative_weights)
 
 
 def load_agents(frame: pd.DataFrame, markets: MarketIndex, *,
-                demographics: str | None = None) -> AgentData:
+                demographics: str | None = None,
+                allow_negative_weights: bool = False) -> AgentData:
     """Validate an agent DataFrame (``market_ids``, ``weights``, ``nodes0..``, demographics).
 
     Markets are matched to the products' ``markets``; every product market needs agents, agent
-    rows in markets without products are dropped. Weights must be positive; their per-market
-    sums are reported by the caller's policy (see integration).
+    rows in markets without products are dropped. Weights must be positive unless
+    ``allow_negative_weights`` (sparse grids), and each market's weights must have a positive
+    sum. Sums away from one are kept (BLP 1995's importance-sampling weights sum to 0.154) but
+    raise an `IntegrationWarning` naming the markets: s_jt = sum_i w_it s_ijt scales with them.
     """
     import pandas as pd
 
@@ -87,10 +93,7 @@ def load_agents(frame: pd.DataFrame, markets: MarketIndex, *,
     codes = codes[order]
     agent_markets = MarketIndex.from_sorted_codes(markets.ids, codes)
     weights = frame["weights"].to_numpy(dtype=np.float64)
-    if np.any(weights <= 0):
-        t = codes[int(np.flatnonzero(weights <= 0)[0])]
-        raise DataError(f"agent weights must be positive; found a weight <= 0 in market "
-                        f"{markets.ids[t]!r}")
+    _check_weights(weights, agent_markets, allow_negative_weights)
     nodes = frame[node_columns].to_numpy(dtype=np.float64) if node_columns else np.zeros((len(frame), 0))
     if demographics:
         matrix = build_matrix(demographics, frame, intercept=False, what="demographics formula")
@@ -98,4 +101,35 @@ def load_agents(frame: pd.DataFrame, markets: MarketIndex, *,
     else:
         values, names = np.zeros((len(frame), 0)), ()
     return AgentData(markets=agent_markets, weights=weights, nodes=nodes, demographics=values,
-                     demographic_names=tuple(names))
+                     demographic_names=tuple(names),
+                     negative_weights=bool(allow_negative_weights and np.any(weights < 0)))
+
+
+def _check_weights(weights: FloatArray, markets: MarketIndex, allow_negative: bool) -> None:
+    """Weights positive (or negative allowed), positive per-market sums, sums near one (warn)."""
+    import warnings
+
+    from blpdemand.errors import DataError, IntegrationWarning
+
+    bad = weights == 0 if allow_negative else weights <= 0
+    if np.any(bad):
+        t = markets.codes[int(np.flatnonzero(bad)[0])]
+        rule = "nonzero" if allow_negative else "positive"
+        hint = "" if allow_negative else (
+            "; negative weights come from sparse grids: pass agents=bd.Integration("
+            "'sparse_grid', level) so the rule is known")
+        raise DataError(f"agent weights must be {rule}; found {weights[bad][0]!r} in market "
+                        f"{markets.ids[t]!r} ({int(bad.sum())} bad weight(s)){hint}")
+    sums = markets.segment_sum(weights)
+    if np.any(sums <= 0):
+        t = int(np.flatnonzero(sums <= 0)[0])
+        raise DataError(f"agent weights in market {markets.ids[t]!r} sum to {sums[t]:.6g}; "
+                        "each market's weights must have a positive sum (ideally one)")
+    off = np.abs(sums - 1.0) > 1e-8
+    if np.any(off):
+        shown = ", ".join(f"{markets.ids[t]!r}: {sums[t]:.6g}" for t in np.flatnonzero(off)[:5])
+        warnings.warn(
+            f"agent weights do not sum to one in {int(off.sum())} of {markets.T} market(s) "
+            f"({shown}); shares scale with these sums. Kept as given (e.g. BLP 1995 "
+            "importance-sampling weights); normalize them per market if that was not intended",
+            IntegrationWarning, stacklevel=3)
