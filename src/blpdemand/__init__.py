@@ -29,6 +29,9 @@ _API: dict[str, str] = {
     "draws_stability": "blpdemand.integration.stability",
     "Table": "blpdemand.results.tables",
     "coefficient_table": "blpdemand.results.tables",
+    "save_results": "blpdemand.results.io",
+    "load_results": "blpdemand.results.io",
+    "SavedResults": "blpdemand.results.io",
 }
 
 __all__ = sorted(_API) + ["__version__"]

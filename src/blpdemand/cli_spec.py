@@ -1,0 +1,225 @@
+"""The TOML specification read by ``blpdemand estimate`` and ``blpdemand logit``.
+
+A specification names the data, the model, the instruments, the integration rule, the
+estimator's options and the post-estimation outputs. Every key is checked: an unknown key is
+an error naming it and the valid ones; a wrong type is an error naming the key and the type
+expected. Sections that configure a library object (``[estimation]``, ``[logit]``,
+``[integration]``, ``[[instruments.build]]``) take exactly that object's keyword arguments.
+See ``examples/README.md`` for a complete description and ``examples/*.toml`` for examples.
+
+Paths are relative to the specification file unless absolute. ``${NAME}`` expands the
+environment variable NAME and ``${NAME:-default}`` falls back to ``default`` when it is unset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from blpdemand.errors import DataError, SpecificationError
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+# section -> key -> (expected python types, description of the type)
+_STR = ((str,), "a string")
+_STRS = ((list,), "a list of strings")
+_BOOL = ((bool,), "true or false")
+_STR_OR_LIST = ((str, list), "a string or a list of strings")
+_MATRIX = ((list,), "a list of rows (lists of numbers)")
+_TABLE = ((dict,), "a table")
+_MARKET = ((str, int), "a market id (string or integer)")
+
+SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
+    "data": {"products": _STR, "agents": _STR},
+    "model": {"linear": _STR, "nonlinear": _STR, "demographics": _STR, "absorb": _STR_OR_LIST,
+              "endogenous": _STRS},
+    "instruments": {"columns": _STRS, "build": ((list,), "an array of tables [[instruments.build]]")},
+    "parameters": {"sigma": _MATRIX, "pi": _MATRIX},
+    "post": {"elasticities": _BOOL, "diversion": _BOOL, "costs": _BOOL, "market": _MARKET,
+             "merger": _TABLE, "profiles": _BOOL},
+    "output": {"directory": _STR, "json": _BOOL, "latex": _BOOL, "html": _BOOL, "plots": _BOOL},
+}
+# sections whose keys are checked against a library object's keyword arguments
+FORWARDED = ("columns", "integration", "estimation", "logit")
+TOP_LEVEL = ("title",)
+RESERVED_COLUMNS = ("market_ids", "product_ids", "firm_ids", "shares", "prices",
+                    "clustering_ids")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Spec:
+    """A parsed specification: the TOML tables, with paths resolved and data not yet loaded."""
+
+    path: Path
+    title: str
+    data: dict[str, Path]
+    columns: dict[str, str] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    instruments: dict[str, Any] = field(default_factory=dict)
+    integration: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    estimation: dict[str, Any] = field(default_factory=dict)
+    logit: dict[str, Any] = field(default_factory=dict)
+    post: dict[str, Any] = field(default_factory=dict)
+    output: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def where(self, key: str) -> str:
+        return f"{key} in {self.path.name}"
+
+
+def read_spec(path: str | Path) -> Spec:
+    """Parse and check a TOML specification file (no data read yet)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecificationError(f"specification file '{path}' does not exist")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecificationError(f"{path.name} is not valid TOML: {exc}") from None
+    return parse_spec(raw, path)
+
+
+def parse_spec(raw: Mapping[str, Any], path: Path) -> Spec:
+    """Check the keys and types of a parsed TOML document and resolve its paths."""
+    name = path.name
+    valid = sorted([*TOP_LEVEL, *SCHEMA, *FORWARDED])
+    for key, value in raw.items():
+        if key not in valid:
+            raise SpecificationError(f"unknown section '{key}' in {name}; valid: {', '.join(valid)}")
+        if key in TOP_LEVEL:
+            _check_type(value, _STR, f"'{key}'", name)
+            continue
+        if not isinstance(value, dict):
+            raise SpecificationError(f"'{key}' in {name} must be a table [{key}], "
+                                     f"got {_type_name(value)}")
+        if key in SCHEMA:
+            _check_section(value, SCHEMA[key], key, name)
+    sections = {k: dict(raw.get(k, {})) for k in (*SCHEMA, *FORWARDED)}
+    if "products" not in sections["data"]:
+        raise SpecificationError(f"[data] products is missing in {name}; give the products file")
+    if "linear" not in sections["model"]:
+        raise SpecificationError(f"[model] linear is missing in {name}; give the X1 formula")
+    base = path.resolve().parent
+    data = {k: resolve_path(v, base, f"[data] {k}", name) for k, v in sections["data"].items()}
+    for key, value in sections["columns"].items():
+        if key not in RESERVED_COLUMNS:
+            raise SpecificationError(f"unknown key '{key}' in [columns] of {name}; valid: "
+                                     f"{', '.join(RESERVED_COLUMNS)}")
+        _check_type(value, _STR, f"[columns] {key}", name)
+    builders = sections["instruments"].get("build", [])
+    for k, builder in enumerate(builders):
+        if not isinstance(builder, dict) or not isinstance(builder.get("kind"), str):
+            raise SpecificationError(f"[[instruments.build]] entry {k + 1} in {name} needs "
+                                     f"kind = \"...\" (e.g. kind = \"blp\")")
+    for key in ("columns",):
+        for item in sections["instruments"].get(key, []):
+            _check_type(item, _STR, "[instruments] columns entries", name)
+    output = dict(sections["output"])
+    if "directory" in output:
+        output["directory"] = resolve_path(output["directory"], base, "[output] directory", name)
+    integration = dict(sections["integration"])
+    if isinstance(integration.get("demographics_data"), str):
+        integration["demographics_data"] = resolve_path(
+            integration["demographics_data"], base, "[integration] demographics_data", name)
+    return Spec(path=path, title=str(raw.get("title", path.stem)), data=data,
+                columns=sections["columns"], model=sections["model"],
+                instruments=sections["instruments"], integration=integration,
+                parameters=sections["parameters"], estimation=sections["estimation"],
+                logit=sections["logit"], post=sections["post"], output=output, raw=dict(raw))
+
+
+def expand_env(text: str, where: str, spec_name: str) -> str:
+    """Expand ``${NAME}`` and ``${NAME:-default}``; an unset NAME without default is an error."""
+
+    def replace(match: re.Match[str]) -> str:
+        value = os.environ.get(match.group(1))
+        if value:
+            return value
+        if match.group(2) is not None:
+            return match.group(2)
+        raise SpecificationError(f"{where} in {spec_name} uses ${{{match.group(1)}}}, which is "
+                                 f"not set; export {match.group(1)}=... or write "
+                                 f"${{{match.group(1)}:-default}}")
+
+    return _ENV.sub(replace, text)
+
+
+def resolve_path(text: str, base: Path, where: str, spec_name: str) -> Path:
+    """Expand the environment and make a path absolute relative to the spec's folder."""
+    path = Path(expand_env(text, where, spec_name)).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def read_table(path: Path, where: str) -> pd.DataFrame:
+    """Read a CSV or Parquet file (by extension) into a DataFrame."""
+    if not path.is_file():
+        raise DataError(f"{where}: file '{path}' does not exist; fix the path or set the "
+                        f"environment variable it uses (e.g. BLPDEMAND_DATA)")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        if suffix in (".csv", ".txt", ".gz"):
+            return pd.read_csv(path)
+    except ImportError as exc:
+        raise DataError(f"{where}: reading '{path.name}' needs an optional package: {exc}") from None
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{where}: cannot read '{path}': {exc}") from None
+    raise DataError(f"{where}: '{path.name}' has extension '{suffix}'; use .csv or .parquet")
+
+
+def keyword_names(target: Callable[..., Any]) -> tuple[str, ...]:
+    """Keyword arguments a function or dataclass accepts (public ones only)."""
+    if dataclasses.is_dataclass(target) and isinstance(target, type):
+        return tuple(f.name for f in dataclasses.fields(target) if f.init and
+                     not f.name.startswith("_"))
+    params = inspect.signature(target).parameters.values()
+    return tuple(p.name for p in params
+                 if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+                 and not p.name.startswith("_"))
+
+
+def check_keys(given: Mapping[str, Any], valid: tuple[str, ...], section: str,
+               spec_name: str) -> None:
+    """Raise naming the first unknown key of a section and the valid ones."""
+    for key in given:
+        if key not in valid:
+            raise SpecificationError(f"unknown key '{key}' in {section} of {spec_name}; valid: "
+                                     f"{', '.join(sorted(valid))}")
+
+
+def _check_section(values: Mapping[str, Any], schema: Mapping[str, tuple[tuple[type, ...], str]],
+                   section: str, spec_name: str) -> None:
+    check_keys(values, tuple(schema), f"[{section}]", spec_name)
+    for key, value in values.items():
+        _check_type(value, schema[key], f"[{section}] {key}", spec_name)
+
+
+def _check_type(value: Any, expected: tuple[tuple[type, ...], str], where: str,
+                spec_name: str) -> None:
+    types, description = expected
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+    if ok and expected is _STRS:
+        ok = all(isinstance(v, str) for v in value)
+    if ok and expected is _MATRIX:
+        ok = all(isinstance(r, list) and all(isinstance(x, (int, float)) and
+                                            not isinstance(x, bool) for x in r) for r in value)
+    if not ok:
+        raise SpecificationError(f"{where} in {spec_name} must be {description}, "
+                                 f"got {_type_name(value)} {value!r}")
+
+
+def _type_name(value: Any) -> str:
+    names = {str: "string", int: "integer", float: "float", bool: "boolean", list: "array",
+             dict: "table"}
+    return names.get(type(value), type(value).__name__)
