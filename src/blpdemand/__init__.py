@@ -32,6 +32,9 @@ _API: dict[str, str] = {
     "save_results": "blpdemand.results.io",
     "load_results": "blpdemand.results.io",
     "SavedResults": "blpdemand.results.io",
+    "estimate_approximation": "blpdemand.solve.salanie_wolak",
+    "ApproximationResults": "blpdemand.solve.salanie_wolak",
+    "approximation_start": "blpdemand.solve.salanie_wolak",
 }
 
 __all__ = sorted(_API) + ["__version__"]
