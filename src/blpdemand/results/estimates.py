@@ -1,0 +1,237 @@
+"""BLP estimation results: a frozen record, its standard errors, summary table and fitted model.
+
+Standard errors come from the GMM sandwich (Hansen 1982) with G = d g / d(theta, beta)
+= (1/N) Z~' [d xi/d theta, -X1~]: V = (G'WG)^{-1} G'WSWG (G'WG)^{-1} / N, S unadjusted, robust
+or clustered; another kind is a new object from ``with_covariance``, never an in-place change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from blpdemand._types import AnyArray, FloatArray
+from blpdemand.errors import SpecificationError
+from blpdemand.model.fitted import FittedDemand
+from blpdemand.model.parameters import ParameterLayout
+from blpdemand.model.problem import Problem
+from blpdemand.results.tables import Table, coefficient_table
+from blpdemand.solve.covariance import (
+    check_kind,
+    moment_covariance,
+    parameter_covariance,
+    weighting_matrix,
+)
+from blpdemand.solve.estimate import EstimationConfig, EstimationOutcome, run_estimation
+from blpdemand.solve.gmm import ObjectiveEvaluation
+from blpdemand.solve.optimizer import OptimizationResult
+from blpdemand.solve.progress import Reporter
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class BLPResults:
+    """Estimates of a BLP demand model (arrays in the problem's sorted row order).
+
+    Attributes
+    ----------
+    problem, layout, config : what was estimated and how.
+    theta : (P,) free Sigma and Pi elements (``layout.names``); beta : (K1,) linear parameters.
+    delta, xi : (N,) mean utilities and structural errors at the estimate.
+    objective : Q = N g'Wg; gradient : (P,) dQ/dtheta; hessian : (P, P) or None.
+    W : (M, M) weighting matrix of the last step; G : (M, P + K1) moment Jacobian.
+    covariance : (P + K1, P + K1) of (theta, beta); covariance_kind, clusters.
+    steps : optimizer records per GMM step; starts : where each start ended.
+    """
+
+    problem: Problem
+    layout: ParameterLayout
+    config: EstimationConfig
+    theta: FloatArray
+    beta: FloatArray
+    delta: FloatArray = field(repr=False)
+    xi: FloatArray = field(repr=False)
+    objective: float
+    gradient: FloatArray
+    hessian: FloatArray | None = field(repr=False)
+    W: FloatArray = field(repr=False)
+    G: FloatArray = field(repr=False)
+    covariance: FloatArray = field(repr=False)
+    covariance_kind: str
+    clusters: AnyArray | None = field(repr=False)
+    steps: tuple[OptimizationResult, ...] = field(repr=False)
+    starts: tuple[Any, ...] = field(repr=False)
+    bounds: tuple[tuple[float, float], ...] = field(repr=False)
+    contraction_iterations: int
+    contraction_evaluations: int
+    contraction_failures: int
+    time: float
+    seeds: dict[str, Any] = field(repr=False)
+
+    # ------------------------------------------------------------------ estimates
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Names of (theta, beta): ``sigma[...]``, ``pi[...]``, then the X1 columns."""
+        return self.layout.names + tuple(self.problem.X1.names)
+
+    @property
+    def estimates(self) -> FloatArray:
+        """(P + K1,) theta then beta."""
+        return np.concatenate([self.theta, self.beta])
+
+    @property
+    def standard_errors(self) -> FloatArray:
+        """(P + K1,) square roots of the covariance diagonal."""
+        return np.sqrt(np.clip(np.diag(self.covariance), 0.0, None))
+
+    @property
+    def theta_se(self) -> FloatArray:
+        return self.standard_errors[: self.layout.P]
+
+    @property
+    def beta_se(self) -> FloatArray:
+        return self.standard_errors[self.layout.P:]
+
+    @property
+    def sigma(self) -> FloatArray:
+        return self.layout.unpack(self.theta)[0]
+
+    @property
+    def pi(self) -> FloatArray:
+        return self.layout.unpack(self.theta)[1]
+
+    @property
+    def sigma_se(self) -> FloatArray:
+        """(K2, K2) standard errors of Sigma (zero where fixed)."""
+        return self.layout.unpack(self.theta_se)[0]
+
+    @property
+    def pi_se(self) -> FloatArray:
+        return self.layout.unpack(self.theta_se)[1]
+
+    @property
+    def gradient_norm(self) -> float:
+        """Inf-norm of dQ/dtheta at the estimate."""
+        return float(np.max(np.abs(self.gradient), initial=0.0))
+
+    @property
+    def hessian_eigenvalues(self) -> FloatArray | None:
+        """Eigenvalues of the Hessian of Q (all positive at a strict local minimum)."""
+        return None if self.hessian is None else np.linalg.eigvalsh(self.hessian)
+
+    @property
+    def optimization(self) -> OptimizationResult:
+        """The optimizer record of the last GMM step."""
+        return self.steps[-1]
+
+    @property
+    def converged(self) -> bool:
+        return all(step.converged for step in self.steps)
+
+    @property
+    def fitted(self) -> FittedDemand:
+        """The estimates post-estimation reads (elasticities, costs, counterfactuals)."""
+        return FittedDemand(problem=self.problem, layout=self.layout, theta=self.theta,
+                            beta=self.beta, delta=self.delta)
+
+    # ------------------------------------------------------------------ covariance
+    def with_covariance(self, kind: str, *, clusters: Any = None) -> BLPResults:
+        """A NEW results object with ``kind`` standard errors (unadjusted/robust/clustered).
+
+        ``clusters`` is a product-data column name or (N,) ids in the user's row order.
+        """
+        ids = _cluster_ids(self.problem, clusters) if clusters is not None else self.clusters
+        check_kind(kind, ids, self.problem.N)
+        covariance = gmm_covariance(self.G, self.W, self.xi, self.problem.ZD_tilde, kind=kind,
+                                    clusters=ids, center=self.config.center_moments)
+        return dataclasses.replace(self, covariance=covariance, covariance_kind=kind, clusters=ids)
+
+    # ------------------------------------------------------------------ display
+    def summary(self, *, digits: int = 4) -> Table:
+        """Coefficient table of (theta, beta) with standard errors, t, p and 95% intervals."""
+        eig = self.hessian_eigenvalues
+        notes = [(f"N = {self.problem.N}, T = {self.problem.T}, GMM steps = {len(self.steps)}, "
+                 f"objective = {self.objective:.6g}, gradient inf-norm = {self.gradient_norm:.3g}"),
+                 (f"standard errors: {self.covariance_kind}; optimizer {self.config.optimizer}: "
+                 f"{self.optimization.status.value} after {self.optimization.iterations} iterations"),
+                 f"contraction iterations = {self.contraction_iterations}, time = {self.time:.2f} s"]
+        if eig is not None:
+            notes.append(f"Hessian eigenvalues: min {eig.min():.4g}, max {eig.max():.4g}")
+        return coefficient_table(self.names, self.estimates, self.standard_errors,
+                                 title="BLP demand estimates", notes=notes, digits=digits)
+
+    def starts_table(self) -> Table:
+        """Where each starting value ended: start, estimate, objective, gradient norm, status."""
+        rows = []
+        for k, s in enumerate(self.starts):
+            o = s.optimization
+            row: dict[str, Any] = {f"start {n}": v for n, v in zip(self.layout.names, s.start)}
+            row.update({n: v for n, v in zip(self.layout.names, o.theta)})
+            row.update(objective=o.objective, gradient_norm=o.projected_gradient_norm,
+                       iterations=o.iterations, converged=o.converged)
+            rows.append(pd.Series(row, name="user" if k == 0 else f"random {k}"))
+        return Table(title="Multi-start outcomes", body=pd.DataFrame(rows))
+
+
+def gmm_covariance(G: FloatArray, W: FloatArray, xi: FloatArray, Z: FloatArray, *, kind: str,
+                   clusters: AnyArray | None = None, center: bool = True) -> FloatArray:
+    """Covariance of (theta, beta): sandwich for robust/clustered, (G'S^{-1}G)^{-1}/N unadjusted."""
+    S = moment_covariance(xi, Z, kind=kind, clusters=clusters, center=center)
+    if kind == "unadjusted":
+        W = weighting_matrix(S, what="unadjusted moment covariance")
+    return parameter_covariance(G, W, S, xi.shape[0])
+
+
+def _cluster_ids(problem: Problem, clusters: Any) -> AnyArray:
+    if isinstance(clusters, str):
+        if not problem.products.has(clusters):
+            raise SpecificationError(f"clusters column {clusters!r} is not in the product data")
+        return problem.products.array(clusters)
+    values = np.asarray(clusters)
+    if values.shape != (problem.N,):
+        raise SpecificationError(f"clusters must be a column name or {problem.N} ids, got shape {values.shape}")
+    return problem.products.sort(values)
+
+
+def results_from(problem: Problem, outcome: EstimationOutcome, config: EstimationConfig) -> BLPResults:
+    """Wrap the estimator's outcome: moment Jacobian, covariance, and the start-value check."""
+    e: ObjectiveEvaluation = outcome.evaluation
+    N = problem.N
+    Z = problem.ZD_tilde
+    G = np.column_stack([Z.T @ e.xi_jacobian, -(Z.T @ problem.X1_tilde)]) / N
+    kind = config.covariance
+    covariance = gmm_covariance(G, outcome.W, e.xi, Z, kind=kind, clusters=outcome.clusters,
+                                center=config.center_moments)
+    return BLPResults(
+        problem=problem, layout=outcome.layout, config=config, theta=e.theta, beta=e.beta,
+        delta=e.delta, xi=e.xi, objective=e.objective, gradient=e.gradient, hessian=outcome.hessian,
+        W=outcome.W, G=G, covariance=covariance, covariance_kind=kind, clusters=outcome.clusters,
+        steps=outcome.steps, starts=outcome.starts, bounds=outcome.bounds,
+        contraction_iterations=outcome.contraction_iterations,
+        contraction_evaluations=outcome.contraction_evaluations,
+        contraction_failures=outcome.contraction_failures, time=outcome.time, seeds=outcome.seeds)
+
+
+def estimate(problem: Problem, *, sigma: Any = None, pi: Any = None,
+             config: EstimationConfig | None = None, reporter: Reporter | None = None) -> BLPResults:
+    """Estimate BLP demand by nested fixed point GMM (Berry, Levinsohn and Pakes 1995).
+
+    theta_hat = argmin N g(theta)' W g(theta), g = (1/N) Z~' xi(theta), beta concentrated out.
+    Nonzero elements of the starting ``sigma`` (K2 vector or (K2, K2) lower triangle) and ``pi``
+    (K2, D) are estimated; zeros stay fixed.
+
+    Examples
+    --------
+    >>> results = bd.estimate(problem, sigma=[0.5, 1.0], config=bd.EstimationConfig())  # doctest: +SKIP
+    >>> results.summary()  # doctest: +SKIP
+    """
+    config = config if config is not None else EstimationConfig()
+    layout, theta0 = problem.layout(sigma, pi)
+    outcome = run_estimation(problem, layout, theta0, config, reporter)
+    return results_from(problem, outcome, config)
+
+
+__all__ = ["BLPResults", "estimate", "gmm_covariance", "results_from"]

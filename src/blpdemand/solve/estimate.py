@@ -1,0 +1,260 @@
+"""The BLP estimator's procedure: nested fixed point GMM, one or two steps, multi-start.
+
+theta_hat = argmin_theta N g(theta)' W g(theta), g = (1/N) Z~' xi(theta), beta concentrated out
+(Berry, Levinsohn and Pakes 1995; Nevo 2000; Conlon and Gortmaker 2020). Step 1 uses
+W = (Z~'Z~/N)^{-1}; step 2 re-optimizes from the step-1 estimate with W = S(xi_1)^{-1}, S the
+robust (or clustered) moment covariance. The public entry point ``blpdemand.estimate`` wraps
+the :class:`EstimationOutcome` of :func:`run_estimation` into a results object.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from blpdemand._types import AnyArray, FloatArray
+from blpdemand.errors import ConvergenceWarning, OptimizationWarning, SpecificationError
+from blpdemand.model.parameters import ParameterLayout
+from blpdemand.model.problem import Problem
+from blpdemand.solve.covariance import moment_covariance, weighting_matrix
+from blpdemand.solve.gmm import DemandObjective, ObjectiveEvaluation
+from blpdemand.solve.optimizer import OPTIMIZERS, OptimizationResult, minimize, run_jobs
+from blpdemand.solve.progress import Reporter
+
+BOUND_UTILITY = 20.0  # default bounds: a parameter may move utility by at most this much
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EstimationConfig:
+    """How to estimate (frozen, validated; stored in the results).
+
+    Parameters
+    ----------
+    optimizer : one of ``l-bfgs-b`` (default), ``trust-constr``, ``bfgs`` (ignores bounds),
+        ``slsqp``, or derivative-free ``nelder-mead``/``powell`` (warned about).
+    gtol : convergence when the inf-norm of the (projected) gradient of Q is <= gtol. Q is
+        scaled by N, so 1e-8 is strict; loosen to ~1e-6 for large N or noisy inner loops.
+    max_iterations : optimizer iterations per run.
+    bounds : {parameter name: (low, high)} overriding the data-derived default box
+        (each free parameter may change utility by at most 20 over the data, or twice its start).
+    method : ``"1s"`` or ``"2s"`` GMM.
+    weighting : moment covariance for the step-2 W: ``"robust"`` or ``"clustered"``.
+    covariance : standard errors: ``"robust"`` (default), ``"unadjusted"``, ``"clustered"``.
+    clusters : product-data column of cluster ids for clustered W or standard errors.
+    center_moments : center per-observation moments in S (as PyBLP does by default).
+    starts : extra random starting values drawn uniformly in the bounds (0 = only the user's).
+    rng : seed of those draws.
+    contraction : keyword options passed to the inner loop's ``solve_delta``.
+    on_failure : ``"warn"`` (continue, warn at the end) or ``"raise"`` when the inner loop or
+        the optimizer fails.
+    hessian : compute the Hessian of Q at the estimate (finite differences of the gradient).
+    runner : function running a list of independent jobs (default: in sequence).
+    """
+
+    optimizer: str = "l-bfgs-b"
+    gtol: float = 1e-8
+    max_iterations: int = 1000
+    bounds: Mapping[str, tuple[float, float]] | None = None
+    method: Literal["1s", "2s"] = "1s"
+    weighting: Literal["robust", "clustered"] = "robust"
+    covariance: Literal["robust", "unadjusted", "clustered"] = "robust"
+    clusters: str | None = None
+    center_moments: bool = True
+    starts: int = 0
+    rng: int | None = 0
+    contraction: Mapping[str, Any] = field(default_factory=dict)
+    on_failure: Literal["warn", "raise"] = "warn"
+    hessian: bool = True
+    runner: Callable[[Sequence[Callable[[], Any]]], list[Any]] | None = None
+
+    def __post_init__(self) -> None:
+        choices: dict[str, tuple[Any, ...]] = {
+            "optimizer": OPTIMIZERS, "method": ("1s", "2s"), "weighting": ("robust", "clustered"),
+            "covariance": ("robust", "unadjusted", "clustered"), "on_failure": ("warn", "raise")}
+        for name, valid in choices.items():
+            if getattr(self, name) not in valid:
+                raise SpecificationError(f"{name}={getattr(self, name)!r} is unknown; valid: {valid}")
+        if not (np.isfinite(self.gtol) and self.gtol > 0):
+            raise SpecificationError(f"gtol={self.gtol!r} must be a positive number")
+        if int(self.max_iterations) < 1 or int(self.starts) < 0:
+            raise SpecificationError("max_iterations must be >= 1 and starts >= 0")
+        if "clustered" in (self.weighting, self.covariance) and self.clusters is None:
+            raise SpecificationError("clustered weighting or covariance needs clusters='<column>'")
+        object.__setattr__(self, "contraction", dict(self.contraction))
+        if self.bounds is not None:
+            object.__setattr__(self, "bounds", {str(k): (float(v[0]), float(v[1]))
+                                                for k, v in dict(self.bounds).items()})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartOutcome:
+    """Where one starting value ended (multi-start table row)."""
+
+    start: FloatArray
+    optimization: OptimizationResult
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EstimationOutcome:
+    """Everything the estimator computed; wrapped by the public results object."""
+
+    layout: ParameterLayout
+    evaluation: ObjectiveEvaluation
+    W: FloatArray
+    steps: tuple[OptimizationResult, ...]
+    starts: tuple[StartOutcome, ...]
+    bounds: tuple[tuple[float, float], ...]
+    hessian: FloatArray | None
+    contraction_iterations: int
+    contraction_evaluations: int
+    contraction_failures: int
+    time: float
+    clusters: AnyArray | None
+    seeds: dict[str, Any]
+
+
+def default_bounds(problem: Problem, layout: ParameterLayout, theta0: FloatArray
+                   ) -> list[tuple[float, float]]:
+    """Symmetric boxes |theta_p| <= max(20 / max|x2_r v_c|, 2 |theta0_p|), v a node or demographic."""
+    if layout.P == 0:
+        return []
+    assert problem.agents is not None
+    x2 = np.max(np.abs(problem.X2.values), axis=0)
+    nodes = np.max(np.abs(problem.nodes_for(layout)), axis=0, initial=0.0)
+    demo = np.max(np.abs(problem.agents.demographics), axis=0, initial=0.0) if layout.D else np.zeros(0)
+    scales = [x2[r] * nodes[c] for r, c in zip(*layout.sigma_index)]
+    scales += [x2[r] * demo[c] for r, c in zip(*layout.pi_index)]
+    out = []
+    for scale, start in zip(scales, theta0):
+        bound = BOUND_UTILITY / scale if scale > 0 else 1e3
+        bound = max(bound, 2 * abs(start))
+        out.append((-bound, bound))
+    return out
+
+
+def resolve_bounds(problem: Problem, layout: ParameterLayout, theta0: FloatArray,
+                   user: Mapping[str, tuple[float, float]] | None) -> list[tuple[float, float]]:
+    """Default bounds with the user's overrides; starting values must lie inside."""
+    bounds = default_bounds(problem, layout, theta0)
+    names = layout.names
+    for name, (lo, hi) in (user or {}).items():
+        if name not in names:
+            raise SpecificationError(f"bounds given for {name!r}, which is not a free parameter; "
+                                     f"free parameters: {list(names)}")
+        if not lo < hi:
+            raise SpecificationError(f"bounds for {name!r} must satisfy low < high, got ({lo}, {hi})")
+        bounds[names.index(name)] = (lo, hi)
+    for name, value, (lo, hi) in zip(names, theta0, bounds):
+        if not lo <= value <= hi:
+            raise SpecificationError(f"the starting value {value} of {name} lies outside its bounds "
+                                     f"({lo}, {hi}); change the start or the bounds")
+    return bounds
+
+
+def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray,
+                   config: EstimationConfig, reporter: Reporter | None = None) -> EstimationOutcome:
+    """Run one- or two-step GMM from theta0 (plus random starts) and return the outcome."""
+    if problem.agents is None or layout.P == 0:
+        raise SpecificationError("estimate needs random coefficients: give sigma=/pi= with nonzero "
+                                 "starting values (use estimate_logit for the plain logit)")
+    clock = time.perf_counter()
+    bounds = resolve_bounds(problem, layout, np.asarray(theta0), config.bounds)
+    clusters = None
+    if config.clusters is not None:
+        if not problem.products.has(config.clusters):
+            raise SpecificationError(f"clusters column {config.clusters!r} is not in the product data")
+        clusters = problem.products.array(config.clusters)
+    runner = config.runner or run_jobs
+    Z = problem.ZD_tilde
+    W = weighting_matrix(Z.T @ Z / problem.N, what="instrument cross-product Z'Z/N")
+    counts = {"iterations": 0, "evaluations": 0, "failures": 0}
+
+    def make(step: int, start: int, W: FloatArray, delta0: FloatArray | None = None) -> DemandObjective:
+        return DemandObjective(problem, layout, W, contraction_options=config.contraction,
+                               on_failure=config.on_failure, reporter=reporter, step=step,
+                               start=start, clock=clock, delta0=delta0)
+
+    def tally(objective: DemandObjective) -> None:
+        counts["iterations"] += objective.contraction_iterations
+        counts["evaluations"] += objective.contraction_evaluations
+        counts["failures"] += objective.failures
+
+    # step 1, from the user's start and any random starts
+    generator = np.random.default_rng(config.rng)
+    lo = np.array([b[0] for b in bounds])
+    hi = np.array([b[1] for b in bounds])
+    starts = [np.asarray(theta0, dtype=np.float64)]
+    starts += [generator.uniform(lo, hi) for _ in range(config.starts)]
+
+    def job(k: int, start: FloatArray) -> Callable[[], tuple[OptimizationResult, DemandObjective]]:
+        def run() -> tuple[OptimizationResult, DemandObjective]:
+            objective = make(1, k, W)
+            result = minimize(objective, start, method=config.optimizer, bounds=bounds,
+                              gtol=config.gtol, max_iterations=config.max_iterations)
+            return result, objective
+        return run
+
+    ran = runner([job(k, s) for k, s in enumerate(starts)])
+    for _, objective in ran:
+        tally(objective)
+    start_outcomes = tuple(StartOutcome(start=s, optimization=r) for s, (r, _) in zip(starts, ran))
+    best = min(range(len(ran)), key=lambda k: ran[k][0].objective if np.isfinite(ran[k][0].objective) else np.inf)
+    result, objective = ran[best]
+    _check_local_minima(start_outcomes)
+    steps = [result]
+    if config.method == "2s":
+        first = objective.evaluate(result.theta, report=False)
+        S = moment_covariance(first.xi, Z, kind=config.weighting, clusters=clusters,
+                              center=config.center_moments)
+        W = weighting_matrix(S, what=f"{config.weighting} moment covariance at the step-1 estimate")
+        objective = make(2, best, W, delta0=first.delta)
+        result = minimize(objective, result.theta, method=config.optimizer, bounds=bounds,
+                          gtol=config.gtol, max_iterations=config.max_iterations)
+        tally(objective)
+        steps.append(result)
+    before = (objective.contraction_iterations, objective.contraction_evaluations)
+    hessian = objective.hessian(result.theta) if config.hessian else None
+    evaluation = objective.evaluate(result.theta, report=False)
+    counts["iterations"] += objective.contraction_iterations - before[0]
+    counts["evaluations"] += objective.contraction_evaluations - before[1]
+    _check_optimization(steps, config)
+    if counts["failures"]:
+        warnings.warn(f"the contraction failed at {counts['failures']} trial theta(s) in markets "
+                      f"{sorted(map(str, objective.failed_markets))[:10]}", ConvergenceWarning,
+                      stacklevel=3)
+    return EstimationOutcome(
+        layout=layout, evaluation=evaluation, W=W, steps=tuple(steps), starts=start_outcomes,
+        bounds=tuple(bounds), hessian=hessian, contraction_iterations=counts["iterations"],
+        contraction_evaluations=counts["evaluations"], contraction_failures=counts["failures"],
+        time=time.perf_counter() - clock, clusters=clusters,
+        seeds={"starts": config.rng})
+
+
+def _check_local_minima(starts: Sequence[StartOutcome]) -> None:
+    """Warn when runs that converged ended at clearly different objective values."""
+    values = [s.optimization.objective for s in starts if s.optimization.converged]
+    if len(values) > 1 and (max(values) - min(values)) > 1e-4 * max(1.0, abs(min(values))):
+        warnings.warn(f"multi-start found distinct local minima: converged objectives range from "
+                      f"{min(values):.6g} to {max(values):.6g}; the best is reported, see "
+                      "results.starts_table()", OptimizationWarning, stacklevel=4)
+
+
+def _check_optimization(steps: Sequence[OptimizationResult], config: EstimationConfig) -> None:
+    for k, step in enumerate(steps, start=1):
+        if step.stayed_at_start:
+            warnings.warn(f"GMM step {k}: the optimizer returned its starting values "
+                          f"({step.iterations} iterations); the estimate may be the start, not a "
+                          "minimum. Try another start or optimizer", OptimizationWarning, stacklevel=4)
+        if not step.converged:
+            message = (f"GMM step {k}: the optimizer stopped with gradient inf-norm "
+                       f"{step.projected_gradient_norm:.3g} > gtol={config.gtol:g} "
+                       f"({step.message}); raise max_iterations, loosen gtol or change the start")
+            if config.on_failure == "raise":
+                from blpdemand.errors import ConvergenceError
+                raise ConvergenceError(message)
+            warnings.warn(message, OptimizationWarning, stacklevel=4)

@@ -1,0 +1,212 @@
+"""The GMM objective of BLP with beta concentrated out, and its analytic gradient.
+
+Q(theta) = N g(theta)' W g(theta),  g = (1/N) Z~' xi(theta),  xi = A delta~(theta)
+(the scaling by N makes the 2-step objective Hansen's J statistic, as in PyBLP), with
+A the IV annihilator of :mod:`blpdemand.solve.moments`. Because A does not depend on theta,
+
+    d xi / d theta = A (d delta / d theta)~,   dQ/dtheta = 2 (Z~' d xi/d theta)' W g,
+
+where d delta / d theta comes from the implicit function theorem in the inner loop
+(Berry, Levinsohn and Pakes 1995; Nevo 2000).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from blpdemand._types import AnyArray, FloatArray
+from blpdemand.errors import ConvergenceError
+from blpdemand.model.parameters import ParameterLayout
+from blpdemand.model.problem import Problem
+from blpdemand.solve import contraction
+from blpdemand.solve.moments import LinearIV, mean_moments
+from blpdemand.solve.progress import EvaluationRecord, Reporter, SilentReporter
+
+FailurePolicy = Literal["raise", "warn"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ObjectiveEvaluation:
+    """Everything computed at one theta.
+
+    Attributes
+    ----------
+    theta : (P,); delta : (N,) mean utilities (with absorbed effects); xi : (N,);
+    beta : (K1,); g : (M,) mean moments; objective : Q; gradient : (P,) dQ/dtheta;
+    xi_jacobian : (N, P) d xi / d theta; contraction counts and failed market ids.
+    """
+
+    theta: FloatArray
+    delta: FloatArray
+    xi: FloatArray
+    beta: FloatArray
+    g: FloatArray
+    objective: float
+    gradient: FloatArray
+    xi_jacobian: FloatArray = field(repr=False)
+    contraction_iterations: int
+    contraction_evaluations: int
+    failed_markets: AnyArray
+
+
+class DemandObjective:
+    """Q(theta) and dQ/dtheta for one weighting matrix W; callable as ``f(theta) -> (Q, grad)``.
+
+    Warm-starts each contraction from the last finite delta; caches the last evaluation; sends
+    one :class:`EvaluationRecord` per new theta to the reporter.
+    """
+
+    def __init__(self, problem: Problem, layout: ParameterLayout, W: FloatArray, *,
+                 contraction_options: Mapping[str, Any] | None = None,
+                 on_failure: FailurePolicy = "warn", reporter: Reporter | None = None,
+                 step: int = 1, start: int = 0, clock: float | None = None,
+                 delta0: FloatArray | None = None) -> None:
+        self.problem = problem
+        self.layout = layout
+        self.W = W
+        self.Z = problem.ZD_tilde
+        self.iv = LinearIV.build(problem.X1_tilde, self.Z, W)
+        self.options = dict(contraction_options or {})
+        self.on_failure = on_failure
+        self.reporter = reporter if reporter is not None else SilentReporter()
+        self.step, self.start = step, start
+        self.clock = time.perf_counter() if clock is None else clock
+        self.delta0 = None if delta0 is None else np.array(delta0, dtype=np.float64)
+        self.evaluations = 0
+        self.iterations = 0
+        self.contraction_iterations = 0
+        self.contraction_evaluations = 0
+        self.failures = 0
+        self.failed_markets: set[Any] = set()
+        self.last: ObjectiveEvaluation | None = None
+        self.best: ObjectiveEvaluation | None = None
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, theta: FloatArray, *, report: bool = True) -> ObjectiveEvaluation:
+        """Solve the inner loop at theta and compute Q, its gradient and d xi / d theta."""
+        theta = np.array(theta, dtype=np.float64)
+        if self.last is not None and np.array_equal(theta, self.last.theta):
+            return self.last
+        result = _solve(self.problem, self.layout, theta, self.delta0, self.options)
+        failed = np.asarray(result.failed_markets)
+        self.contraction_iterations += int(result.iterations)
+        self.contraction_evaluations += int(result.evaluations)
+        if not result.converged:
+            self.failures += 1
+            self.failed_markets.update(failed.tolist())
+            if self.on_failure == "raise":
+                raise ConvergenceError(
+                    f"the contraction did not converge in market(s) {failed.tolist()[:10]} at "
+                    f"theta={theta.tolist()}; loosen the contraction tolerance, raise its maximum "
+                    "iterations, tighten the parameter bounds, or use on_failure='warn'")
+        delta = np.asarray(result.delta, dtype=np.float64)
+        jacobian = result.jacobian
+        if np.all(np.isfinite(delta)) and jacobian is None and self.layout.P > 0:
+            jacobian = contraction.delta_jacobian(self.problem, self.layout, theta, delta)
+        evaluation = self._moments(theta, delta, jacobian, result, failed)
+        if np.all(np.isfinite(delta)) and result.converged:
+            self.delta0 = delta
+        self.evaluations += 1
+        self.last = evaluation
+        if np.isfinite(evaluation.objective) and (
+                self.best is None or evaluation.objective < self.best.objective):
+            self.best = evaluation
+        if report:
+            self.reporter.on_evaluation(EvaluationRecord(
+                step=self.step, start=self.start, evaluation=self.evaluations,
+                iteration=self.iterations, time=time.perf_counter() - self.clock,
+                contraction_iterations=int(result.iterations),
+                contraction_evaluations=int(result.evaluations),
+                objective=evaluation.objective,
+                gradient_norm=float(np.max(np.abs(evaluation.gradient), initial=0.0)),
+                theta=theta))
+        return evaluation
+
+    def _moments(self, theta: FloatArray, delta: FloatArray, jacobian: FloatArray | None,
+                 result: Any, failed: AnyArray) -> ObjectiveEvaluation:
+        P, N = self.layout.P, self.problem.N
+        finite = bool(np.all(np.isfinite(delta))) and (
+            jacobian is None or bool(np.all(np.isfinite(jacobian))))
+        if not finite:
+            # a non-finite inner loop: a large objective, so no line search accepts this theta
+            bad = 1e10 if self.best is None else max(1e10, 1e3 * self.best.objective)
+            nan = np.full(N, np.nan)
+            return ObjectiveEvaluation(
+                theta=theta, delta=delta, xi=nan, beta=np.full(self.problem.K1, np.nan),
+                g=np.full(self.Z.shape[1], np.nan), objective=bad, gradient=np.zeros(P),
+                xi_jacobian=np.full((N, P), np.nan), contraction_iterations=int(result.iterations),
+                contraction_evaluations=int(result.evaluations), failed_markets=failed)
+        delta_tilde = self.problem.residualize(delta)
+        beta = self.iv.beta(delta_tilde)
+        xi = delta_tilde - self.problem.X1_tilde @ beta
+        g = mean_moments(xi, self.Z)
+        objective = float(N * g @ self.W @ g)
+        if P > 0:
+            assert jacobian is not None
+            xi_jacobian = self.iv.residuals(self.problem.residualize(jacobian))
+            gradient = 2.0 * (self.Z.T @ xi_jacobian).T @ (self.W @ g)
+        else:
+            xi_jacobian = np.zeros((N, 0))
+            gradient = np.zeros(0)
+        return ObjectiveEvaluation(
+            theta=theta, delta=delta, xi=xi, beta=beta, g=g, objective=objective,
+            gradient=gradient, xi_jacobian=xi_jacobian,
+            contraction_iterations=int(result.iterations),
+            contraction_evaluations=int(result.evaluations), failed_markets=failed)
+
+    def __call__(self, theta: FloatArray) -> tuple[float, FloatArray]:
+        evaluation = self.evaluate(theta)
+        return evaluation.objective, evaluation.gradient
+
+    def objective(self, theta: FloatArray) -> float:
+        """Q(theta) only (for derivative-free optimizers)."""
+        return self.evaluate(theta).objective
+
+    def gradient(self, theta: FloatArray) -> FloatArray:
+        """dQ/dtheta only."""
+        return self.evaluate(theta).gradient
+
+    def hessian(self, theta: FloatArray, *, step: float = 1e-5) -> FloatArray:
+        """Central finite differences of the analytic gradient, symmetrized: (P, P).
+
+        H[:, k] = (grad(theta + h_k e_k) - grad(theta - h_k e_k)) / (2 h_k), h_k = step max(1, |theta_k|).
+        """
+        theta = np.asarray(theta, dtype=np.float64)
+        P = theta.size
+        H = np.zeros((P, P))
+        delta0 = self.delta0
+        for k in range(P):
+            h = step * max(1.0, abs(theta[k]))
+            up, down = theta.copy(), theta.copy()
+            up[k] += h
+            down[k] -= h
+            H[:, k] = (self.evaluate(up, report=False).gradient
+                       - self.evaluate(down, report=False).gradient) / (2 * h)
+            self.delta0 = delta0
+        return (H + H.T) / 2
+
+
+def _solve(problem: Problem, layout: ParameterLayout, theta: FloatArray,
+           delta0: FloatArray | None, options: Mapping[str, Any]) -> Any:
+    """Call the inner loop with only the options its signature accepts."""
+    accepted = _accepted_options()
+    unknown = sorted(set(options) - accepted) if accepted else []
+    if unknown:
+        from blpdemand.errors import SpecificationError
+        raise SpecificationError(
+            f"contraction option(s) {unknown} are not accepted by solve_delta; valid: {sorted(accepted)}")
+    return contraction.solve_delta(problem, layout, theta, delta0=delta0, jacobian=True, **options)
+
+
+def _accepted_options() -> set[str]:
+    parameters = inspect.signature(contraction.solve_delta).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return set()
+    return {name for name, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
+            and name not in {"delta0", "jacobian"}}

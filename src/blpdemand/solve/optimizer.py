@@ -1,0 +1,159 @@
+"""The outer loop: scipy optimizers behind one record, and the seam that runs independent jobs.
+
+Gradient-based methods use the analytic gradient of Q(theta). Convergence is judged on the
+inf-norm of the (projected, when bounded) gradient: max_k |dQ/dtheta_k| <= gtol. ``bfgs``
+ignores bounds (as in scipy); ``slsqp`` has no gradient tolerance, so its ``ftol`` is set to
+gtol^2 and convergence is still judged on the gradient. Derivative-free methods (nelder-mead,
+powell) are allowed but warned about (Knittel and Metaxoglou 2014 on BLP optimizers).
+"""
+
+from __future__ import annotations
+
+import enum
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import scipy.optimize
+
+from blpdemand._types import FloatArray
+from blpdemand.errors import OptimizationWarning, SpecificationError
+
+OPTIMIZERS = ("l-bfgs-b", "trust-constr", "bfgs", "slsqp", "nelder-mead", "powell")
+DERIVATIVE_FREE = ("nelder-mead", "powell")
+BOUNDED = ("l-bfgs-b", "trust-constr", "slsqp", "nelder-mead", "powell")
+
+T = TypeVar("T")
+
+
+class OptimizationStatus(enum.Enum):
+    """How the outer loop ended."""
+
+    CONVERGED = "converged"
+    NOT_CONVERGED = "not converged"
+    NO_PARAMETERS = "no parameters"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OptimizationResult:
+    """One run of the optimizer.
+
+    Attributes
+    ----------
+    start, theta : (P,) starting and final parameters; objective : Q(theta);
+    gradient : (P,) dQ/dtheta at theta; projected_gradient_norm : inf-norm of the gradient with
+    components pushing into an active bound removed; status, message : outcome; iterations,
+    evaluations : optimizer iterations and objective evaluations.
+    """
+
+    start: FloatArray
+    theta: FloatArray
+    objective: float
+    gradient: FloatArray
+    projected_gradient_norm: float
+    status: OptimizationStatus
+    message: str
+    iterations: int
+    evaluations: int
+
+    @property
+    def converged(self) -> bool:
+        return self.status is not OptimizationStatus.NOT_CONVERGED
+
+    @property
+    def stayed_at_start(self) -> bool:
+        """True when no step was taken (a known trap: 'converged' at the starting values)."""
+        return self.theta.size > 0 and (self.iterations == 0 or bool(np.array_equal(self.theta, self.start)))
+
+
+def projected_gradient(theta: FloatArray, gradient: FloatArray,
+                       bounds: Sequence[tuple[float, float]] | None) -> FloatArray:
+    """Zero the gradient components that point out of an active bound (KKT for boxes)."""
+    g = np.array(gradient, dtype=np.float64)
+    if bounds is None:
+        return g
+    lo = np.array([b[0] for b in bounds])
+    hi = np.array([b[1] for b in bounds])
+    scale = np.maximum(1.0, np.abs(theta))
+    at_lo = (theta - lo) <= 1e-10 * scale
+    at_hi = (hi - theta) <= 1e-10 * scale
+    g[at_lo & (g > 0)] = 0.0
+    g[at_hi & (g < 0)] = 0.0
+    return g
+
+
+def minimize(fun: Callable[[FloatArray], tuple[float, FloatArray]], theta0: FloatArray, *,
+             method: str, bounds: Sequence[tuple[float, float]] | None, gtol: float,
+             max_iterations: int) -> OptimizationResult:
+    """Minimize Q with scipy; ``fun(theta) -> (Q, dQ/dtheta)``."""
+    if method not in OPTIMIZERS:
+        raise SpecificationError(f"optimizer {method!r} is unknown; use one of {OPTIMIZERS}")
+    theta0 = np.array(theta0, dtype=np.float64)
+    counter = {"iterations": 0, "evaluations": 0}
+
+    def counted(theta: FloatArray) -> tuple[float, FloatArray]:
+        counter["evaluations"] += 1
+        value, grad = fun(np.asarray(theta, dtype=np.float64))
+        return float(value), np.asarray(grad, dtype=np.float64)
+
+    if theta0.size == 0:
+        value, grad = counted(theta0)
+        return OptimizationResult(start=theta0, theta=theta0, objective=value, gradient=grad,
+                                  projected_gradient_norm=0.0,
+                                  status=OptimizationStatus.NO_PARAMETERS,
+                                  message="no nonlinear parameters", iterations=0, evaluations=1)
+
+    def callback(*_: Any) -> None:
+        counter["iterations"] += 1
+
+    used_bounds = bounds if method in BOUNDED else None
+    options: dict[str, Any] = {"maxiter": max_iterations}
+    kwargs: dict[str, Any] = {}
+    if method == "l-bfgs-b":
+        options.update(gtol=gtol, ftol=0.0, maxfun=max(15_000, 20 * max_iterations))
+    elif method == "bfgs":
+        options.update(gtol=gtol, norm=np.inf)
+    elif method == "trust-constr":
+        options.update(gtol=gtol, xtol=1e-14)
+    elif method == "slsqp":
+        options.update(ftol=gtol ** 2)
+    else:
+        warnings.warn(f"optimizer {method!r} does not use the analytic gradient and is slow and "
+                      "unreliable for BLP (Knittel and Metaxoglou 2014); prefer 'l-bfgs-b'",
+                      OptimizationWarning, stacklevel=3)
+        options.update(xatol=1e-10, fatol=1e-12) if method == "nelder-mead" else options.update(
+            xtol=1e-10, ftol=1e-12)
+    if method in DERIVATIVE_FREE:
+        objective: Callable[..., Any] = lambda theta: counted(theta)[0]
+    else:
+        objective = counted
+        kwargs["jac"] = True
+    if used_bounds is not None and method == "trust-constr":
+        kwargs["bounds"] = scipy.optimize.Bounds([b[0] for b in used_bounds], [b[1] for b in used_bounds])
+    elif used_bounds is not None:
+        kwargs["bounds"] = list(used_bounds)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", scipy.optimize.OptimizeWarning)
+        raw = scipy.optimize.minimize(objective, theta0, method=method.replace("l-bfgs-b", "L-BFGS-B"),
+                                      callback=callback, options=options, **kwargs)
+    theta = np.asarray(raw.x, dtype=np.float64)
+    value, grad = counted(theta)
+    projected = projected_gradient(theta, grad, used_bounds)
+    norm = float(np.max(np.abs(projected)))
+    iterations = int(getattr(raw, "nit", counter["iterations"]) or counter["iterations"])
+    converged = norm <= gtol if method not in DERIVATIVE_FREE else bool(raw.success)
+    return OptimizationResult(
+        start=theta0, theta=theta, objective=value, gradient=grad, projected_gradient_norm=norm,
+        status=OptimizationStatus.CONVERGED if converged else OptimizationStatus.NOT_CONVERGED,
+        message=str(raw.message), iterations=iterations, evaluations=counter["evaluations"])
+
+
+def run_jobs(jobs: Sequence[Callable[[], T]]) -> list[T]:
+    """Run independent jobs and return their results in order (sequential here).
+
+    The seam for multi-start, bootstrap and draws-stability work: a process pool or a cluster
+    client replaces this function without touching the callers.
+    """
+    return [job() for job in jobs]
