@@ -21,6 +21,7 @@ from blpdemand.data.formulation import DesignMatrix, build_matrix, check_rank, p
 from blpdemand.data.products import ProductData, load_products
 from blpdemand.data.validation import require_columns, require_finite
 from blpdemand.errors import DataError, SpecificationError
+from blpdemand.instruments.identification import check_identification
 from blpdemand.model.parameters import ParameterLayout, make_layout
 
 InstrumentsLike = str | Sequence[Any] | pd.DataFrame | np.ndarray | None
@@ -75,11 +76,9 @@ class Problem:
         X1_tilde = fixed_effects.residualize(X1.values) if fixed_effects else X1.values
         ZD_tilde = fixed_effects.residualize(ZD.values) if fixed_effects else ZD.values
         check_rank(X1_tilde, X1.names, what="X1 (linear characteristics)")
-        check_rank(ZD_tilde, ZD.names, what="ZD (demand instruments)")
-        if ZD.K < X1.K:
-            raise SpecificationError(
-                f"too few instruments: {ZD.K} demand instruments {list(ZD.names)} for {X1.K} "
-                f"linear parameters {list(X1.names)}; add excluded instruments for {list(endogenous)}")
+        check_identification(ZD_tilde, ZD.names, n_parameters=X1.K, parameter_names=X1.names,
+                             excluded=excluded.names, endogenous=endogenous, n_nonlinear=X2.K,
+                             what="ZD (demand instruments)")
         agent_data = None
         if X2.K > 0:
             agent_data = _agents(agents, data, demographics, X2.K)
