@@ -29,7 +29,8 @@ def build_agent_frame(integration: Integration, market_ids: AnyArray, *, dimensi
     ``integration.demographics_data`` is given (and ``use_demographics``), each market's R
     demographic rows meet the nodes by ``integration.pairing``:
 
-    - ``'pair'``: agent i gets node i and row i (R = I in every market);
+    - ``'pair'``: agent i gets node i and row i (R >= I in every market; rows past I unused,
+      PyBLP's convention when agent data meet an integration rule);
     - ``'resample'``: agent i gets node i and a row drawn uniformly with replacement;
     - ``'cross'``: agent (i, r) gets node i, row r and weight w_i / R, the exact product of the
       rule and the empirical distribution (I R agents);
@@ -133,10 +134,10 @@ def _resolve_pairing(integration: Integration, ids: pd.Index, counts: AnyArray,
         if integration.kind in QUADRATURE_KINDS:
             return "cross"
         return "pair" if np.array_equal(counts, nodes_per_market) else "resample"
-    if pairing == "pair" and not np.array_equal(counts, nodes_per_market):
-        t = int(np.flatnonzero(counts != nodes_per_market)[0])
+    if pairing == "pair" and np.any(counts < nodes_per_market):
+        t = int(np.flatnonzero(counts < nodes_per_market)[0])
         raise DataError(
-            f"pairing='pair' needs as many demographic rows as nodes in each market; market "
-            f"{ids[t]!r} has {int(counts[t])} rows and {int(nodes_per_market[t])} nodes; use "
-            "pairing='resample' or 'cross', or set size to the rows per market")
+            f"pairing='pair' needs at least as many demographic rows as nodes in each market; "
+            f"market {ids[t]!r} has {int(counts[t])} rows and {int(nodes_per_market[t])} nodes; "
+            "use pairing='resample' or 'cross', or a smaller size")
     return pairing

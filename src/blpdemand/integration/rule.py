@@ -58,9 +58,9 @@ class Integration:
     demographics_data : empirical demographics y (census-like draws): ``market_ids`` and one
         column per demographic. Needed when the problem has demographics.
     pairing : how nodes meet demographic rows in a market with I nodes and R rows:
-        ``'pair'`` node i with row i (needs R = I); ``'resample'`` I rows drawn with replacement
-        (seeded); ``'cross'`` every node with every row, weights w_i / R (I R agents: the exact
-        product of the rule and the empirical distribution); ``'auto'`` is ``'cross'`` for
+        ``'pair'`` node i with row i (needs R >= I; PyBLP's rule); ``'resample'`` I rows drawn
+        with replacement (seeded); ``'cross'`` every node with every row, weights w_i / R
+        (I R agents: the exact product of the rule and the empirical distribution); ``'auto'`` is ``'cross'`` for
         quadrature rules, ``'pair'`` when every market has R = I, else ``'resample'``.
 
     Examples
