@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from blpdemand import __version__
+from blpdemand.cli_run import SPEC_COMMANDS, add_spec_commands, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -13,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"blpdemand {__version__}")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("demo", help="simulate a market and estimate it (no data needed)")
+    add_spec_commands(sub)  # estimate, logit (cli_run)
     return parser
 
 
@@ -22,5 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    if args.command in SPEC_COMMANDS:
+        return run_command(args)
     print(f"command {args.command!r} is not implemented yet", file=sys.stderr)
     return 2

@@ -56,7 +56,7 @@ _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _DIAGNOSTIC_FIELDS = (
     "converged", "status", "message", "iterations", "evaluations", "gradient", "gradient_norm",
     "hessian_eigenvalues", "contraction_iterations", "contraction_evaluations", "time", "seconds",
-    "nobs", "N", "T", "method", "covariance", "weak_instruments", "first_stage_f", "rng", "seeds",
+    "nobs", "N", "T", "method", "covariance_kind", "covariance", "weak_instruments", "first_stage_f", "rng", "seeds",
     "warnings", "starts", "step", "steps",
 )
 
@@ -270,7 +270,7 @@ def jsonable(value: Any) -> Any:
         return str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if not f.name.startswith("_")}
+                if not f.name.startswith("_") and not callable(getattr(value, f.name))}
     if isinstance(value, Table):
         return table_to_json(value)
     if isinstance(value, pd.DataFrame):
@@ -327,10 +327,16 @@ def _parameters_from(summary: Table, results: Any) -> pd.DataFrame:
         raise SpecificationError(f"summary table has no 'estimate' column; columns: "
                                  f"{list(body.columns)}")
     se = body["std. error"] if "std. error" in body.columns else np.full(len(body), np.nan)
-    groups = getattr(results, "parameter_groups", None)
-    if groups is None:
-        groups = body["group"] if "group" in body.columns else ["beta"] * len(body)
+    groups = [_group(str(name)) for name in body.index]
     return pd.DataFrame({"group": [str(g) for g in groups],
                          "estimate": np.asarray(body["estimate"], dtype=np.float64),
                          "std_error": np.asarray(se, dtype=np.float64)},
                         index=pd.Index([str(i) for i in body.index], dtype=object))
+
+
+def _group(name: str) -> str:
+    """Parameter group from its name: ``sigma[...]``, ``pi[...]``, else a linear ``beta``."""
+    for group in ("sigma", "pi"):
+        if name.startswith(group + "["):
+            return group
+    return "beta"

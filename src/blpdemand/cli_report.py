@@ -1,0 +1,138 @@
+"""Terminal progress and report files for the command line (rich, JSON, LaTeX, HTML, PNG)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from blpdemand.results.io import save_results
+from blpdemand.results.tables import Table
+from blpdemand.solve.progress import EvaluationRecord
+
+T = TypeVar("T")
+
+_HEADER = (f"{'step':>4} {'start':>5} {'eval':>5} {'iter':>5} {'time':>8} {'c.iter':>7} "
+           f"{'c.eval':>7} {'objective':>14} {'|gradient|':>11}  theta")
+
+
+class RichReporter:
+    """One row per objective evaluation: step, start, evaluation, optimizer iteration, time,
+    contraction iterations and evaluations, objective, gradient inf-norm and theta."""
+
+    def __init__(self, console: Console, *, max_theta: int = 5) -> None:
+        self.console = console
+        self.max_theta = max_theta
+        self._last: tuple[int, int] | None = None
+        self.count = 0
+
+    def on_evaluation(self, record: EvaluationRecord) -> None:
+        key = (record.step, record.start)
+        if key != self._last:
+            self.console.print(_HEADER, style="bold", highlight=False, soft_wrap=True)
+            self._last = key
+        self.count += 1
+        theta = np.asarray(record.theta, dtype=np.float64).ravel()
+        shown = " ".join(f"{v:+.4g}" for v in theta[: self.max_theta])
+        if theta.size > self.max_theta:
+            shown += f" ... ({theta.size})"
+        self.console.print(
+            f"{record.step:>4} {record.start:>5} {record.evaluation:>5} {record.iteration:>5} "
+            f"{record.time:>7.2f}s {record.contraction_iterations:>7} "
+            f"{record.contraction_evaluations:>7} {record.objective:>14.8g} "
+            f"{record.gradient_norm:>11.4e}  {shown}", highlight=False, soft_wrap=True)
+
+
+def progress_runner(console: Console, description: str = "starts"
+                    ) -> Callable[[Sequence[Callable[[], T]]], list[T]]:
+    """A job runner (the estimator's ``runner`` seam) that shows a progress bar over jobs."""
+
+    def run(jobs: Sequence[Callable[[], T]]) -> list[T]:
+        if len(jobs) <= 1:
+            return [job() for job in jobs]
+        out: list[T] = []
+        columns = (TextColumn(f"[bold]{description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=False) as bar:
+            task = bar.add_task(description, total=len(jobs))
+            for job in jobs:
+                out.append(job())
+                bar.advance(task)
+        return out
+
+    return run
+
+
+class Report:
+    """Collects tables and plots of one run, shows them, and writes them to a folder."""
+
+    def __init__(self, console: Console, directory: Path | None, *, latex: bool = True,
+                 html: bool = True, plots: bool = True, json: bool = True) -> None:
+        self.console = console
+        self.directory = directory
+        self.latex, self.html, self.plots, self.json = latex, html, plots, json
+        self.tables: dict[str, Table] = {}
+        self.written: list[Path] = []
+        self.started = time.perf_counter()
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+
+    def table(self, name: str, table: Table, *, show: Table | bool = True) -> None:
+        """Keep a table for the JSON, write its LaTeX and HTML files, and show it (or ``show``,
+        a shorter version of it) in the terminal."""
+        self.tables[name] = table
+        if show is not False:
+            self.console.print(table if show is True else show)
+        if self.directory is None:
+            return
+        if self.latex:
+            self._write(f"{name}.tex", table.to_latex(label=f"tab:{name}") + "\n")
+        if self.html:
+            self._write(f"{name}.html", table.to_html() + "\n")
+
+    def figure(self, name: str, draw: Callable[[Any], Any]) -> None:
+        """Draw onto a fresh matplotlib axes with ``draw(ax)`` and save ``{name}.png``."""
+        if self.directory is None or not self.plots:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 5))
+        try:
+            draw(ax)
+            fig.tight_layout()
+            path = self.directory / f"{name}.png"
+            fig.savefig(path, dpi=120)
+            self.written.append(path)
+        finally:
+            plt.close(fig)
+
+    def save(self, results: Any, *, spec: Mapping[str, Any],
+             post_estimation: Mapping[str, Any]) -> Path | None:
+        """Write ``results.json`` with every table shown."""
+        if self.directory is None or not self.json:
+            return None
+        tables = {k: v for k, v in self.tables.items() if k != "summary"}
+        path = save_results(results, self.directory / "results.json", spec=spec, tables=tables,
+                            post_estimation=post_estimation)
+        self.written.append(path)
+        return path
+
+    def finish(self) -> None:
+        elapsed = time.perf_counter() - self.started
+        if self.written:
+            self.console.print(f"wrote {len(self.written)} files to {self.directory} "
+                               f"in {elapsed:.1f}s", highlight=False)
+
+    def _write(self, name: str, text: str) -> None:
+        assert self.directory is not None
+        path = self.directory / name
+        path.write_text(text, encoding="utf-8")
+        self.written.append(path)

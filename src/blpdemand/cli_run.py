@@ -1,0 +1,315 @@
+"""Run a specification: read the data, call the public API, hand the results to the report.
+
+No estimation logic lives here: every number comes from ``blpdemand``'s public functions.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+
+import blpdemand
+from blpdemand.cli_report import Report, RichReporter, progress_runner
+from blpdemand.cli_spec import Spec, check_keys, keyword_names, read_spec, read_table
+from blpdemand.errors import SpecificationError
+from blpdemand.results.tables import Table
+
+NOT_FROM_SPEC = {"runner"}  # EstimationConfig fields the command line sets itself
+
+
+def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
+        progress: Console, quiet: bool = False) -> Any:
+    """Run ``blpdemand logit|estimate SPEC`` and return the live results."""
+    spec = read_spec(spec_path)
+    if command == "logit" and spec.estimation:
+        raise SpecificationError(f"[estimation] in {spec.path.name} configures the BLP estimator; "
+                                 f"use [logit] with 'blpdemand logit', or run 'blpdemand estimate'")
+    if command == "estimate" and spec.logit:
+        raise SpecificationError(f"[logit] in {spec.path.name} configures the plain logit; "
+                                 f"use [estimation] with 'blpdemand estimate'")
+    directory = output if output is not None else spec.output.get("directory")
+    if directory is None:
+        directory = Path.cwd() / f"{spec.path.stem}-results"
+    report = Report(console, Path(directory), latex=spec.output.get("latex", True),
+                    html=spec.output.get("html", True), plots=spec.output.get("plots", True),
+                    json=spec.output.get("json", True))
+    products = read_table(spec.data["products"], f"[data] products in {spec.path.name}")
+    agents = (read_table(spec.data["agents"], f"[data] agents in {spec.path.name}")
+              if "agents" in spec.data else None)
+    caught: list[str] = []
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        instruments = build_instruments(spec, products, agents)
+        if command == "logit":
+            results = _logit(spec, products, instruments)
+        else:
+            results = _blp(spec, products, agents, instruments, console=progress, quiet=quiet)
+        report.table("summary", results.summary())
+        post = post_estimation(spec, results, report, products)
+        for w in records:
+            caught.append(f"{w.category.__name__}: {w.message}")
+    for line in dict.fromkeys(caught):
+        progress.print(f"warning: {line}", style="yellow", highlight=False)
+    post["warnings"] = list(dict.fromkeys(caught))
+    report.save(results, spec=spec.raw, post_estimation=post)
+    report.finish()
+    return results
+
+
+def builders() -> dict[str, Callable[..., pd.DataFrame]]:
+    """Instrument builders by kind: ``build_{kind}_instruments`` (or ``build_{kind}``)."""
+    out = {}
+    for name in blpdemand.__all__:
+        if name.startswith("build_"):
+            kind = name.removeprefix("build_").removesuffix("_instruments")
+            out[kind] = getattr(blpdemand, name)
+    return out
+
+
+def build_instruments(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None) -> list[Any]:
+    """Excluded instruments: named columns, then each ``[[instruments.build]]`` block's output."""
+    items: list[Any] = list(spec.instruments.get("columns", []))
+    available = builders()
+    for k, options in enumerate(spec.instruments.get("build", [])):
+        options = dict(options)
+        kind = options.pop("kind")
+        where = f"[[instruments.build]] entry {k + 1} (kind = \"{kind}\")"
+        if kind not in available:
+            raise SpecificationError(f"unknown instrument builder kind '{kind}' in {where} of "
+                                     f"{spec.path.name}; valid: {', '.join(sorted(available))}")
+        build = available[kind]
+        params = inspect.signature(build).parameters
+        valid = tuple(n for n in keyword_names(build) if n not in ("products", "agents"))
+        check_keys(options, valid, where, spec.path.name)
+        if spec.columns and "columns" in params and "columns" not in options:
+            options["columns"] = spec.columns
+        args: list[Any] = [products]
+        if "agents" in params:
+            if agents is None:
+                raise SpecificationError(f"{where} in {spec.path.name} needs agent data; "
+                                         f"add agents = \"...\" to [data]")
+            args.append(agents)
+        items.append(build(*args, **options))
+    return items
+
+
+def _logit(spec: Spec, products: pd.DataFrame, instruments: list[Any]) -> Any:
+    from blpdemand import estimate_logit
+
+    model = spec.model
+    for key in ("nonlinear", "demographics"):
+        if key in model:
+            raise SpecificationError(f"[model] {key} in {spec.path.name} needs 'blpdemand "
+                                     f"estimate' (random coefficients); 'logit' uses linear only")
+    kwargs: dict[str, Any] = {"linear": model["linear"]}
+    for key in ("absorb", "endogenous"):
+        if key in model:
+            kwargs[key] = model[key]
+    if instruments:
+        kwargs["instruments"] = instruments
+    if spec.columns:
+        kwargs["columns"] = spec.columns
+    valid = tuple(n for n in keyword_names(estimate_logit) if n not in kwargs and n != "products")
+    check_keys(spec.logit, valid, "[logit]", spec.path.name)
+    return estimate_logit(products, **kwargs, **spec.logit)
+
+
+def _blp(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None, instruments: list[Any],
+         *, console: Console, quiet: bool) -> Any:
+    from blpdemand import EstimationConfig, Integration, Problem, estimate
+
+    model = spec.model
+    if "nonlinear" not in model:
+        raise SpecificationError(f"[model] nonlinear is missing in {spec.path.name}; 'estimate' "
+                                 f"needs random coefficients (or run 'blpdemand logit')")
+    agent_source: Any = agents
+    if spec.integration:
+        if agents is not None and "demographics_data" not in spec.integration:
+            options = {"demographics_data": agents, **spec.integration}
+        else:
+            options = dict(spec.integration)
+        if isinstance(options.get("demographics_data"), Path):
+            options["demographics_data"] = read_table(options["demographics_data"],
+                                                      f"[integration] in {spec.path.name}")
+        check_keys(options, keyword_names(Integration), "[integration]", spec.path.name)
+        if "kind" not in options or "size" not in options:
+            raise SpecificationError(f"[integration] in {spec.path.name} needs kind and size, "
+                                     f"e.g. kind = \"sobol\", size = 200")
+        agent_source = Integration(options.pop("kind"), options.pop("size"), **options)
+    kwargs: dict[str, Any] = {k: model[k] for k in
+                              ("linear", "nonlinear", "demographics", "absorb", "endogenous")
+                              if k in model}
+    problem = Problem(products, agents=agent_source, instruments=instruments or None,
+                      columns=spec.columns or None, **kwargs)
+    valid = tuple(n for n in keyword_names(EstimationConfig) if n not in NOT_FROM_SPEC)
+    check_keys(spec.estimation, valid, "[estimation]", spec.path.name)
+    options = dict(spec.estimation)
+    if "bounds" in options:
+        options["bounds"] = {k: tuple(v) for k, v in dict(options["bounds"]).items()}
+    config = EstimationConfig(**options, runner=progress_runner(console, "multi-start"))
+    reporter = None if quiet else RichReporter(console)
+    return estimate(problem, sigma=spec.parameters.get("sigma"), pi=spec.parameters.get("pi"),
+                    config=config, reporter=reporter)
+
+
+def post_estimation(spec: Spec, results: Any, report: Report,
+                    products: pd.DataFrame) -> dict[str, Any]:
+    """Requested post-estimation outputs: tables and plots in the report, a JSON summary back."""
+    post = spec.post
+    out: dict[str, Any] = {}
+    market = post.get("market")
+    if post.get("elasticities", False):
+        from blpdemand.results.elasticities import compute_elasticities, own_elasticity_summary
+
+        table = own_elasticity_summary(results)
+        report.table("elasticities", table, show=_head(table, 12))
+        out["own_price_elasticities"] = _row(table.body, -1)
+        matrices = compute_elasticities(results)
+        chosen = market if market is not None else matrices.market_ids[0]
+        frame = matrices.market(chosen)
+        report.figure("elasticities_heatmap", lambda ax: heatmap(ax, frame, f"Price elasticities, "
+                                                                            f"market {chosen}"))
+        report.table(f"elasticities_market_{chosen}", Table(
+            title=f"Price elasticities in market {chosen} (row j, column k)", body=frame),
+            show=False)
+    if post.get("diversion", False):
+        from blpdemand.results.diversion import compute_diversion_ratios
+
+        matrices = compute_diversion_ratios(results)
+        chosen = market if market is not None else matrices.market_ids[0]
+        frame = matrices.market(chosen)
+        report.table(f"diversion_market_{chosen}", Table(
+            title=f"Diversion ratios in market {chosen} (diagonal: to the outside good)",
+            body=frame), show=False)
+        report.figure("diversion_heatmap", lambda ax: heatmap(ax, frame, f"Diversion ratios, "
+                                                                         f"market {chosen}"))
+    if post.get("costs", False):
+        from blpdemand.results.costs import compute_costs
+
+        costs = np.asarray(compute_costs(results), dtype=np.float64)
+        prices = products[spec.columns.get("prices", "prices")].to_numpy(dtype=np.float64)
+        markups = prices - costs
+        body = pd.DataFrame({"mean": [], "median": [], "min": [], "max": []})
+        for name, values in (("marginal costs", costs), ("markups", markups),
+                             ("Lerner index", markups / prices)):
+            body.loc[name] = (values.mean(), np.median(values), values.min(), values.max())
+        report.table("costs", Table(title="Bertrand-Nash marginal costs and markups", body=body,
+                                    notes=("c = p - eta(p): markups from the firms' first-order "
+                                           "conditions at the observed prices",)))
+        out["costs"] = [_row(body, k) for k in range(len(body))]
+    if "merger" in post:
+        out["merger"] = merger(spec, results, report)
+    return out
+
+
+def merger(spec: Spec, results: Any, report: Report) -> dict[str, Any]:
+    """``[post.merger] firms = {old = new}``: new ownership, equilibrium prices."""
+    import blpdemand as bd
+
+    options = dict(spec.post["merger"])
+    check_keys(options, ("firms",), "[post.merger]", spec.path.name)
+    compute = getattr(bd, "compute_merger", None)
+    if compute is None:
+        raise SpecificationError("[post.merger] needs counterfactual prices, which this version "
+                                 "of blpdemand does not provide yet; remove [post.merger]")
+    outcome = compute(results, firms={int(k) if k.isdigit() else k: v
+                                      for k, v in dict(options["firms"]).items()})
+    table = outcome.summary()
+    report.table("merger", table, show=_head(table, 12))
+    return {"table": table.title}
+
+
+def heatmap(ax: Any, frame: pd.DataFrame, title: str) -> None:
+    """An annotated-free heatmap of a square product matrix with a diverging color scale."""
+    values = frame.to_numpy(dtype=np.float64)
+    off = values[~np.eye(values.shape[0], dtype=bool)] if values.shape[0] > 1 else values.ravel()
+    scale = float(np.max(np.abs(off))) if off.size else 1.0
+    image = ax.imshow(values, cmap="RdBu_r", vmin=-scale, vmax=scale)
+    ax.figure.colorbar(image, ax=ax, label="off-diagonal scale (diagonal may exceed it)")
+    labels = [str(v) for v in frame.index]
+    if len(labels) <= 40:
+        ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
+        ax.set_yticks(range(len(labels)), labels, fontsize=6)
+    ax.set_title(title)
+
+
+def _head(table: Table, rows: int) -> Table:
+    """The first ``rows`` rows and the last (e.g. 'all markets') of a long table, for the terminal."""
+    body = table.body
+    if len(body) <= rows + 1:
+        return table
+    short = pd.concat([body.iloc[:rows], body.iloc[[-1]]])
+    notes = (*table.notes, f"{len(body) - rows - 1} rows not shown; all rows in the files")
+    return Table(title=table.title, body=short, notes=notes, digits=table.digits)
+
+
+def _row(body: pd.DataFrame, k: int) -> dict[str, Any]:
+    row = body.iloc[k]
+    return {"label": str(body.index[k]), **{str(c): row[c] for c in body.columns}}
+
+
+# ---------------------------------------------------------------------- argparse wiring
+SPEC_COMMANDS = {
+    "estimate": ("estimate a BLP random-coefficients model from a TOML specification",
+                 "Reads SPEC.toml (data files, formulas, instruments, integration, [estimation] "
+                 "options, [post] outputs), shows one row per objective evaluation, the "
+                 "estimates and requested post-estimation tables, and writes results.json, LaTeX "
+                 "and HTML tables and PNG plots to the output folder. See examples/README.md."),
+    "logit": ("estimate a plain logit (OLS/IV, absorbed fixed effects) from a TOML spec",
+              "Reads SPEC.toml ([data], [columns], [model] linear and absorb, [instruments], "
+              "[logit] options such as the covariance, [post]) and writes the same outputs as "
+              "'estimate'. See examples/README.md."),
+}
+
+
+def add_spec_commands(sub: Any) -> None:
+    """Add ``estimate`` and ``logit`` to the ``blpdemand`` sub-command parser."""
+    for name, (short, long) in SPEC_COMMANDS.items():
+        p = sub.add_parser(name, help=short, description=long)
+        p.add_argument("spec", type=Path, metavar="SPEC.toml", help="the specification file")
+        p.add_argument("--output", "-o", type=Path, metavar="DIR", default=None,
+                       help="folder for results.json, tables and plots (default: [output] "
+                            "directory of the spec, else ./<spec name>-results)")
+        p.add_argument("--quiet", "-q", action="store_true",
+                       help="no per-evaluation progress rows")
+        p.add_argument("--traceback", action="store_true",
+                       help="show the Python traceback of an error (for bug reports)")
+
+
+def run_command(args: Any) -> int:
+    """Run a spec command; any error becomes one line on stderr and exit status 2 (1 if a bug)."""
+    import sys
+
+    from blpdemand.errors import BLPDemandError
+
+    wide = None if sys.stdout.isatty() else 120
+    # markup off: parameter names such as "sigma[prices, prices]" are not rich markup tags
+    console = Console(width=wide, highlight=False, markup=False)
+    progress = Console(stderr=True, width=None if sys.stderr.isatty() else 120, highlight=False,
+                       markup=False)
+    try:
+        run(args.command, args.spec, output=args.output, console=console, progress=progress,
+            quiet=args.quiet)
+    except (BLPDemandError, OSError) as exc:
+        if args.traceback:
+            raise
+        print(f"blpdemand {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug: still one line unless --traceback
+        if args.traceback:
+            raise
+        print(f"blpdemand {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+              f"(rerun with --traceback and report it)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
