@@ -21,6 +21,8 @@ _API: dict[str, str] = {
     "load_products": "blpdemand.data.products",
     "MarketIndex": "blpdemand.data.markets",
     "Problem": "blpdemand.model.problem",
+    "estimate_logit": "blpdemand.results.logit",
+    "LogitResults": "blpdemand.results.logit",
     # instruments
     "build_blp_instruments": "blpdemand.instruments.blp",
     "build_differentiation_instruments": "blpdemand.instruments.differentiation",

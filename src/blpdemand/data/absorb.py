@@ -49,6 +49,7 @@ def absorb_fixed_effects(frame: pd.DataFrame, columns: tuple[str, ...]) -> Fixed
     ids = np.column_stack([pd.factorize(frame[c], sort=True)[0] for c in columns])
     options: dict[str, Any] = {}
     if len(columns) > 1:
-        options = {"residualize_method": "map", "tol": 1e-14, "iterations": 100_000}
+        options = {"residualize_method": "map",
+                   "options": {"tol": 1e-14, "iteration_limit": 100_000}}
     algorithm = pyhdfe.create(ids, drop_singletons=False, **options)
     return FixedEffects(columns=tuple(columns), degrees=int(algorithm.degrees), algorithm=algorithm)

@@ -128,7 +128,8 @@ def simulate(*, markets: int = 50, products: int = 10, firms: int = 3,
     prices = price_rule(w @ gamma_arr, xi, eta, gamma0=gamma0, rho=rho)
     delta = beta.get("1", 0.0) + x @ np.array([beta[n] for n in names]) + alpha * prices + xi
 
-    columns: dict[str, FloatArray] = {"prices": prices, **{n: x[:, :, k] for k, n in enumerate(names)}}
+    columns: dict[str, FloatArray] = {"prices": prices}
+    columns.update({n: x[:, :, k] for k, n in enumerate(names)})
     agents = None
     if sigma:
         order = sorted(sigma, key=lambda n: n != "1")  # the intercept first, as formulas put it

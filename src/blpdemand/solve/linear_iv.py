@@ -82,7 +82,7 @@ def gmm_step(y: FloatArray, X: FloatArray, Z: FloatArray, W: FloatArray) -> Floa
     """b = (X'Z W Z'X)^-1 X'Z W Z'y, solved without forming an explicit inverse."""
     ZX, Zy = Z.T @ X, Z.T @ y
     A = ZX.T @ W @ ZX
-    out: FloatArray = np.linalg.solve(A, ZX.T @ W @ Zy)
+    out: FloatArray = np.asarray(np.linalg.solve(A, ZX.T @ W @ Zy), dtype=np.float64)
     return out
 
 
@@ -98,7 +98,8 @@ def estimate_covariance(X: FloatArray, Z: FloatArray, residuals: FloatArray, W: 
     G = Z.T @ X / N
     df = N - K - absorbed_degrees
     if df <= 0:
-        raise DataError(f"no residual degrees of freedom: N={N}, K={K}, absorbed={absorbed_degrees}")
+        raise DataError(
+            f"no residual degrees of freedom: N={N}, K={K}, absorbed={absorbed_degrees}")
     g = Z * residuals[:, None]
     if covariance == "unadjusted":
         S = (residuals @ residuals / df) * (Z.T @ Z) / N

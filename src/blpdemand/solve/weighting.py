@@ -96,7 +96,8 @@ def moment_covariance(moments: FloatArray, *, kind: CovarianceKind = "robust",
     2.5
     """
     if kind not in KINDS:
-        raise SpecificationError(f"covariance kind={kind!r} is not valid; choose one of {list(KINDS)}")
+        raise SpecificationError(
+            f"covariance kind={kind!r} is not valid; choose one of {list(KINDS)}")
     g = np.asarray(moments, dtype=np.float64)
     if g.ndim == 1:
         g = g[:, None]
@@ -105,7 +106,8 @@ def moment_covariance(moments: FloatArray, *, kind: CovarianceKind = "robust",
         raise DataError("no observations to compute the moment covariance")
     if kind == "unadjusted":
         if residuals is None or instruments is None:
-            raise SpecificationError("kind='unadjusted' needs residuals= (N,) and instruments= (N, M)")
+            raise SpecificationError(
+                "kind='unadjusted' needs residuals= (N,) and instruments= (N, M)")
         xi = np.asarray(residuals, dtype=np.float64).reshape(-1)
         Z = np.asarray(instruments, dtype=np.float64)
         Z = Z[:, None] if Z.ndim == 1 else Z
@@ -149,7 +151,8 @@ def weighting_matrix(S: FloatArray, *, names: tuple[str, ...] | None = None,
     if S.ndim != 2 or S.shape[0] != S.shape[1]:
         raise SpecificationError(f"moment covariance must be square, got shape {S.shape}")
     if not np.all(np.isfinite(S)):
-        raise DataError("moment covariance has NaN/inf entries; check the residuals and instruments")
+        raise DataError(
+            "moment covariance has NaN/inf entries; check the residuals and instruments")
     # scale to unit diagonal so that the condition number is about collinearity, not units
     d = np.sqrt(np.clip(np.diag(S), 0.0, None))
     zero = np.flatnonzero(d == 0)

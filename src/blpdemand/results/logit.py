@@ -1,0 +1,220 @@
+"""Plain logit results and ``estimate_logit``, the public entry point of the logit model.
+
+log(s_jt / s_0t) = delta_jt = x_jt' beta + alpha p_jt + xi_jt (Berry 1994), estimated by OLS,
+2SLS or linear GMM with absorbed fixed effects. Own-price elasticities are
+e_jt = alpha p_jt (1 - s_jt). The estimator sits here, above ``solve``, because it returns a
+results object (layers point down).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from blpdemand.model.fitted import FittedDemand, logit_layout
+from blpdemand.model.problem import InstrumentsLike, Problem
+from blpdemand.results.tables import Table, coefficient_table
+from blpdemand.solve.first_stage import FirstStageReport
+from blpdemand.solve.linear_iv import CovarianceType, Method
+from blpdemand.solve.logit import LogitFit, fit_logit, logit_problem, refit_covariance
+
+METHOD_LABELS = {"ols": "OLS", "2sls": "2SLS", "gmm": "one-step GMM", "2s-gmm": "two-step GMM"}
+
+
+@dataclass(frozen=True, eq=False)
+class LogitResults:
+    """Frozen estimates of a plain logit. Other standard errors: ``with_covariance`` (new object).
+
+    Attributes
+    ----------
+    params, bse, tvalues : pandas Series over the X1 column names.
+    covariance : (K1, K1) DataFrame; nobs : N; df_resid : N - K1 - D_FE.
+    method, covariance_type : the options used; first_stage : FirstStageReport or None.
+    problem : the Problem (sorted rows); xi, delta : (N,) in sorted order (see ``problem``).
+    """
+
+    _fit: LogitFit = field(repr=False)
+
+    # ------------------------------------------------------------------ estimates
+    @property
+    def problem(self) -> Problem:
+        return self._fit.problem
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.problem.X1.names)
+
+    @property
+    def params(self) -> pd.Series:
+        return pd.Series(self._fit.fit.params, index=list(self.names), name="params")
+
+    @property
+    def bse(self) -> pd.Series:
+        return pd.Series(self._fit.fit.bse, index=list(self.names), name="bse")
+
+    @property
+    def tvalues(self) -> pd.Series:
+        return pd.Series(self._fit.fit.params / self._fit.fit.bse, index=list(self.names),
+                         name="tvalues")
+
+    @property
+    def covariance(self) -> pd.DataFrame:
+        names = list(self.names)
+        return pd.DataFrame(self._fit.fit.covariance, index=names, columns=names)
+
+    @property
+    def nobs(self) -> int:
+        return self._fit.fit.nobs
+
+    @property
+    def df_resid(self) -> int:
+        return self._fit.fit.df_resid
+
+    @property
+    def df(self) -> int:
+        """Residual degrees of freedom N - K1 - D_FE (alias of ``df_resid``)."""
+        return self.df_resid
+
+    @property
+    def absorbed_degrees(self) -> int:
+        return self._fit.absorbed_degrees
+
+    @property
+    def method(self) -> str:
+        return self._fit.fit.method
+
+    @property
+    def covariance_type(self) -> str:
+        return self._fit.fit.covariance_type
+
+    @property
+    def clusters(self) -> int | None:
+        """Number of clusters G (the smaller dimension for two-way) or None."""
+        return self._fit.fit.clusters
+
+    @property
+    def j_statistic(self) -> float | None:
+        """Hansen's J for two-step GMM."""
+        return self._fit.fit.j_statistic
+
+    @property
+    def first_stage(self) -> FirstStageReport | None:
+        return self._fit.first_stage
+
+    @property
+    def xi(self) -> np.ndarray:
+        """(N,) structural errors net of absorbed fixed effects, sorted row order."""
+        return self._fit.xi
+
+    @property
+    def delta(self) -> np.ndarray:
+        """(N,) Berry inversion log s - log s0, sorted row order."""
+        return self._fit.delta
+
+    @property
+    def alpha(self) -> float:
+        """The price coefficient (X1 column 'prices')."""
+        if "prices" not in self.names:
+            raise KeyError(f"no 'prices' in the linear formula; columns: {list(self.names)}")
+        return float(self.params["prices"])
+
+    @property
+    def fitted(self) -> FittedDemand:
+        """The estimates as a FittedDemand (theta empty) for post-estimation."""
+        return FittedDemand(problem=self.problem, layout=logit_layout(self.problem),
+                            theta=np.zeros(0), beta=self._fit.fit.params.copy(),
+                            delta=self.delta.copy())
+
+    # ------------------------------------------------------------------ post-estimation
+    def own_price_elasticities(self) -> np.ndarray:
+        """(N,) e_jt = alpha p_jt (1 - s_jt), in the user's row order."""
+        data = self.problem.products
+        values = self.alpha * data.array("prices").astype(np.float64) * (1.0 - data.shares)
+        out: np.ndarray = data.unsort(values)
+        return out
+
+    def with_covariance(self, kind: CovarianceType, *, clusters: Any = None) -> LogitResults:
+        """A NEW results object with ``kind`` standard errors ("unadjusted", "robust", "hc0",
+        "hc1" or "clustered"); ``clusters`` is a column name, two names, or ids in user order."""
+        return LogitResults(refit_covariance(self._fit, covariance=kind, clusters=clusters))
+
+    # ------------------------------------------------------------------ tables
+    def summary(self, *, title: str | None = None) -> Table:
+        """Coefficient table (normal p-values and 95% intervals) with the sample and options."""
+        fe = self.problem.fixed_effects
+        notes = [(f"N = {self.nobs:,}, markets = {self.problem.T:,}, "
+                 f"residual df = {self.df_resid:,}"),
+                 f"method: {METHOD_LABELS[self.method]}; covariance: {self.covariance_type}"
+                 + (f" ({self.clusters} clusters)" if self.clusters else "")]
+        if fe is not None:
+            notes.append(f"absorbed fixed effects: {', '.join(fe.columns)} "
+                         f"({fe.degrees:,} degrees of freedom)")
+        if self.first_stage is not None:
+            for stage in self.first_stage.stages:
+                notes.append(f"first-stage F ({stage.endogenous}, {stage.q} excluded): "
+                             f"{stage.f_statistic:.2f}")
+        if self.j_statistic is not None:
+            notes.append(f"Hansen J = {self.j_statistic:.4f}")
+        if "prices" in self.names:
+            notes.append(f"mean own-price elasticity: {self.own_price_elasticities().mean():.4f}")
+        return coefficient_table(self.names, self._fit.fit.params, self._fit.fit.bse,
+                                 title=title or f"Logit demand ({METHOD_LABELS[self.method]})",
+                                 notes=notes)
+
+    def first_stage_table(self) -> Table:
+        """First-stage partial F statistics per endogenous regressor."""
+        if self.first_stage is None:
+            raise ValueError("no first stage: the model was estimated by OLS")
+        kind = ("homoskedastic" if self.covariance_type == "unadjusted"
+                else "effective (Montiel Olea and Pflueger 2013)")
+        return Table(title="First stage", body=self.first_stage.to_frame(),
+                     notes=(f"headline F: {kind}; weak if below 10",))
+
+    def __str__(self) -> str:
+        return self.summary().to_text()
+
+    def __rich__(self) -> Any:
+        return self.summary().__rich__()
+
+
+def estimate_logit(products: pd.DataFrame, *, linear: str, instruments: InstrumentsLike = None,
+                   absorb: Any = None, endogenous: Sequence[str] = ("prices",),
+                   method: Method = "2sls", covariance: CovarianceType = "robust",
+                   clusters: Any = None, columns: Mapping[str, str] | None = None,
+                   center_moments: bool = False) -> LogitResults:
+    """Estimate the plain logit log(s_jt/s_0t) = x_jt' beta + xi_jt by OLS, 2SLS or GMM.
+
+    Parameters
+    ----------
+    products : DataFrame, one row per (market, product), with market_ids and shares.
+    linear : formula of X1, e.g. ``"prices + log(hp)"``.
+    instruments : excluded instruments (column names, a DataFrame or an array); not for OLS.
+    absorb : fixed effects to absorb, ``"C(year) + C(make)"`` (within transformation).
+    endogenous : endogenous X1 columns (default prices).
+    method : "ols", "2sls", "gmm" (one step) or "2s-gmm" (two step, robust optimal W).
+    covariance : "unadjusted", "robust" (HC0), "hc1" or "clustered" (one- or two-way).
+    clusters : column name, two column names, or ids in the user's row order.
+    columns : map from reserved names to the user's columns, e.g. ``{"market_ids": "year"}``.
+    center_moments : center the moments in S (for robust/clustered covariance and 2-step W).
+
+    Returns
+    -------
+    LogitResults.
+
+    Examples
+    --------
+    >>> from blpdemand.model.simulation import simulate
+    >>> sim = simulate(markets=20, products=5)
+    >>> res = estimate_logit(sim.products, linear=sim.linear, instruments=list(sim.instruments))
+    >>> round(res.params["prices"], 1)
+    -1.0
+    """
+    problem = logit_problem(products, linear=linear, instruments=instruments, absorb=absorb,
+                            endogenous=endogenous, method=method, columns=columns)
+    fit = fit_logit(problem, method=method, covariance=covariance, clusters=clusters,
+                    center_moments=center_moments)
+    return LogitResults(fit)

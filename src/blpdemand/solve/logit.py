@@ -1,0 +1,174 @@
+"""The plain logit estimated by linear IV: the numerical core behind ``estimate_logit``.
+
+log(s_jt / s_0t) = delta_jt = x_jt' beta + alpha p_jt + xi_jt          (Berry 1994)
+
+Absorbed fixed effects are partialled out of delta, X1 and Z_D by the within transformation
+(``Problem.X1_tilde`` / ``ZD_tilde``); they never become dummy columns. The public function
+``estimate_logit`` lives in ``blpdemand.results.logit`` (results sit above solve in the layers)
+and wraps the record returned here into ``LogitResults``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from blpdemand._types import AnyArray, FloatArray
+from blpdemand.data.validation import require_columns
+from blpdemand.errors import DataError, SpecificationError
+from blpdemand.model.problem import InstrumentsLike, Problem
+from blpdemand.solve.first_stage import FirstStageReport, first_stage
+from blpdemand.solve.linear_iv import (
+    CovarianceType,
+    LinearIVResult,
+    Method,
+    check_options,
+    estimate_covariance,
+    fit_linear_iv,
+)
+from blpdemand.solve.weighting import number_of_clusters
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogitFit:
+    """Linear IV fit of a logit problem (sorted rows).
+
+    Attributes
+    ----------
+    problem : the Problem; fit : the LinearIVResult (params = beta over X1 columns).
+    delta : (N,) Berry inversion log s - log s0; xi : (N,) residuals net of fixed effects.
+    clusters : (N,) or (N, 2) cluster ids in sorted order, or None.
+    first_stage : FirstStageReport or None (OLS or no endogenous regressor).
+    """
+
+    problem: Problem
+    fit: LinearIVResult
+    delta: FloatArray = field(repr=False)
+    xi: FloatArray = field(repr=False)
+    clusters: AnyArray | None = field(repr=False)
+    first_stage: FirstStageReport | None
+    center_moments: bool
+
+    @property
+    def absorbed_degrees(self) -> int:
+        fe = self.problem.fixed_effects
+        return 0 if fe is None else int(fe.degrees)
+
+
+def logit_problem(products: pd.DataFrame, *, linear: str, instruments: InstrumentsLike = None,
+                  absorb: Any = None, endogenous: Sequence[str] = ("prices",),
+                  method: Method = "2sls", columns: Mapping[str, str] | None = None) -> Problem:
+    """Validate the data and build the Problem (no nonlinear part). OLS ignores instruments."""
+    if method == "ols":
+        return Problem(products, linear=linear, absorb=absorb, endogenous=(), columns=columns)
+    if instruments is None or (not isinstance(instruments, (pd.DataFrame, np.ndarray))
+                               and len(instruments) == 0):
+        raise SpecificationError(
+            f"method={method!r} needs excluded instruments for {list(endogenous)}: pass "
+            "instruments=['column', ...], or use method='ols'")
+    problem = Problem(products, linear=linear, absorb=absorb, instruments=instruments,
+                      endogenous=endogenous, columns=columns)
+    if not problem.endogenous:
+        raise SpecificationError(
+            f"none of the endogenous regressors {list(endogenous)} is in the linear formula "
+            f"{list(problem.X1.names)}; add 'prices' to linear= or set endogenous=")
+    return problem
+
+
+def cluster_ids(problem: Problem, clusters: Any) -> AnyArray | None:
+    """Cluster ids in sorted row order from column name(s) or arrays in the user's row order."""
+    if clusters is None:
+        return None
+    frame = problem.products.frame
+    if isinstance(clusters, str):
+        clusters = [clusters]
+    if isinstance(clusters, (list, tuple)) and all(isinstance(c, str) for c in clusters):
+        if not 1 <= len(clusters) <= 2:
+            raise SpecificationError(f"clusters={clusters!r}: give one or two column names")
+        require_columns(frame, clusters, what="product data (clusters)")
+        values = np.column_stack([frame[c].to_numpy() for c in clusters])
+    else:
+        array = np.asarray(clusters.to_numpy() if isinstance(clusters, (pd.Series, pd.DataFrame))
+                           else clusters)
+        if array.shape[0] != problem.N:
+            raise DataError(f"clusters have {array.shape[0]} rows, product data {problem.N}")
+        values = problem.products.sort(array)
+        values = values[:, None] if values.ndim == 1 else values
+    if pd.isna(pd.DataFrame(values)).to_numpy().any():
+        raise DataError("cluster ids have missing values; fill or drop those rows")
+    return values[:, 0] if values.shape[1] == 1 else values
+
+
+def excluded_names(problem: Problem) -> tuple[str, ...]:
+    """Names of the excluded instruments (Z_D columns that are not X1 columns)."""
+    return tuple(n for n in problem.ZD.names if n not in problem.X1.names)
+
+
+def fit_logit(problem: Problem, *, method: Method = "2sls", covariance: CovarianceType = "robust",
+              clusters: Any = None, center_moments: bool = False,
+              warn_weak: bool = True) -> LogitFit:
+    """Estimate beta by OLS, 2SLS or linear GMM on the within-transformed Berry inversion.
+
+    Parameters
+    ----------
+    problem : a Problem without a nonlinear part.
+    method, covariance, center_moments : see ``fit_linear_iv``.
+    clusters : column name(s) or ids in the user's row order (one- or two-way).
+    warn_weak : warn (WeakInstrumentsWarning) when a first-stage F is below 10.
+    """
+    check_options(method, covariance)
+    if problem.K2 > 0:
+        raise SpecificationError("the plain logit has no nonlinear part; use bd.estimate for BLP")
+    ids = cluster_ids(problem, clusters)
+    if covariance == "clustered" and ids is None:
+        raise SpecificationError("covariance='clustered' needs clusters= (column name or ids)")
+    delta = problem.products.logit_delta
+    y = problem.residualize(delta)
+    absorbed = 0 if problem.fixed_effects is None else int(problem.fixed_effects.degrees)
+    X, Z = problem.X1_tilde, problem.ZD_tilde
+    report = None
+    if method != "ols" and problem.endogenous:
+        report = first_stage(X, Z, x_names=problem.X1.names, z_names=problem.ZD.names,
+                             endogenous=problem.endogenous, excluded=excluded_names(problem),
+                             covariance=covariance, clusters=ids, absorbed_degrees=absorbed,
+                             warn=warn_weak)
+    fit = fit_linear_iv(y, X, None if method == "ols" else Z, method=method,
+                        covariance=covariance, clusters=ids, absorbed_degrees=absorbed,
+                        x_names=problem.X1.names, z_names=problem.ZD.names,
+                        center_moments=center_moments)
+    return LogitFit(problem=problem, fit=fit, delta=delta, xi=fit.residuals, clusters=ids,
+                    first_stage=report, center_moments=center_moments)
+
+
+def refit_covariance(logit: LogitFit, *, covariance: CovarianceType, clusters: Any = None,
+                     warn_weak: bool = True) -> LogitFit:
+    """The same estimates with another covariance (a new record; W and xi unchanged)."""
+    check_options(logit.fit.method, covariance)
+    problem = logit.problem
+    ids = cluster_ids(problem, clusters) if clusters is not None else logit.clusters
+    if covariance == "clustered" and ids is None:
+        raise SpecificationError("covariance='clustered' needs clusters= (column name or ids)")
+    X = problem.X1_tilde
+    Z = X if logit.fit.method == "ols" else problem.ZD_tilde
+    V = estimate_covariance(X, Z, logit.xi, logit.fit.weighting, covariance=covariance,
+                            clusters=ids, absorbed_degrees=logit.absorbed_degrees,
+                            center=logit.center_moments)
+    G = number_of_clusters(ids, problem.N) if covariance == "clustered" else None
+    fit = LinearIVResult(params=logit.fit.params, covariance=V, residuals=logit.xi,
+                         weighting=logit.fit.weighting, method=logit.fit.method,
+                         covariance_type=covariance, nobs=logit.fit.nobs,
+                         df_resid=logit.fit.df_resid, clusters=G,
+                         j_statistic=logit.fit.j_statistic)
+    report = logit.first_stage
+    if report is not None:
+        report = first_stage(X, problem.ZD_tilde, x_names=problem.X1.names,
+                             z_names=problem.ZD.names, endogenous=problem.endogenous,
+                             excluded=excluded_names(problem), covariance=covariance,
+                             clusters=ids, absorbed_degrees=logit.absorbed_degrees,
+                             warn=warn_weak)
+    return LogitFit(problem=problem, fit=fit, delta=logit.delta, xi=logit.xi, clusters=ids,
+                    first_stage=report, center_moments=logit.center_moments)
