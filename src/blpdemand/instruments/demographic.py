@@ -53,7 +53,7 @@ def demographic_moments(agents: pd.DataFrame, demographics: Characteristics,
     T = len(market_ids)
     total = np.bincount(codes, weights=w, minlength=T)
     if np.any(total == 0):
-        missing = list(np.asarray(market_ids)[total == 0][:5])
+        missing = np.asarray(market_ids)[total == 0][:5].tolist()
         raise DataError(f"market(s) {missing} have products but no agents in agent data; "
                         "every market needs agents to compute demographic moments")
     means = np.column_stack([np.bincount(codes, weights=w * y, minlength=T)

@@ -77,8 +77,8 @@ def build_hausman_instruments(products: pd.DataFrame, column: str | Sequence[str
         rows = np.flatnonzero(single)
         where = " in the same " + repr(within) if within is not None else ""
         where += f" with another {across!r}" if across is not None else ""
-        examples = [f"{frame['product_ids'].iloc[r]!r} in market {frame['market_ids'].iloc[r]!r}"
-                    for r in rows[:3]]
+        examples = [f"{_plain(frame['product_ids'].iloc[r])!r} in market "
+                    f"{_plain(frame['market_ids'].iloc[r])!r}" for r in rows[:3]]
         raise DataError(
             f"{rows.size} product(s) are sold in no other market{where}, so they have no Hausman "
             f"instrument: {', '.join(examples)}; pass on_single='nan' and drop those rows, or "
@@ -86,6 +86,12 @@ def build_hausman_instruments(products: pd.DataFrame, column: str | Sequence[str
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(single[:, None], np.nan, total / np.maximum(count, 1)[:, None])
     return data.to_frame(mean, [prefix + clean(n) for n in names])
+
+
+def _plain(value: object) -> object:
+    """numpy scalars as Python values, for readable messages."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) else value
 
 
 def _group(keys: list[IntArray]) -> IntArray:
