@@ -49,24 +49,32 @@ class IdentificationReport:
 
 def diagnose_instruments(Z: FloatArray, names: Sequence[str], *, n_parameters: int,
                          excluded: Sequence[str] = (), endogenous: Sequence[str] = (),
-                         n_nonlinear: int = 0) -> IdentificationReport:
+                         n_nonlinear: int = 0, before: FloatArray | None = None
+                         ) -> IdentificationReport:
     """Rank, zero and collinear columns, counts and unused instruments of Z (N, M); never raises.
 
     Collinearity is judged column by column: column m is flagged when the R factor of the QR
     decomposition of the RMS-scaled Z has |R_mm| <= max(N, M) eps 1e3 max|R_ll| (it is spanned by
-    columns 1..m-1), so the names point at the later of two collinear columns.
+    columns 1..m-1), so the names point at the later of two collinear columns. ``before`` is Z
+    before absorbing fixed effects: a column whose norm fell below 1e-9 of its norm before is
+    all zero (absorbed), even if iterative demeaning left rounding noise.
     """
     Z = np.asarray(Z, dtype=np.float64)
     Z = Z[:, None] if Z.ndim == 1 else Z
     names = [str(n) for n in names]
     if len(names) != Z.shape[1]:
         raise SpecificationError(f"{Z.shape[1]} instrument columns but {len(names)} names")
-    zero = tuple(names[m] for m in range(Z.shape[1]) if not np.any(Z[:, m]))
+    absorbed = np.zeros(Z.shape[1], dtype=bool)
+    if before is not None:
+        norm_before = np.linalg.norm(np.asarray(before, dtype=np.float64).reshape(Z.shape[0], -1),
+                                     axis=0)
+        absorbed = np.linalg.norm(Z, axis=0) <= 1e-9 * norm_before
+    zero = tuple(names[m] for m in range(Z.shape[1]) if absorbed[m] or not np.any(Z[:, m]))
     collinear: tuple[str, ...] = ()
     rank = 0
     if Z.shape[1] > 0:
         scale = np.sqrt(np.mean(Z**2, axis=0))
-        scale[scale == 0] = 1.0
+        scale[(scale == 0) | absorbed] = np.inf
         r = np.linalg.qr(Z / scale, mode="r")
         diagonal = np.abs(np.diag(r)) if r.shape[0] >= Z.shape[1] else np.concatenate(
             [np.abs(np.diag(r)), np.zeros(Z.shape[1] - r.shape[0])])
@@ -84,8 +92,8 @@ def diagnose_instruments(Z: FloatArray, names: Sequence[str], *, n_parameters: i
 def check_identification(Z: FloatArray, names: Sequence[str], *, n_parameters: int,
                          parameter_names: Sequence[str] | None = None,
                          excluded: Sequence[str] = (), endogenous: Sequence[str] = (),
-                         n_nonlinear: int = 0, what: str = "ZD (demand instruments)"
-                         ) -> IdentificationReport:
+                         n_nonlinear: int = 0, before: FloatArray | None = None,
+                         what: str = "ZD (demand instruments)") -> IdentificationReport:
     """Raise SpecificationError naming the culprit when Z cannot identify the parameters.
 
     Checks, in order: excluded instruments that nothing uses, all-zero columns, columns
@@ -98,7 +106,7 @@ def check_identification(Z: FloatArray, names: Sequence[str], *, n_parameters: i
     2
     """
     report = diagnose_instruments(Z, names, n_parameters=n_parameters, excluded=excluded,
-                                  endogenous=endogenous, n_nonlinear=n_nonlinear)
+                                  endogenous=endogenous, n_nonlinear=n_nonlinear, before=before)
     if report.unused:
         raise SpecificationError(
             f"instrument(s) {list(report.unused)} are given but not used: no X1 column is "

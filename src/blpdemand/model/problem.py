@@ -78,7 +78,7 @@ class Problem:
         check_rank(X1_tilde, X1.names, what="X1 (linear characteristics)")
         check_identification(ZD_tilde, ZD.names, n_parameters=X1.K, parameter_names=X1.names,
                              excluded=excluded.names, endogenous=endogenous, n_nonlinear=X2.K,
-                             what="ZD (demand instruments)")
+                             before=ZD.values, what="ZD (demand instruments)")
         agent_data = None
         if X2.K > 0:
             agent_data = _agents(agents, data, demographics, X2.K)
