@@ -119,17 +119,23 @@ def _check_weights(weights: FloatArray, markets: MarketIndex, allow_negative: bo
             "; negative weights come from sparse grids: pass agents=bd.Integration("
             "'sparse_grid', level) so the rule is known")
         raise DataError(f"agent weights must be {rule}; found {weights[bad][0]!r} in market "
-                        f"{markets.ids[t]!r} ({int(bad.sum())} bad weight(s)){hint}")
+                        f"{_label(markets.ids[t])} ({int(bad.sum())} bad weight(s)){hint}")
     sums = markets.segment_sum(weights)
     if np.any(sums <= 0):
         t = int(np.flatnonzero(sums <= 0)[0])
-        raise DataError(f"agent weights in market {markets.ids[t]!r} sum to {sums[t]:.6g}; "
+        raise DataError(f"agent weights in market {_label(markets.ids[t])} sum to {sums[t]:.6g}; "
                         "each market's weights must have a positive sum (ideally one)")
     off = np.abs(sums - 1.0) > 1e-8
     if np.any(off):
-        shown = ", ".join(f"{markets.ids[t]!r}: {sums[t]:.6g}" for t in np.flatnonzero(off)[:5])
+        shown = ", ".join(f"{_label(markets.ids[t])}: {sums[t]:.6g}" for t in np.flatnonzero(off)[:5])
         warnings.warn(
             f"agent weights do not sum to one in {int(off.sum())} of {markets.T} market(s) "
             f"({shown}); shares scale with these sums. Kept as given (e.g. BLP 1995 "
             "importance-sampling weights); normalize them per market if that was not intended",
             IntegrationWarning, stacklevel=3)
+
+
+def _label(market_id: object) -> str:
+    """A market id as the user wrote it: 'C01Q1' or 1971, not np.int64(1971)."""
+    item = getattr(market_id, "item", None)
+    return repr(item() if callable(item) else market_id)
