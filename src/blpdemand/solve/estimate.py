@@ -37,8 +37,11 @@ class EstimationConfig:
     ----------
     optimizer : one of ``l-bfgs-b`` (default), ``trust-constr``, ``bfgs`` (ignores bounds),
         ``slsqp``, or derivative-free ``nelder-mead``/``powell`` (warned about).
-    gtol : convergence when the inf-norm of the (projected) gradient of Q is <= gtol. Q is
-        scaled by N, so 1e-8 is strict; loosen to ~1e-6 for large N or noisy inner loops.
+    gtol : convergence when the inf-norm of the (projected) gradient of Q is <= gtol. Default
+        1e-6: line searches compare values of Q, which cannot resolve a decrease below about
+        eps |Q|, so gradients below ~sqrt(2 eps |Q| lambda_max(H)) (1e-7 to 1e-6 on the examples
+        here, Q scaled by N) are not reliably reachable; 1e-8 often ends "not converged"
+        at the true minimum.
     max_iterations : optimizer iterations per run.
     bounds : {parameter name: (low, high)} overriding the data-derived default box
         (each free parameter may change utility by at most 20 over the data, or twice its start).
@@ -57,7 +60,7 @@ class EstimationConfig:
     """
 
     optimizer: str = "l-bfgs-b"
-    gtol: float = 1e-8
+    gtol: float = 1e-6
     max_iterations: int = 1000
     bounds: Mapping[str, tuple[float, float]] | None = None
     method: Literal["1s", "2s"] = "1s"

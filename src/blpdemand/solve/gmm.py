@@ -4,10 +4,11 @@ Q(theta) = N g(theta)' W g(theta),  g = (1/N) Z~' xi(theta),  xi = A delta~(thet
 (the scaling by N makes the 2-step objective Hansen's J statistic, as in PyBLP), with
 A the IV annihilator of :mod:`blpdemand.solve.moments`. Because A does not depend on theta,
 
-    d xi / d theta = A (d delta / d theta)~,   dQ/dtheta = 2 (Z~' d xi/d theta)' W g,
+    dQ/dtheta = 2 (Z~' A (d delta/d theta)~)' W g = 2 (Z~' (d delta/d theta)~)' W g,
 
 where d delta / d theta comes from the implicit function theorem in the inner loop
-(Berry, Levinsohn and Pakes 1995; Nevo 2000).
+(Berry, Levinsohn and Pakes 1995; Nevo 2000); the second form holds because X1~' Z~ W g = 0
+at the concentrated beta.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class ObjectiveEvaluation:
     ----------
     theta : (P,); delta : (N,) mean utilities (with absorbed effects); xi : (N,);
     beta : (K1,); g : (M,) mean moments; objective : Q; gradient : (P,) dQ/dtheta;
-    xi_jacobian : (N, P) d xi / d theta; contraction counts and failed market ids.
+    xi_jacobian : (N, P) partial d xi / d theta at fixed beta (= residualized d delta/d theta);
+    contraction counts and failed market ids.
     """
 
     theta: FloatArray
@@ -149,7 +151,9 @@ class DemandObjective:
         objective = float(N * g @ self.W @ g)
         if P > 0:
             assert jacobian is not None
-            xi_jacobian = self.iv.residuals(self.problem.residualize(jacobian))
+            # d xi / d theta at fixed beta; the beta(theta) channel drops out of the gradient
+            # because X1~' Z W g = 0 at the concentrated beta (first-order condition)
+            xi_jacobian = self.problem.residualize(jacobian)
             gradient = 2.0 * (self.Z.T @ xi_jacobian).T @ (self.W @ g)
         else:
             xi_jacobian = np.zeros((N, 0))
