@@ -103,7 +103,7 @@ def build_differentiation_instruments(
     --------
     >>> d = pd.DataFrame({"market_ids": [1, 1, 1], "firm_ids": [1, 1, 2], "x": [0.0, 1.0, 3.0]})
     >>> build_differentiation_instruments(d, "0 + x", version="quadratic")["gh_quad_rival_x"].tolist()
-    [9.0, 4.0, 10.0]
+    [9.0, 4.0, 13.0]
     """
     config = DifferentiationConfig(version=version, convention=convention, split=split,
                                    interact=interact, ddof=ddof)

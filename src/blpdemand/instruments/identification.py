@@ -75,7 +75,7 @@ def diagnose_instruments(Z: FloatArray, names: Sequence[str], *, n_parameters: i
     if Z.shape[1] > 0:
         scale = np.sqrt(np.mean(Z**2, axis=0))
         scale[(scale == 0) | absorbed] = np.inf
-        r = np.linalg.qr(Z / scale, mode="r")
+        r = np.asarray(np.linalg.qr(Z / scale, mode="r"))
         diagonal = np.abs(np.diag(r)) if r.shape[0] >= Z.shape[1] else np.concatenate(
             [np.abs(np.diag(r)), np.zeros(Z.shape[1] - r.shape[0])])
         tol = max(Z.shape) * np.finfo(float).eps * max(float(diagonal.max(initial=0.0)), 1.0) * 1e3
