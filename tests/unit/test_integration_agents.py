@@ -56,6 +56,22 @@ def test_cross_pairing_is_the_product_of_rule_and_sample() -> None:
     np.testing.assert_allclose(by_market.to_numpy(), [2.0, 15.0, 200.0], rtol=1e-14)
 
 
+def test_census_weights_make_a_weighted_empirical_distribution() -> None:
+    # census weights c = (1, 2, 1) on market a's incomes (1, 2, 3): weighted mean income 2,
+    # weighted mean income^2 = (1 + 8 + 9) / 4 = 4.5 (hand computation).
+    # cross: exact, E[nu^2 income^2] = 4.5 to 1e-14; resample (I = 20,000 Sobol nodes): row
+    # frequencies within 0.01 of (1/4, 1/2, 1/4) (binomial sd 0.0035)
+    census = DEMOGRAPHICS.assign(weights=[1.0, 1.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    cross = Integration("product", 3, demographics_data=census).agent_frame(["a"], dimensions=1)
+    assert "weights" in cross.columns and len(cross) == 9
+    assert abs(cross.weights.sum() - 1) < 1e-15
+    assert abs((cross.weights * cross.nodes0**2 * cross.income**2).sum() - 4.5) < 1e-14
+    drawn = Integration("sobol", 20_000, rng=3, demographics_data=census).agent_frame(
+        ["a"], dimensions=1)
+    frequencies = drawn.income.value_counts(normalize=True).sort_index().to_numpy()
+    np.testing.assert_allclose(frequencies, [0.25, 0.5, 0.25], atol=0.01)
+
+
 def test_pair_and_resample_pairings() -> None:
     # pair: node i with the market's row i (rows past I unused); resample: rows drawn from the
     # market's own rows, reproducible from the seed; weights stay 1/I
@@ -78,9 +94,16 @@ def test_demographic_checks_name_the_culprit() -> None:
     with pytest.raises(DataError, match=r"no rows for market\(s\) \['d'\]"):
         Integration("sobol", 4, rng=0, demographics_data=DEMOGRAPHICS).agent_frame(
             ["a", "d"], dimensions=1)
-    clash = DEMOGRAPHICS.assign(weights=1.0)
-    with pytest.raises(SpecificationError, match="'weights'"):
+    clash = DEMOGRAPHICS.assign(nodes0=1.0)
+    with pytest.raises(SpecificationError, match="'nodes0'"):
         Integration("sobol", 4, rng=0, demographics_data=clash).agent_frame(["a"], dimensions=1)
+    negative = DEMOGRAPHICS.assign(weights=[1.0, 1, 1, 1, 1, 1, -1, 1])
+    with pytest.raises(DataError, match="must be positive; found -1.0 in market 'c'"):
+        Integration("sobol", 4, rng=0, demographics_data=negative).agent_frame(
+            ["c"], dimensions=1)
+    with pytest.raises(SpecificationError, match="pairing='pair' cannot use"):
+        Integration("sobol", 2, rng=0, demographics_data=DEMOGRAPHICS.assign(weights=1.0),
+                    pairing="pair").agent_frame(["a"], dimensions=1)
     with pytest.raises(SpecificationError, match="market_ids"):
         Integration("sobol", 4, demographics_data=DEMOGRAPHICS.drop(columns="market_ids"))
     markets = sort_by_market(pd.DataFrame({"market_ids": ["a", "b"]}), "market_ids")[1]

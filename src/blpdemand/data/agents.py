@@ -118,7 +118,7 @@ def _check_weights(weights: FloatArray, markets: MarketIndex, allow_negative: bo
         hint = "" if allow_negative else (
             "; negative weights come from sparse grids: pass agents=bd.Integration("
             "'sparse_grid', level) so the rule is known")
-        raise DataError(f"agent weights must be {rule}; found {weights[bad][0]!r} in market "
+        raise DataError(f"agent weights must be {rule}; found {float(weights[bad][0])!r} in market "
                         f"{_label(markets.ids[t])} ({int(bad.sum())} bad weight(s)){hint}")
     sums = markets.segment_sum(weights)
     if np.any(sums <= 0):

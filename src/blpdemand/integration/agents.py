@@ -18,9 +18,6 @@ from blpdemand.errors import DataError, SpecificationError
 if TYPE_CHECKING:
     from blpdemand.integration.rule import Integration
 
-_RESERVED = ("weights",)
-
-
 def build_agent_frame(integration: Integration, market_ids: AnyArray, *, dimensions: int,
                       use_demographics: bool = True) -> pd.DataFrame:
     """Agent data for the given markets: ``market_ids``, ``weights``, ``nodes0..``, demographics.
@@ -34,9 +31,12 @@ def build_agent_frame(integration: Integration, market_ids: AnyArray, *, dimensi
     - ``'resample'``: agent i gets node i and a row drawn uniformly with replacement;
     - ``'cross'``: agent (i, r) gets node i, row r and weight w_i / R, the exact product of the
       rule and the empirical distribution (I R agents);
-    - ``'auto'``: ``'cross'`` for quadrature rules, ``'pair'`` when R = I everywhere, else
-      ``'resample'``.
+    - ``'auto'``: ``'cross'`` for quadrature rules, ``'pair'`` when R = I everywhere (and no
+      census weights), else ``'resample'``.
 
+    A ``weights`` column in the demographics (census sampling weights c_r, positive) makes the
+    empirical distribution weighted: ``'cross'`` gives agent (i, r) the weight w_i c_r / sum c,
+    ``'resample'`` draws row r with probability c_r / sum c; ``'pair'`` cannot use them.
     Weights sum to one in every market whatever the pairing.
 
     Parameters
@@ -77,16 +77,15 @@ def _with_demographics(integration: Integration, ids: pd.Index,
                        per_market: list[tuple[FloatArray, FloatArray]],
                        demographics: pd.DataFrame) -> pd.DataFrame:
     """Pair each market's nodes with its demographic rows (see `build_agent_frame`)."""
-    clash = [c for c in demographics.columns
-             if c in _RESERVED or (str(c).startswith("nodes") and str(c)[5:].isdigit())]
+    clash = [c for c in demographics.columns if str(c).startswith("nodes") and str(c)[5:].isdigit()]
     if clash:
         raise SpecificationError(
-            f"demographics_data column(s) {clash} clash with agent columns; rename them "
-            "(weights and nodes come from the integration rule)")
+            f"demographics_data column(s) {clash} clash with agent node columns; rename them "
+            "(nodes come from the integration rule)")
     codes = ids.get_indexer(demographics["market_ids"].to_numpy())
     counts = np.bincount(codes[codes >= 0], minlength=len(ids))
     if np.any(counts == 0):
-        missing = list(ids[counts == 0][:5])
+        missing = ids[counts == 0][:5].tolist()
         raise DataError(
             f"demographics_data has no rows for market(s) {missing} "
             f"({int(np.sum(counts == 0))} market(s) in all); every market with products needs "
@@ -96,24 +95,30 @@ def _with_demographics(integration: Integration, ids: pd.Index,
     order = np.argsort(row_codes, kind="stable")
     rows = rows.iloc[order].reset_index(drop=True)
     starts = np.concatenate([[0], np.cumsum(counts)])
-    pairing = _resolve_pairing(integration, ids, counts, per_market)
+    census = _census_weights(rows, ids, row_codes[order])
+    if census is not None:
+        rows = rows.drop(columns="weights")
+    pairing = _resolve_pairing(integration, ids, counts, per_market, census is not None)
     generator = integration.demographics_generator()
     take: list[AnyArray] = []
     weights: list[FloatArray] = []
     nodes: list[FloatArray] = []
     for t, (nu, w) in enumerate(per_market):
         R, I = int(counts[t]), w.size
+        c = np.full(R, 1.0 / R) if census is None else census[starts[t]:starts[t + 1]]
+        c = c / c.sum()
         if pairing == "pair":
             take.append(starts[t] + np.arange(I))
             weights.append(w)
             nodes.append(nu)
         elif pairing == "resample":
-            take.append(starts[t] + generator.integers(R, size=I))
+            drawn = generator.integers(R, size=I) if census is None else generator.choice(R, I, p=c)
+            take.append(starts[t] + drawn)
             weights.append(w)
             nodes.append(nu)
         else:  # cross: node i with row r, in node-major order
             take.append(np.tile(starts[t] + np.arange(R), I))
-            weights.append(np.repeat(w / R, R))
+            weights.append(np.outer(w, c).ravel())
             nodes.append(np.repeat(nu, R, axis=0))
     sizes = np.array([w.size for w in weights])
     frame = pd.DataFrame({"market_ids": np.repeat(ids.to_numpy(), sizes),
@@ -123,8 +128,24 @@ def _with_demographics(integration: Integration, ids: pd.Index,
     return pd.concat([frame, picked], axis=1)
 
 
+def _census_weights(rows: pd.DataFrame, ids: pd.Index, codes: AnyArray) -> FloatArray | None:
+    """The demographics' own ``weights`` column (positive, finite), or None."""
+    if "weights" not in rows.columns:
+        return None
+    from blpdemand.data.validation import require_finite
+
+    require_finite(rows, ["weights"], what="demographics_data")
+    census = np.asarray(rows["weights"].to_numpy(dtype=np.float64), dtype=np.float64)
+    if np.any(census <= 0):
+        row = int(np.flatnonzero(census <= 0)[0])
+        raise DataError(
+            f"demographics_data column 'weights' (census sampling weights) must be positive; "
+            f"found {float(census[row])!r} in market {ids.tolist()[codes[row]]!r}")
+    return census
+
+
 def _resolve_pairing(integration: Integration, ids: pd.Index, counts: AnyArray,
-                     per_market: list[tuple[FloatArray, FloatArray]]) -> str:
+                     per_market: list[tuple[FloatArray, FloatArray]], weighted: bool) -> str:
     """'auto' becomes a concrete rule; 'pair' checks that R = I in every market."""
     from blpdemand.integration.rule import QUADRATURE_KINDS
 
@@ -133,11 +154,17 @@ def _resolve_pairing(integration: Integration, ids: pd.Index, counts: AnyArray,
     if pairing == "auto":
         if integration.kind in QUADRATURE_KINDS:
             return "cross"
+        if weighted:
+            return "resample"
         return "pair" if np.array_equal(counts, nodes_per_market) else "resample"
+    if pairing == "pair" and weighted:
+        raise SpecificationError(
+            "pairing='pair' cannot use the 'weights' column of demographics_data (census "
+            "weights); use pairing='cross' or 'resample', or drop the column")
     if pairing == "pair" and np.any(counts < nodes_per_market):
         t = int(np.flatnonzero(counts < nodes_per_market)[0])
         raise DataError(
             f"pairing='pair' needs at least as many demographic rows as nodes in each market; "
-            f"market {ids[t]!r} has {int(counts[t])} rows and {int(nodes_per_market[t])} nodes; "
+            f"market {ids.tolist()[t]!r} has {int(counts[t])} rows and {int(nodes_per_market[t])} nodes; "
             "use pairing='resample' or 'cross', or a smaller size")
     return pairing
