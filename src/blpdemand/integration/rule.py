@@ -56,7 +56,8 @@ class Integration:
     per_market : sampling rules only: a distinct stream in each market (market position t in
         sorted market order draws from child t of the seed), instead of the same draws everywhere.
     demographics_data : empirical demographics y (census-like draws): ``market_ids`` and one
-        column per demographic. Needed when the problem has demographics.
+        column per demographic, optionally ``weights`` (census sampling weights). Needed when
+        the problem has demographics; not part of equality or repr.
     pairing : how nodes meet demographic rows in a market with I nodes and R rows:
         ``'pair'`` node i with row i (needs R >= I; PyBLP's rule); ``'resample'`` I rows drawn
         with replacement (seeded); ``'cross'`` every node with every row, weights w_i / R
