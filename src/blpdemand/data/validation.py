@@ -44,7 +44,7 @@ def require_finite(frame: pd.DataFrame, columns: Sequence[str], *, what: str = "
             row = int(np.flatnonzero(bad)[0])
             where = f"row {row}"
             if market_column is not None:
-                where += f" (market {frame[market_column].iloc[row]!r})"
+                where += f" (market {_label(frame[market_column].iloc[row])})"
             raise DataError(
                 f"column '{column}' of {what} has {int(bad.sum())} NaN/inf value(s), first at "
                 f"{where}; drop or impute those rows before estimation"
@@ -58,8 +58,8 @@ def check_shares(shares: np.ndarray, market_ids: np.ndarray, *, column: str = "s
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise DataError(
-            f"column '{column}' must lie strictly in (0, 1); found {shares[row]!r} in market "
-            f"{market_ids[row]!r} ({int(bad.sum())} bad value(s)); zero shares cannot be inverted, "
+            f"column '{column}' must lie strictly in (0, 1); found {_label(shares[row])} in market "
+            f"{_label(market_ids[row])} ({int(bad.sum())} bad value(s)); zero shares cannot be inverted, "
             "drop them or aggregate"
         )
     codes, uniques = pd.factorize(market_ids, sort=True)
@@ -68,7 +68,7 @@ def check_shares(shares: np.ndarray, market_ids: np.ndarray, *, column: str = "s
     if over.any():
         t = int(np.flatnonzero(over)[0])
         raise DataError(
-            f"shares in market {uniques[t]!r} sum to {totals[t]:.4f}; the outside share must be "
+            f"shares in market {_label(uniques[t])} sum to {totals[t]:.4f}; the outside share must be "
             "positive; check the market size used to compute shares"
         )
 
@@ -77,10 +77,11 @@ def check_unique_products(frame: pd.DataFrame, market_column: str, product_colum
     """A product may appear at most once per market."""
     duplicated = frame.duplicated([market_column, product_column], keep=False)
     if duplicated.any():
-        row = frame.loc[duplicated].iloc[0]
+        first = frame.loc[duplicated]
+        product, market = first[product_column].iloc[0], first[market_column].iloc[0]
         raise DataError(
-            f"product {row[product_column]!r} appears {int(duplicated.sum())} times in market "
-            f"{row[market_column]!r} (column '{product_column}'); each (market, product) pair must "
+            f"product {_label(product)} appears {int(duplicated.sum())} times in market "
+            f"{_label(market)} (column '{product_column}'); each (market, product) pair must "
             "be unique"
         )
 
@@ -98,3 +99,8 @@ def check_choice(value: str, valid: Iterable[str], *, name: str) -> None:
     valid = list(valid)
     if value not in valid:
         raise SpecificationError(f"{name}={value!r} is not valid; choose one of {valid}")
+
+
+def _label(value: object) -> str:
+    """repr of an id as the user wrote it (numpy scalars shown as plain Python values)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)

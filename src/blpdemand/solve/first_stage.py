@@ -123,7 +123,8 @@ def first_stage(X: FloatArray, Z: FloatArray, *, x_names: Sequence[str],
     W = np.linalg.inv(Z.T @ Z / N)
     Zx = Z[:, exog]
     ZE = Z[:, E]
-    ZE_tilde = ZE - Zx @ np.linalg.lstsq(Zx, ZE, rcond=None)[0] if exog else ZE
+    ZxZx = Zx.T @ Zx
+    ZE_tilde = ZE - Zx @ np.linalg.solve(ZxZx, Zx.T @ ZE) if exog else ZE
     QE = ZE_tilde.T @ ZE_tilde
     stages = []
     for name in endogenous:
@@ -131,7 +132,7 @@ def first_stage(X: FloatArray, Z: FloatArray, *, x_names: Sequence[str],
         pi = ZZi @ (Z.T @ x)
         v = x - Z @ pi
         rss_u = float(v @ v)
-        restricted = x - Zx @ np.linalg.lstsq(Zx, x, rcond=None)[0] if exog else x
+        restricted = x - Zx @ np.linalg.solve(ZxZx, Zx.T @ x) if exog else x
         rss_r = float(restricted @ restricted)
 
         def V(kind: CovarianceType, pi: FloatArray = pi, v: FloatArray = v) -> FloatArray:

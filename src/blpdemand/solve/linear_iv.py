@@ -119,7 +119,7 @@ def fit_linear_iv(y: FloatArray, X: FloatArray, Z: FloatArray | None = None, *,
                   method: Method = "2sls", covariance: CovarianceType = "robust",
                   clusters: object = None, absorbed_degrees: int = 0,
                   x_names: Sequence[str] | None = None, z_names: Sequence[str] | None = None,
-                  center_moments: bool = False) -> LinearIVResult:
+                  center_moments: bool = False, check: bool = True) -> LinearIVResult:
     """Estimate y = X b + xi by OLS, 2SLS or linear GMM.
 
     Parameters
@@ -133,6 +133,7 @@ def fit_linear_iv(y: FloatArray, X: FloatArray, Z: FloatArray | None = None, *,
     absorbed_degrees : degrees of freedom used by absorbed fixed effects.
     x_names, z_names : labels used in error messages.
     center_moments : center g before forming S (for the robust and clustered kinds).
+    check : check X and Z for collinear columns (skip when the caller already did).
 
     Returns
     -------
@@ -169,8 +170,9 @@ def fit_linear_iv(y: FloatArray, X: FloatArray, Z: FloatArray | None = None, *,
             raise DataError(f"{name} has NaN/inf values")
     if covariance == "clustered" and clusters is None:
         raise SpecificationError("covariance='clustered' needs clusters=")
-    check_rank(X, x_names, what="X (regressors)")
-    check_rank(Z, z_names, what="Z (instruments)")
+    if check:
+        check_rank(X, x_names, what="X (regressors)")
+        check_rank(Z, z_names, what="Z (instruments)")
     if M < K:
         raise SpecificationError(
             f"under-identified: {M} instruments {list(z_names)} for {K} regressors "

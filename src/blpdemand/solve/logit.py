@@ -139,7 +139,7 @@ def fit_logit(problem: Problem, *, method: Method = "2sls", covariance: Covarian
     fit = fit_linear_iv(y, X, None if method == "ols" else Z, method=method,
                         covariance=covariance, clusters=ids, absorbed_degrees=absorbed,
                         x_names=problem.X1.names, z_names=problem.ZD.names,
-                        center_moments=center_moments)
+                        center_moments=center_moments, check=False)
     return LogitFit(problem=problem, fit=fit, delta=delta, xi=fit.residuals, clusters=ids,
                     first_stage=report, center_moments=center_moments)
 
