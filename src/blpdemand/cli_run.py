@@ -52,6 +52,10 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
         else:
             results = _blp(spec, products, agents, instruments, console=progress, quiet=quiet)
         report.table("summary", results.summary())
+        if getattr(results, "first_stage", None) is not None:
+            report.table("first_stage", results.first_stage_table())
+        if len(getattr(results, "starts", ())) > 1:
+            report.table("starts", results.starts_table())
         post = post_estimation(spec, results, report, products)
         for w in records:
             caught.append(f"{w.category.__name__}: {w.message}")
