@@ -58,6 +58,10 @@ def build_matrix(formula: str, data: pd.DataFrame, *, intercept: bool | None = N
             raise DataError(
                 f"{what} {formula!r} refers to column(s) {missing} not in the data"
             ) from exc
+        null = re.search(r"`([^`]+)` contains null values", message)
+        if null:
+            raise DataError(f"{what} column '{null.group(1)}' has missing (NaN) values; drop or "
+                            "impute those rows before estimation") from exc
         raise SpecificationError(f"cannot evaluate {what} {formula!r}: {message}") from exc
     names = [INTERCEPT if c == "Intercept" else str(c) for c in matrix.columns]
     values = np.asarray(matrix.to_numpy(dtype=np.float64), dtype=np.float64)
