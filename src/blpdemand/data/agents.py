@@ -86,7 +86,8 @@ def load_agents(frame: pd.DataFrame, markets: MarketIndex, *,
     if not present.all():
         missing = markets.ids[~present]
         raise DataError(
-            f"market(s) {list(missing[:5])} have products but no agents in agent data; "
+            f"market(s) {', '.join(_label(m) for m in missing[:5])} have products but no "
+            "agents in agent data; "
             "every market needs integration nodes and weights")
     order = np.argsort(codes, kind="stable")
     frame = frame.iloc[order].reset_index(drop=True)
