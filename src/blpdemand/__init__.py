@@ -21,6 +21,7 @@ _API: dict[str, str] = {
     "load_products": "blpdemand.data.products",
     "MarketIndex": "blpdemand.data.markets",
     "Problem": "blpdemand.model.problem",
+    "run_demo": "blpdemand.demo",
     "estimate_logit": "blpdemand.results.logit",
     "LogitResults": "blpdemand.results.logit",
     # instruments

@@ -13,7 +13,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="blpdemand", description=__doc__)
     parser.add_argument("--version", action="version", version=f"blpdemand {__version__}")
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("demo", help="simulate a market and estimate it (no data needed)")
+    demo = sub.add_parser("demo", help="simulate a market and estimate it (no data needed)")
+    demo.add_argument("--markets", type=int, default=100, help="number of markets (100)")
+    demo.add_argument("--products", type=int, default=20, help="products per market (20)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (0)")
     add_spec_commands(sub)  # estimate, logit (cli_run)
     return parser
 
@@ -26,5 +29,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command in SPEC_COMMANDS:
         return run_command(args)
+    if args.command == "demo":
+        return _demo(args)
     print(f"command {args.command!r} is not implemented yet", file=sys.stderr)
     return 2
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """Simulate a cars-like market, estimate OLS and IV logit, and render the tables."""
+    from rich.console import Console
+
+    from blpdemand.demo import run_demo
+
+    console = Console(width=max(Console().width, 100))
+    report = run_demo(markets=args.markets, products=args.products, rng=args.seed)
+    for table in report.tables:
+        console.print(table)
+        console.print()
+    return 0

@@ -141,17 +141,20 @@ class Table:
         return self.to_text()
 
     def __rich__(self) -> Any:
-        """A ``rich.table.Table`` for the terminal."""
+        """A rich renderable for the terminal: a ``rich.table.Table``, then the notes."""
+        from rich.console import Group
         from rich.table import Table as RichTable
+        from rich.text import Text
 
-        table = RichTable(title=self.title, caption="\n".join(self.notes) or None,
-                          caption_justify="left")
+        table = RichTable(title=self.title)
         for k, h in enumerate(self.header):
             table.add_column(h, justify="left" if k == 0 else "right",
                              style="bold" if k == 0 else None)
         for row in self.rows:
             table.add_row(*row)
-        return table
+        if not self.notes:
+            return table
+        return Group(table, *(Text(note, style="dim") for note in self.notes))
 
 
 def format_value(value: Any, digits: int = 4) -> str:
