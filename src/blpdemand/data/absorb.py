@@ -46,6 +46,14 @@ def absorb_fixed_effects(frame: pd.DataFrame, columns: tuple[str, ...]) -> Fixed
         return None
     import pyhdfe
 
+    from blpdemand.errors import DataError
+
+    for c in columns:
+        missing = frame[c].isna().to_numpy()
+        if missing.any():
+            raise DataError(f"absorbed fixed-effect column '{c}' has {int(missing.sum())} missing "
+                            f"value(s) (first at row {int(np.flatnonzero(missing)[0])}); fill or "
+                            "drop those rows: a missing group cannot be absorbed")
     ids = np.column_stack([pd.factorize(frame[c], sort=True)[0] for c in columns])
     options: dict[str, Any] = {}
     if len(columns) > 1:
