@@ -51,6 +51,24 @@ def require_finite(frame: pd.DataFrame, columns: Sequence[str], *, what: str = "
             )
 
 
+#: largest |value| accepted in a design matrix: squared sums of larger values overflow float64.
+MAX_MAGNITUDE = 1e100
+
+
+def check_magnitude(values: np.ndarray, names: Sequence[str], *, what: str) -> None:
+    """Raise DataError naming the first column with |values| > MAX_MAGNITUDE (rescale it)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return
+    large = np.abs(values.reshape(values.shape[0], -1)) > MAX_MAGNITUDE
+    if large.any():
+        k = int(np.flatnonzero(large.any(axis=0))[0])
+        raise DataError(
+            f"{what} column '{names[k]}' has values up to {float(np.max(np.abs(values[:, k]))):.3g}; "
+            f"values above {MAX_MAGNITUDE:g} overflow sums of squares: rescale the column "
+            "(e.g. prices in thousands)")
+
+
 def check_shares(shares: np.ndarray, market_ids: np.ndarray, *, column: str = "shares") -> None:
     """Shares must lie in (0, 1) and inside shares must sum to less than 1 in every market."""
     shares = np.asarray(shares, dtype=np.float64)

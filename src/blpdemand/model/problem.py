@@ -19,7 +19,7 @@ from blpdemand.data.absorb import FixedEffects, absorb_fixed_effects
 from blpdemand.data.agents import AgentData, load_agents
 from blpdemand.data.formulation import DesignMatrix, build_matrix, check_rank, parse_absorb
 from blpdemand.data.products import ProductData, load_products
-from blpdemand.data.validation import require_columns, require_finite
+from blpdemand.data.validation import check_magnitude, require_columns, require_finite
 from blpdemand.errors import DataError, SpecificationError
 from blpdemand.instruments.identification import check_identification
 from blpdemand.model.parameters import ParameterLayout, make_layout
@@ -72,6 +72,9 @@ class Problem:
         exogenous = [k for k, n in enumerate(X1.names) if n not in endogenous]
         ZD = DesignMatrix(values=np.column_stack([X1.values[:, exogenous], excluded.values]),
                           names=tuple(X1.names[k] for k in exogenous) + excluded.names)
+        for matrix, name in ((X1, "linear formula"), (X2, "nonlinear formula"),
+                             (ZD, "instruments")):
+            check_magnitude(matrix.values, matrix.names, what=name)
         fixed_effects = absorb_fixed_effects(data.frame, fe_columns)
         X1_tilde = fixed_effects.residualize(X1.values) if fixed_effects else X1.values
         ZD_tilde = fixed_effects.residualize(ZD.values) if fixed_effects else ZD.values
