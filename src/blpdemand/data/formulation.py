@@ -62,6 +62,11 @@ def build_matrix(formula: str, data: pd.DataFrame, *, intercept: bool | None = N
         if null:
             raise DataError(f"{what} column '{null.group(1)}' has missing (NaN) values; drop or "
                             "impute those rows before estimation") from exc
+        invalid = re.search(r"evaluate factor `([^`]+)`.*FloatingPointError", message, re.S)
+        if invalid:
+            raise DataError(f"{what} column '{invalid.group(1)}' is not finite on these data "
+                            f"({message.split('FloatingPointError:')[-1].strip(' ]')}), e.g. "
+                            "log of a non-positive number; fix the data or the formula") from exc
         raise SpecificationError(f"cannot evaluate {what} {formula!r}: {message}") from exc
     names = [INTERCEPT if c == "Intercept" else str(c) for c in matrix.columns]
     values = np.asarray(matrix.to_numpy(dtype=np.float64), dtype=np.float64)
