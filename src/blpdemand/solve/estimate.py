@@ -165,6 +165,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     if problem.agents is None or layout.P == 0:
         raise SpecificationError("estimate needs random coefficients: give sigma=/pi= with nonzero "
                                  "starting values (use estimate_logit for the plain logit)")
+    _check_moments(problem, layout)
     clock = time.perf_counter()
     bounds = resolve_bounds(problem, layout, np.asarray(theta0), config.bounds)
     clusters = None
@@ -236,6 +237,17 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
         contraction_evaluations=counts["evaluations"], contraction_failures=counts["failures"],
         time=time.perf_counter() - clock, clusters=clusters,
         seeds={"starts": config.rng})
+
+
+def _check_moments(problem: Problem, layout: ParameterLayout) -> None:
+    """GMM needs at least as many moments as parameters: M_D >= K1 + P."""
+    needed = problem.K1 + layout.P
+    if problem.MD < needed:
+        raise SpecificationError(
+            f"under-identified: too few instruments: {problem.MD} moment(s) "
+            f"{list(problem.ZD.names)} for {needed} parameter(s) "
+            f"{list(problem.X1.names) + list(layout.names)}; add at least {needed - problem.MD} "
+            "excluded instrument(s) or fix some Sigma/Pi elements at zero")
 
 
 def _check_local_minima(starts: Sequence[StartOutcome]) -> None:
