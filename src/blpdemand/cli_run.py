@@ -205,8 +205,8 @@ def post_estimation(spec: Spec, results: Any, report: Report,
                              ("Lerner index", markups / prices)):
             body.loc[name] = (values.mean(), np.median(values), values.min(), values.max())
         report.table("costs", Table(title="Bertrand-Nash marginal costs and markups", body=body,
-                                    notes=("c = p - eta(p): markups from the firms' first-order "
-                                           "conditions at the observed prices",)))
+                                    notes=(("c = p - eta(p): markups from the firms' first-order "
+                                           "conditions at the observed prices"),)))
         out["costs"] = [_row(body, k) for k in range(len(body))]
     if "merger" in post:
         out["merger"] = merger(spec, results, report)
@@ -262,14 +262,14 @@ def _row(body: pd.DataFrame, k: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------- argparse wiring
 SPEC_COMMANDS = {
     "estimate": ("estimate a BLP random-coefficients model from a TOML specification",
-                 "Reads SPEC.toml (data files, formulas, instruments, integration, [estimation] "
+                 ("Reads SPEC.toml (data files, formulas, instruments, integration, [estimation] "
                  "options, [post] outputs), shows one row per objective evaluation, the "
                  "estimates and requested post-estimation tables, and writes results.json, LaTeX "
-                 "and HTML tables and PNG plots to the output folder. See examples/README.md."),
+                 "and HTML tables and PNG plots to the output folder. See examples/README.md.")),
     "logit": ("estimate a plain logit (OLS/IV, absorbed fixed effects) from a TOML spec",
-              "Reads SPEC.toml ([data], [columns], [model] linear and absorb, [instruments], "
+              ("Reads SPEC.toml ([data], [columns], [model] linear and absorb, [instruments], "
               "[logit] options such as the covariance, [post]) and writes the same outputs as "
-              "'estimate'. See examples/README.md."),
+              "'estimate'. See examples/README.md.")),
 }
 
 

@@ -315,7 +315,7 @@ def _decode(value: Any) -> Any:
 def _has(obj: Any, name: str) -> bool:
     try:
         getattr(obj, name)
-    except Exception:  # a property that cannot be computed is simply not recorded
+    except Exception:  # noqa: BLE001 - a property that cannot be computed is not recorded
         return False
     return True
 
