@@ -1,125 +1,366 @@
-"""REFERENCE inner loop (slow, per-market Python loop): the contract the fast kernels replace.
-
-Public API (kept stable for the estimator and post-estimation):
-  compute_shares(problem, layout, theta, delta) -> (N,) s_jt(delta; theta)
-  solve_delta(problem, layout, theta, *, delta0=None, tol=1e-14, max_iterations=10_000,
-              jacobian=False)
-      -> ContractionResult(delta, converged, iterations, evaluations, failed_markets, jacobian)
-  delta_jacobian(problem, layout, theta, delta) -> (N, P) d delta / d theta (IFT)
+"""The BLP inner loop: delta(theta) by the contraction, its Jacobian, and shares, for all markets.
 
 delta^{k+1} = delta^k + log(s_obs) - log(s(delta^k; theta))   (Berry 1994; BLP 1995)
+
+Public API (stable; the estimator builds on it):
+
+- ``solve_delta(problem, layout, theta, *, delta0=None, jacobian=False, config=None)``
+  -> ``ContractionResult`` with ``.delta`` (N,), ``.jacobian`` (N, P) or None, ``.converged``,
+  ``.status`` (FixedPointStatus), ``.iterations`` (largest number of share evaluations of one
+  market), ``.evaluations`` (share evaluations summed over markets), ``.failed_markets``
+  (market ids), ``.max_change`` (largest last |delta step| over markets).
+- ``compute_shares(problem, layout, theta, delta)`` -> (N,) s_jt(delta; theta).
+- ``delta_jacobian(problem, layout, theta, delta)`` -> (N, P) d delta / d theta (IFT).
+- ``InnerLoop(problem, layout, config=...)``: the same with work reused across calls. The
+  estimator should hold one and call ``loop.solve(theta, jacobian=True)`` once per objective
+  evaluation: delta and its Jacobian come from one exp(mu) per block; ``delta0=None`` warm-starts
+  from the last converged delta; calling again at the same theta returns the stored result (and
+  adds the Jacobian from stored exp(mu) when it was not asked for before); ``loop.shares`` and
+  ``loop.jacobian`` at the stored theta reuse exp(mu) too while it fits in ``cache_bytes``.
+
+How it is fast: markets are grouped into dense blocks (T_b, J, I) capped at
+``config.block_bytes`` (see ``model.utility``). For each block, exp(mu) is computed once, the
+block is iterated to convergence while it stays in cache (two batched matrix-vector products
+per step, ``model.shares``; converged markets leave the work set), then d delta / d theta is
+computed from the same exp(mu) if asked. Memory stays at a few blocks, never the whole
+problem's exp(mu). Rows are in the problem's sorted order (``problem.products.order``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
+import weakref
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
 from blpdemand._types import AnyArray, FloatArray
+from blpdemand.errors import ConvergenceError, ConvergenceWarning, SpecificationError
+from blpdemand.model.derivatives import (
+    delta_theta_jacobian,
+    share_delta_jacobian,
+    share_theta_jacobian,
+)
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
+from blpdemand.model.shares import block_shares, choice_probabilities, shares_from_probabilities
+from blpdemand.model.utility import ExpUtility, MarketBlock, exp_utility, market_blocks
+from blpdemand.solve.fixed_point import (
+    FixedPointConfig,
+    FixedPointResult,
+    FixedPointStatus,
+    solve_fixed_point,
+)
+
+__all__ = ["ContractionResult", "InnerLoop", "compute_shares", "delta_jacobian", "solve_delta"]
 
 
 @dataclass(frozen=True, slots=True)
 class ContractionResult:
+    """The inverted mean utilities delta(theta) and how the inner loop went.
+
+    Attributes
+    ----------
+    delta : (N,) mean utilities (last finite iterate in failed markets).
+    converged : True when every market met the tolerance.
+    iterations : largest number of share evaluations spent on one market.
+    evaluations : share evaluations summed over markets.
+    failed_markets : ids of markets that did not converge.
+    jacobian : (N, P) d delta / d theta, or None (not asked, or some market failed).
+    status : FixedPointStatus (the worst over markets).
+    max_change : largest last max_j |delta step| over markets.
+    """
+
     delta: FloatArray
     converged: bool
     iterations: int
     evaluations: int
     failed_markets: AnyArray
     jacobian: FloatArray | None = None
+    status: FixedPointStatus = FixedPointStatus.CONVERGED
+    max_change: float = 0.0
 
 
-def _market_mu(problem: Problem, layout: ParameterLayout, theta: FloatArray) -> list[FloatArray]:
-    """mu_ijt = x2_jt' (Sigma nu_it + Pi y_it) for each market: list of (J_t, I_t)."""
+@dataclass(frozen=True, slots=True, eq=False)
+class _Block:
+    """Theta-free data of one block, gathered once."""
+
+    block: MarketBlock
+    x2: FloatArray  # (T_b, J, K2)
+    variables: FloatArray  # (T_b, I, K2 + D): nodes, then demographics
+    weights: FloatArray  # (T_b, I)
+    shares: FloatArray  # (T_b, J), 1 in padded slots
+    pad: FloatArray | None  # (T_b, J) 1.0 in padded slots
+
+
+_PREPARED: weakref.WeakKeyDictionary[Problem, dict[tuple[bytes, int], tuple[_Block, ...]]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _prepare(problem: Problem, layout: ParameterLayout, block_bytes: int) -> tuple[_Block, ...]:
+    """Blocks and their gathered data (cached per problem, node layout and block size)."""
+    if problem.agents is None:
+        raise SpecificationError("the inner loop needs agents and a nonlinear formula; pass "
+                                 "nonlinear='...' and agents=... to Problem")
+    key = (layout.sigma_free.tobytes() + bytes(layout.sigma_free.shape), block_bytes)
+    store = _PREPARED.setdefault(problem, {})
+    if key in store:
+        return store[key]
+    agents = problem.agents
+    variables = np.hstack([problem.nodes_for(layout), agents.demographics])
+    blocks = []
+    for block in market_blocks(problem.products.markets, agents.markets, max_bytes=block_bytes):
+        shares = block.gather_products(problem.products.shares)
+        pad = None
+        if block.product_pad is not None:
+            pad = block.product_pad.astype(np.float64)
+            shares[block.product_pad] = 1.0
+        blocks.append(_Block(block=block, x2=block.gather_products(problem.X2.values),
+                             variables=block.gather_agents(variables),
+                             weights=block.gather_agents(agents.weights), shares=shares, pad=pad))
+    store[key] = tuple(blocks)
+    return store[key]
+
+
+def _coefficient_map(layout: ParameterLayout, theta: FloatArray) -> FloatArray:
+    """[Sigma'; Pi'] (K2 + D, K2): agent coefficients are variables @ this."""
     sigma, pi = layout.unpack(theta)
-    assert problem.agents is not None
-    nodes = problem.nodes_for(layout)
-    coefficients = nodes @ sigma.T + problem.agents.demographics @ pi.T  # (I, K2)
-    out = []
-    pm, am = problem.products.markets, problem.agents.markets
-    for t in range(pm.T):
-        out.append(problem.X2.values[pm.slice(t)] @ coefficients[am.slice(t)].T)
-    return out
+    return np.vstack([sigma.T, pi.T])
 
 
-def _probabilities(delta_t: FloatArray, mu_t: FloatArray) -> FloatArray:
-    """Choice probabilities s_ijt (J_t, I_t), overflow-safe."""
-    u = delta_t[:, None] + mu_t
-    top = np.maximum(u.max(axis=0), 0.0)
-    e = np.exp(u - top)
-    return e / (np.exp(-top) + e.sum(axis=0))
+def _block_utility(data: _Block, mapping: FloatArray) -> ExpUtility:
+    return exp_utility(data.block, data.x2, np.matmul(data.variables, mapping), data.weights)
+
+
+class _ContractionMap:
+    """G(delta) = delta + log s_obs - log s(delta) on a block's work set (a ``BatchedMap``)."""
+
+    def __init__(self, utility: ExpUtility, shares: FloatArray, pad: FloatArray | None) -> None:
+        self.utility, self.shares, self.pad = utility, shares, pad
+        self.log_shares = np.log(shares)
+        self._last: FloatArray | None = None
+        self._last_exp: FloatArray | None = None
+        self._reuses = 0
+
+    def _exp(self, x: FloatArray) -> FloatArray:
+        # exp(G(x)) = exp(x) s_obs / s is known from the last step: no exp needed (resync at 8).
+        if x is self._last and self._last_exp is not None and self._reuses < 8:
+            self._reuses += 1
+            return self._last_exp
+        self._reuses = 0
+        out: FloatArray = np.exp(x)
+        return out
+
+    def evaluate(self, x: FloatArray) -> FloatArray:
+        e = self._exp(x)
+        s = block_shares(e, self.utility)
+        if self.pad is not None:
+            s += self.pad
+        g = x + (self.log_shares - np.log(s))
+        self._last, self._last_exp = g, e * (self.shares / s)
+        return cast(FloatArray, g)
+
+    def residual_jacobian(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
+        probabilities = choice_probabilities(np.exp(x), self.utility)
+        s = shares_from_probabilities(probabilities, self.utility.weights)
+        jacobian = share_delta_jacobian(probabilities, self.utility.weights)
+        if self.pad is not None:
+            s += self.pad
+            t, j = np.nonzero(self.pad)
+            jacobian[t, j, j] = s[t, j]
+        return np.log(s) - self.log_shares, jacobian / s[:, :, None]
+
+    def restrict(self, keep: np.ndarray) -> None:
+        self.utility = self.utility.take(keep)
+        self.shares, self.log_shares = self.shares[keep], self.log_shares[keep]
+        self.pad = None if self.pad is None else self.pad[keep]
+        self._last = self._last_exp = None
+
+
+def _block_jacobian(data: _Block, utility: ExpUtility, delta_block: FloatArray,
+                    layout: ParameterLayout) -> FloatArray:
+    """(T_b, J, P) d delta / d theta for one block at its solved delta."""
+    probabilities = choice_probabilities(np.exp(delta_block), utility)
+    sr, sc = layout.sigma_index
+    pr, pc = layout.pi_index
+    rows = np.concatenate([sr, pr]).astype(np.int64)
+    columns = np.concatenate([sc, layout.K2 + pc]).astype(np.int64)
+    ds_dtheta = share_theta_jacobian(probabilities, utility.weights, data.x2, data.variables,
+                                     rows, columns)
+    ds_ddelta = share_delta_jacobian(probabilities, utility.weights)
+    return delta_theta_jacobian(ds_ddelta, ds_dtheta, data.block.product_pad)
+
+
+class InnerLoop:
+    """The inner loop for one problem and layout, reusing work across calls (see module doc).
+
+    Parameters
+    ----------
+    problem, layout : the Problem and its ParameterLayout.
+    config : FixedPointConfig (method, tolerance, failure policy, block size).
+    cache_bytes : keep exp(mu) of the last theta when all blocks together fit in this many bytes.
+    """
+
+    def __init__(self, problem: Problem, layout: ParameterLayout, *,
+                 config: FixedPointConfig | None = None, cache_bytes: int = 256 << 20) -> None:
+        self.problem, self.layout = problem, layout
+        self.config = config or FixedPointConfig()
+        self.cache_bytes = cache_bytes
+        self.blocks = _prepare(problem, layout, self.config.block_bytes)
+        self._key: bytes | None = None
+        self._utilities: dict[int, ExpUtility] = {}
+        self._result: ContractionResult | None = None
+        self._last_delta: FloatArray | None = None
+
+    def _at(self, theta: FloatArray) -> tuple[FloatArray, bool]:
+        """Switch the cache to theta; return the coefficient map and whether to store exp(mu)."""
+        theta = np.asarray(theta, dtype=np.float64)
+        key = theta.tobytes()
+        if key != self._key:
+            self._key, self._utilities, self._result = key, {}, None
+        total = sum(8 * int(np.prod(b.block.shape)) for b in self.blocks)
+        return _coefficient_map(self.layout, theta), total <= self.cache_bytes
+
+    def _utility(self, b: int, mapping: FloatArray, store: bool) -> ExpUtility:
+        utility = self._utilities.get(b)
+        if utility is None:
+            utility = _block_utility(self.blocks[b], mapping)
+            if store:
+                self._utilities[b] = utility
+        return utility
+
+    def solve(self, theta: FloatArray, *, delta0: FloatArray | None = None,
+              jacobian: bool = False) -> ContractionResult:
+        """delta(theta) (and d delta / d theta if ``jacobian``); see ``solve_delta``."""
+        mapping, store = self._at(theta)
+        cached = self._result
+        if cached is not None and delta0 is None:
+            if not jacobian or cached.jacobian is not None:
+                return cached
+            if cached.converged:
+                result = dataclasses.replace(cached, jacobian=self.jacobian(theta, cached.delta))
+                self._result = result
+                return result
+        problem, layout, config = self.problem, self.layout, self.config
+        if delta0 is not None:
+            start = np.asarray(delta0, dtype=np.float64)
+        elif self._last_delta is not None:
+            start = self._last_delta
+        else:
+            start = problem.products.logit_delta
+        delta = start.copy()
+        jac = np.zeros((problem.N, layout.P)) if jacobian else None
+        failed: list[int] = []
+        evaluations = iterations = 0
+        max_change = 0.0
+        worst = 0
+        for b, data in enumerate(self.blocks):
+            utility = self._utility(b, mapping, store)
+            x0 = data.block.gather_products(start)
+            fp: FixedPointResult = solve_fixed_point(
+                _ContractionMap(utility, data.shares, data.pad), x0, config)
+            data.block.scatter_products(fp.x, delta)
+            evaluations += int(fp.evaluations.sum())
+            iterations = max(iterations, int(fp.evaluations.max()))
+            finite = fp.change[np.isfinite(fp.change)]
+            max_change = max(max_change, float(finite.max()) if finite.size else np.inf)
+            worst = max(worst, int(fp.codes.max()))
+            if fp.failed.size:
+                failed.extend(int(t) for t in data.block.positions[fp.failed])
+            elif jac is not None:
+                with np.errstate(under="ignore"):
+                    data.block.scatter_products(_block_jacobian(data, utility, fp.x, layout), jac)
+        failed.sort()
+        ids = problem.products.markets.ids[np.asarray(failed, dtype=np.int64)]
+        result = ContractionResult(
+            delta=delta, converged=not failed, iterations=iterations, evaluations=evaluations,
+            failed_markets=ids, jacobian=None if failed else jac, status=list(FixedPointStatus)[worst],
+            max_change=max_change)
+        if failed:
+            _on_failure(config, result)
+        else:
+            self._last_delta = delta
+        self._result = result
+        return result
+
+    def shares(self, theta: FloatArray, delta: FloatArray) -> FloatArray:
+        """(N,) s_jt(delta; theta)."""
+        mapping, store = self._at(theta)
+        delta = np.asarray(delta, dtype=np.float64)
+        out = np.empty(self.problem.N)
+        with np.errstate(under="ignore"):
+            for b, data in enumerate(self.blocks):
+                utility = self._utility(b, mapping, store)
+                s = block_shares(np.exp(data.block.gather_products(delta)), utility)
+                data.block.scatter_products(s, out)
+        return out
+
+    def jacobian(self, theta: FloatArray, delta: FloatArray) -> FloatArray:
+        """(N, P) d delta / d theta at (theta, delta) by the implicit function theorem."""
+        mapping, store = self._at(theta)
+        delta = np.asarray(delta, dtype=np.float64)
+        out = np.empty((self.problem.N, self.layout.P))
+        with np.errstate(under="ignore"):
+            for b, data in enumerate(self.blocks):
+                utility = self._utility(b, mapping, store)
+                block = _block_jacobian(data, utility, data.block.gather_products(delta),
+                                        self.layout)
+                data.block.scatter_products(block, out)
+        return out
+
+
+def _on_failure(config: FixedPointConfig, result: ContractionResult) -> None:
+    shown = ", ".join(repr(m) for m in result.failed_markets[:10].tolist())
+    more = "" if result.failed_markets.size <= 10 else f" and {result.failed_markets.size - 10} more"
+    message = (f"the contraction did not converge ({result.status.value}) in market(s) "
+               f"{shown}{more}; max change {result.max_change:.3g} > tol {config.tol:g}. Check "
+               "for implausibly large Sigma/Pi, raise max_evaluations, or try method='newton'")
+    if config.on_failure == "raise":
+        raise ConvergenceError(message)
+    if config.on_failure == "warn":
+        warnings.warn(message, ConvergenceWarning, stacklevel=3)
+
+
+def _config(config: FixedPointConfig | None, tol: float | None,
+            max_iterations: int | None) -> FixedPointConfig:
+    config = config or FixedPointConfig()
+    if tol is not None:
+        config = dataclasses.replace(config, tol=tol)
+    if max_iterations is not None:
+        config = dataclasses.replace(config, max_evaluations=max_iterations)
+    return config
+
+
+def solve_delta(problem: Problem, layout: ParameterLayout, theta: FloatArray, *,
+                delta0: FloatArray | None = None, jacobian: bool = False,
+                config: FixedPointConfig | None = None, tol: float | None = None,
+                max_iterations: int | None = None) -> ContractionResult:
+    """Invert shares: delta(theta) with s(delta; theta) = s_obs in every market.
+
+    Parameters
+    ----------
+    problem, layout, theta : the Problem, its ParameterLayout and theta (P,).
+    delta0 : (N,) starting delta (default: the logit delta log s_jt - log s_0t).
+    jacobian : also return d delta / d theta (N, P) by the implicit function theorem.
+    config : FixedPointConfig; ``tol`` and ``max_iterations`` (evaluations) override it.
+
+    Returns
+    -------
+    ContractionResult (see the module docstring). Reference: Berry, Levinsohn and Pakes (1995).
+    """
+    loop = InnerLoop(problem, layout, config=_config(config, tol, max_iterations), cache_bytes=0)
+    return loop.solve(theta, delta0=delta0, jacobian=jacobian)
 
 
 def compute_shares(problem: Problem, layout: ParameterLayout, theta: FloatArray,
                    delta: FloatArray) -> FloatArray:
-    """s_jt = sum_i w_it s_ijt for all markets: (N,)."""
-    assert problem.agents is not None
-    mus = _market_mu(problem, layout, theta)
-    pm, am = problem.products.markets, problem.agents.markets
-    out = np.empty(problem.N)
-    for t in range(pm.T):
-        out[pm.slice(t)] = _probabilities(delta[pm.slice(t)], mus[t]) @ problem.agents.weights[am.slice(t)]
-    return out
-
-
-def solve_delta(problem: Problem, layout: ParameterLayout, theta: FloatArray, *,
-                delta0: FloatArray | None = None, tol: float = 1e-14,
-                max_iterations: int = 10_000, jacobian: bool = False) -> ContractionResult:
-    """Iterate delta <- delta + log s_obs - log s(delta) market by market until max change < tol."""
-    assert problem.agents is not None
-    mus = _market_mu(problem, layout, theta)
-    pm, am = problem.products.markets, problem.agents.markets
-    log_s = np.log(problem.products.shares)
-    delta = problem.products.logit_delta.copy() if delta0 is None else np.array(delta0, dtype=float)
-    failed = []
-    total = 0
-    for t in range(pm.T):
-        rows, w = pm.slice(t), problem.agents.weights[am.slice(t)]
-        d = delta[rows]
-        for it in range(max_iterations):
-            new = d + log_s[rows] - np.log(_probabilities(d, mus[t]) @ w)
-            change = np.max(np.abs(new - d)) if new.size else 0.0
-            d = new
-            if not np.isfinite(change):
-                break
-            if change < tol:
-                break
-        total = max(total, it + 1)
-        if not (np.isfinite(change) and change < tol):
-            failed.append(pm.ids[t])
-        delta[rows] = d
-    jac = delta_jacobian(problem, layout, theta, delta) if jacobian and not failed else None
-    return ContractionResult(delta=delta, converged=not failed, iterations=total,
-                             evaluations=total, failed_markets=np.asarray(failed), jacobian=jac)
+    """s_jt = sum_i w_it s_ijt(delta; theta) for all markets: (N,)."""
+    return InnerLoop(problem, layout, cache_bytes=0).shares(theta, delta)
 
 
 def delta_jacobian(problem: Problem, layout: ParameterLayout, theta: FloatArray,
                    delta: FloatArray) -> FloatArray:
-    """d delta / d theta = -(d s / d delta)^{-1} (d s / d theta), market by market: (N, P)."""
-    assert problem.agents is not None
-    mus = _market_mu(problem, layout, theta)
-    pm, am = problem.products.markets, problem.agents.markets
-    nodes = problem.nodes_for(layout)
-    demo = problem.agents.demographics
-    X2 = problem.X2.values
-    out = np.zeros((problem.N, layout.P))
-    sr, sc = layout.sigma_index
-    pr, pc = layout.pi_index
-    for t in range(pm.T):
-        rows, arows = pm.slice(t), am.slice(t)
-        w = problem.agents.weights[arows]
-        p = _probabilities(delta[rows], mus[t])  # (J, I)
-        pw = p * w
-        ds_ddelta = np.diag(pw.sum(axis=1)) - pw @ p.T
-        ds_dtheta = np.empty((p.shape[0], layout.P))
-        x2 = X2[rows]
-        for k, (r, c) in enumerate(zip(sr, sc)):
-            v = x2[:, r][:, None] * nodes[arows, c][None, :]  # d mu / d sigma_rc
-            ds_dtheta[:, k] = (pw * (v - (p * v).sum(axis=0))).sum(axis=1)
-        for k, (r, c) in enumerate(zip(pr, pc)):
-            v = x2[:, r][:, None] * demo[arows, c][None, :]
-            ds_dtheta[:, layout.n_sigma + k] = (pw * (v - (p * v).sum(axis=0))).sum(axis=1)
-        out[rows] = -np.linalg.solve(ds_ddelta, ds_dtheta)
-    return out
+    """d delta / d theta = -(d s / d delta)^{-1} (d s / d theta), batched over markets: (N, P)."""
+    return InnerLoop(problem, layout, cache_bytes=0).jacobian(theta, delta)

@@ -1,0 +1,199 @@
+"""Random-coefficient utility mu_ijt and exp(mu_ijt), for many markets at once in dense blocks.
+
+mu_ijt = x2_jt' (Sigma nu_it + Pi y_it)  (Berry, Levinsohn and Pakes 1995, eq. 2.6).
+
+Markets are grouped into dense blocks of shape (T_b, J, I): markets of similar size are padded
+to the block's largest (J_t, I_t) with products that have exp(mu) = 0 and agents with weight 0,
+so every kernel is one batched matmul over the block, never a Python loop over markets. Blocks
+are capped in bytes so that a block's exp(mu) stays in cache while it is iterated to
+convergence (see ``solve.contraction``).
+
+exp(mu) is computed once per theta. It is overflow-safe: when some utility exceeds
+``SHIFT_ABOVE`` each agent's utilities are shifted by m_i = max(0, max_j mu_ji), and the outside
+good's term becomes exp(-m_i); in the common case no shift is made and that term is 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from blpdemand._types import BoolArray, FloatArray, IntArray
+from blpdemand.data.markets import MarketIndex
+
+#: Utilities above this trigger the per-agent shift (exp(50) leaves ample room below 1e308).
+SHIFT_ABOVE = 50.0
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class MarketBlock:
+    """A dense block of markets: products and agents gathered into (T_b, J) and (T_b, I).
+
+    Attributes
+    ----------
+    positions : (T_b,) market positions t (into ``MarketIndex.ids``).
+    product_rows : (T_b, J) product row of each slot; padded slots repeat a real row.
+    agent_rows : (T_b, I) agent row of each slot; padded slots repeat a real row.
+    product_pad : (T_b, J) True in padded product slots, or None when the block is not padded.
+    agent_pad : (T_b, I) True in padded agent slots, or None.
+    """
+
+    positions: IntArray
+    product_rows: IntArray
+    agent_rows: IntArray
+    product_pad: BoolArray | None
+    agent_pad: BoolArray | None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(T_b, J, I)."""
+        return (int(self.product_rows.shape[0]), int(self.product_rows.shape[1]),
+                int(self.agent_rows.shape[1]))
+
+    def gather_products(self, values: FloatArray) -> FloatArray:
+        """(N, ...) product values -> (T_b, J, ...), zero in padded slots."""
+        out = np.asarray(values)[self.product_rows]
+        if self.product_pad is not None:
+            out[self.product_pad] = 0
+        return out
+
+    def gather_agents(self, values: FloatArray) -> FloatArray:
+        """(I_total, ...) agent values -> (T_b, I, ...), zero in padded slots."""
+        out = np.asarray(values)[self.agent_rows]
+        if self.agent_pad is not None:
+            out[self.agent_pad] = 0
+        return out
+
+    def scatter_products(self, block_values: FloatArray, out: FloatArray) -> None:
+        """Write (T_b, J, ...) block values back into (N, ...) ``out`` (padded slots dropped)."""
+        if self.product_pad is None:
+            out[self.product_rows] = block_values
+        else:
+            real = ~self.product_pad
+            out[self.product_rows[real]] = block_values[real]
+
+
+def _slots(offsets: IntArray, positions: IntArray, width: int) -> tuple[IntArray, BoolArray | None]:
+    """Rows of each market padded to ``width`` (padded slots repeat the market's first row)."""
+    start = offsets[positions][:, None]
+    size = (offsets[positions + 1] - offsets[positions])[:, None]
+    k = np.arange(width)[None, :]
+    pad = k >= size
+    rows = np.where(pad, start, start + k).astype(np.int64)
+    return rows, (pad if pad.any() else None)
+
+
+def market_blocks(products: MarketIndex, agents: MarketIndex, *, max_bytes: int = 4 << 20,
+                  max_waste: float = 0.25) -> tuple[MarketBlock, ...]:
+    """Partition markets into dense blocks for batched kernels.
+
+    Markets are sorted by (I_t, J_t); a block grows while its padded size T_b * J * I stays
+    within ``(1 + max_waste)`` times the real cells sum_t J_t I_t and its exp(mu) array within
+    ``max_bytes`` (a block always holds at least one market).
+
+    Parameters
+    ----------
+    products, agents : MarketIndex over product rows and agent rows (same market positions).
+    max_bytes : cap on 8 T_b J I, the bytes of one block's exp(mu).
+    max_waste : tolerated fraction of padded cells.
+    """
+    J_t, I_t = products.sizes, agents.sizes
+    order = np.lexsort((J_t, I_t))
+    blocks: list[MarketBlock] = []
+    start = 0
+    while start < order.size:
+        stop = start + 1
+        cells = int(J_t[order[start]] * I_t[order[start]])
+        while stop < order.size:
+            t = order[stop]
+            J = max(int(J_t[order[start:stop + 1]].max()), 1)
+            I = max(int(I_t[order[start:stop + 1]].max()), 1)
+            padded = (stop + 1 - start) * J * I
+            if padded * 8 > max_bytes or padded > (1.0 + max_waste) * (cells + J_t[t] * I_t[t]):
+                break
+            cells += int(J_t[t] * I_t[t])
+            stop += 1
+        positions = np.sort(order[start:stop]).astype(np.int64)
+        J = max(int(J_t[positions].max()), 1)
+        I = max(int(I_t[positions].max()), 1)
+        product_rows, product_pad = _slots(products.offsets, positions, J)
+        agent_rows, agent_pad = _slots(agents.offsets, positions, I)
+        blocks.append(MarketBlock(positions=positions, product_rows=product_rows,
+                                  agent_rows=agent_rows, product_pad=product_pad,
+                                  agent_pad=agent_pad))
+        start = stop
+    return tuple(blocks)
+
+
+def agent_coefficients(nodes: FloatArray, demographics: FloatArray, sigma: FloatArray,
+                       pi: FloatArray) -> FloatArray:
+    """Random parts of the coefficients, Sigma nu_i + Pi y_i, for every agent: (I_total, K2).
+
+    nodes : (I_total, K2); demographics : (I_total, D); sigma : (K2, K2); pi : (K2, D).
+    """
+    out = nodes @ sigma.T
+    if pi.size:
+        out += demographics @ pi.T
+    return out
+
+
+def compute_mu(x2: FloatArray, coefficients: FloatArray) -> FloatArray:
+    """mu_ji = x2_j' c_i for a block: x2 (T_b, J, K2), coefficients (T_b, I, K2) -> (T_b, J, I)."""
+    out: FloatArray = np.matmul(x2, coefficients.transpose(0, 2, 1))
+    return out
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ExpUtility:
+    """exp(mu) of one block and what shares need with it.
+
+    Attributes
+    ----------
+    exp_mu : (T_b, J, I) exp(mu_ji - m_i), zero in padded product or agent slots.
+    outside : (T_b, I) exp(-m_i), the outside good's term (ones when no shift was needed).
+    weights : (T_b, I) integration weights w_i (zero in padded agent slots).
+    shifted : whether a per-agent shift m_i was applied.
+    """
+
+    exp_mu: FloatArray
+    outside: FloatArray
+    weights: FloatArray
+    shifted: bool
+
+    def take(self, keep: IntArray | BoolArray) -> ExpUtility:
+        """The same for a subset of the block's markets (a copy)."""
+        return ExpUtility(exp_mu=self.exp_mu[keep], outside=self.outside[keep],
+                          weights=self.weights[keep], shifted=self.shifted)
+
+
+def exp_utility(block: MarketBlock, x2: FloatArray, coefficients: FloatArray,
+                weights: FloatArray) -> ExpUtility:
+    """exp(mu) for a block, overflow-safe.
+
+    Parameters
+    ----------
+    block : the MarketBlock.
+    x2 : (T_b, J, K2) gathered X2 (zero in padded slots).
+    coefficients : (T_b, I, K2) gathered Sigma nu_i + Pi y_i.
+    weights : (T_b, I) gathered weights (zero in padded slots).
+    """
+    mu = compute_mu(x2, coefficients)
+    T_b, _, I = mu.shape
+    top = float(mu.max()) if mu.size else 0.0
+    if top <= SHIFT_ABOVE:
+        outside = np.ones((T_b, I))
+        shifted = False
+    else:
+        shift = np.maximum(mu.max(axis=1), 0.0)  # (T_b, I)
+        mu -= shift[:, None, :]
+        outside = np.exp(-shift)
+        shifted = True
+    with np.errstate(under="ignore"):
+        np.exp(mu, out=mu)
+    if block.product_pad is not None:
+        mu[block.product_pad] = 0.0
+    if block.agent_pad is not None:
+        mu.transpose(0, 2, 1)[block.agent_pad] = 0.0
+        outside[block.agent_pad] = 1.0
+    return ExpUtility(exp_mu=mu, outside=outside, weights=weights, shifted=shifted)

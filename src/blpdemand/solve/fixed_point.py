@@ -1,0 +1,328 @@
+"""Batched fixed-point solvers x = G(x) for many independent small systems (one per market).
+
+Each row of ``x`` (n, J) is one market's system; rows converge independently and leave the
+work set (the map is told to ``restrict`` itself to the rows still iterating). Convergence is
+max_j |G(x)_j - x_j| < tol for the row (absolute; default 1e-14 on delta).
+
+Methods (``FixedPointConfig.method``):
+
+- ``"squarem"`` (default): SQUAREM, scheme S3 of Varadhan and Roland (2008), per-row step
+  length alpha = -||r|| / ||v|| clipped to [-step_max, -1], step_max growing 4x when hit.
+- ``"simple"``: x <- G(x), the BLP contraction itself (Berry, Levinsohn and Pakes 1995).
+- ``"anderson"``: type-II Anderson acceleration with ``memory`` past steps (Walker and Ni 2011),
+  per-row least squares by batched pseudo-inverse.
+- ``"newton"``: Newton's method on x - G(x) = 0 with the per-row Jacobian supplied by the map
+  (for small J: a (J, J) solve per market per step).
+
+Every run returns one ``FixedPointResult`` (per-row status, evaluations and last change); the
+caller applies ``on_failure`` (see ``solve.contraction``).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Literal, Protocol, cast
+
+import numpy as np
+
+from blpdemand._types import BoolArray, FloatArray, IntArray
+from blpdemand.errors import SpecificationError
+
+Method = Literal["squarem", "simple", "anderson", "newton"]
+OnFailure = Literal["report", "warn", "raise"]
+_METHODS = ("squarem", "simple", "anderson", "newton")
+_ON_FAILURE = ("report", "warn", "raise")
+
+
+class FixedPointStatus(enum.Enum):
+    """Outcome of a fixed-point run (for one row, or the worst over rows)."""
+
+    CONVERGED = "converged"
+    MAX_EVALUATIONS = "max_evaluations"
+    NONFINITE = "nonfinite"
+
+
+_CODES = (FixedPointStatus.CONVERGED, FixedPointStatus.MAX_EVALUATIONS, FixedPointStatus.NONFINITE)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FixedPointConfig:
+    """How to solve the inner fixed point.
+
+    Attributes
+    ----------
+    method : "squarem" (default), "simple", "anderson" or "newton".
+    tol : absolute tolerance on max_j |G(x)_j - x_j| per market (default 1e-14).
+    max_evaluations : evaluations of G per market before giving up.
+    memory : past steps kept by Anderson acceleration.
+    on_failure : "report" (status and failed markets in the result), "warn" (also a
+        ConvergenceWarning) or "raise" (ConvergenceError naming the markets).
+    block_bytes : cap on the bytes of one block's exp(mu) (markets iterated together).
+    """
+
+    method: Method = "squarem"
+    tol: float = 1e-14
+    max_evaluations: int = 5_000
+    memory: int = 5
+    on_failure: OnFailure = "report"
+    block_bytes: int = 4 << 20
+
+    def __post_init__(self) -> None:
+        if self.method not in _METHODS:
+            raise SpecificationError(f"method={self.method!r} is unknown; use one of {_METHODS}")
+        if self.on_failure not in _ON_FAILURE:
+            raise SpecificationError(
+                f"on_failure={self.on_failure!r} is unknown; use one of {_ON_FAILURE}")
+        if not (self.tol > 0 and np.isfinite(self.tol)):
+            raise SpecificationError(f"tol must be positive and finite, got {self.tol!r}")
+        if self.max_evaluations < 1:
+            raise SpecificationError(f"max_evaluations must be >= 1, got {self.max_evaluations}")
+        if self.memory < 1:
+            raise SpecificationError(f"memory must be >= 1, got {self.memory}")
+        if self.block_bytes < 1:
+            raise SpecificationError(f"block_bytes must be >= 1, got {self.block_bytes}")
+
+
+@dataclass(frozen=True, slots=True)
+class FixedPointResult:
+    """Per-row outcome of a batched fixed-point run.
+
+    Attributes
+    ----------
+    x : (n, J) solution (converged rows), or the last finite iterate (failed rows).
+    codes : (n,) index into (CONVERGED, MAX_EVALUATIONS, NONFINITE).
+    evaluations : (n,) evaluations of G spent on each row.
+    change : (n,) last max_j |G(x)_j - x_j| of each row.
+    """
+
+    x: FloatArray
+    codes: IntArray
+    evaluations: IntArray
+    change: FloatArray
+
+    @property
+    def status(self) -> FixedPointStatus:
+        """CONVERGED if every row converged, else the worst row's status."""
+        return _CODES[int(self.codes.max())] if self.codes.size else FixedPointStatus.CONVERGED
+
+    @property
+    def failed(self) -> IntArray:
+        """Rows that did not converge."""
+        return np.flatnonzero(self.codes != 0)
+
+
+class BatchedMap(Protocol):
+    """A map G over the rows of a work set (the rows still iterating)."""
+
+    def evaluate(self, x: FloatArray) -> FloatArray:
+        """G(x) for the work set: (n, J) -> (n, J)."""
+
+    def residual_jacobian(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """x - G(x) (n, J) and its Jacobian (n, J, J), for Newton's method."""
+
+    def restrict(self, keep: IntArray) -> None:
+        """Keep only these rows of the current work set."""
+
+
+def _finite_rows(x: FloatArray) -> BoolArray:
+    """(n,) True where every element of the row is finite."""
+    return cast(BoolArray, np.isfinite(x).all(axis=1))
+
+
+class _WorkSet:
+    """Book-keeping of rows: which still iterate, their results, and compaction of the set."""
+
+    def __init__(self, system: BatchedMap, x0: FloatArray, config: FixedPointConfig) -> None:
+        n = x0.shape[0]
+        self.system, self.tol, self.limit = system, config.tol, config.max_evaluations
+        self.out = x0.copy()
+        self.codes = np.full(n, 1, dtype=np.int64)
+        self.evaluations = np.zeros(n, dtype=np.int64)
+        self.change = np.full(n, np.inf)
+        self.rows = np.arange(n)
+        self.open = np.ones(n, dtype=bool)
+        self.count = 0
+
+    def evaluate(self, x: FloatArray) -> FloatArray:
+        self.count += 1
+        return self.system.evaluate(x)
+
+    @property
+    def running(self) -> bool:
+        return bool(self.open.any()) and self.count < self.limit
+
+    def _close(self, mask: np.ndarray, values: FloatArray, code: int) -> None:
+        rows = self.rows[mask]
+        self.out[rows] = values[mask]
+        self.codes[rows] = code
+        self.evaluations[rows] = self.count
+        self.open &= ~mask
+
+    def check(self, x: FloatArray, g: FloatArray, *, fail_nonfinite: bool = True) -> None:
+        """Close rows whose step x -> g = G(x) met the tolerance, or (optionally) broke down."""
+        change = np.max(np.abs(g - x), axis=1)
+        finite = np.isfinite(change)
+        self.change[self.rows[self.open & finite]] = change[self.open & finite]
+        self._close(self.open & finite & (change < self.tol), g, 0)
+        if fail_nonfinite:
+            broken = self.open & ~finite
+            if broken.any():
+                self.fail(broken, x)
+
+    def fail(self, mask: np.ndarray, x: FloatArray) -> None:
+        """Close these rows as broken (non-finite), keeping x where it is finite."""
+        safe = np.where(_finite_rows(x)[:, None], x, self.out[self.rows])
+        self._close(mask & self.open, safe, 2)
+
+    def compact(self) -> IntArray | None:
+        """Drop finished rows once they are a quarter of the set; return the kept positions."""
+        n_open = int(self.open.sum())
+        if n_open == 0 or n_open > 0.75 * self.open.size:
+            return None
+        keep = np.flatnonzero(self.open)
+        self.rows, self.open = self.rows[keep], np.ones(keep.size, dtype=bool)
+        self.system.restrict(keep)
+        return keep
+
+    def finish(self, x: FloatArray) -> FixedPointResult:
+        """Rows still open ran out of evaluations: keep their last finite iterate."""
+        if self.open.any():
+            safe = np.where(_finite_rows(x)[:, None], x, self.out[self.rows])
+            self._close(self.open.copy(), safe, 1)
+        return FixedPointResult(x=self.out, codes=self.codes, evaluations=self.evaluations,
+                                change=self.change)
+
+
+def solve_fixed_point(system: BatchedMap, x0: FloatArray,
+                      config: FixedPointConfig) -> FixedPointResult:
+    """Solve x = G(x) row by row for all rows of x0 (n, J) at once; see the module docstring."""
+    work = _WorkSet(system, np.asarray(x0, dtype=np.float64), config)
+    with np.errstate(all="ignore"):
+        if config.method == "simple":
+            x = _simple(work, work.out.copy())
+        elif config.method == "squarem":
+            x = _squarem(work, work.out.copy())
+        elif config.method == "anderson":
+            x = _anderson(work, work.out.copy(), config.memory)
+        else:
+            x = _newton(work, work.out.copy())
+        return work.finish(x)
+
+
+def _simple(work: _WorkSet, x: FloatArray) -> FloatArray:
+    while work.running:
+        g = work.evaluate(x)
+        work.check(x, g)
+        x = np.where(np.isfinite(g), g, x)
+        keep = work.compact()
+        if keep is not None:
+            x = x[keep]
+    return x
+
+
+def _squarem(work: _WorkSet, x: FloatArray) -> FloatArray:
+    step_max = np.ones(x.shape[0])
+    while work.running:
+        g1 = work.evaluate(x)
+        work.check(x, g1)
+        keep = work.compact()
+        if keep is not None:
+            x, g1, step_max = x[keep], g1[keep], step_max[keep]
+        if not work.running:
+            return g1
+        g2 = work.evaluate(g1)
+        work.check(g1, g2)
+        keep = work.compact()
+        if keep is not None:
+            x, g1, g2, step_max = x[keep], g1[keep], g2[keep], step_max[keep]
+        if not work.running:
+            return g2
+        r = g1 - x
+        v = g2 - g1 - r
+        alpha = -np.sqrt(np.einsum("nj,nj->n", r, r) / np.einsum("nj,nj->n", v, v))
+        alpha = np.where(np.isfinite(alpha), alpha, -1.0)
+        alpha = np.clip(alpha, -step_max, -1.0)
+        step_max = np.where(alpha <= -step_max, 4.0 * step_max, step_max)
+        xp = x - (2.0 * alpha)[:, None] * r + (alpha * alpha)[:, None] * v
+        bad = ~_finite_rows(xp)
+        xp[bad] = g2[bad]
+        g3 = work.evaluate(xp)
+        work.check(xp, g3, fail_nonfinite=False)
+        broken = ~_finite_rows(g3)
+        x = np.where(broken[:, None], g2, g3)
+        step_max[broken] = 1.0
+        keep = work.compact()
+        if keep is not None:
+            x, step_max = x[keep], step_max[keep]
+    return x
+
+
+def _anderson(work: _WorkSet, x: FloatArray, memory: int) -> FloatArray:
+    g = work.evaluate(x)
+    work.check(x, g)
+    f = g - x
+    dF: list[FloatArray] = []
+    dG: list[FloatArray] = []
+    while work.running:
+        keep = work.compact()
+        if keep is not None:
+            x, g, f = x[keep], g[keep], f[keep]
+            dF, dG = [d[keep] for d in dF], [d[keep] for d in dG]
+        if dF:
+            F, G = np.stack(dF, axis=2), np.stack(dG, axis=2)  # (n, J, m)
+            gamma = np.matmul(np.linalg.pinv(F, rcond=1e-13), f[:, :, None])
+            x_new = g - np.matmul(G, gamma)[:, :, 0]
+            bad = ~_finite_rows(x_new)
+            x_new[bad] = g[bad]
+        else:
+            x_new = g
+        g_new = work.evaluate(x_new)
+        work.check(x_new, g_new)
+        f_new = g_new - x_new
+        dF.append(f_new - f)
+        dG.append(g_new - g)
+        dF, dG = dF[-memory:], dG[-memory:]
+        x, g, f = x_new, g_new, f_new
+    return g
+
+
+_NEWTON_RADIUS = 1.0  # largest Newton step in any element (log-share units)
+
+
+def _newton(work: _WorkSet, x: FloatArray) -> FloatArray:
+    # Safeguard: a row whose residual did not shrink goes back to its previous point and takes
+    # the plain step G(x_prev) from there (accepted unconditionally: the contraction progresses).
+    previous, previous_g = x.copy(), x.copy()
+    previous_norm = np.full(x.shape[0], np.inf)
+    forced = np.zeros(x.shape[0], dtype=bool)
+    while work.running:
+        work.count += 1
+        residual, jacobian = work.system.residual_jacobian(x)
+        norm = np.max(np.abs(residual), axis=1)
+        g = x - residual
+        work.check(x, g, fail_nonfinite=False)
+        worse = ~((norm < previous_norm) | forced) & work.open
+        try:
+            step = np.linalg.solve(jacobian, residual[:, :, None])[:, :, 0]
+        except np.linalg.LinAlgError:
+            step = residual
+        size = np.max(np.abs(step), axis=1)
+        step *= np.minimum(1.0, _NEWTON_RADIUS / np.where(size > 0, size, 1.0))[:, None]
+        x_new = x - step
+        bad = ~_finite_rows(x_new)
+        x_new[bad] = g[bad]
+        x_new[worse] = previous_g[worse]
+        broken = work.open & ~_finite_rows(x_new)
+        if broken.any():  # no finite way forward: the row fails at its last finite point
+            work.fail(broken, np.where(worse[:, None], previous, x))
+        accepted = ~worse
+        previous = np.where(accepted[:, None], x, previous)
+        previous_g = np.where(accepted[:, None], g, previous_g)
+        previous_norm = np.where(accepted, norm, previous_norm)
+        x, forced = np.where(broken[:, None], previous, x_new), worse
+        keep = work.compact()
+        if keep is not None:
+            x, previous, previous_g = x[keep], previous[keep], previous_g[keep]
+            previous_norm, forced = previous_norm[keep], forced[keep]
+    return x

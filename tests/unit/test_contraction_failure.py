@@ -1,0 +1,76 @@
+"""Markets that cannot converge are named with a status; nothing turns NaN silently.
+
+References: an absurd Sigma (random-coefficient standard deviations of 1e5 on every
+characteristic) makes exp(delta + mu) overflow in every market, so every market must be
+reported non-finite; a tiny evaluation budget must be reported as such. The failure policy
+must raise or warn naming the first failed market.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from blpdemand import Problem
+from blpdemand.errors import ConvergenceError, ConvergenceWarning, SpecificationError
+from blpdemand.solve.contraction import solve_delta
+from blpdemand.solve.fixed_point import FixedPointConfig, FixedPointStatus
+
+
+@pytest.fixture(scope="module")
+def nevo(nevo_products, nevo_agents):
+    problem = Problem(nevo_products, linear="prices", nonlinear="1 + prices + sugar + mushy",
+                      agents=nevo_agents, absorb="C(product_ids)",
+                      instruments=[f"demand_instruments{k}" for k in range(20)])
+    layout, _ = problem.layout(np.diag([1.0, 1.0, 1.0, 1.0]))
+    return problem, layout
+
+
+@pytest.mark.parametrize("method", ["squarem", "simple", "anderson", "newton"])
+def test_absurd_sigma_reports_every_market(nevo, method):
+    # Reference: exp(1e5 * nu * x) overflows in every market (hand reasoning): all 94 fail.
+    problem, layout = nevo
+    result = solve_delta(problem, layout, np.full(4, 1e5),
+                         config=FixedPointConfig(method=method, max_evaluations=200))
+    assert not result.converged
+    assert result.status is FixedPointStatus.NONFINITE
+    assert sorted(result.failed_markets.tolist()) == sorted(problem.products.markets.ids.tolist())
+    assert np.all(np.isfinite(result.delta)) and result.jacobian is None
+
+
+def test_partial_failure_names_only_failed_markets(nevo):
+    # Reference: a budget of 3 evaluations cannot reach 1e-14 from the logit start at this
+    # Sigma, while a market started at its converged delta needs one evaluation.
+    problem, layout = nevo
+    theta = np.array([0.5, 2.0, 0.02, 0.1])
+    solved = solve_delta(problem, layout, theta)
+    assert solved.converged
+    start = problem.products.logit_delta.copy()
+    first = problem.products.markets.slice(0)
+    start[first] = solved.delta[first]
+    result = solve_delta(problem, layout, theta, delta0=start,
+                         config=FixedPointConfig(max_evaluations=3))
+    assert result.status is FixedPointStatus.MAX_EVALUATIONS
+    assert problem.products.markets.ids[0] not in set(result.failed_markets.tolist())
+    assert len(result.failed_markets) == problem.T - 1
+    assert np.all(np.isfinite(result.delta))
+
+
+def test_failure_policy_raise_and_warn(nevo):
+    # Reference: the on_failure option; messages name a failed market id.
+    problem, layout = nevo
+    first = str(problem.products.markets.ids[0])
+    with pytest.raises(ConvergenceError, match=first):
+        solve_delta(problem, layout, np.full(4, 1e5), config=FixedPointConfig(on_failure="raise"))
+    with pytest.warns(ConvergenceWarning, match=first):
+        solve_delta(problem, layout, np.full(4, 1e5), config=FixedPointConfig(on_failure="warn"))
+
+
+def test_config_rejects_unknown_options():
+    # Reference: the documented option values.
+    with pytest.raises(SpecificationError, match="squarem"):
+        FixedPointConfig(method="broyden")  # type: ignore[arg-type]
+    with pytest.raises(SpecificationError, match="on_failure"):
+        FixedPointConfig(on_failure="ignore")  # type: ignore[arg-type]
+    with pytest.raises(SpecificationError, match="tol"):
+        FixedPointConfig(tol=0.0)
