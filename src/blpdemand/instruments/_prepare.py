@@ -8,7 +8,7 @@ that markets are contiguous; results are put back with ``order``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,9 +21,6 @@ from blpdemand.data.validation import require_columns, require_finite, require_n
 from blpdemand.errors import SpecificationError
 
 Characteristics = str | Sequence[str]
-
-#: elements of one (markets, rows, products) work array; about 8 MB of float64.
-BLOCK_ELEMENTS = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +109,16 @@ def read_characteristics(spec: Characteristics, frame: pd.DataFrame, *, intercep
     return matrix
 
 
+def group_codes(*keys: np.ndarray) -> IntArray:
+    """One code 0..G-1 per distinct combination of non-negative integer key arrays (N,)."""
+    combined = np.zeros(len(keys[0]), dtype=np.int64)
+    for key in keys:
+        key = np.asarray(key, dtype=np.int64)
+        combined = combined * (int(key.max(initial=0)) + 1) + key
+        combined = np.unique(combined, return_inverse=True)[1].astype(np.int64).ravel()
+    return combined
+
+
 def clean(name: str) -> str:
     """A column-name-friendly version of a characteristic name: ``log(hpwt)`` -> ``log_hpwt``."""
     if name == INTERCEPT:
@@ -132,32 +139,3 @@ def unique_names(names: list[str]) -> list[str]:
             seen[name] = 1
             out.append(name)
     return out
-
-
-def pair_blocks(markets: MarketIndex, *, budget: int = BLOCK_ELEMENTS
-                ) -> Iterator[tuple[IntArray, IntArray]]:
-    """Blocks of (product j, product k) pairs within markets, never an N x N array.
-
-    Markets of equal size J are grouped; each block yields ``rows_j`` (G, R) and ``rows_k``
-    (G, J): sorted-row indices of G markets, R of their J products as j, all J as k. Blocks hold
-    about ``budget`` pairs; a market too large for one block is split by rows j.
-    """
-    sizes = markets.sizes
-    starts = markets.offsets[:-1]
-    for J in np.unique(sizes):
-        J = int(J)
-        if J == 0:
-            continue
-        positions = np.flatnonzero(sizes == J)
-        columns = np.arange(J)
-        if J * J <= budget:
-            G = max(1, budget // (J * J))
-            for first in range(0, positions.size, G):
-                rows = starts[positions[first:first + G]][:, None] + columns[None, :]
-                yield rows, rows
-        else:
-            R = max(1, budget // J)
-            for t in positions:
-                rows_k = starts[t] + columns[None, :]
-                for first in range(0, J, R):
-                    yield rows_k[:, first:first + R], rows_k

@@ -16,7 +16,13 @@ import numpy as np
 import pandas as pd
 
 from blpdemand.data.formulation import INTERCEPT
-from blpdemand.instruments._prepare import Characteristics, clean, prepare, read_characteristics
+from blpdemand.instruments._prepare import (
+    Characteristics,
+    clean,
+    group_codes,
+    prepare,
+    read_characteristics,
+)
 
 
 def build_blp_instruments(products: pd.DataFrame, characteristics: Characteristics = "1", *,
@@ -50,9 +56,7 @@ def build_blp_instruments(products: pd.DataFrame, characteristics: Characteristi
     data = prepare(products, columns=columns, require=("market_ids", "firm_ids"))
     X = read_characteristics(characteristics, data.frame, intercept=None)
     market = data.markets.codes
-    _, pair = np.unique(np.column_stack([market, data.codes("firm_ids")]), axis=0,
-                        return_inverse=True)
-    pair = pair.ravel()
+    pair = group_codes(market, data.codes("firm_ids"))
     firm_totals = np.zeros((int(pair.max()) + 1, X.K))
     np.add.at(firm_totals, pair, X.values)
     own = firm_totals[pair] - X.values

@@ -16,7 +16,10 @@ sum_k 1(|w_kl - w_jl| < 1) over ALL products of the market including j itself (s
 least 1), quadratic is sum_k (w_kl - w_jl)^2; no firm split by default. A characteristic that is
 constant within a market has no spread there: its scaled differences are zero.
 
-Work is done on blocks of markets of equal size (``pair_blocks``), never an N x N array.
+No pair of products is ever stored: quadratic sums are O(N) segment sums of centered values
+(sum_k (c_j - c_k)^2 = n c_j^2 + sum_k c_k^2 with c = x - group mean), local counts are runs in
+the within-group sort found by bisection, O(N log J). Own-firm sums use (market, firm) groups;
+rival sums are the market sums minus the own sums.
 """
 
 from __future__ import annotations
@@ -27,13 +30,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from blpdemand._types import BoolArray, FloatArray
+from blpdemand._types import FloatArray
 from blpdemand.data.markets import MarketIndex
 from blpdemand.errors import SpecificationError
 from blpdemand.instruments._prepare import (
     Characteristics,
     clean,
-    pair_blocks,
+    group_codes,
     prepare,
     read_characteristics,
 )
@@ -118,14 +121,33 @@ def build_differentiation_instruments(
         threshold = _pairwise_sd(values, data.markets)
     firms = data.codes("firm_ids") if config.firm_split else None
     terms = _terms(X.K, config)
-    sides = 2 if config.firm_split else 1
-    out = np.zeros((data.N, sides * len(terms)))
+    names = _names(X.names, terms, config, prefix)
+    method = _quadratic if config.version == "quadratic" else _local
     include_self = config.convention == "course"
-    for rows_j, rows_k in pair_blocks(data.markets):
-        block = _block(values, rows_j, rows_k, firms, terms, threshold, config.version,
-                       include_self)
-        out[rows_j] = block
-    return data.to_frame(out, _names(X.names, terms, config, prefix))
+    pooled = method(values, data.markets.codes, terms, threshold, include_self)
+    if firms is None:
+        return data.to_frame(pooled, names)
+    own = method(values, group_codes(data.markets.codes, firms), terms, threshold, include_self)
+    return data.to_frame(np.column_stack([own, pooled - own]), names)
+
+
+def _quadratic(X: FloatArray, groups: np.ndarray, terms: list[tuple[int, int | None]],
+               threshold: FloatArray, include_self: bool) -> FloatArray:
+    """sum_{k in g(j)} (x_jl - x_kl)(x_jl' - x_kl') for every term, in O(N) by segment sums.
+
+    With c = x - mean_g: sum_k (c_jl - c_kl)(c_jl' - c_kl') = n_g c_jl c_jl' + sum_k c_kl c_kl'
+    (the cross term vanishes), a sum of centered products that does not cancel.
+    """
+    groups = np.asarray(groups, dtype=np.int64)
+    count = np.bincount(groups).astype(np.float64)
+    means = np.column_stack([np.bincount(groups, weights=x) for x in X.T]) / count[:, None]
+    centered = X - means[groups]
+    out = np.empty((X.shape[0], len(terms)))
+    for m, (k1, k2) in enumerate(terms):
+        assert k2 is not None
+        product = centered[:, k1] * centered[:, k2]
+        out[:, m] = count[groups] * product + np.bincount(groups, weights=product)[groups]
+    return out
 
 
 def _terms(K: int, config: DifferentiationConfig) -> list[tuple[int, int | None]]:
@@ -177,33 +199,63 @@ def _scale_within_markets(X: FloatArray, markets: MarketIndex, ddof: int) -> Flo
     return np.asarray(X * markets.expand(scale))
 
 
-def _block(X: FloatArray, rows_j: np.ndarray, rows_k: np.ndarray, firms: np.ndarray | None,
-           terms: list[tuple[int, int | None]], threshold: FloatArray, version: str,
-           include_self: bool) -> FloatArray:
-    """Instruments of rows_j (G, R) summed over rows_k (G, J): returns (G, R, sides * terms)."""
-    diagonal: BoolArray = rows_j[:, :, None] == rows_k[:, None, :]
-    keep = np.ones(diagonal.shape, dtype=bool) if include_self else ~diagonal
-    if firms is None:
-        weights = [keep.astype(np.float64)]
-    else:
-        same = firms[rows_j][:, :, None] == firms[rows_k][:, None, :]
-        weights = [(same & keep).astype(np.float64), (~same & keep).astype(np.float64)]
-    differences: dict[int, FloatArray] = {}
+def _local(X: FloatArray, groups: np.ndarray, terms: list[tuple[int, int | None]],
+           threshold: FloatArray, include_self: bool) -> FloatArray:
+    """Local counts (and interactions) within groups, in O(N log J) without forming pairs.
 
-    def difference(k: int) -> FloatArray:  # x_jk - x_kk, as in PyBLP's interaction terms
-        if k not in differences:
-            differences[k] = X[rows_j, k][:, :, None] - X[rows_k, k][:, None, :]
-        return differences[k]
-
-    columns = []
-    for weight in weights:
-        for k1, k2 in terms:
-            if version == "local":
-                term = (np.abs(difference(k1)) < threshold[k1]).astype(np.float64)
-                if k2 is not None:
-                    term = term * difference(k2)
+    Sorted by characteristic l within the group, |fl(x_jl - x_kl)| < SD_l holds on a contiguous
+    run of products around j (floating-point subtraction is monotone), whose ends are found by
+    vectorized bisection with exactly that comparison; interactions sum (x_jl' - x_kl') over the
+    run with prefix sums of x_l' centered by its group mean.
+    """
+    groups = np.asarray(groups, dtype=np.int64)
+    N = X.shape[0]
+    count = np.bincount(groups)
+    starts = np.concatenate([[0], np.cumsum(count)[:-1]])
+    means = np.column_stack([np.bincount(groups, weights=x) for x in X.T]) / count[:, None]
+    centered = X - means[groups]
+    out = np.zeros((N, len(terms)))
+    for k1 in sorted({k for k, _ in terms}):
+        order = np.lexsort((X[:, k1], groups))
+        x = X[order, k1]
+        first = starts[groups[order]]
+        last = first + count[groups[order]] - 1
+        left, right = _run(x, first, last, threshold[k1])
+        width = (right - left + 1).astype(np.float64)
+        for m, (t1, k2) in enumerate(terms):
+            if t1 != k1:
+                continue
+            if k2 is None:
+                values = width - (0.0 if include_self else 1.0)
             else:
-                assert k2 is not None
-                term = difference(k1) * difference(k2)
-            columns.append(np.einsum("grj,grj->gr", term, weight))
-    return np.stack(columns, axis=-1)
+                prefix = np.concatenate([[0.0], np.cumsum(centered[order, k2])])
+                c = centered[order, k2]
+                values = width * c - (prefix[right + 1] - prefix[left])
+            if not threshold[k1] > 0:
+                values = np.zeros(N)
+            out[order, m] = values
+    return out
+
+
+def _run(x: FloatArray, first: np.ndarray, last: np.ndarray, sd: float
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """Ends of the run {i : |fl(x_j - x_i)| < sd} around each position j of sorted x (by group)."""
+    position = np.arange(x.size)
+
+    def close(i: np.ndarray) -> np.ndarray:
+        return np.asarray(np.abs(x[position] - x[i]) < sd)
+
+    low, high = first.copy(), position.copy()  # smallest close i in [first, j]
+    while np.any(active := low < high):
+        middle = (low + high) // 2
+        ok = close(middle)
+        high = np.where(active & ok, middle, high)
+        low = np.where(active & ~ok, middle + 1, low)
+    left = low
+    low, high = position.copy(), last.copy()  # largest close i in [j, last]
+    while np.any(active := low < high):
+        middle = (low + high + 1) // 2
+        ok = close(middle)
+        low = np.where(active & ok, middle, low)
+        high = np.where(active & ~ok, middle - 1, high)
+    return left, low

@@ -17,7 +17,7 @@ import pandas as pd
 from blpdemand._types import IntArray
 from blpdemand.data.validation import check_unique_products, require_columns, require_finite
 from blpdemand.errors import DataError, SpecificationError
-from blpdemand.instruments._prepare import clean, prepare
+from blpdemand.instruments._prepare import clean, group_codes, prepare
 
 ON_SINGLE = ("raise", "nan")
 
@@ -64,10 +64,10 @@ def build_hausman_instruments(products: pd.DataFrame, column: str | Sequence[str
     x = frame[names].to_numpy(dtype=np.float64)
     product = data.codes("product_ids")
     period = data.codes(within) if within is not None else np.zeros_like(product)
-    pool = _group([product, period])
+    pool = group_codes(product, period)
     total, count = _sums(pool, x)
     if across is not None:
-        cell = _group([product, period, data.codes(across)])
+        cell = group_codes(product, period, data.codes(across))
         same_total, same_count = _sums(cell, x)
         total, count = total - same_total, count - same_count
     else:
@@ -92,12 +92,6 @@ def _plain(value: object) -> object:
     """numpy scalars as Python values, for readable messages."""
     item = getattr(value, "item", None)
     return item() if callable(item) else value
-
-
-def _group(keys: list[IntArray]) -> IntArray:
-    """One integer code per distinct combination of the keys."""
-    return np.asarray(np.unique(np.column_stack(keys), axis=0, return_inverse=True)[1],
-                      dtype=np.int64).ravel()
 
 
 def _sums(codes: IntArray, x: np.ndarray) -> tuple[np.ndarray, IntArray]:
