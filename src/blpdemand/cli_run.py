@@ -209,25 +209,43 @@ def post_estimation(spec: Spec, results: Any, report: Report,
                                            "conditions at the observed prices"),)))
         out["costs"] = [_row(body, k) for k in range(len(body))]
     if "merger" in post:
-        out["merger"] = merger(spec, results, report)
+        out["merger"] = merger(spec, results, report, products)
     return out
 
 
-def merger(spec: Spec, results: Any, report: Report) -> dict[str, Any]:
-    """``[post.merger] firms = {old = new}``: new ownership, equilibrium prices."""
-    import blpdemand as bd
+def merger(spec: Spec, results: Any, report: Report, products: pd.DataFrame) -> dict[str, Any]:
+    """``[post.merger]``: ``firms = [1, 2]`` (they merge under the first id) or
+    ``firm_ids = {old = new, ...}`` (any new ownership); equilibrium prices after it."""
+    from blpdemand.results.counterfactual import compute_prices, simulate_merger
 
     options = dict(spec.post["merger"])
-    check_keys(options, ("firms",), "[post.merger]", spec.path.name)
-    compute = getattr(bd, "compute_merger", None)
-    if compute is None:
-        raise SpecificationError("[post.merger] needs counterfactual prices, which this version "
-                                 "of blpdemand does not provide yet; remove [post.merger]")
-    outcome = compute(results, firms={int(k) if k.isdigit() else k: v
-                                      for k, v in dict(options["firms"]).items()})
+    check_keys(options, ("firms", "firm_ids"), "[post.merger]", spec.path.name)
+    if ("firms" in options) == ("firm_ids" in options):
+        raise SpecificationError(f"[post.merger] in {spec.path.name} needs exactly one of "
+                                 f"firms = [a, b] (a merger) or firm_ids = {{old = new}}")
+    column = products[spec.columns.get("firm_ids", "firm_ids")]
+    if "firms" in options:
+        outcome = simulate_merger(results, list(options["firms"]))
+    else:
+        mapping = {_like(column, k): _like(column, v)
+                   for k, v in dict(options["firm_ids"]).items()}
+        outcome = compute_prices(results, firm_ids=column.replace(mapping).to_numpy())
     table = outcome.summary()
     report.table("merger", table, show=_head(table, 12))
-    return {"table": table.title}
+    changes = np.asarray(outcome.price_changes, dtype=np.float64)
+    return {"converged": bool(outcome.converged),
+            "failed_markets": [str(m) for m in outcome.failed_markets],
+            "mean_price_change_percent": float(100 * np.nanmean(changes)),
+            "mean_consumer_surplus_change": float(np.nanmean(outcome.consumer_surplus_change))}
+
+
+def _like(column: pd.Series, value: Any) -> Any:
+    """A TOML key or value (string) as the firm column's type."""
+    if pd.api.types.is_integer_dtype(column) and isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    if pd.api.types.is_float_dtype(column) and isinstance(value, (str, int)):
+        return float(value)
+    return value
 
 
 def heatmap(ax: Any, frame: pd.DataFrame, title: str) -> None:

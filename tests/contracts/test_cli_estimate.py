@@ -17,6 +17,7 @@ import pytest
 
 import blpdemand as bd
 from blpdemand.cli import main
+from blpdemand.results.counterfactual import compute_prices
 from blpdemand.results.elasticities import own_elasticity_summary
 from blpdemand.results.io import load_results
 from blpdemand.solve.progress import RecordingReporter
@@ -58,7 +59,8 @@ def nevo_api(nevo_products: pd.DataFrame, nevo_agents: pd.DataFrame
     return bd.estimate(problem, sigma=sigma, pi=pi, config=config, reporter=reporter), reporter
 
 
-def test_nevo_json_equals_python_api(nevo_run: tuple[Path, str], nevo_api) -> None:
+def test_nevo_json_equals_python_api(nevo_run: tuple[Path, str], nevo_api,
+                                     nevo_products: pd.DataFrame) -> None:
     out, _ = nevo_run
     live, _ = nevo_api
     saved = load_results(out / "results.json")
@@ -80,6 +82,12 @@ def test_nevo_json_equals_python_api(nevo_run: tuple[Path, str], nevo_api) -> No
     assert saved.post_estimation["own_price_elasticities"]["mean"] == pytest.approx(
         own["mean"], rel=1e-8)
     assert saved.tables["elasticities"].body.shape == (95, 5)
+    # The merger of the spec ([post.merger] firm_ids = {2 = 1}) equals compute_prices.
+    merged = compute_prices(live, firm_ids=nevo_products["firm_ids"].replace(2, 1).to_numpy())
+    merger = saved.post_estimation["merger"]
+    assert merger["converged"] and merger["mean_price_change_percent"] == pytest.approx(
+        100 * np.mean(merged.price_changes), rel=1e-8)
+    assert saved.tables["merger"].body.shape[0] == 94
 
 
 def test_nevo_progress_rows(nevo_run: tuple[Path, str], nevo_api) -> None:
