@@ -159,3 +159,19 @@ def test_unknown_reserved_column_and_missing_firm() -> None:
     out = bd.build_differentiation_instruments(d, ["x"], split=False, version="quadratic",
                                                columns={"market_ids": "year"})
     assert out["gh_quad_all_x"].tolist() == [1.0, 1.0]
+
+
+def test_cost_shifter_frame_drives_logit_iv_on_cars(cars: pd.DataFrame) -> None:
+    # Reference: the course notebook's IV logit on the cars data (all controls, year and make
+    # effects, RXR as the excluded instrument): alpha = -0.1694, -0.16939 in the independent
+    # re-computation of data/course/PROVENANCE.md. The builder's frame (shuffled rows) must
+    # line up with the products inside estimate_logit. Tolerance 5e-5.
+    from blpdemand.results.logit import estimate_logit
+
+    c = cars.sample(frac=1.0, random_state=0)
+    c = c.assign(shares=c["market_share"], prices=c["price"], market_ids=c["year"])
+    linear = ("prices + log(height) + log(hp) + log(mpg) + log(weight) + log(footprint) + "
+              "log(number_trims) + releaseYear + yearsSinceDesign + sport + EV + truck + suv + van")
+    result = estimate_logit(c, linear=linear, instruments=bd.build_cost_shifters(c, ["RXR"]),
+                            absorb="C(year) + C(make)")
+    assert float(result.params["prices"]) == pytest.approx(-0.16939, abs=5e-5)
