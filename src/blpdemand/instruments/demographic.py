@@ -85,6 +85,13 @@ def build_demographic_instruments(products: pd.DataFrame, agents: pd.DataFrame,
     Returns
     -------
     DataFrame (N, D * K) with the input's index and row order.
+
+    Examples
+    --------
+    >>> p = pd.DataFrame({"market_ids": [1, 1, 2], "x": [1.0, 2.0, 3.0]})
+    >>> a = pd.DataFrame({"market_ids": [1, 1, 2], "weights": [0.5, 0.5, 1.0], "y": [1.0, 3.0, 5.0]})
+    >>> build_demographic_instruments(p, a, ["x"], ["y"])["demo_y_x_x"].tolist()
+    [2.0, 4.0, 15.0]
     """
     data = prepare(products, columns=columns)
     X = read_characteristics(characteristics, data.frame, intercept=None)
@@ -117,6 +124,12 @@ def build_salanie_wolak_terms(products: pd.DataFrame, characteristics: Character
     Returns
     -------
     DataFrame (N, K (1 + D)) with the input's index and row order.
+
+    Examples
+    --------
+    >>> p = pd.DataFrame({"market_ids": [1, 1], "shares": [0.2, 0.3], "x": [1.0, 2.0]})
+    >>> build_salanie_wolak_terms(p, ["x"])["sw_x"].round(2).tolist()  # e = 0.8
+    [-0.3, 0.4]
     """
     data = prepare(products, columns=columns, require=("market_ids", "shares"))
     require_finite(data.frame, ["shares"], market_column="market_ids")
