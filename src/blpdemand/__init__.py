@@ -50,6 +50,7 @@ _API: dict[str, str] = {
     "Table": "blpdemand.results.tables",
     "estimate": "blpdemand.results.estimates",
     "BLPResults": "blpdemand.results.estimates",
+    "evaluate": "blpdemand.results.estimates",
     "EstimationConfig": "blpdemand.solve.estimate",
     "coefficient_table": "blpdemand.results.tables",
     "save_results": "blpdemand.results.io",

@@ -26,7 +26,12 @@ from blpdemand.solve.covariance import (
     parameter_covariance,
     weighting_matrix,
 )
-from blpdemand.solve.estimate import EstimationConfig, EstimationOutcome, run_estimation
+from blpdemand.solve.estimate import (
+    EstimationConfig,
+    EstimationOutcome,
+    evaluate_outcome,
+    run_estimation,
+)
 from blpdemand.solve.gmm import ObjectiveEvaluation
 from blpdemand.solve.optimizer import OptimizationResult
 from blpdemand.solve.progress import Reporter
@@ -234,4 +239,16 @@ def estimate(problem: Problem, *, sigma: Any = None, pi: Any = None,
     return results_from(problem, outcome, config)
 
 
-__all__ = ["BLPResults", "estimate", "gmm_covariance", "results_from"]
+def evaluate(problem: Problem, *, sigma: Any = None, pi: Any = None,
+             config: EstimationConfig | None = None) -> BLPResults:
+    """Results at the given Sigma and Pi without optimizing (step-1 W; PyBLP's 'return').
+
+    For inspecting an objective surface, comparing tools at a fixed theta, or standard errors
+    at known values.
+    """
+    config = config if config is not None else EstimationConfig()
+    layout, theta = problem.layout(sigma, pi)
+    return results_from(problem, evaluate_outcome(problem, layout, theta, config), config)
+
+
+__all__ = ["BLPResults", "estimate", "evaluate", "gmm_covariance", "results_from"]

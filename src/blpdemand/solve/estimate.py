@@ -23,7 +23,13 @@ from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.solve.covariance import moment_covariance, weighting_matrix
 from blpdemand.solve.gmm import DemandObjective, ObjectiveEvaluation
-from blpdemand.solve.optimizer import OPTIMIZERS, OptimizationResult, minimize, run_jobs
+from blpdemand.solve.optimizer import (
+    OPTIMIZERS,
+    OptimizationResult,
+    OptimizationStatus,
+    minimize,
+    run_jobs,
+)
 from blpdemand.solve.progress import Reporter
 
 BOUND_UTILITY = 20.0  # default bounds: a parameter may move utility by at most this much
@@ -159,6 +165,42 @@ def resolve_bounds(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     return bounds
 
 
+def evaluate_outcome(problem: Problem, layout: ParameterLayout, theta: FloatArray,
+                     config: EstimationConfig) -> EstimationOutcome:
+    """Everything at a given theta with the step-1 W, without optimizing (PyBLP's 'return')."""
+    if problem.agents is None or layout.P == 0:
+        raise SpecificationError("evaluate needs random coefficients: give sigma=/pi=")
+    clock = time.perf_counter()
+    clusters = _clusters(problem, config)
+    Z = problem.ZD_tilde
+    W = weighting_matrix(Z.T @ Z / problem.N, what="instrument cross-product Z'Z/N")
+    objective = DemandObjective(problem, layout, W, contraction_options=config.contraction,
+                                on_failure=config.on_failure, step=1, clock=clock)
+    theta = np.asarray(theta, dtype=np.float64)
+    hessian = objective.hessian(theta) if config.hessian else None
+    evaluation = objective.evaluate(theta, report=False)
+    step = OptimizationResult(
+        start=theta, theta=theta, objective=evaluation.objective, gradient=evaluation.gradient,
+        projected_gradient_norm=float(np.max(np.abs(evaluation.gradient))),
+        status=OptimizationStatus.NOT_OPTIMIZED, message="evaluated, not optimized",
+        iterations=0, evaluations=1)
+    return EstimationOutcome(
+        layout=layout, evaluation=evaluation, W=W, steps=(step,), starts=(),
+        bounds=tuple(default_bounds(problem, layout, theta)), hessian=hessian,
+        contraction_iterations=objective.contraction_iterations,
+        contraction_evaluations=objective.contraction_evaluations,
+        contraction_failures=objective.failures, time=time.perf_counter() - clock,
+        clusters=clusters, seeds={})
+
+
+def _clusters(problem: Problem, config: EstimationConfig) -> AnyArray | None:
+    if config.clusters is None:
+        return None
+    if not problem.products.has(config.clusters):
+        raise SpecificationError(f"clusters column {config.clusters!r} is not in the product data")
+    return problem.products.array(config.clusters)
+
+
 def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray,
                    config: EstimationConfig, reporter: Reporter | None = None) -> EstimationOutcome:
     """Run one- or two-step GMM from theta0 (plus random starts) and return the outcome."""
@@ -168,11 +210,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     _check_moments(problem, layout)
     clock = time.perf_counter()
     bounds = resolve_bounds(problem, layout, np.asarray(theta0), config.bounds)
-    clusters = None
-    if config.clusters is not None:
-        if not problem.products.has(config.clusters):
-            raise SpecificationError(f"clusters column {config.clusters!r} is not in the product data")
-        clusters = problem.products.array(config.clusters)
+    clusters = _clusters(problem, config)
     runner = config.runner or run_jobs
     Z = problem.ZD_tilde
     W = weighting_matrix(Z.T @ Z / problem.N, what="instrument cross-product Z'Z/N")

@@ -34,6 +34,7 @@ class OptimizationStatus(enum.Enum):
     CONVERGED = "converged"
     NOT_CONVERGED = "not converged"
     NO_PARAMETERS = "no parameters"
+    NOT_OPTIMIZED = "evaluated at the given theta"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,7 +66,9 @@ class OptimizationResult:
     @property
     def stayed_at_start(self) -> bool:
         """True when no step was taken (a known trap: 'converged' at the starting values)."""
-        return self.theta.size > 0 and (self.iterations == 0 or bool(np.array_equal(self.theta, self.start)))
+        if self.status is OptimizationStatus.NOT_OPTIMIZED or self.theta.size == 0:
+            return False
+        return self.iterations == 0 or bool(np.array_equal(self.theta, self.start))
 
 
 def projected_gradient(theta: FloatArray, gradient: FloatArray,
