@@ -63,6 +63,10 @@ def prepare(products: pd.DataFrame, *, columns: Mapping[str, str] | None = None,
     require_columns(products, [], what=what)
     require_nonempty(products, what=what)
     frame = products.reset_index(drop=True)
+    from blpdemand.data.products import RESERVED
+    from blpdemand.data.validation import check_options
+
+    check_options(dict(columns or {}), RESERVED, what="reserved column name(s) in columns=")
     for reserved, user in dict(columns or {}).items():
         require_columns(frame, [user], what=what)
         if reserved != user:
