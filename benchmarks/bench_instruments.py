@@ -65,8 +65,8 @@ def main() -> None:
     print(f"{'variant':<22}{'ours s':>9}{'peak MiB':>10}{'pyblp s':>9}{'ratio':>8}{'max diff':>11}")
     variants = [("local", False), ("quadratic", False), ("local", True), ("quadratic", True)]
     for version, interact in variants:
-        ours, seconds, peak = measure(lambda: build_differentiation_instruments(
-            data, formula, version=version, interact=interact))
+        ours, seconds, peak = measure(lambda v=version, i=interact: (
+            build_differentiation_instruments(data, formula, version=v, interact=i)))
         line = f"{version + (' + interact' if interact else ''):<22}{seconds:9.3f}{peak:10.1f}"
         if pyblp is not None:
             start = time.perf_counter()
