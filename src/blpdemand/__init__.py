@@ -59,6 +59,8 @@ _API: dict[str, str] = {
     "estimate_approximation": "blpdemand.solve.salanie_wolak",
     "ApproximationResults": "blpdemand.solve.salanie_wolak",
     "approximation_start": "blpdemand.solve.salanie_wolak",
+    "optimal_instruments": "blpdemand.results.optimal_instruments",
+    "OptimalInstruments": "blpdemand.results.optimal_instruments",
 }
 
 __all__ = sorted(_API) + ["__version__"]

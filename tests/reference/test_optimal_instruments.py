@@ -1,0 +1,136 @@
+"""Optimal instruments against PyBLP (live) on the Nevo problem.
+
+Both sides start from the same first-step point: the Nevo tutorial's starting (Sigma, Pi) with
+beta concentrated out by one-step GMM (PyBLP: ``Optimization('return')``; here: our
+contraction and a hand-built 2SLS for beta). PyBLP's ``compute_optimal_instruments(method=
+'approximate')`` and ``to_problem()`` are the reference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import blpdemand as bd
+from blpdemand.model.fitted import FittedDemand
+from blpdemand.results.optimal_instruments import optimal_instruments
+from blpdemand.solve.contraction import solve_delta
+
+pyblp = pytest.importorskip("pyblp")
+
+SIGMA0 = np.diag([0.3302, 2.4526, 0.0163, 0.2441])
+PI0 = np.array([[5.4819, 0, 0.2037, 0], [15.8935, -1.2000, 0, 2.6342],
+                [-0.2506, 0, 0.0511, 0], [1.2650, 0, -0.8091, 0]])
+INSTRUMENTS = [f"demand_instruments{k}" for k in range(20)]
+DEMOGRAPHICS = "income + income_squared + age + child"
+
+
+@pytest.fixture(scope="module")
+def reference(nevo_products: pd.DataFrame, nevo_agents: pd.DataFrame) -> tuple:
+    pyblp.options.verbose = False
+    problem = pyblp.Problem(
+        (pyblp.Formulation("0 + prices", absorb="C(product_ids)"),
+         pyblp.Formulation("1 + prices + sugar + mushy")),
+        nevo_products, pyblp.Formulation(f"0 + {DEMOGRAPHICS}"), nevo_agents)
+    with np.errstate(all="ignore"):
+        first = problem.solve(SIGMA0, PI0, optimization=pyblp.Optimization("return"),
+                              method="1s")
+        optimal = first.compute_optimal_instruments(method="approximate")
+    return first, optimal
+
+
+@pytest.fixture(scope="module")
+def first_step(nevo_products: pd.DataFrame, nevo_agents: pd.DataFrame) -> FittedDemand:
+    problem = bd.Problem(nevo_products, linear="prices", nonlinear="1 + prices + sugar + mushy",
+                         agents=nevo_agents, demographics=DEMOGRAPHICS, absorb="C(product_ids)",
+                         instruments=INSTRUMENTS)
+    layout, theta = problem.layout(SIGMA0, PI0)
+    delta = solve_delta(problem, layout, theta).delta
+    Z, X, d = problem.ZD_tilde, problem.X1_tilde, problem.residualize(delta)
+    W = np.linalg.inv(Z.T @ Z)
+    beta = np.linalg.solve(X.T @ Z @ W @ Z.T @ X, X.T @ Z @ W @ Z.T @ d)
+    return FittedDemand(problem=problem, layout=layout, theta=theta, beta=beta, delta=delta)
+
+
+def _pyblp_order(first: object, layout: bd.model.parameters.ParameterLayout) -> list[int]:
+    """Position in our theta of each PyBLP theta element (PyBLP orders Pi by rows)."""
+    ours = {("sigma", int(r), int(c)): k for k, (r, c) in enumerate(zip(*layout.sigma_index))}
+    ours.update({("pi", int(r), int(c)): layout.n_sigma + k
+                 for k, (r, c) in enumerate(zip(*layout.pi_index))})
+    order = []
+    for parameter in first._parameters.unfixed:  # type: ignore[attr-defined]
+        kind = "sigma" if type(parameter).__name__ == "SigmaParameter" else "pi"
+        r, c = parameter.location
+        order.append(ours[(kind, int(r), int(c))])
+    return order
+
+
+def test_first_step_inputs_agree(reference: tuple, first_step: FittedDemand) -> None:
+    # The inputs of both computations: beta and xi at the same theta, to 1e-10.
+    first, _ = reference
+    assert np.allclose(first_step.beta, first.beta.ravel(), rtol=1e-10)
+    xi = first_step.problem.products.unsort(first_step.xi)
+    assert np.allclose(xi, first.xi.ravel(), atol=1e-10)
+
+
+def test_approximate_instruments_match_pyblp(reference: tuple, first_step: FittedDemand) -> None:
+    # PyBLP compute_optimal_instruments(method='approximate') on the same first step:
+    # expected prices to 1e-12 absolute, the 13 instruments E[d xi/d theta | z] / var(xi) to
+    # 1e-8 relative to each column's scale (we measure ~1e-13), E[p | z] as the 14th column.
+    first, optimal = reference
+    ours = optimal_instruments(first_step, method="approximate", reestimate=False)
+    products = first_step.problem.products
+    assert np.allclose(products.unsort(ours.expected_prices), optimal.expected_prices.ravel(),
+                       rtol=0, atol=1e-12)
+    P = first_step.layout.P
+    mine = products.unsort(ours.instruments[:, :P])[:, _pyblp_order(first, first_step.layout)]
+    theirs = optimal.demand_instruments
+    scale = np.abs(theirs).max(axis=0)
+    assert np.all(np.abs(mine - theirs).max(axis=0) <= 1e-8 * scale)
+    assert np.allclose(products.unsort(ours.instruments[:, P]), optimal.expected_prices.ravel())
+    # the new problem: PyBLP's to_problem keeps X1's exogenous columns (none here) and absorbs
+    # the product effects; its ZD spans the same columns as ours (up to order)
+    updated = optimal.to_problem()
+    theirs_zd = np.asarray(updated.products.ZD)
+    mine_zd = products.unsort(ours.problem.ZD_tilde)
+    coef = np.linalg.lstsq(mine_zd, theirs_zd, rcond=None)[0]
+    assert np.allclose(mine_zd @ coef, theirs_zd, atol=1e-8 * np.abs(theirs_zd).max())
+
+
+def test_normal_method_averages_the_jacobian_over_xi_draws(first_step: FittedDemand) -> None:
+    # "normal": E over xi ~ N(0, sd(xi_hat)) of d delta/d theta at delta - xi_hat + xi_r, here
+    # with 3 draws, rebuilt by hand from the same generator: identical to 1e-12.
+    from blpdemand.results.optimal_instruments import _at_prices, expected_prices
+    from blpdemand.solve.contraction import delta_jacobian
+
+    ours = optimal_instruments(first_step, method="normal", draws=3, rng=7, reestimate=False)
+    problem, fitted = first_step.problem, first_step
+    p_hat = expected_prices(problem)
+    p = problem.products.array("prices").astype(float)
+    base = fitted.delta - fitted.xi + fitted.beta[0] * (p_hat - p)
+    generator = np.random.default_rng(7)
+    sd = float(np.std(fitted.xi))
+    by_hand = sum(delta_jacobian(_at_prices(problem, p_hat), fitted.layout, fitted.theta,
+                                 base + generator.normal(0.0, sd, problem.N))
+                  for _ in range(3)) / 3
+    assert np.allclose(ours.jacobian, by_hand, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_reestimate_with_optimal_instruments_matches_pyblp(reference: tuple,
+                                                           first_step: FittedDemand) -> None:
+    # PyBLP: to_problem() then solve from the same start with one-step GMM (BFGS, gtol 1e-8).
+    # Ours: optimal_instruments(..., reestimate=True), one-step GMM, L-BFGS-B. The problem is
+    # just identified, so both find the root of the moments: theta and beta to 1e-4 relative.
+    first, optimal = reference
+    updated = optimal.to_problem()
+    with np.errstate(all="ignore"):
+        theirs = updated.solve(SIGMA0, PI0, method="1s",
+                               optimization=pyblp.Optimization("bfgs", {"gtol": 1e-8}))
+    ours = optimal_instruments(first_step, method="approximate",
+                               config=bd.EstimationConfig(method="1s", hessian=False))
+    assert ours.results is not None
+    order = _pyblp_order(first, first_step.layout)
+    assert np.allclose(ours.results.theta[order], theirs.theta.ravel(), rtol=1e-4, atol=1e-6)
+    assert np.allclose(ours.results.beta, theirs.beta.ravel(), rtol=1e-4)
