@@ -23,8 +23,10 @@ from blpdemand.errors import (
 )
 from blpdemand.model.simulation import simulate
 from blpdemand.solve.contraction import solve_delta
+from blpdemand.solve.fixed_point import FixedPointConfig
 
 FAST = {"hessian": False, "max_iterations": 50}
+SLOW_INNER = FixedPointConfig(max_evaluations=300)  # market 3 below needs far more
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +82,9 @@ def test_unknown_option_name() -> None:
 
 
 def test_unknown_contraction_option(problem: bd.Problem) -> None:
-    config = bd.EstimationConfig(contraction={"bogus": 1}, **FAST)
     with pytest.raises(SpecificationError, match="'bogus'"):
-        bd.estimate(problem, sigma=[0.5], config=config)
+        bd.estimate(problem, sigma=[0.5],
+                    config=bd.EstimationConfig(contraction={"bogus": 1}, **FAST))
 
 
 def test_unknown_cluster_column(problem: bd.Problem) -> None:
@@ -129,20 +131,20 @@ def test_fewer_moments_than_parameters(sim: bd.SimulatedMarkets) -> None:
 # ---------------------------------------------------------------- the inner loop fails in one market
 def test_contraction_status_names_the_market(slow_market: bd.Problem) -> None:
     layout, theta = slow_market.layout(sigma=[1.0])
-    result = solve_delta(slow_market, layout, theta, max_iterations=300)
+    result = solve_delta(slow_market, layout, theta, config=SLOW_INNER)
     assert not result.converged
     assert result.failed_markets.tolist() == [3]
     assert result.status.value != "converged"
 
 
 def test_contraction_failure_raises_naming_the_market(slow_market: bd.Problem) -> None:
-    config = bd.EstimationConfig(contraction={"max_iterations": 300}, on_failure="raise", **FAST)
+    config = bd.EstimationConfig(contraction=SLOW_INNER, on_failure="raise", **FAST)
     with pytest.raises(ConvergenceError, match=r"market\(s\) \[3\]"):
         bd.estimate(slow_market, sigma=[1.0], config=config)
 
 
 def test_contraction_failure_warns_naming_the_market(slow_market: bd.Problem) -> None:
-    config = bd.EstimationConfig(contraction={"max_iterations": 300}, on_failure="warn",
+    config = bd.EstimationConfig(contraction=SLOW_INNER, on_failure="warn",
                                  hessian=False, max_iterations=3)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
