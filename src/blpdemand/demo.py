@@ -36,8 +36,8 @@ class DemoReport:
     @property
     def alpha(self) -> tuple[float, float, float]:
         """(truth, OLS, IV) price coefficients."""
-        return (self.simulation.truth["alpha"], self.ols.params["prices"],
-                self.iv.params["prices"])
+        return (float(self.simulation.truth["alpha"]), float(self.ols.params["prices"]),
+                float(self.iv.params["prices"]))
 
 
 def run_demo(*, markets: int = 100, products: int = 20, rng: int = 0) -> DemoReport:

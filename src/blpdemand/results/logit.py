@@ -210,7 +210,7 @@ def estimate_logit(products: pd.DataFrame, *, linear: str, instruments: Instrume
     >>> from blpdemand.model.simulation import simulate
     >>> sim = simulate(markets=20, products=5)
     >>> res = estimate_logit(sim.products, linear=sim.linear, instruments=list(sim.instruments))
-    >>> round(res.params["prices"], 1)
+    >>> round(float(res.params["prices"]), 1)
     -1.0
     """
     problem = logit_problem(products, linear=linear, instruments=instruments, absorb=absorb,
