@@ -1,0 +1,342 @@
+"""Bertrand-Nash pricing for random-coefficients logit demand that is linear in prices.
+
+Market t, agent i, product j: u_ij = delta_j + mu_ij with d u_ij / d p_j = alpha_i, where
+alpha_i = alpha + [Sigma nu_i + Pi y_i]_prices (the X1 and X2 'prices' coefficients).
+Share derivatives: ds_j/dp_k = sum_i w_i alpha_i s_ij (1{j=k} - s_ik) = Lambda_jk - Gamma_jk,
+Lambda = diag(sum_i w_i alpha_i s_ij), Gamma_jk = sum_i w_i alpha_i s_ij s_ik.
+Bertrand-Nash first-order conditions with ownership O: s + (O * ds/dp') (p - c) = 0, so the
+markups are eta = p - c = -(O * ds/dp')^{-1} s. Counterfactual prices solve the zeta-markup
+fixed point p <- c + zeta(p), zeta = Lambda^{-1} (O * Gamma)' (p - c) - Lambda^{-1} s
+(Morrow and Skerlos 2011), with Newton's method on p - c - zeta(p) as a fallback.
+Everything here is a pure function of data and parameters, one market at a time.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+
+from blpdemand._types import AnyArray, BoolArray, FloatArray
+from blpdemand.errors import SpecificationError
+from blpdemand.model.fitted import FittedDemand
+
+Method = Literal["zeta", "newton"]
+Fallback = Literal["newton", "none"]
+OnFailure = Literal["status", "warn", "raise"]
+_METHODS = ("zeta", "newton")
+_FALLBACKS = ("newton", "none")
+_ON_FAILURE = ("status", "warn", "raise")
+
+
+@dataclass(frozen=True, slots=True)
+class MarketDemand:
+    """Demand in one market, linear in prices (and in any one characteristic).
+
+    Attributes
+    ----------
+    market_id : the market's id.
+    prices : (J,) prices at which ``utility`` is evaluated.
+    utility : (J, I) u_ij = delta_j + mu_ij at ``prices``.
+    alpha : (I,) d u_ij / d p_j for each agent.
+    weights : (I,) integration weights w_i.
+    """
+
+    market_id: object
+    prices: FloatArray
+    utility: FloatArray
+    alpha: FloatArray
+    weights: FloatArray
+
+    @property
+    def J(self) -> int:
+        return int(self.prices.shape[0])
+
+    def utility_at(self, prices: FloatArray) -> FloatArray:
+        """(J, I) u_ij(p') = u_ij(p) + alpha_i (p'_j - p_j)."""
+        return self.utility + (np.asarray(prices) - self.prices)[:, None] * self.alpha[None, :]
+
+    def probabilities(self, prices: FloatArray | None = None) -> FloatArray:
+        """(J, I) logit choice probabilities s_ij at ``prices`` (default: the stored ones)."""
+        return choice_probabilities(self.utility if prices is None else self.utility_at(prices))
+
+    def shares(self, prices: FloatArray | None = None) -> FloatArray:
+        """(J,) s_j = sum_i w_i s_ij."""
+        return self.probabilities(prices) @ self.weights
+
+    def subset(self, keep: BoolArray) -> MarketDemand:
+        """The same market with only the products in ``keep`` (others removed from the choice set)."""
+        keep = np.asarray(keep, dtype=bool)
+        return replace(self, prices=self.prices[keep], utility=self.utility[keep])
+
+
+def choice_probabilities(utility: FloatArray) -> FloatArray:
+    """(J, I) s_ij = exp(u_ij) / (1 + sum_k exp(u_ik)), shifted by the column maximum."""
+    top = np.maximum(utility.max(axis=0, initial=0.0), 0.0)
+    e = np.exp(utility - top)
+    return e / (np.exp(-top) + e.sum(axis=0))  # type: ignore[no-any-return]
+
+
+def log_sum(utility: FloatArray) -> FloatArray:
+    """(I,) inclusive value log(1 + sum_j exp(u_ij)), overflow-safe."""
+    top = np.maximum(utility.max(axis=0, initial=0.0), 0.0)
+    return top + np.log(np.exp(-top) + np.exp(utility - top).sum(axis=0))  # type: ignore[no-any-return]
+
+
+def share_jacobian(probabilities: FloatArray, weights: FloatArray,
+                   coefficients: FloatArray) -> FloatArray:
+    """(J, J) ds_j / dx_k = sum_i w_i a_i s_ij (1{j=k} - s_ik) for a characteristic x with
+    agent-specific coefficient a_i = d u_ij / d x_j (prices: a_i = alpha_i)."""
+    lam, gamma = lambda_gamma(probabilities, weights, coefficients)
+    return np.diag(lam) - gamma
+
+
+def lambda_gamma(probabilities: FloatArray, weights: FloatArray,
+                 alpha: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Lambda's diagonal (J,) and Gamma (J, J) of Morrow and Skerlos (2011): ds/dp = Lambda - Gamma."""
+    weighted = probabilities * (weights * alpha)[None, :]
+    return weighted.sum(axis=1), weighted @ probabilities.T
+
+
+def ownership_matrix(firm_ids: AnyArray,
+                     kappa: Mapping[tuple[object, object], float] | None = None) -> FloatArray:
+    """(J, J) ownership O_jk = 1 if products j and k have the same owner, else 0.
+
+    ``kappa`` adds partial ownership: O_jk = kappa[(f_j, f_k)] for the listed firm pairs (the
+    weight firm f_j puts on the profits of k's owner; Salop and O'Brien 2000).
+    """
+    firm_ids = np.asarray(firm_ids)
+    owner: FloatArray = (firm_ids[:, None] == firm_ids[None, :]).astype(np.float64)
+    for (f, g), value in (kappa or {}).items():
+        owner[np.ix_(firm_ids == f, firm_ids == g)] = float(value)
+    return owner
+
+
+def markups(demand: MarketDemand, ownership: FloatArray,
+            prices: FloatArray | None = None) -> FloatArray:
+    """(J,) Bertrand-Nash markups eta = -(O * ds/dp')^{-1} s (Berry, Levinsohn and Pakes 1995)."""
+    prob = demand.probabilities(prices)
+    jac = share_jacobian(prob, demand.weights, demand.alpha)
+    eta: FloatArray = -np.linalg.solve(ownership * jac.T, prob @ demand.weights).astype(np.float64)
+    return eta
+
+
+def zeta_markups(demand: MarketDemand, ownership: FloatArray, prices: FloatArray,
+                 costs: FloatArray) -> FloatArray:
+    """(J,) zeta(p) = Lambda^{-1} (O * Gamma)' (p - c) - Lambda^{-1} s (Morrow and Skerlos 2011)."""
+    prob = demand.probabilities(prices)
+    lam, gamma = lambda_gamma(prob, demand.weights, demand.alpha)
+    return ((ownership * gamma).T @ (prices - costs) - prob @ demand.weights) / lam
+
+
+class PricingStatus(enum.Enum):
+    """How the price equilibrium of one market ended."""
+
+    CONVERGED = "converged"
+    CONVERGED_FALLBACK = "converged with the fallback method"
+    MAX_ITERATIONS = "reached the iteration limit"
+    NONFINITE = "produced NaN or infinite prices"
+
+    @property
+    def converged(self) -> bool:
+        return self in (PricingStatus.CONVERGED, PricingStatus.CONVERGED_FALLBACK)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PricingConfig:
+    """How to solve for Bertrand-Nash prices.
+
+    method : "zeta" (Morrow-Skerlos fixed point) or "newton" (on p - c - zeta(p)).
+    fallback : "newton" (tried from the start prices when the method fails) or "none".
+    tol : convergence when max_j |p_j^{k+1} - p_j^k| < tol.
+    max_iterations : zeta iterations per market; newton_iterations : Newton steps per market.
+    newton_step : relative finite-difference step of Newton's Jacobian.
+    on_failure : what callers do when a market fails: "status" (report it in the record, with
+        NaN prices), "warn" (also a ConvergenceWarning) or "raise" (ConvergenceError).
+    """
+
+    method: Method = "zeta"
+    fallback: Fallback = "newton"
+    tol: float = 1e-12
+    max_iterations: int = 10_000
+    newton_iterations: int = 100
+    newton_step: float = 1e-7
+    on_failure: OnFailure = "status"
+
+    def __post_init__(self) -> None:
+        if self.method not in _METHODS:
+            raise SpecificationError(f"PricingConfig method={self.method!r}; valid: {list(_METHODS)}")
+        if self.fallback not in _FALLBACKS:
+            raise SpecificationError(f"PricingConfig fallback={self.fallback!r}; valid: {list(_FALLBACKS)}")
+        if self.on_failure not in _ON_FAILURE:
+            raise SpecificationError(
+                f"PricingConfig on_failure={self.on_failure!r}; valid: {list(_ON_FAILURE)}")
+        if not self.tol > 0:
+            raise SpecificationError(f"PricingConfig tol must be positive, got {self.tol}")
+        if self.max_iterations < 1 or self.newton_iterations < 1:
+            raise SpecificationError("PricingConfig max_iterations and newton_iterations must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class PriceSolution:
+    """Equilibrium prices of one market: prices (J,), status, iterations, method used."""
+
+    prices: FloatArray
+    status: PricingStatus
+    iterations: int
+    method: str
+
+
+def solve_prices(demand: MarketDemand, costs: FloatArray, ownership: FloatArray, *,
+                 start: FloatArray | None = None,
+                 config: PricingConfig | None = None) -> PriceSolution:
+    """Bertrand-Nash prices of one market given marginal costs (J,) and ownership (J, J).
+
+    Solves p = c + zeta(p) by fixed-point iteration (Morrow and Skerlos 2011); if that fails
+    (iteration limit or non-finite values) and ``config.fallback == "newton"``, runs Newton's
+    method on r(p) = p - c - zeta(p) from the start. Failed markets keep NaN prices.
+    """
+    config = PricingConfig() if config is None else config
+    costs = np.asarray(costs, dtype=np.float64)
+    p0 = demand.prices.copy() if start is None else np.asarray(start, dtype=np.float64)
+    if demand.J == 0:
+        return PriceSolution(prices=p0, status=PricingStatus.CONVERGED, iterations=0, method="none")
+    first = _zeta_iteration if config.method == "zeta" else _newton
+    prices, status, iterations = first(demand, costs, ownership, p0, config)
+    if status.converged:
+        return PriceSolution(prices=prices, status=status, iterations=iterations, method=config.method)
+    if config.fallback == "newton" and config.method != "newton":
+        prices, fb_status, more = _newton(demand, costs, ownership, p0, config)
+        if fb_status.converged:
+            return PriceSolution(prices=prices, status=PricingStatus.CONVERGED_FALLBACK,
+                                 iterations=iterations + more, method="newton")
+        iterations += more
+    return PriceSolution(prices=np.full(demand.J, np.nan), status=status, iterations=iterations,
+                         method=config.method)
+
+
+def _zeta_iteration(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,
+                    prices: FloatArray, config: PricingConfig) -> tuple[FloatArray, PricingStatus, int]:
+    with np.errstate(all="ignore"):
+        for iteration in range(1, config.max_iterations + 1):
+            new = costs + zeta_markups(demand, ownership, prices, costs)
+            if not np.all(np.isfinite(new)):
+                return prices, PricingStatus.NONFINITE, iteration
+            change = np.max(np.abs(new - prices))
+            prices = new
+            if change < config.tol:
+                return prices, PricingStatus.CONVERGED, iteration
+    return prices, PricingStatus.MAX_ITERATIONS, config.max_iterations
+
+
+def _newton(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,
+            prices: FloatArray, config: PricingConfig) -> tuple[FloatArray, PricingStatus, int]:
+    """Newton with a forward-difference Jacobian and backtracking on max |r(p)|."""
+    def residual(p: FloatArray) -> FloatArray:
+        return p - costs - zeta_markups(demand, ownership, p, costs)
+
+    J = demand.J
+    with np.errstate(all="ignore"):
+        r = residual(prices)
+        for iteration in range(1, config.newton_iterations + 1):
+            if not np.all(np.isfinite(r)):
+                return prices, PricingStatus.NONFINITE, iteration
+            h = config.newton_step * np.maximum(np.abs(prices), 1.0)
+            jac = np.empty((J, J))
+            for k in range(J):
+                step = prices.copy()
+                step[k] += h[k]
+                jac[:, k] = (residual(step) - r) / h[k]
+            try:
+                direction = -np.linalg.solve(jac, r)
+            except np.linalg.LinAlgError:
+                return prices, PricingStatus.NONFINITE, iteration
+            norm, size = np.max(np.abs(r)), 1.0
+            while size > 1e-4:
+                new = prices + size * direction
+                new_r = residual(new)
+                if np.all(np.isfinite(new_r)) and np.max(np.abs(new_r)) < norm:
+                    break
+                size /= 2
+            change = np.max(np.abs(new - prices))
+            prices, r = new, new_r
+            if change < config.tol or np.max(np.abs(r)) < config.tol:
+                status = PricingStatus.CONVERGED if np.all(np.isfinite(prices)) else PricingStatus.NONFINITE
+                return prices, status, iteration
+    return prices, PricingStatus.MAX_ITERATIONS, config.newton_iterations
+
+
+# ---------------------------------------------------------------- demand from estimates
+_TOKEN = r"(?<![A-Za-z0-9_.]){}(?![A-Za-z0-9_])"
+
+
+def coefficient_columns(fitted: FittedDemand, name: str) -> tuple[int | None, int | None]:
+    """Positions of column ``name`` in X1 and X2 (None if absent).
+
+    Raises SpecificationError when ``name`` enters some column nonlinearly (``log(prices)``,
+    ``prices:sugar``, ``I(prices**2)``): derivatives here assume u is linear in ``name``.
+    """
+    problem = fitted.problem
+    pattern = re.compile(_TOKEN.format(re.escape(name)))
+    for what, names in (("X1", problem.X1.names), ("X2", problem.X2.names)):
+        for column in names:
+            if column != name and pattern.search(column):
+                raise SpecificationError(
+                    f"{name!r} enters {what} column {column!r} nonlinearly; post-estimation "
+                    f"derivatives need {name!r} to enter utility linearly (as the column "
+                    f"{name!r} in X1 and/or X2); this is not supported yet")
+    k1 = problem.X1.names.index(name) if name in problem.X1.names else None
+    k2 = problem.X2.names.index(name) if name in problem.X2.names else None
+    if k1 is None and k2 is None:
+        raise SpecificationError(
+            f"{name!r} is neither in X1 {list(problem.X1.names)} nor in X2 "
+            f"{list(problem.X2.names)}; derivatives are taken with respect to a model column")
+    return k1, k2
+
+
+def agent_coefficients(fitted: FittedDemand) -> FloatArray:
+    """(I, K2) random coefficients Sigma nu_i + Pi y_i of every agent (sorted agent rows)."""
+    problem = fitted.problem
+    if problem.agents is None or problem.K2 == 0:
+        return np.zeros((0, problem.K2))
+    sigma, pi = fitted.layout.unpack(fitted.theta)
+    nodes = problem.nodes_for(fitted.layout)
+    return nodes @ sigma.T + problem.agents.demographics @ pi.T
+
+
+def market_demands(fitted: FittedDemand, name: str = "prices") -> list[MarketDemand]:
+    """One MarketDemand per market (market order of the problem) from estimates.
+
+    ``alpha`` holds d u_ij / d x_j for the column ``name`` (default prices): the X1
+    coefficient plus the agent's X2 random coefficient. Logit problems have one agent of
+    weight 1 per market. ``prices`` holds the values of ``name`` in the data.
+    """
+    problem = fitted.problem
+    k1, k2 = coefficient_columns(fitted, name)
+    mean = float(fitted.beta[k1]) if k1 is not None else 0.0
+    values = (problem.X1.values[:, k1] if k1 is not None else problem.X2.values[:, k2])
+    pm = problem.products.markets
+    delta = np.asarray(fitted.delta, dtype=np.float64)
+    out = []
+    if problem.agents is None or problem.K2 == 0:
+        for t in range(pm.T):
+            rows = pm.slice(t)
+            out.append(MarketDemand(market_id=pm.ids[t], prices=values[rows].astype(np.float64),
+                                    utility=delta[rows][:, None], alpha=np.array([mean]),
+                                    weights=np.ones(1)))
+        return out
+    coefficients = agent_coefficients(fitted)
+    am = problem.agents.markets
+    for t in range(pm.T):
+        rows, arows = pm.slice(t), am.slice(t)
+        coef = coefficients[arows]
+        utility = delta[rows][:, None] + problem.X2.values[rows] @ coef.T
+        alpha = mean + (coef[:, k2] if k2 is not None else 0.0)
+        out.append(MarketDemand(market_id=pm.ids[t], prices=values[rows].astype(np.float64),
+                                utility=utility, alpha=np.asarray(alpha, dtype=np.float64),
+                                weights=problem.agents.weights[arows]))
+    return out

@@ -1,0 +1,115 @@
+"""The supply side as an accounting identity: markups, marginal costs and profits.
+
+Under Bertrand-Nash pricing with ownership O, the first-order conditions
+s + (O * ds/dp') (p - c) = 0 give markups eta = -(O * ds/dp')^{-1} s and marginal costs
+c = p - eta (Berry, Levinsohn and Pakes 1995; Nevo 2001). Profits per consumer: (p - c) s.
+Per-product inputs and outputs are in the user's row order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from blpdemand._types import AnyArray, FloatArray
+from blpdemand.errors import DataError, SpecificationError
+from blpdemand.model.fitted import FittedDemand
+from blpdemand.model.pricing import market_demands, markups, ownership_matrix
+from blpdemand.results.elasticities import as_fitted
+
+Kappa = Mapping[tuple[object, object], float]
+
+
+def per_product(fitted: FittedDemand, values: Any, what: str) -> FloatArray:
+    """A user-order (N,) array (or scalar) -> sorted order, checked finite."""
+    N = fitted.problem.N
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim == 0:
+        return np.full(N, float(array))
+    if array.shape != (N,):
+        raise DataError(f"{what} must have one value per product ({N}), got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise DataError(f"{what} has NaN/inf values (first at row {int(np.flatnonzero(~np.isfinite(array))[0])})")
+    return fitted.problem.products.sort(array)
+
+
+def firm_ids_sorted(fitted: FittedDemand, firm_ids: Any = None) -> AnyArray:
+    """(N,) firm ids in sorted order: ``firm_ids`` (user order) or the data's ``firm_ids``."""
+    products = fitted.problem.products
+    if firm_ids is None:
+        if not products.has("firm_ids"):
+            raise DataError("product data have no 'firm_ids' column; pass firm_ids= or ownership=")
+        return products.array("firm_ids")
+    firm_ids = np.asarray(firm_ids)
+    if firm_ids.shape != (products.N,):
+        raise DataError(f"firm_ids must have one value per product ({products.N}), got shape {firm_ids.shape}")
+    return products.sort(firm_ids)
+
+
+def ownership_matrices(fitted: FittedDemand, *, firm_ids: Any = None, ownership: Any = None,
+                       kappa: Kappa | None = None) -> list[FloatArray]:
+    """Ownership O_t (J_t, J_t) of each market.
+
+    From ``firm_ids`` (N,) (default: the data's), optionally with partial ownership ``kappa``
+    {(f, g): weight}, or from a custom stacked ``ownership`` (N, max J_t) array whose row j holds
+    O_jk of j's market in its first J_t columns (user row order).
+    """
+    markets = fitted.problem.products.markets
+    if ownership is not None:
+        if firm_ids is not None or kappa is not None:
+            raise SpecificationError("pass either ownership= or firm_ids=/kappa=, not both")
+        stacked = np.asarray(ownership, dtype=np.float64)
+        width = int(markets.sizes.max())
+        if stacked.ndim != 2 or stacked.shape[0] != markets.N or stacked.shape[1] < width:
+            raise DataError(f"ownership must be (N, max J_t) = ({markets.N}, {width}), got {stacked.shape}")
+        stacked = fitted.problem.products.sort(stacked)
+        out = []
+        for t in range(markets.T):
+            rows = markets.slice(t)
+            block = stacked[rows, : rows.stop - rows.start]
+            if not np.all(np.isfinite(block)):
+                raise DataError(f"ownership has NaN/inf values in market {markets.ids[t]!r}")
+            out.append(block)
+        return out
+    ids = firm_ids_sorted(fitted, firm_ids)
+    return [ownership_matrix(ids[markets.slice(t)], kappa) for t in range(markets.T)]
+
+
+def compute_markups(results: Any, *, firm_ids: Any = None, ownership: Any = None,
+                    kappa: Kappa | None = None) -> FloatArray:
+    """(N,) Bertrand-Nash markups eta = p - c = -(O * ds/dp')^{-1} s at the observed prices.
+
+    Examples
+    --------
+    >>> eta = compute_markups(results)                      # doctest: +SKIP
+    """
+    fitted = as_fitted(results)
+    owners = ownership_matrices(fitted, firm_ids=firm_ids, ownership=ownership, kappa=kappa)
+    values = np.concatenate([markups(d, o) for d, o in zip(market_demands(fitted), owners)])
+    return fitted.problem.products.unsort(values)
+
+
+def compute_costs(results: Any, *, firm_ids: Any = None, ownership: Any = None,
+                  kappa: Kappa | None = None) -> FloatArray:
+    """(N,) marginal costs c = p - eta implied by Bertrand-Nash pricing at the observed prices."""
+    fitted = as_fitted(results)
+    prices = fitted.problem.products.unsort(
+        np.concatenate([d.prices for d in market_demands(fitted)]))
+    return prices - compute_markups(fitted, firm_ids=firm_ids, ownership=ownership, kappa=kappa)
+
+
+def compute_profits(results: Any, *, costs: Any = None, prices: Any = None) -> FloatArray:
+    """(N,) profits per consumer (p - c) s(p), at ``prices`` (default observed, user order) with
+    ``costs`` (default: those implied by the data's ownership)."""
+    fitted = as_fitted(results)
+    if costs is None:
+        costs = compute_costs(fitted)
+    c = per_product(fitted, costs, "costs")
+    demands = market_demands(fitted)
+    p = (np.concatenate([d.prices for d in demands]) if prices is None
+         else per_product(fitted, prices, "prices"))
+    markets = fitted.problem.products.markets
+    s = np.concatenate([d.shares(p[markets.slice(t)]) for t, d in enumerate(demands)])
+    return fitted.problem.products.unsort((p - c) * s)

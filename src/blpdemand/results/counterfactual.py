@@ -1,0 +1,234 @@
+"""Counterfactual Bertrand-Nash equilibria: mergers, cost changes, taxes, products removed.
+
+Marginal costs c are recovered from the observed prices and ownership (see costs.py), then the
+new prices solve the first-order conditions s + (O' * ds/dp') (p - c') = 0 in every market by
+the zeta-markup fixed point (Morrow and Skerlos 2011) with Newton as a fallback. Taxes act
+through costs: a consumer pays p, the firm keeps p / (1 + t) - tau, so its effective cost in
+consumer prices is c' = (1 + t)(c + tau) and its profit (p - c') s / (1 + t).
+Reported: prices, shares, markups, profits, HHI, consumer surplus before and after, a status
+per market; markets that fail get NaN, never a silently wrong number.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from blpdemand._types import AnyArray, FloatArray, IntArray
+from blpdemand.errors import ConvergenceError, ConvergenceWarning, DataError
+from blpdemand.model.fitted import FittedDemand
+from blpdemand.model.pricing import PricingConfig, PricingStatus, market_demands, solve_prices
+from blpdemand.results.costs import (
+    Kappa,
+    compute_costs,
+    firm_ids_sorted,
+    ownership_matrices,
+    per_product,
+)
+from blpdemand.results.elasticities import as_fitted
+from blpdemand.results.surplus import market_surplus
+from blpdemand.results.tables import Table
+
+
+@dataclass(frozen=True, slots=True)
+class Counterfactual:
+    """A counterfactual equilibrium. (N,) arrays in the user's row order, (T,) in market order.
+
+    Attributes
+    ----------
+    market_ids : (T,). row_markets : (N,) market id of each product. status : T PricingStatus. iterations : (T,) iterations used.
+    prices_before, prices : (N,) observed and counterfactual prices (NaN: removed or failed).
+    shares_before, shares : (N,) shares at those prices. costs : (N,) marginal costs c'.
+    markups : (N,) p - c' after. profits_before, profits : (N,) producer profits per consumer.
+    hhi_before, hhi : (T,) Herfindahl index of inside shares, 0 to 10,000.
+    consumer_surplus_before, consumer_surplus : (T,) per consumer (see surplus.py).
+    """
+
+    market_ids: AnyArray
+    row_markets: AnyArray
+    status: tuple[PricingStatus, ...]
+    iterations: IntArray
+    prices_before: FloatArray
+    prices: FloatArray
+    shares_before: FloatArray
+    shares: FloatArray
+    costs: FloatArray
+    markups: FloatArray
+    profits_before: FloatArray
+    profits: FloatArray
+    hhi_before: FloatArray
+    hhi: FloatArray
+    consumer_surplus_before: FloatArray
+    consumer_surplus: FloatArray
+    config: PricingConfig
+
+    @property
+    def converged(self) -> bool:
+        return all(s.converged for s in self.status)
+
+    @property
+    def failed_markets(self) -> AnyArray:
+        """Ids of the markets whose equilibrium was not found (their numbers are NaN)."""
+        return self.market_ids[[not s.converged for s in self.status]]
+
+    @property
+    def price_changes(self) -> FloatArray:
+        """(N,) relative price changes (p' - p) / p."""
+        return (self.prices - self.prices_before) / self.prices_before
+
+    @property
+    def consumer_surplus_change(self) -> FloatArray:
+        """(T,) CS' - CS per consumer."""
+        return self.consumer_surplus - self.consumer_surplus_before
+
+    def summary(self) -> Table:
+        """By market: mean price change, HHI before/after, change in CS, status."""
+        changes = (pd.Series(self.price_changes).groupby(self.row_markets).mean()
+                   .reindex(self.market_ids))
+        body = pd.DataFrame({
+            "mean price change (%)": 100 * changes.to_numpy(),
+            "HHI before": self.hhi_before, "HHI after": self.hhi,
+            "change in CS": self.consumer_surplus_change,
+            "status": [s.value for s in self.status]},
+            index=pd.Index(self.market_ids, name="market"))
+        notes = (f"{len(self.failed_markets)} of {len(self.market_ids)} markets failed: "
+                 f"{list(self.failed_markets)[:10]}" if not self.converged else
+                 "all markets converged",)
+        return Table(title="Counterfactual equilibrium", body=body, notes=notes)
+
+
+def hhi(shares: FloatArray, firm_ids: AnyArray) -> float:
+    """10,000 sum_f (s_f / sum_j s_j)^2 over the inside shares of one market."""
+    total = shares.sum()
+    return float(1e4 * sum((shares[firm_ids == f].sum() / total) ** 2 for f in np.unique(firm_ids)))
+
+
+def compute_prices(results: Any, *, firm_ids: Any = None, ownership: Any = None,
+                   kappa: Kappa | None = None, costs: Any = None, unit_tax: Any = 0.0,
+                   ad_valorem_tax: Any = 0.0, keep: Any = None,
+                   config: PricingConfig | None = None) -> Counterfactual:
+    """Counterfactual Bertrand-Nash equilibrium of every market.
+
+    Parameters
+    ----------
+    firm_ids : (N,) new owners (a merger), or ownership : (N, max J_t) stacked custom ownership,
+        and/or kappa : {(f, g): weight} partial ownership. Default: the data's firm_ids.
+    costs : (N,) marginal costs (default: implied by observed prices and the data's ownership).
+    unit_tax, ad_valorem_tax : scalars or (N,) taxes paid by consumers per unit / proportionally.
+    keep : (N,) bool, products that stay on the market (default all).
+    config : PricingConfig (method, tolerance, fallback, failure policy).
+
+    Examples
+    --------
+    >>> merged = products.firm_ids.replace({2: 1})                    # doctest: +SKIP
+    >>> cf = compute_prices(results, firm_ids=merged)                  # doctest: +SKIP
+    >>> cf.price_changes, cf.consumer_surplus_change, cf.failed_markets  # doctest: +SKIP
+    """
+    config = PricingConfig() if config is None else config
+    fitted = as_fitted(results)
+    products = fitted.problem.products
+    markets = products.markets
+    demands = market_demands(fitted)
+    base_costs = per_product(fitted, compute_costs(fitted) if costs is None else costs, "costs")
+    tau = per_product(fitted, unit_tax, "unit_tax")
+    rate = per_product(fitted, ad_valorem_tax, "ad_valorem_tax")
+    if np.any(rate <= -1):
+        raise DataError("ad_valorem_tax must be greater than -1")
+    effective = (1 + rate) * (base_costs + tau)
+    available = (np.ones(markets.N, dtype=bool) if keep is None
+                 else products.sort(_bool_array(keep, markets.N)))
+    owners = ownership_matrices(fitted, firm_ids=firm_ids, ownership=ownership, kappa=kappa)
+    firms_before = _firms_or_none(fitted, None)
+    firms_after = _firms_or_none(fitted, firm_ids) if ownership is None else None
+
+    N, T = markets.N, markets.T
+    prices_before = np.concatenate([d.prices for d in demands])
+    shares_before = np.concatenate([d.shares() for d in demands])
+    prices, shares = np.full(N, np.nan), np.full(N, np.nan)
+    hhi_before, hhi_after = np.full(T, np.nan), np.full(T, np.nan)
+    cs_before, cs_after = np.full(T, np.nan), np.full(T, np.nan)
+    status, iterations = [], np.zeros(T, dtype=np.int64)
+    for t, demand in enumerate(demands):
+        rows = markets.slice(t)
+        mask = available[rows]
+        idx = np.flatnonzero(mask) + rows.start
+        sub = demand.subset(mask)
+        solution = solve_prices(sub, effective[idx], owners[t][np.ix_(mask, mask)], config=config)
+        status.append(solution.status)
+        iterations[t] = solution.iterations
+        cs_before[t] = market_surplus(demand)
+        if firms_before is not None:
+            hhi_before[t] = hhi(shares_before[rows], firms_before[rows])
+        if not solution.status.converged:
+            continue
+        prices[idx] = solution.prices
+        shares[idx] = sub.shares(solution.prices)
+        cs_after[t] = market_surplus(sub, solution.prices)
+        if firms_after is not None and idx.size:
+            hhi_after[t] = hhi(shares[idx], firms_after[idx])
+    _apply_policy(markets.ids, status, config)
+    with np.errstate(invalid="ignore"):
+        profits_before = (prices_before - base_costs) * shares_before
+        profits = (prices - effective) * shares / (1 + rate)
+    unsort = products.unsort
+    return Counterfactual(
+        market_ids=markets.ids, row_markets=unsort(markets.ids[markets.codes]), status=tuple(status), iterations=iterations,
+        prices_before=unsort(prices_before), prices=unsort(prices),
+        shares_before=unsort(shares_before), shares=unsort(shares), costs=unsort(effective),
+        markups=unsort(prices - effective), profits_before=unsort(profits_before),
+        profits=unsort(profits), hhi_before=hhi_before, hhi=hhi_after,
+        consumer_surplus_before=cs_before, consumer_surplus=cs_after, config=config)
+
+
+def simulate_merger(results: Any, merging: Sequence[object], *,
+                    config: PricingConfig | None = None, **changes: Any) -> Counterfactual:
+    """Merge the firms in ``merging`` (they take the first one's id) and solve for new prices.
+
+    Other keyword arguments (costs, taxes, keep) go to :func:`compute_prices`.
+
+    Examples
+    --------
+    >>> cf = simulate_merger(results, [1, 2])          # doctest: +SKIP
+    >>> cf.summary()                                   # doctest: +SKIP
+    """
+    fitted = as_fitted(results)
+    merging = list(merging)
+    if len(merging) < 2:
+        raise DataError(f"a merger needs at least two firms, got {merging}")
+    before = fitted.problem.products.unsort(firm_ids_sorted(fitted))
+    unknown = [f for f in merging if not np.any(before == f)]
+    if unknown:
+        raise DataError(f"firm(s) {unknown} are not in the data's firm_ids")
+    after = before.copy()
+    after[np.isin(before, np.asarray(merging))] = merging[0]
+    return compute_prices(fitted, firm_ids=after, config=config, **changes)
+
+
+def _bool_array(values: Any, N: int) -> np.ndarray:
+    array = np.asarray(values)
+    if array.shape != (N,) or array.dtype != np.bool_:
+        raise DataError(f"keep must be a boolean array with one value per product ({N})")
+    return array
+
+
+def _firms_or_none(fitted: FittedDemand, firm_ids: Any) -> AnyArray | None:
+    if firm_ids is None and not fitted.problem.products.has("firm_ids"):
+        return None
+    return firm_ids_sorted(fitted, firm_ids)
+
+
+def _apply_policy(market_ids: AnyArray, status: list[PricingStatus], config: PricingConfig) -> None:
+    failed = [(m, s) for m, s in zip(market_ids, status) if not s.converged]
+    if not failed or config.on_failure == "status":
+        return
+    names = ", ".join(f"{m!r} ({s.value})" for m, s in failed[:10])
+    message = (f"Bertrand-Nash prices not found in {len(failed)} market(s): {names}; their prices "
+               f"are NaN. Try PricingConfig(max_iterations=..., fallback='newton') or check costs")
+    if config.on_failure == "raise":
+        raise ConvergenceError(message)
+    warnings.warn(message, ConvergenceWarning, stacklevel=3)

@@ -1,0 +1,148 @@
+"""Price (and characteristic) elasticities of demand, market by market.
+
+epsilon_jk = (ds_j / dx_k) (x_k / s_j), ds_j/dx_k = sum_i w_i a_i s_ij (1{j=k} - s_ik), with
+a_i = d u_ij / d x_j (prices: alpha_i = alpha + [Sigma nu_i + Pi y_i]_prices).
+Plain logit closed forms: own alpha p_j (1 - s_j), cross -alpha p_k s_k (Berry 1994).
+Per-product inputs and outputs are in the user's row order (as the product data were given).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from blpdemand._types import AnyArray, FloatArray, IntArray
+from blpdemand.model.fitted import FittedDemand
+from blpdemand.model.pricing import MarketDemand, market_demands, share_jacobian
+from blpdemand.results.tables import Table
+
+
+def as_fitted(results: Any) -> FittedDemand:
+    """The FittedDemand of a results object (its ``.fitted``), or ``results`` itself."""
+    fitted = getattr(results, "fitted", results)
+    if not isinstance(fitted, FittedDemand):
+        raise TypeError(f"expected estimation results or a FittedDemand, got {type(results).__name__}")
+    return fitted
+
+
+@dataclass(frozen=True, slots=True)
+class MarketMatrices:
+    """One (J_t, J_t) matrix per market, rows and columns in the market's product order.
+
+    Attributes
+    ----------
+    kind : what the entries are ("elasticities", "diversion ratios", ...).
+    name : the characteristic (e.g. "prices").
+    market_ids : (T,) market ids; matrices : T arrays of shape (J_t, J_t).
+    product_ids : (N,) product labels in the problem's sorted order (positions if none).
+    order : (N,) user row of each sorted row; offsets : (T+1,) market offsets (sorted order).
+    """
+
+    kind: str
+    name: str
+    market_ids: AnyArray
+    matrices: tuple[FloatArray, ...]
+    product_ids: AnyArray
+    order: IntArray
+    offsets: IntArray
+
+    def market(self, market_id: object) -> pd.DataFrame:
+        """The matrix of one market labelled by product (rows j, columns k)."""
+        hits = np.flatnonzero(self.market_ids == market_id)
+        if hits.size == 0:
+            from blpdemand.errors import SpecificationError
+
+            raise SpecificationError(f"no market {market_id!r}; markets are e.g. {list(self.market_ids[:5])}")
+        t = int(hits[0])
+        labels = self.product_ids[self.offsets[t]:self.offsets[t + 1]]
+        return pd.DataFrame(self.matrices[t], index=pd.Index(labels, name="j"),
+                            columns=pd.Index(labels, name="k"))
+
+    def stacked(self) -> FloatArray:
+        """(N, max J_t) rows in the user's order, row j holding its market's row, NaN padded."""
+        width = max((m.shape[0] for m in self.matrices), default=0)
+        out = np.full((self.order.size, width), np.nan)
+        for t, matrix in enumerate(self.matrices):
+            out[self.order[self.offsets[t]:self.offsets[t + 1]], : matrix.shape[0]] = matrix
+        return out
+
+    def diagonal(self) -> FloatArray:
+        """(N,) diagonal entries (own elasticities; diversion to the outside good), user order."""
+        values = np.concatenate([np.diag(m) for m in self.matrices]) if self.matrices else np.zeros(0)
+        out = np.empty_like(values)
+        out[self.order] = values
+        return out
+
+
+def _labels(fitted: FittedDemand) -> AnyArray:
+    products = fitted.problem.products
+    if products.has("product_ids"):
+        return products.array("product_ids")
+    markets = products.markets
+    return np.arange(products.N) - markets.offsets[markets.codes]
+
+
+def _record(fitted: FittedDemand, kind: str, name: str, matrices: list[FloatArray]) -> MarketMatrices:
+    products = fitted.problem.products
+    return MarketMatrices(kind=kind, name=name, market_ids=products.markets.ids,
+                          matrices=tuple(matrices), product_ids=_labels(fitted),
+                          order=products.order, offsets=products.markets.offsets)
+
+
+def market_jacobians(demands: list[MarketDemand]) -> list[FloatArray]:
+    """ds_j / dx_k for each market: T arrays (J_t, J_t)."""
+    return [share_jacobian(d.probabilities(), d.weights, d.alpha) for d in demands]
+
+
+def compute_elasticities(results: Any, name: str = "prices") -> MarketMatrices:
+    """Elasticities epsilon_jk = (ds_j/dx_k) x_k / s_j of every market for column ``name``.
+
+    ``name`` is any column of X1 and/or X2 that enters utility linearly (default prices).
+
+    Examples
+    --------
+    >>> e = compute_elasticities(results)              # doctest: +SKIP
+    >>> e.market("C01Q1")                              # doctest: +SKIP
+    """
+    fitted = as_fitted(results)
+    demands = market_demands(fitted, name)
+    out = []
+    for d, jac in zip(demands, market_jacobians(demands)):
+        shares = d.shares()
+        out.append(jac * d.prices[None, :] / shares[:, None])
+    return _record(fitted, "elasticities", name, out)
+
+
+def own_elasticity_summary(results: Any, name: str = "prices") -> Table:
+    """Own elasticities by market (mean, median, min, max) and over all products."""
+    fitted = as_fitted(results)
+    elasticities = compute_elasticities(fitted, name)
+    rows = {}
+    for t, matrix in enumerate(elasticities.matrices):
+        own = np.diag(matrix)
+        rows[elasticities.market_ids[t]] = (own.mean(), np.median(own), own.min(), own.max(), own.size)
+    body = pd.DataFrame.from_dict(rows, orient="index",
+                                  columns=["mean", "median", "min", "max", "products"])
+    all_own = elasticities.diagonal()
+    body.loc["all markets"] = (all_own.mean(), np.median(all_own), all_own.min(), all_own.max(),
+                               all_own.size)
+    body.index.name = "market"
+    return Table(title=f"Own {name} elasticities", body=body,
+                 notes=(f"epsilon_jj = (ds_j/d{name}_j) {name}_j / s_j",))
+
+
+def compute_aggregate_elasticities(results: Any, *, factor: float = 0.01) -> FloatArray:
+    """(T,) market-level elasticity: the percent change in total inside share when all prices rise
+    by ``factor`` (proportionally), divided by ``factor``:
+    E_t = [sum_j s_j(p (1 + factor)) - sum_j s_j(p)] / (factor sum_j s_j(p)).
+    """
+    fitted = as_fitted(results)
+    out = np.empty(fitted.problem.T)
+    for t, d in enumerate(market_demands(fitted)):
+        before = d.shares().sum()
+        after = d.shares(d.prices * (1 + factor)).sum()
+        out[t] = (after - before) / (factor * before)
+    return out

@@ -1,0 +1,60 @@
+"""Consumer surplus: the expected maximum utility (log-sum) in money units.
+
+CS_t = sum_i w_i log(1 + sum_j exp(u_ij)) / (-alpha_i), alpha_i = d u_ij / d p_j
+(Small and Rosen 1981; Train 2009, ch. 3). It is exact, up to an additive constant that cancels
+in changes, when utility is linear in price for each agent. When the price coefficient depends
+on income (e.g. alpha_i = pi / income_i as in Berry, Levinsohn and Pakes 1995), each agent's
+surplus is converted with that agent's own alpha_i: this treats the marginal utility of income
+as constant over the price change, an approximation to the compensating variation that ignores
+income effects (McFadden 1999). Surplus is per consumer (per unit of market size).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from blpdemand._types import FloatArray
+from blpdemand.errors import SpecificationError
+from blpdemand.model.pricing import MarketDemand, log_sum, market_demands
+from blpdemand.results.costs import per_product
+from blpdemand.results.elasticities import as_fitted
+
+
+def market_surplus(demand: MarketDemand, prices: FloatArray | None = None) -> float:
+    """CS of one market at ``prices`` (J,) (default: the stored prices)."""
+    if np.any(demand.alpha >= 0):
+        raise SpecificationError(
+            f"market {demand.market_id!r}: some agents have a non-negative price coefficient "
+            f"(max alpha_i = {demand.alpha.max():.4g}); consumer surplus needs alpha_i < 0")
+    utility = demand.utility if prices is None else demand.utility_at(prices)
+    return float(demand.weights @ (log_sum(utility) / -demand.alpha))
+
+
+def compute_consumer_surplus(results: Any, *, prices: Any = None,
+                             keep: Any = None) -> FloatArray:
+    """(T,) consumer surplus of each market (problem's market order).
+
+    Parameters
+    ----------
+    prices : (N,) prices in the user's row order (default: observed prices).
+    keep : (N,) bool, products available to consumers (default: all); removed products leave
+        the choice set.
+
+    Examples
+    --------
+    >>> cs = compute_consumer_surplus(results)                 # doctest: +SKIP
+    """
+    fitted = as_fitted(results)
+    markets = fitted.problem.products.markets
+    p = None if prices is None else per_product(fitted, prices, "prices")
+    available = (np.ones(markets.N, dtype=bool) if keep is None
+                 else fitted.problem.products.sort(np.asarray(keep, dtype=bool)))
+    out = np.empty(markets.T)
+    for t, demand in enumerate(market_demands(fitted)):
+        rows = markets.slice(t)
+        prices_t = demand.prices if p is None else p[rows]
+        mask = available[rows]
+        out[t] = market_surplus(demand.subset(mask), prices_t[mask])
+    return out
