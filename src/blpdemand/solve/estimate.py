@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -22,6 +22,7 @@ from blpdemand.errors import ConvergenceWarning, OptimizationWarning, Specificat
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.solve.covariance import moment_covariance, weighting_matrix
+from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.gmm import DemandObjective, ObjectiveEvaluation
 from blpdemand.solve.optimizer import (
     OPTIMIZERS,
@@ -58,7 +59,8 @@ class EstimationConfig:
     center_moments : center per-observation moments in S (as PyBLP does by default).
     starts : extra random starting values drawn uniformly in the bounds (0 = only the user's).
     rng : seed of those draws.
-    contraction : keyword options passed to the inner loop's ``solve_delta``.
+    contraction : the inner loop's FixedPointConfig (method, tol, max_evaluations, ...), or a
+        mapping of its fields; default FixedPointConfig() (SQUAREM, tol 1e-14).
     on_failure : ``"warn"`` (continue, warn at the end) or ``"raise"`` when the inner loop or
         the optimizer fails.
     hessian : compute the Hessian of Q at the estimate (finite differences of the gradient).
@@ -76,7 +78,7 @@ class EstimationConfig:
     center_moments: bool = True
     starts: int = 0
     rng: int | None = 0
-    contraction: Mapping[str, Any] = field(default_factory=dict)
+    contraction: FixedPointConfig | Mapping[str, Any] | None = None
     on_failure: Literal["warn", "raise"] = "warn"
     hessian: bool = True
     runner: Callable[[Sequence[Callable[[], Any]]], list[Any]] | None = None
@@ -94,7 +96,14 @@ class EstimationConfig:
             raise SpecificationError("max_iterations must be >= 1 and starts >= 0")
         if "clustered" in (self.weighting, self.covariance) and self.clusters is None:
             raise SpecificationError("clustered weighting or covariance needs clusters='<column>'")
-        object.__setattr__(self, "contraction", dict(self.contraction))
+        if self.contraction is None:
+            object.__setattr__(self, "contraction", FixedPointConfig())
+        elif not isinstance(self.contraction, FixedPointConfig):
+            try:
+                object.__setattr__(self, "contraction", FixedPointConfig(**dict(self.contraction)))
+            except TypeError as error:
+                raise SpecificationError(f"contraction options {dict(self.contraction)} are not "
+                                         f"FixedPointConfig fields: {error}") from error
         if self.bounds is not None:
             object.__setattr__(self, "bounds", {str(k): (float(v[0]), float(v[1]))
                                                 for k, v in dict(self.bounds).items()})
@@ -174,7 +183,7 @@ def evaluate_outcome(problem: Problem, layout: ParameterLayout, theta: FloatArra
     clusters = _clusters(problem, config)
     Z = problem.ZD_tilde
     W = weighting_matrix(Z.T @ Z / problem.N, what="instrument cross-product Z'Z/N")
-    objective = DemandObjective(problem, layout, W, contraction_options=config.contraction,
+    objective = DemandObjective(problem, layout, W, contraction=config.contraction,
                                 on_failure=config.on_failure, step=1, clock=clock)
     theta = np.asarray(theta, dtype=np.float64)
     hessian = objective.hessian(theta) if config.hessian else None
@@ -217,7 +226,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     counts = {"iterations": 0, "evaluations": 0, "failures": 0}
 
     def make(step: int, start: int, W: FloatArray, delta0: FloatArray | None = None) -> DemandObjective:
-        return DemandObjective(problem, layout, W, contraction_options=config.contraction,
+        return DemandObjective(problem, layout, W, contraction=config.contraction,
                                on_failure=config.on_failure, reporter=reporter, step=step,
                                start=start, clock=clock, delta0=delta0)
 

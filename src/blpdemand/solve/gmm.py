@@ -13,9 +13,7 @@ at the concentrated beta.
 
 from __future__ import annotations
 
-import inspect
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,7 +23,8 @@ from blpdemand._types import AnyArray, FloatArray
 from blpdemand.errors import ConvergenceError
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
-from blpdemand.solve import contraction
+from blpdemand.solve.contraction import InnerLoop
+from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.moments import LinearIV, mean_moments
 from blpdemand.solve.progress import EvaluationRecord, Reporter, SilentReporter
 
@@ -65,7 +64,7 @@ class DemandObjective:
     """
 
     def __init__(self, problem: Problem, layout: ParameterLayout, W: FloatArray, *,
-                 contraction_options: Mapping[str, Any] | None = None,
+                 contraction: FixedPointConfig | None = None,
                  on_failure: FailurePolicy = "warn", reporter: Reporter | None = None,
                  step: int = 1, start: int = 0, clock: float | None = None,
                  delta0: FloatArray | None = None) -> None:
@@ -74,7 +73,7 @@ class DemandObjective:
         self.W = W
         self.Z = problem.ZD_tilde
         self.iv = LinearIV.build(problem.X1_tilde, self.Z, W)
-        self.options = dict(contraction_options or {})
+        self.loop = InnerLoop(problem, layout, config=contraction)
         self.on_failure = on_failure
         self.reporter = reporter if reporter is not None else SilentReporter()
         self.step, self.start = step, start
@@ -95,7 +94,7 @@ class DemandObjective:
         theta = np.array(theta, dtype=np.float64)
         if self.last is not None and np.array_equal(theta, self.last.theta):
             return self.last
-        result = _solve(self.problem, self.layout, theta, self.delta0, self.options)
+        result = self.loop.solve(theta, delta0=self.delta0, jacobian=True)
         failed = np.asarray(result.failed_markets)
         self.contraction_iterations += int(result.iterations)
         self.contraction_evaluations += int(result.evaluations)
@@ -110,10 +109,10 @@ class DemandObjective:
         delta = np.asarray(result.delta, dtype=np.float64)
         jacobian = result.jacobian
         if np.all(np.isfinite(delta)) and jacobian is None and self.layout.P > 0:
-            jacobian = contraction.delta_jacobian(self.problem, self.layout, theta, delta)
+            jacobian = self.loop.jacobian(theta, delta)
         evaluation = self._moments(theta, delta, jacobian, result, failed)
         if np.all(np.isfinite(delta)) and result.converged:
-            self.delta0 = delta
+            self.delta0 = None  # the inner loop warm-starts from its last converged delta
         self.evaluations += 1
         self.last = evaluation
         if np.isfinite(evaluation.objective) and (
@@ -184,7 +183,6 @@ class DemandObjective:
         theta = np.asarray(theta, dtype=np.float64)
         P = theta.size
         H = np.zeros((P, P))
-        delta0 = self.delta0
         for k in range(P):
             h = step * max(1.0, abs(theta[k]))
             up, down = theta.copy(), theta.copy()
@@ -192,25 +190,4 @@ class DemandObjective:
             down[k] -= h
             H[:, k] = (self.evaluate(up, report=False).gradient
                        - self.evaluate(down, report=False).gradient) / (2 * h)
-            self.delta0 = delta0
         return (H + H.T) / 2
-
-
-def _solve(problem: Problem, layout: ParameterLayout, theta: FloatArray,
-           delta0: FloatArray | None, options: Mapping[str, Any]) -> Any:
-    """Call the inner loop with only the options its signature accepts."""
-    accepted = _accepted_options()
-    unknown = sorted(set(options) - accepted) if accepted else []
-    if unknown:
-        from blpdemand.errors import SpecificationError
-        raise SpecificationError(
-            f"contraction option(s) {unknown} are not accepted by solve_delta; valid: {sorted(accepted)}")
-    return contraction.solve_delta(problem, layout, theta, delta0=delta0, jacobian=True, **options)
-
-
-def _accepted_options() -> set[str]:
-    parameters = inspect.signature(contraction.solve_delta).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return set()
-    return {name for name, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
-            and name not in {"delta0", "jacobian"}}
