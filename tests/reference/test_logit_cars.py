@@ -53,7 +53,7 @@ def test_iv_price_coefficient_and_hc0_se(iv) -> None:
     assert robust is not iv and iv.covariance_type == "clustered"
     # Reference: mean own-price elasticity alpha p (1 - s), PROVENANCE -6.10 (paper -6.11).
     assert iv.own_price_elasticities().mean() == pytest.approx(-6.10, abs=5e-3)
-    assert iv.df_resid == 9694 - 14 - iv.absorbed_degrees
+    assert iv.df_resid == 9694 - 14 - 100  # 39 years + 62 makes - 1 component
 
 
 def test_first_stage_f_against_dummy_regression(car_products: pd.DataFrame, iv) -> None:
@@ -83,3 +83,18 @@ def test_first_stage_f_against_dummy_regression(car_products: pd.DataFrame, iv) 
     assert stage.f_homoskedastic == pytest.approx(64.6, abs=0.1)
     assert stage.params["RXR"] == pytest.approx(4.146, abs=1e-3)
     assert iv.summary().to_frame().loc["prices", "estimate"] == iv.params["prices"]
+
+
+def test_absorbed_equals_dummies_with_singleton_makes(car_products: pd.DataFrame) -> None:
+    # Reference: the same OLS with year and make dummy columns; five makes are singletons, so
+    # the degrees of freedom must count their dummies (rank of [year, make] dummies = 100).
+    # Unadjusted and HC1 SEs depend on N - K - D_FE; tolerance 1e-8.
+    absorbed = estimate_logit(car_products, linear=LINEAR, absorb="C(year) + C(make)",
+                              method="ols", covariance="unadjusted")
+    dummies = estimate_logit(car_products, linear=LINEAR + " + C(year) + C(make)",
+                             method="ols", covariance="unadjusted")
+    assert absorbed.absorbed_degrees == 100 and absorbed.df_resid == dummies.df_resid
+    np.testing.assert_allclose(absorbed.params["prices"], dummies.params["prices"], rtol=1e-8)
+    for kind in ("unadjusted", "hc1"):
+        np.testing.assert_allclose(absorbed.with_covariance(kind).bse["prices"],
+                                   dummies.with_covariance(kind).bse["prices"], rtol=1e-8)

@@ -59,5 +59,29 @@ def absorb_fixed_effects(frame: pd.DataFrame, columns: tuple[str, ...]) -> Fixed
     if len(columns) > 1:
         options = {"residualize_method": "map",
                    "options": {"tol": 1e-14, "iteration_limit": 100_000}}
-    algorithm = pyhdfe.create(ids, drop_singletons=False, **options)
-    return FixedEffects(columns=tuple(columns), degrees=int(algorithm.degrees), algorithm=algorithm)
+    algorithm = pyhdfe.create(ids, drop_singletons=False, compute_degrees=False, **options)
+    return FixedEffects(columns=tuple(columns), degrees=fixed_effect_degrees(ids),
+                        algorithm=algorithm)
+
+
+def fixed_effect_degrees(ids: np.ndarray) -> int:
+    """Degrees of freedom used by absorbed effects, singleton groups included (they are kept).
+
+    One way: the number of groups. Several ways: sum of group counts minus, for each later
+    dimension, the largest number of connected components it forms with an earlier one
+    (exact for two ways, the rank of the dummy matrix; a bound beyond). pyhdfe's own count
+    leaves out singleton observations, which is right only when they are dropped.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    counts = [int(ids[:, k].max()) + 1 for k in range(ids.shape[1])]
+    degrees = sum(counts)
+    for k in range(1, ids.shape[1]):
+        best = 0
+        for i in range(k):
+            bipartite = coo_matrix((np.ones(ids.shape[0]), (ids[:, i], counts[i] + ids[:, k])),
+                                   shape=(counts[i] + counts[k],) * 2)
+            best = max(best, int(connected_components(bipartite, directed=False)[0]))
+        degrees -= best
+    return degrees
