@@ -61,6 +61,22 @@ _API: dict[str, str] = {
     "approximation_start": "blpdemand.solve.salanie_wolak",
     "optimal_instruments": "blpdemand.results.optimal_instruments",
     "OptimalInstruments": "blpdemand.results.optimal_instruments",
+    # post-estimation: elasticities, supply side, counterfactuals
+    "compute_elasticities": "blpdemand.results.elasticities",
+    "own_elasticity_summary": "blpdemand.results.elasticities",
+    "compute_aggregate_elasticities": "blpdemand.results.elasticities",
+    "MarketMatrices": "blpdemand.results.elasticities",
+    "compute_diversion_ratios": "blpdemand.results.diversion",
+    "compute_markups": "blpdemand.results.costs",
+    "compute_costs": "blpdemand.results.costs",
+    "compute_profits": "blpdemand.results.costs",
+    "compute_prices": "blpdemand.results.counterfactual",
+    "simulate_merger": "blpdemand.results.counterfactual",
+    "Counterfactual": "blpdemand.results.counterfactual",
+    "compute_consumer_surplus": "blpdemand.results.surplus",
+    "ElasticityHeatmap": "blpdemand.results.plots",
+    "PricingConfig": "blpdemand.model.pricing",
+    "PricingStatus": "blpdemand.model.pricing",
 }
 
 __all__ = sorted(_API) + ["__version__"]
