@@ -71,7 +71,8 @@ def builders() -> dict[str, Callable[..., pd.DataFrame]]:
     """Instrument builders by kind: ``build_{kind}_instruments`` (or ``build_{kind}``)."""
     out = {}
     for name in blpdemand.__all__:
-        if name.startswith("build_"):
+        module = blpdemand._API.get(name, "")
+        if name.startswith("build_") and module.startswith("blpdemand.instruments."):
             kind = name.removeprefix("build_").removesuffix("_instruments")
             out[kind] = getattr(blpdemand, name)
     return out
