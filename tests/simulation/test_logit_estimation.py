@@ -59,3 +59,15 @@ def test_weak_instruments_warn() -> None:
         res = estimate_logit(weak.products, linear=weak.linear,
                              instruments=list(weak.instruments))
     assert res.first_stage["prices"].weak
+
+
+def test_price_units_do_not_matter(sim) -> None:
+    # Reference: closed form. Prices in cents (x100) divide alpha and its SE by 100 and leave
+    # elasticities unchanged; tolerance 1e-9.
+    cents = sim.products.assign(prices=sim.products["prices"] * 100.0)
+    base = estimate_logit(sim.products, linear=sim.linear, instruments=list(sim.instruments))
+    scaled = estimate_logit(cents, linear=sim.linear, instruments=list(sim.instruments))
+    assert scaled.params["prices"] == pytest.approx(base.params["prices"] / 100, rel=1e-9)
+    assert scaled.bse["prices"] == pytest.approx(base.bse["prices"] / 100, rel=1e-9)
+    np.testing.assert_allclose(scaled.own_price_elasticities(), base.own_price_elasticities(),
+                               rtol=1e-9)
