@@ -59,7 +59,7 @@ def test_logit_elasticities_closed_form(logit) -> None:
     fitted, data = logit
     elasticities = compute_elasticities(fitted)
     for m in (1, 2, 3):
-        rows, p, s = _market(data, m)
+        _, p, s = _market(data, m)
         expected = -ALPHA * np.outer(np.ones_like(s), p * s)
         np.fill_diagonal(expected, ALPHA * p * (1 - s))
         np.testing.assert_allclose(elasticities.market(m).to_numpy(), expected, rtol=1e-12)
@@ -209,3 +209,15 @@ def test_nonlinear_prices_are_refused() -> None:
 def test_invalid_config_is_named() -> None:
     with pytest.raises(SpecificationError, match="method"):
         PricingConfig(method="bisection")  # type: ignore[arg-type]
+
+
+def test_merger_overview_table(logit) -> None:
+    # Hand check: the table's mean prices are those of the merging firms' products.
+    fitted, data = logit
+    cf = simulate_merger(fitted, [1, 2])
+    body = cf.overview().to_frame()
+    inside = data["firm_ids"].isin([1, 2]).to_numpy()
+    np.testing.assert_allclose(body.iloc[0]["mean price after"], cf.prices[inside].mean(), rtol=1e-12)
+    np.testing.assert_allclose(body.loc["all products", "mean price before"], data["prices"].mean(),
+                               rtol=1e-12)
+    assert cf.merging == (1, 2)

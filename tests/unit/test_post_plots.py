@@ -6,14 +6,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-import blpdemand as bd  # noqa: E402
-from blpdemand.model.fitted import FittedDemand, logit_layout  # noqa: E402
-from blpdemand.results.diversion import compute_diversion_ratios  # noqa: E402
-from blpdemand.results.plots import ElasticityHeatmap  # noqa: E402
+import blpdemand as bd
+from blpdemand.model.fitted import FittedDemand, logit_layout
+from blpdemand.results.diversion import compute_diversion_ratios
+from blpdemand.results.plots import ElasticityHeatmap
 
 
 def _fitted() -> FittedDemand:

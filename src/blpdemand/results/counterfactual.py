@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,8 @@ class Counterfactual:
     markups : (N,) p - c' after. profits_before, profits : (N,) producer profits per consumer.
     hhi_before, hhi : (T,) Herfindahl index of inside shares, 0 to 10,000.
     consumer_surplus_before, consumer_surplus : (T,) per consumer (see surplus.py).
+    firm_ids_before, firm_ids : (N,) owners before and after (None for custom ownership).
+    merging : the merging firms' ids (set by simulate_merger).
     """
 
     market_ids: AnyArray
@@ -66,6 +68,9 @@ class Counterfactual:
     consumer_surplus_before: FloatArray
     consumer_surplus: FloatArray
     config: PricingConfig
+    firm_ids_before: AnyArray | None = None
+    firm_ids: AnyArray | None = None
+    merging: tuple[object, ...] = ()
 
     @property
     def converged(self) -> bool:
@@ -85,6 +90,37 @@ class Counterfactual:
     def consumer_surplus_change(self) -> FloatArray:
         """(T,) CS' - CS per consumer."""
         return self.consumer_surplus - self.consumer_surplus_before
+
+    def overview(self) -> Table:
+        """A compact table: mean prices and shares before and after for the merging firms'
+        products, the other products and all products; mean changes in CS and HHI in the notes."""
+        groups: dict[str, np.ndarray] = {}
+        if self.merging and self.firm_ids_before is not None:
+            inside = np.isin(self.firm_ids_before, np.asarray(self.merging))
+            groups[f"merging firms {list(self.merging)}"] = inside
+            groups["other firms"] = ~inside
+        groups["all products"] = np.ones(self.prices.shape[0], dtype=bool)
+        rows = {}
+        for label, mask in groups.items():
+            ok = mask & np.isfinite(self.prices)
+            rows[label] = (self.prices_before[ok].mean(), self.prices[ok].mean(),
+                           100 * self.price_changes[ok].mean(), self.shares_before[ok].mean(),
+                           self.shares[ok].mean(), int(ok.sum()))
+        body = pd.DataFrame.from_dict(rows, orient="index", columns=[
+            "mean price before", "mean price after", "mean price change (%)",
+            "mean share before", "mean share after", "products"])
+        finite = np.isfinite(self.consumer_surplus_change)
+        notes = [(f"mean change in consumer surplus per consumer: "
+                  f"{self.consumer_surplus_change[finite].mean():.4g} "
+                  f"(before {self.consumer_surplus_before[finite].mean():.4g}); "
+                  "log-sum / -alpha (Small and Rosen 1981)")]
+        if np.any(np.isfinite(self.hhi)):
+            notes.append(f"mean HHI: before {np.nanmean(self.hhi_before):.0f}, after "
+                         f"{np.nanmean(self.hhi):.0f}")
+        notes.append("all markets converged" if self.converged else
+                     f"failed markets (NaN): {list(self.failed_markets)[:10]}")
+        title = "Merger simulation" if self.merging else "Counterfactual equilibrium"
+        return Table(title=f"{title}: Bertrand-Nash prices", body=body, notes=tuple(notes))
 
     def summary(self) -> Table:
         """By market: mean price change, HHI before/after, change in CS, status."""
@@ -182,7 +218,9 @@ def compute_prices(results: Any, *, firm_ids: Any = None, ownership: Any = None,
         shares_before=unsort(shares_before), shares=unsort(shares), costs=unsort(effective),
         markups=unsort(prices - effective), profits_before=unsort(profits_before),
         profits=unsort(profits), hhi_before=hhi_before, hhi=hhi_after,
-        consumer_surplus_before=cs_before, consumer_surplus=cs_after, config=config)
+        consumer_surplus_before=cs_before, consumer_surplus=cs_after, config=config,
+        firm_ids_before=None if firms_before is None else unsort(firms_before),
+        firm_ids=None if firms_after is None else unsort(firms_after))
 
 
 def simulate_merger(results: Any, merging: Sequence[object], *,
@@ -206,7 +244,8 @@ def simulate_merger(results: Any, merging: Sequence[object], *,
         raise DataError(f"firm(s) {unknown} are not in the data's firm_ids")
     after = before.copy()
     after[np.isin(before, np.asarray(merging))] = merging[0]
-    return compute_prices(fitted, firm_ids=after, config=config, **changes)
+    out = compute_prices(fitted, firm_ids=after, config=config, **changes)
+    return replace(out, merging=tuple(merging))
 
 
 def _bool_array(values: Any, N: int) -> np.ndarray:
