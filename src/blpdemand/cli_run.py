@@ -19,6 +19,7 @@ import blpdemand
 from blpdemand.cli_report import Report, RichReporter, progress_runner
 from blpdemand.cli_spec import Spec, check_keys, keyword_names, read_spec, read_table
 from blpdemand.errors import SpecificationError
+from blpdemand.results.plots import ElasticityHeatmap
 from blpdemand.results.tables import Table
 
 NOT_FROM_SPEC = {"runner"}  # EstimationConfig fields the command line sets itself
@@ -179,8 +180,8 @@ def post_estimation(spec: Spec, results: Any, report: Report,
         matrices = compute_elasticities(results)
         chosen = market if market is not None else matrices.market_ids[0]
         frame = matrices.market(chosen)
-        report.figure("elasticities_heatmap", lambda ax: heatmap(ax, frame, f"Price elasticities, "
-                                                                            f"market {chosen}"))
+        report.figure("elasticities_heatmap",
+                      ElasticityHeatmap.from_results(matrices, market=chosen).plot)
         report.table(f"elasticities_market_{chosen}", Table(
             title=f"Price elasticities in market {chosen} (row j, column k)", body=frame),
             show=False)
@@ -193,8 +194,8 @@ def post_estimation(spec: Spec, results: Any, report: Report,
         report.table(f"diversion_market_{chosen}", Table(
             title=f"Diversion ratios in market {chosen} (diagonal: to the outside good)",
             body=frame), show=False)
-        report.figure("diversion_heatmap", lambda ax: heatmap(ax, frame, f"Diversion ratios, "
-                                                                         f"market {chosen}"))
+        report.figure("diversion_heatmap",
+                      ElasticityHeatmap.from_results(matrices, market=chosen).plot)
     if post.get("costs", False):
         from blpdemand.results.costs import compute_costs
 
@@ -247,20 +248,6 @@ def _like(column: pd.Series, value: Any) -> Any:
     if pd.api.types.is_float_dtype(column) and isinstance(value, (str, int)):
         return float(value)
     return value
-
-
-def heatmap(ax: Any, frame: pd.DataFrame, title: str) -> None:
-    """An annotated-free heatmap of a square product matrix with a diverging color scale."""
-    values = frame.to_numpy(dtype=np.float64)
-    off = values[~np.eye(values.shape[0], dtype=bool)] if values.shape[0] > 1 else values.ravel()
-    scale = float(np.max(np.abs(off))) if off.size else 1.0
-    image = ax.imshow(values, cmap="RdBu_r", vmin=-scale, vmax=scale)
-    ax.figure.colorbar(image, ax=ax, label="off-diagonal scale (diagonal may exceed it)")
-    labels = [str(v) for v in frame.index]
-    if len(labels) <= 40:
-        ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
-        ax.set_yticks(range(len(labels)), labels, fontsize=6)
-    ax.set_title(title)
 
 
 def _head(table: Table, rows: int) -> Table:
