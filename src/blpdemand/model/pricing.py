@@ -340,3 +340,36 @@ def market_demands(fitted: FittedDemand, name: str = "prices") -> list[MarketDem
                                 utility=utility, alpha=np.asarray(alpha, dtype=np.float64),
                                 weights=problem.agents.weights[arows]))
     return out
+
+
+def bertrand_prices(utility: FloatArray, alpha: FloatArray, weights: FloatArray,
+                    costs: FloatArray, firm_ids: AnyArray, *,
+                    config: PricingConfig | None = None) -> tuple[FloatArray, list[PriceSolution]]:
+    """Bertrand-Nash prices of T markets with J products each (e.g. simulated markets).
+
+    Parameters
+    ----------
+    utility : (T, J, I) utility net of price, u_ij - alpha_i p_j; alpha : (T, I) price
+        coefficients alpha_i (or (T, 1) for plain logit); weights : (T, I) (or (T, 1)).
+    costs : (T, J) marginal costs; firm_ids : (T, J) owners.
+
+    Returns (T, J) prices (NaN rows in markets that failed) and one PriceSolution per market.
+    Iteration starts at c - 1 / mean_i(alpha_i), the single-product logit markup at s -> 0.
+    """
+    utility = np.asarray(utility, dtype=np.float64)
+    T, J, _ = utility.shape
+    prices = np.full((T, J), np.nan)
+    solutions = []
+    for t in range(T):
+        w, a = np.asarray(weights[t], dtype=np.float64), np.asarray(alpha[t], dtype=np.float64)
+        if not np.all(a < 0):
+            raise SpecificationError(
+                f"market {t}: price coefficients alpha_i must be negative for Bertrand pricing "
+                f"(max {a.max():.4g}); lower sigma on prices or make alpha more negative")
+        demand = MarketDemand(market_id=t, prices=np.zeros(J), utility=utility[t], alpha=a, weights=w)
+        start = costs[t] - 1.0 / float(w @ a / w.sum())
+        solution = solve_prices(demand, costs[t], ownership_matrix(firm_ids[t]), start=start,
+                                config=config)
+        prices[t] = solution.prices
+        solutions.append(solution)
+    return prices, solutions
