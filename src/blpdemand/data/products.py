@@ -104,7 +104,8 @@ def load_products(data: pd.DataFrame, *, columns: Mapping[str, str] | None = Non
         if reserved != user:
             if reserved in frame.columns:
                 frame = frame.drop(columns=[reserved])
-            frame = frame.rename(columns={user: reserved})
+            # Copy, not rename: the user's name stays usable in formulas and absorb.
+            frame[reserved] = frame[user]
     require_columns(frame, require, what="product data")
     if frame["market_ids"].isna().any():
         raise_row = int(np.flatnonzero(frame["market_ids"].isna().to_numpy())[0])
