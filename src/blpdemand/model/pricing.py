@@ -24,6 +24,7 @@ import numpy as np
 from blpdemand._types import AnyArray, BoolArray, FloatArray
 from blpdemand.errors import SpecificationError
 from blpdemand.model.fitted import FittedDemand
+from blpdemand.model.utility import agent_coefficients as random_coefficients
 
 Method = Literal["zeta", "newton"]
 Fallback = Literal["newton", "none"]
@@ -304,8 +305,7 @@ def agent_coefficients(fitted: FittedDemand) -> FloatArray:
     if problem.agents is None or problem.K2 == 0:
         return np.zeros((0, problem.K2))
     sigma, pi = fitted.layout.unpack(fitted.theta)
-    nodes = problem.nodes_for(fitted.layout)
-    return nodes @ sigma.T + problem.agents.demographics @ pi.T
+    return random_coefficients(problem.nodes_for(fitted.layout), problem.agents.demographics, sigma, pi)
 
 
 def market_demands(fitted: FittedDemand, name: str = "prices") -> list[MarketDemand]:
