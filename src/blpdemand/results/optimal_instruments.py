@@ -18,6 +18,7 @@ model is just identified: a second GMM estimation "updates the IVs with the weig
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -87,7 +88,8 @@ def optimal_instruments(results: BLPResults | FittedDemand, *,
         "empirical" (xi drawn from xi_hat with replacement), ``draws`` times with ``rng``.
     prices : (N,) expected prices in the user's row order (default: the first stage on Z_D).
     reestimate : run ``estimate`` on the new problem from the first-step (sigma, pi).
-    config : EstimationConfig of the second estimation (default: that of ``results``).
+    config : EstimationConfig of the second estimation (default: that of ``results``); with
+        the usual just-identified new problem a "2s" config runs one step (same estimate).
 
     Returns
     -------
@@ -143,6 +145,10 @@ def optimal_instruments(results: BLPResults | FittedDemand, *,
     if reestimate:
         if config is None and isinstance(results, BLPResults):
             config = results.config
+        if config is not None and config.method == "2s" and new.MD == problem.K1 + layout.P:
+            # just identified: every W gives the same estimate, so a second step only restarts
+            # the optimizer at its solution
+            config = dataclasses.replace(config, method="1s")
         sigma, pi = _start(fitted)
         second = estimate(new, sigma=sigma, pi=pi, config=config)
     return OptimalInstruments(method=method, draws=int(draws), expected_prices=p_hat,
