@@ -63,7 +63,9 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
     for line in dict.fromkeys(caught):
         progress.print(f"warning: {line}", style="yellow", highlight=False)
     post["warnings"] = list(dict.fromkeys(caught))
-    report.save(results, spec=spec.raw, post_estimation=post)
+    record = {"file": str(spec.path.resolve()), "command": command,
+              "data": {k: str(v) for k, v in spec.data.items()}, "toml": spec.raw}
+    report.save(results, spec=record, post_estimation=post)
     report.finish()
     return results
 

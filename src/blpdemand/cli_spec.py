@@ -8,7 +8,8 @@ expected. Sections that configure a library object (``[estimation]``, ``[logit]`
 See ``examples/README.md`` for a complete description and ``examples/*.toml`` for examples.
 
 Paths are relative to the specification file unless absolute. ``${NAME}`` expands the
-environment variable NAME and ``${NAME:-default}`` falls back to ``default`` when it is unset.
+environment variable NAME (a relative path in it is relative to the current directory) and
+``${NAME:-default}`` falls back to ``default`` (relative to the spec file) when NAME is unset.
 """
 
 from __future__ import annotations
@@ -144,7 +145,9 @@ def expand_env(text: str, where: str, spec_name: str) -> str:
     def replace(match: re.Match[str]) -> str:
         value = os.environ.get(match.group(1))
         if value:
-            return value
+            # a relative path in a variable is relative to where the user set it (the cwd)
+            at_start = match.start() == 0
+            return os.path.abspath(value) if at_start and not os.path.isabs(value) else value
         if match.group(2) is not None:
             return match.group(2)
         raise SpecificationError(f"{where} in {spec_name} uses ${{{match.group(1)}}}, which is "

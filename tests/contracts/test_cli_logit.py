@@ -64,5 +64,7 @@ def test_cars_outputs_written(cars_run: Path) -> None:
     assert (cars_run / "summary.tex").read_text().startswith("\\begin{table}")
     assert (cars_run / "elasticities_heatmap.png").read_bytes()[:4] == b"\x89PNG"
     saved = load_results(cars_run / "results.json")
-    assert saved.spec["columns"]["market_ids"] == "year"
+    assert saved.spec["toml"]["columns"]["market_ids"] == "year"
+    assert saved.spec["command"] == "logit"
+    assert Path(saved.spec["data"]["products"]).name == "cars.csv"
     assert saved.versions["blpdemand"] and saved.schema_version == 1
