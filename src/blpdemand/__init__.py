@@ -72,6 +72,8 @@ _API: dict[str, str] = {
     "compute_profits": "blpdemand.results.costs",
     "compute_prices": "blpdemand.results.counterfactual",
     "simulate_merger": "blpdemand.results.counterfactual",
+    "merger_comparison": "blpdemand.results.counterfactual",
+    "fitted_from_truth": "blpdemand.results.counterfactual",
     "Counterfactual": "blpdemand.results.counterfactual",
     "compute_consumer_surplus": "blpdemand.results.surplus",
     "ElasticityHeatmap": "blpdemand.results.plots",
