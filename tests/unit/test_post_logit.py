@@ -221,3 +221,12 @@ def test_merger_overview_table(logit) -> None:
     np.testing.assert_allclose(body.loc["all products", "mean price before"], data["prices"].mean(),
                                rtol=1e-12)
     assert cf.merging == (1, 2)
+
+
+def test_market_table(logit) -> None:
+    # The Table carries the same numbers as the matrix (hand check on one cell).
+    fitted, data = logit
+    body = compute_elasticities(fitted).table(3).to_frame()
+    _, p, s = _market(data, 3)
+    np.testing.assert_allclose(body.iloc[0, 0], ALPHA * p[0] * (1 - s[0]), rtol=1e-12)
+    assert list(body.columns) == ["p8", "p9", "p10"]

@@ -61,6 +61,15 @@ class MarketMatrices:
         return pd.DataFrame(self.matrices[t], index=pd.Index(labels, name="j"),
                             columns=pd.Index(labels, name="k"))
 
+    def table(self, market_id: object, *, digits: int = 4) -> Table:
+        """One market's matrix as a Table (rows j, columns k)."""
+        note = ("row j: response of product j's share to a change in product k's "
+                f"{self.name}" if self.kind == "elasticities" else
+                f"row j: share of j's lost sales going to k when j's {self.name} rises; "
+                "diagonal: to the outside good")
+        return Table(title=f"{self.kind.capitalize()} ({self.name}), market {market_id}",
+                     body=self.market(market_id), notes=(note,), digits=digits)
+
     def stacked(self) -> FloatArray:
         """(N, max J_t) rows in the user's order, row j holding its market's row, NaN padded."""
         width = max((m.shape[0] for m in self.matrices), default=0)
