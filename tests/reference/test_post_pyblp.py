@@ -201,3 +201,12 @@ def test_cost_change_prices(nevo) -> None:
         costs = 1.1 * theirs.compute_costs()
         prices = theirs.compute_prices(costs=costs)
     _close(compute_prices(fitted, costs=costs.ravel()).prices, prices)
+
+
+def test_consumer_surplus_without_a_product(nevo) -> None:
+    # PyBLP's eliminate_product_ids removes a product from every choice set.
+    fitted, theirs, data = nevo
+    with np.errstate(all="ignore"):
+        expected = theirs.compute_consumer_surpluses(eliminate_product_ids=["F1B04"])
+    keep = (data["product_ids"] != "F1B04").to_numpy()
+    _close(compute_consumer_surplus(fitted, keep=keep), expected)
