@@ -137,3 +137,29 @@ def test_reestimate_with_optimal_instruments_matches_pyblp(reference: tuple,
     order = _pyblp_order(first, first_step.layout)
     assert np.allclose(ours.results.theta[order], theirs.theta.ravel(), rtol=1e-4, atol=1e-6)
     assert np.allclose(ours.results.beta, theirs.beta.ravel(), rtol=1e-4)
+
+
+def test_options_are_validated(first_step: FittedDemand) -> None:
+    # Unknown method and bad draws raise SpecificationError naming the option and valid values.
+    from blpdemand.errors import SpecificationError
+
+    with pytest.raises(SpecificationError, match="method='exact' is unknown"):
+        optimal_instruments(first_step, method="exact", reestimate=False)  # type: ignore[arg-type]
+    with pytest.raises(SpecificationError, match="draws=0"):
+        optimal_instruments(first_step, method="normal", draws=0, reestimate=False)
+    with pytest.raises(SpecificationError, match="prices has 3 values"):
+        optimal_instruments(first_step, prices=np.ones(3), reestimate=False)
+
+
+def test_user_expected_prices_equal_to_prices_give_the_realized_jacobian(
+        first_step: FittedDemand) -> None:
+    # With user expected prices equal to the observed prices, 'approximate' evaluates the
+    # Jacobian at delta - xi (xi = 0) and the observed X2: by hand with delta_jacobian, 1e-12.
+    from blpdemand.solve.contraction import delta_jacobian
+
+    problem = first_step.problem
+    p = problem.products.unsort(problem.products.array("prices").astype(float))
+    ours = optimal_instruments(first_step, prices=p, reestimate=False)
+    by_hand = delta_jacobian(problem, first_step.layout, first_step.theta,
+                             first_step.delta - first_step.xi)
+    assert np.allclose(ours.jacobian, by_hand, rtol=1e-12, atol=1e-12)
