@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -79,6 +80,7 @@ class Report:
         self.tables: dict[str, Table] = {}
         self.written: list[Path] = []
         self.started = time.perf_counter()
+        self._deferred: list[Table] | None = None
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
 
@@ -87,13 +89,28 @@ class Report:
         a shorter version of it) in the terminal."""
         self.tables[name] = table
         if show is not False:
-            self.console.print(table if show is True else show)
+            shown = table if show is True else show
+            if self._deferred is None:
+                self.console.print(shown)
+            else:
+                self._deferred.append(shown)
         if self.directory is None:
             return
         if self.latex:
             self._write(f"{name}.tex", table.to_latex(label=f"tab:{name}") + "\n")
         if self.html:
             self._write(f"{name}.html", table.to_html() + "\n")
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Hold tables back (e.g. while a progress bar runs) and show them on exit."""
+        self._deferred = []
+        try:
+            yield
+        finally:
+            held, self._deferred = self._deferred, None
+            for table in held:
+                self.console.print(table)
 
     def figure(self, name: str, draw: Callable[[Any], Any]) -> None:
         """Draw onto a fresh matplotlib axes with ``draw(ax)`` and save ``{name}.png``."""

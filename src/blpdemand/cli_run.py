@@ -57,7 +57,8 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
             report.table("first_stage", results.first_stage_table())
         if len(getattr(results, "starts", ())) > 1:
             report.table("starts", results.starts_table())
-        post = post_estimation(spec, results, report, products)
+        post = post_estimation(spec, results, report, products,
+                               runner=None if quiet else progress_runner(progress, "post-estimation"))
         for w in records:
             caught.append(f"{w.category.__name__}: {w.message}")
     for line in dict.fromkeys(caught):
@@ -167,54 +168,70 @@ def _blp(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None, instru
                     config=config, reporter=reporter)
 
 
-def post_estimation(spec: Spec, results: Any, report: Report,
-                    products: pd.DataFrame) -> dict[str, Any]:
-    """Requested post-estimation outputs: tables and plots in the report, a JSON summary back."""
+def post_estimation(spec: Spec, results: Any, report: Report, products: pd.DataFrame, *,
+                    runner: Callable[[list[Callable[[], Any]]], list[Any]] | None = None
+                    ) -> dict[str, Any]:
+    """Requested post-estimation outputs: tables and plots in the report, a JSON summary back.
+
+    The steps run through ``runner`` (a progress bar in the terminal); their tables are shown
+    once all steps are done."""
     post = spec.post
-    out: dict[str, Any] = {}
     market = post.get("market")
+    steps: list[tuple[str, Callable[[], Any]]] = []
     if post.get("elasticities", False):
-        from blpdemand.results.elasticities import compute_elasticities, own_elasticity_summary
-
-        table = own_elasticity_summary(results)
-        report.table("elasticities", table, show=_head(table, 12))
-        out["own_price_elasticities"] = _row(table.body, -1)
-        matrices = compute_elasticities(results)
-        chosen = market if market is not None else matrices.market_ids[0]
-        frame = matrices.market(chosen)
-        report.figure("elasticities_heatmap",
-                      ElasticityHeatmap.from_results(matrices, market=chosen).plot)
-        report.table(f"elasticities_market_{chosen}", Table(
-            title=f"Price elasticities in market {chosen} (row j, column k)", body=frame),
-            show=False)
+        steps.append(("own_price_elasticities", lambda: _elasticities(results, report, market)))
     if post.get("diversion", False):
-        from blpdemand.results.diversion import compute_diversion_ratios
-
-        matrices = compute_diversion_ratios(results)
-        chosen = market if market is not None else matrices.market_ids[0]
-        frame = matrices.market(chosen)
-        report.table(f"diversion_market_{chosen}", Table(
-            title=f"Diversion ratios in market {chosen} (diagonal: to the outside good)",
-            body=frame), show=False)
-        report.figure("diversion_heatmap",
-                      ElasticityHeatmap.from_results(matrices, market=chosen).plot)
+        steps.append(("diversion", lambda: _diversion(results, report, market)))
     if post.get("costs", False):
-        from blpdemand.results.costs import compute_costs
-
-        costs = np.asarray(compute_costs(results), dtype=np.float64)
-        prices = products[spec.columns.get("prices", "prices")].to_numpy(dtype=np.float64)
-        markups = prices - costs
-        body = pd.DataFrame({"mean": [], "median": [], "min": [], "max": []})
-        for name, values in (("marginal costs", costs), ("markups", markups),
-                             ("Lerner index", markups / prices)):
-            body.loc[name] = (values.mean(), np.median(values), values.min(), values.max())
-        report.table("costs", Table(title="Bertrand-Nash marginal costs and markups", body=body,
-                                    notes=(("c = p - eta(p): markups from the firms' first-order "
-                                           "conditions at the observed prices"),)))
-        out["costs"] = [_row(body, k) for k in range(len(body))]
+        steps.append(("costs", lambda: _costs(spec, results, report, products)))
     if "merger" in post:
-        out["merger"] = merger(spec, results, report, products)
-    return out
+        steps.append(("merger", lambda: merger(spec, results, report, products)))
+    run_steps = runner if runner is not None else (lambda jobs: [job() for job in jobs])
+    with report.deferred():
+        values = run_steps([step for _, step in steps])
+    return {key: value for (key, _), value in zip(steps, values) if value is not None}
+
+
+def _elasticities(results: Any, report: Report, market: Any) -> dict[str, Any]:
+    from blpdemand.results.elasticities import compute_elasticities, own_elasticity_summary
+
+    table = own_elasticity_summary(results)
+    report.table("elasticities", table, show=_head(table, 12))
+    matrices = compute_elasticities(results)
+    chosen = market if market is not None else matrices.market_ids[0]
+    report.table(f"elasticities_market_{chosen}", Table(
+        title=f"Price elasticities in market {chosen} (row j, column k)",
+        body=matrices.market(chosen)), show=False)
+    report.figure("elasticities_heatmap",
+                  ElasticityHeatmap.from_results(matrices, market=chosen).plot)
+    return _row(table.body, -1)
+
+
+def _diversion(results: Any, report: Report, market: Any) -> None:
+    from blpdemand.results.diversion import compute_diversion_ratios
+
+    matrices = compute_diversion_ratios(results)
+    chosen = market if market is not None else matrices.market_ids[0]
+    report.table(f"diversion_market_{chosen}", Table(
+        title=f"Diversion ratios in market {chosen} (diagonal: to the outside good)",
+        body=matrices.market(chosen)), show=False)
+    report.figure("diversion_heatmap", ElasticityHeatmap.from_results(matrices, market=chosen).plot)
+
+
+def _costs(spec: Spec, results: Any, report: Report, products: pd.DataFrame) -> list[Any]:
+    from blpdemand.results.costs import compute_costs
+
+    costs = np.asarray(compute_costs(results), dtype=np.float64)
+    prices = products[spec.columns.get("prices", "prices")].to_numpy(dtype=np.float64)
+    markups = prices - costs
+    body = pd.DataFrame({"mean": [], "median": [], "min": [], "max": []})
+    for name, values in (("marginal costs", costs), ("markups", markups),
+                         ("Lerner index", markups / prices)):
+        body.loc[name] = (values.mean(), np.median(values), values.min(), values.max())
+    report.table("costs", Table(title="Bertrand-Nash marginal costs and markups", body=body,
+                                notes=(("c = p - eta(p): markups from the firms' first-order "
+                                        "conditions at the observed prices"),)))
+    return [_row(body, k) for k in range(len(body))]
 
 
 def merger(spec: Spec, results: Any, report: Report, products: pd.DataFrame) -> dict[str, Any]:
