@@ -18,6 +18,7 @@ from blpdemand.model.pricing import (
     markups,
     ownership_matrix,
     share_jacobian,
+    simulated_bertrand,
     solve_prices,
 )
 
@@ -97,3 +98,34 @@ def test_upward_sloping_demand_is_refused() -> None:
     utility, alpha, weights, costs = _market()
     with pytest.raises(SpecificationError, match="negative"):
         bertrand_prices(utility[None], -alpha[None], weights[None], costs[None], FIRMS[None])
+
+
+def test_simulated_bertrand_logit_closed_form() -> None:
+    # Plain logit: p - c = -1 / (alpha (1 - s_f)) for every product of firm f (Nevo 2001).
+    gen = np.random.default_rng(4)
+    T, firms = 3, np.array([[0, 0, 1, 2]] * 3)
+    mean, costs = gen.normal(size=(T, 4)), gen.uniform(1.0, 2.0, (T, 4))
+    prices, shares = simulated_bertrand(mean, -1.5, costs, firms)
+    for t in range(T):
+        firm_share = np.array([shares[t][firms[t] == f].sum() for f in firms[t]])
+        np.testing.assert_allclose(prices[t] - costs[t], 1 / (1.5 * (1 - firm_share)), rtol=1e-9)
+        u = mean[t] - 1.5 * prices[t]
+        np.testing.assert_allclose(shares[t], np.exp(u) / (1 + np.exp(u).sum()), rtol=1e-12)
+
+
+def test_simulated_bertrand_random_price_coefficient() -> None:
+    # With sigma on prices: the equilibrium of simulated_bertrand equals bertrand_prices on the
+    # hand-built utilities u_ij = m_j + v_j s_v nu_iv and alpha_i = alpha + s_p nu_ip.
+    gen = np.random.default_rng(6)
+    T, J, I = 2, 4, 50
+    mean, costs = gen.normal(size=(T, J)), gen.uniform(1.0, 2.0, (T, J))
+    v = np.stack([gen.normal(size=(T, J)), np.zeros((T, J))], axis=-1)
+    nodes = gen.standard_normal((T, I, 2))
+    sigma = np.array([0.7, 0.1])
+    firms = np.tile([0, 1, 1, 2], (T, 1))
+    prices, _ = simulated_bertrand(mean, -2.0, costs, firms, characteristics=v, sigma=sigma,
+                                   nodes=nodes, price_column=1)
+    utility = mean[:, :, None] + 0.7 * v[:, :, :1] * nodes[:, None, :, 0]
+    expected, _ = bertrand_prices(utility, -2.0 + 0.1 * nodes[:, :, 1], np.full((T, I), 1 / I),
+                                  costs, firms)
+    np.testing.assert_allclose(prices, expected, rtol=1e-10)

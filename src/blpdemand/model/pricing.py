@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 
 from blpdemand._types import AnyArray, BoolArray, FloatArray
-from blpdemand.errors import SpecificationError
+from blpdemand.errors import ConvergenceError, SpecificationError
 from blpdemand.model.fitted import FittedDemand
 from blpdemand.model.utility import agent_coefficients as random_coefficients
 
@@ -373,3 +373,54 @@ def bertrand_prices(utility: FloatArray, alpha: FloatArray, weights: FloatArray,
         prices[t] = solution.prices
         solutions.append(solution)
     return prices, solutions
+
+
+def simulated_bertrand(mean_utility: FloatArray, alpha: float, costs: FloatArray,
+                       firm_ids: AnyArray, *, characteristics: FloatArray | None = None,
+                       sigma: FloatArray | None = None, nodes: FloatArray | None = None,
+                       price_column: int | None = None,
+                       config: PricingConfig | None = None) -> tuple[FloatArray, FloatArray]:
+    """Bertrand-Nash prices and shares of simulated markets (used by ``bd.simulate``).
+
+    u_ij = m_j + alpha_i p_j + sum_k sigma_k v_jk nu_ik, alpha_i = alpha + sigma_p nu_ip.
+
+    Parameters
+    ----------
+    mean_utility : (T, J) m_j, mean utility net of price (x' beta + xi).
+    alpha : mean price coefficient. costs : (T, J) marginal costs. firm_ids : (T, J).
+    characteristics : (T, J, K) v with random coefficients (the price column is ignored),
+        sigma : (K,) their standard deviations, nodes : (T, I, K) draws (equal weights),
+        price_column : position of prices among the K (None if prices have no random coefficient).
+        All None for plain logit.
+
+    Returns (T, J) prices and shares. Raises ConvergenceError naming the markets that fail.
+    """
+    mean_utility = np.asarray(mean_utility, dtype=np.float64)
+    T = mean_utility.shape[0]
+    if characteristics is None or sigma is None or nodes is None:
+        utility = mean_utility[:, :, None]
+        alpha_i = np.full((T, 1), float(alpha))
+    else:
+        v = np.array(characteristics, dtype=np.float64)
+        if price_column is not None:
+            v[:, :, price_column] = 0.0
+        utility = mean_utility[:, :, None] + np.einsum("tjk,tik->tji", v * sigma, nodes)
+        alpha_i = float(alpha) + (sigma[price_column] * nodes[:, :, price_column]
+                                  if price_column is not None else np.zeros(nodes.shape[:2]))
+    weights = np.full(alpha_i.shape, 1.0 / alpha_i.shape[1])
+    prices, solutions = bertrand_prices(utility, alpha_i, weights, costs, firm_ids, config=config)
+    failed = [t for t, s in enumerate(solutions) if not s.status.converged]
+    if failed:
+        raise ConvergenceError(
+            f"Bertrand-Nash prices not found in simulated market(s) {failed[:10]} "
+            f"({solutions[failed[0]].status.value}); lower sigma on prices or costs' spread")
+    probabilities = choice_probabilities_3d(utility + prices[:, :, None] * alpha_i[:, None, :])
+    return prices, np.einsum("tji,ti->tj", probabilities, weights)
+
+
+def choice_probabilities_3d(utility: FloatArray) -> FloatArray:
+    """(T, J, I) logit probabilities along axis 1, shifted by the maximum."""
+    top = np.maximum(utility.max(axis=1, keepdims=True), 0.0)
+    e = np.exp(utility - top)
+    out: FloatArray = e / (np.exp(-top) + e.sum(axis=1, keepdims=True))
+    return out
