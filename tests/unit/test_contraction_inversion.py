@@ -16,7 +16,7 @@ from blpdemand import Problem
 from blpdemand.solve.contraction import InnerLoop, solve_delta
 from blpdemand.solve.fixed_point import FixedPointConfig, FixedPointStatus
 
-METHODS = ("squarem", "simple", "anderson", "newton")
+METHODS = ("auto", "squarem", "simple", "anderson", "newton")
 
 
 @pytest.mark.parametrize("method", METHODS)

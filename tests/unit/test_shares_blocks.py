@@ -89,3 +89,30 @@ def test_share_delta_jacobian_matches_finite_differences():
         down[:, j] *= np.exp(-h)
         numeric = (block_shares(up, utility) - block_shares(down, utility)) / (2 * h)
         assert np.max(np.abs(numeric - analytic[:, :, j])) <= 1e-8 * np.max(np.abs(analytic))
+
+
+def test_exp_space_jacobians_equal_probability_forms():
+    # Reference: the textbook forms built from s_ji (share_delta_jacobian/share_theta_jacobian)
+    # on shifted (huge) utilities; 1e-12 relative to each array's largest element.
+    from blpdemand.model.derivatives import share_jacobians, share_theta_jacobian
+
+    problem, layout, theta, truth = simulated(seed=9)
+    theta = theta * 200.0  # utilities in the hundreds: the per-agent shift is in use
+    sigma, pi = layout.unpack(theta)
+    coef = problem.nodes_for(layout) @ sigma.T + problem.agents.demographics @ pi.T
+    variables = np.hstack([problem.nodes_for(layout), problem.agents.demographics])
+    block = market_blocks(problem.products.markets, problem.agents.markets)[0]
+    utility = exp_utility(block, block.gather_products(problem.X2.values),
+                          block.gather_agents(coef), block.gather_agents(problem.agents.weights))
+    assert utility.shifted
+    e = np.exp(block.gather_products(truth + 50.0))
+    x2, v = block.gather_products(problem.X2.values), block.gather_agents(variables)
+    sr, sc = layout.sigma_index
+    pr, pc = layout.pi_index
+    rows, columns = np.concatenate([sr, pr]), np.concatenate([sc, layout.K2 + pc])
+    ds_ddelta, ds_dtheta = share_jacobians(e, utility, x2, v, rows, columns)
+    probabilities = choice_probabilities(e, utility)
+    reference_delta = share_delta_jacobian(probabilities, utility.weights)
+    reference_theta = share_theta_jacobian(probabilities, utility.weights, x2, v, rows, columns)
+    assert np.max(np.abs(ds_ddelta - reference_delta)) <= 1e-12 * np.max(np.abs(reference_delta))
+    assert np.max(np.abs(ds_dtheta - reference_theta)) <= 1e-12 * np.max(np.abs(reference_theta))

@@ -11,6 +11,11 @@ dmu_ji = x2_jr y_id. With xbar_ir = sum_k s_ki x2_kr and V = [nu, y],
 d s_j / d theta_p = x2_jr (s w V)_jc - (s w (xbar_r * V_c))_j: two batched matmuls for all
 parameters. The implicit function theorem gives d delta / d theta = -(ds/ddelta)^{-1} ds/dtheta,
 one batched ``np.linalg.solve`` over the block.
+
+``share_jacobians`` computes both from exp(mu) without forming s_ji: with s_ji = e_j E_ji / D_i
+and r_i = w_i / D_i, sum_i w_i s_ji s_ki = e_j e_k (E diag(r / D) E')_jk (one batched gemm, the
+only O(J^2 I) step), xbar_i = (E' (e * x2))_i / D_i and (s w Z)_j = e_j (E (r * Z))_j for
+Z = [V, xbar_r * V_c] (one batched matmul): three reads of exp(mu) in all.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from typing import cast
 import numpy as np
 
 from blpdemand._types import BoolArray, FloatArray, IntArray
+from blpdemand.model.shares import denominators
+from blpdemand.model.utility import ExpUtility
 
 
 def share_delta_jacobian(probabilities: FloatArray, weights: FloatArray) -> FloatArray:
@@ -52,6 +59,33 @@ def share_theta_jacobian(probabilities: FloatArray, weights: FloatArray, x2: Flo
     first = np.matmul(weighted, variables)  # (T_b, J, V)
     out: FloatArray = x2[:, :, rows] * first[:, :, columns] - np.matmul(weighted, interacted)
     return out
+
+
+def share_jacobians(e_delta: FloatArray, utility: ExpUtility, x2: FloatArray,
+                    variables: FloatArray, rows: IntArray,
+                    columns: IntArray) -> tuple[FloatArray, FloatArray]:
+    """d s / d delta (T_b, J, J) and d s / d theta (T_b, J, P) straight from exp(mu).
+
+    Parameters
+    ----------
+    e_delta : (T_b, J) exp(delta); utility : the block's ExpUtility.
+    x2, variables, rows, columns : as in ``share_theta_jacobian``.
+    """
+    E = utility.exp_mu
+    D = denominators(e_delta, utility)
+    r = utility.weights / D
+    shares = e_delta * np.matmul(E, r[:, :, None])[:, :, 0]
+    scaled = E * (r / D)[:, None, :]
+    gram = np.matmul(scaled, E.transpose(0, 2, 1))  # (T_b, J, J)
+    ds_ddelta: FloatArray = -(e_delta[:, :, None] * gram * e_delta[:, None, :])
+    j = np.arange(E.shape[1])
+    ds_ddelta[:, j, j] += shares
+    xbar = np.matmul(E.transpose(0, 2, 1), e_delta[:, :, None] * x2) / D[:, :, None]
+    V = variables.shape[2]
+    Z = np.concatenate([variables, xbar[:, :, rows] * variables[:, :, columns]], axis=2)
+    H = np.matmul(E, r[:, :, None] * Z) * e_delta[:, :, None]  # (T_b, J, V + P)
+    ds_dtheta: FloatArray = x2[:, :, rows] * H[:, :, columns] - H[:, :, V:]
+    return ds_ddelta, ds_dtheta
 
 
 def delta_theta_jacobian(ds_ddelta: FloatArray, ds_dtheta: FloatArray,

@@ -21,8 +21,9 @@ Public API (stable; the estimator builds on it):
 How it is fast: markets are grouped into dense blocks (T_b, J, I) capped at
 ``config.block_bytes`` (see ``model.utility``). For each block, exp(mu) is computed once, the
 block is iterated to convergence while it stays in cache (two batched matrix-vector products
-per step, ``model.shares``; converged markets leave the work set), then d delta / d theta is
-computed from the same exp(mu) if asked. Memory stays at a few blocks, never the whole
+per step, ``model.shares``; converged markets leave the work set; Anderson on large blocks and
+SQUAREM on small ones by default, see ``solve.fixed_point``), then d delta / d theta is
+computed from the same exp(mu) if asked (``model.derivatives.share_jacobians``). Memory stays at a few blocks, never the whole
 problem's exp(mu). Rows are in the problem's sorted order (``problem.products.order``).
 """
 
@@ -32,7 +33,6 @@ import dataclasses
 import warnings
 import weakref
 from dataclasses import dataclass
-from typing import cast
 
 import numpy as np
 
@@ -41,13 +41,14 @@ from blpdemand.errors import ConvergenceError, ConvergenceWarning, Specification
 from blpdemand.model.derivatives import (
     delta_theta_jacobian,
     share_delta_jacobian,
-    share_theta_jacobian,
+    share_jacobians,
 )
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.model.shares import block_shares, choice_probabilities, shares_from_probabilities
 from blpdemand.model.utility import ExpUtility, MarketBlock, exp_utility, market_blocks
 from blpdemand.solve.fixed_point import (
+    AUTO_CELLS,
     FixedPointConfig,
     FixedPointResult,
     FixedPointStatus,
@@ -143,6 +144,7 @@ class _ContractionMap:
         self._last: FloatArray | None = None
         self._last_exp: FloatArray | None = None
         self._reuses = 0
+        self._owned = False
 
     def _exp(self, x: FloatArray) -> FloatArray:
         # exp(G(x)) = exp(x) s_obs / s is known from the last step: no exp needed (resync at 8).
@@ -158,9 +160,10 @@ class _ContractionMap:
         s = block_shares(e, self.utility)
         if self.pad is not None:
             s += self.pad
-        g = x + (self.log_shares - np.log(s))
-        self._last, self._last_exp = g, e * (self.shares / s)
-        return cast(FloatArray, g)
+        ratio = self.shares / s
+        g = x + np.log(ratio)
+        self._last, self._last_exp = g, e * ratio
+        return g
 
     def residual_jacobian(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
         probabilities = choice_probabilities(np.exp(x), self.utility)
@@ -173,7 +176,19 @@ class _ContractionMap:
         return np.log(s) - self.log_shares, jacobian / s[:, :, None]
 
     def restrict(self, keep: np.ndarray) -> None:
-        self.utility = self.utility.take(keep)
+        # The first restriction copies (the block's exp(mu) stays intact for the Jacobian);
+        # later ones move the kept markets forward within that copy, allocating nothing.
+        if self._owned:
+            exp_mu = self.utility.exp_mu
+            for i, k in enumerate(keep.tolist()):
+                if i != k:
+                    exp_mu[i] = exp_mu[k]
+            self.utility = ExpUtility(exp_mu=exp_mu[: keep.size],
+                                      outside=self.utility.outside[keep],
+                                      weights=self.utility.weights[keep],
+                                      shifted=self.utility.shifted)
+        else:
+            self.utility, self._owned = self.utility.take(keep), True
         self.shares, self.log_shares = self.shares[keep], self.log_shares[keep]
         self.pad = None if self.pad is None else self.pad[keep]
         self._last = self._last_exp = None
@@ -182,14 +197,12 @@ class _ContractionMap:
 def _block_jacobian(data: _Block, utility: ExpUtility, delta_block: FloatArray,
                     layout: ParameterLayout) -> FloatArray:
     """(T_b, J, P) d delta / d theta for one block at its solved delta."""
-    probabilities = choice_probabilities(np.exp(delta_block), utility)
     sr, sc = layout.sigma_index
     pr, pc = layout.pi_index
     rows = np.concatenate([sr, pr]).astype(np.int64)
     columns = np.concatenate([sc, layout.K2 + pc]).astype(np.int64)
-    ds_dtheta = share_theta_jacobian(probabilities, utility.weights, data.x2, data.variables,
-                                     rows, columns)
-    ds_ddelta = share_delta_jacobian(probabilities, utility.weights)
+    ds_ddelta, ds_dtheta = share_jacobians(np.exp(delta_block), utility, data.x2,
+                                           data.variables, rows, columns)
     return delta_theta_jacobian(ds_ddelta, ds_dtheta, data.block.product_pad)
 
 
@@ -260,7 +273,7 @@ class InnerLoop:
             utility = self._utility(b, mapping, store)
             x0 = data.block.gather_products(start)
             fp: FixedPointResult = solve_fixed_point(
-                _ContractionMap(utility, data.shares, data.pad), x0, config)
+                _ContractionMap(utility, data.shares, data.pad), x0, _block_config(config, data))
             data.block.scatter_products(fp.x, delta)
             evaluations += int(fp.evaluations.sum())
             iterations = max(iterations, int(fp.evaluations.max()))
@@ -309,6 +322,14 @@ class InnerLoop:
                                         self.layout)
                 data.block.scatter_products(block, out)
         return out
+
+
+def _block_config(config: FixedPointConfig, data: _Block) -> FixedPointConfig:
+    """Resolve method "auto" for one block: Anderson on large blocks, SQUAREM on small ones."""
+    if config.method != "auto":
+        return config
+    large = int(np.prod(data.block.shape)) >= AUTO_CELLS
+    return dataclasses.replace(config, method="anderson" if large else "squarem")
 
 
 def _on_failure(config: FixedPointConfig, result: ContractionResult) -> None:
