@@ -199,9 +199,7 @@ def _elasticities(results: Any, report: Report, market: Any) -> dict[str, Any]:
     report.table("elasticities", table, show=_head(table, 12))
     matrices = compute_elasticities(results)
     chosen = market if market is not None else matrices.market_ids[0]
-    report.table(f"elasticities_market_{chosen}", Table(
-        title=f"Price elasticities in market {chosen} (row j, column k)",
-        body=matrices.market(chosen)), show=False)
+    report.table(f"elasticities_market_{chosen}", matrices.table(chosen), show=False)
     report.figure("elasticities_heatmap",
                   ElasticityHeatmap.from_results(matrices, market=chosen).plot)
     return _row(table.body, -1)
@@ -212,9 +210,7 @@ def _diversion(results: Any, report: Report, market: Any) -> None:
 
     matrices = compute_diversion_ratios(results)
     chosen = market if market is not None else matrices.market_ids[0]
-    report.table(f"diversion_market_{chosen}", Table(
-        title=f"Diversion ratios in market {chosen} (diagonal: to the outside good)",
-        body=matrices.market(chosen)), show=False)
+    report.table(f"diversion_market_{chosen}", matrices.table(chosen), show=False)
     report.figure("diversion_heatmap", ElasticityHeatmap.from_results(matrices, market=chosen).plot)
 
 
