@@ -41,12 +41,12 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
     report = Report(console, Path(directory), latex=spec.output.get("latex", True),
                     html=spec.output.get("html", True), plots=spec.output.get("plots", True),
                     json=spec.output.get("json", True))
-    products = read_table(spec.data["products"], f"[data] products in {spec.path.name}")
-    agents = (read_table(spec.data["agents"], f"[data] agents in {spec.path.name}")
-              if "agents" in spec.data else None)
     caught: list[str] = []
     with warnings.catch_warnings(record=True) as records:
         warnings.simplefilter("always")
+        products = read_table(spec.data["products"], f"[data] products in {spec.path.name}")
+        agents = (read_table(spec.data["agents"], f"[data] agents in {spec.path.name}")
+                  if "agents" in spec.data else None)
         instruments = build_instruments(spec, products, agents)
         if command == "logit":
             results = _logit(spec, products, instruments)
@@ -59,8 +59,10 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
             report.table("starts", results.starts_table())
         post = post_estimation(spec, results, report, products,
                                runner=None if quiet else progress_runner(progress, "post-estimation"))
-        for w in records:
-            caught.append(f"{w.category.__name__}: {w.message}")
+        for w in records:  # library maintenance notices are not the user's business
+            if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning,
+                                           FutureWarning)):
+                caught.append(f"{w.category.__name__}: {w.message}")
     for line in dict.fromkeys(caught):
         progress.print(f"warning: {line}", style="yellow", highlight=False)
     post["warnings"] = list(dict.fromkeys(caught))
@@ -327,6 +329,9 @@ def run_command(args: Any) -> int:
             raise
         print(f"blpdemand {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"blpdemand {args.command}: interrupted", file=sys.stderr)
+        return 130
     except Exception as exc:  # a bug: still one line unless --traceback
         if args.traceback:
             raise
