@@ -243,9 +243,13 @@ def estimate_approximation(problem: Problem, *, sigma: Any = None, pi: Any = Non
 
     Examples
     --------
-    >>> import blpdemand as bd  # doctest: +SKIP
-    >>> approx = bd.estimate_approximation(problem, sigma=[1, 1], covariance="robust")  # doctest: +SKIP
-    >>> approx.to_frame()  # doctest: +SKIP
+    >>> import blpdemand as bd
+    >>> sim = bd.simulate(markets=50, products=5, sigma={"x1": 0.5}, draws=50, rng=0)
+    >>> problem = bd.Problem(sim.products, linear=sim.linear, nonlinear="0 + x1",
+    ...                      agents=sim.agents, instruments=["w1", "w2"])
+    >>> approx = estimate_approximation(problem)
+    >>> approx.names
+    ('1', 'prices', 'x1', 'x2', 'sigma2[x1]')
     """
     if covariance not in COVARIANCE_KINDS:
         raise SpecificationError(f"covariance={covariance!r} is unknown; use one of {COVARIANCE_KINDS}")
@@ -339,9 +343,13 @@ def _quadratic(Pi: FloatArray, C: FloatArray, X2: FloatArray, e: FloatArray, cod
 
     dQ / d pi_ky = x_k (a_y - b_y) - e_k a_y, with a = x' Pi C_t and b = e' Pi C_t.
     """
-    PC = np.einsum("kd,tde->tke", Pi, C)[codes]  # (N, K2, D)
-    a = np.einsum("nk,nkd->nd", X2, PC)
-    b = np.einsum("nk,nkd->nd", e, PC)
+    PC = np.einsum("kd,tde->tke", Pi, C)  # (T, K2, D) per market, expanded one y at a time
+    a = np.empty((X2.shape[0], Pi.shape[1]))
+    b = np.empty_like(a)
+    for y in range(Pi.shape[1]):
+        rows = PC[:, :, y][codes]
+        a[:, y] = np.einsum("nk,nk->n", X2, rows)
+        b[:, y] = np.einsum("nk,nk->n", e, rows)
     q = np.einsum("nd,kd,nk->n", a, Pi, X2 / 2.0 - e)
     dq = X2[:, pr] * (a - b)[:, pc] - e[:, pr] * a[:, pc]
     return q, dq
