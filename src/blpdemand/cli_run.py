@@ -99,6 +99,11 @@ def build_instruments(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame |
         params = inspect.signature(build).parameters
         valid = tuple(n for n in keyword_names(build) if n not in ("products", "agents"))
         check_keys(options, valid, where, spec.path.name)
+        missing = [p.name for p in params.values() if p.default is p.empty
+                   and p.name not in ("products", "agents") and p.name not in options
+                   and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if missing:
+            raise SpecificationError(f"{where} in {spec.path.name} needs {', '.join(missing)}")
         if spec.columns and "columns" in params and "columns" not in options:
             options["columns"] = spec.columns
         args: list[Any] = [products]
