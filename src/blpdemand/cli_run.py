@@ -17,8 +17,15 @@ from rich.console import Console
 
 import blpdemand
 from blpdemand.cli_report import Report, RichReporter, progress_runner
-from blpdemand.cli_spec import Spec, check_keys, keyword_names, read_spec, read_table
-from blpdemand.errors import SpecificationError
+from blpdemand.cli_spec import (
+    Spec,
+    check_keys,
+    check_types,
+    keyword_names,
+    read_spec,
+    read_table,
+)
+from blpdemand.errors import BLPDemandError, SpecificationError
 from blpdemand.results.plots import ElasticityHeatmap
 from blpdemand.results.tables import Table
 
@@ -134,6 +141,7 @@ def _logit(spec: Spec, products: pd.DataFrame, instruments: list[Any]) -> Any:
         kwargs["columns"] = spec.columns
     valid = tuple(n for n in keyword_names(estimate_logit) if n not in kwargs and n != "products")
     check_keys(spec.logit, valid, "[logit]", spec.path.name)
+    check_types(spec.logit, estimate_logit, "[logit]", spec.path.name)
     return estimate_logit(products, **kwargs, **spec.logit)
 
 
@@ -155,10 +163,16 @@ def _blp(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None, instru
             options["demographics_data"] = read_table(options["demographics_data"],
                                                       f"[integration] in {spec.path.name}")
         check_keys(options, keyword_names(Integration), "[integration]", spec.path.name)
+        check_types(options, Integration, "[integration]", spec.path.name)
         if "kind" not in options or "size" not in options:
             raise SpecificationError(f"[integration] in {spec.path.name} needs kind and size, "
                                      f"e.g. kind = \"sobol\", size = 200")
-        agent_source = Integration(options.pop("kind"), options.pop("size"), **options)
+        try:
+            agent_source = Integration(options.pop("kind"), options.pop("size"), **options)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, BLPDemandError):
+                raise
+            raise SpecificationError(f"[integration] in {spec.path.name}: {exc}") from None
     kwargs: dict[str, Any] = {k: model[k] for k in
                               ("linear", "nonlinear", "demographics", "absorb", "endogenous")
                               if k in model}
@@ -166,6 +180,7 @@ def _blp(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None, instru
                       columns=spec.columns or None, **kwargs)
     valid = tuple(n for n in keyword_names(EstimationConfig) if n not in NOT_FROM_SPEC)
     check_keys(spec.estimation, valid, "[estimation]", spec.path.name)
+    check_types(spec.estimation, EstimationConfig, "[estimation]", spec.path.name)
     options = dict(spec.estimation)
     if "bounds" in options:
         options["bounds"] = {k: tuple(v) for k, v in dict(options["bounds"]).items()}

@@ -19,6 +19,8 @@ import inspect
 import os
 import re
 import tomllib
+import types
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,6 +192,49 @@ def keyword_names(target: Callable[..., Any]) -> tuple[str, ...]:
     return tuple(p.name for p in params
                  if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
                  and not p.name.startswith("_"))
+
+
+def check_types(given: Mapping[str, Any], target: Callable[..., Any], section: str,
+                spec_name: str) -> None:
+    """Check simple annotated types (float, int, bool, str, Literal, optional) of the keyword
+    arguments a spec section forwards to ``target``; other annotations are left to it."""
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # noqa: BLE001 - annotations that cannot be resolved are not checked
+        return
+    for key, value in given.items():
+        hint = hints.get(key)
+        if hint is None or _matches(value, hint):
+            continue
+        raise SpecificationError(f"{section} {key} in {spec_name} must be {_describe(hint)}, "
+                                 f"got {_type_name(value)} {value!r}")
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint in (bool, str):
+        return isinstance(value, hint)
+    return True  # anything richer is validated by the target itself
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(h) for h in typing.get_args(hint) if h is not type(None))
+    return {float: "a number", int: "an integer", bool: "true or false",
+            str: "a string"}.get(hint, str(hint))
 
 
 def check_keys(given: Mapping[str, Any], valid: tuple[str, ...], section: str,

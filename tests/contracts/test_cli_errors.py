@@ -64,6 +64,8 @@ def _one_line(err: str) -> str:
     (GOOD + "\n[logit]\ncovarance = 'robust'\n", "unknown key 'covarance' in [logit]"),
     # a library option with an unknown value (the library's own error, still one line)
     (GOOD + "\n[logit]\nmethod = 'lasso'\n", "lasso"),
+    # a library option of the wrong type, checked against the function's annotations
+    (GOOD + "\n[logit]\nmethod = 3\n", "[logit] method in spec.toml must be one of 'ols'"),
     # unknown instrument builder
     (GOOD + "\n[[instruments.build]]\nkind = 'magic'\n", "unknown instrument builder kind 'magic'"),
     # a data error from the library (column not in the data)
@@ -88,6 +90,12 @@ def test_estimate_section_checks(tmp_path: Path, capsys: pytest.CaptureFixture[s
     code, err = _run(tmp_path, capsys, text, command="estimate")
     line = _one_line(err)
     assert code == 2 and "unknown key 'optimiser' in [estimation]" in line and "optimizer" in line
+    code, err = _run(tmp_path, capsys, text.replace("optimiser = 'bfgs'", "gtol = 'tight'"),
+                     command="estimate")
+    assert code == 2 and "[estimation] gtol in spec.toml must be a number" in _one_line(err)
+    code, err = _run(tmp_path, capsys, text.replace("size = 10", "size = 'ten'"),
+                     command="estimate")
+    assert code == 2 and "size='ten'" in _one_line(err)
     # the logit command refuses the BLP estimator's section, and the other way round
     code, err = _run(tmp_path, capsys, text, command="logit")
     assert code == 2 and "[estimation]" in _one_line(err)
