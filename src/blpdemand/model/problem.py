@@ -137,13 +137,15 @@ class Problem:
     def nodes_for(self, layout: ParameterLayout) -> FloatArray:
         """(I, K2) nodes aligned with X2 columns.
 
-        When agent data carry fewer node columns than K2, node columns are assigned in order to
-        the X2 columns whose Sigma column has a free element; the others get zero nodes.
+        With at least K2 node columns the first K2 are used (extra ones dropped, as in PyBLP).
+        With fewer, node columns are assigned in order to the X2 columns whose Sigma column has a
+        free element; the others get zero nodes.
         """
         assert self.agents is not None
         nodes = self.agents.nodes
-        if nodes.shape[1] == self.K2:
-            return nodes
+        if nodes.shape[1] >= self.K2:
+            # extra node columns are dropped, as PyBLP does (its Agents keep the first K2)
+            return nodes[:, : self.K2]
         used = np.flatnonzero(layout.sigma_free.any(axis=0))
         if nodes.shape[1] < used.size:
             raise DataError(
