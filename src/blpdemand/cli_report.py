@@ -26,18 +26,21 @@ class RichReporter:
     """One row per objective evaluation: step, start, evaluation, optimizer iteration, time,
     contraction iterations and evaluations, objective, gradient inf-norm and theta."""
 
-    def __init__(self, console: Console, *, max_theta: int = 5) -> None:
+    def __init__(self, console: Console, *, max_theta: int = 5, quiet: bool = False) -> None:
         self.console = console
         self.max_theta = max_theta
+        self.quiet = quiet
         self._last: tuple[int, int] | None = None
-        self.count = 0
+        self.records: list[EvaluationRecord] = []
 
     def on_evaluation(self, record: EvaluationRecord) -> None:
+        self.records.append(record)
+        if self.quiet:
+            return
         key = (record.step, record.start)
         if key != self._last:
             self.console.print(_HEADER, style="bold", highlight=False, soft_wrap=True)
             self._last = key
-        self.count += 1
         theta = np.asarray(record.theta, dtype=np.float64).ravel()
         shown = " ".join(f"{v:+.4g}" for v in theta[: self.max_theta])
         if theta.size > self.max_theta:
@@ -47,6 +50,32 @@ class RichReporter:
             f"{record.time:>7.2f}s {record.contraction_iterations:>7} "
             f"{record.contraction_evaluations:>7} {record.objective:>14.8g} "
             f"{record.gradient_norm:>11.4e}  {shown}", highlight=False, soft_wrap=True)
+
+
+def draw_convergence(records: Sequence[EvaluationRecord]) -> Callable[[Any], Any]:
+    """A drawing of the objective and the gradient inf-norm at each evaluation, per (step, start)."""
+
+    def draw(ax: Any) -> Any:
+        runs: dict[tuple[int, int], list[EvaluationRecord]] = {}
+        for r in records:
+            runs.setdefault((r.step, r.start), []).append(r)
+        right = ax.twinx()
+        for (step, start), rows in runs.items():
+            x = [r.evaluation for r in rows]
+            label = f"step {step}" + (f", start {start}" if len(runs) > 2 or start else "")
+            line = ax.plot(x, [r.objective for r in rows], label=label)[0]
+            right.plot(x, [max(r.gradient_norm, 1e-300) for r in rows], linestyle=":",
+                       color=line.get_color())
+        ax.set_yscale("symlog")
+        right.set_yscale("log")
+        ax.set_xlabel("objective evaluation")
+        ax.set_ylabel("objective Q(theta) (solid)")
+        right.set_ylabel("gradient inf-norm (dotted)")
+        ax.set_title("Convergence of the GMM objective")
+        ax.legend(loc="upper right", fontsize=8)
+        return ax
+
+    return draw
 
 
 def progress_runner(console: Console, description: str = "starts"

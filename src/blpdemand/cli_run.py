@@ -16,7 +16,7 @@ import pandas as pd
 from rich.console import Console
 
 import blpdemand
-from blpdemand.cli_report import Report, RichReporter, progress_runner
+from blpdemand.cli_report import Report, RichReporter, draw_convergence, progress_runner
 from blpdemand.cli_spec import (
     Spec,
     check_keys,
@@ -58,7 +58,10 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
         if command == "logit":
             results = _logit(spec, products, instruments)
         else:
-            results = _blp(spec, products, agents, instruments, console=progress, quiet=quiet)
+            results, evaluations = _blp(spec, products, agents, instruments, console=progress,
+                                        quiet=quiet)
+            if evaluations:
+                report.figure("convergence", draw_convergence(evaluations))
         report.table("summary", results.summary())
         if getattr(results, "first_stage", None) is not None:
             report.table("first_stage", results.first_stage_table())
@@ -185,9 +188,10 @@ def _blp(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None, instru
     if "bounds" in options:
         options["bounds"] = {k: tuple(v) for k, v in dict(options["bounds"]).items()}
     config = EstimationConfig(**options, runner=progress_runner(console, "multi-start"))
-    reporter = None if quiet else RichReporter(console)
-    return estimate(problem, sigma=spec.parameters.get("sigma"), pi=spec.parameters.get("pi"),
-                    config=config, reporter=reporter)
+    reporter = RichReporter(console, quiet=quiet)
+    results = estimate(problem, sigma=spec.parameters.get("sigma"), pi=spec.parameters.get("pi"),
+                       config=config, reporter=reporter)
+    return results, reporter.records
 
 
 def post_estimation(spec: Spec, results: Any, report: Report, products: pd.DataFrame, *,

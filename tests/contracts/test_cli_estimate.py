@@ -114,7 +114,7 @@ def test_nevo_round_trip(nevo_run: tuple[Path, str], nevo_api) -> None:
     for name, table in saved.tables.items():
         assert again.tables[name].to_text() == table.to_text()
         pd.testing.assert_frame_equal(again.tables[name].to_frame(), table.to_frame())
-    assert {"elasticities_heatmap.png", "diversion_heatmap.png", "costs.tex",
+    assert {"elasticities_heatmap.png", "diversion_heatmap.png", "convergence.png", "costs.tex",
             "diversion_market_C01Q1.html"} <= {p.name for p in out.iterdir()}
 
 
