@@ -42,6 +42,11 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
     if command == "estimate" and spec.logit:
         raise SpecificationError(f"[logit] in {spec.path.name} configures the plain logit; "
                                  f"use [estimation] with 'blpdemand estimate'")
+    if spec.post.get("profiles", False) and (command != "estimate" or
+                                             "ObjectiveProfile" not in blpdemand.__all__):
+        raise SpecificationError(f"[post] profiles in {spec.path.name} needs 'estimate' and "
+                                 f"objective profiles (bd.ObjectiveProfile), which this version "
+                                 f"does not provide; remove it")
     directory = output if output is not None else spec.output.get("directory")
     if directory is None:
         directory = Path.cwd() / f"{spec.path.stem}-results"
@@ -210,6 +215,8 @@ def post_estimation(spec: Spec, results: Any, report: Report, products: pd.DataF
         steps.append(("diversion", lambda: _diversion(results, report, market)))
     if post.get("costs", False):
         steps.append(("costs", lambda: _costs(spec, results, report, products)))
+    if post.get("profiles", False):
+        steps.append(("profiles", lambda: _profiles(spec, results, report)))
     if "merger" in post:
         steps.append(("merger", lambda: merger(spec, results, report, products)))
     run_steps = runner if runner is not None else (lambda jobs: [job() for job in jobs])
@@ -229,6 +236,12 @@ def _elasticities(results: Any, report: Report, market: Any) -> dict[str, Any]:
     report.figure("elasticities_heatmap",
                   ElasticityHeatmap.from_results(matrices, market=chosen).plot)
     return _row(table.body, -1)
+
+
+def _profiles(spec: Spec, results: Any, report: Report) -> None:
+    """Objective profiles Q along each parameter through the ``ObjectiveProfile`` display."""
+    display = getattr(blpdemand, "ObjectiveProfile")
+    report.figure("objective_profiles", display.from_results(results).plot)
 
 
 def _diversion(results: Any, report: Report, market: Any) -> None:
