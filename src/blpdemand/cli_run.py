@@ -240,7 +240,7 @@ def _elasticities(results: Any, report: Report, market: Any) -> dict[str, Any]:
 
 def _profiles(spec: Spec, results: Any, report: Report) -> None:
     """Objective profiles Q along each parameter through the ``ObjectiveProfile`` display."""
-    display = getattr(blpdemand, "ObjectiveProfile")
+    display = blpdemand.ObjectiveProfile
     report.figure("objective_profiles", display.from_results(results).plot)
 
 
