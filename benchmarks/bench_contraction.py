@@ -179,32 +179,45 @@ def pyblp_contraction(results: Any, logit_delta: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- runs
+def interleaved(functions: dict[str, Callable[[], Any]], repeat: int) -> dict[str, tuple[float, Any]]:
+    """Best wall time of each function, run in turns so that machine load hits all alike."""
+    best: dict[str, tuple[float, Any]] = {name: (np.inf, None) for name in functions}
+    for _ in range(repeat):
+        for name, function in functions.items():
+            elapsed, value = best_time(function, 1)
+            if elapsed < best[name][0]:
+                best[name] = (elapsed, value)
+    return best
+
+
 def contraction_row(case: dict[str, Any], repeat: int, with_pyblp: bool,
                     methods: list[str]) -> None:
     problem = case["ours"]
     layout, theta = problem.layout(case["sigma"], case["pi"])
-    theirs_time, theirs, evaluations = np.nan, None, np.zeros(1)
+    functions: dict[str, Callable[[], Any]] = {}
+    for method in methods:
+        config = contraction.FixedPointConfig(method=method)  # type: ignore[arg-type]
+        functions[method] = (lambda config=config:
+                             contraction.solve_delta(problem, layout, theta, config=config))
+        functions[method]()  # the first call gathers the blocks (cached per problem)
+    evaluations = np.zeros(1)
     if with_pyblp:
         results = pyblp_solve(pyblp_problem(case), case)
         logit = problem.products.unsort(problem.products.logit_delta)
-        theirs_time, theirs = best_time(lambda: pyblp_contraction(results, logit), repeat)
-        theirs = problem.products.sort(theirs)
+        functions["pyblp"] = lambda: problem.products.sort(pyblp_contraction(results, logit))
         evaluations = np.asarray(results.contraction_evaluations).ravel()
-        print(f"{case['name']:>6} contraction: pyblp {theirs_time * 1e3:9.1f} ms, evaluations "
+    best = interleaved(functions, repeat)
+    if with_pyblp:
+        theirs_time, theirs = best["pyblp"]
+        print(f"{case['name']:>6} contraction: pyblp    {theirs_time * 1e3:9.1f} ms, evaluations "
               f"{int(evaluations.sum())} (max/market {int(evaluations.max())})", flush=True)
     for method in methods:
-        config = contraction.FixedPointConfig(method=method)  # type: ignore[arg-type]
-
-        def ours_run(config: Any = config) -> Any:
-            return contraction.solve_delta(problem, layout, theta, config=config)
-
-        ours_run()  # the first call gathers the blocks (cached per problem)
-        ours_time, ours = best_time(ours_run, repeat)
-        peak = peak_bytes(ours_run)
+        ours_time, ours = best[method]
+        peak = peak_bytes(functions[method])
         line = (f"{case['name']:>6} contraction: ours {method:>8} {ours_time * 1e3:9.1f} ms, "
                 f"evaluations {ours.evaluations} (max/market {ours.iterations}), converged "
                 f"{ours.converged}, peak {peak / 2**20:.1f} MiB")
-        if theirs is not None:
+        if with_pyblp:
             line += (f"; ratio {theirs_time / ours_time:.1f}x, max |delta - pyblp| "
                      f"{np.max(np.abs(theirs - ours.delta)):.1e}")
         print(line, flush=True)
@@ -254,33 +267,31 @@ def objective_row(case: dict[str, Any], repeat: int, with_pyblp: bool,
     layout, theta = problem.layout(case["sigma"], case["pi"])
     Z = problem.ZD_tilde
     W = np.linalg.inv(Z.T @ Z / problem.N)
-    theirs_time = np.nan
+    functions: dict[str, Callable[[], Any]] = {}
+    for method in methods:
+        config = contraction.FixedPointConfig(method=method)  # type: ignore[arg-type]
+        functions[method] = (lambda config=config: DemandObjective(
+            problem, layout, W, contraction=config).evaluate(theta, report=False))
+        functions[method]()
     if with_pyblp:
         pyblp_case = pyblp_problem(case)
-        tracemalloc.start()
-        start = time.perf_counter()
-        results = pyblp_solve(pyblp_case, case)
-        wall = time.perf_counter() - start
-        theirs_peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-        theirs_time = results.optimization_time
-        print(f"{case['name']:>6} objective+gradient: pyblp {theirs_time:.2f} s optimization "
-              f"({wall:.2f} s solve wall, traced), Q = "
+        functions["pyblp"] = lambda: pyblp_solve(pyblp_case, case)
+    best = interleaved(functions, repeat)
+    if with_pyblp:
+        theirs_time, results = best["pyblp"]
+        theirs_peak = peak_bytes(functions["pyblp"])
+        print(f"{case['name']:>6} objective+gradient: pyblp    {theirs_time:.2f} s (solve at "
+              f"fixed theta, Optimization('return')), Q = "
               f"{float(np.asarray(results.objective)):.6g}, peak {theirs_peak / 2**20:.0f} MiB",
               flush=True)
     for method in methods:
-        options = {"config": contraction.FixedPointConfig(method=method)}  # type: ignore[arg-type]
-
-        def ours(options: Any = options) -> Any:
-            objective = DemandObjective(problem, layout, W, contraction_options=options)
-            return objective.evaluate(theta, report=False)
-
-        ours()
-        ours_time, value = best_time(ours, repeat)
-        ours_peak = peak_bytes(ours)
-        print(f"{case['name']:>6} objective+gradient: ours {method:>8} {ours_time:.2f} s "
-              f"(Q = {value.objective:.6g}), peak {ours_peak / 2**20:.0f} MiB; ratio "
-              f"{theirs_time / ours_time:.1f}x", flush=True)
+        ours_time, value = best[method]
+        ours_peak = peak_bytes(functions[method])
+        line = (f"{case['name']:>6} objective+gradient: ours {method:>8} {ours_time:.2f} s "
+                f"(Q = {value.objective:.6g}), peak {ours_peak / 2**20:.0f} MiB")
+        if with_pyblp:
+            line += f"; ratio {theirs_time / ours_time:.1f}x"
+        print(line, flush=True)
 
 
 def main() -> None:
@@ -288,7 +299,7 @@ def main() -> None:
     parser.add_argument("problems", nargs="*", default=["nevo", "blp", "cars", "large"])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-pyblp", action="store_true")
-    parser.add_argument("--methods", nargs="+", default=["squarem", "anderson"])
+    parser.add_argument("--methods", nargs="+", default=["auto", "squarem"])
     args = parser.parse_args()
     builders = {"nevo": nevo, "blp": blp, "cars": cars, "large": large}
     for name in args.problems:
@@ -296,7 +307,7 @@ def main() -> None:
         contraction_row(case, args.repeat, not args.no_pyblp, args.methods)
         if name == "large":
             floors(case)
-            objective_row(case, 1, not args.no_pyblp, args.methods)
+            objective_row(case, max(1, args.repeat - 1), not args.no_pyblp, args.methods)
 
 
 if __name__ == "__main__":

@@ -276,61 +276,66 @@ def _squarem(work: _WorkSet, x: FloatArray) -> FloatArray:
 def _least_squares(F: FloatArray, f: FloatArray) -> FloatArray:
     """Per-row argmin_gamma ||f - F gamma||: F (n, J, m), f (n, J) -> (n, m).
 
-    Normal equations with columns scaled to unit norm and a small ridge (1e-12), solved as one
-    batched (m, m) system: cheap, and an inexact gamma only slows the step, never the answer
-    (convergence is judged on G(x) - x).
+    Normal equations with a ridge of 1e-10 relative to each column's squared norm, solved as
+    one batched (m, m) system: cheap, and an inexact gamma only slows the step, never the
+    answer (convergence is judged on G(x) - x).
     """
-    scale = np.sqrt(np.einsum("njm,njm->nm", F, F))
-    scale = np.where(scale > 0, scale, 1.0)
-    Fs = F / scale[:, None, :]
-    gram = np.matmul(Fs.transpose(0, 2, 1), Fs)
+    Ft = F.transpose(0, 2, 1)
+    gram = np.matmul(Ft, F)
     m = gram.shape[1]
-    gram[:, np.arange(m), np.arange(m)] += 1e-12
-    rhs = np.matmul(Fs.transpose(0, 2, 1), f[:, :, None])
+    diagonal = np.arange(m)
+    gram[:, diagonal, diagonal] *= 1.0 + 1e-10
+    gram[:, diagonal, diagonal] += 1e-300
     try:
-        gamma = np.linalg.solve(gram, rhs)[:, :, 0] / scale
+        gamma = np.linalg.solve(gram, np.matmul(Ft, f[:, :, None]))[:, :, 0]
     except np.linalg.LinAlgError:
-        gamma = np.zeros(f.shape[:1] + (m,))
-    return cast(FloatArray, np.where(np.isfinite(gamma), gamma, 0.0))
+        return np.zeros(f.shape[:1] + (m,))
+    return cast(FloatArray, gamma)
 
 
 def _anderson(work: _WorkSet, x: FloatArray, memory: int) -> FloatArray:
-    # Safeguard: a row whose residual blows up (non-finite, or 10x its best) goes back to its
-    # last point, forgets its history and takes a plain step; if that fails too, it fails.
+    # History in ring buffers (column order does not matter to least squares). Safeguard: a
+    # row whose residual blows up (non-finite, or 10x its best) goes back to its last point,
+    # forgets its history and takes a plain step; if that fails too, it fails.
     g = work.evaluate(x)
     work.check(x, g)
     f = g - x
     best = np.max(np.abs(f), axis=1)
     restarted = np.zeros(x.shape[0], dtype=bool)
-    dF: list[FloatArray] = []
-    dG: list[FloatArray] = []
+    dF = np.zeros(x.shape + (memory,))
+    dG = np.zeros(x.shape + (memory,))
+    filled = 0
     while work.running:
         keep = work.compact()
         if keep is not None:
             x, g, f, best, restarted = x[keep], g[keep], f[keep], best[keep], restarted[keep]
-            dF, dG = [d[keep] for d in dF], [d[keep] for d in dG]
-        if dF:
-            F, G = np.stack(dF, axis=2), np.stack(dG, axis=2)  # (n, J, m)
-            gamma = _least_squares(F, f)
-            x_new = g - np.matmul(G, gamma[:, :, None])[:, :, 0]
+            dF, dG = dF[keep], dG[keep]
+        if filled:
+            columns = min(filled, memory)
+            gamma = _least_squares(dF[:, :, :columns], f)
+            x_new = g - np.matmul(dG[:, :, :columns], gamma[:, :, None])[:, :, 0]
             bad = ~_finite_rows(x_new)
-            x_new[bad] = g[bad]
+            if bad.any():
+                x_new[bad] = g[bad]
         else:
             x_new = g
         g_new = work.evaluate(x_new)
         work.check(x_new, g_new, fail_nonfinite=False)
         f_new = g_new - x_new
         norm = np.max(np.abs(f_new), axis=1)
+        slot = filled % memory
+        dF[:, :, slot] = f_new - f
+        dG[:, :, slot] = g_new - g
+        filled += 1
         blown = ~(norm <= 10.0 * best)
-        dF.append(f_new - f)
-        dG.append(g_new - g)
-        dF, dG = dF[-memory:], dG[-memory:]
         if blown.any():
             work.fail(blown & restarted, g)
             x_new[blown], g_new[blown], f_new[blown] = x[blown], g[blown], f[blown]
-            for d in dF + dG:
-                d[blown] = 0.0
-        best = np.where(blown, best, np.minimum(best, norm))
+            dF[blown] = 0.0
+            dG[blown] = 0.0
+            best = np.where(blown, best, np.minimum(best, norm))
+        else:
+            best = np.minimum(best, norm)
         restarted = blown
         x, g, f = x_new, g_new, f_new
     return g
