@@ -110,8 +110,6 @@ class Report:
         self.written: list[Path] = []
         self.started = time.perf_counter()
         self._deferred: list[Table] | None = None
-        if directory is not None:
-            directory.mkdir(parents=True, exist_ok=True)
 
     def table(self, name: str, table: Table, *, show: Table | bool = True) -> None:
         """Keep a table for the JSON, write its LaTeX and HTML files, and show it (or ``show``,
@@ -145,20 +143,14 @@ class Report:
         """Draw onto a fresh matplotlib axes with ``draw(ax)`` and save ``{name}.png``."""
         if self.directory is None or not self.plots:
             return
-        import matplotlib
+        from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(7, 5))
-        try:
-            draw(ax)
-            fig.tight_layout()
-            path = self.directory / f"{name}.png"
-            fig.savefig(path, dpi=120)
-            self.written.append(path)
-        finally:
-            plt.close(fig)
+        fig = Figure(figsize=(7, 5))
+        draw(fig.subplots())
+        fig.tight_layout()
+        path = self._folder() / f"{name}.png"
+        fig.savefig(path, dpi=120)
+        self.written.append(path)
 
     def save(self, results: Any, *, spec: Mapping[str, Any],
              post_estimation: Mapping[str, Any]) -> Path | None:
@@ -166,7 +158,7 @@ class Report:
         if self.directory is None or not self.json:
             return None
         tables = {k: v for k, v in self.tables.items() if k != "summary"}
-        path = save_results(results, self.directory / "results.json", spec=spec, tables=tables,
+        path = save_results(results, self._folder() / "results.json", spec=spec, tables=tables,
                             post_estimation=post_estimation)
         self.written.append(path)
         return path
@@ -177,8 +169,14 @@ class Report:
             self.console.print(f"wrote {len(self.written)} files to {self.directory} "
                                f"in {elapsed:.1f}s", highlight=False)
 
+    def _folder(self) -> Path:
+        """The output folder, created on first use (a failed run leaves no empty folder)."""
+        assert self.directory is not None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        return self.directory
+
     def _write(self, name: str, text: str) -> None:
         assert self.directory is not None
-        path = self.directory / name
+        path = self._folder() / name
         path.write_text(text, encoding="utf-8")
         self.written.append(path)
