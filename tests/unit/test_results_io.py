@@ -101,3 +101,22 @@ def test_bad_files_are_named(tmp_path: Path) -> None:
     (tmp_path / "new.json").write_text('{"schema": "blpdemand.results", "schema_version": 99}')
     with pytest.raises(DataError, match="schema_version 99"):
         load_results(tmp_path / "new.json")
+
+
+def test_live_logit_round_trip(tmp_path: Path) -> None:
+    # Reference: the live LogitResults written; exact floats, identical rendered tables.
+    from blpdemand.model.simulation import simulate
+    from blpdemand.results.logit import estimate_logit
+
+    sim = simulate(markets=30, products=5, rng=2)
+    live = estimate_logit(sim.products, linear=sim.linear, instruments=list(sim.instruments))
+    path = save_results(live, tmp_path / "logit.json",
+                        tables={"first_stage": live.first_stage_table()})
+    loaded = load_results(path)
+    np.testing.assert_array_equal(loaded.estimates.to_numpy(), live.params.to_numpy())
+    np.testing.assert_array_equal(loaded.standard_errors.to_numpy(), live.bse.to_numpy())
+    assert loaded.kind == "logit" and loaded.diagnostics["nobs"] == 150
+    for name, table in (("summary", live.summary()), ("first_stage", live.first_stage_table())):
+        assert loaded.tables[name].to_text() == table.to_text()
+        assert loaded.tables[name].to_latex() == table.to_latex()
+        pd.testing.assert_frame_equal(loaded.tables[name].to_frame(), table.to_frame())
