@@ -55,9 +55,10 @@ SCHEMA_VERSION = 1
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _DIAGNOSTIC_FIELDS = (
     "converged", "status", "message", "iterations", "evaluations", "gradient", "gradient_norm",
-    "hessian_eigenvalues", "contraction_iterations", "contraction_evaluations", "time", "seconds",
-    "nobs", "N", "T", "method", "covariance_kind", "covariance", "weak_instruments", "first_stage_f", "rng", "seeds",
-    "warnings", "starts", "step", "steps",
+    "hessian_eigenvalues", "contraction_iterations", "contraction_evaluations",
+    "contraction_failures", "time", "seconds", "nobs", "N", "T", "method", "covariance_kind",
+    "covariance_type", "covariance", "df_resid", "absorbed_degrees", "j_statistic",
+    "weak_instruments", "first_stage_f", "rng", "seeds", "warnings", "starts", "step", "steps",
 )
 
 
