@@ -336,7 +336,10 @@ SPEC_COMMANDS = {
 def add_spec_commands(sub: Any) -> None:
     """Add ``estimate`` and ``logit`` to the ``blpdemand`` sub-command parser."""
     for name, (short, long) in SPEC_COMMANDS.items():
-        p = sub.add_parser(name, help=short, description=long)
+        example = "nevo.toml" if name == "estimate" else "cars.toml"
+        p = sub.add_parser(name, help=short, description=long,
+                           epilog=f"example: BLPDEMAND_DATA=path/to/data blpdemand {name} "
+                                  f"examples/{example} --output results")
         p.add_argument("spec", type=Path, metavar="SPEC.toml", help="the specification file")
         p.add_argument("--output", "-o", type=Path, metavar="DIR", default=None,
                        help="folder for results.json, tables and plots (default: [output] "
