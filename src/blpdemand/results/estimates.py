@@ -162,7 +162,8 @@ class BLPResults:
                  f"objective = {self.objective:.6g}, gradient inf-norm = {self.gradient_norm:.3g}"),
                  (f"standard errors: {self.covariance_kind}; optimizer {self.config.optimizer}: "
                  f"{self.optimization.status.value} after {self.optimization.iterations} iterations"),
-                 f"contraction iterations = {self.contraction_iterations}, time = {self.time:.2f} s"]
+                 (f"contraction iterations = {self.contraction_iterations} (failed at "
+                 f"{self.contraction_failures} trial theta), time = {self.time:.2f} s")]
         if eig is not None:
             notes.append(f"Hessian eigenvalues: min {eig.min():.4g}, max {eig.max():.4g}")
         return coefficient_table(self.names, self.estimates, self.standard_errors,
@@ -184,6 +185,8 @@ class BLPResults:
 def gmm_covariance(G: FloatArray, W: FloatArray, xi: FloatArray, Z: FloatArray, *, kind: str,
                    clusters: AnyArray | None = None, center: bool = True) -> FloatArray:
     """Covariance of (theta, beta): sandwich for robust/clustered, (G'S^{-1}G)^{-1}/N unadjusted."""
+    if not (np.all(np.isfinite(G)) and np.all(np.isfinite(xi))):
+        return np.full((G.shape[1], G.shape[1]), np.nan)  # the inner loop failed at theta
     S = moment_covariance(xi, Z, kind=kind, clusters=clusters, center=center)
     if kind == "unadjusted":
         W = weighting_matrix(S, what="unadjusted moment covariance")

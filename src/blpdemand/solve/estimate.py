@@ -33,7 +33,7 @@ from blpdemand.solve.optimizer import (
 )
 from blpdemand.solve.progress import Reporter
 
-BOUND_UTILITY = 20.0  # default bounds: a parameter may move utility by at most this much
+BOUND_UTILITY = 10.0  # default bounds: see default_bounds
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,7 +51,8 @@ class EstimationConfig:
         at the true minimum.
     max_iterations : optimizer iterations per run.
     bounds : {parameter name: (low, high)} overriding the data-derived default box
-        (each free parameter may change utility by at most 20 over the data, or twice its start).
+        (see ``default_bounds``: a parameter moves typical utility by at most 10, or twice
+        its start).
     method : ``"1s"`` or ``"2s"`` GMM.
     weighting : moment covariance for the step-2 W: ``"robust"`` or ``"clustered"``.
     covariance : standard errors: ``"robust"`` (default), ``"unadjusted"``, ``"clustered"``.
@@ -138,13 +139,22 @@ class EstimationOutcome:
 
 def default_bounds(problem: Problem, layout: ParameterLayout, theta0: FloatArray
                    ) -> list[tuple[float, float]]:
-    """Symmetric boxes |theta_p| <= max(20 / max|x2_r v_c|, 2 |theta0_p|), v a node or demographic."""
+    """Symmetric boxes |theta_p| <= max(10 / (rms(x2_r) rms(v_c)), 2 |theta0_p|).
+
+    v_c is the node or demographic column the parameter multiplies: a parameter may move a
+    typical consumer's utility for a typical product by at most 10 (a share ratio of e^10),
+    which keeps the optimizer away from regions where shares underflow.
+    """
     if layout.P == 0:
         return []
     assert problem.agents is not None
-    x2 = np.max(np.abs(problem.X2.values), axis=0)
-    nodes = np.max(np.abs(problem.nodes_for(layout)), axis=0, initial=0.0)
-    demo = np.max(np.abs(problem.agents.demographics), axis=0, initial=0.0) if layout.D else np.zeros(0)
+
+    def rms(values: FloatArray) -> FloatArray:
+        return np.sqrt(np.mean(values ** 2, axis=0)) if values.shape[1] else np.zeros(0)
+
+    x2 = rms(problem.X2.values)
+    nodes = rms(problem.nodes_for(layout))
+    demo = rms(problem.agents.demographics) if layout.D else np.zeros(0)
     scales = [x2[r] * nodes[c] for r, c in zip(*layout.sigma_index)]
     scales += [x2[r] * demo[c] for r, c in zip(*layout.pi_index)]
     out = []
@@ -188,6 +198,7 @@ def evaluate_outcome(problem: Problem, layout: ParameterLayout, theta: FloatArra
     theta = np.asarray(theta, dtype=np.float64)
     hessian = objective.hessian(theta) if config.hessian else None
     evaluation = objective.evaluate(theta, report=False)
+    _check_final(evaluation, config)
     step = OptimizationResult(
         start=theta, theta=theta, objective=evaluation.objective, gradient=evaluation.gradient,
         projected_gradient_norm=float(np.max(np.abs(evaluation.gradient))),
@@ -274,10 +285,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     counts["iterations"] += objective.contraction_iterations - before[0]
     counts["evaluations"] += objective.contraction_evaluations - before[1]
     _check_optimization(steps, config)
-    if counts["failures"]:
-        warnings.warn(f"the contraction failed at {counts['failures']} trial theta(s) in markets "
-                      f"{sorted(map(str, objective.failed_markets))[:10]}", ConvergenceWarning,
-                      stacklevel=3)
+    _check_final(evaluation, config)
     return EstimationOutcome(
         layout=layout, evaluation=evaluation, W=W, steps=tuple(steps), starts=start_outcomes,
         bounds=tuple(bounds), hessian=hessian, contraction_iterations=counts["iterations"],
@@ -295,6 +303,20 @@ def _check_moments(problem: Problem, layout: ParameterLayout) -> None:
             f"{list(problem.ZD.names)} for {needed} parameter(s) "
             f"{list(problem.X1.names) + list(layout.names)}; add at least {needed - problem.MD} "
             "excluded instrument(s) or fix some Sigma/Pi elements at zero")
+
+
+def _check_final(evaluation: ObjectiveEvaluation, config: EstimationConfig) -> None:
+    """Failures at trial theta are only counted (the line search backs off from them); a failure
+    at the estimate itself makes it unreliable: warn or raise."""
+    failed = np.asarray(evaluation.failed_markets)
+    if failed.size or not np.all(np.isfinite(evaluation.xi)):
+        message = (f"the contraction failed at the estimate in market(s) {failed.tolist()[:10]}; "
+                   "tighten the parameter bounds, change the start, or raise the contraction's "
+                   "max_evaluations")
+        if config.on_failure == "raise":
+            from blpdemand.errors import ConvergenceError
+            raise ConvergenceError(message)
+        warnings.warn(message, ConvergenceWarning, stacklevel=4)
 
 
 def _check_local_minima(starts: Sequence[StartOutcome]) -> None:

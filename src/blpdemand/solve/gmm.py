@@ -94,7 +94,10 @@ class DemandObjective:
         theta = np.array(theta, dtype=np.float64)
         if self.last is not None and np.array_equal(theta, self.last.theta):
             return self.last
-        result = self.loop.solve(theta, delta0=self.delta0, jacobian=True)
+        # overflow at an extreme trial theta must not stop the optimizer: non-finite results
+        # are handled below (a large objective, so the line search backs off)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            result = self.loop.solve(theta, delta0=self.delta0, jacobian=True)
         failed = np.asarray(result.failed_markets)
         self.contraction_iterations += int(result.iterations)
         self.contraction_evaluations += int(result.evaluations)
@@ -109,7 +112,8 @@ class DemandObjective:
         delta = np.asarray(result.delta, dtype=np.float64)
         jacobian = result.jacobian
         if np.all(np.isfinite(delta)) and jacobian is None and self.layout.P > 0:
-            jacobian = self.loop.jacobian(theta, delta)
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                jacobian = self.loop.jacobian(theta, delta)
         evaluation = self._moments(theta, delta, jacobian, result, failed)
         if np.all(np.isfinite(delta)) and result.converged:
             self.delta0 = None  # the inner loop warm-starts from its last converged delta

@@ -1,0 +1,220 @@
+"""Estimation diagnostics as display objects: objective profiles, a 2-D contour, draws stability.
+
+The pictures of "what typically goes wrong" in BLP (Knittel and Metaxoglou 2014; Conlon and
+Gortmaker 2020): a flat or non-convex objective along a parameter, a ridge between two
+parameters, estimates that move when the number of draws doubles. Each object computes its
+numbers in ``from_results(...)`` and draws them with ``plot(ax=None)`` (matplotlib, imported
+only when plotting); ``table()`` gives the numbers as a Table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from blpdemand._types import FloatArray
+from blpdemand.errors import SpecificationError
+from blpdemand.integration.rule import Integration
+from blpdemand.integration.stability import StabilityReport, draws_stability
+from blpdemand.model.problem import Problem
+from blpdemand.results.estimates import BLPResults, estimate
+from blpdemand.results.tables import Table
+from blpdemand.solve.gmm import DemandObjective
+
+
+def _objective(results: BLPResults) -> DemandObjective:
+    """Q(theta) with the weighting matrix of the results' last GMM step."""
+    return DemandObjective(results.problem, results.layout, results.W,
+                           contraction=results.config.contraction)  # type: ignore[arg-type]
+
+
+def _half_width(results: BLPResults, k: int, width: float) -> float:
+    se = float(results.theta_se[k])
+    value = abs(float(results.theta[k]))
+    return max(width * se if np.isfinite(se) else 0.0, 0.25 * value, 1e-3)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ObjectiveProfile:
+    """Q along each parameter with the others held at the estimate.
+
+    Attributes
+    ----------
+    names : (P,) parameter names; estimate : (P,) theta-hat; objective : Q(theta-hat).
+    grids : (P, n) values of each parameter; values : (P, n) Q on those grids.
+    """
+
+    names: tuple[str, ...]
+    estimate: FloatArray
+    objective: float
+    grids: FloatArray = field(repr=False)
+    values: FloatArray = field(repr=False)
+
+    @classmethod
+    def from_results(cls, results: BLPResults, *, points: int = 11, width: float = 3.0
+                     ) -> ObjectiveProfile:
+        """Evaluate Q on ``points`` values within max(width SE, 25% |theta|) of each estimate."""
+        if points < 3:
+            raise SpecificationError(f"points={points} must be >= 3")
+        q = _objective(results)
+        theta = results.theta
+        grids = np.empty((theta.size, points))
+        values = np.empty((theta.size, points))
+        for k in range(theta.size):
+            h = _half_width(results, k, width)
+            grids[k] = theta[k] + np.linspace(-h, h, points)
+            for i, value in enumerate(grids[k]):
+                point = theta.copy()
+                point[k] = value
+                values[k, i] = q.objective(point)
+        return cls(names=results.layout.names, estimate=theta.copy(), objective=results.objective,
+                   grids=grids, values=values)
+
+    def table(self) -> Table:
+        """Long table: parameter, value, Q."""
+        rows = [(n, g, v) for n, gs, vs in zip(self.names, self.grids, self.values)
+                for g, v in zip(gs, vs)]
+        body = pd.DataFrame(rows, columns=["parameter", "value", "objective"])
+        return Table(title="Objective profiles", body=body)
+
+    def plot(self, ax: Any = None) -> Any:
+        """One panel per parameter (``ax``: a sequence of P axes, or None for a new figure)."""
+        import matplotlib.pyplot as plt
+
+        P = len(self.names)
+        if ax is None:
+            cols = min(P, 3)
+            rows = -(-P // cols)
+            _, grid = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+            axes = list(grid.ravel())
+            for extra in axes[P:]:
+                extra.set_visible(False)
+        else:
+            axes = list(np.atleast_1d(ax).ravel())
+            if len(axes) < P:
+                raise SpecificationError(f"plot needs {P} axes, got {len(axes)}")
+        for k, axis in enumerate(axes[:P]):
+            axis.plot(self.grids[k], self.values[k], marker=".")
+            axis.axvline(self.estimate[k], color="grey", linestyle="--")
+            axis.set_title(self.names[k], fontsize=9)
+            axis.set_ylabel("Q")
+        return axes[0].figure
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ObjectiveContour:
+    """Q on a 2-D grid of two parameters around the estimate, others at the estimate.
+
+    Attributes
+    ----------
+    names : the two parameter names; estimate : (2,) their estimates.
+    x, y : (n,) grids; values : (n, n) Q with values[i, j] at (x[j], y[i]).
+    """
+
+    names: tuple[str, str]
+    estimate: FloatArray
+    x: FloatArray = field(repr=False)
+    y: FloatArray = field(repr=False)
+    values: FloatArray = field(repr=False)
+
+    @classmethod
+    def from_results(cls, results: BLPResults, *, parameters: Sequence[int | str] = (0, 1),
+                     points: int = 9, width: float = 3.0) -> ObjectiveContour:
+        """Evaluate Q on a points x points grid of two parameters (indices or names)."""
+        names = results.layout.names
+        index = [names.index(p) if isinstance(p, str) else int(p) for p in parameters]
+        if len(index) != 2 or len(set(index)) != 2 or not all(0 <= i < len(names) for i in index):
+            raise SpecificationError(f"parameters={parameters!r} must name two distinct free "
+                                     f"parameters of {list(names)}")
+        q = _objective(results)
+        theta = results.theta
+        a, b = index
+        x = theta[a] + np.linspace(-1, 1, points) * _half_width(results, a, width)
+        y = theta[b] + np.linspace(-1, 1, points) * _half_width(results, b, width)
+        values = np.empty((points, points))
+        for i, yv in enumerate(y):
+            for j, xv in enumerate(x):
+                point = theta.copy()
+                point[a], point[b] = xv, yv
+                values[i, j] = q.objective(point)
+        return cls(names=(names[a], names[b]), estimate=theta[[a, b]].copy(), x=x, y=y,
+                   values=values)
+
+    def plot(self, ax: Any = None) -> Any:
+        """Filled contours of Q with the estimate marked; returns the axes."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(5, 4))
+        filled = ax.contourf(self.x, self.y, self.values, levels=20)
+        ax.figure.colorbar(filled, ax=ax, label="Q")
+        ax.plot(*self.estimate, marker="x", color="red")
+        ax.set_xlabel(self.names[0])
+        ax.set_ylabel(self.names[1])
+        return ax
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DrawsStability:
+    """Estimates re-computed with more integration draws (Train 2009; Conlon and Gortmaker 2020).
+
+    Attributes
+    ----------
+    report : the integration layer's StabilityReport (values per rule and parameter).
+    """
+
+    report: StabilityReport
+
+    @classmethod
+    def from_results(cls, results: BLPResults, integration: Integration, *,
+                     make_problem: Callable[[Integration], Problem] | None = None,
+                     factors: Sequence[int] = (1, 2, 4),
+                     runner: Callable[..., Any] = map) -> DrawsStability:
+        """Re-estimate under ``integration.refined(f)`` for each factor, from the original start.
+
+        ``make_problem(rule)`` builds the problem with ``agents=rule``; without it the results'
+        problem gets new agents from the rule (problems without demographics only).
+        """
+        if make_problem is None:
+            if results.problem.D > 0:
+                raise SpecificationError(
+                    "the problem has demographics: pass make_problem=lambda rule: Problem(..., "
+                    "agents=rule) so the refined rule can draw them")
+            make_problem = lambda rule: _with_agents(results.problem, rule)
+
+        sigma, pi = results.layout.unpack(results.steps[0].start)  # the original start
+
+        def run(rule: Integration) -> pd.Series:
+            refit = estimate(make_problem(rule), sigma=sigma, pi=pi, config=results.config)
+            return pd.Series(refit.estimates, index=list(refit.names))
+
+        return cls(report=draws_stability(run, integration, factors=factors, runner=runner))
+
+    def table(self) -> Table:
+        """Estimates per number of draws and the last relative change."""
+        return Table(title="Draws stability", body=self.report.to_frame())
+
+    def plot(self, ax: Any = None) -> Any:
+        """Relative change of each estimate at the last refinement (bar chart)."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 3))
+        ax.bar(range(len(self.report.names)), self.report.relative_changes[-1])
+        ax.set_xticks(range(len(self.report.names)), self.report.names, rotation=45, ha="right")
+        ax.set_ylabel("relative change")
+        return ax
+
+
+def _with_agents(problem: Problem, rule: Integration) -> Problem:
+    """The same problem with agents drawn by ``rule`` (no demographics)."""
+    agents = rule.build_agents(problem.products.markets, dimensions=problem.K2)
+    new = object.__new__(Problem)
+    for name in Problem.__dataclass_fields__:
+        object.__setattr__(new, name, getattr(problem, name))
+    object.__setattr__(new, "agents", agents)
+    return new
