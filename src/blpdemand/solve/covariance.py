@@ -3,7 +3,7 @@
 Moment covariance S (Hansen 1982), from per-observation moments g_j = z_j xi_j, centered:
   unadjusted  S = var(xi) Z'Z / N
   robust      S = (1/N) sum_j (g_j - gbar)(g_j - gbar)'
-  clustered   S = (1/N) sum_c (sum_{j in c} (g_j - gbar))(...)'
+  clustered   S = (1/N) sum_c (sum_{j in c} (g_j - gbar))(...)'   (two-way: CGM 2011)
 Parameter covariance with G = d gbar / d(theta, beta) (M, P + K1):
   V = (G'WG)^{-1} G'W S W G (G'WG)^{-1} / N   (reduces to (G' S^{-1} G)^{-1} / N when W = S^{-1}).
 """
@@ -13,10 +13,10 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 
 from blpdemand._types import AnyArray, FloatArray
 from blpdemand.errors import SpecificationError
+from blpdemand.solve import weighting
 
 CovarianceKind = Literal["unadjusted", "robust", "clustered"]
 COVARIANCE_KINDS = ("unadjusted", "robust", "clustered")
@@ -37,36 +37,25 @@ def moment_covariance(xi: FloatArray, Z: FloatArray, *, kind: str = "robust",
                       clusters: AnyArray | None = None, center: bool = True) -> FloatArray:
     """Covariance S (M, M) of the demand moments z_j xi_j; see the module docstring.
 
-    ``clusters`` are (N,) ids in the problem's sorted row order.
+    Robust and clustered (one- or two-way) S come from :mod:`blpdemand.solve.weighting`; the
+    unadjusted S uses the centered variance of xi, as PyBLP does. ``clusters`` are (N,) or
+    (N, 2) ids in the problem's sorted row order.
     """
     N = xi.shape[0]
     check_kind(kind, clusters, N)
     if kind == "unadjusted":
         S = float(np.var(xi)) * (Z.T @ Z) / N
-    else:
-        g = Z * xi[:, None]
-        if center:
-            g = g - g.mean(axis=0)
-        if kind == "clustered":
-            codes = pd.factorize(pd.Series(np.asarray(clusters)), sort=True)[0]
-            summed = np.zeros((int(codes.max()) + 1, g.shape[1]))
-            np.add.at(summed, codes, g)
-            g = summed
-        S = g.T @ g / N
-    return (S + S.T) / 2
+        return (S + S.T) / 2
+    return weighting.moment_covariance(Z * xi[:, None], kind=kind,  # type: ignore[arg-type]
+                                       clusters=clusters, center=center)
 
 
 def weighting_matrix(S: FloatArray, *, what: str = "moment covariance") -> FloatArray:
-    """W = S^{-1}, symmetrized; raises SpecificationError when S is singular."""
+    """W = S^{-1}, symmetrized; SpecificationError when S is (numerically) singular."""
     try:
-        W = np.linalg.inv(S)
-    except np.linalg.LinAlgError as error:
-        raise SpecificationError(
-            f"the {what} is singular, so no weighting matrix exists; drop collinear instruments "
-            "or use fewer clusters' worth of moments") from error
-    if not np.all(np.isfinite(W)):
-        raise SpecificationError(f"the {what} could not be inverted (non-finite values)")
-    return (W + W.T) / 2
+        return weighting.weighting_matrix(S)
+    except SpecificationError as error:
+        raise SpecificationError(f"the {what} has no inverse: {error}") from error
 
 
 def parameter_covariance(G: FloatArray, W: FloatArray, S: FloatArray, N: int) -> FloatArray:
