@@ -29,8 +29,11 @@ def block_shares(e_delta: FloatArray, utility: ExpUtility) -> FloatArray:
 
     Padded product slots get share 0; padded agents have weight 0.
     """
-    ratio = utility.weights / denominators(e_delta, utility)
-    out: FloatArray = e_delta * np.matmul(utility.exp_mu, ratio[:, :, None])[:, :, 0]
+    ratio = np.matmul(e_delta[:, None, :], utility.exp_mu)[:, 0, :]
+    ratio += utility.outside
+    np.divide(utility.weights, ratio, out=ratio)
+    out: FloatArray = np.matmul(utility.exp_mu, ratio[:, :, None])[:, :, 0]
+    out *= e_delta
     return out
 
 

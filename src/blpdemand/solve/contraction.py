@@ -30,6 +30,7 @@ problem's exp(mu). Rows are in the problem's sorted order (``problem.products.or
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 import weakref
 from dataclasses import dataclass
@@ -329,7 +330,12 @@ def _block_config(config: FixedPointConfig, data: _Block) -> FixedPointConfig:
     if config.method != "auto":
         return config
     large = int(np.prod(data.block.shape)) >= AUTO_CELLS
-    return dataclasses.replace(config, method="anderson" if large else "squarem")
+    return _resolved(config, "anderson" if large else "squarem")
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved(config: FixedPointConfig, method: str) -> FixedPointConfig:
+    return dataclasses.replace(config, method=method)  # type: ignore[arg-type]
 
 
 def _on_failure(config: FixedPointConfig, result: ContractionResult) -> None:

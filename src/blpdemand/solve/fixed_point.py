@@ -290,7 +290,7 @@ def _least_squares(F: FloatArray, f: FloatArray) -> FloatArray:
         gamma = np.linalg.solve(gram, np.matmul(Ft, f[:, :, None]))[:, :, 0]
     except np.linalg.LinAlgError:
         return np.zeros(f.shape[:1] + (m,))
-    return cast(FloatArray, gamma)
+    return gamma
 
 
 def _anderson(work: _WorkSet, x: FloatArray, memory: int) -> FloatArray:
@@ -313,16 +313,14 @@ def _anderson(work: _WorkSet, x: FloatArray, memory: int) -> FloatArray:
         if filled:
             columns = min(filled, memory)
             gamma = _least_squares(dF[:, :, :columns], f)
+            # a non-finite x_new shows up as a blown residual below and is undone there
             x_new = g - np.matmul(dG[:, :, :columns], gamma[:, :, None])[:, :, 0]
-            bad = ~_finite_rows(x_new)
-            if bad.any():
-                x_new[bad] = g[bad]
         else:
             x_new = g
         g_new = work.evaluate(x_new)
         work.check(x_new, g_new, fail_nonfinite=False)
         f_new = g_new - x_new
-        norm = np.max(np.abs(f_new), axis=1)
+        norm = work.last  # max |f_new| per row, from the check
         slot = filled % memory
         dF[:, :, slot] = f_new - f
         dG[:, :, slot] = g_new - g
