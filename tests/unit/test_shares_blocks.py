@@ -59,13 +59,17 @@ def test_blocks_partition_markets_with_bounded_padding():
     products = MarketIndex.from_sorted_codes(np.arange(6), codes)
     agents = MarketIndex.from_sorted_codes(np.arange(6), np.repeat(np.arange(6), 10))
     for max_bytes in (1, 8 * 70, 1 << 20):
-        blocks = market_blocks(products, agents, max_bytes=max_bytes, max_waste=0.25)
+        blocks = market_blocks(products, agents, max_bytes=max_bytes, max_waste=0.25,
+                               max_waste_cells=0)
         positions = np.sort(np.concatenate([b.positions for b in blocks]))
         assert positions.tolist() == list(range(6))
         for block in blocks:
             T_b, J, I = block.shape
             real = sum(products.sizes[t] * agents.sizes[t] for t in block.positions)
             assert T_b == 1 or (T_b * J * I <= 1.25 * real and 8 * T_b * J * I <= max_bytes)
+    # small markets: a little absolute padding is allowed, so all six share one block (7 x 10)
+    (block,) = market_blocks(products, agents)
+    assert block.shape == (6, 7, 10) and int(block.product_pad.sum()) == 6 * 7 - 29
 
 
 def test_share_delta_jacobian_matches_finite_differences():

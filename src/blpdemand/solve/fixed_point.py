@@ -74,7 +74,7 @@ class FixedPointConfig:
     max_evaluations: int = 5_000
     memory: int = 5
     on_failure: OnFailure = "report"
-    block_bytes: int = 4 << 20
+    block_bytes: int = 8 << 20
 
     def __post_init__(self) -> None:
         if self.method not in _METHODS:
