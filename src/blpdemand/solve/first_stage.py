@@ -87,7 +87,11 @@ class FirstStageReport:
 
 
 def _wald_f(pi_E: FloatArray, V_EE: FloatArray) -> float:
-    return float(pi_E @ np.linalg.solve(V_EE, pi_E)) / pi_E.size
+    """Wald F = pi' V^{-1} pi / q; NaN when V is singular (e.g. fewer clusters than q + 1)."""
+    try:
+        return float(pi_E @ np.linalg.solve(V_EE, pi_E)) / pi_E.size
+    except np.linalg.LinAlgError:
+        return float("nan")
 
 
 def first_stage(X: FloatArray, Z: FloatArray, *, x_names: Sequence[str],
