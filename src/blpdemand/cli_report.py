@@ -139,14 +139,24 @@ class Report:
             for table in held:
                 self.console.print(table)
 
-    def figure(self, name: str, draw: Callable[[Any], Any]) -> None:
-        """Draw onto a fresh matplotlib axes with ``draw(ax)`` and save ``{name}.png``."""
+    def figure(self, name: str, draw: Callable[[Any], Any], *, panels: int = 1) -> None:
+        """Draw onto fresh matplotlib axes with ``draw(ax)`` and save ``{name}.png``;
+        ``panels > 1`` passes a list of that many axes (three to a row)."""
         if self.directory is None or not self.plots:
             return
         from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
-        fig = Figure(figsize=(7, 5))
-        draw(fig.subplots())
+        if panels == 1:
+            fig = Figure(figsize=(7, 5))
+            draw(fig.subplots())
+        else:
+            cols = min(panels, 3)
+            rows = -(-panels // cols)
+            fig = Figure(figsize=(4 * cols, 3 * rows))
+            axes = list(fig.subplots(rows, cols, squeeze=False).ravel())
+            for extra in axes[panels:]:
+                extra.set_visible(False)
+            draw(axes[:panels])
         fig.tight_layout()
         path = self._folder() / f"{name}.png"
         fig.savefig(path, dpi=120)

@@ -42,11 +42,10 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
     if command == "estimate" and spec.logit:
         raise SpecificationError(f"[logit] in {spec.path.name} configures the plain logit; "
                                  f"use [estimation] with 'blpdemand estimate'")
-    if spec.post.get("profiles", False) and (command != "estimate" or
-                                             "ObjectiveProfile" not in blpdemand.__all__):
-        raise SpecificationError(f"[post] profiles in {spec.path.name} needs 'estimate' and "
-                                 f"objective profiles (bd.ObjectiveProfile), which this version "
-                                 f"does not provide; remove it")
+    for key in ("profiles", "contour"):
+        if spec.post.get(key, False) and command != "estimate":
+            raise SpecificationError(f"[post] {key} in {spec.path.name} needs 'blpdemand "
+                                     f"estimate' (the GMM objective of a BLP model)")
     directory = output if output is not None else spec.output.get("directory")
     if directory is None:
         directory = Path.cwd() / f"{spec.path.stem}-results"
@@ -217,6 +216,8 @@ def post_estimation(spec: Spec, results: Any, report: Report, products: pd.DataF
         steps.append(("costs", lambda: _costs(spec, results, report, products)))
     if post.get("profiles", False):
         steps.append(("profiles", lambda: _profiles(spec, results, report)))
+    if post.get("contour", False):
+        steps.append(("contour", lambda: _contour(spec, results, report)))
     if "merger" in post:
         steps.append(("merger", lambda: merger(spec, results, report, products)))
     run_steps = runner if runner is not None else (lambda jobs: [job() for job in jobs])
@@ -239,9 +240,25 @@ def _elasticities(results: Any, report: Report, market: Any) -> dict[str, Any]:
 
 
 def _profiles(spec: Spec, results: Any, report: Report) -> None:
-    """Objective profiles Q along each parameter through the ``ObjectiveProfile`` display."""
-    display = blpdemand.ObjectiveProfile
-    report.figure("objective_profiles", display.from_results(results).plot)
+    """Q along each nonlinear parameter, the others at the estimate (a panel each)."""
+    from blpdemand.results.diagnostics import ObjectiveProfile
+
+    profile = ObjectiveProfile.from_results(results)
+    report.table("objective_profiles", profile.table(), show=False)
+    report.figure("objective_profiles", profile.plot, panels=len(profile.names))
+
+
+def _contour(spec: Spec, results: Any, report: Report) -> None:
+    """Q on a 2-D grid of two parameters around the estimate."""
+    from blpdemand.results.diagnostics import ObjectiveContour
+
+    chosen = spec.post["contour"]
+    parameters = (0, 1) if chosen is True else tuple(chosen)
+    if len(results.theta) < 2:
+        raise SpecificationError(f"[post] contour in {spec.path.name} needs two nonlinear "
+                                 f"parameters; the model has {len(results.theta)}")
+    report.figure("objective_contour",
+                  ObjectiveContour.from_results(results, parameters=parameters).plot)
 
 
 def _diversion(results: Any, report: Report, market: Any) -> None:

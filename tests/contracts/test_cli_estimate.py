@@ -88,6 +88,12 @@ def test_nevo_json_equals_python_api(nevo_run: tuple[Path, str], nevo_api,
     assert merger["converged"] and merger["mean_price_change_percent"] == pytest.approx(
         100 * np.mean(merged.price_changes), rel=1e-8)
     assert saved.tables["merger"].body.shape[0] == 94
+    # Objective profiles: the middle of each parameter's 11-point grid is the estimate itself,
+    # where Q equals the reported objective (same theta; 1e-8 for the inner-loop tolerance).
+    profiles = saved.tables["objective_profiles"].body
+    at_estimate = profiles.groupby("parameter", sort=False)["objective"].nth(5)
+    assert len(at_estimate) == 13 and len(profiles) == 13 * 11
+    np.testing.assert_allclose(at_estimate.to_numpy(), saved.objective, rtol=1e-8)
 
 
 def test_nevo_progress_rows(nevo_run: tuple[Path, str], nevo_api) -> None:
@@ -115,7 +121,8 @@ def test_nevo_round_trip(nevo_run: tuple[Path, str], nevo_api) -> None:
         assert again.tables[name].to_text() == table.to_text()
         pd.testing.assert_frame_equal(again.tables[name].to_frame(), table.to_frame())
     assert {"elasticities_heatmap.png", "diversion_heatmap.png", "convergence.png", "costs.tex",
-            "diversion_market_C01Q1.html"} <= {p.name for p in out.iterdir()}
+            "diversion_market_C01Q1.html", "objective_profiles.png", "objective_contour.png",
+            "objective_profiles.tex"} <= {p.name for p in out.iterdir()}
 
 
 def test_simulated_multistart_parquet(tmp_path: Path, capsys: pytest.CaptureFixture[str]
