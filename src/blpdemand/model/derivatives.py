@@ -72,7 +72,8 @@ def share_jacobians(e_delta: FloatArray, utility: ExpUtility, x2: FloatArray,
     x2, variables, rows, columns : as in ``share_theta_jacobian``.
     """
     E = utility.exp_mu
-    D = denominators(e_delta, utility)
+    # D_i >= c_i; only an absurd theta drives both terms to 0: keep 1/D finite there
+    D = np.maximum(denominators(e_delta, utility), np.finfo(np.float64).tiny)
     r = utility.weights / D
     shares = e_delta * np.matmul(E, r[:, :, None])[:, :, 0]
     scaled = E * (r / D)[:, None, :]

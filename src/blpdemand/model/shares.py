@@ -39,7 +39,7 @@ def block_shares(e_delta: FloatArray, utility: ExpUtility) -> FloatArray:
 
 def choice_probabilities(e_delta: FloatArray, utility: ExpUtility) -> FloatArray:
     """Individual choice probabilities s_ji: e_delta (T_b, J) -> (T_b, J, I)."""
-    inverse = 1.0 / denominators(e_delta, utility)
+    inverse = 1.0 / np.maximum(denominators(e_delta, utility), np.finfo(np.float64).tiny)
     out = utility.exp_mu * e_delta[:, :, None]
     out *= inverse[:, None, :]
     return out
