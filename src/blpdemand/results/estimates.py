@@ -134,7 +134,9 @@ class BLPResults:
 
     @property
     def converged(self) -> bool:
-        return all(step.converged for step in self.steps)
+        """Every GMM step converged AND the estimate is finite (a NaN estimate is no success)."""
+        finite = bool(np.all(np.isfinite(self.beta)) and np.all(np.isfinite(self.xi)))
+        return finite and all(step.converged for step in self.steps)
 
     @property
     def fitted(self) -> FittedDemand:
