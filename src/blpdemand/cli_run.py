@@ -11,11 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from rich.console import Console
 
 import blpdemand
+from blpdemand.cli_post import post_estimation
 from blpdemand.cli_report import Report, RichReporter, draw_convergence, progress_runner
 from blpdemand.cli_spec import (
     Spec,
@@ -26,8 +26,6 @@ from blpdemand.cli_spec import (
     read_table,
 )
 from blpdemand.errors import BLPDemandError, SpecificationError
-from blpdemand.results.plots import ElasticityHeatmap
-from blpdemand.results.tables import Table
 
 NOT_FROM_SPEC = {"runner"}  # EstimationConfig fields the command line sets itself
 
@@ -42,7 +40,10 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
     if command == "estimate" and spec.logit:
         raise SpecificationError(f"[logit] in {spec.path.name} configures the plain logit; "
                                  f"use [estimation] with 'blpdemand estimate'")
-    for key in ("profiles", "contour"):
+    if spec.post.get("stability", False) and not spec.integration:
+        raise SpecificationError(f"[post] stability in {spec.path.name} re-estimates with more "
+                                 f"draws of an integration rule: it needs [integration]")
+    for key in ("profiles", "contour", "stability"):
         if spec.post.get(key, False) and command != "estimate":
             raise SpecificationError(f"[post] {key} in {spec.path.name} needs 'blpdemand "
                                      f"estimate' (the GMM objective of a BLP model)")
@@ -59,11 +60,12 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
         agents = (read_table(spec.data["agents"], f"[data] agents in {spec.path.name}")
                   if "agents" in spec.data else None)
         instruments = build_instruments(spec, products, agents)
+        refit: dict[str, Any] = {}
         if command == "logit":
             results = _logit(spec, products, instruments)
         else:
-            results, evaluations = _blp(spec, products, agents, instruments, console=progress,
-                                        quiet=quiet)
+            results, evaluations, refit = _blp(spec, products, agents, instruments,
+                                               console=progress, quiet=quiet)
             if evaluations:
                 report.figure("convergence", draw_convergence(evaluations))
         report.table("summary", results.summary())
@@ -71,7 +73,7 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
             report.table("first_stage", results.first_stage_table())
         if len(getattr(results, "starts", ())) > 1:
             report.table("starts", results.starts_table())
-        post = post_estimation(spec, results, report, products,
+        post = post_estimation(spec, results, report, products, refit=refit,
                                runner=None if quiet else progress_runner(progress, "post-estimation"))
         for w in records:  # library maintenance notices are not the user's business
             if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning,
@@ -183,8 +185,12 @@ def _blp(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None, instru
     kwargs: dict[str, Any] = {k: model[k] for k in
                               ("linear", "nonlinear", "demographics", "absorb", "endogenous")
                               if k in model}
-    problem = Problem(products, agents=agent_source, instruments=instruments or None,
-                      columns=spec.columns or None, **kwargs)
+
+    def make_problem(source: Any) -> Any:
+        return Problem(products, agents=source, instruments=instruments or None,
+                       columns=spec.columns or None, **kwargs)
+
+    problem = make_problem(agent_source)
     valid = tuple(n for n in keyword_names(EstimationConfig) if n not in NOT_FROM_SPEC)
     check_keys(spec.estimation, valid, "[estimation]", spec.path.name)
     check_types(spec.estimation, EstimationConfig, "[estimation]", spec.path.name)
@@ -195,145 +201,8 @@ def _blp(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None, instru
     reporter = RichReporter(console, quiet=quiet)
     results = estimate(problem, sigma=spec.parameters.get("sigma"), pi=spec.parameters.get("pi"),
                        config=config, reporter=reporter)
-    return results, reporter.records
-
-
-def post_estimation(spec: Spec, results: Any, report: Report, products: pd.DataFrame, *,
-                    runner: Callable[[list[Callable[[], Any]]], list[Any]] | None = None
-                    ) -> dict[str, Any]:
-    """Requested post-estimation outputs: tables and plots in the report, a JSON summary back.
-
-    The steps run through ``runner`` (a progress bar in the terminal); their tables are shown
-    once all steps are done."""
-    post = spec.post
-    market = post.get("market")
-    steps: list[tuple[str, Callable[[], Any]]] = []
-    if post.get("elasticities", False):
-        steps.append(("own_price_elasticities", lambda: _elasticities(results, report, market)))
-    if post.get("diversion", False):
-        steps.append(("diversion", lambda: _diversion(results, report, market)))
-    if post.get("costs", False):
-        steps.append(("costs", lambda: _costs(spec, results, report, products)))
-    if post.get("profiles", False):
-        steps.append(("profiles", lambda: _profiles(spec, results, report)))
-    if post.get("contour", False):
-        steps.append(("contour", lambda: _contour(spec, results, report)))
-    if "merger" in post:
-        steps.append(("merger", lambda: merger(spec, results, report, products)))
-    run_steps = runner if runner is not None else (lambda jobs: [job() for job in jobs])
-    with report.deferred():
-        values = run_steps([step for _, step in steps])
-    return {key: value for (key, _), value in zip(steps, values) if value is not None}
-
-
-def _elasticities(results: Any, report: Report, market: Any) -> dict[str, Any]:
-    from blpdemand.results.elasticities import compute_elasticities, own_elasticity_summary
-
-    table = own_elasticity_summary(results)
-    report.table("elasticities", table, show=_head(table, 12))
-    matrices = compute_elasticities(results)
-    chosen = market if market is not None else matrices.market_ids[0]
-    report.table(f"elasticities_market_{chosen}", matrices.table(chosen), show=False)
-    report.figure("elasticities_heatmap",
-                  ElasticityHeatmap.from_results(matrices, market=chosen).plot)
-    return _row(table.body, -1)
-
-
-def _profiles(spec: Spec, results: Any, report: Report) -> None:
-    """Q along each nonlinear parameter, the others at the estimate (a panel each)."""
-    from blpdemand.results.diagnostics import ObjectiveProfile
-
-    profile = ObjectiveProfile.from_results(results)
-    report.table("objective_profiles", profile.table(), show=False)
-    report.figure("objective_profiles", profile.plot, panels=len(profile.names))
-
-
-def _contour(spec: Spec, results: Any, report: Report) -> None:
-    """Q on a 2-D grid of two parameters around the estimate."""
-    from blpdemand.results.diagnostics import ObjectiveContour
-
-    chosen = spec.post["contour"]
-    parameters = (0, 1) if chosen is True else tuple(chosen)
-    if len(results.theta) < 2:
-        raise SpecificationError(f"[post] contour in {spec.path.name} needs two nonlinear "
-                                 f"parameters; the model has {len(results.theta)}")
-    report.figure("objective_contour",
-                  ObjectiveContour.from_results(results, parameters=parameters).plot)
-
-
-def _diversion(results: Any, report: Report, market: Any) -> None:
-    from blpdemand.results.diversion import compute_diversion_ratios
-
-    matrices = compute_diversion_ratios(results)
-    chosen = market if market is not None else matrices.market_ids[0]
-    report.table(f"diversion_market_{chosen}", matrices.table(chosen), show=False)
-    report.figure("diversion_heatmap", ElasticityHeatmap.from_results(matrices, market=chosen).plot)
-
-
-def _costs(spec: Spec, results: Any, report: Report, products: pd.DataFrame) -> list[Any]:
-    from blpdemand.results.costs import compute_costs
-
-    costs = np.asarray(compute_costs(results), dtype=np.float64)
-    prices = products[spec.columns.get("prices", "prices")].to_numpy(dtype=np.float64)
-    markups = prices - costs
-    body = pd.DataFrame({"mean": [], "median": [], "min": [], "max": []})
-    for name, values in (("marginal costs", costs), ("markups", markups),
-                         ("Lerner index", markups / prices)):
-        body.loc[name] = (values.mean(), np.median(values), values.min(), values.max())
-    report.table("costs", Table(title="Bertrand-Nash marginal costs and markups", body=body,
-                                notes=(("c = p - eta(p): markups from the firms' first-order "
-                                        "conditions at the observed prices"),)))
-    return [_row(body, k) for k in range(len(body))]
-
-
-def merger(spec: Spec, results: Any, report: Report, products: pd.DataFrame) -> dict[str, Any]:
-    """``[post.merger]``: ``firms = [1, 2]`` (they merge under the first id) or
-    ``firm_ids = {old = new, ...}`` (any new ownership); equilibrium prices after it."""
-    from blpdemand.results.counterfactual import compute_prices, simulate_merger
-
-    options = dict(spec.post["merger"])
-    check_keys(options, ("firms", "firm_ids"), "[post.merger]", spec.path.name)
-    if ("firms" in options) == ("firm_ids" in options):
-        raise SpecificationError(f"[post.merger] in {spec.path.name} needs exactly one of "
-                                 f"firms = [a, b] (a merger) or firm_ids = {{old = new}}")
-    column = products[spec.columns.get("firm_ids", "firm_ids")]
-    if "firms" in options:
-        outcome = simulate_merger(results, list(options["firms"]))
-    else:
-        mapping = {_like(column, k): _like(column, v)
-                   for k, v in dict(options["firm_ids"]).items()}
-        outcome = compute_prices(results, firm_ids=column.replace(mapping).to_numpy())
-    table = outcome.summary()
-    report.table("merger", table, show=_head(table, 12))
-    changes = np.asarray(outcome.price_changes, dtype=np.float64)
-    return {"converged": bool(outcome.converged),
-            "failed_markets": [str(m) for m in outcome.failed_markets],
-            "mean_price_change_percent": float(100 * np.nanmean(changes)),
-            "mean_consumer_surplus_change": float(np.nanmean(outcome.consumer_surplus_change))}
-
-
-def _like(column: pd.Series, value: Any) -> Any:
-    """A TOML key or value (string) as the firm column's type."""
-    if pd.api.types.is_integer_dtype(column) and isinstance(value, str) and value.lstrip("-").isdigit():
-        return int(value)
-    if pd.api.types.is_float_dtype(column) and isinstance(value, (str, int)):
-        return float(value)
-    return value
-
-
-def _head(table: Table, rows: int) -> Table:
-    """The first ``rows`` rows and the last (e.g. 'all markets') of a long table, for the terminal."""
-    body = table.body
-    if len(body) <= rows + 1:
-        return table
-    short = pd.concat([body.iloc[:rows], body.iloc[[-1]]])
-    notes = (*table.notes, f"{len(body) - rows - 1} rows not shown; all rows in the files")
-    return Table(title=table.title, body=short, notes=notes, digits=table.digits)
-
-
-def _row(body: pd.DataFrame, k: int) -> dict[str, Any]:
-    row = body.iloc[k]
-    return {"label": str(body.index[k]), **{str(c): row[c] for c in body.columns}}
+    refit = {"integration": agent_source, "make_problem": make_problem}
+    return results, reporter.records, refit
 
 
 # ---------------------------------------------------------------------- argparse wiring

@@ -49,7 +49,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
     "parameters": {"sigma": _MATRIX, "pi": _MATRIX},
     "post": {"elasticities": _BOOL, "diversion": _BOOL, "costs": _BOOL, "market": _MARKET,
              "merger": _TABLE, "profiles": _BOOL,
-             "contour": ((bool, list), "true or a list of two parameter names")},
+             "contour": ((bool, list), "true or a list of two parameter names"),
+             "stability": ((bool, list), "true or a list of draw multipliers like [1, 2, 4]")},
     "output": {"directory": _STR, "json": _BOOL, "latex": _BOOL, "html": _BOOL, "plots": _BOOL},
 }
 # sections whose keys are checked against a library object's keyword arguments

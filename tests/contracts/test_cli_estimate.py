@@ -165,3 +165,52 @@ plots = false
         est = abs(est) if name.startswith("sigma") else est
         assert abs(est - truth) < 4 * se, (name, est, se)
     assert not any(p.suffix == ".png" for p in (tmp_path / "out").iterdir())
+
+
+def test_integration_and_draws_stability(tmp_path: Path) -> None:
+    # Reference: the API with the same Integration rule and DrawsStability (same computation,
+    # exact equality up to 1e-10); the 1x column equals the main estimate.
+    from blpdemand.results.diagnostics import DrawsStability
+
+    sim = bd.simulate(markets=30, products=5, sigma={"prices": 0.5}, draws=200, rng=5)
+    sim.products.to_csv(tmp_path / "products.csv", index=False)
+    instruments = ", ".join(f'"{z}"' for z in sim.instruments)
+    (tmp_path / "s.toml").write_text(f"""
+[data]
+products = "products.csv"
+[model]
+linear = "{sim.linear}"
+nonlinear = "0 + prices"
+[instruments]
+columns = [{instruments}]
+[[instruments.build]]
+kind = "blp"
+characteristics = "0 + x1 + x2"
+[integration]
+kind = "sobol"
+size = 64
+rng = 0
+[parameters]
+sigma = [[1.0]]
+[post]
+stability = [1, 2]
+[output]
+plots = false
+""")
+    assert main(["estimate", str(tmp_path / "s.toml"), "-o", str(tmp_path / "out"), "-q"]) == 0
+    saved = load_results(tmp_path / "out" / "results.json")
+    rule = bd.Integration("sobol", 64, rng=0)
+    blp = bd.build_blp_instruments(sim.products, "0 + x1 + x2")
+
+    def make_problem(agents: object) -> bd.Problem:
+        return bd.Problem(sim.products, linear=sim.linear, nonlinear="0 + prices", agents=agents,
+                          instruments=[*sim.instruments, blp])
+
+    live = bd.estimate(make_problem(rule), sigma=[[1.0]])
+    np.testing.assert_allclose(saved.estimates.to_numpy(), live.estimates, rtol=1e-10)
+    stability = DrawsStability.from_results(live, rule, factors=(1, 2), make_problem=make_problem)
+    expected = stability.table().to_frame()
+    got = saved.tables["draws_stability"].to_frame()
+    np.testing.assert_allclose(got.to_numpy(dtype=float), expected.to_numpy(dtype=float),
+                               rtol=1e-10)
+    assert saved.post_estimation["stability"]["factors"] == [1, 2]
