@@ -100,4 +100,15 @@ def delta_theta_jacobian(ds_ddelta: FloatArray, ds_dtheta: FloatArray,
         ds_ddelta = ds_ddelta.copy()
         ds_ddelta[t, j, j] = 1.0
         ds_dtheta = np.where(pad[:, :, None], 0.0, ds_dtheta)
-    return cast(FloatArray, -np.linalg.solve(ds_ddelta, ds_dtheta))
+    try:
+        return cast(FloatArray, -np.linalg.solve(ds_ddelta, ds_dtheta))
+    except np.linalg.LinAlgError:
+        # some market's d s / d delta is singular (shares underflowed at an absurd theta): NaN
+        # there, so the caller sees a non-finite Jacobian instead of a bare LinAlgError
+        out = np.full(ds_dtheta.shape, np.nan)
+        for t in range(ds_ddelta.shape[0]):
+            try:
+                out[t] = -np.linalg.solve(ds_ddelta[t], ds_dtheta[t])
+            except np.linalg.LinAlgError:
+                pass
+        return out
