@@ -12,13 +12,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pandas as pd
+import pytest
 
-import blpdemand as bd  # noqa: E402
-from blpdemand.instruments.differentiation import build_differentiation_instruments  # noqa: E402
-from blpdemand.results.diagnostics import (  # noqa: E402
+import blpdemand as bd
+from blpdemand.instruments.differentiation import build_differentiation_instruments
+from blpdemand.results.diagnostics import (
     DrawsStability,
     ObjectiveContour,
     ObjectiveProfile,

@@ -1,7 +1,7 @@
 """The outer loop: scipy optimizers behind one record, and the seam that runs independent jobs.
 
 Gradient-based methods use the analytic gradient of Q(theta). Convergence is judged on the
-inf-norm of the (projected, when bounded) gradient: max_k |dQ/dtheta_k| <= gtol. ``bfgs``
+inf-norm of the (projected, when bounded) gradient: max_k |dQ/dtheta_k| <= gtol max(1, |Q|). ``bfgs``
 ignores bounds (as in scipy); ``slsqp`` has no gradient tolerance, so its ``ftol`` is set to
 gtol^2 and convergence is still judged on the gradient. Derivative-free methods (nelder-mead,
 powell) are allowed but warned about (Knittel and Metaxoglou 2014 on BLP optimizers).
@@ -146,7 +146,10 @@ def minimize(fun: Callable[[FloatArray], tuple[float, FloatArray]], theta0: Floa
     projected = projected_gradient(theta, grad, used_bounds)
     norm = float(np.max(np.abs(projected)))
     iterations = int(getattr(raw, "nit", counter["iterations"]) or counter["iterations"])
-    converged = norm <= gtol if method not in DERIVATIVE_FREE else bool(raw.success)
+    # scipy is asked for the absolute gtol; convergence is judged relative to the objective's
+    # scale, which bounds the gradient a line search on Q can resolve (see EstimationConfig.gtol)
+    converged = (norm <= gtol * max(1.0, abs(value)) if method not in DERIVATIVE_FREE
+                 else bool(raw.success))
     return OptimizationResult(
         start=theta0, theta=theta, objective=value, gradient=grad, projected_gradient_norm=norm,
         status=OptimizationStatus.CONVERGED if converged else OptimizationStatus.NOT_CONVERGED,
