@@ -157,13 +157,7 @@ def test_contraction_failure_warns_naming_the_market(slow_market: bd.Problem) ->
 
 
 # ---------------------------------------------------------------- overflow
-# Known bug (reported, inner-loop owner): with sigma ~ 1e3 the Jacobian's choice probabilities
-# compute 1 / D_i with D_i subnormal (model/shares.py choice_probabilities): FloatingPointError.
-OVERFLOW_BUG = pytest.mark.xfail(raises=FloatingPointError, strict=False,
-                                 reason="1/D_i overflows in model.shares.choice_probabilities")
-
-
-@pytest.mark.parametrize("sigma", [50.0, pytest.param(1e3, marks=OVERFLOW_BUG)])
+@pytest.mark.parametrize("sigma", [50.0, 1e3, 1e6])
 def test_huge_sigma_is_finite_or_reported(problem: bd.Problem, sigma: float) -> None:
     # exp(sigma x nu) overflows float64 without care: the result is finite, or the failure is
     # one of ours (error, or a warning and a non-converged status), never NaN or a numpy error.
@@ -183,7 +177,6 @@ def test_huge_sigma_is_finite_or_reported(problem: bd.Problem, sigma: float) -> 
         assert any(issubclass(w.category, ConvergenceWarning) for w in caught)
 
 
-@OVERFLOW_BUG
 def test_huge_sigma_estimate_is_finite_or_reported(problem: bd.Problem) -> None:
     bounds = {"sigma[x1, x1]": (-1e4, 1e4)}
     config = bd.EstimationConfig(hessian=False, max_iterations=5, bounds=bounds)
@@ -194,7 +187,7 @@ def test_huge_sigma_estimate_is_finite_or_reported(problem: bd.Problem) -> None:
         except BLPDemandError:
             return
     assert all(issubclass(w.category, BLPDemandWarning) for w in caught)
-    if results.converged and results.contraction_failures == 0:
+    if results.converged:
         assert np.all(np.isfinite(results.estimates))
 
 

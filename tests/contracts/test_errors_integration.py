@@ -125,7 +125,7 @@ def test_every_rule_builds_finite_agents(products: pd.DataFrame, kind: str, size
 def test_string_market_ids(products: pd.DataFrame, census: pd.DataFrame) -> None:
     # string market ids in products and census: the same agents as integer ids
     a = _problem(products, I("halton", 4, rng=0, demographics_data=census))
-    label = lambda f: f.assign(market_ids="m" + f["market_ids"].astype(str))  # noqa: E731
+    label = lambda f: f.assign(market_ids="m" + f["market_ids"].astype(str))
     b = _problem(label(products), I("halton", 4, rng=0, demographics_data=label(census)))
     assert a.agents is not None and b.agents is not None
     np.testing.assert_array_equal(a.agents.nodes, b.agents.nodes)
