@@ -29,7 +29,7 @@ from blpdemand.solve.gmm import DemandObjective
 def _objective(results: BLPResults) -> DemandObjective:
     """Q(theta) with the weighting matrix of the results' last GMM step."""
     return DemandObjective(results.problem, results.layout, results.W,
-                           contraction=results.config.contraction)  # type: ignore[arg-type]
+                           contraction=results.config.fixed_point)
 
 
 def _half_width(results: BLPResults, k: int, width: float) -> float:

@@ -125,7 +125,10 @@ class BLPResults:
     @property
     def hessian_eigenvalues(self) -> FloatArray | None:
         """Eigenvalues of the Hessian of Q (all positive at a strict local minimum)."""
-        return None if self.hessian is None else np.linalg.eigvalsh(self.hessian)
+        if self.hessian is None:
+            return None
+        out = np.asarray(np.linalg.eigvalsh(self.hessian), dtype=np.float64)
+        return out
 
     @property
     def optimization(self) -> OptimizationResult:

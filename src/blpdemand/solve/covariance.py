@@ -44,10 +44,11 @@ def moment_covariance(xi: FloatArray, Z: FloatArray, *, kind: str = "robust",
     N = xi.shape[0]
     check_kind(kind, clusters, N)
     if kind == "unadjusted":
-        S = float(np.var(xi)) * (Z.T @ Z) / N
+        S: FloatArray = float(np.var(xi)) * (Z.T @ Z) / N
         return (S + S.T) / 2
-    return weighting.moment_covariance(Z * xi[:, None], kind=kind,  # type: ignore[arg-type]
-                                       clusters=clusters, center=center)
+    out: FloatArray = weighting.moment_covariance(
+        Z * xi[:, None], kind=kind, clusters=clusters, center=center)  # type: ignore[arg-type]
+    return out
 
 
 def weighting_matrix(S: FloatArray, *, what: str = "moment covariance") -> FloatArray:

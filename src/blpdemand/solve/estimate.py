@@ -111,6 +111,13 @@ class EstimationConfig:
                                                 for k, v in dict(self.bounds).items()})
 
 
+    @property
+    def fixed_point(self) -> FixedPointConfig:
+        """The inner loop's configuration (``contraction`` after validation)."""
+        assert isinstance(self.contraction, FixedPointConfig)
+        return self.contraction
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StartOutcome:
     """Where one starting value ended (multi-start table row)."""
@@ -194,7 +201,7 @@ def evaluate_outcome(problem: Problem, layout: ParameterLayout, theta: FloatArra
     clusters = _clusters(problem, config)
     Z = problem.ZD_tilde
     W = weighting_matrix(Z.T @ Z / problem.N, what="instrument cross-product Z'Z/N")
-    objective = DemandObjective(problem, layout, W, contraction=config.contraction,
+    objective = DemandObjective(problem, layout, W, contraction=config.fixed_point,
                                 on_failure=config.on_failure, step=1, clock=clock)
     theta = np.asarray(theta, dtype=np.float64)
     hessian = objective.hessian(theta) if config.hessian else None
@@ -238,7 +245,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     counts = {"iterations": 0, "evaluations": 0, "failures": 0}
 
     def make(step: int, start: int, W: FloatArray, delta0: FloatArray | None = None) -> DemandObjective:
-        return DemandObjective(problem, layout, W, contraction=config.contraction,
+        return DemandObjective(problem, layout, W, contraction=config.fixed_point,
                                on_failure=config.on_failure, reporter=reporter, step=step,
                                start=start, clock=clock, delta0=delta0)
 

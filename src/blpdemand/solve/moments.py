@@ -41,7 +41,7 @@ class LinearIV:
         ZX = Z.T @ X
         A = ZX.T @ W @ ZX
         try:
-            projector = np.linalg.solve(A, ZX.T @ W)
+            projector = np.asarray(np.linalg.solve(A, ZX.T @ W), dtype=np.float64)
         except np.linalg.LinAlgError as error:
             raise SpecificationError(
                 "X1~' Z W Z' X1~ is singular: the linear characteristics are not identified by "
@@ -59,9 +59,11 @@ class LinearIV:
 
 def observation_moments(xi: FloatArray, Z: FloatArray) -> FloatArray:
     """Per-observation moments z_j xi_j: (N, M)."""
-    return Z * xi[:, None]
+    out: FloatArray = Z * xi[:, None]
+    return out
 
 
 def mean_moments(xi: FloatArray, Z: FloatArray) -> FloatArray:
     """g = (1/N) Z' xi: (M,)."""
-    return (Z.T @ xi) / xi.shape[0]
+    out: FloatArray = (Z.T @ xi) / xi.shape[0]
+    return out
