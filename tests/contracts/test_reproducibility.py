@@ -120,7 +120,7 @@ def test_string_market_ids_match_integers(sim: bd.SimulatedMarkets,
                                           sorted_results: dict[str, bd.BLPResults]) -> None:
     # "m10" sorts before "m2": another market order, the same markets, the same estimates
     assert sim.agents is not None
-    label = lambda f: f.assign(market_ids="m" + f["market_ids"].astype(str))  # noqa: E731
+    label = lambda f: f.assign(market_ids="m" + f["market_ids"].astype(str))
     relabelled = _estimate(_problem(label(sim.products), label(sim.agents), sim))
     _close(sorted_results["1s"], relabelled)
 
