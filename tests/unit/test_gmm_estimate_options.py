@@ -52,6 +52,8 @@ def test_reporter_gets_one_record_per_evaluation(problem: bd.Problem) -> None:
     assert len(reporter.records) == results.optimization.evaluations - 1  # last one is cached
     assert reporter.records[-1].objective == pytest.approx(results.objective, rel=1e-12)
     assert all(r.contraction_iterations > 0 for r in reporter.records)
+    iterations = [r.iteration for r in reporter.records]
+    assert iterations == sorted(iterations) and iterations[-1] <= results.optimization.iterations
     assert results.converged and results.gradient_norm <= 1e-6 * max(1.0, results.objective)
     eig = results.hessian_eigenvalues
     assert eig is None

@@ -265,7 +265,8 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
         def run() -> tuple[OptimizationResult, DemandObjective]:
             objective = make(1, k, W)
             result = minimize(objective, start, method=config.optimizer, bounds=bounds,
-                              gtol=config.gtol, max_iterations=config.max_iterations)
+                              gtol=config.gtol, max_iterations=config.max_iterations,
+                              on_iteration=objective.mark_iteration)
             return result, objective
         return run
 
@@ -284,7 +285,8 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
         W = weighting_matrix(S, what=f"{config.weighting} moment covariance at the step-1 estimate")
         objective = make(2, best, W, delta0=first.delta)
         result = minimize(objective, result.theta, method=config.optimizer, bounds=bounds,
-                          gtol=config.gtol, max_iterations=config.max_iterations)
+                          gtol=config.gtol, max_iterations=config.max_iterations,
+                          on_iteration=objective.mark_iteration)
         tally(objective)
         steps.append(result)
     before = (objective.contraction_iterations, objective.contraction_evaluations)

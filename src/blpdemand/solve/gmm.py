@@ -167,6 +167,10 @@ class DemandObjective:
             contraction_iterations=int(result.iterations),
             contraction_evaluations=int(result.evaluations), failed_markets=failed)
 
+    def mark_iteration(self) -> None:
+        """Count one optimizer iteration (shown in the progress records)."""
+        self.iterations += 1
+
     def __call__(self, theta: FloatArray) -> tuple[float, FloatArray]:
         evaluation = self.evaluate(theta)
         return evaluation.objective, evaluation.gradient

@@ -89,8 +89,10 @@ def projected_gradient(theta: FloatArray, gradient: FloatArray,
 
 def minimize(fun: Callable[[FloatArray], tuple[float, FloatArray]], theta0: FloatArray, *,
              method: str, bounds: Sequence[tuple[float, float]] | None, gtol: float,
-             max_iterations: int) -> OptimizationResult:
-    """Minimize Q with scipy; ``fun(theta) -> (Q, dQ/dtheta)``."""
+             max_iterations: int, on_iteration: Callable[[], None] | None = None
+             ) -> OptimizationResult:
+    """Minimize Q with scipy; ``fun(theta) -> (Q, dQ/dtheta)``; ``on_iteration()`` after each
+    optimizer iteration (for progress reports)."""
     if method not in OPTIMIZERS:
         raise SpecificationError(f"optimizer {method!r} is unknown; use one of {OPTIMIZERS}")
     theta0 = np.array(theta0, dtype=np.float64)
@@ -110,6 +112,8 @@ def minimize(fun: Callable[[FloatArray], tuple[float, FloatArray]], theta0: Floa
 
     def callback(*_: Any) -> None:
         counter["iterations"] += 1
+        if on_iteration is not None:
+            on_iteration()
 
     used_bounds = bounds if method in BOUNDED else None
     options: dict[str, Any] = {"maxiter": max_iterations}
