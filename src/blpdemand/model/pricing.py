@@ -335,7 +335,7 @@ def market_demands(fitted: FittedDemand, name: str = "prices") -> list[MarketDem
         rows, arows = pm.slice(t), am.slice(t)
         coef = coefficients[arows]
         utility = delta[rows][:, None] + problem.X2.values[rows] @ coef.T
-        alpha = mean + (coef[:, k2] if k2 is not None else 0.0)
+        alpha = mean + (coef[:, k2] if k2 is not None else np.zeros(coef.shape[0]))
         out.append(MarketDemand(market_id=pm.ids[t], prices=values[rows].astype(np.float64),
                                 utility=utility, alpha=np.asarray(alpha, dtype=np.float64),
                                 weights=problem.agents.weights[arows]))
