@@ -33,20 +33,21 @@ def test_blp_example(tmp_path: Path, data_path: Path, monkeypatch: pytest.Monkey
                      blp_products: pd.DataFrame, blp_agents: pd.DataFrame) -> None:
     _run("blp.toml", tmp_path, data_path, monkeypatch)
     saved = load_results(tmp_path / "results.json")
-    problem = bd.Problem(blp_products, linear="1 + hpwt + air + mpd + space",
-                         nonlinear="1 + prices + hpwt + air + mpd + space",
-                         demographics="I(1 / income)", agents=blp_agents,
-                         instruments=[bd.build_blp_instruments(blp_products,
-                                                                "1 + hpwt + air + mpd")])
-    config = bd.EstimationConfig(method="2s", optimizer="l-bfgs-b", gtol=1e-6,
-                                 weighting="clustered", covariance="clustered",
-                                 clusters="clustering_ids")
-    with pytest.warns(Warning):  # weights summing to 0.154; the optimizer's stopping test
-        live = bd.estimate(problem, sigma=np.diag([3.612, 0, 4.628, 1.818, 1.050, 2.056]),
-                           pi=[[0], [-43.501], [0], [0], [0], [0]], config=config)
+    with pytest.warns(Warning):  # importance-sampling weights sum to 0.154, not 1
+        problem = bd.Problem(blp_products, linear="1 + hpwt + air + mpd + space",
+                             nonlinear="0 + prices + hpwt", demographics="0 + I(1 / income)",
+                             agents=blp_agents,
+                             instruments=[bd.build_blp_instruments(blp_products,
+                                                                   "1 + hpwt + air + mpd")])
+    config = bd.EstimationConfig(method="1s", optimizer="bfgs", gtol=1e-6,
+                                 covariance="clustered", clusters="clustering_ids")
+    live = bd.estimate(problem, sigma=np.diag([0, 4.628]), pi=[[-43.501], [0]], config=config)
     np.testing.assert_allclose(saved.estimates.to_numpy(), live.estimates, rtol=1e-8)
+    np.testing.assert_allclose(saved.standard_errors.to_numpy(), live.standard_errors, rtol=1e-8)
     assert saved.objective == pytest.approx(live.objective, rel=1e-10)
+    assert saved.diagnostics["converged"] is True
     assert any("weights do not sum to one" in w for w in saved.post_estimation["warnings"])
+    assert (tmp_path / "objective_profiles.png").exists()
 
 
 def test_cars_blp_example(tmp_path: Path, data_path: Path, monkeypatch: pytest.MonkeyPatch,
