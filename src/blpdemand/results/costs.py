@@ -41,11 +41,21 @@ def firm_ids_sorted(fitted: FittedDemand, firm_ids: Any = None) -> AnyArray:
     if firm_ids is None:
         if not products.has("firm_ids"):
             raise DataError("product data have no 'firm_ids' column; pass firm_ids= or ownership=")
-        return products.array("firm_ids")
+        return _no_missing_firms(products.array("firm_ids"), "product data's 'firm_ids'")
     firm_ids = np.asarray(firm_ids)
     if firm_ids.shape != (products.N,):
         raise DataError(f"firm_ids must have one value per product ({products.N}), got shape {firm_ids.shape}")
-    return products.sort(firm_ids)
+    return _no_missing_firms(products.sort(firm_ids), "firm_ids")
+
+
+def _no_missing_firms(ids: AnyArray, what: str) -> AnyArray:
+    import pandas as pd
+
+    missing = pd.isna(ids)
+    if np.any(missing):
+        raise DataError(f"{what} has {int(np.sum(missing))} missing value(s); every product needs "
+                        "an owner to build the ownership matrix")
+    return ids
 
 
 def ownership_matrices(fitted: FittedDemand, *, firm_ids: Any = None, ownership: Any = None,
