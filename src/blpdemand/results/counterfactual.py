@@ -262,7 +262,7 @@ def _firms_or_none(fitted: FittedDemand, firm_ids: Any) -> AnyArray | None:
 
 
 def _apply_policy(market_ids: AnyArray, status: list[PricingStatus], config: PricingConfig) -> None:
-    failed = [(m, s) for m, s in zip(market_ids, status) if not s.converged]
+    failed = [(m, s) for m, s in zip(np.asarray(market_ids).tolist(), status) if not s.converged]
     if not failed or config.on_failure == "status":
         return
     names = ", ".join(f"{m!r} ({s.value})" for m, s in failed[:10])
