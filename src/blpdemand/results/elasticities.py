@@ -55,7 +55,8 @@ class MarketMatrices:
         if hits.size == 0:
             from blpdemand.errors import SpecificationError
 
-            raise SpecificationError(f"no market {market_id!r}; markets are e.g. {list(self.market_ids[:5])}")
+            raise SpecificationError(f"no market {market_id!r}; markets are e.g. "
+                                     f"{np.asarray(self.market_ids[:5]).tolist()}")
         t = int(hits[0])
         labels = self.product_ids[self.offsets[t]:self.offsets[t + 1]]
         return pd.DataFrame(self.matrices[t], index=pd.Index(labels, name="j"),
