@@ -106,9 +106,9 @@ def delta_theta_jacobian(ds_ddelta: FloatArray, ds_dtheta: FloatArray,
         # some market's d s / d delta is singular (shares underflowed at an absurd theta): NaN
         # there, so the caller sees a non-finite Jacobian instead of a bare LinAlgError
         out = np.full(ds_dtheta.shape, np.nan)
-        for t in range(ds_ddelta.shape[0]):
+        for market in range(ds_ddelta.shape[0]):
             try:
-                out[t] = -np.linalg.solve(ds_ddelta[t], ds_dtheta[t])
+                out[market] = -np.linalg.solve(ds_ddelta[market], ds_dtheta[market])
             except np.linalg.LinAlgError:
                 pass
         return out
