@@ -17,7 +17,7 @@ import pytest
 
 import blpdemand as bd
 from blpdemand.cli import main
-from blpdemand.results.counterfactual import compute_prices
+from blpdemand.results.counterfactual import compute_prices, simulate_merger
 from blpdemand.results.elasticities import own_elasticity_summary
 from blpdemand.results.io import load_results
 from blpdemand.solve.progress import RecordingReporter
@@ -127,8 +127,8 @@ def test_nevo_round_trip(nevo_run: tuple[Path, str], nevo_api) -> None:
 
 def test_simulated_multistart_parquet(tmp_path: Path, capsys: pytest.CaptureFixture[str]
                                       ) -> None:
-    # Reference: simulated markets with known truth alpha = -1, sigma_prices = 0.5; Parquet in.
-    sim = bd.simulate(markets=60, products=8, sigma={"prices": 0.5}, draws=200, rng=3)
+    # Reference: simulated markets with known truth alpha = -2, sigma_prices = 0.3; Parquet in.
+    sim = bd.simulate(markets=60, products=8, alpha=-2.0, sigma={"prices": 0.3}, draws=200, rng=3)
     sim.products.to_parquet(tmp_path / "products.parquet")
     assert sim.agents is not None
     sim.agents.to_csv(tmp_path / "agents.csv", index=False)
@@ -150,17 +150,33 @@ sigma = [[1.0]]
 [estimation]
 starts = 2
 rng = 1
+[post]
+diversion = true
+[post.merger]
+firms = [1, 2]
 [output]
 plots = false
 """)
     assert main(["estimate", str(tmp_path / "sim.toml"), "-o", str(tmp_path / "out")]) == 0
     captured = capsys.readouterr()
-    assert "multi-start" in captured.err
+    assert "multi-start" in captured.err and "post-estimation" in captured.err
     saved = load_results(tmp_path / "out" / "results.json")
+    # The merger of firms 1 and 2 equals simulate_merger on the same estimates (rebuilt here
+    # from the JSON's spec by the API: same data, same options, so the same estimates).
+    problem = bd.Problem(sim.products, linear=sim.linear, nonlinear="0 + prices",
+                         agents=sim.agents, instruments=[
+                             *sim.instruments, bd.build_blp_instruments(sim.products, "0 + x1 + x2")])
+    live = bd.estimate(problem, sigma=[[1.0]], config=bd.EstimationConfig(starts=2, rng=1))
+    np.testing.assert_allclose(saved.estimates.to_numpy(), live.estimates, rtol=1e-10)
+    merged = simulate_merger(live, [1, 2])
+    assert saved.post_estimation["merger"]["mean_price_change_percent"] == pytest.approx(
+        100 * np.mean(merged.price_changes), rel=1e-8)
+    assert saved.tables["merger"].body.shape[0] == 60
+    assert "diversion_market_0" in saved.tables
     assert saved.tables["starts"].body.shape[0] == 3
     # truth within 4 standard errors (a loose simulation check; 480 products)
     # (the sign of sigma is not identified: compare |sigma|)
-    for name, truth in (("sigma[prices, prices]", 0.5), ("prices", -1.0)):
+    for name, truth in (("sigma[prices, prices]", 0.3), ("prices", -2.0)):
         est, se = saved.estimates[name], saved.standard_errors[name]
         est = abs(est) if name.startswith("sigma") else est
         assert abs(est - truth) < 4 * se, (name, est, se)
