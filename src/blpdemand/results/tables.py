@@ -146,12 +146,13 @@ class Table:
         from rich.table import Table as RichTable
         from rich.text import Text
 
-        table = RichTable(title=self.title)
+        # Cells are Text, never markup: "sigma[prices, prices]" must not read as a style tag.
+        table = RichTable(title=Text(self.title) if self.title else None)
         for k, h in enumerate(self.header):
-            table.add_column(h, justify="left" if k == 0 else "right",
-                             style="bold" if k == 0 else None)
+            table.add_column(Text(h), justify="left" if k == 0 else "right",
+                             style="bold" if k == 0 else None, no_wrap=k == 0)
         for row in self.rows:
-            table.add_row(*row)
+            table.add_row(*(Text(cell) for cell in row))
         if not self.notes:
             return table
         return Group(table, *(Text(note, style="dim") for note in self.notes))
