@@ -8,6 +8,7 @@ cluster equals the robust S.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -130,3 +131,18 @@ def test_summary_and_fitted(problem: bd.Problem) -> None:
     fitted = results.fitted
     np.testing.assert_allclose(fitted.xi, results.xi, atol=1e-12)
     assert fitted.alpha == pytest.approx(results.beta[1])
+
+
+def test_precision_floor_counts_a_stalled_run_at_a_minimum_as_converged() -> None:
+    # Reference: the floor sqrt(20 eps |Q| lambda_max) computed by hand for Q = 4, lambda_max = 1e4.
+    from blpdemand.solve.estimate import _at_precision_floor
+    from blpdemand.solve.optimizer import OptimizationResult, OptimizationStatus
+    floor = np.sqrt(20 * np.finfo(float).eps * 4.0 * 1e4)
+    step = OptimizationResult(start=np.zeros(2), theta=np.ones(2), objective=4.0,
+                              gradient=np.full(2, floor / 2), projected_gradient_norm=floor / 2,
+                              status=OptimizationStatus.NOT_CONVERGED, message="precision loss",
+                              iterations=5, evaluations=9)
+    assert _at_precision_floor(step, np.diag([1.0, 1e4])).converged
+    assert not _at_precision_floor(step, np.diag([-1.0, 1e4])).converged  # not a minimum
+    far = dataclasses.replace(step, projected_gradient_norm=2 * floor)
+    assert not _at_precision_floor(far, np.diag([1.0, 1e4])).converged

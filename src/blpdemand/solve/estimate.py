@@ -9,6 +9,7 @@ the :class:`EstimationOutcome` of :func:`run_estimation` into a results object.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -294,6 +295,8 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     evaluation = objective.evaluate(result.theta, report=False)
     counts["iterations"] += objective.contraction_iterations - before[0]
     counts["evaluations"] += objective.contraction_evaluations - before[1]
+    if hessian is not None:
+        steps[-1] = _at_precision_floor(steps[-1], hessian)
     _check_optimization(steps, config)
     _check_final(evaluation, config)
     return EstimationOutcome(
@@ -331,6 +334,26 @@ def _check_final(evaluation: ObjectiveEvaluation, config: EstimationConfig) -> N
             from blpdemand.errors import ConvergenceError
             raise ConvergenceError(message)
         warnings.warn(message, ConvergenceWarning, stacklevel=4)
+
+
+def _at_precision_floor(step: OptimizationResult, hessian: FloatArray) -> OptimizationResult:
+    """Count a run as converged when its gradient is at the floor a line search on Q can reach.
+
+    A step of size |g| / lambda_max lowers Q by about |g|^2 / (2 lambda_max), invisible once it
+    is below the noise in Q, about 10 eps |Q| for an inner loop solved to 1e-14: gradients under
+    sqrt(20 eps |Q| lambda_max) cannot be resolved, so an optimizer stopping there ("precision
+    loss") is at the minimum if the Hessian is positive definite.
+    """
+    if step.converged or step.theta.size == 0:
+        return step
+    eigenvalues = np.linalg.eigvalsh(hessian)
+    floor = float(np.sqrt(20 * np.finfo(float).eps * max(1.0, abs(step.objective))
+                          * max(float(eigenvalues.max()), 0.0)))
+    if eigenvalues.min() > 0 and step.projected_gradient_norm <= floor:
+        return dataclasses.replace(step, status=OptimizationStatus.CONVERGED,
+                                   message=f"{step.message} (gradient at the line-search "
+                                           f"precision floor {floor:.2g})")
+    return step
 
 
 def _check_local_minima(starts: Sequence[StartOutcome]) -> None:
