@@ -262,21 +262,29 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     starts = [np.asarray(theta0, dtype=np.float64)]
     starts += [generator.uniform(lo, hi) for _ in range(config.starts)]
 
-    def job(k: int, start: FloatArray) -> Callable[[], tuple[OptimizationResult, DemandObjective]]:
-        def run() -> tuple[OptimizationResult, DemandObjective]:
+    def job(k: int, start: FloatArray) -> Callable[[], tuple[OptimizationResult, dict[str, int]]]:
+        # a job returns plain data (no inner-loop state), so a process pool or a cluster
+        # client can stand in for ``runner``
+        def run() -> tuple[OptimizationResult, dict[str, int]]:
             objective = make(1, k, W)
             result = minimize(objective, start, method=config.optimizer, bounds=bounds,
                               gtol=config.gtol, max_iterations=config.max_iterations,
                               on_iteration=objective.mark_iteration)
-            return result, objective
+            work = {"iterations": objective.contraction_iterations,
+                    "evaluations": objective.contraction_evaluations,
+                    "failures": objective.failures}
+            return result, work
         return run
 
     ran = runner([job(k, s) for k, s in enumerate(starts)])
-    for _, objective in ran:
-        tally(objective)
+    for _, work in ran:
+        for key in counts:
+            counts[key] += work[key]
     start_outcomes = tuple(StartOutcome(start=s, optimization=r) for s, (r, _) in zip(starts, ran))
-    best = min(range(len(ran)), key=lambda k: ran[k][0].objective if np.isfinite(ran[k][0].objective) else np.inf)
-    result, objective = ran[best]
+    best = min(range(len(ran)),
+               key=lambda k: ran[k][0].objective if np.isfinite(ran[k][0].objective) else np.inf)
+    result = ran[best][0]
+    objective = make(1, best, W)
     _check_local_minima(start_outcomes)
     steps = [result]
     if config.method == "2s":
