@@ -170,7 +170,17 @@ def compute_prices(results: Any, *, firm_ids: Any = None, ownership: Any = None,
     products = fitted.problem.products
     markets = products.markets
     demands = market_demands(fitted)
-    base_costs = per_product(fitted, compute_costs(fitted) if costs is None else costs, "costs")
+    if costs is None:
+        implied = products.sort(compute_costs(fitted))
+        bad = ~np.isfinite(implied)
+        if bad.any():
+            shown = np.unique(markets.ids[markets.codes[bad]])[:10].tolist()
+            raise DataError(
+                f"marginal costs implied by the observed prices are not finite in market(s) "
+                f"{shown} (the markup system -(O * ds/dp')^-1 s is singular there: shares near "
+                "zero or a non-negative price coefficient); pass costs= or check the estimates")
+        costs = products.unsort(implied)
+    base_costs = per_product(fitted, costs, "costs")
     tau = per_product(fitted, unit_tax, "unit_tax")
     rate = per_product(fitted, ad_valorem_tax, "ad_valorem_tax")
     if np.any(rate <= -1):
