@@ -26,7 +26,8 @@ def market_surplus(demand: MarketDemand, prices: FloatArray | None = None) -> fl
     """CS of one market at ``prices`` (J,) (default: the stored prices)."""
     if np.any(demand.alpha >= 0):
         raise SpecificationError(
-            f"market {demand.market_id!r}: some agents have a non-negative price coefficient "
+            f"market {np.asarray(demand.market_id).tolist()!r}: some agents have a non-negative "
+            "price coefficient "
             f"(max alpha_i = {demand.alpha.max():.4g}); consumer surplus needs alpha_i < 0")
     utility = demand.utility if prices is None else demand.utility_at(prices)
     return float(demand.weights @ (log_sum(utility) / -demand.alpha))
