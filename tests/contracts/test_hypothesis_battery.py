@@ -4,7 +4,9 @@ BLP estimation. The contract (no external reference needed, it is a property):
 - the only exceptions that escape are ours (``BLPDemandError`` subclasses); a numpy
   FloatingPointError (the session makes them raise), a LinAlgError or a KeyError is a bug;
 - the only warnings are ours (``BLPDemandWarning`` subclasses), never a bare RuntimeWarning;
-- a result that says success has no NaN/inf in its estimates, objective, gradient or covariance.
+- a result that says success has no NaN/inf in its estimates, objective or gradient;
+- post-estimation on a success (elasticities, a merger of firms 0 and 1) obeys the same rules,
+  and a merger's failed markets are named (NaN prices only there).
 
 Default run (CI): 1,000 logit problems + 200 BLP problems, derandomized so that CI is
 reproducible. ``-m slow`` runs 5,000 + 1,000 more from other seeds.
@@ -127,6 +129,17 @@ def _run(call: Any) -> tuple[Any, list[warnings.WarningMessage]]:
     return result, caught
 
 
+def _post_estimation(results: Any) -> None:
+    """Elasticities and a merger on a successful fit: only our errors; a converged merger has
+    finite prices (markets that fail are NaN and named in ``failed_markets``)."""
+    _run(lambda: bd.compute_elasticities(results))
+    merger, _ = _run(lambda: bd.simulate_merger(results, [0, 1]))
+    if merger is not None:
+        failed = np.isin(merger.row_markets, list(merger.failed_markets))
+        _finite("merger prices", merger.prices[~failed])
+        assert merger.converged == (not failed.any())
+
+
 def _finite(name: str, values: Any) -> None:
     array = np.asarray(values, dtype=np.float64)
     assert np.all(np.isfinite(array)), f"{name} has NaN/inf in a successful result: {array}"
@@ -156,6 +169,7 @@ def _check_logit(case: Case, options: tuple[str, str, str | None]) -> None:
     # standard errors may be NaN only when there are no residual degrees of freedom
     if results.df_resid > 0:
         assert not np.any(np.isnan(results.bse)), results.bse
+    _post_estimation(results)
 
 
 @settings(max_examples=1000, **SETTINGS)  # type: ignore[arg-type]
@@ -210,6 +224,7 @@ def _check_blp(case: Case, options: tuple[int, float, str, str, bool]) -> None:
         _finite("xi", results.xi)
         _finite("objective", results.objective)
         _finite("gradient", results.gradient)
+        _post_estimation(results)
     assert not np.any(np.isnan(results.estimates)) or results.contraction_failures > 0 or \
         not results.converged
 
