@@ -66,7 +66,8 @@ class EstimationConfig:
         mapping of its fields; default FixedPointConfig() (SQUAREM, tol 1e-14).
     on_failure : ``"warn"`` (continue, warn at the end) or ``"raise"`` when the inner loop or
         the optimizer fails.
-    hessian : compute the Hessian of Q at the estimate (finite differences of the gradient).
+    hessian : compute the Hessian of Q at the estimate (finite differences of the gradient);
+        it is computed anyway when the optimizer stalled, to judge convergence.
     runner : function running a list of independent jobs (default: in sequence).
     """
 
@@ -299,7 +300,10 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
         tally(objective)
         steps.append(result)
     before = (objective.contraction_iterations, objective.contraction_evaluations)
-    hessian = objective.hessian(result.theta) if config.hessian else None
+    # the Hessian is also computed, even with hessian=False, to judge a run that stalled on
+    # line-search precision (see _at_precision_floor)
+    needed = config.hessian or not result.converged
+    hessian = objective.hessian(result.theta) if needed else None
     evaluation = objective.evaluate(result.theta, report=False)
     counts["iterations"] += objective.contraction_iterations - before[0]
     counts["evaluations"] += objective.contraction_evaluations - before[1]

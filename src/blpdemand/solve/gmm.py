@@ -96,11 +96,21 @@ class DemandObjective:
             return self.last
         # overflow at an extreme trial theta must not stop the optimizer: non-finite results
         # are handled below (a large objective, so the line search backs off)
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            result = self.loop.solve(theta, delta0=self.delta0, jacobian=True)
+        # A warm start from an extreme trial theta can make the contraction fail where a cold
+        # one converges: retry from the best theta's delta, then from the logit delta.
+        retries = [None if self.best is None else self.best.delta, self.problem.products.logit_delta]
+        start = self.delta0
+        while True:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                result = self.loop.solve(theta, delta0=start, jacobian=True)
+            self.contraction_iterations += int(result.iterations)
+            self.contraction_evaluations += int(result.evaluations)
+            if result.converged or not retries:
+                break
+            start = retries.pop(0)
+            if start is None:
+                start = retries.pop(0)
         failed = np.asarray(result.failed_markets)
-        self.contraction_iterations += int(result.iterations)
-        self.contraction_evaluations += int(result.evaluations)
         if not result.converged:
             self.failures += 1
             self.failed_markets.update(failed.tolist())

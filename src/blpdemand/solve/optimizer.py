@@ -153,7 +153,7 @@ def minimize(fun: Callable[[FloatArray], tuple[float, FloatArray]], theta0: Floa
     # scipy is asked for the absolute gtol; convergence is judged relative to the objective's
     # scale, which bounds the gradient a line search on Q can resolve (see EstimationConfig.gtol)
     converged = (norm <= gtol * max(1.0, abs(value)) if method not in DERIVATIVE_FREE
-                 else bool(raw.success))
+                 else bool(raw.success)) and bool(np.isfinite(value)) and value < 1e10
     return OptimizationResult(
         start=theta0, theta=theta, objective=value, gradient=grad, projected_gradient_norm=norm,
         status=OptimizationStatus.CONVERGED if converged else OptimizationStatus.NOT_CONVERGED,
