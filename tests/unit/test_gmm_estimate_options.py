@@ -80,6 +80,12 @@ def test_with_covariance_returns_a_new_object(problem: bd.Problem) -> None:
     np.testing.assert_allclose(clustered.covariance, results.covariance, rtol=1e-10)
     with pytest.raises(SpecificationError, match="unknown"):
         results.with_covariance("hac")
+    # a column name and the same ids in the user's row order give the same clustered covariance
+    by_name = results.with_covariance("clustered", clusters="market_ids")
+    by_ids = results.with_covariance(
+        "clustered", clusters=problem.products.unsort(problem.products.array("market_ids")))
+    np.testing.assert_allclose(by_name.covariance, by_ids.covariance, rtol=1e-12)
+    assert not np.allclose(by_name.covariance, results.covariance, rtol=1e-3)
 
 
 def test_multi_start_table_and_best_chosen(problem: bd.Problem) -> None:
