@@ -225,3 +225,25 @@ def test_shuffled_agents_give_the_same_agent_data(products: pd.DataFrame,
         rows_b = b.agents.markets.slice(t)
         np.testing.assert_array_equal(np.sort(a.agents.nodes[rows_a, 0]),
                                       np.sort(b.agents.nodes[rows_b, 0]))
+
+
+# ---------------------------------------------------------------- options
+def test_unknown_reserved_column_mapping(products: pd.DataFrame, agents: pd.DataFrame) -> None:
+    with pytest.raises(SpecificationError, match="'markets'"):
+        _problem(products, agents, columns={"markets": "market_ids"})
+
+
+def test_unknown_option_name(products: pd.DataFrame, agents: pd.DataFrame) -> None:
+    # Python rejects an unknown keyword: it is never silently ignored
+    with pytest.raises(TypeError, match="'instrument'"):
+        _problem(products, agents, instrument=["w1"])
+
+
+def test_endogenous_not_in_x1(products: pd.DataFrame, agents: pd.DataFrame) -> None:
+    with pytest.raises(SpecificationError, match=r"\['size'\]"):
+        _problem(products, agents, endogenous=("prices", "size"))
+
+
+def test_fewer_moments_than_linear_parameters(products: pd.DataFrame, agents: pd.DataFrame) -> None:
+    with pytest.raises(SpecificationError, match="too few instruments"):
+        _problem(products, agents, instruments=None)
