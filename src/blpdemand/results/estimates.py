@@ -238,8 +238,14 @@ def estimate(problem: Problem, *, sigma: Any = None, pi: Any = None,
 
     Examples
     --------
-    >>> results = bd.estimate(problem, sigma=[0.5, 1.0], config=bd.EstimationConfig())  # doctest: +SKIP
-    >>> results.summary()  # doctest: +SKIP
+    >>> import blpdemand as bd
+    >>> sim = bd.simulate(markets=40, products=5, sigma={"x1": 1.0}, draws=50, rng=0)
+    >>> problem = bd.Problem(sim.products, linear=sim.linear, nonlinear=sim.nonlinear,
+    ...                      agents=sim.agents, instruments=list(sim.instruments))
+    >>> results = bd.estimate(problem, sigma=[0.5])
+    >>> results.converged, results.names[0]
+    (True, 'sigma[x1, x1]')
+    >>> table = results.summary()  # a Table: .to_text(), .to_latex(), .to_frame()
     """
     config = config if config is not None else EstimationConfig()
     layout, theta0 = problem.layout(sigma, pi)
