@@ -70,7 +70,7 @@ def _products(case: Case, rng: np.random.Generator) -> tuple[pd.DataFrame, bool]
     N = int(sizes.sum())
     market = np.repeat(np.arange(T), sizes)
     product = np.concatenate([np.arange(s) for s in sizes])
-    w = case.w_scale * rng.uniform(size=(N, 3))
+    w = case.w_scale * rng.uniform(size=(N, 5))
     x = case.x_scale * rng.standard_normal(N)
     xi = case.noise * rng.standard_normal(N)
     prices = np.exp(0.5 * rng.standard_normal(N) + w.sum(axis=1) / case.w_scale
@@ -83,8 +83,9 @@ def _products(case: Case, rng: np.random.Generator) -> tuple[pd.DataFrame, bool]
         e = np.exp(delta[rows] - top)
         shares[rows] = e / (np.exp(-top) + e.sum())
     frame = pd.DataFrame({"market_ids": market, "product_ids": product, "firm_ids": product % 2,
-                          "shares": shares, "prices": prices, "x": x, "w1": w[:, 0],
-                          "w2": w[:, 1], "w3": w[:, 2]})
+                          "shares": shares, "prices": prices, "x": x})
+    for k in range(w.shape[1]):
+        frame[f"w{k + 1}"] = w[:, k]
     frame, broken = _break(frame, case, rng)
     return frame.sample(frac=1.0, random_state=case.seed % 1000), broken  # any row order
 
@@ -188,30 +189,39 @@ def test_logit_battery_slow(case: Case, options: tuple[str, str, str | None]) ->
 # ---------------------------------------------------------------- BLP
 BLP_OPTIONS = st.tuples(st.integers(2, 8), st.sampled_from((1e-3, 0.3, 1.0, 3.0, 10.0)),
                         st.sampled_from(("halton", "monte_carlo", "product", "agents")),
-                        st.sampled_from(("1s", "2s")), st.booleans())
+                        st.sampled_from(("1s", "2s")), st.booleans(), st.booleans())
+BLPOptions = tuple[int, float, str, str, bool, bool]
 
 
-def _check_blp(case: Case, options: tuple[int, float, str, str, bool]) -> None:
-    I, sigma, rule, method, two_sigmas = options
+def _check_blp(case: Case, options: BLPOptions) -> None:
+    I, sigma, rule, method, two_sigmas, demographics = options
     rng = np.random.default_rng(case.seed)
     data, broken = _products(case, rng)
     broken = broken or case.brk == "nan_instrument"
+    ids = np.unique(data["market_ids"])
+    income = case.x_scale * rng.lognormal(size=ids.size * I)  # demographics at the same scale
     if rule == "agents":
-        ids = np.unique(data["market_ids"])
         agents: Any = pd.DataFrame({"market_ids": np.repeat(ids, I), "weights": 1.0 / I,
                                     "nodes0": rng.standard_normal(ids.size * I),
-                                    "nodes1": rng.standard_normal(ids.size * I)})
+                                    "nodes1": rng.standard_normal(ids.size * I),
+                                    "income": income})
     else:
-        agents = bd.Integration(rule, 2 if rule == "product" else I, rng=case.seed)
+        census = pd.DataFrame({"market_ids": np.repeat(ids, I), "income": income})
+        agents = bd.Integration(rule, 2 if rule == "product" else I, rng=case.seed,
+                                demographics_data=census if demographics else None)
     nonlinear = "0 + prices + x" if two_sigmas else "0 + x"
-    start = [sigma, sigma] if two_sigmas else [sigma]
+    K2 = 2 if two_sigmas else 1
+    start = [sigma] * K2
+    pi = [[sigma / 2]] * K2 if demographics else None
+    instruments = [f"w{k + 1}" for k in range(1 + K2 + (K2 if demographics else 0))]
     config = bd.EstimationConfig(method=method, max_iterations=4, hessian=False,
                                  contraction=FixedPointConfig(max_evaluations=300))
 
     def fit() -> Any:
         problem = bd.Problem(data, linear="1 + prices + x", nonlinear=nonlinear, agents=agents,
-                             instruments=["w1", "w2", "w3"] if two_sigmas else ["w1", "w2"])
-        return bd.estimate(problem, sigma=start, config=config)
+                             instruments=instruments,
+                             demographics="income" if demographics else None)
+        return bd.estimate(problem, sigma=start, pi=pi, config=config)
 
     results, _ = _run(fit)
     if results is None:
@@ -231,12 +241,12 @@ def _check_blp(case: Case, options: tuple[int, float, str, str, bool]) -> None:
 
 @settings(max_examples=200, **SETTINGS)  # type: ignore[arg-type]
 @given(case=cases, options=BLP_OPTIONS)
-def test_blp_battery(case: Case, options: tuple[int, float, str, str, bool]) -> None:
+def test_blp_battery(case: Case, options: BLPOptions) -> None:
     _check_blp(case, options)
 
 
 @pytest.mark.slow
 @settings(max_examples=1000, **{**SETTINGS, "derandomize": False})  # type: ignore[arg-type]
 @given(case=cases, options=BLP_OPTIONS)
-def test_blp_battery_slow(case: Case, options: tuple[int, float, str, str, bool]) -> None:
+def test_blp_battery_slow(case: Case, options: BLPOptions) -> None:
     _check_blp(case, options)
