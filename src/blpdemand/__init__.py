@@ -84,7 +84,7 @@ _API: dict[str, str] = {
     "PricingStatus": "blpdemand.model.pricing",
 }
 
-__all__ = sorted(_API) + ["__version__"]
+__all__ = [*sorted(_API), "__version__"]
 
 
 def __getattr__(name: str) -> Any:

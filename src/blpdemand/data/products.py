@@ -63,7 +63,7 @@ class ProductData:
 
     def array(self, column: str) -> np.ndarray:
         """One column as a numpy array (sorted order)."""
-        return self.frame[column].to_numpy()
+        return np.asarray(self.frame[column].to_numpy())
 
     def unsort(self, values: np.ndarray) -> np.ndarray:
         """Put per-row values (sorted order) back in the user's row order."""

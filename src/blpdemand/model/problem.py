@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,7 @@ from blpdemand.errors import DataError, SpecificationError
 from blpdemand.instruments.identification import check_identification
 from blpdemand.model.parameters import ParameterLayout, make_layout
 
-InstrumentsLike = str | Sequence[Any] | pd.DataFrame | np.ndarray | None
+InstrumentsLike: TypeAlias = "str | Sequence[Any] | pd.DataFrame | np.ndarray | None"
 
 
 @dataclass(frozen=True, eq=False)
