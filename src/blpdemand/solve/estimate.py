@@ -290,6 +290,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     steps = [result]
     if config.method == "2s":
         first = objective.evaluate(result.theta, report=False)
+        _check_step_one(first, result)
         S = moment_covariance(first.xi, Z, kind=config.weighting, clusters=clusters,
                               center=config.center_moments)
         W = weighting_matrix(S, what=f"{config.weighting} moment covariance at the step-1 estimate")
@@ -311,6 +312,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
         steps[-1] = _at_precision_floor(steps[-1], hessian)
     _check_optimization(steps, config)
     _check_final(evaluation, config)
+    steps[-1] = _contraction_at_estimate(steps[-1], evaluation)
     return EstimationOutcome(
         layout=layout, evaluation=evaluation, W=W, steps=tuple(steps), starts=start_outcomes,
         bounds=tuple(bounds), hessian=hessian, contraction_iterations=counts["iterations"],
@@ -346,6 +348,34 @@ def _check_final(evaluation: ObjectiveEvaluation, config: EstimationConfig) -> N
             from blpdemand.errors import ConvergenceError
             raise ConvergenceError(message)
         warnings.warn(message, ConvergenceWarning, stacklevel=4)
+
+
+def _check_step_one(first: ObjectiveEvaluation, result: OptimizationResult) -> None:
+    """Step 2's W needs finite step-1 residuals: a non-finite xi stops with a named error."""
+    if np.all(np.isfinite(first.xi)):
+        return
+    from blpdemand.errors import ConvergenceError
+    failed = np.asarray(first.failed_markets).tolist()
+    where = (f"the contraction failed in market(s) {failed[:10]}" if failed
+             else "the inner loop gave non-finite delta or d delta/d theta")
+    raise ConvergenceError(
+        f"GMM step 1 ended at theta={np.round(result.theta, 6).tolist()} (objective "
+        f"{result.objective:.6g}, {result.status.value}) where {where}, so xi is not finite and "
+        "the step-2 weighting matrix cannot be computed; change the starting values, tighten the "
+        "parameter bounds, or raise the contraction's max_evaluations")
+
+
+def _contraction_at_estimate(step: OptimizationResult,
+                             evaluation: ObjectiveEvaluation) -> OptimizationResult:
+    """An estimate where the inner loop failed (any market) is never 'converged': its
+    objective comes from an unconverged or non-finite delta."""
+    failed = np.asarray(evaluation.failed_markets).tolist()
+    if not failed and np.all(np.isfinite(evaluation.xi)):
+        return step
+    what = f"market(s) {failed[:10]}" if failed else "non-finite xi"
+    return dataclasses.replace(step, status=OptimizationStatus.NOT_CONVERGED,
+                               message=f"{step.message}; the contraction failed at the estimate "
+                                       f"({what})")
 
 
 def _at_precision_floor(step: OptimizationResult, hessian: FloatArray) -> OptimizationResult:

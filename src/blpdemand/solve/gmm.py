@@ -129,8 +129,10 @@ class DemandObjective:
             self.delta0 = None  # the inner loop warm-starts from its last converged delta
         self.evaluations += 1
         self.last = evaluation
-        if np.isfinite(evaluation.objective) and (
-                self.best is None or evaluation.objective < self.best.objective):
+        # the penalty for a non-finite inner loop is finite but never the best (its NaN delta
+        # would become the warm start of later retries)
+        usable = bool(np.all(np.isfinite(evaluation.xi))) and np.isfinite(evaluation.objective)
+        if usable and (self.best is None or evaluation.objective < self.best.objective):
             self.best = evaluation
         if report:
             self.reporter.on_evaluation(EvaluationRecord(

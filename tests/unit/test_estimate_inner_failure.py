@@ -1,0 +1,55 @@
+"""The estimator when the inner loop fails: a named error or an honest 'not converged'.
+
+Regression for a step-2 run driven by NaN: when step 1 ended where xi is not finite, the
+step-2 weighting matrix was built from NaN residuals and the run stopped with a bare
+"moment covariance has NaN/inf entries". Failure points here are known in closed form:
+sigma = 500 on x1 (values of order 1, normal nodes) puts exp(sigma x1 nu) beyond float64
+(e^709), so shares and delta cannot be computed; a contraction allowed 2 evaluations cannot
+reach tol 1e-14 from the logit delta at sigma != 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import blpdemand as bd
+from blpdemand.errors import ConvergenceError, ConvergenceWarning
+from blpdemand.solve.gmm import DemandObjective
+
+
+@pytest.fixture(scope="module")
+def problem() -> bd.Problem:
+    sim = bd.simulate(markets=40, products=5, sigma={"x1": 1.0}, draws=50, rng=0)
+    return bd.Problem(sim.products, linear=sim.linear, nonlinear=sim.nonlinear,
+                      agents=sim.agents, instruments=list(sim.instruments))
+
+
+def test_two_step_from_a_failing_start_stops_with_a_named_error(problem):
+    # Reference: closed form (exp overflow at sigma = 500, see module doc): step 1 cannot move,
+    # and step 2 must not build W from NaN residuals; a ConvergenceError names step 1.
+    config = bd.EstimationConfig(method="2s")
+    with pytest.raises(ConvergenceError, match="GMM step 1"):
+        bd.estimate(problem, sigma=[500.0], config=config)
+
+
+def test_a_failed_contraction_at_the_estimate_is_not_converged(problem):
+    # Reference: closed form (2 evaluations cannot reach 1e-14): the objective from unconverged
+    # deltas is meaningless, so the estimate is reported not converged (it was 'converged').
+    config = bd.EstimationConfig(contraction={"max_evaluations": 2})
+    with pytest.warns(ConvergenceWarning, match="contraction failed at the estimate"):
+        results = bd.estimate(problem, sigma=[0.5], config=config)
+    assert not results.converged
+    assert "contraction failed at the estimate" in results.optimization.message
+
+
+def test_the_penalty_for_a_failed_inner_loop_is_never_the_best_point(problem):
+    # Reference: closed form (overflow at sigma = 500): the penalty evaluation is finite (so line
+    # searches back off) but must not become the warm start of later retries (NaN delta).
+    layout, _ = problem.layout([1.0])
+    Z = problem.ZD_tilde
+    objective = DemandObjective(problem, layout, np.linalg.inv(Z.T @ Z / problem.N))
+    bad = objective.evaluate(np.array([500.0]), report=False)
+    assert not np.all(np.isfinite(bad.xi)) and objective.best is None
+    good = objective.evaluate(np.array([1.0]), report=False)
+    assert np.all(np.isfinite(good.xi)) and objective.best is good
