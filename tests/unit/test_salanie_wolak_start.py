@@ -7,6 +7,8 @@ BLP started from it reaches the same minimum as from the PyBLP tutorial's start:
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -37,3 +39,10 @@ def test_blp_from_the_approximation_reaches_the_tutorial_minimum(
     assert np.allclose(ours.theta, tutorial.theta, rtol=1e-4, atol=1e-5)
     assert np.allclose(ours.beta, tutorial.beta, rtol=1e-4)
     assert abs(ours.objective - 4.5615) < 1e-3
+    # the same route through EstimationConfig(start="approximation"): the recorded start is the
+    # approximation's, and the estimate is the explicit route's (same computations, rel 1e-12)
+    with np.errstate(all="ignore"):
+        hooked = bd.estimate(problem, sigma=SIGMA0, pi=PI0,
+                             config=dataclasses.replace(config, start="approximation"))
+    np.testing.assert_allclose(hooked.starts[0].start, hooked.layout.pack(sigma0, pi0), rtol=1e-12)
+    np.testing.assert_allclose(hooked.theta, ours.theta, rtol=1e-12)

@@ -66,6 +66,9 @@ class EstimationConfig:
         mapping of its fields; default FixedPointConfig() (SQUAREM, tol 1e-14).
     on_failure : ``"warn"`` (continue, warn at the end) or ``"raise"`` when the inner loop or
         the optimizer fails.
+    start : ``"given"`` (default) starts from the user's sigma/pi; ``"approximation"`` replaces
+        their nonzero elements by the Salanie-Wolak (2019) approximation's estimates
+        (``approximation_start``; the pattern of free elements is kept).
     hessian : compute the Hessian of Q at the estimate (finite differences of the gradient);
         it is computed anyway when the optimizer stalled, to judge convergence.
     runner : function running a list of independent jobs (default: in sequence).
@@ -80,6 +83,7 @@ class EstimationConfig:
     covariance: Literal["robust", "unadjusted", "clustered"] = "robust"
     clusters: str | None = None
     center_moments: bool = True
+    start: Literal["given", "approximation"] = "given"
     starts: int = 0
     rng: int | None = 0
     contraction: FixedPointConfig | Mapping[str, Any] | None = None
@@ -90,7 +94,8 @@ class EstimationConfig:
     def __post_init__(self) -> None:
         choices: dict[str, tuple[Any, ...]] = {
             "optimizer": OPTIMIZERS, "method": ("1s", "2s"), "weighting": ("robust", "clustered"),
-            "covariance": ("robust", "unadjusted", "clustered"), "on_failure": ("warn", "raise")}
+            "covariance": ("robust", "unadjusted", "clustered"), "on_failure": ("warn", "raise"),
+            "start": ("given", "approximation")}
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 raise SpecificationError(f"{name}={getattr(self, name)!r} is unknown; valid: {valid}")
@@ -239,6 +244,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
                                  "starting values (use estimate_logit for the plain logit)")
     _check_moments(problem, layout)
     clock = time.perf_counter()
+    theta0 = _starting_theta(problem, layout, np.asarray(theta0, dtype=np.float64), config)
     bounds = resolve_bounds(problem, layout, np.asarray(theta0), config.bounds)
     clusters = _clusters(problem, config)
     runner = config.runner or run_jobs
@@ -319,6 +325,18 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
         contraction_evaluations=counts["evaluations"], contraction_failures=counts["failures"],
         time=time.perf_counter() - clock, clusters=clusters,
         seeds={"starts": config.rng})
+
+
+def _starting_theta(problem: Problem, layout: ParameterLayout, theta0: FloatArray,
+                    config: EstimationConfig) -> FloatArray:
+    """theta0, or the Salanie-Wolak approximation's start with the same free elements."""
+    if config.start == "given":
+        return theta0
+    from blpdemand.solve.salanie_wolak import approximation_start
+
+    sigma, pi = layout.unpack(theta0)
+    sigma0, pi0 = approximation_start(problem, sigma=sigma, pi=pi if layout.D else None)
+    return layout.pack(sigma0, pi0 if layout.D else None)
 
 
 def _check_moments(problem: Problem, layout: ParameterLayout) -> None:
