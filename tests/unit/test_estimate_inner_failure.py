@@ -2,10 +2,11 @@
 
 Regression for a step-2 run driven by NaN: when step 1 ended where xi is not finite, the
 step-2 weighting matrix was built from NaN residuals and the run stopped with a bare
-"moment covariance has NaN/inf entries". Failure points here are known in closed form:
-sigma = 500 on x1 (values of order 1, normal nodes) puts exp(sigma x1 nu) beyond float64
-(e^709), so shares and delta cannot be computed; a contraction allowed 2 evaluations cannot
-reach tol 1e-14 from the logit delta at sigma != 0.
+"moment covariance has NaN/inf entries". Failure points here are known in closed form: with
+x1 and the nodes of order 1, sigma = 500 on x1 spreads agents' utilities over e^{+-500}, beyond
+what the contraction can resolve to 1e-14 (it fails in most markets, delta stays finite);
+sigma = 5000 overflows exp(mu) (e^709 is float64's limit), so d delta / d theta is not finite;
+a contraction allowed 2 evaluations cannot reach 1e-14 from the logit delta at sigma != 0.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ def problem() -> bd.Problem:
 
 
 def test_two_step_from_a_failing_start_stops_with_a_named_error(problem):
-    # Reference: closed form (exp overflow at sigma = 500, see module doc): step 1 cannot move,
-    # and step 2 must not build W from NaN residuals; a ConvergenceError names step 1.
-    config = bd.EstimationConfig(method="2s")
+    # Reference: closed form (no converged contraction near sigma = 500, see module doc): step 2
+    # must not build W from unconverged or NaN residuals; a ConvergenceError names step 1.
+    config = bd.EstimationConfig(method="2s", contraction={"max_evaluations": 200})
     with pytest.raises(ConvergenceError, match="GMM step 1"):
         bd.estimate(problem, sigma=[500.0], config=config)
 
@@ -44,12 +45,12 @@ def test_a_failed_contraction_at_the_estimate_is_not_converged(problem):
 
 
 def test_the_penalty_for_a_failed_inner_loop_is_never_the_best_point(problem):
-    # Reference: closed form (overflow at sigma = 500): the penalty evaluation is finite (so line
+    # Reference: closed form (overflow at sigma = 5000): the penalty evaluation is finite (so line
     # searches back off) but must not become the warm start of later retries (NaN delta).
     layout, _ = problem.layout([1.0])
     Z = problem.ZD_tilde
     objective = DemandObjective(problem, layout, np.linalg.inv(Z.T @ Z / problem.N))
-    bad = objective.evaluate(np.array([500.0]), report=False)
+    bad = objective.evaluate(np.array([5000.0]), report=False)
     assert not np.all(np.isfinite(bad.xi)) and objective.best is None
     good = objective.evaluate(np.array([1.0]), report=False)
     assert np.all(np.isfinite(good.xi)) and objective.best is good

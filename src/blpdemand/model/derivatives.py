@@ -13,8 +13,8 @@ parameters. The implicit function theorem gives d delta / d theta = -(ds/ddelta)
 one batched ``np.linalg.solve`` over the block.
 
 ``share_jacobians`` computes both from exp(mu) without forming s_ji: with s_ji = e_j E_ji / D_i
-and r_i = w_i / D_i, sum_i w_i s_ji s_ki = e_j e_k (E diag(r / D) E')_jk (one batched gemm, the
-only O(J^2 I) step), xbar_i = (E' (e * x2))_i / D_i and (s w Z)_j = e_j (E (r * Z))_j for
+and r_i = w_i / D_i, sum_i w_i s_ji s_ki = (G G')_jk with G_ji = e_j E_ji sqrt(w_i) / D_i (one
+batched gemm, the only O(J^2 I) step), xbar_i = (E' (e * x2))_i / D_i and (s w Z)_j = e_j (E (r * Z))_j for
 Z = [V, xbar_r * V_c] (one batched matmul): three reads of exp(mu) in all.
 """
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import cast
 
 import numpy as np
+from scipy.linalg import lapack
 
 from blpdemand._types import BoolArray, FloatArray, IntArray
 from blpdemand.model.shares import denominators
@@ -74,11 +75,20 @@ def share_jacobians(e_delta: FloatArray, utility: ExpUtility, x2: FloatArray,
     E = utility.exp_mu
     # D_i >= c_i; only an absurd theta drives both terms to 0: keep 1/D finite there
     D = np.maximum(denominators(e_delta, utility), np.finfo(np.float64).tiny)
-    r = utility.weights / D
+    weights = utility.weights
+    r = weights / D
     shares = e_delta * np.matmul(E, r[:, :, None])[:, :, 0]
-    scaled = E * (r / D)[:, None, :]
-    gram = np.matmul(scaled, E.transpose(0, 2, 1))  # (T_b, J, J)
-    ds_ddelta: FloatArray = -(e_delta[:, :, None] * gram * e_delta[:, None, :])
+    # sum_i w_i s_ji s_ki = (G G')_jk with G_ji = s_ji sqrt(w_i) = e_j E_ji sqrt(w_i) / D_i: one
+    # scaled copy of exp(mu) and one gemm (negative weights: (s w) s' from two copies)
+    if np.all(weights >= 0):
+        G = E * (np.sqrt(weights) / D)[:, None, :]
+        G *= e_delta[:, :, None]
+        ds_ddelta: FloatArray = -np.matmul(G, G.transpose(0, 2, 1))  # (T_b, J, J)
+    else:
+        probabilities = E * (1.0 / D)[:, None, :]
+        probabilities *= e_delta[:, :, None]
+        ds_ddelta = -np.matmul(probabilities * weights[:, None, :],
+                               probabilities.transpose(0, 2, 1))
     j = np.arange(E.shape[1])
     ds_ddelta[:, j, j] += shares
     xbar = np.matmul(E.transpose(0, 2, 1), e_delta[:, :, None] * x2) / D[:, :, None]
@@ -87,6 +97,21 @@ def share_jacobians(e_delta: FloatArray, utility: ExpUtility, x2: FloatArray,
     H = np.matmul(E, r[:, :, None] * Z) * e_delta[:, :, None]  # (T_b, J, V + P)
     ds_dtheta: FloatArray = x2[:, :, rows] * H[:, :, columns] - H[:, :, V:]
     return ds_ddelta, ds_dtheta
+
+
+SPD_PRODUCTS = 32  # from this many products per market, Cholesky per market beats batched LU
+
+
+def _solve_symmetric(A: FloatArray, B: FloatArray) -> FloatArray:
+    """A^{-1} B per market by Cholesky (A = d s / d delta is symmetric positive definite for
+    non-negative weights: diag(s) - sum_i w_i s_i s_i' >= min_i s_0i diag(s)); half the work of
+    LU. Falls back to LU where Cholesky fails (negative weights, padding, an absurd theta)."""
+    out = np.empty(B.shape)
+    for t in range(A.shape[0]):
+        # A[t].T is Fortran-ordered and equal to A[t]: no copy into LAPACK
+        _, x, info = lapack.dposv(A[t].T, B[t])
+        out[t] = x if info == 0 else np.linalg.solve(A[t], B[t])
+    return out
 
 
 def delta_theta_jacobian(ds_ddelta: FloatArray, ds_dtheta: FloatArray,
@@ -101,6 +126,8 @@ def delta_theta_jacobian(ds_ddelta: FloatArray, ds_dtheta: FloatArray,
         ds_ddelta[t, j, j] = 1.0
         ds_dtheta = np.where(pad[:, :, None], 0.0, ds_dtheta)
     try:
+        if ds_ddelta.shape[1] >= SPD_PRODUCTS:
+            return -_solve_symmetric(ds_ddelta, ds_dtheta)
         return cast(FloatArray, -np.linalg.solve(ds_ddelta, ds_dtheta))
     except np.linalg.LinAlgError:
         # some market's d s / d delta is singular (shares underflowed at an absurd theta): NaN

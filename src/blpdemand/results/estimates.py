@@ -192,10 +192,20 @@ def gmm_covariance(G: FloatArray, W: FloatArray, xi: FloatArray, Z: FloatArray, 
     """Covariance of (theta, beta): sandwich for robust/clustered, (G'S^{-1}G)^{-1}/N unadjusted."""
     if not (np.all(np.isfinite(G)) and np.all(np.isfinite(xi))):
         return np.full((G.shape[1], G.shape[1]), np.nan)  # the inner loop failed at theta
-    S = moment_covariance(xi, Z, kind=kind, clusters=clusters, center=center)
-    if kind == "unadjusted":
-        W = weighting_matrix(S, what="unadjusted moment covariance")
-    return parameter_covariance(G, W, S, xi.shape[0])
+    nan = np.full((G.shape[1], G.shape[1]), np.nan)
+    # an absurd theta (a failed inner loop) can give finite but huge d xi / d theta whose
+    # products overflow: NaN standard errors there (the failure itself is warned about)
+    with np.errstate(over="ignore", invalid="ignore"):
+        S = moment_covariance(xi, Z, kind=kind, clusters=clusters, center=center)
+        if not (np.all(np.isfinite(S)) and np.all(np.isfinite(G.T @ G))):
+            return nan
+        if kind == "unadjusted":
+            W = weighting_matrix(S, what="unadjusted moment covariance")
+        try:
+            covariance = parameter_covariance(G, W, S, xi.shape[0])
+        except np.linalg.LinAlgError:
+            return nan
+    return covariance if np.all(np.isfinite(covariance)) else nan
 
 
 def _cluster_ids(problem: Problem, clusters: Any) -> AnyArray:

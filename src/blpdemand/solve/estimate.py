@@ -211,8 +211,8 @@ def evaluate_outcome(problem: Problem, layout: ParameterLayout, theta: FloatArra
     objective = DemandObjective(problem, layout, W, contraction=config.fixed_point,
                                 on_failure=config.on_failure, step=1, clock=clock)
     theta = np.asarray(theta, dtype=np.float64)
-    hessian = objective.hessian(theta) if config.hessian else None
     evaluation = objective.evaluate(theta, report=False)
+    hessian = objective.hessian(theta) if config.hessian else None
     _check_final(evaluation, config)
     step = OptimizationResult(
         start=theta, theta=theta, objective=evaluation.objective, gradient=evaluation.gradient,
@@ -310,8 +310,8 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     # the Hessian is also computed, even with hessian=False, to judge a run that stalled on
     # line-search precision (see _at_precision_floor)
     needed = config.hessian or not result.converged
-    hessian = objective.hessian(result.theta) if needed else None
     evaluation = objective.evaluate(result.theta, report=False)
+    hessian = objective.hessian(result.theta) if needed else None
     counts["iterations"] += objective.contraction_iterations - before[0]
     counts["evaluations"] += objective.contraction_evaluations - before[1]
     if hessian is not None:
@@ -369,18 +369,19 @@ def _check_final(evaluation: ObjectiveEvaluation, config: EstimationConfig) -> N
 
 
 def _check_step_one(first: ObjectiveEvaluation, result: OptimizationResult) -> None:
-    """Step 2's W needs finite step-1 residuals: a non-finite xi stops with a named error."""
-    if np.all(np.isfinite(first.xi)):
+    """Step 2's W needs the step-1 residuals: where the contraction failed (xi unconverged or
+    not finite) the run stops with a named error instead of weighting by meaningless xi."""
+    failed = np.asarray(first.failed_markets).tolist()
+    if not failed and np.all(np.isfinite(first.xi)):
         return
     from blpdemand.errors import ConvergenceError
-    failed = np.asarray(first.failed_markets).tolist()
     where = (f"the contraction failed in market(s) {failed[:10]}" if failed
              else "the inner loop gave non-finite delta or d delta/d theta")
     raise ConvergenceError(
         f"GMM step 1 ended at theta={np.round(result.theta, 6).tolist()} (objective "
-        f"{result.objective:.6g}, {result.status.value}) where {where}, so xi is not finite and "
-        "the step-2 weighting matrix cannot be computed; change the starting values, tighten the "
-        "parameter bounds, or raise the contraction's max_evaluations")
+        f"{result.objective:.6g}, {result.status.value}) where {where}, so the step-2 weighting "
+        "matrix cannot be computed from its residuals xi; change the starting values, tighten "
+        "the parameter bounds, or raise the contraction's max_evaluations")
 
 
 def _contraction_at_estimate(step: OptimizationResult,
