@@ -269,10 +269,13 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     starts = [np.asarray(theta0, dtype=np.float64)]
     starts += [generator.uniform(lo, hi) for _ in range(config.starts)]
 
-    def job(k: int, start: FloatArray) -> Callable[[], tuple[OptimizationResult, dict[str, int]]]:
+    Job = tuple[OptimizationResult, dict[str, int], FloatArray | None]
+
+    def job(k: int, start: FloatArray) -> Callable[[], Job]:
         # a job returns plain data (no inner-loop state), so a process pool or a cluster
-        # client can stand in for ``runner``
-        def run() -> tuple[OptimizationResult, dict[str, int]]:
+        # client can stand in for ``runner``: the result, work counts, and delta at the end
+        # (the warm start of the evaluations that follow)
+        def run() -> Job:
             objective = make(1, k, W)
             result = minimize(objective, start, method=config.optimizer, bounds=bounds,
                               gtol=config.gtol, max_iterations=config.max_iterations,
@@ -280,18 +283,20 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
             work = {"iterations": objective.contraction_iterations,
                     "evaluations": objective.contraction_evaluations,
                     "failures": objective.failures}
-            return result, work
+            last = objective.last
+            delta = last.delta if last is not None and np.all(np.isfinite(last.delta)) else None
+            return result, work, delta
         return run
 
     ran = runner([job(k, s) for k, s in enumerate(starts)])
-    for _, work in ran:
+    for _, work, _ in ran:
         for key in counts:
             counts[key] += work[key]
-    start_outcomes = tuple(StartOutcome(start=s, optimization=r) for s, (r, _) in zip(starts, ran))
+    start_outcomes = tuple(StartOutcome(start=s, optimization=r) for s, (r, _, _) in zip(starts, ran))
     best = min(range(len(ran)),
                key=lambda k: ran[k][0].objective if np.isfinite(ran[k][0].objective) else np.inf)
     result = ran[best][0]
-    objective = make(1, best, W)
+    objective = make(1, best, W, delta0=ran[best][2])
     _check_local_minima(start_outcomes)
     steps = [result]
     if config.method == "2s":
