@@ -64,13 +64,17 @@ def share_theta_jacobian(probabilities: FloatArray, weights: FloatArray, x2: Flo
 
 def share_jacobians(e_delta: FloatArray, utility: ExpUtility, x2: FloatArray,
                     variables: FloatArray, rows: IntArray,
-                    columns: IntArray) -> tuple[FloatArray, FloatArray]:
+                    columns: IntArray, sizes: IntArray | None = None
+                    ) -> tuple[FloatArray, FloatArray]:
     """d s / d delta (T_b, J, J) and d s / d theta (T_b, J, P) straight from exp(mu).
 
     Parameters
     ----------
     e_delta : (T_b, J) exp(delta); utility : the block's ExpUtility.
     x2, variables, rows, columns : as in ``share_theta_jacobian``.
+    sizes : (T_b,) products per market when the block is padded (padded slots trail each
+        market): d s / d delta is then formed on the J_t x J_t leading block only (zero
+        elsewhere), saving the padded part of the O(J^2 I) product.
     """
     E = utility.exp_mu
     # D_i >= c_i; only an absurd theta drives both terms to 0: keep 1/D finite there
@@ -83,7 +87,13 @@ def share_jacobians(e_delta: FloatArray, utility: ExpUtility, x2: FloatArray,
     if np.all(weights >= 0):
         G = E * (np.sqrt(weights) / D)[:, None, :]
         G *= e_delta[:, :, None]
-        ds_ddelta: FloatArray = -np.matmul(G, G.transpose(0, 2, 1))  # (T_b, J, J)
+        if sizes is None:
+            ds_ddelta: FloatArray = -np.matmul(G, G.transpose(0, 2, 1))  # (T_b, J, J)
+        else:
+            ds_ddelta = np.zeros((E.shape[0], E.shape[1], E.shape[1]))
+            for t, n in enumerate(sizes.tolist()):
+                ds_ddelta[t, :n, :n] = G[t, :n] @ G[t, :n].T
+            np.negative(ds_ddelta, out=ds_ddelta)
     else:
         probabilities = E * (1.0 / D)[:, None, :]
         probabilities *= e_delta[:, :, None]
@@ -102,15 +112,21 @@ def share_jacobians(e_delta: FloatArray, utility: ExpUtility, x2: FloatArray,
 SPD_PRODUCTS = 32  # from this many products per market, Cholesky per market beats batched LU
 
 
-def _solve_symmetric(A: FloatArray, B: FloatArray) -> FloatArray:
-    """A^{-1} B per market by Cholesky (A = d s / d delta is symmetric positive definite for
-    non-negative weights: diag(s) - sum_i w_i s_i s_i' >= min_i s_0i diag(s)); half the work of
-    LU. Falls back to LU where Cholesky fails (negative weights, padding, an absurd theta)."""
-    out = np.empty(B.shape)
-    for t in range(A.shape[0]):
-        # A[t].T is Fortran-ordered and equal to A[t]: no copy into LAPACK
-        _, x, info = lapack.dposv(A[t].T, B[t])
-        out[t] = x if info == 0 else np.linalg.solve(A[t], B[t])
+def _solve_symmetric(A: FloatArray, B: FloatArray, pad: BoolArray | None) -> FloatArray:
+    """A^{-1} B per market by Cholesky on the J_t real products (padded slots trail and get 0).
+
+    A = d s / d delta is symmetric positive definite for non-negative weights (diag(s) -
+    sum_i w_i s_i s_i' >= min_i s_0i diag(s)): half the work of LU. Where Cholesky fails
+    (negative weights, an absurd theta) LU is used, and its LinAlgError propagates.
+    """
+    J = A.shape[1]
+    sizes = [J] * A.shape[0] if pad is None else (J - pad.sum(axis=1)).tolist()
+    out = np.zeros(B.shape)
+    for t, n in enumerate(sizes):
+        a, b = A[t, :n, :n], B[t, :n]
+        # a.T equals a (symmetric) and is Fortran-ordered when n = J: no copy into LAPACK
+        _, x, info = lapack.dposv(a.T, b)
+        out[t, :n] = x if info == 0 else np.linalg.solve(a, b)
     return out
 
 
@@ -118,16 +134,21 @@ def delta_theta_jacobian(ds_ddelta: FloatArray, ds_dtheta: FloatArray,
                          pad: BoolArray | None = None) -> FloatArray:
     """d delta / d theta = -(d s / d delta)^{-1} d s / d theta, batched: (T_b, J, P).
 
-    Padded product slots (``pad`` True) get an identity row and derivative 0.
+    Padded product slots (``pad`` True, trailing each market) get derivative 0.
     """
+    if ds_ddelta.shape[1] >= SPD_PRODUCTS:
+        try:
+            return -_solve_symmetric(ds_ddelta, ds_dtheta, pad)
+        except np.linalg.LinAlgError:
+            pass  # the generic path below gives NaN in the singular markets
     if pad is not None:
         t, j = np.nonzero(pad)
         ds_ddelta = ds_ddelta.copy()
+        ds_ddelta[t, j, :] = 0.0
+        ds_ddelta[t, :, j] = 0.0
         ds_ddelta[t, j, j] = 1.0
         ds_dtheta = np.where(pad[:, :, None], 0.0, ds_dtheta)
     try:
-        if ds_ddelta.shape[1] >= SPD_PRODUCTS:
-            return -_solve_symmetric(ds_ddelta, ds_dtheta)
         return cast(FloatArray, -np.linalg.solve(ds_ddelta, ds_dtheta))
     except np.linalg.LinAlgError:
         # some market's d s / d delta is singular (shares underflowed at an absurd theta): NaN

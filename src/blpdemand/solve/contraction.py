@@ -202,8 +202,10 @@ def _block_jacobian(data: _Block, utility: ExpUtility, delta_block: FloatArray,
     pr, pc = layout.pi_index
     rows = np.concatenate([sr, pr]).astype(np.int64)
     columns = np.concatenate([sc, layout.K2 + pc]).astype(np.int64)
+    pad = data.block.product_pad
+    sizes = None if pad is None else pad.shape[1] - pad.sum(axis=1)
     ds_ddelta, ds_dtheta = share_jacobians(np.exp(delta_block), utility, data.x2,
-                                           data.variables, rows, columns)
+                                           data.variables, rows, columns, sizes)
     return delta_theta_jacobian(ds_ddelta, ds_dtheta, data.block.product_pad)
 
 
