@@ -35,3 +35,26 @@ def test_merger_comparison_logit_invariance() -> None:
     np.testing.assert_allclose(table.loc["truth", "change in CS"], np.mean(a.consumer_surplus_change),
                                rtol=1e-12)
     assert table.loc["truth", "price change, merging (%)"] > 0
+
+
+def test_bertrand_simulation_costs_are_recovered() -> None:
+    # Known truth: markups implied by the true demand at the simulated Bertrand prices give back
+    # the simulated marginal costs (rtol 1e-8; the solver's tolerance is 1e-12), with a random
+    # coefficient on prices.
+    sim = bd.simulate(markets=5, products=6, firms=3, sigma={"prices": 0.2, "x1": 1.0}, draws=200,
+                      rng=3, pricing="bertrand")
+    truth = fitted_from_truth(sim)
+    np.testing.assert_allclose(bd.compute_costs(truth), sim.products["costs"], rtol=1e-8)
+    shares = np.concatenate([d.shares() for d in market_demands(truth)])
+    np.testing.assert_allclose(shares, truth.problem.products.shares, rtol=1e-12)
+    # Re-solving the unchanged market returns the simulated prices.
+    again = bd.compute_prices(truth)
+    np.testing.assert_allclose(again.prices, sim.products["prices"], rtol=1e-9)
+
+
+def test_bertrand_simulation_logit_closed_form() -> None:
+    # Plain logit: p - c = -1 / (alpha (1 - s_f)) for each product of firm f.
+    sim = bd.simulate(markets=4, products=5, firms=2, alpha=-1.5, rng=4, pricing="bertrand")
+    data = sim.products
+    firm_share = data.groupby(["market_ids", "firm_ids"])["shares"].transform("sum")
+    np.testing.assert_allclose(data["prices"] - data["costs"], 1 / (1.5 * (1 - firm_share)), rtol=1e-9)

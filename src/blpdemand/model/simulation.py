@@ -82,7 +82,8 @@ def simulate(*, markets: int = 50, products: int = 10, firms: int = 3,
              sigma: Mapping[str, float] | None = None, cost_shifters: int = 2,
              gamma: Sequence[float] | None = None, gamma0: float = 0.0, rho: float = 0.5,
              xi_sd: float = 0.5, eta_sd: float = 0.2, draws: int = 2000,
-             rng: int | np.random.Generator | None = 0) -> SimulatedMarkets:
+             rng: int | np.random.Generator | None = 0,
+             pricing: str = "rule") -> SimulatedMarkets:
     """Simulate ``markets`` markets of ``products`` products each from known parameters.
 
     Parameters
@@ -99,6 +100,9 @@ def simulate(*, markets: int = 50, products: int = 10, firms: int = 3,
     xi_sd : standard deviation of the demand unobservable xi ~ N(0, xi_sd^2).
     draws : I standard-normal draws per market integrating the random coefficients.
     rng : seed or Generator; the same seed gives the same data.
+    pricing : "rule" (prices from ``price_rule``) or "bertrand": ``price_rule`` gives marginal
+        costs (column ``costs``) and prices are the Bertrand-Nash equilibrium of the true demand
+        with the firms' ownership (``model.pricing.simulated_bertrand``, Morrow-Skerlos zeta).
 
     Examples
     --------
@@ -109,6 +113,8 @@ def simulate(*, markets: int = 50, products: int = 10, firms: int = 3,
     beta = dict(DEFAULT_BETA if beta is None else beta)
     sigma = None if sigma is None else dict(sigma)
     _check(markets, products, firms, alpha, cost_shifters, draws, xi_sd, eta_sd, sigma)
+    if pricing not in ("rule", "bertrand"):
+        raise SpecificationError(f"pricing={pricing!r}; valid: ['rule', 'bertrand']")
     gen = as_generator(rng)
     T, J = int(markets), int(products)
     names = [n for n in beta if n != "1"]
@@ -149,6 +155,20 @@ def simulate(*, markets: int = 50, products: int = 10, firms: int = 3,
     else:
         shares = logit_choice_probabilities(delta)
 
+    # --- Bertrand-Nash prices (issue 5): price_rule's output becomes marginal costs. ---
+    costs = prices
+    if pricing == "bertrand":
+        from blpdemand.model.pricing import simulated_bertrand
+
+        random = bool(sigma)
+        prices, shares = simulated_bertrand(
+            delta - alpha * costs, alpha, costs, np.tile(np.arange(J) % firms, (T, 1)),
+            characteristics=V if random else None,
+            sigma=np.array(list(sigma.values())) if random and sigma else None,
+            nodes=nodes if random else None,
+            price_column=order.index("prices") if random and "prices" in order else None)
+    # --- end of Bertrand-Nash prices ---
+
     frame = pd.DataFrame({"market_ids": np.repeat(np.arange(T), J),
                           "product_ids": np.tile(np.arange(J), T),
                           "firm_ids": np.tile(np.arange(J) % firms, T),
@@ -159,10 +179,13 @@ def simulate(*, markets: int = 50, products: int = 10, firms: int = 3,
     for k, n in enumerate(instruments):
         frame[n] = w[:, :, k].reshape(-1)
     frame["xi"] = xi.reshape(-1)
+    if pricing == "bertrand":
+        frame["costs"] = costs.reshape(-1)
     truth: dict[str, Any] = {
         "beta": beta, "alpha": float(alpha), "sigma": sigma or {}, "gamma0": float(gamma0),
         "gamma": dict(zip(instruments, map(float, gamma_arr))), "rho": float(rho),
-        "xi_sd": float(xi_sd), "eta_sd": float(eta_sd)}
+        "xi_sd": float(xi_sd), "eta_sd": float(eta_sd),
+        "pricing": pricing}
     linear = " + ".join((["1"] if "1" in beta else ["0"]) + ["prices"] + names)
     nonlinear = None if not sigma else " + ".join(
         (["1"] if "1" in sigma else ["0"]) + [n for n in sigma if n != "1"])
