@@ -69,7 +69,7 @@ class EstimationConfig:
     start : ``"given"`` (default) starts from the user's sigma/pi; ``"approximation"`` replaces
         their nonzero elements by the Salanie-Wolak (2019) approximation's estimates
         (``approximation_start``; the pattern of free elements is kept).
-    hessian : compute the Hessian of Q at the estimate (finite differences of the gradient);
+    hessian : compute the Hessian of Q at the estimate (forward differences of the gradient);
         it is computed anyway when the optimizer stalled, to judge convergence.
     runner : function running a list of independent jobs (default: in sequence).
     """
