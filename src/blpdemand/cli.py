@@ -13,7 +13,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="blpdemand", description=__doc__)
     parser.add_argument("--version", action="version", version=f"blpdemand {__version__}")
     sub = parser.add_subparsers(dest="command")
-    demo = sub.add_parser("demo", help="simulate a market and estimate it (no data needed)")
+    demo = sub.add_parser("demo", help="simulate markets: logit, BLP and a merger (no data needed)")
     demo.add_argument("--markets", type=int, default=100, help="number of markets (100)")
     demo.add_argument("--products", type=int, default=20, help="products per market (20)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (0)")
@@ -36,14 +36,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """Simulate a cars-like market, estimate OLS and IV logit, and render the tables."""
+    """Simulate car-like markets: OLS vs IV logit, BLP beside the truth, a merger; render it."""
     from rich.console import Console
 
     from blpdemand.demo import run_demo
 
     console = Console(width=max(Console().width, 100))
     report = run_demo(markets=args.markets, products=args.products, rng=args.seed)
-    for table in report.tables:
-        console.print(table)
-        console.print()
+    for section in report.sections:
+        console.rule(section.heading)
+        for table in section.tables:
+            console.print(table)
+            console.print()
+        for line in section.lines:
+            console.print(line)
     return 0

@@ -31,4 +31,4 @@ def test_run_demo_tables() -> None:
     body = report.comparison.to_frame()
     assert body.loc["prices", "truth"] == truth
     assert body.loc["prices", "OLS"] == ols and body.loc["prices", "IV"] == iv
-    assert len(report.tables) == 3
+    assert len(report.sections[0].tables) == 3  # comparison, OLS, IV
