@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import os
+
+# One BLAS thread before numpy loads: threaded BLAS on a few shared cores made some tests 20x
+# slower. setdefault keeps a caller's explicit choice.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from pathlib import Path
 
 import numpy as np
