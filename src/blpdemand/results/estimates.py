@@ -37,6 +37,11 @@ from blpdemand.solve.optimizer import OptimizationResult
 from blpdemand.solve.progress import Reporter
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from blpdemand.results.costs import Kappa
+    from blpdemand.results.counterfactual import Counterfactual
+    from blpdemand.results.elasticities import MarketMatrices
     from blpdemand.results.optimal_instruments import OptimalInstruments
 
 
@@ -200,6 +205,46 @@ class BLPResults:
                        iterations=o.iterations, converged=o.converged)
             rows.append(pd.Series(row, name="user" if k == 0 else f"random {k}"))
         return Table(title="Multi-start outcomes", body=pd.DataFrame(rows))
+
+    # ------------------------------------------------------------------ post-estimation
+    # Method forms of the pure functions in results/ (lazy imports: they read ``.fitted``).
+    def elasticities(self, name: str = "prices") -> MarketMatrices:
+        """Own and cross elasticities per market: ``blpdemand.compute_elasticities(self, name)``."""
+        from blpdemand.results.elasticities import compute_elasticities
+
+        return compute_elasticities(self, name)
+
+    def diversion_ratios(self, name: str = "prices") -> MarketMatrices:
+        """Diversion ratios per market: ``blpdemand.compute_diversion_ratios(self, name)``."""
+        from blpdemand.results.diversion import compute_diversion_ratios
+
+        return compute_diversion_ratios(self, name)
+
+    def markups(self, *, firm_ids: Any = None, ownership: Any = None,
+                kappa: Kappa | None = None) -> FloatArray:
+        """(N,) Bertrand-Nash markups p - c: ``blpdemand.compute_markups(self, ...)``."""
+        from blpdemand.results.costs import compute_markups
+
+        return compute_markups(self, firm_ids=firm_ids, ownership=ownership, kappa=kappa)
+
+    def costs(self, *, firm_ids: Any = None, ownership: Any = None,
+              kappa: Kappa | None = None) -> FloatArray:
+        """(N,) marginal costs c = p - eta: ``blpdemand.compute_costs(self, ...)``."""
+        from blpdemand.results.costs import compute_costs
+
+        return compute_costs(self, firm_ids=firm_ids, ownership=ownership, kappa=kappa)
+
+    def merger(self, merging: Sequence[object], **kwargs: Any) -> Counterfactual:
+        """Bertrand-Nash prices after ``merging`` firms merge: ``blpdemand.simulate_merger``."""
+        from blpdemand.results.counterfactual import simulate_merger
+
+        return simulate_merger(self, merging, **kwargs)
+
+    def consumer_surplus(self, *, prices: Any = None, keep: Any = None) -> FloatArray:
+        """(T,) consumer surplus per market: ``blpdemand.compute_consumer_surplus(self, ...)``."""
+        from blpdemand.results.surplus import compute_consumer_surplus
+
+        return compute_consumer_surplus(self, prices=prices, keep=keep)
 
 
 def gmm_covariance(G: FloatArray, W: FloatArray, xi: FloatArray, Z: FloatArray, *, kind: str,

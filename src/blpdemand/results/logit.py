@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,11 @@ from blpdemand.results.tables import Table, coefficient_table
 from blpdemand.solve.first_stage import FirstStageReport
 from blpdemand.solve.linear_iv import CovarianceType, Method
 from blpdemand.solve.logit import LogitFit, fit_logit, logit_problem, refit_covariance
+
+if TYPE_CHECKING:
+    from blpdemand.results.costs import Kappa
+    from blpdemand.results.counterfactual import Counterfactual
+    from blpdemand.results.elasticities import MarketMatrices
 
 METHOD_LABELS = {"ols": "OLS", "2sls": "2SLS", "gmm": "one-step GMM", "2s-gmm": "two-step GMM"}
 
@@ -136,6 +141,44 @@ class LogitResults:
         values = self.alpha * data.array("prices").astype(np.float64) * (1.0 - data.shares)
         out: np.ndarray = data.unsort(values)
         return out
+
+    def elasticities(self, name: str = "prices") -> MarketMatrices:
+        """Own and cross elasticities per market: ``blpdemand.compute_elasticities(self, name)``."""
+        from blpdemand.results.elasticities import compute_elasticities
+
+        return compute_elasticities(self, name)
+
+    def diversion_ratios(self, name: str = "prices") -> MarketMatrices:
+        """Diversion ratios per market: ``blpdemand.compute_diversion_ratios(self, name)``."""
+        from blpdemand.results.diversion import compute_diversion_ratios
+
+        return compute_diversion_ratios(self, name)
+
+    def markups(self, *, firm_ids: Any = None, ownership: Any = None,
+                kappa: Kappa | None = None) -> np.ndarray:
+        """(N,) Bertrand-Nash markups p - c: ``blpdemand.compute_markups(self, ...)``."""
+        from blpdemand.results.costs import compute_markups
+
+        return compute_markups(self, firm_ids=firm_ids, ownership=ownership, kappa=kappa)
+
+    def costs(self, *, firm_ids: Any = None, ownership: Any = None,
+              kappa: Kappa | None = None) -> np.ndarray:
+        """(N,) marginal costs c = p - eta: ``blpdemand.compute_costs(self, ...)``."""
+        from blpdemand.results.costs import compute_costs
+
+        return compute_costs(self, firm_ids=firm_ids, ownership=ownership, kappa=kappa)
+
+    def merger(self, merging: Sequence[object], **kwargs: Any) -> Counterfactual:
+        """Bertrand-Nash prices after ``merging`` firms merge: ``blpdemand.simulate_merger``."""
+        from blpdemand.results.counterfactual import simulate_merger
+
+        return simulate_merger(self, merging, **kwargs)
+
+    def consumer_surplus(self, *, prices: Any = None, keep: Any = None) -> np.ndarray:
+        """(T,) consumer surplus per market: ``blpdemand.compute_consumer_surplus(self, ...)``."""
+        from blpdemand.results.surplus import compute_consumer_surplus
+
+        return compute_consumer_surplus(self, prices=prices, keep=keep)
 
     def with_covariance(self, kind: CovarianceType, *, clusters: Any = None) -> LogitResults:
         """A NEW results object with ``kind`` standard errors ("unadjusted", "robust", "hc0",
