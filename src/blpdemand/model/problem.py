@@ -39,6 +39,8 @@ class Problem:
     X1_tilde, ZD_tilde : the same with absorbed fixed effects partialled out.
     agents : AgentData or None (pure logit); fixed_effects : FixedEffects or None.
     endogenous : names of endogenous X1 columns (default prices).
+    linear_formula, nonlinear_formula : the X1 and X2 formulas as given (to evaluate them on new
+        products, e.g. for entry counterfactuals).
     """
 
     products: ProductData
@@ -50,6 +52,8 @@ class Problem:
     endogenous: tuple[str, ...]
     X1_tilde: FloatArray = field(repr=False)
     ZD_tilde: FloatArray = field(repr=False)
+    linear_formula: str = field(default="", repr=False)
+    nonlinear_formula: str | None = field(default=None, repr=False)
 
     def __init__(self, products: pd.DataFrame, *, linear: str, nonlinear: str | None = None,
                  demographics: str | None = None, agents: Any = None, absorb: Any = None,
@@ -97,6 +101,8 @@ class Problem:
         object.__setattr__(self, "endogenous", endogenous)
         object.__setattr__(self, "X1_tilde", np.ascontiguousarray(X1_tilde))
         object.__setattr__(self, "ZD_tilde", np.ascontiguousarray(ZD_tilde))
+        object.__setattr__(self, "linear_formula", linear)
+        object.__setattr__(self, "nonlinear_formula", nonlinear)
 
     # ------------------------------------------------------------------ sizes
     @property
