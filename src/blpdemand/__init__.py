@@ -74,6 +74,7 @@ _API: dict[str, str] = {
     "compute_costs": "blpdemand.results.costs",
     "compute_profits": "blpdemand.results.costs",
     "compute_prices": "blpdemand.results.counterfactual",
+    "simulate_entry": "blpdemand.results.entry",
     "simulate_merger": "blpdemand.results.counterfactual",
     "merger_comparison": "blpdemand.results.counterfactual",
     "fitted_from_truth": "blpdemand.results.counterfactual",

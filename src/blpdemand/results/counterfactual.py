@@ -49,6 +49,8 @@ class Counterfactual:
     consumer_surplus_before, consumer_surplus : (T,) per consumer (see surplus.py).
     firm_ids_before, firm_ids : (N,) owners before and after (None for custom ownership).
     merging : the merging firms' ids (set by simulate_merger).
+    entrants : (N,) bool, True for products added by ``simulate_entry`` (rows appended after the
+        original ones; their ``*_before`` prices are NaN and shares/profits before are 0).
     """
 
     market_ids: AnyArray
@@ -71,6 +73,7 @@ class Counterfactual:
     firm_ids_before: AnyArray | None = None
     firm_ids: AnyArray | None = None
     merging: tuple[object, ...] = ()
+    entrants: AnyArray | None = None
 
     @property
     def converged(self) -> bool:
