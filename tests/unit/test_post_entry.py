@@ -88,6 +88,10 @@ def test_new_firm_lowers_incumbent_prices_and_raises_surplus(logit: bd.Simulated
     assert cf.consumer_surplus_change[t] > 0
     assert cf.shares[-1] > 0 and cf.profits[-1] > 0 and np.isnan(cf.prices_before[-1])
     np.testing.assert_allclose(np.delete(cf.consumer_surplus_change, t), 0.0, atol=1e-10)
+    body = cf.overview().body            # incumbents' mean change is the hand mean (1e-12)
+    assert body.loc["entrants", "products"] == 1
+    assert body.loc["incumbents", "mean price change (%)"] == pytest.approx(
+        100 * cf.price_changes[:12].mean(), rel=1e-12)
 
 
 def test_adding_then_removing_returns_the_observed_equilibrium(logit: bd.SimulatedMarkets) -> None:

@@ -102,13 +102,15 @@ class Counterfactual:
             inside = np.isin(self.firm_ids_before, np.asarray(self.merging))
             groups[f"merging firms {list(self.merging)}"] = inside
             groups["other firms"] = ~inside
+        if self.entrants is not None:
+            groups["incumbents"], groups["entrants"] = ~self.entrants, self.entrants
         groups["all products"] = np.ones(self.prices.shape[0], dtype=bool)
         rows = {}
         for label, mask in groups.items():
             ok = mask & np.isfinite(self.prices)
-            rows[label] = (self.prices_before[ok].mean(), self.prices[ok].mean(),
-                           100 * self.price_changes[ok].mean(), self.shares_before[ok].mean(),
-                           self.shares[ok].mean(), int(ok.sum()))
+            rows[label] = (_mean(self.prices_before[ok]), _mean(self.prices[ok]),
+                           100 * _mean(self.price_changes[ok]), _mean(self.shares_before[ok]),
+                           _mean(self.shares[ok]), int(ok.sum()))
         body = pd.DataFrame.from_dict(rows, orient="index", columns=[
             "mean price before", "mean price after", "mean price change (%)",
             "mean share before", "mean share after", "products"])
@@ -122,7 +124,8 @@ class Counterfactual:
                          f"{np.nanmean(self.hhi):.0f}")
         notes.append("all markets converged" if self.converged else
                      f"failed markets (NaN): {list(self.failed_markets)[:10]}")
-        title = "Merger simulation" if self.merging else "Counterfactual equilibrium"
+        title = ("Merger simulation" if self.merging else "Entry" if self.entrants is not None
+                 else "Counterfactual equilibrium")
         return Table(title=f"{title}: Bertrand-Nash prices", body=body, notes=tuple(notes))
 
     def summary(self) -> Table:
@@ -139,6 +142,12 @@ class Counterfactual:
                  f"{list(self.failed_markets)[:10]}" if not self.converged else
                  "all markets converged",)
         return Table(title="Counterfactual equilibrium", body=body, notes=notes)
+
+
+def _mean(values: FloatArray) -> float:
+    """Mean of the finite values (NaN when there are none; entrants have no price before)."""
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
 
 
 def hhi(shares: FloatArray, firm_ids: AnyArray) -> float:
