@@ -12,10 +12,11 @@ d s_j / d theta_p = x2_jr (s w V)_jc - (s w (xbar_r * V_c))_j: two batched matmu
 parameters. The implicit function theorem gives d delta / d theta = -(ds/ddelta)^{-1} ds/dtheta,
 one batched ``np.linalg.solve`` over the block.
 
-``share_jacobians`` computes both from exp(mu) without forming s_ji: with s_ji = e_j E_ji / D_i
-and r_i = w_i / D_i, sum_i w_i s_ji s_ki = (G G')_jk with G_ji = e_j E_ji sqrt(w_i) / D_i (one
-batched gemm, the only O(J^2 I) step), xbar_i = (E' (e * x2))_i / D_i and (s w Z)_j = e_j (E (r * Z))_j for
-Z = [V, xbar_r * V_c] (one batched matmul): three reads of exp(mu) in all.
+``share_jacobians`` computes both from exp(mu) without forming s_ji, in three reads of exp(mu):
+one batched matmul E' [e, e * x2] gives D_i - c_i and xbar_i = (E' (e * x2))_i / D_i; one
+E [r, r V, r (xbar_r * V_c)] gives the shares and (s w Z)_j = e_j (E (r * Z))_j (r_i = w_i / D_i);
+and sum_i w_i s_ji s_ki = e_j e_k (S S')_jk with S_ji = E_ji sqrt(w_i) / D_i, one scaled copy
+of exp(mu) and one batched gemm (the only O(J^2 I) step), e_j e_k applied to the (J, J) result.
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ import numpy as np
 from scipy.linalg import lapack
 
 from blpdemand._types import BoolArray, FloatArray, IntArray
-from blpdemand.model.shares import denominators
-from blpdemand.model.utility import ExpUtility
+from blpdemand.model.utility import SHIFT_ABOVE, ExpUtility
 
 
 def share_delta_jacobian(probabilities: FloatArray, weights: FloatArray) -> FloatArray:
@@ -77,35 +77,50 @@ def share_jacobians(e_delta: FloatArray, utility: ExpUtility, x2: FloatArray,
         elsewhere), saving the padded part of the O(J^2 I) product.
     """
     E = utility.exp_mu
-    # D_i >= c_i; only an absurd theta drives both terms to 0: keep 1/D finite there
-    D = np.maximum(denominators(e_delta, utility), np.finfo(np.float64).tiny)
+    T_b, J, _ = E.shape
     weights = utility.weights
+    # one read of E for D_i - c_i = sum_j e_j E_ji and the numerators of xbar_i, together
+    left = np.matmul(E.transpose(0, 2, 1), e_delta[:, :, None] * np.concatenate(
+        [np.ones((T_b, J, 1)), x2], axis=2))  # (T_b, I, 1 + K2)
+    # D_i >= c_i; only an absurd theta drives both terms to 0: keep 1/D finite there
+    D = np.maximum(left[:, :, 0] + utility.outside, np.finfo(np.float64).tiny)
     r = weights / D
-    shares = e_delta * np.matmul(E, r[:, :, None])[:, :, 0]
-    # sum_i w_i s_ji s_ki = (G G')_jk with G_ji = s_ji sqrt(w_i) = e_j E_ji sqrt(w_i) / D_i: one
-    # scaled copy of exp(mu) and one gemm (negative weights: (s w) s' from two copies)
+    xbar = left[:, :, 1:] / D[:, :, None]
+    V = variables.shape[2]
+    Z = np.concatenate([r[:, :, None], r[:, :, None] * variables,
+                        r[:, :, None] * (xbar[:, :, rows] * variables[:, :, columns])], axis=2)
+    H = np.matmul(E, Z)  # (T_b, J, 1 + V + P): a second read of E for shares and H
+    H *= e_delta[:, :, None]
+    shares = H[:, :, 0]
+    # sum_i w_i s_ji s_ki = e_j e_k (S S')_jk with S_ji = E_ji sqrt(w_i) / D_i: one scaled copy
+    # of exp(mu) and one gemm, e_j e_k applied to the (J, J) result. S is bounded by
+    # max E (1 when shifted, exp(SHIFT_ABOVE) otherwise) times max sqrt(w_i) / D_i; when that
+    # or exp(delta) is huge (an absurd theta) G = e S is formed instead (bounded by 1).
+    scale = np.sqrt(np.maximum(weights, 0.0)) / D
+    bound = float(scale.max(initial=0.0)) * (1.0 if utility.shifted else np.exp(SHIFT_ABOVE))
+    safe = bound < 1e100 and float(e_delta.max(initial=0.0)) < 1e100
     if np.all(weights >= 0):
-        G = E * (np.sqrt(weights) / D)[:, None, :]
-        G *= e_delta[:, :, None]
+        S = E * scale[:, None, :]
+        if not safe:
+            S *= e_delta[:, :, None]
         if sizes is None:
-            ds_ddelta: FloatArray = -np.matmul(G, G.transpose(0, 2, 1))  # (T_b, J, J)
+            ds_ddelta: FloatArray = np.matmul(S, S.transpose(0, 2, 1))  # (T_b, J, J)
         else:
-            ds_ddelta = np.zeros((E.shape[0], E.shape[1], E.shape[1]))
+            ds_ddelta = np.zeros((T_b, J, J))
             for t, n in enumerate(sizes.tolist()):
-                ds_ddelta[t, :n, :n] = G[t, :n] @ G[t, :n].T
-            np.negative(ds_ddelta, out=ds_ddelta)
+                ds_ddelta[t, :n, :n] = S[t, :n] @ S[t, :n].T
+        if safe:
+            ds_ddelta *= e_delta[:, :, None]
+            ds_ddelta *= e_delta[:, None, :]
+        np.negative(ds_ddelta, out=ds_ddelta)
     else:
         probabilities = E * (1.0 / D)[:, None, :]
         probabilities *= e_delta[:, :, None]
         ds_ddelta = -np.matmul(probabilities * weights[:, None, :],
                                probabilities.transpose(0, 2, 1))
-    j = np.arange(E.shape[1])
+    j = np.arange(J)
     ds_ddelta[:, j, j] += shares
-    xbar = np.matmul(E.transpose(0, 2, 1), e_delta[:, :, None] * x2) / D[:, :, None]
-    V = variables.shape[2]
-    Z = np.concatenate([variables, xbar[:, :, rows] * variables[:, :, columns]], axis=2)
-    H = np.matmul(E, r[:, :, None] * Z) * e_delta[:, :, None]  # (T_b, J, V + P)
-    ds_dtheta: FloatArray = x2[:, :, rows] * H[:, :, columns] - H[:, :, V:]
+    ds_dtheta: FloatArray = x2[:, :, rows] * H[:, :, 1 + columns] - H[:, :, 1 + V:]
     return ds_ddelta, ds_dtheta
 
 
