@@ -134,6 +134,23 @@ def test_random_coefficients_entry_satisfies_bertrand_foc(blp: bd.SimulatedMarke
     np.testing.assert_allclose(cf.prices[-1], cf.prices[9], rtol=1e-12)  # the clone's twin
 
 
+def test_delta_column_gives_the_entrant_its_mean_utility(logit: bd.SimulatedMarkets) -> None:
+    """A twin given as delta (its twin's true mean utility at the observed price) prices exactly
+    like the twin fed through X1 beta + xi (rel 1e-12); delta with xi= is ambiguous."""
+    products = logit.products
+    fitted = fitted_from_truth(logit)
+    twin = products.iloc[[0]]
+    delta0 = _mean_utility(logit, twin) + logit.truth["alpha"] * twin["prices"].to_numpy()
+    by_delta = bd.simulate_entry(fitted, twin[["market_ids", "firm_ids", "prices", "costs"]]
+                                 .assign(delta=delta0))
+    by_formula = bd.simulate_entry(fitted, twin)
+    np.testing.assert_allclose(by_delta.prices, by_formula.prices, rtol=1e-12)
+    with pytest.raises(SpecificationError, match="delta"):
+        bd.simulate_entry(fitted, twin.assign(delta=delta0), xi=0.0)
+    with pytest.raises(DataError, match="prices"):
+        bd.simulate_entry(fitted, twin[["market_ids", "firm_ids", "costs"]].assign(delta=delta0))
+
+
 def test_entry_errors_name_the_problem(logit: bd.SimulatedMarkets) -> None:
     fitted = fitted_from_truth(logit)
     new = logit.products.iloc[[0]].copy()
