@@ -192,3 +192,18 @@ def test_categorical_levels_and_absorbed_effects(logit: bd.SimulatedMarkets) -> 
     cf = bd.simulate_entry(absorbed, new.assign(fixed_effect=effect0), xi=unsort(fa.xi)[0],
                            costs=bd.compute_costs(absorbed)[0])
     assert cf.converged and cf.prices[-1] == pytest.approx(cf.prices[0], rel=1e-10)
+
+
+def test_shuffled_rows_give_the_same_equilibrium(logit: bd.SimulatedMarkets) -> None:
+    """Rows come back in the user's order: shuffling the data permutes incumbents' results and
+    leaves the entrants' unchanged (1e-12); the reference is the sorted run."""
+    products = logit.products
+    new = products.iloc[[2, 7]].assign(firm_ids=[5, 6], costs=[1.0, 2.0])
+    sorted_run = bd.simulate_entry(fitted_from_truth(logit), new)
+    perm = np.random.default_rng(3).permutation(len(products))
+    shuffled = bd.SimulatedMarkets(**{**{k: getattr(logit, k) for k in logit.__dataclass_fields__},
+                                      "products": products.iloc[perm].reset_index(drop=True)})
+    run = bd.simulate_entry(fitted_from_truth(shuffled), new)
+    np.testing.assert_allclose(run.prices[:12], sorted_run.prices[:12][perm], rtol=1e-12)
+    np.testing.assert_allclose(run.prices[12:], sorted_run.prices[12:], rtol=1e-12)
+    np.testing.assert_allclose(run.prices_before[:12], products["prices"].to_numpy()[perm])
