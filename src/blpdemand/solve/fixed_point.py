@@ -273,37 +273,41 @@ def _squarem(work: _WorkSet, x: FloatArray) -> FloatArray:
     return x
 
 
-def _least_squares(F: FloatArray, f: FloatArray) -> FloatArray:
-    """Per-row argmin_gamma ||f - F gamma||: F (n, J, m), f (n, J) -> (n, m).
+def _least_squares(history: FloatArray, columns: int) -> FloatArray:
+    """Per-row argmin_gamma ||f - F gamma|| from ``history`` (n, 1 + memory, J).
 
-    Normal equations with a ridge of 1e-10 relative to each column's squared norm, solved as
-    one batched (m, m) system: cheap, and an inexact gamma only slows the step, never the
-    answer (convergence is judged on G(x) - x).
+    Row 0 of each history holds f (J,), rows 1..columns the columns of F (stored as rows, so
+    that F' [f, F] is one batched gemm on contiguous data). Normal equations with a ridge of
+    1e-10 relative to each column's squared norm, solved as one batched (m, m) system: cheap,
+    and an inexact gamma only slows the step, never the answer (convergence is judged on
+    G(x) - x). Returns (n, columns).
     """
-    Ft = F.transpose(0, 2, 1)
-    gram = np.matmul(Ft, F)
-    m = gram.shape[1]
-    diagonal = np.arange(m)
-    gram[:, diagonal, diagonal] *= 1.0 + 1e-10
-    gram[:, diagonal, diagonal] += 1e-300
+    n, m = history.shape[0], columns
+    both = np.matmul(history[:, 1:m + 1], history[:, :m + 1].transpose(0, 2, 1))  # (n, m, 1+m)
+    gram = both[:, :, 1:]
+    diagonal = both.reshape(n, m * (m + 1))[:, 1::m + 2]
+    diagonal *= 1.0 + 1e-10
+    diagonal += 1e-300
     try:
-        gamma = np.linalg.solve(gram, np.matmul(Ft, f[:, :, None]))[:, :, 0]
+        gamma: FloatArray = np.linalg.solve(gram, both[:, :, :1])[:, :, 0]
     except np.linalg.LinAlgError:
-        return np.zeros(f.shape[:1] + (m,))
+        return np.zeros((n, m))
     return gamma
 
 
 def _anderson(work: _WorkSet, x: FloatArray, memory: int) -> FloatArray:
-    # History in ring buffers (column order does not matter to least squares). Safeguard: a
-    # row whose residual blows up (non-finite, or 10x its best) goes back to its last point,
-    # forgets its history and takes a plain step; if that fails too, it fails.
+    # History in ring buffers of rows (their order does not matter to least squares); row 0 of
+    # ``dF`` holds the current residual f. Safeguard: a row whose residual blows up
+    # (non-finite, or 10x its best) goes back to its last point, forgets its history and takes
+    # a plain step; if that fails too, it fails.
     g = work.evaluate(x)
     work.check(x, g)
     f = g - x
     best = np.max(np.abs(f), axis=1)
     restarted = np.zeros(x.shape[0], dtype=bool)
-    dF = np.zeros(x.shape + (memory,))
-    dG = np.zeros(x.shape + (memory,))
+    n, J = x.shape
+    dF = np.zeros((n, 1 + memory, J))
+    dG = np.zeros((n, memory, J))
     filled = 0
     while work.running:
         keep = work.compact()
@@ -312,9 +316,10 @@ def _anderson(work: _WorkSet, x: FloatArray, memory: int) -> FloatArray:
             dF, dG = dF[keep], dG[keep]
         if filled:
             columns = min(filled, memory)
-            gamma = _least_squares(dF[:, :, :columns], f)
+            dF[:, 0] = f
+            gamma = _least_squares(dF, columns)
             # a non-finite x_new shows up as a blown residual below and is undone there
-            x_new = g - np.matmul(dG[:, :, :columns], gamma[:, :, None])[:, :, 0]
+            x_new = g - np.matmul(gamma[:, None, :], dG[:, :columns])[:, 0, :]
         else:
             x_new = g
         g_new = work.evaluate(x_new)
@@ -322,8 +327,8 @@ def _anderson(work: _WorkSet, x: FloatArray, memory: int) -> FloatArray:
         f_new = g_new - x_new
         norm = work.last  # max |f_new| per row, from the check
         slot = filled % memory
-        dF[:, :, slot] = f_new - f
-        dG[:, :, slot] = g_new - g
+        np.subtract(f_new, f, out=dF[:, 1 + slot])
+        np.subtract(g_new, g, out=dG[:, slot])
         filled += 1
         blown = ~(norm <= 10.0 * best)
         if blown.any():
