@@ -183,8 +183,15 @@ def exp_utility(block: MarketBlock, x2: FloatArray, coefficients: FloatArray,
     coefficients : (T_b, I, K2) gathered Sigma nu_i + Pi y_i.
     weights : (T_b, I) gathered weights (zero in padded slots).
     """
-    mu = compute_mu(x2, coefficients)
-    T_b, _, I = mu.shape
+    T_b, J, I = x2.shape[0], x2.shape[1], coefficients.shape[1]
+    sizes = None if block.product_pad is None else (J - block.product_pad.sum(axis=1)).tolist()
+    if sizes is None:
+        mu = compute_mu(x2, coefficients)
+    else:  # padded product slots trail each market: mu and exp(mu) on the real rows only
+        mu = np.empty((T_b, J, I))
+        for t, n in enumerate(sizes):
+            np.matmul(x2[t, :n], coefficients[t].T, out=mu[t, :n])
+            mu[t, n:] = 0.0
     top = float(mu.max()) if mu.size else 0.0
     if top <= SHIFT_ABOVE:
         outside = np.ones((T_b, I))
@@ -195,9 +202,12 @@ def exp_utility(block: MarketBlock, x2: FloatArray, coefficients: FloatArray,
         outside = np.exp(-shift)
         shifted = True
     with np.errstate(under="ignore"):
-        np.exp(mu, out=mu)
-    if block.product_pad is not None:
-        mu[block.product_pad] = 0.0
+        if sizes is None:
+            np.exp(mu, out=mu)
+        else:
+            for t, n in enumerate(sizes):
+                np.exp(mu[t, :n], out=mu[t, :n])
+                mu[t, n:] = 0.0
     if block.agent_pad is not None:
         mu.transpose(0, 2, 1)[block.agent_pad] = 0.0
         outside[block.agent_pad] = 1.0
