@@ -64,8 +64,8 @@ def share_theta_jacobian(probabilities: FloatArray, weights: FloatArray, x2: Flo
 
 def share_jacobians(e_delta: FloatArray, utility: ExpUtility, x2: FloatArray,
                     variables: FloatArray, rows: IntArray,
-                    columns: IntArray, sizes: IntArray | None = None
-                    ) -> tuple[FloatArray, FloatArray]:
+                    columns: IntArray, sizes: IntArray | None = None, *,
+                    overwrite: bool = False) -> tuple[FloatArray, FloatArray]:
     """d s / d delta (T_b, J, J) and d s / d theta (T_b, J, P) straight from exp(mu).
 
     Parameters
@@ -75,6 +75,7 @@ def share_jacobians(e_delta: FloatArray, utility: ExpUtility, x2: FloatArray,
     sizes : (T_b,) products per market when the block is padded (padded slots trail each
         market): d s / d delta is then formed on the J_t x J_t leading block only (zero
         elsewhere), saving the padded part of the O(J^2 I) product.
+    overwrite : the caller no longer needs ``utility.exp_mu``: its scaled copy is made in place.
     """
     E = utility.exp_mu
     T_b, J, _ = E.shape
@@ -100,7 +101,7 @@ def share_jacobians(e_delta: FloatArray, utility: ExpUtility, x2: FloatArray,
     bound = float(scale.max(initial=0.0)) * (1.0 if utility.shifted else np.exp(SHIFT_ABOVE))
     safe = bound < 1e100 and float(e_delta.max(initial=0.0)) < 1e100
     if np.all(weights >= 0):
-        S = E * scale[:, None, :]
+        S = np.multiply(E, scale[:, None, :], out=E if overwrite else None)
         if not safe:
             S *= e_delta[:, :, None]
         if sizes is None:

@@ -196,8 +196,11 @@ class _ContractionMap:
 
 
 def _block_jacobian(data: _Block, utility: ExpUtility, delta_block: FloatArray,
-                    layout: ParameterLayout) -> FloatArray:
-    """(T_b, J, P) d delta / d theta for one block at its solved delta."""
+                    layout: ParameterLayout, *, overwrite: bool = False) -> FloatArray:
+    """(T_b, J, P) d delta / d theta for one block at its solved delta.
+
+    ``overwrite``: exp(mu) is not needed afterwards (not cached) and may be scaled in place.
+    """
     sr, sc = layout.sigma_index
     pr, pc = layout.pi_index
     rows = np.concatenate([sr, pr]).astype(np.int64)
@@ -205,7 +208,8 @@ def _block_jacobian(data: _Block, utility: ExpUtility, delta_block: FloatArray,
     pad = data.block.product_pad
     sizes = None if pad is None else pad.shape[1] - pad.sum(axis=1)
     ds_ddelta, ds_dtheta = share_jacobians(np.exp(delta_block), utility, data.x2,
-                                           data.variables, rows, columns, sizes)
+                                           data.variables, rows, columns, sizes,
+                                           overwrite=overwrite)
     return delta_theta_jacobian(ds_ddelta, ds_dtheta, data.block.product_pad)
 
 
@@ -287,7 +291,8 @@ class InnerLoop:
                 failed.extend(int(t) for t in data.block.positions[fp.failed])
             elif jac is not None:
                 with np.errstate(under="ignore"):
-                    data.block.scatter_products(_block_jacobian(data, utility, fp.x, layout), jac)
+                    data.block.scatter_products(
+                        _block_jacobian(data, utility, fp.x, layout, overwrite=not store), jac)
         failed.sort()
         ids = problem.products.markets.ids[np.asarray(failed, dtype=np.int64)]
         result = ContractionResult(
