@@ -172,17 +172,18 @@ class _WorkSet:
         self.open &= ~mask
         self.n_open -= rows.size
 
-    def check(self, x: FloatArray, g: FloatArray, *, fail_nonfinite: bool = True) -> None:
+    def check(self, x: FloatArray, g: FloatArray, *, fail_nonfinite: bool = True,
+              step: FloatArray | None = None) -> None:
         """Close rows whose step x -> g = G(x) met the tolerance, or (optionally) broke down.
 
-        The common case (no row closes, all finite) costs four array operations.
+        ``step`` is g - x when the caller has it. The common case (no row closes, all finite)
+        costs four array operations.
         """
-        change = np.max(np.abs(g - x), axis=1)
+        change = np.max(np.abs(g - x if step is None else step), axis=1)
         self.last = change
-        done = change < self.tol
-        if done.any():
-            self._close(done, g, 0)
-        if fail_nonfinite and not change.max() < np.inf:
+        if change.min(initial=np.inf) < self.tol:
+            self._close(change < self.tol, g, 0)
+        if fail_nonfinite and not change.max(initial=0.0) < np.inf:
             self.fail(~np.isfinite(change), x)
 
     def fail(self, mask: np.ndarray, x: FloatArray) -> None:
@@ -301,9 +302,9 @@ def _anderson(work: _WorkSet, x: FloatArray, memory: int) -> FloatArray:
     # (non-finite, or 10x its best) goes back to its last point, forgets its history and takes
     # a plain step; if that fails too, it fails.
     g = work.evaluate(x)
-    work.check(x, g)
     f = g - x
-    best = np.max(np.abs(f), axis=1)
+    work.check(x, g, step=f)
+    best = work.last
     restarted = np.zeros(x.shape[0], dtype=bool)
     n, J = x.shape
     dF = np.zeros((n, 1 + memory, J))
@@ -323,8 +324,8 @@ def _anderson(work: _WorkSet, x: FloatArray, memory: int) -> FloatArray:
         else:
             x_new = g
         g_new = work.evaluate(x_new)
-        work.check(x_new, g_new, fail_nonfinite=False)
         f_new = g_new - x_new
+        work.check(x_new, g_new, fail_nonfinite=False, step=f_new)
         norm = work.last  # max |f_new| per row, from the check
         slot = filled % memory
         np.subtract(f_new, f, out=dF[:, 1 + slot])
