@@ -13,7 +13,7 @@ parameters. The implicit function theorem gives d delta / d theta = -(ds/ddelta)
 one batched ``np.linalg.solve`` over the block.
 
 ``share_jacobians`` computes both from exp(mu) without forming s_ji, in three reads of exp(mu):
-one batched matmul E' [e, e * x2] gives D_i - c_i and xbar_i = (E' (e * x2))_i / D_i; one
+one batched matmul [e, e * x2]' E gives D_i - c_i and xbar_i = (E' (e * x2))_i / D_i; one
 E [r, r V, r (xbar_r * V_c)] gives the shares and (s w Z)_j = e_j (E (r * Z))_j (r_i = w_i / D_i);
 and sum_i w_i s_ji s_ki = e_j e_k (S S')_jk with S_ji = E_ji sqrt(w_i) / D_i, one scaled copy
 of exp(mu) and one batched gemm (the only O(J^2 I) step), e_j e_k applied to the (J, J) result.
@@ -80,17 +80,24 @@ def share_jacobians(e_delta: FloatArray, utility: ExpUtility, x2: FloatArray,
     E = utility.exp_mu
     T_b, J, _ = E.shape
     weights = utility.weights
-    # one read of E for D_i - c_i = sum_j e_j E_ji and the numerators of xbar_i, together
-    left = np.matmul(E.transpose(0, 2, 1), e_delta[:, :, None] * np.concatenate(
-        [np.ones((T_b, J, 1)), x2], axis=2))  # (T_b, I, 1 + K2)
+    I = E.shape[2]
+    V, P = variables.shape[2], rows.size
+    # one read of E for D_i - c_i = sum_j e_j E_ji and the numerators of xbar_i, together;
+    # agent-side arrays are kept as (T_b, columns, I) rows, contiguous for the elementwise work
+    weighted = np.empty((T_b, 1 + x2.shape[2], J))
+    weighted[:, 0] = e_delta
+    np.multiply(x2.transpose(0, 2, 1), e_delta[:, None, :], out=weighted[:, 1:])
+    left = np.matmul(weighted, E)  # (T_b, 1 + K2, I)
     # D_i >= c_i; only an absurd theta drives both terms to 0: keep 1/D finite there
-    D = np.maximum(left[:, :, 0] + utility.outside, np.finfo(np.float64).tiny)
+    D = np.maximum(left[:, 0] + utility.outside, np.finfo(np.float64).tiny)
     r = weights / D
-    xbar = left[:, :, 1:] / D[:, :, None]
-    V = variables.shape[2]
-    Z = np.concatenate([r[:, :, None], r[:, :, None] * variables,
-                        r[:, :, None] * (xbar[:, :, rows] * variables[:, :, columns])], axis=2)
-    H = np.matmul(E, Z)  # (T_b, J, 1 + V + P): a second read of E for shares and H
+    # Z = [r, r V, r xbar_r V_c] with xbar_r = left_r / D
+    Z = np.empty((T_b, 1 + V + P, I))
+    Z[:, 0] = r
+    np.multiply(variables.transpose(0, 2, 1), r[:, None, :], out=Z[:, 1:1 + V])
+    np.multiply(left[:, 1 + rows], Z[:, 1 + columns], out=Z[:, 1 + V:])
+    Z[:, 1 + V:] /= D[:, None, :]
+    H = np.matmul(E, Z.transpose(0, 2, 1))  # (T_b, J, 1 + V + P): a second read of E
     H *= e_delta[:, :, None]
     shares = H[:, :, 0]
     # sum_i w_i s_ji s_ki = e_j e_k (S S')_jk with S_ji = E_ji sqrt(w_i) / D_i: one scaled copy
