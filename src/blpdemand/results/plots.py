@@ -63,8 +63,16 @@ class ElasticityHeatmap:
         ticks = np.arange(len(self.labels))
         ax.set_xticks(ticks, labels=self.labels, rotation=90, fontsize=6)
         ax.set_yticks(ticks, labels=self.labels, fontsize=6)
-        ax.set_xlabel("k (price that changes)")
-        ax.set_ylabel("j (share that responds)")
+        if self.title.lower().startswith("diversion"):
+            # D_jk: the share of j's lost sales (j's price rises) that goes to k.
+            ax.set_xlabel("k (product that gains the diverted sales)")
+            ax.set_ylabel("j (product whose price rises)")
+        else:
+            ax.set_xlabel("k (price that changes)")
+            ax.set_ylabel("j (share that responds)")
         ax.set_title(self.title)
-        ax.figure.colorbar(image, ax=ax)
+        # Ticks on both sides of zero: the two-slope scale would otherwise label one side only.
+        sides = [np.linspace(end, 0.0, 4) for end in (low, high) if abs(end) > 1e-9]
+        ticks_bar = np.unique(np.concatenate([[0.0], *sides]))
+        ax.figure.colorbar(image, ax=ax, ticks=ticks_bar, format="%.3g")
         return ax
