@@ -183,3 +183,79 @@ def delta_theta_jacobian(ds_ddelta: FloatArray, ds_dtheta: FloatArray,
             except np.linalg.LinAlgError:
                 pass
         return out
+
+
+def adjoint_theta_gradient(e_delta: FloatArray, utility: ExpUtility, x2: FloatArray,
+                           variables: FloatArray, rows: IntArray, columns: IntArray,
+                           v: FloatArray, *, tol: float = 1e-13,
+                           max_iterations: int = 500) -> FloatArray | None:
+    """v' d delta / d theta = -lambda' d s / d theta with (d s / d delta) lambda = v, per market.
+
+    The adjoint of the implicit function theorem: one right-hand side per market instead of P,
+    and d s / d delta is never formed. It is symmetric positive definite for non-negative
+    weights, and A x = s x - e (E (r (e x)' E / D)) (r_i = w_i / D_i) costs O(J I), so lambda
+    comes from conjugate gradients with diag(s) (Jacobi) preconditioning, all markets of the
+    block together, to relative residual ``tol``. The eigenvalues of the preconditioned
+    operator lie in [min_i s_0i, 1] (Nocedal and Wright 2006, ch. 5, for CG).
+
+    Parameters
+    ----------
+    e_delta, utility, x2, variables, rows, columns : as in ``share_jacobians``.
+    v : (T_b, J) weights on delta, zero in padded slots.
+
+    Returns
+    -------
+    (T_b, P) v_t' d delta_t / d theta, or None when CG cannot be used or does not converge
+    (negative weights, non-finite values): the caller then takes the full Jacobian.
+    """
+    E = utility.exp_mu
+    weights = utility.weights
+    if not np.all(weights >= 0):
+        return None
+    left = np.matmul(np.concatenate([e_delta[:, None, :], x2.transpose(0, 2, 1)
+                                     * e_delta[:, None, :]], axis=1), E)  # (T_b, 1 + K2, I)
+    D = np.maximum(left[:, 0] + utility.outside, np.finfo(np.float64).tiny)
+    r = weights / D
+    rD = r / D
+    shares = e_delta * np.matmul(E, r[:, :, None])[:, :, 0]
+    real = shares > 0  # padded slots have exp(mu) = 0: the operator is the identity there
+    diagonal = np.where(real, shares, 1.0)
+
+    def apply(x: FloatArray) -> FloatArray:
+        u = np.matmul((e_delta * x)[:, None, :], E)[:, 0] * rD  # (T_b, I)
+        out = diagonal * x - e_delta * np.matmul(E, u[:, :, None])[:, :, 0]
+        return cast(FloatArray, out)
+
+    lam = np.zeros_like(v)
+    residual = np.where(real, v, 0.0)
+    scale = np.sqrt(np.sum(residual * residual, axis=1))
+    z = residual / diagonal
+    direction = z.copy()
+    rz = np.sum(residual * z, axis=1)
+    for _ in range(max_iterations):
+        norm = np.sqrt(np.sum(residual * residual, axis=1))
+        if not np.all(np.isfinite(norm)):
+            return None
+        if np.all(norm <= tol * scale):
+            break
+        Ap = apply(direction)
+        curvature = np.sum(direction * Ap, axis=1)
+        active = curvature > 0
+        alpha = np.where(active, rz / np.where(active, curvature, 1.0), 0.0)
+        lam += alpha[:, None] * direction
+        residual -= alpha[:, None] * Ap
+        z = residual / diagonal
+        rz_new = np.sum(residual * z, axis=1)
+        beta = np.where(rz > 0, rz_new / np.where(rz > 0, rz, 1.0), 0.0)
+        direction = z + beta[:, None] * direction
+        rz = rz_new
+    else:
+        return None
+    # -lambda' ds/dtheta_p = -sum_i r_i V_ic (U_ri - U_0i xbar_ir), U = [a, a x2]' E, a = lambda e
+    a = lam * e_delta
+    U = np.matmul(np.concatenate([a[:, None, :], x2.transpose(0, 2, 1) * a[:, None, :]],
+                                 axis=1), E)
+    xbar = left[:, 1:] / D[:, None, :]
+    Q = r[:, None, :] * (U[:, 1:] - U[:, :1] * xbar)  # (T_b, K2, I)
+    out: FloatArray = -np.sum(Q[:, rows] * variables.transpose(0, 2, 1)[:, columns], axis=2)
+    return out

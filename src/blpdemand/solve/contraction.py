@@ -37,9 +37,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from blpdemand._types import AnyArray, FloatArray
+from blpdemand._types import AnyArray, FloatArray, IntArray
 from blpdemand.errors import ConvergenceError, ConvergenceWarning, SpecificationError
 from blpdemand.model.derivatives import (
+    adjoint_theta_gradient,
     delta_theta_jacobian,
     share_delta_jacobian,
     share_jacobians,
@@ -201,10 +202,7 @@ def _block_jacobian(data: _Block, utility: ExpUtility, delta_block: FloatArray,
 
     ``overwrite``: exp(mu) is not needed afterwards (not cached) and may be scaled in place.
     """
-    sr, sc = layout.sigma_index
-    pr, pc = layout.pi_index
-    rows = np.concatenate([sr, pr]).astype(np.int64)
-    columns = np.concatenate([sc, layout.K2 + pc]).astype(np.int64)
+    rows, columns = _parameter_index(layout)
     pad = data.block.product_pad
     sizes = None if pad is None else pad.shape[1] - pad.sum(axis=1)
     ds_ddelta, ds_dtheta = share_jacobians(np.exp(delta_block), utility, data.x2,
@@ -234,14 +232,18 @@ class InnerLoop:
         self._result: ContractionResult | None = None
         self._last_delta: FloatArray | None = None
 
+    @property
+    def caches_exp_mu(self) -> bool:
+        """Whether exp(mu) of all blocks fits in ``cache_bytes`` (kept between calls at one theta)."""
+        return sum(8 * int(np.prod(b.block.shape)) for b in self.blocks) <= self.cache_bytes
+
     def _at(self, theta: FloatArray) -> tuple[FloatArray, bool]:
         """Switch the cache to theta; return the coefficient map and whether to store exp(mu)."""
         theta = np.asarray(theta, dtype=np.float64)
         key = theta.tobytes()
         if key != self._key:
             self._key, self._utilities, self._result = key, {}, None
-        total = sum(8 * int(np.prod(b.block.shape)) for b in self.blocks)
-        return _coefficient_map(self.layout, theta), total <= self.cache_bytes
+        return _coefficient_map(self.layout, theta), self.caches_exp_mu
 
     def _utility(self, b: int, mapping: FloatArray, store: bool) -> ExpUtility:
         utility = self._utilities.get(b)
@@ -330,6 +332,39 @@ class InnerLoop:
                                         self.layout)
                 data.block.scatter_products(block, out)
         return out
+
+
+    def gradient(self, theta: FloatArray, delta: FloatArray, v: FloatArray) -> FloatArray:
+        """(P,) v' d delta / d theta at (theta, delta) by the adjoint (``adjoint_theta_gradient``).
+
+        Blocks where the adjoint cannot be used (negative weights, CG not converging) take the
+        full Jacobian instead.
+        """
+        mapping, store = self._at(theta)
+        delta, v = np.asarray(delta, dtype=np.float64), np.asarray(v, dtype=np.float64)
+        rows, columns = _parameter_index(self.layout)
+        out = np.zeros(self.layout.P)
+        with np.errstate(under="ignore"):
+            for b, data in enumerate(self.blocks):
+                utility = self._utility(b, mapping, store)
+                delta_block = data.block.gather_products(delta)
+                v_block = data.block.gather_products(v)
+                part = adjoint_theta_gradient(np.exp(delta_block), utility, data.x2,
+                                              data.variables, rows, columns, v_block)
+                if part is None:
+                    jac = _block_jacobian(data, utility, delta_block, self.layout)
+                    out += np.einsum("tj,tjp->p", v_block, jac)
+                else:
+                    out += part.sum(axis=0)
+        return out
+
+
+def _parameter_index(layout: ParameterLayout) -> tuple[IntArray, IntArray]:
+    """X2 column and agent-variable column of each parameter (Sigma's, then Pi's)."""
+    sr, sc = layout.sigma_index
+    pr, pc = layout.pi_index
+    return (np.concatenate([sr, pr]).astype(np.int64),
+            np.concatenate([sc, layout.K2 + pc]).astype(np.int64))
 
 
 def _block_config(config: FixedPointConfig, data: _Block) -> FixedPointConfig:

@@ -8,11 +8,16 @@ A the IV annihilator of :mod:`blpdemand.solve.moments`. Because A does not depen
 
 where d delta / d theta comes from the implicit function theorem in the inner loop
 (Berry, Levinsohn and Pakes 1995; Nevo 2000); the second form holds because X1~' Z~ W g = 0
-at the concentrated beta.
+at the concentrated beta. The optimizer's evaluations (``__call__``, ``objective``,
+``gradient``, ``hessian``) take the adjoint form dQ/dtheta = 2 v' d delta/d theta with
+v = M Z~ W g (M the symmetric fixed-effect annihilator), one solve with d s / d delta per
+market instead of P (``InnerLoop.gradient``), when exp(mu) is cached between calls;
+``evaluate`` also gives the full d xi / d theta, needed for standard errors.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -39,7 +44,8 @@ class ObjectiveEvaluation:
     ----------
     theta : (P,); delta : (N,) mean utilities (with absorbed effects); xi : (N,);
     beta : (K1,); g : (M,) mean moments; objective : Q; gradient : (P,) dQ/dtheta;
-    xi_jacobian : (N, P) partial d xi / d theta at fixed beta (= residualized d delta/d theta);
+    xi_jacobian : (N, P) partial d xi / d theta at fixed beta (= residualized d delta/d theta),
+    (N, 0) when ``adjoint`` (the gradient came from the adjoint, the Jacobian was not formed);
     contraction counts and failed market ids.
     """
 
@@ -54,6 +60,7 @@ class ObjectiveEvaluation:
     contraction_iterations: int
     contraction_evaluations: int
     failed_markets: AnyArray
+    adjoint: bool = False
 
 
 class DemandObjective:
@@ -89,11 +96,21 @@ class DemandObjective:
         self.best: ObjectiveEvaluation | None = None
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self, theta: FloatArray, *, report: bool = True) -> ObjectiveEvaluation:
-        """Solve the inner loop at theta and compute Q, its gradient and d xi / d theta."""
+    def evaluate(self, theta: FloatArray, *, report: bool = True,
+                 adjoint: bool = False) -> ObjectiveEvaluation:
+        """Solve the inner loop at theta and compute Q, its gradient and d xi / d theta.
+
+        ``adjoint``: the gradient only, by the adjoint (d xi / d theta is not formed) when
+        exp(mu) is cached between calls; otherwise the full Jacobian as usual.
+        """
         theta = np.array(theta, dtype=np.float64)
-        if self.last is not None and np.array_equal(theta, self.last.theta):
+        last = self.last
+        if last is not None and np.array_equal(theta, last.theta):
+            if adjoint or not last.adjoint:
+                return last
+            self.last = self._with_jacobian(last)
             return self.last
+        adjoint = adjoint and self.layout.P > 0 and self.loop.caches_exp_mu
         # overflow at an extreme trial theta must not stop the optimizer: non-finite results
         # are handled below (a large objective, so the line search backs off)
         # A warm start from an extreme trial theta can make the contraction fail where a cold
@@ -102,7 +119,7 @@ class DemandObjective:
         start = self.delta0
         while True:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                result = self.loop.solve(theta, delta0=start, jacobian=True)
+                result = self.loop.solve(theta, delta0=start, jacobian=not adjoint)
             self.contraction_iterations += int(result.iterations)
             self.contraction_evaluations += int(result.evaluations)
             if result.converged or not retries:
@@ -121,10 +138,10 @@ class DemandObjective:
                     "iterations, tighten the parameter bounds, or use on_failure='warn'")
         delta = np.asarray(result.delta, dtype=np.float64)
         jacobian = result.jacobian
-        if np.all(np.isfinite(delta)) and jacobian is None and self.layout.P > 0:
+        if np.all(np.isfinite(delta)) and jacobian is None and self.layout.P > 0 and not adjoint:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 jacobian = self.loop.jacobian(theta, delta)
-        evaluation = self._moments(theta, delta, jacobian, result, failed)
+        evaluation = self._moments(theta, delta, jacobian, result, failed, adjoint=adjoint)
         if np.all(np.isfinite(delta)) and result.converged:
             self.delta0 = None  # the inner loop warm-starts from its last converged delta
         self.evaluations += 1
@@ -146,10 +163,22 @@ class DemandObjective:
         return evaluation
 
     def _moments(self, theta: FloatArray, delta: FloatArray, jacobian: FloatArray | None,
-                 result: Any, failed: AnyArray) -> ObjectiveEvaluation:
+                 result: Any, failed: AnyArray, *, adjoint: bool = False) -> ObjectiveEvaluation:
         P, N = self.layout.P, self.problem.N
         finite = bool(np.all(np.isfinite(delta))) and (
             jacobian is None or bool(np.all(np.isfinite(jacobian))))
+        if finite:
+            delta_tilde = self.problem.residualize(delta)
+            beta = self.iv.beta(delta_tilde)
+            xi = delta_tilde - self.problem.X1_tilde @ beta
+            g = mean_moments(xi, self.Z)
+            objective = float(N * g @ self.W @ g)
+            if P > 0 and adjoint:
+                # dQ/dtheta = 2 (d delta/d theta)' M Z~ W g: one adjoint solve per market
+                v = self.problem.residualize(self.Z @ (self.W @ g))
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    gradient = 2.0 * self.loop.gradient(theta, delta, v)
+                finite = bool(np.all(np.isfinite(gradient)))
         if not finite:
             # a non-finite inner loop: a large objective, so no line search accepts this theta
             bad = 1e10 if self.best is None else max(1e10, 1e3 * self.best.objective)
@@ -159,12 +188,9 @@ class DemandObjective:
                 g=np.full(self.Z.shape[1], np.nan), objective=bad, gradient=np.zeros(P),
                 xi_jacobian=np.full((N, P), np.nan), contraction_iterations=int(result.iterations),
                 contraction_evaluations=int(result.evaluations), failed_markets=failed)
-        delta_tilde = self.problem.residualize(delta)
-        beta = self.iv.beta(delta_tilde)
-        xi = delta_tilde - self.problem.X1_tilde @ beta
-        g = mean_moments(xi, self.Z)
-        objective = float(N * g @ self.W @ g)
-        if P > 0:
+        if P > 0 and adjoint:
+            xi_jacobian = np.zeros((N, 0))
+        elif P > 0:
             assert jacobian is not None
             # d xi / d theta at fixed beta; the beta(theta) channel drops out of the gradient
             # because X1~' Z W g = 0 at the concentrated beta (first-order condition)
@@ -177,23 +203,33 @@ class DemandObjective:
             theta=theta, delta=delta, xi=xi, beta=beta, g=g, objective=objective,
             gradient=gradient, xi_jacobian=xi_jacobian,
             contraction_iterations=int(result.iterations),
-            contraction_evaluations=int(result.evaluations), failed_markets=failed)
+            contraction_evaluations=int(result.evaluations), failed_markets=failed,
+            adjoint=P > 0 and adjoint)
+
+    def _with_jacobian(self, evaluation: ObjectiveEvaluation) -> ObjectiveEvaluation:
+        """An adjoint evaluation completed with d xi / d theta (from the cached exp(mu))."""
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            jacobian = self.loop.jacobian(evaluation.theta, evaluation.delta)
+        xi_jacobian = self.problem.residualize(jacobian)
+        gradient = 2.0 * (self.Z.T @ xi_jacobian).T @ (self.W @ evaluation.g)
+        return dataclasses.replace(evaluation, xi_jacobian=xi_jacobian, gradient=gradient,
+                                   adjoint=False)
 
     def mark_iteration(self) -> None:
         """Count one optimizer iteration (shown in the progress records)."""
         self.iterations += 1
 
     def __call__(self, theta: FloatArray) -> tuple[float, FloatArray]:
-        evaluation = self.evaluate(theta)
+        evaluation = self.evaluate(theta, adjoint=True)
         return evaluation.objective, evaluation.gradient
 
     def objective(self, theta: FloatArray) -> float:
         """Q(theta) only (for derivative-free optimizers)."""
-        return self.evaluate(theta).objective
+        return self.evaluate(theta, adjoint=True).objective
 
     def gradient(self, theta: FloatArray) -> FloatArray:
         """dQ/dtheta only."""
-        return self.evaluate(theta).gradient
+        return self.evaluate(theta, adjoint=True).gradient
 
     def hessian(self, theta: FloatArray, *, step: float = 1e-6) -> FloatArray:
         """Forward finite differences of the analytic gradient, symmetrized: (P, P).
@@ -206,10 +242,11 @@ class DemandObjective:
         theta = np.asarray(theta, dtype=np.float64)
         P = theta.size
         H = np.zeros((P, P))
-        base = self.evaluate(theta, report=False).gradient
+        base = self.evaluate(theta, report=False, adjoint=True).gradient
         for k in range(P):
             h = step * max(1.0, abs(theta[k]))
             up = theta.copy()
             up[k] += h
-            H[:, k] = (self.evaluate(up, report=False).gradient - base) / (up[k] - theta[k])
+            H[:, k] = (self.evaluate(up, report=False, adjoint=True).gradient - base
+                       ) / (up[k] - theta[k])
         return (H + H.T) / 2
