@@ -120,3 +120,41 @@ def test_exp_space_jacobians_equal_probability_forms():
     reference_theta = share_theta_jacobian(probabilities, utility.weights, x2, v, rows, columns)
     assert np.max(np.abs(ds_ddelta - reference_delta)) <= 1e-12 * np.max(np.abs(reference_delta))
     assert np.max(np.abs(ds_dtheta - reference_theta)) <= 1e-12 * np.max(np.abs(reference_theta))
+
+
+def test_symmetric_gram_equals_full_product_across_panel_sizes():
+    # Reference: S S' by einsum; J below, inside and above the panelled range, J not a
+    # multiple of the panel width.
+    from blpdemand.model.derivatives import PANEL_PRODUCTS, symmetric_gram
+
+    rng = np.random.default_rng(3)
+    low, high = PANEL_PRODUCTS
+    for J in (low - 1, low, 45, high, high + 1):
+        S = rng.normal(size=(3, J, 17))
+        reference = np.einsum("tji,tki->tjk", S, S)
+        gram = symmetric_gram(S)
+        assert np.max(np.abs(gram - reference)) <= 1e-12 * np.max(np.abs(reference)), J
+        assert np.array_equal(gram, gram.transpose(0, 2, 1)), J
+
+
+def test_exp_space_jacobians_with_many_products_equal_probability_forms():
+    # 45 products (the panelled S S' and Cholesky paths) against the textbook forms.
+    from blpdemand.model.derivatives import share_jacobians, share_theta_jacobian
+    from blpdemand.model.utility import ExpUtility
+
+    rng = np.random.default_rng(4)
+    T, J, I, K2 = 3, 45, 60, 2
+    x2 = rng.normal(size=(T, J, K2))
+    nodes = rng.normal(size=(T, I, K2))
+    mu = np.einsum("tjk,tik->tji", x2, nodes * 0.7)
+    weights = np.full((T, I), 1.0 / I)
+    utility = ExpUtility(exp_mu=np.exp(mu), outside=np.ones((T, I)), weights=weights,
+                         shifted=False)
+    e = np.exp(rng.normal(size=(T, J)) - 4.0)
+    rows, columns = np.array([0, 1, 1]), np.array([0, 1, 0])
+    ds_ddelta, ds_dtheta = share_jacobians(e, utility, x2, nodes, rows, columns)
+    probabilities = choice_probabilities(e, utility)
+    reference_delta = share_delta_jacobian(probabilities, weights)
+    reference_theta = share_theta_jacobian(probabilities, weights, x2, nodes, rows, columns)
+    assert np.max(np.abs(ds_ddelta - reference_delta)) <= 1e-12 * np.max(np.abs(reference_delta))
+    assert np.max(np.abs(ds_dtheta - reference_theta)) <= 1e-12 * np.max(np.abs(reference_theta))

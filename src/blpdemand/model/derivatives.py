@@ -16,7 +16,8 @@ one batched ``np.linalg.solve`` over the block.
 one batched matmul [e, e * x2]' E gives D_i - c_i and xbar_i = (E' (e * x2))_i / D_i; one
 E [r, r V, r (xbar_r * V_c)] gives the shares and (s w Z)_j = e_j (E (r * Z))_j (r_i = w_i / D_i);
 and sum_i w_i s_ji s_ki = e_j e_k (S S')_jk with S_ji = E_ji sqrt(w_i) / D_i, one scaled copy
-of exp(mu) and one batched gemm (the only O(J^2 I) step), e_j e_k applied to the (J, J) result.
+of exp(mu) and one batched product S S' (the only O(J^2 I) step, its lower triangle only,
+``symmetric_gram``), e_j e_k applied to the (J, J) result.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def share_jacobians(e_delta: FloatArray, utility: ExpUtility, x2: FloatArray,
         if not safe:
             S *= e_delta[:, :, None]
         if sizes is None:
-            ds_ddelta: FloatArray = np.matmul(S, S.transpose(0, 2, 1))  # (T_b, J, J)
+            ds_ddelta: FloatArray = symmetric_gram(S)  # (T_b, J, J)
         else:
             ds_ddelta = np.zeros((T_b, J, J))
             for t, n in enumerate(sizes.tolist()):
@@ -130,6 +131,32 @@ def share_jacobians(e_delta: FloatArray, utility: ExpUtility, x2: FloatArray,
     ds_ddelta[:, j, j] += shares
     ds_dtheta: FloatArray = x2[:, :, rows] * H[:, :, 1 + columns] - H[:, :, 1 + V:]
     return ds_ddelta, ds_dtheta
+
+
+PANEL_PRODUCTS = (32, 128)  # lower panels for J in this range (measured faster than one gemm)
+PANEL_WIDTH = 8
+
+
+def symmetric_gram(S: FloatArray) -> FloatArray:
+    """S S' for a batch S (T_b, J, I): (T_b, J, J), symmetric.
+
+    For J in ``PANEL_PRODUCTS`` only the lower triangle is multiplied, in column panels of
+    ``PANEL_WIDTH``: (S S')[:, a:, a:b] = S[:, a:] S[:, a:b]', about half the flops of the
+    full product (numpy's batched matmul never uses a symmetric rank-k update; measured 1.2 ms
+    against 2.0 ms for 20 x 50 x 1000; for larger J one gemm per market is as fast); the upper
+    panels are copied from the lower ones.
+    """
+    T_b, J, _ = S.shape
+    low, high = PANEL_PRODUCTS
+    if not low <= J <= high:
+        full: FloatArray = np.matmul(S, S.transpose(0, 2, 1))
+        return full
+    out = np.empty((T_b, J, J))
+    for a in range(0, J, PANEL_WIDTH):
+        b = min(a + PANEL_WIDTH, J)
+        np.matmul(S[:, a:], S[:, a:b].transpose(0, 2, 1), out=out[:, a:, a:b])
+        out[:, a:b, b:] = out[:, b:, a:b].transpose(0, 2, 1)
+    return out
 
 
 SPD_PRODUCTS = 32  # from this many products per market, Cholesky per market beats batched LU
