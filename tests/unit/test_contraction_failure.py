@@ -74,3 +74,42 @@ def test_config_rejects_unknown_options():
         FixedPointConfig(on_failure="ignore")  # type: ignore[arg-type]
     with pytest.raises(SpecificationError, match="tol"):
         FixedPointConfig(tol=0.0)
+
+
+def test_auto_falls_back_to_squarem_where_anderson_stalls(blp_products, blp_agents):
+    # BLP 1995 at the tutorial's estimates, started from the logit delta minus
+    # log(mean_i exp(mu_ij)) (computed here market by market): Anderson alone stalls in some
+    # markets and must say so (not converged, finite delta) within a small budget; "auto"
+    # must then solve them with SQUAREM and agree with a pure SQUAREM run.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # BLP's weights sum to 0.154 by design
+        problem = Problem(blp_products, linear="1 + hpwt + air + mpd + space",
+                          nonlinear="1 + prices + hpwt + air + mpd + space",
+                          demographics="0 + I(1 / income)", agents=blp_agents,
+                          instruments=[f"demand_instruments{k}" for k in range(8)])
+    sigma = np.diag([3.612, 0, 4.628, 1.818, 1.050, 2.056])
+    pi = np.array([[0.0], [-43.501], [0.0], [0.0], [0.0], [0.0]])
+    layout, theta = problem.layout(sigma, pi)
+    coefficients = (problem.nodes_for(layout) @ sigma.T
+                    + problem.agents.demographics @ pi.T)  # (I_total, K2)
+    start = problem.products.logit_delta.copy()
+    products, agents = problem.products.markets, problem.agents.markets
+    for t in range(products.ids.size):
+        rows = slice(products.offsets[t], products.offsets[t + 1])
+        draws = slice(agents.offsets[t], agents.offsets[t + 1])
+        w = problem.agents.weights[draws]
+        mu = problem.X2.values[rows] @ coefficients[draws].T
+        start[rows] -= np.log(np.exp(mu) @ w / w.sum())
+
+    anderson = solve_delta(problem, layout, theta, delta0=start,
+                           config=FixedPointConfig(method="anderson"))
+    assert not anderson.converged and anderson.failed_markets.size
+    assert anderson.iterations < 200  # stopped as stalled, not at the 5,000 budget
+    assert np.all(np.isfinite(anderson.delta))
+    auto = solve_delta(problem, layout, theta, delta0=start)
+    squarem = solve_delta(problem, layout, theta, delta0=start,
+                          config=FixedPointConfig(method="squarem"))
+    assert auto.converged and squarem.converged
+    assert np.max(np.abs(auto.delta - squarem.delta)) < 1e-12

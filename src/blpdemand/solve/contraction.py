@@ -140,13 +140,14 @@ def _block_utility(data: _Block, mapping: FloatArray) -> ExpUtility:
 class _ContractionMap:
     """G(delta) = delta + log s_obs - log s(delta) on a block's work set (a ``BatchedMap``)."""
 
-    def __init__(self, utility: ExpUtility, shares: FloatArray, pad: FloatArray | None) -> None:
+    def __init__(self, utility: ExpUtility, shares: FloatArray, pad: FloatArray | None, *,
+                 owned: bool = False) -> None:
         self.utility, self.shares, self.pad = utility, shares, pad
         self.log_shares = np.log(shares)
         self._last: FloatArray | None = None
         self._last_exp: FloatArray | None = None
         self._reuses = 0
-        self._owned = False
+        self._owned = owned  # exp(mu) is not needed afterwards: compact it in place
 
     def _exp(self, x: FloatArray) -> FloatArray:
         # exp(G(x)) = exp(x) s_obs / s is known from the last step: no exp needed (resync at 8).
@@ -178,8 +179,9 @@ class _ContractionMap:
         return np.log(s) - self.log_shares, jacobian / s[:, :, None]
 
     def restrict(self, keep: np.ndarray) -> None:
-        # The first restriction copies (the block's exp(mu) stays intact for the Jacobian);
-        # later ones move the kept markets forward within that copy, allocating nothing.
+        # Unless exp(mu) is owned, the first restriction copies (the block's exp(mu) stays
+        # intact for the Jacobian or the cache); later ones move the kept markets forward
+        # within that copy, allocating nothing.
         if self._owned:
             exp_mu = self.utility.exp_mu
             for i, k in enumerate(keep.tolist()):
@@ -281,8 +283,14 @@ class InnerLoop:
         for b, data in enumerate(self.blocks):
             utility = self._utility(b, mapping, store)
             x0 = data.block.gather_products(start)
+            owned = not (store or jacobian)
+            block_config = _block_config(config, data)
             fp: FixedPointResult = solve_fixed_point(
-                _ContractionMap(utility, data.shares, data.pad), x0, _block_config(config, data))
+                _ContractionMap(utility, data.shares, data.pad, owned=owned), x0, block_config)
+            if fp.failed.size and block_config.method != config.method:
+                # "auto" chose Anderson: markets where it stalled or broke down get SQUAREM
+                fp = _fallback(data, utility if not owned else _block_utility(data, mapping),
+                               x0, fp, config)
             data.block.scatter_products(fp.x, delta)
             evaluations += int(fp.evaluations.sum())
             iterations = max(iterations, int(fp.evaluations.max()))
@@ -357,6 +365,25 @@ class InnerLoop:
                 else:
                     out += part.sum(axis=0)
         return out
+
+
+def _fallback(data: _Block, utility: ExpUtility, x0: FloatArray, fp: FixedPointResult,
+              config: FixedPointConfig) -> FixedPointResult:
+    """Solve a block's failed markets again with SQUAREM from the same start, within what is
+    left of their evaluation budget; merge."""
+    failed = fp.failed[fp.evaluations[fp.failed] < config.max_evaluations]
+    if not failed.size:
+        return fp
+    budget = config.max_evaluations - int(fp.evaluations[failed].max())
+    pad = None if data.pad is None else data.pad[failed]
+    retry = solve_fixed_point(
+        _ContractionMap(utility.take(failed), data.shares[failed], pad, owned=True),
+        x0[failed], dataclasses.replace(config, method="squarem", max_evaluations=budget))
+    x, codes = fp.x.copy(), fp.codes.copy()
+    evaluations, change = fp.evaluations.copy(), fp.change.copy()
+    x[failed], codes[failed], change[failed] = retry.x, retry.codes, retry.change
+    evaluations[failed] += retry.evaluations
+    return FixedPointResult(x=x, codes=codes, evaluations=evaluations, change=change)
 
 
 def _parameter_index(layout: ParameterLayout) -> tuple[IntArray, IntArray]:

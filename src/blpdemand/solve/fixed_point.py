@@ -11,6 +11,8 @@ Methods (``FixedPointConfig.method``):
   half SQUAREM's share evaluations on BLP-sized markets (BLP 1995: 348 vs 989; cars: 390 vs
   758; 1,000 x 50 x 1,000: 8,929 vs 14,741), but its per-step least squares costs about one
   evaluation of a small block, so SQUAREM stays faster on tiny markets (Nevo: 24 x 20).
+  Anderson stops a market whose residual stagnates; "auto" then solves the markets it did
+  not converge again with SQUAREM from the same start.
 - ``"squarem"``: SQUAREM, scheme S3 of Varadhan and Roland (2008), per-row step
   length alpha = -||r|| / ||v|| clipped to [-step_max, -1], step_max growing 4x when hit.
 - ``"simple"``: x <- G(x), the BLP contraction itself (Berry, Levinsohn and Pakes 1995).
@@ -186,6 +188,10 @@ class _WorkSet:
         if fail_nonfinite and not change.max(initial=0.0) < np.inf:
             self.fail(~np.isfinite(change), x)
 
+    def stop(self, mask: np.ndarray, g: FloatArray, x: FloatArray) -> None:
+        """Close these rows as not converged (stalled), keeping g where finite, else x."""
+        self._close(mask, np.where(_finite_rows(g)[:, None], g, x), 1)
+
     def fail(self, mask: np.ndarray, x: FloatArray) -> None:
         """Close these rows as broken (non-finite), keeping x where it is finite."""
         safe = np.where(_finite_rows(x)[:, None], x, self.out[self.rows])
@@ -298,14 +304,19 @@ def _least_squares(history: FloatArray, columns: int) -> FloatArray:
 
 def _anderson(work: _WorkSet, x: FloatArray, memory: int) -> FloatArray:
     # History in ring buffers of rows (their order does not matter to least squares); row 0 of
-    # ``dF`` holds the current residual f. Safeguard: a row whose residual blows up
+    # ``dF`` holds the current residual f. Safeguards: a row whose residual blows up
     # (non-finite, or 10x its best) goes back to its last point, forgets its history and takes
-    # a plain step; if that fails too, it fails.
+    # a plain step; if that fails too, it fails. A row whose residual has not improved on its
+    # best for ``4 memory`` steps stops as not converged (Anderson stagnating, seen on BLP 1995
+    # from a poor start), so that the caller can fall back to SQUAREM without spending the
+    # whole evaluation budget.
     g = work.evaluate(x)
     f = g - x
     work.check(x, g, step=f)
     best = work.last
     restarted = np.zeros(x.shape[0], dtype=bool)
+    stalled = np.zeros(x.shape[0], dtype=np.int64)
+    patience = 4 * memory
     n, J = x.shape
     dF = np.zeros((n, 1 + memory, J))
     dG = np.zeros((n, memory, J))
@@ -314,7 +325,7 @@ def _anderson(work: _WorkSet, x: FloatArray, memory: int) -> FloatArray:
         keep = work.compact()
         if keep is not None:
             x, g, f, best, restarted = x[keep], g[keep], f[keep], best[keep], restarted[keep]
-            dF, dG = dF[keep], dG[keep]
+            dF, dG, stalled = dF[keep], dG[keep], stalled[keep]
         if filled:
             columns = min(filled, memory)
             dF[:, 0] = f
@@ -332,6 +343,8 @@ def _anderson(work: _WorkSet, x: FloatArray, memory: int) -> FloatArray:
         np.subtract(g_new, g, out=dG[:, slot])
         filled += 1
         blown = ~(norm <= 10.0 * best)
+        stalled += 1
+        stalled[norm < best] = 0
         if blown.any():
             work.fail(blown & restarted, g)
             x_new[blown], g_new[blown], f_new[blown] = x[blown], g[blown], f[blown]
@@ -340,6 +353,8 @@ def _anderson(work: _WorkSet, x: FloatArray, memory: int) -> FloatArray:
             best = np.where(blown, best, np.minimum(best, norm))
         else:
             best = np.minimum(best, norm)
+        if stalled.max(initial=0) > patience:
+            work.stop(stalled > patience, g_new, x_new)
         restarted = blown
         x, g, f = x_new, g_new, f_new
     return g
