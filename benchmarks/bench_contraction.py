@@ -12,7 +12,10 @@ delta_pyblp| and our peak memory (tracemalloc). For the large problem also one o
 evaluation with its gradient (ours: the estimator's ``DemandObjective``; PyBLP: ``solve`` with
 ``Optimization('return')``, reported as its optimization time and its wall time), peak memory
 of both, and the time of one contraction step against a memory-bandwidth floor and an
-arithmetic floor. Timings on a shared machine are noisy: the best of ``--repeat`` runs is shown.
+arithmetic floor. Peak memory is shown two ways: traced by ``tracemalloc`` (Python and numpy
+allocations) and resident (the peak resident set added by one call, in a forked child; see
+``peak_rss_bytes``).
+Timings on a shared machine are noisy: the best of ``--repeat`` runs is shown.
 """
 
 from __future__ import annotations
@@ -54,6 +57,43 @@ def peak_bytes(function: Callable[[], Any]) -> int:
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return peak
+
+
+def peak_rss_bytes(function: Callable[[], Any]) -> int:
+    """Peak resident memory added by one call, in a forked child (Linux; -1 elsewhere).
+
+    The child returns the heap's free memory to the system (``malloc_trim``), resets its
+    high-water mark (``/proc/self/clear_refs``), and reports VmHWM minus VmRSS before the call:
+    what the call itself touched, numpy buffers and also memory tracemalloc does not see (BLAS
+    workspaces, C extensions).
+    """
+    status = Path("/proc/self/status")
+    if not hasattr(os, "fork") or not status.exists():
+        return -1
+
+    def kib(field: str) -> int:
+        line = next(x for x in status.read_text().splitlines() if x.startswith(field))
+        return int(line.split()[1]) * 1024
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(read)
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+            Path("/proc/self/clear_refs").write_text("5")
+            before = kib("VmRSS:")
+            function()
+            os.write(write, str(kib("VmHWM:") - before).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        text = pipe.read()
+    os.waitpid(pid, 0)
+    return int(text) if text else -1
 
 
 # ---------------------------------------------------------------------------- problems
@@ -280,15 +320,18 @@ def objective_row(case: dict[str, Any], repeat: int, with_pyblp: bool,
     if with_pyblp:
         theirs_time, results = best["pyblp"]
         theirs_peak = peak_bytes(functions["pyblp"])
+        theirs_rss = peak_rss_bytes(functions["pyblp"])
         print(f"{case['name']:>6} objective+gradient: pyblp    {theirs_time:.2f} s (solve at "
               f"fixed theta, Optimization('return')), Q = "
-              f"{float(np.asarray(results.objective)):.6g}, peak {theirs_peak / 2**20:.0f} MiB",
-              flush=True)
+              f"{float(np.asarray(results.objective)):.6g}, peak {theirs_peak / 2**20:.0f} MiB "
+              f"traced, {theirs_rss / 2**20:.0f} MiB resident", flush=True)
     for method in methods:
         ours_time, value = best[method]
         ours_peak = peak_bytes(functions[method])
+        ours_rss = peak_rss_bytes(functions[method])
         line = (f"{case['name']:>6} objective+gradient: ours {method:>8} {ours_time:.2f} s "
-                f"(Q = {value.objective:.6g}), peak {ours_peak / 2**20:.0f} MiB")
+                f"(Q = {value.objective:.6g}), peak {ours_peak / 2**20:.0f} MiB traced, "
+                f"{ours_rss / 2**20:.0f} MiB resident")
         if with_pyblp:
             line += f"; ratio {theirs_time / ours_time:.1f}x"
         print(line, flush=True)
