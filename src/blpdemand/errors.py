@@ -40,3 +40,7 @@ class IntegrationWarning(BLPDemandWarning):
 
 class OptimizationWarning(BLPDemandWarning):
     """The optimizer stopped at its start, hit a bound, or found distinct local minima."""
+
+
+class CollinearityWarning(BLPDemandWarning):
+    """Regressors are collinear: fitted values stand, but some coefficients are not identified."""

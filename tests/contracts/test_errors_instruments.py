@@ -151,6 +151,10 @@ def test_demographic_missing_column(products: pd.DataFrame, agents: pd.DataFrame
 def test_demographic_nonpositive_weights(products: pd.DataFrame, agents: pd.DataFrame) -> None:
     with pytest.raises(DataError, match="weights must be positive"):
         bd.build_demographic_instruments(products, agents.assign(weights=0.0), "x1", "income")
+    bad = agents.copy()
+    bad.loc[bad.index[23], "weights"] = -0.5  # agent 23 is in market 2
+    with pytest.raises(DataError, match=r"'weights' is -0.5 in market 2 "):
+        bd.build_demographic_instruments(products, bad, "x1", "income")
 
 
 def test_fitted_prices_nan(products: pd.DataFrame) -> None:
@@ -158,6 +162,17 @@ def test_fitted_prices_nan(products: pd.DataFrame) -> None:
         bd.fit_prices(_nan(products, "w1"), "x1 + x2", ["w1", "w2"])
     with pytest.raises(DataError, match="'prices'"):
         bd.fit_prices(_nan(products, "prices"), "x1 + x2", ["w1", "w2"])
+
+
+def test_fitted_prices_collinear_regressors_warn_and_keep_p_hat(products: pd.DataFrame) -> None:
+    # Reference: the fit without the redundant column w3 = w1 - 2 w2 (same span, same p_hat).
+    from blpdemand.errors import CollinearityWarning
+
+    redundant = products.assign(w3=products["w1"] - 2.0 * products["w2"])
+    with pytest.warns(CollinearityWarning, match=r"\['w3'\]"):
+        first = bd.fit_prices(redundant, "x1 + x2", ["w1", "w2", "w3"])
+    reference = bd.fit_prices(products, "x1 + x2", ["w1", "w2"])
+    assert np.max(np.abs(first.p_hat - reference.p_hat)) < 1e-10
 
 
 # ---------------------------------------------------------------- valid edge cases

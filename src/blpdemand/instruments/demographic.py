@@ -44,7 +44,11 @@ def demographic_moments(agents: pd.DataFrame, demographics: Characteristics,
         require_finite(frame, ["weights"], what="agent data", market_column="market_ids")
         w = frame["weights"].to_numpy(dtype=np.float64)
         if np.any(w <= 0):
-            raise DataError("agent weights must be positive; found a weight <= 0")
+            row = int(np.flatnonzero(w <= 0)[0])
+            raise DataError(
+                f"agent weights must be positive for demographic means; column 'weights' is "
+                f"{w[row]:g} in market {frame['market_ids'].iloc[row]} (agent row {row}); "
+                "drop those agents or fix their weights")
     else:
         w = np.ones(len(frame))
     codes = pd.Index(market_ids).get_indexer(frame["market_ids"].to_numpy())

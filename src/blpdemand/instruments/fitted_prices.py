@@ -9,6 +9,7 @@ needs "the characteristics": z_jt = (x_jt, sum_k (p_hat_jt - p_hat_kt)^2, m_t^y 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,8 +19,9 @@ from blpdemand._types import FloatArray
 from blpdemand.data.absorb import absorb_fixed_effects
 from blpdemand.data.formulation import parse_absorb
 from blpdemand.data.validation import require_columns, require_finite, require_nonempty
-from blpdemand.errors import SpecificationError
+from blpdemand.errors import CollinearityWarning, SpecificationError
 from blpdemand.instruments._prepare import Characteristics, read_characteristics
+from blpdemand.instruments.identification import diagnose_instruments
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,9 @@ def fit_prices(products: pd.DataFrame, exogenous: Characteristics,
     >>> d = pd.DataFrame({"prices": [1.0, 2.0, 3.5], "w": [0.0, 1.0, 2.0]})
     >>> fit_prices(d, "1", "w").p_hat.round(3).tolist()
     [0.917, 2.167, 3.417]
+
+    Collinear regressors (a column spanned by the ones before it, or by the absorbed fixed
+    effects) give a ``CollinearityWarning`` naming them; p_hat is unaffected.
     """
     require_nonempty(products, what="product data")
     frame = products.reset_index(drop=True)
@@ -84,10 +89,20 @@ def fit_prices(products: pd.DataFrame, exogenous: Characteristics,
         raise SpecificationError(f"first-stage regressors repeat a column: {list(names)}")
     p = frame[column].to_numpy(dtype=np.float64)
     effects = absorb_fixed_effects(frame, fe_columns)
+    Z_raw = Z
     if effects is not None:
         p_tilde, Z = effects.residualize(p), effects.residualize(Z)
     else:
         p_tilde = p
+    report = diagnose_instruments(Z, names, n_parameters=0,
+                                  before=None if effects is None else Z_raw)
+    dropped = report.zero_columns + report.collinear_columns
+    if dropped:
+        warnings.warn(
+            f"first-stage regressors {list(dropped)} are all zero or collinear with the ones "
+            "before them (or with the absorbed fixed effects): p_hat is still the projection "
+            "of prices on their span, but their coefficients are not identified (minimum-norm "
+            "least squares); drop them to silence this", CollinearityWarning, stacklevel=2)
     coefficients, *_ = np.linalg.lstsq(Z, p_tilde, rcond=None)
     residuals = p_tilde - Z @ coefficients
     centered = p_tilde - (0.0 if effects is not None else p_tilde.mean())
