@@ -306,8 +306,8 @@ def _anderson(work: _WorkSet, x: FloatArray, memory: int) -> FloatArray:
     # History in ring buffers of rows (their order does not matter to least squares); row 0 of
     # ``dF`` holds the current residual f. Safeguards: a row whose residual blows up
     # (non-finite, or 10x its best) goes back to its last point, forgets its history and takes
-    # a plain step; if that fails too, it fails. A row whose residual has not improved on its
-    # best for ``4 memory`` steps stops as not converged (Anderson stagnating, seen on BLP 1995
+    # a plain step; if that fails too, it fails. A row whose best residual has not improved over
+    # a window of ``4 memory`` steps stops as not converged (Anderson stagnating, seen on BLP 1995
     # from a poor start), so that the caller can fall back to SQUAREM without spending the
     # whole evaluation budget.
     g = work.evaluate(x)
@@ -315,7 +315,7 @@ def _anderson(work: _WorkSet, x: FloatArray, memory: int) -> FloatArray:
     work.check(x, g, step=f)
     best = work.last
     restarted = np.zeros(x.shape[0], dtype=bool)
-    stalled = np.zeros(x.shape[0], dtype=np.int64)
+    checkpoint = best.copy()  # each row's best residual ``patience`` steps ago
     patience = 4 * memory
     n, J = x.shape
     dF = np.zeros((n, 1 + memory, J))
@@ -325,7 +325,7 @@ def _anderson(work: _WorkSet, x: FloatArray, memory: int) -> FloatArray:
         keep = work.compact()
         if keep is not None:
             x, g, f, best, restarted = x[keep], g[keep], f[keep], best[keep], restarted[keep]
-            dF, dG, stalled = dF[keep], dG[keep], stalled[keep]
+            dF, dG, checkpoint = dF[keep], dG[keep], checkpoint[keep]
         if filled:
             columns = min(filled, memory)
             dF[:, 0] = f
@@ -343,8 +343,6 @@ def _anderson(work: _WorkSet, x: FloatArray, memory: int) -> FloatArray:
         np.subtract(g_new, g, out=dG[:, slot])
         filled += 1
         blown = ~(norm <= 10.0 * best)
-        stalled += 1
-        stalled[norm < best] = 0
         if blown.any():
             work.fail(blown & restarted, g)
             x_new[blown], g_new[blown], f_new[blown] = x[blown], g[blown], f[blown]
@@ -353,8 +351,9 @@ def _anderson(work: _WorkSet, x: FloatArray, memory: int) -> FloatArray:
             best = np.where(blown, best, np.minimum(best, norm))
         else:
             best = np.minimum(best, norm)
-        if stalled.max(initial=0) > patience:
-            work.stop(stalled > patience, g_new, x_new)
+        if filled % patience == 0:
+            work.stop(~(best < checkpoint), g_new, x_new)
+            checkpoint = best.copy()
         restarted = blown
         x, g, f = x_new, g_new, f_new
     return g
