@@ -303,6 +303,9 @@ class InnerLoop:
                 with np.errstate(under="ignore"):
                     data.block.scatter_products(
                         _block_jacobian(data, utility, fp.x, layout, overwrite=not store), jac)
+            # release this block's exp(mu) before the next block allocates its own: the
+            # allocator then hands back the same, cache-warm memory
+            del utility
         failed.sort()
         ids = problem.products.markets.ids[np.asarray(failed, dtype=np.int64)]
         result = ContractionResult(
