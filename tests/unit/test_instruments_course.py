@@ -101,3 +101,94 @@ def test_unknown_options_name_valid_values() -> None:
         bd.build_differentiation_instruments(d, ["x"], version="cubic")
     with pytest.raises(SpecificationError, match=r"convention='teaching'.*'standard', 'course'"):
         bd.build_differentiation_instruments(d, ["x"], convention="teaching")
+
+
+# --- Direct loop over markets and products (reference for the whole cars data) ---------------
+#
+# The course notebook (bschjerning/EconometricsB, lectures/15_blp/1_blp.ipynb) builds no
+# differentiation instruments (its one excluded instrument is RXR), so no printed course number
+# isolates them. The reference here is the documented formula, evaluated pair by pair: for each
+# year, each characteristic is divided by its within-year SD, then for each product j the sums
+# over every product k of that year (j included) are taken directly, O(J^2) per year, while the
+# library uses centered segment sums and bisection over sorted runs without any pair.
+
+def _loop_reference(cars: pd.DataFrame, ddof: int) -> dict[str, np.ndarray]:
+    """Course-convention instruments for hp and log(weight) by a loop over years and products."""
+    values = np.column_stack([cars["hp"].to_numpy(float), np.log(cars["weight"].to_numpy(float))])
+    firms = cars["parent"].to_numpy()
+    names = ("hp", "log_weight")
+    out = {key: np.zeros(len(cars)) for key in (
+        [f"local_{side}_{x}" for side in ("all", "own", "rival") for x in names]
+        + [f"quad_all_{x}" for x in names]
+        + [f"local_all_{a}_by_{b}" for a in names for b in names]
+        + ["quad_all_hp_by_log_weight"])}
+    for year in np.unique(cars["year"]):
+        rows = np.flatnonzero(cars["year"].to_numpy() == year)
+        x = values[rows]
+        J = len(rows)
+        scaled = np.zeros_like(x)
+        for l in range(x.shape[1]):
+            mean = sum(x[:, l]) / J
+            sd = math.sqrt(sum((v - mean) ** 2 for v in x[:, l]) / (J - ddof))
+            scaled[:, l] = x[:, l] / sd if sd > 0 else 0.0
+        for j_local, j in enumerate(rows):
+            same_firm = firms[rows] == firms[j]
+            d = scaled - scaled[j_local]  # (J, 2): w_k - w_j for every k, j included (zero row)
+            close = np.abs(d) < 1
+            for l, name in enumerate(names):
+                out[f"local_all_{name}"][j] = close[:, l].sum()
+                out[f"local_own_{name}"][j] = (close[:, l] & same_firm).sum()
+                out[f"local_rival_{name}"][j] = (close[:, l] & ~same_firm).sum()
+                out[f"quad_all_{name}"][j] = (d[:, l] ** 2).sum()
+                for m, other in enumerate(names):
+                    # interaction: sum over close k of (w_jm - w_km) = -(sum over close k of d_m)
+                    out[f"local_all_{name}_by_{other}"][j] = -d[close[:, l], m].sum()
+            out["quad_all_hp_by_log_weight"][j] = (d[:, 0] * d[:, 1]).sum()
+    return out
+
+
+@pytest.mark.parametrize("ddof", [1, 0])
+def test_course_convention_matches_direct_loop_on_all_cars(cars: pd.DataFrame, ddof: int) -> None:
+    # Reference: _loop_reference above, all 9,694 products in 39 years. Counts are integers and
+    # must agree exactly: the closest pair to the threshold, ||w_k - w_j| - 1|, is 2.4e-8
+    # (ddof=0) and 4.6e-7 (ddof=1) in these data, far above rounding, so x / sd versus
+    # x * (1 / sd) cannot flip a comparison. Sums of squares and interaction sums: the library's
+    # centered segment sums and prefix sums round differently from the pairwise loop; the largest
+    # difference measured is 3e-14 of the column's largest magnitude, so rtol 1e-12 with atol
+    # 1e-12 times that magnitude (interaction sums can cancel to near zero) leaves a 30x margin.
+    reference = _loop_reference(cars, ddof)
+    frame = cars.rename(columns={"year": "market_ids", "parent": "firm_ids"})
+    frame = frame.sample(frac=1.0, random_state=11)  # any row order
+    built = pd.concat([
+        bd.build_differentiation_instruments(frame, "hp + log(weight)", convention="course",
+                                             ddof=ddof, version="local", split=split,
+                                             interact=interact, prefix="")
+        for split, interact in ((False, False), (False, True), (True, False))] + [
+        bd.build_differentiation_instruments(frame, "hp + log(weight)", convention="course",
+                                             ddof=ddof, version="quadratic", interact=True,
+                                             prefix="")], axis=1).loc[cars.index]
+    built.columns = [c.replace("course_", "", 1) for c in built.columns]
+    for key, expected in reference.items():
+        got = built[key].to_numpy()
+        if key.startswith("local") and "_by_" not in key:
+            assert np.array_equal(got, expected), key
+        else:
+            scale = float(np.max(np.abs(expected)))
+            np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * scale, err_msg=key)
+    # own + rival = pooled, and j itself sits in its own-firm count
+    assert (reference["local_own_hp"] >= 1).all()
+    assert np.array_equal(reference["local_own_hp"] + reference["local_rival_hp"],
+                          reference["local_all_hp"])
+
+
+def test_course_convention_uses_within_year_sd_not_overall(cars: pd.DataFrame) -> None:
+    # Hand computation: scaling by the SD of hp over ALL years instead of within the year gives
+    # a different count for the amc concord (row 1, 1980, 86 hp); the library follows the
+    # within-year SD of the docstring. Pandas' std (ddof=1) of each group is the reference SD.
+    frame = cars.rename(columns={"year": "market_ids"})
+    local = bd.build_differentiation_instruments(frame, ["hp"], convention="course")
+    hp80 = cars.loc[cars["year"] == 1980, "hp"]
+    within = int((np.abs(hp80 - 86) < hp80.std()).sum())
+    overall = int((np.abs(hp80 - 86) < cars["hp"].std()).sum())
+    assert within != overall
+    assert local.loc[1, "gh_course_local_all_hp"] == within

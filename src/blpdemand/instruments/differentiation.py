@@ -10,11 +10,22 @@ each split into sums over the firm's own other products and over rivals' product
 Interactions: local 1(|d_jkl| < SD_l) (x_jl' - x_kl') for every l'; quadratic d_jkl d_jkl' for
 l' >= l (the terms and column order of ``pyblp.build_differentiation_instruments``).
 
-Course convention (Econometrics B, Copenhagen, on the cars data): characteristics are first
-scaled by their within-market standard deviation, w_jl = x_jl / sd_t(x_l); the local count is
-sum_k 1(|w_kl - w_jl| < 1) over ALL products of the market including j itself (so it is at
-least 1), quadratic is sum_k (w_kl - w_jl)^2; no firm split by default. A characteristic that is
-constant within a market has no spread there: its scaled differences are zero.
+Scaled convention (``convention="course"``): each characteristic is divided by its standard
+deviation within the market, w_jtl = x_jtl / sd_t(x_l) (divisor J_t - ddof; ddof=1 is pandas'
+std), and the sums run over ALL products k of market t, j itself included:
+
+    local      z_jtl = sum_{k in t} 1(|w_ktl - w_jtl| < 1)     (so z_jtl >= 1)
+    quadratic  z_jtl = sum_{k in t} (w_ktl - w_jtl)^2,
+
+pooled over firms unless ``split=True`` (then the own-firm sum holds j itself). Interactions are
+as in the standard convention, on the scaled values. A characteristic with no spread in a market
+(constant, or fewer than ddof + 1 products) has w = 0 there: every product counts all J_t.
+
+The name is historical. The Econometrics B BLP notebook on the cars data (bschjerning/
+EconometricsB, lectures/15_blp/1_blp.ipynb; its three stored versions were read) builds no
+differentiation instruments: its one excluded instrument is the real exchange rate RXR. So this
+convention reproduces no course number; it is a documented within-market-scaled variant, tested
+against a direct loop over markets and products (tests/unit/test_instruments_course.py).
 
 No pair of products is ever stored: quadratic sums are O(N) segment sums of centered values
 (sum_k (c_j - c_k)^2 = n c_j^2 + sum_k c_k^2 with c = x - group mean), local counts are runs in
@@ -51,7 +62,7 @@ class DifferentiationConfig:
 
     version : "local" (counts of close products) or "quadratic" (sums of squared differences).
     convention : "standard" (PyBLP, Gandhi-Houde) or "course" (within-market SD scaling, the
-        product itself counted).
+        product itself counted; not taken from the course notebook, see the module docstring).
     split : sums over own-firm and rival products separately (True) or pooled (False); None
         means True for "standard" and False for "course".
     interact : add interactions across characteristics.
@@ -86,8 +97,9 @@ def build_differentiation_instruments(
     """Gandhi-Houde differentiation instruments, local or quadratic, standard or course convention.
 
     z_jl = sum_{k in S_j} f(d_jkl) with d_jkl = x_kl - x_jl, f = 1(|d| < SD_l) or d^2, S_j the
-    own-firm or rival products of j's market (Gandhi and Houde 2019, eq. 11-12); see the module
-    docstring for the course convention. The intercept is dropped (it has no differences).
+    own-firm or rival products of j's market (Gandhi and Houde 2019, eq. 11-12). Course
+    convention: z_jl = sum_{k in t} f(w_kl - w_jl), w = x / sd_t(x), f = 1(|d| < 1) or d^2, k = j
+    included (module docstring). The intercept is dropped (it has no differences).
 
     Parameters
     ----------
