@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 import warnings
 import weakref
 from dataclasses import dataclass
@@ -100,6 +101,7 @@ class _Block:
 
 _PREPARED: weakref.WeakKeyDictionary[Problem, dict[tuple[bytes, int], tuple[_Block, ...]]] = (
     weakref.WeakKeyDictionary())
+_PREPARED_LOCK = threading.Lock()  # starts on threads fill the cache once (blocks are read-only)
 
 
 def _prepare(problem: Problem, layout: ParameterLayout, block_bytes: int) -> tuple[_Block, ...]:
@@ -108,23 +110,26 @@ def _prepare(problem: Problem, layout: ParameterLayout, block_bytes: int) -> tup
         raise SpecificationError("the inner loop needs agents and a nonlinear formula; pass "
                                  "nonlinear='...' and agents=... to Problem")
     key = (layout.sigma_free.tobytes() + bytes(layout.sigma_free.shape), block_bytes)
-    store = _PREPARED.setdefault(problem, {})
-    if key in store:
+    with _PREPARED_LOCK:
+        store = _PREPARED.setdefault(problem, {})
+        if key in store:
+            return store[key]
+        agents = problem.agents
+        variables = np.hstack([problem.nodes_for(layout), agents.demographics])
+        blocks = []
+        for block in market_blocks(problem.products.markets, agents.markets,
+                                   max_bytes=block_bytes):
+            shares = block.gather_products(problem.products.shares)
+            pad = None
+            if block.product_pad is not None:
+                pad = block.product_pad.astype(np.float64)
+                shares[block.product_pad] = 1.0
+            blocks.append(_Block(block=block, x2=block.gather_products(problem.X2.values),
+                                 variables=block.gather_agents(variables),
+                                 weights=block.gather_agents(agents.weights), shares=shares,
+                                 pad=pad))
+        store[key] = tuple(blocks)
         return store[key]
-    agents = problem.agents
-    variables = np.hstack([problem.nodes_for(layout), agents.demographics])
-    blocks = []
-    for block in market_blocks(problem.products.markets, agents.markets, max_bytes=block_bytes):
-        shares = block.gather_products(problem.products.shares)
-        pad = None
-        if block.product_pad is not None:
-            pad = block.product_pad.astype(np.float64)
-            shares[block.product_pad] = 1.0
-        blocks.append(_Block(block=block, x2=block.gather_products(problem.X2.values),
-                             variables=block.gather_agents(variables),
-                             weights=block.gather_agents(agents.weights), shares=shares, pad=pad))
-    store[key] = tuple(blocks)
-    return store[key]
 
 
 def _coefficient_map(layout: ParameterLayout, theta: FloatArray) -> FloatArray:
@@ -145,7 +150,7 @@ class _ContractionMap:
         self.utility, self.shares, self.pad = utility, shares, pad
         self.log_shares = np.log(shares)
         self._last: FloatArray | None = None
-        self._last_exp: FloatArray | None = None
+        self._last_exp: tuple[FloatArray, FloatArray] | None = None  # exp(x), s_obs / s
         self._reuses = 0
         self._owned = owned  # exp(mu) is not needed afterwards: compact it in place
 
@@ -153,7 +158,8 @@ class _ContractionMap:
         # exp(G(x)) = exp(x) s_obs / s is known from the last step: no exp needed (resync at 8).
         if x is self._last and self._last_exp is not None and self._reuses < 8:
             self._reuses += 1
-            return self._last_exp
+            e, ratio = self._last_exp  # the product is formed only when reused (not by Anderson)
+            return e * ratio
         self._reuses = 0
         out: FloatArray = np.exp(x)
         return out
@@ -165,7 +171,7 @@ class _ContractionMap:
             s += self.pad
         ratio = self.shares / s
         g = x + np.log(ratio)
-        self._last, self._last_exp = g, e * ratio
+        self._last, self._last_exp = g, (e, ratio)
         return g
 
     def residual_jacobian(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
