@@ -32,7 +32,7 @@ from blpdemand.solve.optimizer import (
     minimize,
     run_jobs,
 )
-from blpdemand.solve.progress import Reporter
+from blpdemand.solve.progress import Reporter, SerializedReporter
 
 BOUND_UTILITY = 10.0  # default bounds: see default_bounds
 
@@ -71,7 +71,8 @@ class EstimationConfig:
         (``approximation_start``; the pattern of free elements is kept).
     hessian : compute the Hessian of Q at the estimate (forward differences of the gradient);
         it is computed anyway when the optimizer stalled, to judge convergence.
-    runner : function running a list of independent jobs (default: in sequence).
+    workers : threads running the starts at once (same results); keep BLAS at 1 thread each.
+    runner : function running a list of independent jobs (default ``run_jobs``; overrides workers).
     """
 
     optimizer: str = "l-bfgs-b"
@@ -89,6 +90,7 @@ class EstimationConfig:
     contraction: FixedPointConfig | Mapping[str, Any] | None = None
     on_failure: Literal["warn", "raise"] = "warn"
     hessian: bool = True
+    workers: int = 1
     runner: Callable[[Sequence[Callable[[], Any]]], list[Any]] | None = None
 
     def __post_init__(self) -> None:
@@ -103,6 +105,8 @@ class EstimationConfig:
             raise SpecificationError(f"gtol={self.gtol!r} must be a positive number")
         if int(self.max_iterations) < 1 or int(self.starts) < 0:
             raise SpecificationError("max_iterations must be >= 1 and starts >= 0")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise SpecificationError(f"workers={self.workers!r} must be an integer >= 1 (threads)")
         if "clustered" in (self.weighting, self.covariance) and self.clusters is None:
             raise SpecificationError("clustered weighting or covariance needs clusters='<column>'")
         if self.contraction is None:
@@ -116,7 +120,6 @@ class EstimationConfig:
         if self.bounds is not None:
             object.__setattr__(self, "bounds", {str(k): (float(v[0]), float(v[1]))
                                                 for k, v in dict(self.bounds).items()})
-
 
     @property
     def fixed_point(self) -> FixedPointConfig:
@@ -247,7 +250,8 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     theta0 = _starting_theta(problem, layout, np.asarray(theta0, dtype=np.float64), config)
     bounds = resolve_bounds(problem, layout, np.asarray(theta0), config.bounds)
     clusters = _clusters(problem, config)
-    runner = config.runner or run_jobs
+    runner = config.runner or (lambda jobs: run_jobs(jobs, workers=config.workers))
+    reporter = reporter if reporter is None or config.workers == 1 else SerializedReporter(reporter)
     Z = problem.ZD_tilde
     W = weighting_matrix(Z.T @ Z / problem.N, what="instrument cross-product Z'Z/N")
     counts = {"iterations": 0, "evaluations": 0, "failures": 0}
@@ -264,17 +268,15 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
 
     # step 1, from the user's start and any random starts
     generator = np.random.default_rng(config.rng)
-    lo = np.array([b[0] for b in bounds])
-    hi = np.array([b[1] for b in bounds])
+    lo, hi = np.array(bounds, dtype=np.float64).reshape(-1, 2).T
     starts = [np.asarray(theta0, dtype=np.float64)]
     starts += [generator.uniform(lo, hi) for _ in range(config.starts)]
 
     Job = tuple[OptimizationResult, dict[str, int], FloatArray | None]
 
     def job(k: int, start: FloatArray) -> Callable[[], Job]:
-        # a job returns plain data (no inner-loop state), so a process pool or a cluster
-        # client can stand in for ``runner``: the result, work counts, and delta at the end
-        # (the warm start of the evaluations that follow)
+        # a job shares no mutable state (threads may run jobs) and returns plain data for a
+        # process pool: the result, work counts, and delta at the end (the next warm start)
         def run() -> Job:
             objective = make(1, k, W)
             result = minimize(objective, start, method=config.optimizer, bounds=bounds,

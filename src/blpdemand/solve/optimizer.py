@@ -9,9 +9,14 @@ powell) are allowed but warned about (Knittel and Metaxoglou 2014 on BLP optimiz
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import enum
+import sys
+import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -141,8 +146,7 @@ def minimize(fun: Callable[[FloatArray], tuple[float, FloatArray]], theta0: Floa
         kwargs["bounds"] = scipy.optimize.Bounds([b[0] for b in used_bounds], [b[1] for b in used_bounds])
     elif used_bounds is not None:
         kwargs["bounds"] = list(used_bounds)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", scipy.optimize.OptimizeWarning)
+    with _quiet_optimize_warnings():
         raw = scipy.optimize.minimize(objective, theta0, method=method.replace("l-bfgs-b", "L-BFGS-B"),
                                       callback=callback, options=options, **kwargs)
     theta = np.asarray(raw.x, dtype=np.float64)
@@ -160,10 +164,72 @@ def minimize(fun: Callable[[FloatArray], tuple[float, FloatArray]], theta0: Floa
         message=str(raw.message), iterations=iterations, evaluations=counter["evaluations"])
 
 
-def run_jobs(jobs: Sequence[Callable[[], T]]) -> list[T]:
-    """Run independent jobs and return their results in order (sequential here).
+class _SharedQuiet:
+    """The one ``catch_warnings`` shared by the optimizers running now, and their count."""
+
+    lock = threading.Lock()
+    context: warnings.catch_warnings | None = None
+    users = 0
+
+
+@contextlib.contextmanager
+def _quiet_optimize_warnings() -> Iterator[None]:
+    """Ignore scipy's OptimizeWarning while any optimizer runs, safely across threads.
+
+    ``warnings.catch_warnings`` saves and restores the process-wide filter list, so optimizers
+    entering and leaving it in overlapping order on several threads would restore each other's
+    lists (an optimizer would lose the filter, and a stale list would outlive the run). Here the
+    first optimizer in installs the filter and the last one out restores the list, under a lock.
+    Where warnings are context-local (Python 3.14's ``context_aware_warnings``), each thread
+    uses its own ``catch_warnings``.
+    """
+    if getattr(sys.flags, "context_aware_warnings", False):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", scipy.optimize.OptimizeWarning)
+            yield
+        return
+    shared = _SharedQuiet
+    with shared.lock:
+        if shared.users == 0:
+            shared.context = warnings.catch_warnings()
+            shared.context.__enter__()
+            warnings.simplefilter("ignore", scipy.optimize.OptimizeWarning)
+        shared.users += 1
+    try:
+        yield
+    finally:
+        with shared.lock:
+            shared.users -= 1
+            if shared.users == 0 and shared.context is not None:
+                shared.context.__exit__(None, None, None)
+                shared.context = None
+
+
+def run_jobs(jobs: Sequence[Callable[[], T]], *, workers: int = 1) -> list[T]:
+    """Run independent jobs and return their results in the jobs' order.
+
+    ``workers=1`` runs them in sequence. With ``workers > 1`` (and more than one job) they run
+    on a pool of that many threads: numpy and BLAS release the GIL in the heavy kernels, so
+    starts overlap. Each job runs in a copy of the caller's ``contextvars`` context (numpy's
+    error state is context-local, and new threads would otherwise start from numpy's
+    defaults), so each job computes exactly what it computes in sequence. The first job (in
+    order) that raises has its exception re-raised, after the pending jobs are cancelled and
+    the running ones finish. Keep BLAS at one thread per worker (e.g. OPENBLAS_NUM_THREADS=1
+    or threadpoolctl) to avoid oversubscribing the cores; this function changes no global
+    thread setting.
 
     The seam for multi-start, bootstrap and draws-stability work: a process pool or a cluster
     client replaces this function without touching the callers.
     """
-    return [job() for job in jobs]
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise SpecificationError(f"workers={workers!r} must be an integer >= 1")
+    if workers == 1 or len(jobs) <= 1:
+        return [job() for job in jobs]
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(jobs)),
+                              thread_name_prefix="blpdemand-job")
+    try:
+        futures: list[Future[T]] = [pool.submit(contextvars.copy_context().run, job)
+                                    for job in jobs]
+        return [future.result() for future in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

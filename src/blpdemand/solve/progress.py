@@ -2,10 +2,14 @@
 
 Library code never prints. The estimator calls ``reporter.on_evaluation(record)`` after every
 evaluation of Q(theta); the default reporter is silent, the CLI injects a live terminal one.
+With ``EstimationConfig(workers > 1)`` the starts run on several threads: their records
+interleave (each carries its ``start`` index), and the estimator wraps the reporter in a
+:class:`SerializedReporter`, so a reporter is never called from two threads at once.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -61,3 +65,15 @@ class RecordingReporter:
 
     def on_evaluation(self, record: EvaluationRecord) -> None:
         self.records.append(record)
+
+
+class SerializedReporter:
+    """Passes records to ``reporter`` one at a time (a lock), for starts run on threads."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+        self._lock = threading.Lock()
+
+    def on_evaluation(self, record: EvaluationRecord) -> None:
+        with self._lock:
+            self.reporter.on_evaluation(record)
