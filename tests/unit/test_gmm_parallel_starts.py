@@ -118,12 +118,13 @@ def test_reporter_gets_each_starts_records_in_order(simulated: bd.Problem) -> No
 
 def test_workers_must_be_a_positive_integer() -> None:
     bad: Any
-    for bad in (0, -2, 1.5, True, "2"):
+    for bad in (0, -2, 1.5, True, "2", None):
         with pytest.raises(SpecificationError, match="workers"):
             bd.EstimationConfig(workers=bad)
     with pytest.raises(SpecificationError, match="workers"):
         run_jobs([lambda: 1], workers=0)
     assert bd.EstimationConfig(workers=4).workers == 4
+    assert bd.EstimationConfig(workers=np.int64(2)).workers == 2
 
 
 def test_a_runner_overrides_workers(simulated: bd.Problem) -> None:

@@ -221,11 +221,11 @@ def run_jobs(jobs: Sequence[Callable[[], T]], *, workers: int = 1) -> list[T]:
     The seam for multi-start, bootstrap and draws-stability work: a process pool or a cluster
     client replaces this function without touching the callers.
     """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+    if not np.issubdtype(type(workers), np.integer) or workers < 1:  # bool is not an integer
         raise SpecificationError(f"workers={workers!r} must be an integer >= 1")
     if workers == 1 or len(jobs) <= 1:
         return [job() for job in jobs]
-    pool = ThreadPoolExecutor(max_workers=min(workers, len(jobs)),
+    pool = ThreadPoolExecutor(max_workers=min(int(workers), len(jobs)),
                               thread_name_prefix="blpdemand-job")
     try:
         futures: list[Future[T]] = [pool.submit(contextvars.copy_context().run, job)
