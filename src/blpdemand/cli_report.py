@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from blpdemand.results.io import save_results
 from blpdemand.results.tables import Table
+from blpdemand.solve.optimizer import run_jobs
 from blpdemand.solve.progress import EvaluationRecord
 
 T = TypeVar("T")
@@ -78,22 +79,30 @@ def draw_convergence(records: Sequence[EvaluationRecord]) -> Callable[[Any], Any
     return draw
 
 
-def progress_runner(console: Console, description: str = "starts"
+def progress_runner(console: Console, description: str = "starts", *, workers: int = 1
                     ) -> Callable[[Sequence[Callable[[], T]]], list[T]]:
-    """A job runner (the estimator's ``runner`` seam) that shows a progress bar over jobs."""
+    """A job runner (the estimator's ``runner`` seam) that shows a progress bar over jobs.
+
+    ``workers > 1`` runs the jobs on that many threads (``run_jobs``); the bar advances as
+    each one finishes (rich's progress is thread-safe).
+    """
 
     def run(jobs: Sequence[Callable[[], T]]) -> list[T]:
         if len(jobs) <= 1:
             return [job() for job in jobs]
-        out: list[T] = []
         columns = (TextColumn(f"[bold]{description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn())
         with Progress(*columns, console=console, transient=False) as bar:
             task = bar.add_task(description, total=len(jobs))
-            for job in jobs:
-                out.append(job())
-                bar.advance(task)
-        return out
+
+            def tracked(job: Callable[[], T]) -> Callable[[], T]:
+                def call() -> T:
+                    value = job()
+                    bar.advance(task)
+                    return value
+                return call
+
+            return run_jobs([tracked(job) for job in jobs], workers=workers)
 
     return run
 

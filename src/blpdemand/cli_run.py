@@ -5,6 +5,7 @@ No estimation logic lives here: every number comes from ``blpdemand``'s public f
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import warnings
 from collections.abc import Callable
@@ -197,7 +198,9 @@ def _blp(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None, instru
     options = dict(spec.estimation)
     if "bounds" in options:
         options["bounds"] = {k: tuple(v) for k, v in dict(options["bounds"]).items()}
-    config = EstimationConfig(**options, runner=progress_runner(console, "multi-start"))
+    config = EstimationConfig(**options)  # validates workers before the runner uses it
+    config = dataclasses.replace(
+        config, runner=progress_runner(console, "multi-start", workers=config.workers))
     reporter = RichReporter(console, quiet=quiet)
     results = estimate(problem, sigma=spec.parameters.get("sigma"), pi=spec.parameters.get("pi"),
                        config=config, reporter=reporter)

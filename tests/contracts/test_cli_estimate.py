@@ -125,9 +125,10 @@ def test_nevo_round_trip(nevo_run: tuple[Path, str], nevo_api) -> None:
             "objective_profiles.tex"} <= {p.name for p in out.iterdir()}
 
 
-def test_simulated_multistart_parquet(tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                      ) -> None:
+def test_simulated_multistart_parquet(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
     # Reference: simulated markets with known truth alpha = -2, sigma_prices = 0.3; Parquet in.
+    # The CLI runs its three starts on two threads; the API run below is sequential.
     sim = bd.simulate(markets=60, products=8, alpha=-2.0, sigma={"prices": 0.3}, draws=200, rng=3)
     sim.products.to_parquet(tmp_path / "products.parquet")
     assert sim.agents is not None
@@ -150,6 +151,7 @@ sigma = [[1.0]]
 [estimation]
 starts = 2
 rng = 1
+workers = 2
 [post]
 diversion = true
 [post.merger]
@@ -157,7 +159,18 @@ firms = [1, 2]
 [output]
 plots = false
 """)
+    import blpdemand.cli_report as cli_report
+
+    pools: list[int] = []
+
+    def recording(jobs, *, workers=1):  # type: ignore[no-untyped-def]
+        pools.append(workers)
+        return run_jobs(jobs, workers=workers)
+
+    run_jobs = cli_report.run_jobs
+    monkeypatch.setattr(cli_report, "run_jobs", recording)
     assert main(["estimate", str(tmp_path / "sim.toml"), "-o", str(tmp_path / "out")]) == 0
+    assert 2 in pools  # the spec's workers reached the multi-start runner
     captured = capsys.readouterr()
     assert "multi-start" in captured.err and "post-estimation" in captured.err
     saved = load_results(tmp_path / "out" / "results.json")
