@@ -152,3 +152,26 @@ def test_precision_floor_counts_a_stalled_run_at_a_minimum_as_converged() -> Non
     assert not _at_precision_floor(step, np.diag([-1.0, 1e4])).converged  # not a minimum
     far = dataclasses.replace(step, projected_gradient_norm=2 * floor)
     assert not _at_precision_floor(far, np.diag([1.0, 1e4])).converged
+
+
+def test_starts_table_agrees_with_the_precision_floor_judgment(nevo_products, nevo_agents) -> None:
+    # Reference: the run's own verdict. With gtol = 1e-12 BFGS stops on precision loss at the
+    # Nevo minimum; the estimator counts the run as converged at the line-search precision
+    # floor, and the starts table's row for that start must say the same.
+    import warnings
+
+    import blpdemand as bd
+
+    problem = bd.Problem(nevo_products, linear="prices", nonlinear="1 + prices + sugar + mushy",
+                         agents=nevo_agents, absorb="C(product_ids)",
+                         demographics="0 + income + income_squared + age + child",
+                         instruments=[f"demand_instruments{k}" for k in range(20)])
+    sigma = np.diag([0.5580, 3.3124, -0.0058, 0.0934])
+    pi = np.array([[2.2918, 0, 1.2840, 0], [588.3252, -30.1920, 0, 11.0546],
+                   [-0.3846, 0, 0.0523, 0], [0.7480, 0, -1.3538, 0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = bd.estimate(problem, sigma=sigma, pi=pi, config=bd.EstimationConfig(gtol=1e-12))
+    assert "precision floor" in results.optimization.message
+    assert results.converged
+    assert results.starts_table().to_frame()["converged"].tolist() == [True]

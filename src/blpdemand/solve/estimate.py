@@ -323,6 +323,9 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     counts["evaluations"] += objective.contraction_evaluations - before[1]
     if hessian is not None:
         steps[-1] = _at_precision_floor(steps[-1], hessian)
+        if len(steps) == 1:  # the reported start's row of the starts table says the same
+            start_outcomes = tuple(dataclasses.replace(o, optimization=steps[0]) if k == best
+                                   else o for k, o in enumerate(start_outcomes))
     _check_optimization(steps, config)
     _check_final(evaluation, config)
     steps[-1] = _contraction_at_estimate(steps[-1], evaluation)
