@@ -293,7 +293,7 @@ class InnerLoop:
             block_config = _block_config(config, data)
             fp: FixedPointResult = solve_fixed_point(
                 _ContractionMap(utility, data.shares, data.pad, owned=owned), x0, block_config)
-            if fp.failed.size and block_config.method != config.method:
+            if fp.failed.size and config.method == "auto" and block_config.method == "anderson":
                 # "auto" chose Anderson: markets where it stalled or broke down get SQUAREM
                 fp = _fallback(data, utility if not owned else _block_utility(data, mapping),
                                x0, fp, config)
