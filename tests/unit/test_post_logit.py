@@ -148,6 +148,20 @@ def test_partial_ownership_and_newton_agree_with_merger(logit) -> None:
     np.testing.assert_allclose(common.prices, merger.prices, rtol=1e-9)
 
 
+def test_asymmetric_partial_ownership_is_a_fixed_point_at_its_own_costs(logit) -> None:
+    # Reference: a fixed point. Costs recovered from observed prices under an asymmetric kappa
+    # (markups = -(O * ds/dp')^{-1} s) must make the observed prices the equilibrium under the
+    # same kappa, for the zeta iteration and for Newton (rtol 1e-9); a transposed O in one of
+    # them would not.
+    fitted, data = logit
+    kappa = {(1, 2): 0.7, (2, 1): 0.2}
+    costs = compute_costs(fitted, kappa=kappa)
+    for method in ("zeta", "newton"):
+        cf = compute_prices(fitted, kappa=kappa, costs=costs, config=PricingConfig(method=method))
+        assert cf.converged
+        np.testing.assert_allclose(cf.prices, data["prices"], rtol=1e-9)
+
+
 def test_taxes_are_cost_shifts(logit) -> None:
     # Unit tax tau: consumer prices equal those with costs c + tau; ad valorem t: costs (1+t) c.
     fitted, _ = logit

@@ -128,10 +128,15 @@ def markups(demand: MarketDemand, ownership: FloatArray,
 
 def zeta_markups(demand: MarketDemand, ownership: FloatArray, prices: FloatArray,
                  costs: FloatArray) -> FloatArray:
-    """(J,) zeta(p) = Lambda^{-1} (O * Gamma)' (p - c) - Lambda^{-1} s (Morrow and Skerlos 2011)."""
+    """(J,) zeta(p) = Lambda^{-1} (O * Gamma) (p - c) - Lambda^{-1} s (Morrow and Skerlos 2011).
+
+    From the FOC s_j + sum_k O_jk (d s_k / d p_j) (p_k - c_k) = 0 with d s / d p = Lambda - Gamma
+    (Gamma symmetric): O_jk, the weight product j's owner puts on product k's profit, multiplies
+    Gamma_jk, so an asymmetric (partial) ownership enters untransposed, as in ``markups``.
+    """
     prob = demand.probabilities(prices)
     lam, gamma = lambda_gamma(prob, demand.weights, demand.alpha)
-    return ((ownership * gamma).T @ (prices - costs) - prob @ demand.weights) / lam
+    return ((ownership * gamma) @ (prices - costs) - prob @ demand.weights) / lam
 
 
 class PricingStatus(enum.Enum):
