@@ -134,6 +134,39 @@ def test_random_coefficients_entry_satisfies_bertrand_foc(blp: bd.SimulatedMarke
     np.testing.assert_allclose(cf.prices[-1], cf.prices[9], rtol=1e-12)  # the clone's twin
 
 
+def test_partial_ownership_of_the_entrant_satisfies_its_foc(blp: bd.SimulatedMarkets) -> None:
+    # Reference: the Bertrand FOC with partial ownership, s_j + sum_k O_jk ds_k/dp_j (p_k - c_k)
+    # = 0, O_jk = 1 for the same firm and kappa[(f_j, f_k)] for the listed pairs, integrated here
+    # over the simulation's agents (max |FOC| < 1e-10); and kappa must move the entrant's price.
+    products, agents = blp.products, blp.agents
+    new = products.iloc[[0]].assign(firm_ids=99, x1=1.5, xi=0.2, costs=1.0)
+    kappa = {(1, 99): 0.6, (99, 1): 0.3}  # asymmetric: O is not transposed anywhere
+    fitted = fitted_from_truth(blp)
+    cf = bd.simulate_entry(fitted, new, kappa=kappa)
+    plain = bd.simulate_entry(fitted, new)
+    assert cf.converged and abs(cf.prices[-1] - plain.prices[-1]) > 1e-4
+    alpha, sd = blp.truth["alpha"], blp.truth["sigma"]
+    everything = pd.concat([products, new], ignore_index=True)
+    everything["p"], everything["c"] = cf.prices, cf.costs
+    market = new["market_ids"].iloc[0]
+    rows = everything[everything["market_ids"] == market]
+    draws = agents[agents["market_ids"] == market]
+    nu_p, nu_x, w = (draws[k].to_numpy() for k in ("nodes0", "nodes1", "weights"))
+    alpha_i = alpha + sd["prices"] * nu_p
+    u = (_mean_utility(blp, rows)[:, None] + rows["p"].to_numpy()[:, None] * alpha_i
+         + sd["x1"] * rows["x1"].to_numpy()[:, None] * nu_x)
+    e = np.exp(u)
+    s_ij = e / (1 + e.sum(axis=0))
+    s = s_ij @ w
+    dsdp = np.diag((s_ij * alpha_i) @ w) - (s_ij * alpha_i * w) @ s_ij.T
+    firms = rows["firm_ids"].to_numpy()
+    owner = (firms[:, None] == firms[None, :]).astype(float)
+    for (f, g), value in kappa.items():
+        owner[np.ix_(firms == f, firms == g)] = value
+    foc = s + (owner * dsdp.T) @ (rows["p"].to_numpy() - rows["c"].to_numpy())
+    assert float(np.max(np.abs(foc))) < 1e-10
+
+
 def test_delta_column_gives_the_entrant_its_mean_utility(logit: bd.SimulatedMarkets) -> None:
     """A twin given as delta (its twin's true mean utility at the observed price) prices exactly
     like the twin fed through X1 beta + xi (rel 1e-12); delta with xi= is ambiguous."""

@@ -30,14 +30,14 @@ from blpdemand.model.pricing import (
     ownership_matrix,
     solve_prices,
 )
-from blpdemand.results.costs import compute_costs, firm_ids_sorted
+from blpdemand.results.costs import Kappa, compute_costs, firm_ids_sorted
 from blpdemand.results.counterfactual import Counterfactual, _apply_policy, hhi
 from blpdemand.results.elasticities import as_fitted
 from blpdemand.results.surplus import market_surplus
 
 
 def simulate_entry(results: Any, new_products: pd.DataFrame, *, costs: Any = None,
-                   xi: Any = None, keep: Any = None,
+                   xi: Any = None, keep: Any = None, kappa: Kappa | None = None,
                    config: PricingConfig | None = None) -> Counterfactual:
     """Bertrand-Nash equilibrium after the products in ``new_products`` enter their markets.
 
@@ -53,6 +53,9 @@ def simulate_entry(results: Any, new_products: pd.DataFrame, *, costs: Any = Non
     costs : scalar or (M,) marginal costs of the entrants (else the ``costs`` column; required).
     xi : scalar or (M,) demand unobservables of the entrants (else the ``xi`` column, else 0).
     keep : (N + M,) bool, products on the market, rows ordered as the result (default all).
+    kappa : {(f, g): weight} partial ownership after entry (firm f's weight on the profits of
+        firm g's products, ``ownership_matrix``), e.g. an entrant's firm partly owned by an
+        incumbent. Incumbents' costs still come from the data's (full) ownership.
     config : PricingConfig.
 
     Returns a Counterfactual whose rows are the N original products (user order) followed by the
@@ -127,7 +130,8 @@ def simulate_entry(results: Any, new_products: pd.DataFrame, *, costs: Any = Non
         owners = np.concatenate([firms_in[rows], firms_new[entrants]])
         cost = np.concatenate([incumbent_costs[rows], new_costs[entrants]])
         sub = enlarged.subset(mask)
-        solution = solve_prices(sub, cost[mask], ownership_matrix(owners[mask]), config=config)
+        solution = solve_prices(sub, cost[mask], ownership_matrix(owners[mask], kappa),
+                                config=config)
         status.append(solution.status)
         iterations[t] = solution.iterations
         cs_before[t] = market_surplus(demand)
