@@ -210,3 +210,22 @@ def test_consumer_surplus_without_a_product(nevo) -> None:
         expected = theirs.compute_consumer_surpluses(eliminate_product_ids=["F1B04"])
     keep = (data["product_ids"] != "F1B04").to_numpy()
     _close(compute_consumer_surplus(fitted, keep=keep), expected)
+
+
+def test_asymmetric_partial_ownership(nevo) -> None:
+    # Firm 1 puts weight 0.6 on firm 2's profits, firm 2 weight 0.2 on firm 1's (PyBLP's
+    # build_ownership with kappa(f, g)): costs implied under it, and prices after a 10% cost
+    # increase, against PyBLP's compute_costs / compute_prices with the same ownership.
+    fitted, theirs, data = nevo
+    kappa = {(1, 2): 0.6, (2, 1): 0.2}
+
+    def specification(f, g):
+        return 1.0 if f == g else kappa.get((int(f), int(g)), 0.0)
+
+    with np.errstate(all="ignore"):
+        ownership = pyblp.build_ownership(data, specification)
+        costs = theirs.compute_costs(ownership=ownership)
+        prices = theirs.compute_prices(ownership=ownership, costs=1.1 * costs)
+    ours_costs = compute_costs(fitted, kappa=kappa)
+    _close(ours_costs, costs)
+    _close(compute_prices(fitted, kappa=kappa, costs=1.1 * ours_costs).prices, prices)
