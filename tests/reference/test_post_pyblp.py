@@ -229,3 +229,6 @@ def test_asymmetric_partial_ownership(nevo) -> None:
     ours_costs = compute_costs(fitted, kappa=kappa)
     _close(ours_costs, costs)
     _close(compute_prices(fitted, kappa=kappa, costs=1.1 * ours_costs).prices, prices)
+    # the same ownership passed as PyBLP's stacked (N, max J_t) matrix
+    _close(compute_costs(fitted, ownership=ownership), costs)
+    _close(compute_prices(fitted, ownership=ownership, costs=1.1 * ours_costs).prices, prices)
