@@ -1,0 +1,349 @@
+"""Configurations no other reference test compares with PyBLP 1.3.0 (run live on the same data).
+
+Blind spots of the other tests: rows already sorted by market, plain column names in formulas,
+one-way absorbed effects, post-estimation only for BLP results, symmetric inputs. Here:
+shuffled rows (markets interleaved, products and agents shuffled), integer market ids whose
+order differs from the string ids', formulas with functions, interactions and categorical
+dummies, two-way absorbed effects with robust and clustered standard errors, one- and two-step
+GMM, post-estimation for plain logit results, and BLP post-estimation with a characteristic in
+X1 and X2 interacted with demographics. Every per-product output must come back in the
+user's row order, which is PyBLP's (it never reorders rows).
+
+Tolerances: these are the same deterministic computations (no optimization, no simulation) done
+with different linear algebra, so relative 1e-8 is loose by orders of magnitude (observed gaps
+are 1e-10 or smaller, see each test). Two-way absorbed effects iterate to 1e-14 in both
+libraries. Standard errors of two-step GMM invert a second weighting matrix: 1e-8 still holds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import blpdemand as bd
+from blpdemand.errors import SpecificationError
+from blpdemand.model.fitted import FittedDemand
+
+pyblp = pytest.importorskip("pyblp")
+RTOL = 1e-8
+NEVO_Z = [f"demand_instruments{k}" for k in range(20)]
+
+
+def _close(ours: object, theirs: object, rtol: float = RTOL, atol: float = 0.0) -> None:
+    """Same shape, same NaN pattern (padding of stacked matrices), values within rtol."""
+    a = np.asarray(ours, dtype=float)
+    b = np.asarray(theirs, dtype=float).reshape(a.shape)
+    assert np.array_equal(np.isfinite(a), np.isfinite(b))
+    finite = np.isfinite(b)
+    np.testing.assert_allclose(a[finite], b[finite], rtol=rtol, atol=atol)
+
+
+def _quiet(call, *args, **kwargs):
+    pyblp.options.verbose = False
+    with np.errstate(all="ignore"):
+        return call(*args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def shuffled_nevo(nevo_products: pd.DataFrame) -> pd.DataFrame:
+    """Nevo's rows in a random order (markets interleaved) with two string columns added."""
+    rng = np.random.default_rng(20240601)
+    data = nevo_products.iloc[rng.permutation(len(nevo_products))].reset_index(drop=True)
+    data["segment"] = np.where(data["sugar"] > 8, "sweet", "plain")
+    data["brand"] = "b" + data["brand_ids"].astype(str)
+    data["clustering_ids"] = data["brand_ids"]
+    return data
+
+
+# ---------------------------------------------------------------------------- formulas
+FORMULAS = [
+    # (ours, PyBLP's): numpy functions vs PyBLP's log, I(), interactions ":" and "*"
+    ("1 + prices + np.log(sugar + 1) + I(sugar**2) + sugar:mushy",
+     "1 + prices + log(sugar + 1) + I(sugar**2) + sugar:mushy"),
+    ("prices + mushy*sugar", "1 + prices + mushy*sugar"),
+    # categorical dummies: with an intercept (first level dropped) and with "0 +" (all levels)
+    ("prices + C(brand)", "1 + prices + C(brand)"),
+    ("0 + prices + C(segment)", "0 + prices + C(segment)"),
+    ("prices + C(segment):sugar", "1 + prices + C(segment):sugar"),
+]
+
+
+@pytest.mark.parametrize(("ours", "theirs"), FORMULAS, ids=[f[0] for f in FORMULAS])
+def test_design_matrix_and_logit_on_shuffled_rows(shuffled_nevo: pd.DataFrame, ours: str,
+                                                  theirs: str) -> None:
+    data = shuffled_nevo
+    problem = _quiet(pyblp.Problem, pyblp.Formulation(theirs), data)
+    reference = _quiet(problem.solve, method="1s", se_type="robust")
+    result = bd.estimate_logit(data, linear=ours, instruments=NEVO_Z)
+    # X1 put back in the user's row order equals PyBLP's X1 column for column (same order of
+    # columns and of categorical levels); both evaluate the same float expressions: 1e-14.
+    X1 = result.problem.products.unsort(result.problem.X1.values)
+    _close(X1, problem.products.X1, rtol=1e-14)
+    # 2SLS = one-step GMM with W = (Z'Z)^-1; observed gaps 1e-10 (np.log(sugar + 1) case).
+    _close(result.params.to_numpy(), reference.beta.ravel())
+    _close(result.bse.to_numpy(), reference.beta_se.ravel())
+
+
+def test_instruments_and_clusters_given_in_user_order(shuffled_nevo: pd.DataFrame) -> None:
+    # Instruments as a DataFrame and cluster ids as an array, both in the user's (shuffled)
+    # row order: the same estimates as with column names, and as PyBLP's clustered SEs.
+    data = shuffled_nevo
+    by_name = bd.estimate_logit(data, linear="prices + sugar", instruments=NEVO_Z,
+                                covariance="clustered", clusters="clustering_ids")
+    by_value = bd.estimate_logit(data, linear="prices + sugar", instruments=data[NEVO_Z],
+                                 covariance="clustered",
+                                 clusters=data["clustering_ids"].to_numpy())
+    # same numbers through the same code: rel 1e-12
+    _close(by_value.params.to_numpy(), by_name.params.to_numpy(), rtol=1e-12)
+    _close(by_value.bse.to_numpy(), by_name.bse.to_numpy(), rtol=1e-12)
+    problem = _quiet(pyblp.Problem, pyblp.Formulation("1 + prices + sugar"), data)
+    reference = _quiet(problem.solve, method="1s", se_type="clustered")
+    _close(by_value.params.to_numpy(), reference.beta.ravel())
+    _close(by_value.bse.to_numpy(), reference.beta_se.ravel())
+
+
+# ---------------------------------------------------------------------------- absorbed effects
+ABSORB = ["C(product_ids)", "C(product_ids) + C(city_ids)", "C(product_ids) + C(market_ids)"]
+
+
+@pytest.mark.parametrize("absorb", ABSORB)
+@pytest.mark.parametrize(("step", "method"), [("1s", "gmm"), ("2s", "2s-gmm")])
+def test_absorbed_logit_robust_and_clustered(shuffled_nevo: pd.DataFrame, absorb: str, step: str,
+                                             method: str) -> None:
+    # PyBLP's plain logit (no X2) with the effects absorbed. Its two-step weighting matrix has
+    # its own option W_type (default robust); ours is of the covariance's kind, so the same
+    # kind is passed to both. Centered moments are PyBLP's default. Observed gaps: beta and
+    # SEs 1e-11 or smaller, one- and two-way, one and two steps.
+    data = shuffled_nevo
+    problem = _quiet(pyblp.Problem, pyblp.Formulation("0 + prices", absorb=absorb), data)
+    for kind in ("robust", "clustered"):
+        reference = _quiet(problem.solve, method=step, se_type=kind, W_type=kind)
+        ours = bd.estimate_logit(data, linear="prices", absorb=absorb, instruments=NEVO_Z,
+                                 method=method, covariance=kind, center_moments=True,
+                                 clusters="clustering_ids" if kind == "clustered" else None)
+        _close(ours.params.to_numpy(), reference.beta.ravel())
+        _close(ours.bse.to_numpy(), reference.beta_se.ravel())
+
+
+@pytest.mark.parametrize("absorb", ABSORB)
+def test_absorbed_unadjusted_se_degrees_of_freedom(shuffled_nevo: pd.DataFrame,
+                                                   absorb: str) -> None:
+    # Documented convention: our homoskedastic s^2 = xi'xi / (N - K1 - D_FE) counts the
+    # absorbed effects (D_FE = groups, less one per connected component of a second dimension:
+    # 24, 24 + 47 - 1, 24 + 94 - 1 here); PyBLP's divides by N. So
+    # se_ours = se_pyblp sqrt(N / (N - K1 - D_FE)), beta identical (2SLS both).
+    data = shuffled_nevo
+    problem = _quiet(pyblp.Problem, pyblp.Formulation("0 + prices", absorb=absorb), data)
+    reference = _quiet(problem.solve, method="1s", se_type="unadjusted")
+    ours = bd.estimate_logit(data, linear="prices", absorb=absorb, instruments=NEVO_Z,
+                             covariance="unadjusted")
+    expected_degrees = {ABSORB[0]: 24, ABSORB[1]: 24 + 47 - 1, ABSORB[2]: 24 + 94 - 1}[absorb]
+    assert ours.absorbed_degrees == expected_degrees
+    N = len(data)
+    _close(ours.params.to_numpy(), reference.beta.ravel())
+    _close(ours.bse.to_numpy(),
+           reference.beta_se.ravel() * np.sqrt(N / (N - 1 - expected_degrees)))
+    # hc1 is robust (HC0, PyBLP's robust) times the same factor
+    robust = _quiet(problem.solve, method="1s", se_type="robust")
+    hc1 = ours.with_covariance("hc1")
+    _close(hc1.bse.to_numpy(), robust.beta_se.ravel() * np.sqrt(N / (N - 1 - expected_degrees)))
+
+
+@pytest.fixture(scope="module")
+def shuffled_cars(cars: pd.DataFrame) -> pd.DataFrame:
+    """Cars with rows shuffled, shares added, the user's own column names kept."""
+    rng = np.random.default_rng(7)
+    data = cars.iloc[rng.permutation(len(cars))].reset_index(drop=True)
+    data["shares"] = data["sales"] / (data["number_households"] / 2.5)
+    return data
+
+
+CARS_LINEAR = "prices + np.log(hp) + np.log(weight) + sport + EV + truck"
+
+
+@pytest.fixture(scope="module")
+def cars_logit(shuffled_cars: pd.DataFrame):
+    """Two-way absorbed (year, make) logit on the user's names (year, price, parent: string
+    firm ids) with ours, and on PyBLP's reserved names with PyBLP."""
+    data = shuffled_cars
+    ours = bd.estimate_logit(data, linear=CARS_LINEAR, absorb="C(year) + C(make)",
+                             instruments=["RXR"], method="gmm", covariance="clustered",
+                             clusters=data["make"].to_numpy(), center_moments=True,
+                             columns={"market_ids": "year", "prices": "price",
+                                      "firm_ids": "parent"})
+    theirs_data = data.rename(columns={"price": "prices"}).assign(
+        market_ids=data["year"], demand_instruments0=data["RXR"], clustering_ids=data["make"],
+        firm_ids=pd.factorize(data["parent"])[0])
+    problem = _quiet(pyblp.Problem, pyblp.Formulation(
+        "1 + prices + log(hp) + log(weight) + sport + EV + truck", absorb="C(year) + C(make)"),
+        theirs_data)
+    return ours, _quiet(problem.solve, method="1s", se_type="clustered"), theirs_data
+
+
+def test_cars_two_way_absorbed_clustered(cars_logit) -> None:
+    # PyBLP drops the intercept when effects are absorbed, as we do. Exactly identified, so
+    # one and two steps coincide. Observed: beta 1e-12, clustered SEs 1e-10 (the two-way
+    # within transformation iterates to 1e-14 in both).
+    ours, theirs, _ = cars_logit
+    assert ours.problem.X1.names[0] == "prices"
+    _close(ours.params.to_numpy(), theirs.beta.ravel())
+    _close(ours.bse.to_numpy(), theirs.beta_se.ravel())
+    assert ours.clusters == 62  # makes
+
+
+# ---------------------------------------------------------------------------- logit post-estimation
+def test_logit_post_estimation_cars(cars_logit) -> None:
+    # Plain logit results passed to the post-estimation functions; PyBLP's logit
+    # ProblemResults at the same beta. Closed forms on both sides; observed gaps 1e-13.
+    ours, theirs, data = cars_logit
+    E = _quiet(theirs.compute_elasticities)
+    _close(bd.compute_elasticities(ours).stacked(), E)
+    _close(bd.compute_elasticities(ours).diagonal(), theirs.extract_diagonals(E))
+    _close(ours.own_price_elasticities(), theirs.extract_diagonals(E))
+    _close(bd.compute_diversion_ratios(ours).stacked(), _quiet(theirs.compute_diversion_ratios))
+    _close(bd.compute_costs(ours), _quiet(theirs.compute_costs))
+    # PyBLP's markups are Lerner indices (p - c) / p
+    _close(bd.compute_markups(ours) / data["prices"].to_numpy(), _quiet(theirs.compute_markups))
+    _close(bd.compute_consumer_surplus(ours), _quiet(theirs.compute_consumer_surpluses))
+    # PyBLP: sum_j [s_j(1.01 p) - s_j(p)] / 0.01; ours divides by sum_j s_j (an elasticity)
+    inside = ours.problem.products.markets.segment_sum(ours.problem.products.shares)
+    _close(bd.compute_aggregate_elasticities(ours, factor=0.01) * inside,
+           _quiet(theirs.compute_aggregate_elasticities, factor=0.01))
+
+
+def test_logit_merger_with_string_firm_ids(cars_logit) -> None:
+    # Merge the two parents with the most products (string ids for us, integer codes for
+    # PyBLP); zeta iteration to 1e-12 on both sides. Observed: prices, HHI, CS 1e-12.
+    ours, theirs, data = cars_logit
+    codes = data["firm_ids"].to_numpy()
+    parents = data["parent"].to_numpy()
+    big = pd.Series(parents).value_counts().index[:2].tolist()
+    big_codes = [int(codes[parents == b][0]) for b in big]
+    merged = np.where(np.isin(codes, big_codes), big_codes[0], codes)
+    costs = _quiet(theirs.compute_costs)
+    prices = _quiet(theirs.compute_prices, firm_ids=merged, costs=costs)
+    shares = _quiet(theirs.compute_shares, prices)
+    cf = bd.simulate_merger(ours, big)
+    assert cf.converged
+    _close(cf.prices, prices)
+    _close(cf.shares, shares)
+    _close(cf.hhi, _quiet(theirs.compute_hhi, firm_ids=merged, shares=shares))
+    _close(cf.hhi_before, _quiet(theirs.compute_hhi))
+    _close(cf.consumer_surplus, _quiet(theirs.compute_consumer_surpluses, prices=prices))
+    _close(cf.profits, _quiet(theirs.compute_profits, prices=prices, shares=shares, costs=costs))
+
+
+def test_logit_merger_explicit_ownership_and_cost_change(shuffled_nevo: pd.DataFrame) -> None:
+    # Nevo plain logit on shuffled rows. A merger given as PyBLP's stacked ownership matrix
+    # (N, max J_t), whose columns follow each market's products in the user's row order, and
+    # a 10% cost increase passed in the user's row order. Observed: prices 1e-11.
+    data = shuffled_nevo
+    ours = bd.estimate_logit(data, linear="prices + sugar + mushy", instruments=NEVO_Z)
+    theirs = _quiet(_quiet(pyblp.Problem, pyblp.Formulation("1 + prices + sugar + mushy"),
+                           data).solve, method="1s")
+    _close(ours.params.to_numpy(), theirs.beta.ravel())
+    costs = _quiet(theirs.compute_costs)
+    # one cost is -1.2e-5 (prices near zero in one market): compare costs absolutely, 1e-12
+    _close(bd.compute_costs(ours), costs, rtol=0, atol=1e-12)
+    merged = data["firm_ids"].replace({2: 1}).to_numpy()
+    ownership = pyblp.build_ownership(data.assign(firm_ids=merged))
+    prices = _quiet(theirs.compute_prices, ownership=ownership, costs=costs)
+    cf = bd.compute_prices(ours, ownership=ownership)
+    assert cf.converged and cf.firm_ids is None
+    _close(cf.prices, prices)
+    _close(cf.shares, _quiet(theirs.compute_shares, prices))
+    _close(bd.simulate_merger(ours, [1, 2]).prices, prices)
+    higher = 1.1 * costs.ravel()
+    raised = _quiet(theirs.compute_prices, costs=higher)
+    _close(bd.compute_prices(ours, costs=higher).prices, raised)
+    # elasticities with respect to a linear characteristic of X1 (sugar = 0 for some
+    # products: zero columns, compared absolutely there)
+    _close(bd.compute_elasticities(ours, "sugar").stacked(),
+           _quiet(theirs.compute_elasticities, name="sugar"), atol=1e-14)
+
+
+def test_logit_products_removed_closed_form(shuffled_nevo: pd.DataFrame) -> None:
+    # Removing products (keep=False) in the user's row order. Reference by hand: with
+    # multiproduct logit firms the equilibrium markup of every product of firm f is
+    # p_j - c_j = -1 / (alpha (1 - sum_{k in f} s_k)) (closed form of the Bertrand FOC), and
+    # CS_t = log(1 + sum_kept exp(delta_j + alpha (p'_j - p_j))) / (-alpha). Tolerance 1e-9:
+    # the fixed point stops at |dp| < 1e-12.
+    data = shuffled_nevo
+    ours = bd.estimate_logit(data, linear="prices + sugar + mushy", instruments=NEVO_Z)
+    keep = (data["brand_ids"] != data["brand_ids"].iloc[0]).to_numpy()
+    cf = bd.compute_prices(ours, keep=keep)
+    assert cf.converged
+    assert np.all(np.isnan(cf.prices[~keep])) and np.all(np.isfinite(cf.prices[keep]))
+    alpha = ours.alpha
+    firm_share = pd.Series(cf.shares[keep]).groupby(
+        [data["market_ids"].to_numpy()[keep], data["firm_ids"].to_numpy()[keep]]).transform("sum")
+    _close(cf.markups[keep], -1.0 / (alpha * (1.0 - firm_share.to_numpy())), rtol=1e-9)
+    delta = ours.problem.products.unsort(ours.delta)
+    utility = delta + alpha * (np.nan_to_num(cf.prices) - data["prices"].to_numpy())
+    inclusive = pd.Series(np.where(keep, np.exp(utility), 0.0)).groupby(
+        data["market_ids"].to_numpy()).sum()
+    expected = np.log1p(inclusive.reindex(cf.market_ids).to_numpy()) / -alpha
+    _close(cf.consumer_surplus, expected, rtol=1e-9)
+    # consumer surplus at observed prices with the same products removed, no re-pricing
+    observed = pd.Series(np.where(keep, np.exp(delta), 0.0)).groupby(
+        data["market_ids"].to_numpy()).sum()
+    _close(bd.compute_consumer_surplus(ours, keep=keep),
+           np.log1p(observed.reindex(cf.market_ids).to_numpy()) / -alpha, rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------- BLP post-estimation
+@pytest.fixture(scope="module")
+def shuffled_blp(nevo_products: pd.DataFrame, nevo_agents: pd.DataFrame):
+    """Nevo's BLP problem on shuffled products AND agents, integer market ids numbered in
+    reverse of the string ids' order, functions in X2 and in the demographics formula; PyBLP
+    solved at fixed Sigma and Pi (Optimization('return'))."""
+    rng = np.random.default_rng(11)
+    products = nevo_products.iloc[rng.permutation(len(nevo_products))].reset_index(drop=True)
+    agents = nevo_agents.iloc[rng.permutation(len(nevo_agents))].reset_index(drop=True)
+    ids = {m: 1000 - k for k, m in enumerate(sorted(nevo_products["market_ids"].unique()))}
+    products["market_ids"] = products["market_ids"].map(ids)
+    agents["market_ids"] = agents["market_ids"].map(ids)
+    sigma = np.diag([0.3, 1.0, 0.05, 0.1])
+    pi = np.array([[1.0, 0.5, 0.0], [2.0, 0.0, -0.5], [-0.2, 0.05, 0.0], [0.3, 0.0, 0.2]])
+    problem = _quiet(pyblp.Problem, (pyblp.Formulation("1 + prices + sugar + mushy"),
+                                     pyblp.Formulation("1 + prices + I(sugar / 10) + mushy")),
+                     products, pyblp.Formulation("0 + income + log(income + 5) + I(age * child)"),
+                     agents)
+    theirs = _quiet(problem.solve, sigma, pi, optimization=pyblp.Optimization("return"),
+                    method="1s")
+    ours = bd.Problem(products, linear="1 + prices + sugar + mushy",
+                      nonlinear="1 + prices + I(sugar / 10) + mushy",
+                      demographics="income + np.log(income + 5) + age:child", agents=agents,
+                      instruments=NEVO_Z)
+    layout, theta = ours.layout(sigma=sigma, pi=pi)
+    fitted = FittedDemand(problem=ours, layout=layout, theta=theta, beta=theirs.beta.ravel(),
+                          delta=ours.products.sort(theirs.delta.ravel()))
+    return fitted, theirs, problem
+
+
+def test_blp_matrices_and_post_estimation_shuffled(shuffled_blp) -> None:
+    fitted, theirs, problem = shuffled_blp
+    ours = fitted.problem
+    # X2 back in user order equals PyBLP's (exact float expressions, 1e-14)
+    _close(ours.products.unsort(ours.X2.values), problem.products.X2, rtol=1e-14)
+    # markets in sorted id order like PyBLP's, integer ids (not the string ids' order)
+    assert np.array_equal(ours.products.markets.ids, problem.unique_market_ids)
+    # Shares from our agents (sorted, demographics from our formula) at PyBLP's delta equal
+    # the observed shares PyBLP's contraction matched: confirms nodes, weights and
+    # demographics are paired per agent. Contraction tolerance ~1e-14: rel 1e-8.
+    # Observed gaps below: elasticities 1e-14, diversion 1e-15, costs 1e-11, CS 1e-16.
+    from blpdemand.model.pricing import market_demands
+
+    shares = np.concatenate([d.shares() for d in market_demands(fitted)])
+    _close(ours.products.unsort(shares), problem.products.shares)
+    _close(bd.compute_elasticities(fitted).stacked(), _quiet(theirs.compute_elasticities))
+    _close(bd.compute_elasticities(fitted, "mushy").stacked(),
+           _quiet(theirs.compute_elasticities, name="mushy"))
+    _close(bd.compute_diversion_ratios(fitted).stacked(), _quiet(theirs.compute_diversion_ratios))
+    _close(bd.compute_costs(fitted), _quiet(theirs.compute_costs))
+    _close(bd.compute_consumer_surplus(fitted), _quiet(theirs.compute_consumer_surpluses))
+    # sugar enters X2 only as I(sugar / 10): its elasticities are not supported (PyBLP
+    # differentiates the formula); we refuse rather than ignore the random coefficient
+    with pytest.raises(SpecificationError, match="I\\(sugar / 10\\)"):
+        bd.compute_elasticities(fitted, "sugar")
