@@ -299,6 +299,7 @@ def shuffled_blp(nevo_products: pd.DataFrame, nevo_agents: pd.DataFrame):
     reverse of the string ids' order, functions in X2 and in the demographics formula; PyBLP
     solved at fixed Sigma and Pi (Optimization('return'))."""
     rng = np.random.default_rng(11)
+    nevo_products, nevo_agents = _nevo_markets(nevo_products, nevo_agents, 40)
     products = nevo_products.iloc[rng.permutation(len(nevo_products))].reset_index(drop=True)
     agents = nevo_agents.iloc[rng.permutation(len(nevo_agents))].reset_index(drop=True)
     ids = {m: 1000 - k for k, m in enumerate(sorted(nevo_products["market_ids"].unique()))}
@@ -347,3 +348,66 @@ def test_blp_matrices_and_post_estimation_shuffled(shuffled_blp) -> None:
     # differentiates the formula); we refuse rather than ignore the random coefficient
     with pytest.raises(SpecificationError, match="I\\(sugar / 10\\)"):
         bd.compute_elasticities(fitted, "sugar")
+
+
+def _nevo_markets(products: pd.DataFrame, agents: pd.DataFrame, count: int = 24):
+    """The first ``count`` Nevo markets (PyBLP's fixed-theta solve takes ~9 s on all 94)."""
+    keep = sorted(products["market_ids"].unique())[:count]
+    return (products[products["market_ids"].isin(keep)].reset_index(drop=True),
+            agents[agents["market_ids"].isin(keep)].reset_index(drop=True))
+
+
+@pytest.fixture(scope="module")
+def correlated_blp(nevo_products: pd.DataFrame, nevo_agents: pd.DataFrame):
+    """Nevo without absorbed effects: sugar in X1 and X2, its random coefficient interacted
+    with income and age, and a full lower-triangular Sigma (correlated random coefficients;
+    PyBLP 1.3 also takes the lower triangle and ignores the upper one)."""
+    nevo_products, nevo_agents = _nevo_markets(nevo_products, nevo_agents)
+    sigma = np.array([[0.3, 0.0, 0.0, 0.0], [0.2, 1.0, 0.0, 0.0], [0.05, 0.02, 0.05, 0.0],
+                      [0.0, 0.1, 0.03, 0.1]])
+    pi = np.array([[1.0, 0.0, 0.5, 0.0], [2.0, 0.0, 0.0, 0.0], [-0.2, 0.0, 0.05, 0.0],
+                   [0.3, 0.0, 0.0, 0.2]])
+    demographics = "income + income_squared + age + child"
+    problem = _quiet(pyblp.Problem, (pyblp.Formulation("1 + prices + sugar + mushy"),
+                                     pyblp.Formulation("1 + prices + sugar + mushy")),
+                     nevo_products, pyblp.Formulation("0 + " + demographics), nevo_agents)
+    theirs = _quiet(problem.solve, sigma, pi, optimization=pyblp.Optimization("return"),
+                    method="1s")
+    assert np.array_equal(theirs.sigma, sigma)
+    ours = bd.Problem(nevo_products, linear="1 + prices + sugar + mushy",
+                      nonlinear="1 + prices + sugar + mushy", demographics=demographics,
+                      agents=nevo_agents, instruments=NEVO_Z)
+    layout, theta = ours.layout(sigma=sigma, pi=pi)
+    fitted = FittedDemand(problem=ours, layout=layout, theta=theta, beta=theirs.beta.ravel(),
+                          delta=ours.products.sort(theirs.delta.ravel()))
+    return fitted, theirs, nevo_products
+
+
+def test_blp_correlated_coefficients_characteristic_in_x1_and_x2(correlated_blp) -> None:
+    # d u_ij / d sugar_j = beta_sugar + [Sigma nu_i + Pi y_i]_sugar: the X1 coefficient plus a
+    # correlated random coefficient with demographic interactions. Sugar is zero for some
+    # products (zero columns): compared absolutely there. Observed: sugar 1e-12, prices 1e-14.
+    fitted, theirs, _ = correlated_blp
+    _close(bd.compute_elasticities(fitted, "sugar").stacked(),
+           _quiet(theirs.compute_elasticities, name="sugar"), atol=1e-14)
+    _close(bd.compute_elasticities(fitted).stacked(), _quiet(theirs.compute_elasticities))
+    _close(bd.compute_diversion_ratios(fitted).stacked(), _quiet(theirs.compute_diversion_ratios))
+    _close(bd.compute_costs(fitted), _quiet(theirs.compute_costs))
+    _close(bd.compute_consumer_surplus(fitted), _quiet(theirs.compute_consumer_surpluses))
+
+
+def test_blp_merger_with_explicit_ownership(correlated_blp) -> None:
+    # The merger of firms 1 and 2 given as PyBLP's stacked ownership matrix; both sides solve
+    # the zeta fixed point to 1e-12 from the observed prices. Observed: prices 1e-12.
+    fitted, theirs, data = correlated_blp
+    merged = data["firm_ids"].replace({2: 1}).to_numpy()
+    ownership = pyblp.build_ownership(data.assign(firm_ids=merged))
+    costs = _quiet(theirs.compute_costs)
+    prices = _quiet(theirs.compute_prices, ownership=ownership, costs=costs)
+    cf = bd.compute_prices(fitted, ownership=ownership)
+    assert cf.converged
+    _close(cf.prices, prices)
+    _close(cf.shares, _quiet(theirs.compute_shares, prices))
+    _close(cf.consumer_surplus, _quiet(theirs.compute_consumer_surpluses, prices=prices))
+    # the same merger from firm ids
+    _close(bd.simulate_merger(fitted, [1, 2]).prices, prices)
