@@ -66,6 +66,8 @@ FORMULAS = [
     ("prices + C(brand)", "1 + prices + C(brand)"),
     ("0 + prices + C(segment)", "0 + prices + C(segment)"),
     ("prices + C(segment):sugar", "1 + prices + C(segment):sugar"),
+    # integer categories (levels in numeric order on both sides)
+    ("prices + sugar + C(firm_ids)", "1 + prices + sugar + C(firm_ids)"),
 ]
 
 
@@ -83,6 +85,24 @@ def test_design_matrix_and_logit_on_shuffled_rows(shuffled_nevo: pd.DataFrame, o
     # 2SLS = one-step GMM with W = (Z'Z)^-1; observed gaps 1e-10 (np.log(sugar + 1) case).
     _close(result.params.to_numpy(), reference.beta.ravel())
     _close(result.bse.to_numpy(), reference.beta_se.ravel())
+
+
+def test_categorical_dummies_with_absorbed_effects(shuffled_nevo: pd.DataFrame) -> None:
+    # An intercept-implied formula with dummies and absorbed market effects: both libraries
+    # drop the intercept and keep the reduced (first level dropped) coding, so the remaining
+    # dummies are identified. Observed: beta and SEs 1e-12.
+    data = shuffled_nevo
+    problem = _quiet(pyblp.Problem, pyblp.Formulation("1 + prices + C(segment) + mushy",
+                                                      absorb="C(market_ids)"), data)
+    reference = _quiet(problem.solve, method="1s")
+    ours = bd.estimate_logit(data, linear="prices + C(segment) + mushy", absorb="C(market_ids)",
+                             instruments=NEVO_Z, center_moments=True)
+    assert ours.names == ("prices", "C(segment)[T.sweet]", "mushy")
+    # PyBLP stores X1 with the effects already absorbed (demeaned by market): 1e-12 absolute
+    _close(ours.problem.products.unsort(ours.problem.X1_tilde), problem.products.X1, rtol=0,
+           atol=1e-12)
+    _close(ours.params.to_numpy(), reference.beta.ravel())
+    _close(ours.bse.to_numpy(), reference.beta_se.ravel())
 
 
 def test_instruments_and_clusters_given_in_user_order(shuffled_nevo: pd.DataFrame) -> None:
