@@ -33,7 +33,7 @@ from blpdemand.solve.estimate import (
     run_estimation,
 )
 from blpdemand.solve.gmm import ObjectiveEvaluation
-from blpdemand.solve.optimizer import OptimizationResult
+from blpdemand.solve.optimizer import OptimizationResult, projected_gradient
 from blpdemand.solve.progress import Reporter
 
 if TYPE_CHECKING:
@@ -131,6 +131,13 @@ class BLPResults:
         return float(np.max(np.abs(self.gradient), initial=0.0))
 
     @property
+    def projected_gradient_norm(self) -> float:
+        """Inf-norm of dQ/dtheta without the components pushing into an active bound: the
+        convergence measure when a bound binds (equal to ``gradient_norm`` in the interior)."""
+        g = projected_gradient(self.theta, self.gradient, self.bounds or None)
+        return float(np.max(np.abs(g), initial=0.0))
+
+    @property
     def hessian_eigenvalues(self) -> FloatArray | None:
         """Eigenvalues of the Hessian of Q (all positive at a strict local minimum)."""
         if self.hessian is None:
@@ -184,7 +191,9 @@ class BLPResults:
         """Coefficient table of (theta, beta) with standard errors, t, p and 95% intervals."""
         eig = self.hessian_eigenvalues
         notes = [(f"N = {self.problem.N}, T = {self.problem.T}, GMM steps = {len(self.steps)}, "
-                 f"objective = {self.objective:.6g}, gradient inf-norm = {self.gradient_norm:.3g}"),
+                 f"objective = {self.objective:.6g}, gradient inf-norm = {self.gradient_norm:.3g}"
+                  + (f" ({self.projected_gradient_norm:.3g} projected onto the bounds)"
+                     if self.projected_gradient_norm < self.gradient_norm else "")),
                  (f"standard errors: {self.covariance_kind}; optimizer {self.config.optimizer}: "
                  f"{self.optimization.status.value} after {self.optimization.iterations} iterations"),
                  (f"contraction iterations = {self.contraction_iterations} (failed at "

@@ -202,6 +202,17 @@ def resolve_bounds(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     return bounds
 
 
+def start_box(bounds: Sequence[tuple[float, float]], defaults: Sequence[tuple[float, float]]
+              ) -> tuple[FloatArray, FloatArray]:
+    """Where random starts are drawn: the bounds, with an infinite side (e.g. a PyBLP-style
+    (0, inf)) replaced by the default box's half-width d measured from the other side."""
+    lo, hi = np.array(bounds, dtype=np.float64).reshape(-1, 2).T
+    d = np.array(defaults, dtype=np.float64).reshape(-1, 2)[:, 1]
+    lo, hi = (np.where(np.isfinite(lo), lo, np.minimum(-d, hi - d)),
+              np.where(np.isfinite(hi), hi, np.maximum(d, lo + d)))
+    return lo, hi
+
+
 def evaluate_outcome(problem: Problem, layout: ParameterLayout, theta: FloatArray,
                      config: EstimationConfig) -> EstimationOutcome:
     """Everything at a given theta with the step-1 W, without optimizing (PyBLP's 'return')."""
@@ -268,7 +279,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
 
     # step 1, from the user's start and any random starts
     generator = np.random.default_rng(config.rng)
-    lo, hi = np.array(bounds, dtype=np.float64).reshape(-1, 2).T
+    lo, hi = start_box(bounds, default_bounds(problem, layout, np.asarray(theta0)))
     starts = [np.asarray(theta0, dtype=np.float64)]
     starts += [generator.uniform(lo, hi) for _ in range(config.starts)]
 
