@@ -170,6 +170,22 @@ def test_absorbed_unadjusted_se_degrees_of_freedom(shuffled_nevo: pd.DataFrame,
     _close(hc1.bse.to_numpy(), robust.beta_se.ravel() * np.sqrt(N / (N - 1 - expected_degrees)))
 
 
+@pytest.mark.parametrize("kind", ["robust", "clustered"])
+def test_absorbed_ols(shuffled_nevo: pd.DataFrame, kind: str) -> None:
+    # OLS with market effects absorbed. PyBLP has no OLS option: prices as their own (only)
+    # excluded instrument make its IV estimator exactly OLS. Observed: beta and SEs 1e-14.
+    data = shuffled_nevo.drop(columns=NEVO_Z)
+    data["demand_instruments0"] = data["prices"]
+    problem = _quiet(pyblp.Problem, pyblp.Formulation("0 + prices + sugar",
+                                                      absorb="C(market_ids)"), data)
+    reference = _quiet(problem.solve, method="1s", se_type=kind)
+    ours = bd.estimate_logit(shuffled_nevo, linear="prices + sugar", absorb="C(market_ids)",
+                             method="ols", covariance=kind,
+                             clusters="clustering_ids" if kind == "clustered" else None)
+    _close(ours.params.to_numpy(), reference.beta.ravel())
+    _close(ours.bse.to_numpy(), reference.beta_se.ravel())
+
+
 @pytest.fixture(scope="module")
 def shuffled_cars(cars: pd.DataFrame) -> pd.DataFrame:
     """Cars with rows shuffled, shares added, the user's own column names kept."""
@@ -414,6 +430,24 @@ def test_blp_correlated_coefficients_characteristic_in_x1_and_x2(correlated_blp)
     _close(bd.compute_diversion_ratios(fitted).stacked(), _quiet(theirs.compute_diversion_ratios))
     _close(bd.compute_costs(fitted), _quiet(theirs.compute_costs))
     _close(bd.compute_consumer_surplus(fitted), _quiet(theirs.compute_consumer_surpluses))
+    # diversion with respect to a characteristic: D_jk = -(ds_k/dx_j) / (ds_j/dx_j)
+    _close(bd.compute_diversion_ratios(fitted, "sugar").stacked(),
+           _quiet(theirs.compute_diversion_ratios, name="sugar"), atol=1e-14)
+
+
+def test_blp_surplus_and_profits_at_given_prices(correlated_blp) -> None:
+    # Prices 5% above the observed ones, passed in the user's row order. Convention: our
+    # compute_profits(prices=p) uses the shares s(p) at those prices; PyBLP's keeps the
+    # observed shares unless shares= is given (documented there), so s(p) is passed to it.
+    # Observed: CS 2e-16, profits 1e-12.
+    fitted, theirs, data = correlated_blp
+    prices = 1.05 * data["prices"].to_numpy()
+    _close(bd.compute_consumer_surplus(fitted, prices=prices),
+           _quiet(theirs.compute_consumer_surpluses, prices=prices))
+    costs = _quiet(theirs.compute_costs)
+    shares = _quiet(theirs.compute_shares, prices)
+    _close(bd.compute_profits(fitted, prices=prices, costs=costs.ravel()),
+           _quiet(theirs.compute_profits, prices=prices, shares=shares, costs=costs))
 
 
 def test_blp_merger_with_explicit_ownership(correlated_blp) -> None:
