@@ -297,6 +297,32 @@ def test_logit_merger_explicit_ownership_and_cost_change(shuffled_nevo: pd.DataF
     # products: zero columns, compared absolutely there)
     _close(bd.compute_elasticities(ours, "sugar").stacked(),
            _quiet(theirs.compute_elasticities, name="sugar"), atol=1e-14)
+    # one market labelled by product: rows of PyBLP's stacked matrix in the user's order,
+    # columns in the order the market's products appear in the data
+    E = _quiet(theirs.compute_elasticities)
+    rows = np.flatnonzero(data["market_ids"].to_numpy() == "C01Q1")
+    labels = data["product_ids"].to_numpy()[rows]
+    expected = pd.DataFrame(E[rows][:, : rows.size], index=labels, columns=labels)
+    market = bd.compute_elasticities(ours).market("C01Q1")
+    _close(market.loc[labels, labels].to_numpy(), expected.to_numpy())
+
+
+def test_logit_taxes_closed_form(shuffled_nevo: pd.DataFrame) -> None:
+    # Taxes paid by consumers: the firm keeps p / (1 + t) - tau, so its effective cost in
+    # consumer prices is c' = (1 + t)(c + tau). Reference by hand: multiproduct logit markups
+    # p_j - c'_j = -1 / (alpha (1 - sum_{k in f} s_k)), profits (p - c') s / (1 + t).
+    # Tolerance 1e-9: the fixed point stops at |dp| < 1e-12.
+    data = shuffled_nevo
+    ours = bd.estimate_logit(data, linear="prices + sugar + mushy", instruments=NEVO_Z)
+    costs = bd.compute_costs(ours)
+    tau = np.where(data["mushy"].to_numpy() == 1, 0.01, 0.0)
+    cf = bd.compute_prices(ours, unit_tax=tau, ad_valorem_tax=0.1)
+    assert cf.converged
+    _close(cf.costs, 1.1 * (costs + tau), rtol=1e-14)
+    firm_share = pd.Series(cf.shares).groupby(
+        [data["market_ids"].to_numpy(), data["firm_ids"].to_numpy()]).transform("sum")
+    _close(cf.prices - cf.costs, -1.0 / (ours.alpha * (1.0 - firm_share.to_numpy())), rtol=1e-9)
+    _close(cf.profits, (cf.prices - cf.costs) * cf.shares / 1.1, rtol=1e-12)
 
 
 def test_logit_products_removed_closed_form(shuffled_nevo: pd.DataFrame) -> None:
