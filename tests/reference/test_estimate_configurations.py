@@ -134,6 +134,34 @@ def test_correlated_sigma_estimate_is_pyblps_optimum(small):
     assert_pyblp_optimum(mine, solve(reference, mine.sigma, mine.pi))
 
 
+def test_hessian_at_the_estimate_matches_pyblp(small):
+    # Both Hessians are finite differences of the analytic gradient (different steps): elements
+    # to rel 1e-3 (atol 1e-6 max|H|), eigenvalues (all positive) to rel 1e-3.
+    problem, reference = small
+    mine = bd.estimate(problem, sigma=SIGMA_SMALL, pi=PI_SMALL,
+                       config=bd.EstimationConfig(optimizer="bfgs"))
+    ref = solve(reference, mine.sigma, mine.pi, check_optimality="both")
+    order = pyblp_order(mine, np.arange(mine.layout.P)).astype(int)
+    H = mine.hessian[np.ix_(order, order)]
+    np.testing.assert_allclose(H, ref.hessian, rtol=1e-3, atol=1e-6 * np.abs(H).max())
+    assert mine.hessian_eigenvalues is not None and mine.hessian_eigenvalues.min() > 0
+    np.testing.assert_allclose(mine.hessian_eigenvalues, np.linalg.eigvalsh(ref.hessian),
+                               rtol=1e-3)
+
+
+def test_fewer_node_columns_than_random_coefficients(nevo_products, nevo_agents):
+    # Two node columns for K2 = 4: they go, in order, to the X2 columns whose Sigma column has a
+    # free element (prices, mushy; Sigma[mushy, prices] correlated), PyBLP's documented rule.
+    agents = nevo_agents.drop(columns=["nodes2", "nodes3"])
+    sigma = np.diag([0, 2.4526, 0, 0.2441])
+    sigma[3, 1] = -0.3
+    nonlinear = "1 + prices + sugar + mushy"
+    mine = bd.evaluate(ours(nevo_products, agents, nonlinear, DEMOGRAPHICS), sigma=sigma,
+                       pi=PI_TUTORIAL, config=bd.EstimationConfig(hessian=False))
+    ref = solve(theirs(nevo_products, agents, nonlinear, DEMOGRAPHICS), sigma, PI_TUTORIAL)
+    assert_same_at_theta(mine, ref)
+
+
 @pytest.mark.slow
 def test_correlated_sigma_full_estimate_matches_pyblp(small):
     # PyBLP's own BFGS run (same gtol): estimates, objective and SEs to rel 1e-6 (~6 s).
@@ -175,22 +203,23 @@ def test_pi_only_and_sigma_only(nevo_products, nevo_agents):
 
 
 # ---------------------------------------------------------------- 3. two-step GMM
-@pytest.mark.parametrize("kind", ["robust", "clustered"])
-def test_two_step_weighting_estimate_and_errors(nevo_products, nevo_agents, kind):
-    # Step-2 W: PyBLP's updated_W at OUR step-1 estimate (S centered, robust or clustered by
-    # city) to rel 1e-8; the step-2 estimate is PyBLP's optimum under that W, with the same SEs.
+@pytest.mark.parametrize(("kind", "center"), [("robust", True), ("clustered", True),
+                                             ("robust", False), ("clustered", False)])
+def test_two_step_weighting_estimate_and_errors(nevo_products, nevo_agents, kind, center):
+    # Step-2 W: PyBLP's updated_W at OUR step-1 estimate (S centered or not, robust or clustered
+    # by city) to rel 1e-8; the step-2 estimate is PyBLP's optimum under that W, same SEs.
     products = nevo_products.assign(clustering_ids=nevo_products["city_ids"])
     problem = ours(products, nevo_agents, "1 + prices", "0 + income")
     reference = theirs(products, nevo_agents, "1 + prices", "0 + income")
     config = bd.EstimationConfig(method="2s", optimizer="bfgs", weighting=kind, covariance=kind,
-                                 clusters="clustering_ids")
+                                 clusters="clustering_ids", center_moments=center)
     mine = bd.estimate(problem, sigma=SIGMA_SMALL, pi=PI_SMALL, config=config)
     assert len(mine.steps) == 2
     sigma1, pi1 = mine.layout.unpack(mine.steps[0].theta)
-    first = solve(reference, sigma1, pi1, W_type=kind)
+    first = solve(reference, sigma1, pi1, W_type=kind, center_moments=center)
     np.testing.assert_allclose(mine.W, first.updated_W, rtol=1e-8, atol=1e-8 * np.abs(mine.W).max())
     assert_pyblp_optimum(mine, solve(reference, mine.sigma, mine.pi, W=first.updated_W,
-                                     se_type=kind))
+                                     se_type=kind, center_moments=center))
 
 
 def test_two_step_with_exogenous_x1_moment_order(nevo_products, nevo_agents):
