@@ -392,6 +392,12 @@ def test_blp_matrices_and_post_estimation_shuffled(shuffled_blp) -> None:
     _close(ours.products.unsort(ours.X2.values), problem.products.X2, rtol=1e-14)
     # markets in sorted id order like PyBLP's, integer ids (not the string ids' order)
     assert np.array_equal(ours.products.markets.ids, problem.unique_market_ids)
+    # agents: ours are stably sorted by market, PyBLP's stay in the user's order
+    order = np.argsort(pd.Index(ours.products.markets.ids).get_indexer(
+        problem.agents.market_ids.ravel()), kind="stable")
+    _close(ours.agents.demographics, problem.agents.demographics[order], rtol=1e-14)
+    _close(ours.agents.nodes, problem.agents.nodes[order], rtol=1e-14)
+    _close(ours.agents.weights, problem.agents.weights.ravel()[order], rtol=1e-14)
     # Shares from our agents (sorted, demographics from our formula) at PyBLP's delta equal
     # the observed shares PyBLP's contraction matched: confirms nodes, weights and
     # demographics are paired per agent. Contraction tolerance ~1e-14: rel 1e-8.
