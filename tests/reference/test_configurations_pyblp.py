@@ -133,14 +133,15 @@ def test_absorbed_logit_robust_and_clustered(shuffled_nevo: pd.DataFrame, absorb
                                              method: str) -> None:
     # PyBLP's plain logit (no X2) with the effects absorbed. Its two-step weighting matrix has
     # its own option W_type (default robust); ours is of the covariance's kind, so the same
-    # kind is passed to both. Centered moments are PyBLP's default. Observed gaps: beta and
+    # kind is passed to both, with centered moments (PyBLP's default) or not. Observed: beta and
     # SEs 1e-11 or smaller, one- and two-way, one and two steps.
     data = shuffled_nevo
     problem = _quiet(pyblp.Problem, pyblp.Formulation("0 + prices", absorb=absorb), data)
-    for kind in ("robust", "clustered"):
-        reference = _quiet(problem.solve, method=step, se_type=kind, W_type=kind)
+    for kind, center in [(k, c) for k in ("robust", "clustered") for c in (True, False)]:
+        reference = _quiet(problem.solve, method=step, se_type=kind, W_type=kind,
+                           center_moments=center)
         ours = bd.estimate_logit(data, linear="prices", absorb=absorb, instruments=NEVO_Z,
-                                 method=method, covariance=kind, center_moments=True,
+                                 method=method, covariance=kind, center_moments=center,
                                  clusters="clustering_ids" if kind == "clustered" else None)
         _close(ours.params.to_numpy(), reference.beta.ravel())
         _close(ours.bse.to_numpy(), reference.beta_se.ravel())
@@ -168,6 +169,29 @@ def test_absorbed_unadjusted_se_degrees_of_freedom(shuffled_nevo: pd.DataFrame,
     robust = _quiet(problem.solve, method="1s", se_type="robust")
     hc1 = ours.with_covariance("hc1")
     _close(hc1.bse.to_numpy(), robust.beta_se.ravel() * np.sqrt(N / (N - 1 - expected_degrees)))
+
+
+def test_two_step_unadjusted_se_convention(shuffled_nevo: pd.DataFrame) -> None:
+    # Documented convention: after a two-step estimate with the robust optimal W, PyBLP's
+    # "unadjusted" SEs are (G'WG)^-1 / N, valid only if W were the homoskedastic optimum;
+    # ours are the homoskedastic sandwich of the estimator actually used,
+    # (G'WG)^-1 G'W S W G (G'WG)^-1 / N with S = s^2 Z'Z / N, s^2 = xi'xi / (N - K1 - D_FE).
+    # Both formulas are computed here by hand from PyBLP's own W, G, Z and xi (rel 1e-8).
+    data = shuffled_nevo
+    problem = _quiet(pyblp.Problem, pyblp.Formulation("0 + prices + sugar",
+                                                      absorb="C(city_ids)"), data)
+    theirs = _quiet(problem.solve, method="2s", se_type="unadjusted", W_type="robust")
+    ours = bd.estimate_logit(data, linear="prices + sugar", absorb="C(city_ids)",
+                             instruments=NEVO_Z, method="2s-gmm", center_moments=True)
+    _close(ours.params.to_numpy(), theirs.beta.ravel())
+    X, Z, xi, W = problem.products.X1, problem.products.ZD, theirs.xi.ravel(), theirs.W
+    N, K = X.shape
+    G = Z.T @ X / N
+    bread = np.linalg.inv(G.T @ W @ G)
+    _close(theirs.beta_se.ravel(), np.sqrt(np.diag(bread) / N))
+    S = (xi @ xi / (N - K - ours.absorbed_degrees)) * Z.T @ Z / N
+    sandwich = bread @ G.T @ W @ S @ W @ G @ bread / N
+    _close(ours.with_covariance("unadjusted").bse.to_numpy(), np.sqrt(np.diag(sandwich)))
 
 
 @pytest.mark.parametrize("kind", ["robust", "clustered"])
