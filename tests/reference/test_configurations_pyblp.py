@@ -252,6 +252,38 @@ def test_cars_two_way_absorbed_clustered(cars_logit) -> None:
     assert ours.clusters == 62  # makes
 
 
+def test_two_way_absorbed_with_singletons(shuffled_cars: pd.DataFrame) -> None:
+    # Year and model effects: 124 models are sold in one year only (singleton groups, kept,
+    # their xi is exactly zero). Two-way alternating projections converge slowly here:
+    # PyBLP's default absorb options stop ~2e-8 from the exact within transformation, so it
+    # gets pyhdfe's tol 1e-14 as ours. Reference for the within transformation itself: the
+    # exact least-squares residual on year and model dummies (abs 1e-10; observed 6e-13).
+    # Then beta, robust and clustered SEs vs PyBLP: observed 1e-14.
+    data = shuffled_cars.rename(columns={"price": "prices"}).assign(
+        market_ids=shuffled_cars["year"], demand_instruments0=shuffled_cars["RXR"],
+        clustering_ids=shuffled_cars["make"])
+    singletons = data["model"].map(data["model"].value_counts()).to_numpy() == 1
+    assert singletons.sum() == 124
+    problem = _quiet(pyblp.Problem, pyblp.Formulation(
+        "0 + prices + log(hp)", absorb="C(year) + C(model)",
+        absorb_options={"tol": 1e-14, "iteration_limit": 100_000}), data)
+    dummies = np.column_stack([pd.get_dummies(data["year"]).to_numpy(float),
+                               pd.get_dummies(data["model"]).to_numpy(float)])
+    for kind in ("robust", "clustered"):
+        theirs = _quiet(problem.solve, method="1s", se_type=kind)
+        ours = bd.estimate_logit(data, linear="prices + np.log(hp)",
+                                 absorb="C(year) + C(model)", instruments=["RXR"],
+                                 covariance=kind, center_moments=True,
+                                 clusters="make" if kind == "clustered" else None)
+        _close(ours.params.to_numpy(), theirs.beta.ravel())
+        _close(ours.bse.to_numpy(), theirs.beta_se.ravel())
+    X = ours.problem.products.unsort(ours.problem.X1.values)
+    exact = X - dummies @ np.linalg.lstsq(dummies, X, rcond=None)[0]
+    _close(ours.problem.products.unsort(ours.problem.X1_tilde), exact, rtol=0, atol=1e-10)
+    assert np.all(ours.problem.products.unsort(ours.xi)[singletons] == 0)
+    assert ours.absorbed_degrees == 39 + 1067 - 1
+
+
 # ---------------------------------------------------------------------------- logit post-estimation
 def test_logit_post_estimation_cars(cars_logit) -> None:
     # Plain logit results passed to the post-estimation functions; PyBLP's logit
