@@ -26,12 +26,8 @@ from blpdemand.solve.covariance import (
     parameter_covariance,
     weighting_matrix,
 )
-from blpdemand.solve.estimate import (
-    EstimationConfig,
-    EstimationOutcome,
-    evaluate_outcome,
-    run_estimation,
-)
+from blpdemand.solve.estimate import EstimationConfig, EstimationOutcome, run_estimation
+from blpdemand.solve.evaluation import evaluate_outcome
 from blpdemand.solve.gmm import ObjectiveEvaluation
 from blpdemand.solve.optimizer import OptimizationResult, projected_gradient
 from blpdemand.solve.progress import Reporter

@@ -213,35 +213,6 @@ def start_box(bounds: Sequence[tuple[float, float]], defaults: Sequence[tuple[fl
     return lo, hi
 
 
-def evaluate_outcome(problem: Problem, layout: ParameterLayout, theta: FloatArray,
-                     config: EstimationConfig) -> EstimationOutcome:
-    """Everything at a given theta with the step-1 W, without optimizing (PyBLP's 'return')."""
-    if problem.agents is None or layout.P == 0:
-        raise SpecificationError("evaluate needs random coefficients: give sigma=/pi=")
-    clock = time.perf_counter()
-    clusters = _clusters(problem, config)
-    Z = problem.ZD_tilde
-    W = weighting_matrix(Z.T @ Z / problem.N, what="instrument cross-product Z'Z/N")
-    objective = DemandObjective(problem, layout, W, contraction=config.fixed_point,
-                                on_failure=config.on_failure, step=1, clock=clock)
-    theta = np.asarray(theta, dtype=np.float64)
-    evaluation = objective.evaluate(theta, report=False)
-    hessian = objective.hessian(theta) if config.hessian else None
-    _check_final(evaluation, config)
-    step = OptimizationResult(
-        start=theta, theta=theta, objective=evaluation.objective, gradient=evaluation.gradient,
-        projected_gradient_norm=float(np.max(np.abs(evaluation.gradient))),
-        status=OptimizationStatus.NOT_OPTIMIZED, message="evaluated, not optimized",
-        iterations=0, evaluations=1)
-    return EstimationOutcome(
-        layout=layout, evaluation=evaluation, W=W, steps=(step,), starts=(),
-        bounds=tuple(default_bounds(problem, layout, theta)), hessian=hessian,
-        contraction_iterations=objective.contraction_iterations,
-        contraction_evaluations=objective.contraction_evaluations,
-        contraction_failures=objective.failures, time=time.perf_counter() - clock,
-        clusters=clusters, seeds={})
-
-
 def _clusters(problem: Problem, config: EstimationConfig) -> AnyArray | None:
     if config.clusters is None:
         return None

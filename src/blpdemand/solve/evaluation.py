@@ -1,0 +1,72 @@
+"""The estimator's outputs at a given theta, without optimizing (PyBLP's Optimization('return')).
+
+One step: Q, its gradient, beta and everything standard errors need with W = (Z~'Z~/N)^{-1}.
+Two steps (``method="2s"``): the step-2 W = S(xi(theta))^{-1} from the step-1 residuals at the
+same theta (robust or clustered S, Hansen 1982), then everything again with it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from blpdemand._types import FloatArray
+from blpdemand.errors import SpecificationError
+from blpdemand.model.parameters import ParameterLayout
+from blpdemand.model.problem import Problem
+from blpdemand.solve.covariance import moment_covariance, weighting_matrix
+from blpdemand.solve.estimate import (
+    EstimationConfig,
+    EstimationOutcome,
+    _check_final,
+    _check_step_one,
+    _clusters,
+    default_bounds,
+)
+from blpdemand.solve.gmm import DemandObjective, ObjectiveEvaluation
+from blpdemand.solve.optimizer import OptimizationResult, OptimizationStatus
+
+
+def evaluate_outcome(problem: Problem, layout: ParameterLayout, theta: FloatArray,
+                     config: EstimationConfig) -> EstimationOutcome:
+    """Everything at a given theta without optimizing (PyBLP's 'return'): with the step-1 W,
+    or for ``method="2s"`` with the step-2 W = S(xi(theta))^{-1} built at the same theta."""
+    if problem.agents is None or layout.P == 0:
+        raise SpecificationError("evaluate needs random coefficients: give sigma=/pi=")
+    clock = time.perf_counter()
+    clusters = _clusters(problem, config)
+    Z = problem.ZD_tilde
+    W = weighting_matrix(Z.T @ Z / problem.N, what="instrument cross-product Z'Z/N")
+    theta = np.asarray(theta, dtype=np.float64)
+    objectives: list[DemandObjective] = []
+    steps: list[OptimizationResult] = []
+
+    def at(step: int, W: FloatArray, delta0: FloatArray | None) -> ObjectiveEvaluation:
+        objectives.append(DemandObjective(
+            problem, layout, W, contraction=config.fixed_point, on_failure=config.on_failure,
+            step=step, clock=clock, delta0=delta0))
+        evaluation = objectives[-1].evaluate(theta, report=False)
+        steps.append(OptimizationResult(
+            start=theta, theta=theta, objective=evaluation.objective,
+            gradient=evaluation.gradient, status=OptimizationStatus.NOT_OPTIMIZED,
+            projected_gradient_norm=float(np.max(np.abs(evaluation.gradient))),
+            message="evaluated, not optimized", iterations=0, evaluations=1))
+        return evaluation
+
+    evaluation = at(1, W, None)
+    if config.method == "2s":
+        _check_step_one(evaluation, steps[0])
+        S = moment_covariance(evaluation.xi, Z, kind=config.weighting, clusters=clusters,
+                              center=config.center_moments)
+        W = weighting_matrix(S, what=f"{config.weighting} moment covariance at theta")
+        evaluation = at(2, W, evaluation.delta)
+    hessian = objectives[-1].hessian(theta) if config.hessian else None
+    _check_final(evaluation, config)
+    return EstimationOutcome(
+        layout=layout, evaluation=evaluation, W=W, steps=tuple(steps), starts=(),
+        bounds=tuple(default_bounds(problem, layout, theta)), hessian=hessian,
+        contraction_iterations=sum(o.contraction_iterations for o in objectives),
+        contraction_evaluations=sum(o.contraction_evaluations for o in objectives),
+        contraction_failures=sum(o.failures for o in objectives),
+        time=time.perf_counter() - clock, clusters=clusters, seeds={})
