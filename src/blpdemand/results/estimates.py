@@ -330,7 +330,8 @@ def estimate(problem: Problem, *, sigma: Any = None, pi: Any = None,
 
 def evaluate(problem: Problem, *, sigma: Any = None, pi: Any = None,
              config: EstimationConfig | None = None) -> BLPResults:
-    """Results at the given Sigma and Pi without optimizing (step-1 W; PyBLP's 'return').
+    """Results at the given Sigma and Pi without optimizing (PyBLP's 'return'): with the
+    step-1 W, or with ``config.method="2s"`` the step-2 W built from the residuals at theta.
 
     For inspecting an objective surface, comparing tools at a fixed theta, or standard errors
     at known values.
