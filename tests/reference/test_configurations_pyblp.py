@@ -295,6 +295,11 @@ def test_logit_post_estimation_cars(cars_logit) -> None:
     _close(ours.own_price_elasticities(), theirs.extract_diagonals(E))
     _close(bd.compute_diversion_ratios(ours).stacked(), _quiet(theirs.compute_diversion_ratios))
     _close(bd.compute_costs(ours), _quiet(theirs.compute_costs))
+    # the same ownership given as PyBLP's NaN-padded stacked matrix (J_t from 165 to 323)
+    ownership = pyblp.build_ownership(data)
+    assert np.isnan(ownership).any()
+    _close(bd.compute_costs(ours, ownership=ownership),
+           _quiet(theirs.compute_costs, ownership=ownership))
     # PyBLP's markups are Lerner indices (p - c) / p
     _close(bd.compute_markups(ours) / data["prices"].to_numpy(), _quiet(theirs.compute_markups))
     _close(bd.compute_consumer_surplus(ours), _quiet(theirs.compute_consumer_surpluses))
