@@ -70,6 +70,7 @@ _API: dict[str, str] = {
     "compute_aggregate_elasticities": "blpdemand.results.elasticities",
     "MarketMatrices": "blpdemand.results.elasticities",
     "compute_diversion_ratios": "blpdemand.results.diversion",
+    "compute_long_run_diversion_ratios": "blpdemand.results.diversion",
     "compute_markups": "blpdemand.results.costs",
     "compute_costs": "blpdemand.results.costs",
     "compute_profits": "blpdemand.results.costs",

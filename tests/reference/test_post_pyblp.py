@@ -111,6 +111,16 @@ def test_diversion_ratios(case) -> None:
     _close(compute_diversion_ratios(fitted).stacked(), expected)
 
 
+def test_long_run_diversion_ratios(case) -> None:
+    fitted, theirs, _ = case
+    with np.errstate(all="ignore"):
+        expected = theirs.compute_long_run_diversion_ratios()
+    ours = bd.compute_long_run_diversion_ratios(fitted)
+    _close(ours.stacked(), expected)
+    for matrix in ours.matrices:  # each row splits the removed product's share
+        np.testing.assert_allclose(matrix.sum(axis=1), 1.0, rtol=1e-10)
+
+
 def test_aggregate_elasticities(case) -> None:
     # PyBLP reports sum_j [s_j(1.01 p) - s_j(p)] / 0.01; ours divides by sum_j s_j (an elasticity).
     fitted, theirs, _ = case

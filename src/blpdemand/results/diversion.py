@@ -3,6 +3,11 @@
 D_jk = -(ds_k/dp_j) / (ds_j/dp_j) for k != j, the share of j's lost sales that go to k; the
 diagonal holds diversion to the outside good D_jj = -(ds_0/dp_j) / (ds_j/dp_j) with
 ds_0/dp_j = -sum_k ds_k/dp_j, so each row sums to one (Conlon and Mortimer 2021).
+
+Long-run (second-choice) diversion removes product j instead: D_jk = (s_k^(-j) - s_k) / s_j,
+where s^(-j) are the shares with j taken off the market at unchanged prices; per agent the
+logit gives s_ik^(-j) = s_ik / (1 - s_ij), so s^(-j) needs no new exponentials. The diagonal
+again holds the outside good, and each row sums to one.
 """
 
 from __future__ import annotations
@@ -30,3 +35,24 @@ def compute_diversion_ratios(results: Any, name: str = "prices") -> MarketMatric
         np.fill_diagonal(ratios, jac.sum(axis=0) / own)
         out.append(ratios)
     return _record(fitted, "diversion ratios", name, out)
+
+
+def compute_long_run_diversion_ratios(results: Any) -> MarketMatrices:
+    """Long-run diversion ratios of every market: rows j (the product removed), columns k.
+
+    D_jk = (s_k^(-j) - s_k) / s_j with s_k^(-j) = sum_i w_i s_ik / (1 - s_ij); the diagonal is
+    the diversion to the outside good, (s_0^(-j) - s_0) / s_j. Prices are held fixed.
+    """
+    fitted = as_fitted(results)
+    out = []
+    for demand in market_demands(fitted):
+        probabilities = demand.probabilities()  # (J, I)
+        shares = probabilities @ demand.weights
+        outside = 1.0 - probabilities.sum(axis=0)  # (I,)
+        # agent weights rescaled by 1 / (1 - s_ij): row j is the market without product j
+        rescaled = demand.weights[None, :] / (1.0 - probabilities)
+        without = rescaled @ probabilities.T  # (J, J): [j, k] = s_k^(-j)
+        ratios = (without - shares[None, :]) / shares[:, None]
+        np.fill_diagonal(ratios, (rescaled @ outside - outside @ demand.weights) / shares)
+        out.append(ratios)
+    return _record(fitted, "long-run diversion ratios", "prices", out)
