@@ -321,6 +321,12 @@ def test_binding_bound(small):
     assert_pyblp_optimum(mine, ref)
     assert_same_at_theta(mine, ref)
     assert "projected onto the bounds" in mine.summary().to_text()
+    # evaluate at the estimate with the same bounds: the same projected gradient as PyBLP's
+    # 'return' with sigma_bounds (rel 1e-3: a norm of components ~1e-7 Q, inner-loop noise)
+    at = bd.evaluate(problem, sigma=mine.sigma, pi=mine.pi,
+                     config=bd.EstimationConfig(hessian=False, bounds=config.bounds))
+    assert at.bounds[2] == (-1.0, 1.0)
+    np.testing.assert_allclose(at.projected_gradient_norm, ref.projected_gradient_norm, rtol=1e-3)
 
 
 def test_infinite_bounds_with_random_starts(small):

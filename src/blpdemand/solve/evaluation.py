@@ -65,8 +65,22 @@ def evaluate_outcome(problem: Problem, layout: ParameterLayout, theta: FloatArra
     _check_final(evaluation, config)
     return EstimationOutcome(
         layout=layout, evaluation=evaluation, W=W, steps=tuple(steps), starts=(),
-        bounds=tuple(default_bounds(problem, layout, theta)), hessian=hessian,
+        bounds=tuple(_bounds(problem, layout, theta, config)), hessian=hessian,
         contraction_iterations=sum(o.contraction_iterations for o in objectives),
         contraction_evaluations=sum(o.contraction_evaluations for o in objectives),
         contraction_failures=sum(o.failures for o in objectives),
         time=time.perf_counter() - clock, clusters=clusters, seeds={})
+
+
+def _bounds(problem: Problem, layout: ParameterLayout, theta: FloatArray,
+            config: EstimationConfig) -> list[tuple[float, float]]:
+    """The default box with the user's bounds (which theta may lie outside: no optimization),
+    so that ``projected_gradient_norm`` at an estimate on a bound matches the estimate's."""
+    bounds = default_bounds(problem, layout, theta)
+    for name, (lo, hi) in (config.bounds or {}).items():
+        if name not in layout.names:
+            raise SpecificationError(f"bounds given for {name!r}, which is not a free parameter; "
+                                     f"free parameters: {list(layout.names)}")
+        bounds[layout.names.index(name)] = (lo, hi)
+    return bounds
+
