@@ -280,7 +280,7 @@ def test_two_way_absorbed_with_singletons(shuffled_cars: pd.DataFrame) -> None:
     X = ours.problem.products.unsort(ours.problem.X1.values)
     exact = X - dummies @ np.linalg.lstsq(dummies, X, rcond=None)[0]
     _close(ours.problem.products.unsort(ours.problem.X1_tilde), exact, rtol=0, atol=1e-10)
-    assert np.all(ours.problem.products.unsort(ours.xi)[singletons] == 0)
+    assert np.all(ours.xi[singletons] == 0)  # results are in the user's row order
     assert ours.absorbed_degrees == 39 + 1067 - 1
 
 
@@ -402,7 +402,7 @@ def test_logit_products_removed_closed_form(shuffled_nevo: pd.DataFrame) -> None
     firm_share = pd.Series(cf.shares[keep]).groupby(
         [data["market_ids"].to_numpy()[keep], data["firm_ids"].to_numpy()[keep]]).transform("sum")
     _close(cf.markups[keep], -1.0 / (alpha * (1.0 - firm_share.to_numpy())), rtol=1e-9)
-    delta = ours.problem.products.unsort(ours.delta)
+    delta = ours.delta  # the user's row order
     utility = delta + alpha * (np.nan_to_num(cf.prices) - data["prices"].to_numpy())
     inclusive = pd.Series(np.where(keep, np.exp(utility), 0.0)).groupby(
         data["market_ids"].to_numpy()).sum()
@@ -589,11 +589,10 @@ def test_blp_evaluate_on_shuffled_rows(nevo_products: pd.DataFrame,
     ours = bd.evaluate(ours_problem, sigma=sigma, pi=pi,
                        config=bd.EstimationConfig(covariance="clustered",
                                                   clusters="clustering_ids"))
-    unsort = ours_problem.products.unsort
     _close(ours.objective, theirs.objective)
     _close(ours.beta, theirs.beta.ravel())
-    _close(unsort(ours.delta), theirs.delta.ravel(), rtol=0, atol=1e-10)
-    _close(unsort(ours.xi), theirs.xi.ravel(), rtol=0, atol=1e-10)
+    _close(ours.delta, theirs.delta.ravel(), rtol=0, atol=1e-10)  # results: the user's order
+    _close(ours.xi, theirs.xi.ravel(), rtol=0, atol=1e-10)
     # our theta is ordered by the layout (column by column); PyBLP's lists the free elements
     # of Sigma's lower triangle row by row, then of Pi row by row: compare through matrices
     P = ours.layout.P
@@ -646,7 +645,7 @@ def test_blp_unequal_products_and_agents_per_market(nevo_products: pd.DataFrame,
     ours = bd.evaluate(ours_problem, sigma=sigma, pi=pi)
     _close(ours.objective, theirs.objective)
     _close(ours.beta, theirs.beta.ravel())
-    _close(ours_problem.products.unsort(ours.delta), theirs.delta.ravel(), rtol=0, atol=1e-10)
+    _close(ours.delta, theirs.delta.ravel(), rtol=0, atol=1e-10)  # the user's row order
     _close(bd.compute_elasticities(ours).stacked(), _quiet(theirs.compute_elasticities))
     _close(bd.compute_diversion_ratios(ours).stacked(), _quiet(theirs.compute_diversion_ratios))
     costs = _quiet(theirs.compute_costs)

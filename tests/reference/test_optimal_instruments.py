@@ -70,7 +70,7 @@ def test_first_step_inputs_agree(reference: tuple, first_step: FittedDemand) -> 
     # The inputs of both computations: beta and xi at the same theta, to 1e-10.
     first, _ = reference
     assert np.allclose(first_step.beta, first.beta.ravel(), rtol=1e-10)
-    xi = first_step.problem.products.unsort(first_step.xi)
+    xi = first_step.problem.products.unsort(first_step.xi)  # FittedDemand: sorted order
     assert np.allclose(xi, first.xi.ravel(), atol=1e-10)
 
 
@@ -89,6 +89,12 @@ def test_approximate_instruments_match_pyblp(reference: tuple, first_step: Fitte
     scale = np.abs(theirs).max(axis=0)
     assert np.all(np.abs(mine - theirs).max(axis=0) <= 1e-8 * scale)
     assert np.allclose(products.unsort(ours.instruments[:, P]), optimal.expected_prices.ravel())
+    # frame(): the same columns in the user's row order, named
+    frame = ours.frame()
+    assert list(frame.columns) == [*ours.names, "expected_prices"]
+    assert np.allclose(frame["expected_prices"], optimal.expected_prices.ravel(), atol=1e-12)
+    assert np.all(np.abs(frame.iloc[:, :P].to_numpy()[:, _pyblp_order(first, first_step.layout)]
+                         - theirs).max(axis=0) <= 1e-8 * scale)
     # the new problem: PyBLP's to_problem keeps X1's exogenous columns (none here) and absorbs
     # the product effects; its ZD spans the same columns as ours (up to order)
     updated = optimal.to_problem()

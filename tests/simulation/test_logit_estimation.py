@@ -42,7 +42,11 @@ def test_results_in_user_row_order_and_fitted(sim) -> None:
     np.testing.assert_allclose(res.own_price_elasticities(), expected, rtol=1e-12)
     fitted = res.fitted
     assert fitted.theta.size == 0 and fitted.layout.P == 0
-    np.testing.assert_allclose(fitted.xi, res.xi, atol=1e-10)
+    np.testing.assert_allclose(res.problem.products.unsort(fitted.xi), res.xi, atol=1e-10)
+    # results' delta and xi are in the user's row order: shuffled["xi"] = res.xi lines up
+    # (reference: the Berry inversion log s - log s0 computed on the shuffled rows, 1e-12)
+    outside = 1 - shuffled.groupby("market_ids")["shares"].transform("sum")
+    np.testing.assert_allclose(res.delta, np.log(shuffled["shares"] / outside), rtol=1e-12)
     assert fitted.alpha == res.params["prices"]
     clustered = res.with_covariance("clustered", clusters="market_ids")
     assert clustered.covariance_type == "clustered" and res.covariance_type == "robust"

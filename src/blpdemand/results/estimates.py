@@ -43,13 +43,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class BLPResults:
-    """Estimates of a BLP demand model (arrays in the problem's sorted row order).
+    """Estimates of a BLP demand model (per-product arrays delta and xi in the user's row order).
 
     Attributes
     ----------
     problem, layout, config : what was estimated and how.
     theta : (P,) free Sigma and Pi elements (``layout.names``); beta : (K1,) linear parameters.
-    delta, xi : (N,) mean utilities and structural errors at the estimate.
+    delta, xi : (N,) mean utilities and structural errors at the estimate, in the user's row
+        order (``products["xi"] = results.xi`` lines up; the problem works in market-sorted
+        order internally).
     objective : Q = N g'Wg; gradient : (P,) dQ/dtheta; hessian : (P, P) or None.
     W : (M, M) weighting matrix of the last step; G : (M, P + K1) moment Jacobian.
     covariance : (P + K1, P + K1) of (theta, beta); covariance_kind, clusters.
@@ -156,7 +158,7 @@ class BLPResults:
     def fitted(self) -> FittedDemand:
         """The estimates post-estimation reads (elasticities, costs, counterfactuals)."""
         return FittedDemand(problem=self.problem, layout=self.layout, theta=self.theta,
-                            beta=self.beta, delta=self.delta)
+                            beta=self.beta, delta=self.problem.products.sort(self.delta))
 
     # ------------------------------------------------------------------ covariance
     def with_covariance(self, kind: str, *, clusters: Any = None) -> BLPResults:
@@ -166,7 +168,8 @@ class BLPResults:
         """
         ids = _cluster_ids(self.problem, clusters) if clusters is not None else self.clusters
         check_kind(kind, ids, self.problem.N)
-        covariance = gmm_covariance(self.G, self.W, self.xi, self.problem.ZD_tilde, kind=kind,
+        covariance = gmm_covariance(self.G, self.W, self.problem.products.sort(self.xi),
+                                    self.problem.ZD_tilde, kind=kind,
                                     clusters=ids, center=self.config.center_moments)
         return dataclasses.replace(self, covariance=covariance, covariance_kind=kind, clusters=ids)
 
@@ -295,7 +298,8 @@ def results_from(problem: Problem, outcome: EstimationOutcome, config: Estimatio
                                 center=config.center_moments)
     return BLPResults(
         problem=problem, layout=outcome.layout, config=config, theta=e.theta, beta=e.beta,
-        delta=e.delta, xi=e.xi, objective=e.objective, gradient=e.gradient, hessian=outcome.hessian,
+        delta=problem.products.unsort(e.delta), xi=problem.products.unsort(e.xi),
+        objective=e.objective, gradient=e.gradient, hessian=outcome.hessian,
         W=outcome.W, G=G, covariance=covariance, covariance_kind=kind, clusters=outcome.clusters,
         steps=outcome.steps, starts=outcome.starts, bounds=outcome.bounds,
         contraction_iterations=outcome.contraction_iterations,

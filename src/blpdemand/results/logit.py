@@ -39,7 +39,8 @@ class LogitResults:
     params, bse, tvalues : pandas Series over the X1 column names.
     covariance : (K1, K1) DataFrame; nobs : N; df_resid : N - K1 - D_FE.
     method, covariance_type : the options used; first_stage : FirstStageReport or None.
-    problem : the Problem (sorted rows); xi, delta : (N,) in sorted order (see ``problem``).
+    problem : the Problem (rows sorted by market inside); xi, delta : (N,) in the user's row
+        order, like every per-product output.
     """
 
     _fit: LogitFit = field(repr=False)
@@ -112,13 +113,13 @@ class LogitResults:
 
     @property
     def xi(self) -> np.ndarray:
-        """(N,) structural errors net of absorbed fixed effects, sorted row order."""
-        return self._fit.xi
+        """(N,) structural errors net of absorbed fixed effects, in the user's row order."""
+        return self.problem.products.unsort(self._fit.xi)
 
     @property
     def delta(self) -> np.ndarray:
-        """(N,) Berry inversion log s - log s0, sorted row order."""
-        return self._fit.delta
+        """(N,) Berry inversion log s - log s0, in the user's row order."""
+        return self.problem.products.unsort(self._fit.delta)
 
     @property
     def alpha(self) -> float:
@@ -132,7 +133,7 @@ class LogitResults:
         """The estimates as a FittedDemand (theta empty) for post-estimation."""
         return FittedDemand(problem=self.problem, layout=logit_layout(self.problem),
                             theta=np.zeros(0), beta=self._fit.fit.params.copy(),
-                            delta=self.delta.copy())
+                            delta=self._fit.delta.copy())
 
     # ------------------------------------------------------------------ post-estimation
     def own_price_elasticities(self) -> np.ndarray:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 
 from blpdemand._types import FloatArray, as_generator
 from blpdemand.data.formulation import DesignMatrix, check_rank
@@ -40,7 +41,7 @@ METHODS = ("approximate", "normal", "empirical")
 class OptimalInstruments:
     """Estimated optimal instruments, the problem that uses them, and its estimates.
 
-    Attributes (sorted row order)
+    Attributes (arrays in the problem's market-sorted row order; ``frame()`` gives user order)
     ----------
     method, draws : how E[. | z] was taken.
     expected_prices : (N,) E[p | z]; jacobian : (N, P) E[d xi / d theta | z].
@@ -57,6 +58,13 @@ class OptimalInstruments:
     names: tuple[str, ...]
     problem: Problem = field(repr=False)
     results: BLPResults | None = field(repr=False)
+
+    def frame(self) -> pd.DataFrame:
+        """The instruments and E[p | z] as a DataFrame whose rows follow the user's product rows
+        (the arrays above are in the problem's market-sorted order)."""
+        values = np.column_stack([self.instruments, self.expected_prices])
+        return pd.DataFrame(self.problem.products.unsort(values),
+                            columns=[*self.names, "expected_prices"])
 
 
 def expected_prices(problem: Problem) -> FloatArray:

@@ -52,7 +52,8 @@ class ApproximationResults:
     sigma_se : (K2,) delta-method standard errors se(sigma^2) / (2 sigma) (NaN when flagged).
     pi : (K2, D); pi_se : (K2, D) (NaN where fixed).
     negative_variance : names of X2 columns whose sigma^2 estimate is negative.
-    xi : (N,) residuals (fixed effects partialled out); iterations : Gauss-Newton steps.
+    xi : (N,) residuals (fixed effects partialled out), user's row order; iterations :
+        Gauss-Newton steps.
     """
 
     problem: Problem = field(repr=False)
@@ -318,7 +319,8 @@ def estimate_approximation(problem: Problem, *, sigma: Any = None, pi: Any = Non
         xi = y - X @ b
     V = iv.covariance(G, xi, covariance, groups)
     return ApproximationResults(problem=problem, layout=layout, names=names, estimates=b,
-                                covariance=V, covariance_kind=covariance, xi=xi,
+                                covariance=V, covariance_kind=covariance,
+                                xi=problem.products.unsort(xi),
                                 iterations=iterations, converged=converged)
 
 
