@@ -151,6 +151,8 @@ def minimize(fun: Callable[[FloatArray], tuple[float, FloatArray]], theta0: Floa
                                       callback=callback, options=options, **kwargs)
     theta = np.asarray(raw.x, dtype=np.float64)
     value, grad = counted(theta)
+    if used_bounds is not None:
+        theta, value, grad = _snap_to_bounds(counted, theta, value, grad, used_bounds)
     projected = projected_gradient(theta, grad, used_bounds)
     norm = float(np.max(np.abs(projected)))
     iterations = int(getattr(raw, "nit", counter["iterations"]) or counter["iterations"])
@@ -162,6 +164,33 @@ def minimize(fun: Callable[[FloatArray], tuple[float, FloatArray]], theta0: Floa
         start=theta0, theta=theta, objective=value, gradient=grad, projected_gradient_norm=norm,
         status=OptimizationStatus.CONVERGED if converged else OptimizationStatus.NOT_CONVERGED,
         message=str(raw.message), iterations=iterations, evaluations=counter["evaluations"])
+
+
+SNAP_BAND = 1e-4  # relative distance to a bound within which an interior-point stop is snapped
+
+
+def _snap_to_bounds(fun: Callable[[FloatArray], tuple[float, FloatArray]], theta: FloatArray,
+                    value: float, grad: FloatArray, bounds: Sequence[tuple[float, float]]
+                    ) -> tuple[FloatArray, float, FloatArray]:
+    """Move parameters that stopped just inside a bound they push against onto it.
+
+    Interior-point methods (trust-constr) stop a small distance inside a binding bound (1e-5
+    seen), where the projected gradient cannot vanish. Components within ``SNAP_BAND`` (relative)
+    of a bound, with the gradient pointing out through it, are set to the bound; the snapped
+    point is kept when Q does not rise (one extra evaluation, only in that case).
+    """
+    lo = np.array([b[0] for b in bounds])
+    hi = np.array([b[1] for b in bounds])
+    band = SNAP_BAND * np.maximum(1.0, np.abs(theta))
+    to_lo = (theta > lo) & (theta - lo <= band) & (grad > 0)
+    to_hi = (theta < hi) & (hi - theta <= band) & (grad < 0)
+    if not (to_lo.any() or to_hi.any()):
+        return theta, value, grad
+    snapped = np.where(to_lo, lo, np.where(to_hi, hi, theta))
+    snapped_value, snapped_grad = fun(snapped)
+    if np.isfinite(snapped_value) and snapped_value <= value + 1e-12 * max(1.0, abs(value)):
+        return snapped, snapped_value, snapped_grad
+    return theta, value, grad
 
 
 class _SharedQuiet:
