@@ -55,9 +55,11 @@ def build_hausman_instruments(products: pd.DataFrame, column: str | Sequence[str
     if on_single not in ON_SINGLE:
         raise SpecificationError(f"on_single={on_single!r} is unknown; valid: {list(ON_SINGLE)}")
     names = [column] if isinstance(column, str) else [str(c) for c in column]
-    data = prepare(products, columns=columns, require=("market_ids", "product_ids"))
-    frame = data.frame
     extra = [c for c in (within, across) if c is not None]
+    # within/across are required like the ids: a missing value would get code -1 and could
+    # silently join another product's pool in group_codes
+    data = prepare(products, columns=columns, require=("market_ids", "product_ids", *extra))
+    frame = data.frame
     require_columns(frame, names + extra, what="product data")
     require_finite(frame, names, market_column="market_ids")
     check_unique_products(frame, "market_ids", "product_ids")
