@@ -195,9 +195,9 @@ def demographic_moments(problem: Problem) -> tuple[FloatArray, FloatArray]:
     y = agents.demographics
     total = agents.markets.segment_sum(w)
     m = agents.markets.segment_sum(w[:, None] * y) / total[:, None]
-    outer = (w[:, None, None] * y[:, :, None] * y[:, None, :]).reshape(-1, D * D)
-    second = agents.markets.segment_sum(outer).reshape(T, D, D) / total[:, None, None]
-    return m, second - m[:, :, None] * m[:, None, :]
+    c = y - agents.markets.expand(m)  # centred first: E[yy'] - mm' cancels when |m| >> sd
+    outer = (w[:, None, None] * c[:, :, None] * c[:, None, :]).reshape(-1, D * D)
+    return m, agents.markets.segment_sum(outer).reshape(T, D, D) / total[:, None, None]
 
 
 def _pattern(problem: Problem, sigma: Any, pi: Any) -> ParameterLayout:
