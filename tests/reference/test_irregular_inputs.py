@@ -470,3 +470,64 @@ def test_salanie_wolak_gap_to_full_blp_shrinks_like_sigma_to_the_fourth() -> Non
     assert abs(gaps[0]) < 0.05 * 0.25**2 and abs(gaps[1]) < 0.10 * 0.5**2
     assert 6 < abs(gaps[2]) / abs(gaps[1]) < 32
     assert beta_gaps[0] < beta_gaps[1] < beta_gaps[2]
+
+
+def test_demographic_instruments_accept_sparse_grid_agent_frames() -> None:
+    # Closed form: a sparse-grid rule crossed with census draws gives agent (i, r) the weight
+    # w_i c_r / sum c with some w_i < 0 but sum_i w_i = 1, so weighted demographic means and
+    # variances are exactly the census ones (np.average). Such frames (which Problem accepts)
+    # used to be rejected by the demographic builders ("weights must be positive"); now only a
+    # non-positive market total is an error. Tolerance 1e-12.
+    census = _census()
+    products = pd.DataFrame({"market_ids": ["mid", "zeta", "alpha", "mid", "beta"],
+                             "shares": [0.1, 0.2, 0.3, 0.2, 0.1], "x": [1.0, -2.0, 0.5, 3.0, 1.5]})
+    frame = Integration("sparse_grid", 3, demographics_data=census,
+                        pairing="cross").agent_frame(products["market_ids"], dimensions=2)
+    assert (frame["weights"] < 0).any()
+    demo = build_demographic_instruments(products, frame, ["x"], ["income"])
+    terms = build_salanie_wolak_terms(products, ["x"], frame, ["income"])
+    for row, (_, product) in enumerate(products.iterrows()):
+        draws = census[census["market_ids"] == product["market_ids"]]
+        mean = np.average(draws["income"], weights=draws["weights"])
+        var = np.average((draws["income"] - mean) ** 2, weights=draws["weights"])
+        assert abs(demo.iloc[row, 0] - mean * product["x"]) < 1e-12
+        assert abs(terms.iloc[row, 1] - var * terms.iloc[row, 0]) < 1e-12
+    broken = frame.assign(weights=np.where(frame["market_ids"] == "beta", -frame["weights"],
+                                           frame["weights"]))
+    with pytest.raises(DataError, match=r"'beta'.*non-positive total"):
+        build_demographic_instruments(products, broken, ["x"], ["income"])
+
+
+def test_pair_pairing_equals_pyblp_on_shuffled_uneven_agent_data(
+        nevo_products: pd.DataFrame, nevo_agents: pd.DataFrame) -> None:
+    # Reference: pyblp.Problem(..., agent_data, integration=Integration('product', 2)), which
+    # pairs the rule's 16 nodes with the first 16 agent rows of each market in data order.
+    # Here 0-4 agent rows are dropped per market (R_t = 16..20) and products and agents are
+    # shuffled: nodes, weights and demographics agree to 1e-14 after a stable sort by market.
+    rng = np.random.default_rng(0)
+    drop = [i for _, g in nevo_agents.groupby("market_ids")
+            for i in rng.choice(g.index, rng.integers(0, 5), replace=False)]
+    agents = nevo_agents.drop(index=drop).sample(frac=1.0, random_state=3)
+    products = nevo_products.sample(frac=1.0, random_state=4)
+    demographics = "income + age"
+    instruments = [c for c in products.columns if c.startswith("demand_instruments")]
+    rule = bd.Integration("product", 2, demographics_data=agents[["market_ids", "income", "age"]],
+                          pairing="pair")
+    ours = bd.Problem(products, linear="prices", nonlinear="1 + prices + sugar + mushy",
+                      demographics=demographics, agents=rule, absorb="C(product_ids)",
+                      instruments=instruments).agents
+    with np.errstate(all="ignore"):
+        theirs = pyblp.Problem(
+            (pyblp.Formulation("0 + prices", absorb="C(product_ids)"),
+             pyblp.Formulation("1 + prices + sugar + mushy")),
+            products, pyblp.Formulation("0 + " + demographics), agents,
+            integration=pyblp.Integration("product", 2)).agents
+    order = np.argsort(np.asarray(theirs.market_ids).ravel(), kind="stable")
+    assert ours.I == len(order) == 94 * 16
+    np.testing.assert_array_equal(ours.markets.ids[ours.markets.codes],
+                                  np.asarray(theirs.market_ids).ravel()[order])
+    np.testing.assert_allclose(ours.nodes, np.asarray(theirs.nodes)[order], rtol=0, atol=1e-14)
+    np.testing.assert_allclose(ours.weights, np.asarray(theirs.weights).ravel()[order],
+                               rtol=0, atol=1e-14)
+    np.testing.assert_allclose(ours.demographics, np.asarray(theirs.demographics)[order],
+                               rtol=0, atol=1e-14)

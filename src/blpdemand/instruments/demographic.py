@@ -35,7 +35,10 @@ def demographic_moments(agents: pd.DataFrame, demographics: Characteristics,
     """Weighted market means m_t^y and variances v_t^y of demographics: (T, D), (T, D), names.
 
     m_t = sum_i w_it y_it / sum_i w_it and v_t = sum_i w_it (y_it - m_t)^2 / sum_i w_it over the
-    agents of market t (equal weights when agents have no ``weights`` column).
+    agents of market t (equal weights when agents have no ``weights`` column). Weights may be
+    negative, as in agent data built from a sparse grid (``Integration("sparse_grid", ...)``
+    crossed with census draws, where the moments are exactly the census moments); each market's
+    total weight must be positive.
     """
     require_columns(agents, ["market_ids"], what="agent data")
     frame = agents.reset_index(drop=True)
@@ -43,12 +46,6 @@ def demographic_moments(agents: pd.DataFrame, demographics: Characteristics,
     if "weights" in frame.columns:
         require_finite(frame, ["weights"], what="agent data", market_column="market_ids")
         w = frame["weights"].to_numpy(dtype=np.float64)
-        if np.any(w <= 0):
-            row = int(np.flatnonzero(w <= 0)[0])
-            raise DataError(
-                f"agent weights must be positive for demographic means; column 'weights' is "
-                f"{w[row]:g} in market {frame['market_ids'].iloc[row]} (agent row {row}); "
-                "drop those agents or fix their weights")
     else:
         w = np.ones(len(frame))
     codes = pd.Index(market_ids).get_indexer(frame["market_ids"].to_numpy())
@@ -56,10 +53,16 @@ def demographic_moments(agents: pd.DataFrame, demographics: Characteristics,
     codes, w, values = codes[keep], w[keep], Y.values[keep]
     T = len(market_ids)
     total = np.bincount(codes, weights=w, minlength=T)
-    if np.any(total == 0):
-        missing = np.asarray(market_ids)[total == 0][:5].tolist()
+    present = np.bincount(codes, minlength=T) > 0
+    if not present.all():
+        missing = np.asarray(market_ids)[~present][:5].tolist()
         raise DataError(f"market(s) {missing} have products but no agents in agent data; "
                         "every market needs agents to compute demographic moments")
+    if np.any(total <= 0):
+        bad = np.asarray(market_ids)[total <= 0][:5].tolist()
+        raise DataError(f"agent weights of market(s) {bad} sum to a non-positive total "
+                        f"({float(total[total <= 0][0]):g}); demographic means need a positive "
+                        "total weight in every market: fix column 'weights'")
     means = np.column_stack([np.bincount(codes, weights=w * y, minlength=T)
                              for y in values.T]) / total[:, None]
     centered = values - means[codes]
