@@ -149,11 +149,13 @@ def test_demographic_missing_column(products: pd.DataFrame, agents: pd.DataFrame
 
 
 def test_demographic_nonpositive_weights(products: pd.DataFrame, agents: pd.DataFrame) -> None:
-    with pytest.raises(DataError, match="weights must be positive"):
+    # Negative weights are allowed (sparse grids crossed with census draws); a market whose
+    # weights sum to zero or less is named.
+    with pytest.raises(DataError, match=r"market\(s\) \[0, 1, 2, 3, 4\] sum to a non-positive"):
         bd.build_demographic_instruments(products, agents.assign(weights=0.0), "x1", "income")
     bad = agents.copy()
-    bad.loc[bad.index[23], "weights"] = -0.5  # agent 23 is in market 2
-    with pytest.raises(DataError, match=r"'weights' is -0.5 in market 2 "):
+    bad.loc[bad.index[20:30], "weights"] = -0.1  # market 2's agents: total -1
+    with pytest.raises(DataError, match=r"market\(s\) \[2\] sum to a non-positive total \(-1\)"):
         bd.build_demographic_instruments(products, bad, "x1", "income")
 
 
