@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -167,7 +168,7 @@ class Report:
                 extra.set_visible(False)
             draw(axes[:panels])
         fig.tight_layout()
-        path = self._folder() / f"{name}.png"
+        path = self._folder() / file_name(f"{name}.png")
         fig.savefig(path, dpi=120)
         self.written.append(path)
 
@@ -196,6 +197,12 @@ class Report:
 
     def _write(self, name: str, text: str) -> None:
         assert self.directory is not None
-        path = self._folder() / name
+        path = self._folder() / file_name(name)
         path.write_text(text, encoding="utf-8")
         self.written.append(path)
+
+
+def file_name(name: str) -> str:
+    """A table or plot name as one file name in the output folder: characters other than
+    letters, digits, '.', '-' and '_' (a market id such as "2020/01" or "NY 1") become '_'."""
+    return re.sub(r"[^\w.-]", "_", name)
