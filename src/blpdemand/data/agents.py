@@ -77,9 +77,14 @@ def load_agents(frame: pd.DataFrame, markets: MarketIndex, *,
     node_columns = sorted((c for c in frame.columns if str(c).startswith("nodes")
                            and str(c)[5:].isdigit()), key=lambda c: int(str(c)[5:]))
     require_finite(frame, ["weights", *node_columns], what="agent data", market_column="market_ids")
+    if frame["market_ids"].isna().any():
+        row = int(np.flatnonzero(frame["market_ids"].isna().to_numpy())[0])
+        raise DataError(f"column 'market_ids' of agent data has missing values (first at row {row}); "
+                        "every agent needs a market")
     lookup = pd.Index(markets.ids)
     codes = lookup.get_indexer(frame["market_ids"].to_numpy())
     keep = codes >= 0
+    hint = "" if keep.any() else _id_hint(frame["market_ids"].iloc[0], lookup[0])
     frame = frame.loc[keep]
     codes = codes[keep].astype(np.int64)
     present = np.bincount(codes, minlength=markets.T) > 0
@@ -88,7 +93,7 @@ def load_agents(frame: pd.DataFrame, markets: MarketIndex, *,
         raise DataError(
             f"market(s) {', '.join(_label(m) for m in missing[:5])} have products but no "
             "agents in agent data; "
-            "every market needs integration nodes and weights")
+            "every market needs integration nodes and weights" + hint)
     order = np.argsort(codes, kind="stable")
     frame = frame.iloc[order].reset_index(drop=True)
     codes = codes[order]
@@ -104,6 +109,13 @@ def load_agents(frame: pd.DataFrame, markets: MarketIndex, *,
     return AgentData(markets=agent_markets, weights=weights, nodes=nodes, demographics=values,
                      demographic_names=tuple(names),
                      negative_weights=bool(allow_negative_weights and np.any(weights < 0)))
+
+
+def _id_hint(agent_id: object, product_id: object) -> str:
+    """When no agent market matches, the ids usually differ in type (1971 vs '1971')."""
+    return (f" (no agent market id matches a product market id: agent ids look like "
+            f"{_label(agent_id)}, product ids like {_label(product_id)}; make both columns the "
+            "same type)")
 
 
 def _check_weights(weights: FloatArray, markets: MarketIndex, allow_negative: bool) -> None:

@@ -48,6 +48,7 @@ def build_matrix(formula: str, data: pd.DataFrame, *, intercept: bool | None = N
 
     if not isinstance(formula, str) or not formula.strip():
         raise SpecificationError(f"{what} must be a non-empty formula string, got {formula!r}")
+    _reject_numbers_as_text(formula, data, what)
     try:
         matrix = formulaic.model_matrix(formula, data, na_action="raise")
     except Exception as exc:  # formulaic raises many types; translate them into ours
@@ -81,6 +82,24 @@ def build_matrix(formula: str, data: pd.DataFrame, *, intercept: bool | None = N
         col = names[int(np.flatnonzero(bad.any(axis=0))[0])]
         raise DataError(f"{what} column '{col}' has NaN/inf values (e.g. log of a non-positive number)")
     return DesignMatrix(values=np.ascontiguousarray(values), names=tuple(names))
+
+
+def _reject_numbers_as_text(formula: str, data: pd.DataFrame, what: str) -> None:
+    """A text column whose values all parse as numbers, used outside ``C()``, is a mistake:
+    formulaic would expand it into one dummy per distinct value (CSV read with a stray quote)."""
+    bare = re.sub(r"C\([^()]*\)", " ", formula)
+    for name in dict.fromkeys(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", bare)):
+        if name not in data.columns or isinstance(data[name], pd.DataFrame):
+            continue
+        column = data[name]
+        if not (pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column)):
+            continue
+        present = column.dropna()
+        if len(present) and pd.to_numeric(present, errors="coerce").notna().all():
+            raise DataError(
+                f"{what} column '{name}' holds numbers stored as text (dtype {column.dtype}), "
+                f"which would become one dummy per value; convert it with pd.to_numeric, or "
+                f"write C({name}) if it is a categorical code")
 
 
 _KNOWN_FUNCTIONS = {"C", "I", "log", "exp", "sqrt", "np", "center", "scale", "poly", "abs",
@@ -118,7 +137,8 @@ def check_rank(values: FloatArray, names: tuple[str, ...] | list[str], *, what: 
         return
     zero = [names[k] for k in range(values.shape[1]) if not np.any(values[:, k])]
     if zero:
-        raise SpecificationError(f"{what} column(s) {zero} are all zero; drop them")
+        raise SpecificationError(f"{what} column(s) {zero} are all zero (after partialling out "
+                                 "absorbed fixed effects, if any); drop them")
     scale = np.sqrt((values**2).mean(axis=0))
     scale[scale == 0] = 1.0
     normalized = values / scale

@@ -106,7 +106,7 @@ def make_layout(sigma: object, pi: object, x2_names: tuple[str, ...],
     (K2, D) matrix or None. Returns the layout and theta0.
     """
     K2, D = len(x2_names), len(demographic_names)
-    s = np.zeros((K2, K2)) if sigma is None else np.asarray(sigma, dtype=np.float64)
+    s = np.zeros((K2, K2)) if sigma is None else _numeric(sigma, "sigma", x2_names)
     if s.ndim == 1:
         if s.shape[0] != K2:
             raise SpecificationError(
@@ -119,7 +119,7 @@ def make_layout(sigma: object, pi: object, x2_names: tuple[str, ...],
         raise SpecificationError(
             "sigma must be lower triangular (the Cholesky root of the random coefficients' "
             "covariance); move the upper-triangle elements below the diagonal")
-    p = np.zeros((K2, D)) if pi is None else np.asarray(pi, dtype=np.float64)
+    p = np.zeros((K2, D)) if pi is None else _numeric(pi, "pi", x2_names)
     if p.ndim == 1 and D == 1:
         p = p[:, None]
     if p.shape != (K2, D):
@@ -132,3 +132,16 @@ def make_layout(sigma: object, pi: object, x2_names: tuple[str, ...],
     layout = ParameterLayout(sigma_free=(s != 0), pi_free=(p != 0), x2_names=tuple(x2_names),
                              demographic_names=tuple(demographic_names))
     return layout, layout.pack(s, p)
+
+
+def _numeric(values: object, name: str, x2_names: tuple[str, ...]) -> FloatArray:
+    """Starting values as a float array; anything else names the argument and the shape wanted."""
+    if isinstance(values, (str, bytes, dict)) or hasattr(values, "keys"):
+        raise SpecificationError(
+            f"{name} must be a vector or matrix of numbers (rows in X2 order {list(x2_names)}), "
+            f"got {type(values).__name__}")
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise SpecificationError(f"{name} starting values are not numbers ({exc}); give a vector or "
+                                 f"matrix of floats, rows in X2 order {list(x2_names)}") from exc

@@ -63,7 +63,7 @@ class Problem:
         fe_columns = parse_absorb(absorb, data.frame)
         X1 = build_matrix(linear, data.frame, intercept=False if fe_columns else None,
                           what="linear formula")
-        endogenous = tuple(endogenous)
+        endogenous = (endogenous,) if isinstance(endogenous, str) else tuple(endogenous)
         missing = [e for e in endogenous if e not in X1.names]
         if missing and endogenous != ("prices",):
             raise SpecificationError(f"endogenous column(s) {missing} are not in X1 {list(X1.names)}")
@@ -72,7 +72,7 @@ class Problem:
             X2 = build_matrix(nonlinear, data.frame, what="nonlinear formula")
         else:
             X2 = DesignMatrix(values=np.zeros((data.N, 0)), names=())
-        excluded = _instrument_matrix(instruments, data)
+        excluded = _instrument_matrix(instruments, data, products.index)
         exogenous = [k for k, n in enumerate(X1.names) if n not in endogenous]
         ZD = DesignMatrix(values=np.column_stack([X1.values[:, exogenous], excluded.values]),
                           names=tuple(X1.names[k] for k in exogenous) + excluded.names)
@@ -166,13 +166,18 @@ class Problem:
         return self.fixed_effects.residualize(values) if self.fixed_effects else np.asarray(values)
 
 
-def _instrument_matrix(instruments: InstrumentsLike, data: ProductData) -> DesignMatrix:
-    """Excluded instruments: column names, a DataFrame/array in the user's row order, or a list."""
+def _instrument_matrix(instruments: InstrumentsLike, data: ProductData,
+                       index: pd.Index | None = None) -> DesignMatrix:
+    """Excluded instruments: column names, a DataFrame/array in the user's row order, or a list.
+
+    Frames and Series are read by position; one whose (unique) index holds the products' labels
+    in another order is refused, since reading it by position would pair the wrong rows.
+    """
     if instruments is None:
         return DesignMatrix(values=np.zeros((data.N, 0)), names=())
     if isinstance(instruments, str):
         instruments = [instruments]
-    if isinstance(instruments, (pd.DataFrame, np.ndarray)):
+    if isinstance(instruments, (pd.DataFrame, pd.Series, np.ndarray)):
         instruments = [instruments]
     blocks: list[FloatArray] = []
     names: list[str] = []
@@ -185,25 +190,61 @@ def _instrument_matrix(instruments: InstrumentsLike, data: ProductData) -> Desig
         elif isinstance(item, pd.DataFrame):
             if len(item) != data.N:
                 raise DataError(f"instrument frame has {len(item)} rows, product data {data.N}")
-            values = item.to_numpy(dtype=np.float64)
+            _check_aligned(item.index, index)
+            try:
+                values = item.to_numpy(dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise DataError(f"instrument frame columns {list(item.columns)} are not all numeric "
+                                f"({exc}); convert them to numbers") from exc
             if not np.all(np.isfinite(values)):
                 bad = item.columns[~np.isfinite(values).all(axis=0)][0]
                 raise DataError(f"instrument column '{bad}' has NaN/inf values")
             blocks.append(data.sort(values))
             names.extend(str(c) for c in item.columns)
         else:
-            values = np.asarray(item, dtype=np.float64)
-            values = values[:, None] if values.ndim == 1 else values
+            if isinstance(item, pd.Series):
+                _check_aligned(item.index, index)
+            values = _instrument_array(item, data.N)
             if values.shape[0] != data.N:
                 raise DataError(f"instrument array has {values.shape[0]} rows, product data {data.N}")
             if not np.all(np.isfinite(values)):
                 raise DataError("instrument array has NaN/inf values")
             blocks.append(data.sort(values))
-            names.extend(f"z{len(names) + k}" for k in range(values.shape[1]))
+            if isinstance(item, pd.Series) and item.name is not None:
+                names.append(str(item.name))
+            else:
+                names.extend(f"z{len(names) + k}" for k in range(values.shape[1]))
     if len(set(names)) != len(names):
         dup = [n for n in names if names.count(n) > 1][0]
         raise SpecificationError(f"instrument {dup!r} is given more than once")
     return DesignMatrix(values=np.column_stack(blocks), names=tuple(names))
+
+
+def _check_aligned(given: pd.Index, products: pd.Index | None) -> None:
+    """Refuse instruments indexed by the products' labels in a different order."""
+    if (products is None or given.equals(products) or not given.is_unique
+            or not products.is_unique or len(given) != len(products)):
+        return
+    if given.sort_values().equals(products.sort_values()):
+        raise DataError("instrument frame/Series has the product data's index labels in another "
+                        "order, but instruments are read by position: align it with "
+                        ".reindex(products.index), or pass .to_numpy() if its rows already follow "
+                        "the product rows")
+
+
+def _instrument_array(item: Any, N: int) -> FloatArray:
+    """An (N,) or (N, k) numeric array (or Series) of instruments in the user's row order."""
+    if not isinstance(item, (np.ndarray, pd.Series, list, tuple)):
+        raise SpecificationError(
+            f"instrument {item!r} ({type(item).__name__}) is not understood; give column names, "
+            f"a DataFrame, or an ({N},) / ({N}, k) array")
+    try:
+        values = np.asarray(item, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"instrument array is not numeric ({exc}); convert it to numbers") from exc
+    if values.ndim not in (1, 2):
+        raise DataError(f"instrument array must be ({N},) or ({N}, k), got shape {values.shape}")
+    return values[:, None] if values.ndim == 1 else values
 
 
 def _agents(agents: Any, data: ProductData, demographics: str | None, dimensions: int) -> AgentData:

@@ -25,9 +25,12 @@ Kappa = Mapping[tuple[object, object], float]
 def per_product(fitted: FittedDemand, values: Any, what: str) -> FloatArray:
     """A user-order (N,) array (or scalar) -> sorted order, checked finite."""
     N = fitted.problem.N
-    array = np.asarray(values, dtype=np.float64)
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{what} must be numbers (a scalar or one per product), got {exc}") from exc
     if array.ndim == 0:
-        return np.full(N, float(array))
+        array = np.full(N, float(array))
     if array.shape != (N,):
         raise DataError(f"{what} must have one value per product ({N}), got shape {array.shape}")
     if not np.all(np.isfinite(array)):

@@ -118,8 +118,7 @@ class EstimationConfig:
                 raise SpecificationError(f"contraction options {dict(self.contraction)} are not "
                                          f"FixedPointConfig fields: {error}") from error
         if self.bounds is not None:
-            object.__setattr__(self, "bounds", {str(k): (float(v[0]), float(v[1]))
-                                                for k, v in dict(self.bounds).items()})
+            object.__setattr__(self, "bounds", _bound_pairs(self.bounds))
 
     @property
     def fixed_point(self) -> FixedPointConfig:
@@ -153,6 +152,19 @@ class EstimationOutcome:
     time: float
     clusters: AnyArray | None
     seeds: dict[str, Any]
+
+
+def _bound_pairs(bounds: Any) -> dict[str, tuple[float, float]]:
+    """{name: (low, high)} as floats; anything else names the parameter and the form wanted."""
+    out: dict[str, tuple[float, float]] = {}
+    for name, pair in (bounds.items() if isinstance(bounds, Mapping) else [("bounds", bounds)]):
+        try:
+            low, high = pair
+            out[str(name)] = (float(low), float(high))
+        except (TypeError, ValueError) as exc:
+            raise SpecificationError(f"bounds for {str(name)!r} must be a (low, high) pair of "
+                                     f"numbers in a {{name: (low, high)}} dict, got {pair!r}") from exc
+    return out
 
 
 def default_bounds(problem: Problem, layout: ParameterLayout, theta0: FloatArray
