@@ -23,7 +23,8 @@ import blpdemand as bd
 from blpdemand.cli import main
 from blpdemand.results.costs import compute_costs
 from blpdemand.results.elasticities import compute_elasticities, own_elasticity_summary
-from blpdemand.results.io import load_results
+from blpdemand.results.io import load_results, save_results
+from blpdemand.results.tables import Table
 
 
 def _irregular(rng: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -112,3 +113,55 @@ def test_cli_shuffled_string_ids_with_slash_match_api(tmp_path: Path, ext: str) 
     matrix = compute_elasticities(api).table("m/0").body
     np.testing.assert_allclose(saved.tables["elasticities_market_m/0"].body.to_numpy(dtype=float),
                                matrix.to_numpy(dtype=float), rtol=1e-10)
+
+
+@pytest.fixture(scope="module")
+def correlated_blp() -> bd.BLPResults:
+    """BLP with a correlated Sigma, Pi, a non-ASCII characteristic, inf bounds and 2-step GMM."""
+    sim = bd.simulate(markets=4, products=5, firms=3, sigma={"x1": 0.7, "1": 0.5}, draws=100,
+                      rng=12)
+    products = sim.products.rename(columns={"x2": "größe"})
+    products = products.assign(w12=products.w1 * products.w2, w11=products.w1 ** 2,
+                               w22=products.w2 ** 2).sample(frac=1, random_state=5)
+    assert sim.agents is not None
+    agents = sim.agents.assign(income=np.random.default_rng(1).standard_normal(len(sim.agents)))
+    problem = bd.Problem(products, linear="1 + prices + x1 + größe", nonlinear="1 + x1",
+                         demographics="income", agents=agents,
+                         instruments=["w1", "w2", "w12", "w11", "w22"])
+    config = bd.EstimationConfig(method="2s", bounds={"sigma[x1, x1]": (0.0, math.inf)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bd.estimate(problem, sigma=[[0.5, 0.0], [0.1, 0.7]], pi=[[0.0], [0.3]],
+                           config=config)
+
+
+def test_results_round_trip_keeps_numbers_tables_and_infinite_bounds(
+        correlated_blp: bd.BLPResults, tmp_path: Path) -> None:
+    """Reference: the live results. Estimates, standard errors and the objective read back
+    bit-identical (shortest repr), the summary and a per-market elasticity table render the same
+    LaTeX and HTML, non-finite table cells come back, and the configuration's bound (0, inf)
+    comes back as a float inf: it used to come back as the string 'Infinity' (only tables and
+    parameters were decoded), so EstimationConfig(**saved.config) could not be rebuilt."""
+    results = correlated_blp
+    elasticities = compute_elasticities(results).table(results.problem.products.markets.ids[0])
+    odd = pd.DataFrame({"a": [1.0, np.nan, np.inf], "b": [-np.inf, 2.0, 0.0], "i": [1, 2, 3]},
+                       index=pd.Index([10, 20, 30], name="pid"))
+    path = save_results(results, tmp_path / "r.json",
+                        tables={"el": elasticities, "odd": Table(title="ünï ∞", body=odd)})
+    saved = load_results(path)
+    body = results.summary().body
+    assert "größe" in saved.estimates.index
+    assert saved.estimates[body.index].tolist() == body["estimate"].tolist()
+    assert saved.standard_errors[body.index].tolist() == body["std. error"].tolist()
+    assert saved.objective == results.objective
+    assert saved.summary().to_latex() == results.summary().to_latex()
+    assert saved.tables["el"].to_html() == elasticities.to_html()
+    pd.testing.assert_frame_equal(saved.tables["odd"].body, odd)
+    assert saved.tables["odd"].title == "ünï ∞"
+    assert saved.config["bounds"] == {"sigma[x1, x1]": [0.0, math.inf]}
+    assert saved.config["method"] == "2s"
+    assert [s["iterations"] for s in saved.diagnostics["steps"]] == \
+        [s.iterations for s in results.steps]
+    # a second round trip of the loaded file changes nothing
+    again = load_results(save_results(saved, tmp_path / "again.json"))
+    assert again.config == saved.config and again.estimates.equals(saved.estimates)

@@ -208,8 +208,9 @@ def load_results(path: str | Path) -> SavedResults:
     return SavedResults(
         kind=record["kind"], parameters=parameters,
         objective=None if objective is None else float(_decode(objective)),
-        diagnostics=record.get("diagnostics", {}), config=record.get("config", {}),
-        spec=record.get("spec", {}), post_estimation=record.get("post_estimation", {}),
+        diagnostics=_decode_tree(record.get("diagnostics", {})),
+        config=_decode_tree(record.get("config", {})), spec=_decode_tree(record.get("spec", {})),
+        post_estimation=_decode_tree(record.get("post_estimation", {})),
         tables={k: table_from_json(v) for k, v in record.get("tables", {}).items()},
         versions=record.get("versions", {}), created=record.get("created", ""),
         schema_version=version)
@@ -311,6 +312,16 @@ def _decode(value: Any) -> Any:
     if isinstance(value, str) and value in _NONFINITE:
         return _NONFINITE[value]
     return value
+
+
+def _decode_tree(value: Any) -> Any:
+    """Restore NaN and infinities written as strings anywhere in nested dicts and lists
+    (e.g. bounds = (0, inf) in the configuration, an infinite gradient norm)."""
+    if isinstance(value, dict):
+        return {k: _decode_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode_tree(v) for v in value]
+    return _decode(value)
 
 
 def _has(obj: Any, name: str) -> bool:
