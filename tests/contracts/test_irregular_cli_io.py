@@ -165,3 +165,99 @@ def test_results_round_trip_keeps_numbers_tables_and_infinite_bounds(
     # a second round trip of the loaded file changes nothing
     again = load_results(save_results(saved, tmp_path / "again.json"))
     assert again.config == saved.config and again.estimates.equals(saved.estimates)
+
+
+@pytest.mark.parametrize("firms", [4, 2])
+def test_simulated_bertrand_prices_satisfy_hand_foc(firms: int) -> None:
+    """Reference: the Bertrand first-order conditions s_j + sum_{k of j's firm} (p_k - c_k)
+    ds_k/dp_j = 0 with shares integrated here over the returned agents (sigma given in a
+    non-default order, x1 before prices, with a random coefficient on prices) and derivatives
+    by central finite differences (h = 1e-6; |FOC| < 1e-8). firms=4: single-product firms."""
+    sim = bd.simulate(markets=3, products=4, firms=firms, sigma={"x1": 0.5, "prices": 0.2},
+                      draws=300, pricing="bertrand", rng=5)
+    products, agents, truth = sim.products, sim.agents, sim.truth
+    assert agents is not None
+    names = list(truth["sigma"])
+    beta = truth["beta"]
+    for t in range(3):
+        rows, draws = products[products.market_ids == t], agents[agents.market_ids == t]
+        nodes = draws[[f"nodes{k}" for k in range(len(names))]].to_numpy()
+        mean = (beta["1"] + beta["x1"] * rows.x1.to_numpy() + beta["x2"] * rows.x2.to_numpy()
+                + rows.xi.to_numpy())
+        alpha_i = truth["alpha"] + truth["sigma"]["prices"] * nodes[:, names.index("prices")]
+        mu = np.outer(rows.x1.to_numpy(), truth["sigma"]["x1"] * nodes[:, names.index("x1")])
+
+        def shares(p: np.ndarray, mean: np.ndarray = mean, alpha_i: np.ndarray = alpha_i,
+                   mu: np.ndarray = mu) -> np.ndarray:
+            e = np.exp(mean[:, None] + p[:, None] * alpha_i[None, :] + mu)
+            out: np.ndarray = (e / (1 + e.sum(axis=0))).mean(axis=1)
+            return out
+
+        p, c, f = rows.prices.to_numpy(), rows.costs.to_numpy(), rows.firm_ids.to_numpy()
+        s = shares(p)
+        np.testing.assert_allclose(s, rows.shares.to_numpy(), rtol=1e-12)
+        assert 0 < s.sum() < 1
+        step = np.eye(4) * 1e-6
+        jacobian = np.array([(shares(p + step[j]) - shares(p - step[j])) / 2e-6 for j in range(4)])
+        foc = s + ((f[:, None] == f[None, :]) * jacobian) @ (p - c)
+        assert np.abs(foc).max() < 1e-8
+        assert np.all(p > c)
+    again = bd.simulate(markets=3, products=4, firms=firms, sigma={"x1": 0.5, "prices": 0.2},
+                        draws=300, pricing="bertrand", rng=np.random.default_rng(5))
+    pd.testing.assert_frame_equal(again.products, products)
+
+
+def _shuffled_logit() -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    sim = bd.simulate(markets=4, products=5, firms=3, pricing="bertrand", rng=11)
+    products = sim.products.drop(index=[2, 9, 13]).reset_index(drop=True)
+    products["market_ids"] = "mk " + products.market_ids.astype(str)
+    products["firm_ids"] = "f" + products.firm_ids.astype(str)
+    order = np.random.default_rng(4).permutation(len(products))
+    return products, order, products.iloc[order].reset_index(drop=True)
+
+
+ENTRANTS = pd.DataFrame({"market_ids": ["mk 1", "mk 2", "mk 1"], "firm_ids": ["f0", "new", "new"],
+                         "x1": [0.3, -0.2, 1.0], "x2": [0.1, 0.5, -1.0], "costs": [1.5, 2.0, 1.0],
+                         "fixed_effect": [0.2, -0.1, 0.0], "xi": [0.1, 0.0, -0.2]})
+
+
+def test_entry_on_shuffled_logit_with_absorbed_firm_effects() -> None:
+    """Logit with absorbed firm effects on shuffled rows with string ids; entrants owned by an
+    incumbent ('f0') and by a new firm. References: (1) the same estimation on the unshuffled
+    rows gives the same counterfactual row for row (1e-12); (2) the logit closed form: every
+    product of firm f has markup p - c = -1 / (alpha (1 - S_f)) (1e-10); (3) each entrant's
+    log(s_j / s_0) - alpha p_j equals its x' beta + xi + fixed_effect (1e-10); (4) a keep= mask
+    in the user's (shuffled) order equals the mask moved to the sorted rows (1e-12)."""
+    products, order, shuffled = _shuffled_logit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fits = [bd.estimate_logit(d, linear="prices + x1 + x2", absorb="C(firm_ids)",
+                                  instruments=["w1", "w2"]) for d in (shuffled, products)]
+    entry = [bd.simulate_entry(r, ENTRANTS) for r in fits]
+    N, back = len(products), np.argsort(order)
+    np.testing.assert_allclose(entry[0].prices[:N][back], entry[1].prices[:N], rtol=1e-12)
+    np.testing.assert_allclose(entry[0].prices[N:], entry[1].prices[N:], rtol=1e-12)
+    cf = entry[0]
+    coefficients = fits[0].summary().body["estimate"]
+    alpha = float(coefficients["prices"])
+    markets = np.concatenate([shuffled.market_ids, ENTRANTS.market_ids])
+    firms = np.concatenate([shuffled.firm_ids, ENTRANTS.firm_ids])
+    for market in np.unique(markets):
+        for firm in np.unique(firms[markets == market]):
+            own = (markets == market) & (firms == firm)
+            np.testing.assert_allclose(cf.prices[own] - cf.costs[own],
+                                       -1 / (alpha * (1 - cf.shares[own].sum())), rtol=1e-10)
+    outside = {m: 1 - cf.shares[markets == m].sum() for m in np.unique(markets)}
+    s0 = np.array([outside[m] for m in ENTRANTS.market_ids])
+    mean = (coefficients["x1"] * ENTRANTS.x1 + coefficients["x2"] * ENTRANTS.x2 + ENTRANTS.xi
+            + ENTRANTS.fixed_effect).to_numpy()
+    np.testing.assert_allclose(np.log(cf.shares[N:] / s0) - alpha * cf.prices[N:], mean,
+                               rtol=1e-10)
+    keep = np.ones(N + 3, dtype=bool)
+    keep[[0, N]] = False
+    keep_sorted = np.ones(N + 3, dtype=bool)
+    keep_sorted[[order[0], N]] = False
+    kept = [bd.simulate_entry(fits[0], ENTRANTS, keep=keep),
+            bd.simulate_entry(fits[1], ENTRANTS, keep=keep_sorted)]
+    assert np.isnan(kept[0].prices[0]) and kept[0].shares[0] == 0 and np.isnan(kept[0].prices[N])
+    np.testing.assert_allclose(kept[0].prices[:N][back], kept[1].prices[:N], rtol=1e-12)
