@@ -69,10 +69,16 @@ def load_agents(frame: pd.DataFrame, markets: MarketIndex, *,
     import pandas as pd
 
     from blpdemand.data.formulation import build_matrix
-    from blpdemand.data.validation import require_columns, require_finite, require_nonempty
+    from blpdemand.data.validation import (
+        require_columns,
+        require_finite,
+        require_nonempty,
+        require_unique_names,
+    )
     from blpdemand.errors import DataError
 
     require_columns(frame, ["market_ids", "weights"], what="agent data")
+    require_unique_names(frame, what="agent data")
     require_nonempty(frame, what="agent data")
     node_columns = sorted((c for c in frame.columns if str(c).startswith("nodes")
                            and str(c)[5:].isdigit()), key=lambda c: int(str(c)[5:]))

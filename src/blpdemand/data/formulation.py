@@ -111,8 +111,10 @@ def parse_absorb(absorb: str | list[str] | tuple[str, ...] | None,
     """Parse ``"C(a) + C(b)"`` (or a list of names) into the grouping columns to absorb."""
     if absorb is None:
         return ()
-    if isinstance(absorb, str):
-        terms = [t.strip() for t in absorb.split("+") if t.strip()]
+    if isinstance(absorb, str) or (isinstance(absorb, (list, tuple))
+                                   and all(isinstance(t, str) for t in absorb)):
+        terms = ([t.strip() for t in absorb.split("+") if t.strip()] if isinstance(absorb, str)
+                 else [t.strip() for t in absorb])
         columns = []
         for term in terms:
             match = re.fullmatch(r"C\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)", term)
@@ -123,7 +125,8 @@ def parse_absorb(absorb: str | list[str] | tuple[str, ...] | None,
                 )
             columns.append(name)
     else:
-        columns = list(absorb)
+        raise SpecificationError(f"absorb={absorb!r} is not understood; write 'C(column) + C(other)' "
+                                 "or a list of column names")
     missing = [c for c in columns if c not in data.columns]
     if missing:
         raise DataError(f"absorb refers to column(s) {missing} not in the data")

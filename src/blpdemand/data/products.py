@@ -21,6 +21,7 @@ from blpdemand.data.validation import (
     require_columns,
     require_finite,
     require_nonempty,
+    require_unique_names,
 )
 
 RESERVED = ("market_ids", "product_ids", "firm_ids", "shares", "prices")
@@ -95,6 +96,7 @@ def load_products(data: pd.DataFrame, *, columns: Mapping[str, str] | None = Non
     -0.9163
     """
     require_columns(data, [], what="product data")
+    require_unique_names(data, what="product data")
     require_nonempty(data, what="product data")
     columns = dict(columns or {})
     check_options(columns, RESERVED, what="reserved column name(s) in columns=")

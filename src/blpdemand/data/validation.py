@@ -23,6 +23,15 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], *, what: str = 
         )
 
 
+def require_unique_names(frame: pd.DataFrame, *, what: str = "product data") -> None:
+    """Raise DataError naming column names that occur more than once (``frame[name]`` would be a
+    DataFrame, not a column)."""
+    duplicated = frame.columns[frame.columns.duplicated()]
+    if len(duplicated):
+        raise DataError(f"{what} has duplicate column name(s) {sorted(map(str, set(duplicated)))}; "
+                        "rename or drop the copies")
+
+
 def require_nonempty(frame: pd.DataFrame, *, what: str = "product data") -> None:
     """Raise DataError on an empty frame."""
     if len(frame) == 0:

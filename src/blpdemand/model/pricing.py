@@ -287,6 +287,8 @@ def coefficient_columns(fitted: FittedDemand, name: str) -> tuple[int | None, in
     ``prices:sugar``, ``I(prices**2)``): derivatives here assume u is linear in ``name``.
     """
     problem = fitted.problem
+    if not isinstance(name, str):
+        raise SpecificationError(f"name={name!r} must be a column name of X1 or X2, e.g. 'prices'")
     pattern = re.compile(_TOKEN.format(re.escape(name)))
     for what, names in (("X1", problem.X1.names), ("X2", problem.X2.names)):
         for column in names:
