@@ -58,6 +58,7 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
     with warnings.catch_warnings(record=True) as records:
         warnings.simplefilter("always")
         products = read_table(spec.data["products"], f"[data] products in {spec.path.name}")
+        spec, products = _rename_clustering_ids(spec, products)
         agents = (read_table(spec.data["agents"], f"[data] agents in {spec.path.name}")
                   if "agents" in spec.data else None)
         instruments = build_instruments(spec, products, agents)
@@ -88,6 +89,24 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
     report.save(results, spec=record, post_estimation=post)
     report.finish()
     return results
+
+
+def _rename_clustering_ids(spec: Spec, products: pd.DataFrame) -> tuple[Spec, pd.DataFrame]:
+    """``[columns] clustering_ids = "col"``: the library's ``columns=`` maps only the product
+    keys, so the CLI renames the column itself (then ``clusters = "clustering_ids"`` works)."""
+    source = spec.columns.get("clustering_ids")
+    if source is None:
+        return spec, products
+    if source not in products.columns:
+        raise SpecificationError(f"[columns] clustering_ids in {spec.path.name} names column "
+                                 f"'{source}', which the products file lacks")
+    if source != "clustering_ids" and "clustering_ids" in products.columns:
+        raise SpecificationError(f"[columns] clustering_ids in {spec.path.name} maps '{source}' "
+                                 f"but the products file already has a 'clustering_ids' column; "
+                                 f"drop one of them")
+    columns = {k: v for k, v in spec.columns.items() if k != "clustering_ids"}
+    return (dataclasses.replace(spec, columns=columns),
+            products.rename(columns={source: "clustering_ids"}))
 
 
 def builders() -> dict[str, Callable[..., pd.DataFrame]]:
