@@ -28,6 +28,9 @@ def post_estimation(spec: Spec, results: Any, report: Report, products: pd.DataF
     once all steps are done."""
     post = spec.post
     market = post.get("market")
+    ids = spec.columns.get("market_ids", "market_ids")
+    if market is not None and ids in products.columns:
+        market = _like(products[ids], market)  # market = "3" for integer ids, 1995 for "1995"
     steps: list[tuple[str, Callable[[], Any]]] = []
     if post.get("elasticities", False):
         steps.append(("own_price_elasticities", lambda: _elasticities(results, report, market)))
@@ -150,11 +153,16 @@ def merger(spec: Spec, results: Any, report: Report, products: pd.DataFrame) -> 
 
 
 def _like(column: pd.Series, value: Any) -> Any:
-    """A TOML key or value (string) as the firm column's type."""
+    """A TOML key or value as the id column's type (firm or market ids)."""
     if pd.api.types.is_integer_dtype(column) and isinstance(value, str) and value.lstrip("-").isdigit():
         return int(value)
     if pd.api.types.is_float_dtype(column) and isinstance(value, (str, int)):
-        return float(value)
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if isinstance(value, int) and not pd.api.types.is_numeric_dtype(column):
+        return str(value)
     return value
 
 

@@ -282,18 +282,23 @@ clusters = "clustering_ids"
 [post]
 costs = true
 elasticities = true
-market = 1995
-merger = {firm_ids = {GM = "Ford"}}
+market = {market}
+merger = {{firm_ids = {{GM = "Ford"}}}}
 """
 
 
-def test_cli_logit_maps_clustering_ids_and_string_firm_merger(tmp_path: Path) -> None:
+@pytest.mark.parametrize("market", ["1995", '"1995"'])
+def test_cli_logit_maps_clustering_ids_and_string_firm_merger(tmp_path: Path, market: str
+                                                              ) -> None:
     """``[columns] clustering_ids = "cl"`` is documented (examples/README.md) and accepted by
     the spec checker, but the library's columns= knows only the product keys, so every such run
     failed with "unknown reserved column name(s)". The CLI now renames the column itself.
     Reference: bd.estimate_logit with clusters="cl" on the same shuffled rows (renamed price and
     share columns, string firm ids, integer years with unequal products per year), and
-    compute_prices with GM's products moved to Ford for the merger summary (1e-10)."""
+    compute_prices with GM's products moved to Ford for the merger summary (1e-10). ``market =
+    "1995"`` (a TOML string for integer ids) used to fail after the estimation with "no market
+    '1995'"; it is now read as the id column's type, and the per-market table equals the API's
+    (1e-10)."""
     from blpdemand.results.counterfactual import compute_prices
 
     sim = bd.simulate(markets=8, products=5, firms=3, pricing="bertrand", rng=21)
@@ -304,7 +309,7 @@ def test_cli_logit_maps_clustering_ids_and_string_firm_merger(tmp_path: Path) ->
     products = products.rename(columns={"prices": "price", "shares": "share"})
     products = products.sample(frac=1, random_state=3).reset_index(drop=True)
     products.to_csv(tmp_path / "products.csv", index=False)
-    (tmp_path / "spec.toml").write_text(LOGIT_SPEC, encoding="utf-8")
+    (tmp_path / "spec.toml").write_text(LOGIT_SPEC.format(market=market), encoding="utf-8")
     code, err = _cli(["logit", str(tmp_path / "spec.toml"), "--output", str(tmp_path / "out"),
                       "--quiet"])
     assert code == 0, err
@@ -324,3 +329,6 @@ def test_cli_logit_maps_clustering_ids_and_string_firm_merger(tmp_path: Path) ->
     np.testing.assert_allclose(saved.post_estimation["merger"]["mean_price_change_percent"],
                                100 * np.nanmean(merged.price_changes), rtol=1e-10)
     assert saved.post_estimation["merger"]["mean_price_change_percent"] > 0
+    np.testing.assert_allclose(
+        saved.tables["elasticities_market_1995"].body.to_numpy(dtype=float),
+        compute_elasticities(api).table(1995).body.to_numpy(dtype=float), rtol=1e-10)
