@@ -332,3 +332,74 @@ def test_cli_logit_maps_clustering_ids_and_string_firm_merger(tmp_path: Path, ma
     np.testing.assert_allclose(
         saved.tables["elasticities_market_1995"].body.to_numpy(dtype=float),
         compute_elasticities(api).table(1995).body.to_numpy(dtype=float), rtol=1e-10)
+
+
+def test_entry_on_shuffled_blp_with_absorbed_effects_and_pi() -> None:
+    """BLP with absorbed firm effects and a demographic interaction, on shuffled products and
+    agents with string ids and unequal markets. Reference: the same estimation on the unshuffled
+    rows (1e-8: the two GMM runs agree to the optimizer's tolerance), row for row, and the
+    entrants' Bertrand markups are positive."""
+    sim = bd.simulate(markets=4, products=5, firms=3, pricing="bertrand",
+                      sigma={"x1": 0.7, "prices": 0.1}, draws=100, rng=12)
+    products = sim.products.drop(index=[2, 9, 13]).reset_index(drop=True)
+    products = products.assign(w12=products.w1 * products.w2, w11=products.w1 ** 2,
+                               market_ids="mk " + products.market_ids.astype(str),
+                               firm_ids="f" + products.firm_ids.astype(str))
+    assert sim.agents is not None
+    agents = sim.agents.assign(market_ids="mk " + sim.agents.market_ids.astype(str),
+                               income=np.random.default_rng(1).standard_normal(len(sim.agents)))
+    order = np.random.default_rng(4).permutation(len(products))
+    shuffled = products.iloc[order].reset_index(drop=True)
+    fits = []
+    for data, draws in ((shuffled, agents.sample(frac=1, random_state=3)), (products, agents)):
+        problem = bd.Problem(data, linear="prices + x1", nonlinear="0 + x1", demographics="income",
+                             agents=draws, absorb="C(firm_ids)",
+                             instruments=["w1", "w2", "w12", "w11"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fits.append(bd.estimate(problem, sigma=[[0.7]], pi=[[0.3]],
+                                    config=bd.EstimationConfig(method="1s")))
+    entry = [bd.simulate_entry(r, ENTRANTS) for r in fits]
+    N = len(products)
+    np.testing.assert_allclose(entry[0].prices[:N][np.argsort(order)], entry[1].prices[:N],
+                               rtol=1e-8)
+    np.testing.assert_allclose(entry[0].prices[N:], entry[1].prices[N:], rtol=1e-8)
+    assert np.all(entry[0].markups[N:] > 0)
+
+
+def test_cli_two_step_clustered_weighting_with_parallel_starts(tmp_path: Path) -> None:
+    """[estimation] method = "2s", weighting = "clustered" on a column mapped by [columns]
+    clustering_ids, starts = 2 on workers = 2, shuffled rows. Reference: bd.estimate with the same
+    options on the same file (1e-8: the same starts run in another order)."""
+    sim = bd.simulate(markets=5, products=4, firms=2, pricing="bertrand", rng=2,
+                      sigma={"x1": 0.5}, draws=40)
+    products = sim.products.assign(cl=sim.products.product_ids + 4 * (sim.products.market_ids % 3),
+                                   w12=sim.products.w1 * sim.products.w2)
+    products.sample(frac=1, random_state=2).to_csv(tmp_path / "products.csv", index=False)
+    assert sim.agents is not None
+    sim.agents.to_csv(tmp_path / "agents.csv", index=False)
+    spec = SPEC.format(ext="csv").replace('[post]\nelasticities = true\ndiversion = true\n', '[post]\n')
+    spec = spec.replace('method = "2s"', 'method = "2s"\nweighting = "clustered"\n'
+                        'clusters = "clustering_ids"\nstarts = 2\nworkers = 2')
+    spec = spec.replace('columns = ["w1", "w2"]', 'columns = ["w1", "w2", "w12"]')
+    spec = spec.replace('[model]', '[columns]\nclustering_ids = "cl"\n[model]')
+    (tmp_path / "spec.toml").write_text(spec, encoding="utf-8")
+    code, err = _cli(["estimate", str(tmp_path / "spec.toml"), "--output", str(tmp_path / "out"),
+                      "--quiet"])
+    assert code == 0, err
+    saved = load_results(tmp_path / "out" / "results.json")
+    data = pd.read_csv(tmp_path / "products.csv").rename(columns={"cl": "clustering_ids"})
+    problem = bd.Problem(data, linear="1 + prices + x1 + x2", nonlinear="0 + x1",
+                         agents=sim.agents, instruments=["w1", "w2", "w12"])
+    config = bd.EstimationConfig(method="2s", weighting="clustered", clusters="clustering_ids",
+                                 starts=2, bounds={"sigma[x1, x1]": (0.0, math.inf)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        api = bd.estimate(problem, sigma=[[0.5]], config=config)
+    body = api.summary().body
+    np.testing.assert_allclose(saved.estimates[body.index], body["estimate"], rtol=1e-8)
+    np.testing.assert_allclose(saved.standard_errors[body.index], body["std. error"], rtol=1e-8)
+    assert saved.config["weighting"] == "clustered" and saved.config["workers"] == 2
+    costs = compute_costs(api)
+    np.testing.assert_allclose(saved.tables["costs"].body.loc["marginal costs", "max"],
+                               costs.max(), rtol=1e-8)
