@@ -267,3 +267,24 @@ def test_counterfactual_inputs_not_finite_numbers(results: bd.LogitResults,
         warnings.simplefilter("ignore", BLPDemandWarning)
         with pytest.raises(DataError, match=pattern):
             bd.compute_prices(results, **kwargs)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- instrument builders
+@pytest.mark.parametrize("build, column", [
+    (lambda data: bd.build_blp_instruments(data, ["x1"]), "x1"),
+    (lambda data: bd.fit_prices(data, ["x1", "x2"], ["w1", "w2"]), "prices"),
+    (lambda data: bd.build_cost_shifters(data, "w1"), "w1"),
+])
+def test_builders_with_duplicate_columns(products: pd.DataFrame, build: object, column: str) -> None:
+    # were bare AttributeError ('DataFrame' object has no attribute 'dtype') or a formulaic message
+    doubled = pd.concat([products, products[[column]]], axis=1)
+    with pytest.raises(DataError, match=f"duplicate column.*'{column}'|'{column}'.*duplicate column"):
+        build(doubled)  # type: ignore[operator]
+
+
+def test_builder_characteristics_of_wrong_type(products: pd.DataFrame) -> None:
+    with pytest.raises(SpecificationError, match="characteristics=3"):
+        bd.build_blp_instruments(products, 3)  # type: ignore[arg-type]
+    # any iterable of names is still read as a list (a pandas Index here): same as the list
+    as_index = bd.build_blp_instruments(products, pd.Index(["x1", "x2"]))
+    pd.testing.assert_frame_equal(as_index, bd.build_blp_instruments(products, ["x1", "x2"]))

@@ -85,11 +85,15 @@ def build_matrix(formula: str, data: pd.DataFrame, *, intercept: bool | None = N
 
 
 def _reject_numbers_as_text(formula: str, data: pd.DataFrame, what: str) -> None:
-    """A text column whose values all parse as numbers, used outside ``C()``, is a mistake:
-    formulaic would expand it into one dummy per distinct value (CSV read with a stray quote)."""
+    """Columns named twice in the data, and text columns whose values all parse as numbers used
+    outside ``C()`` (formulaic would make one dummy per value: a CSV read with a stray quote)."""
+    for name in dict.fromkeys(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", formula)):
+        if name in data.columns and isinstance(data[name], pd.DataFrame):
+            raise DataError(f"{what} column '{name}' occurs more than once in the data (duplicate "
+                            "column names); rename or drop the copies")
     bare = re.sub(r"C\([^()]*\)", " ", formula)
     for name in dict.fromkeys(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", bare)):
-        if name not in data.columns or isinstance(data[name], pd.DataFrame):
+        if name not in data.columns:
             continue
         column = data[name]
         if not (pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column)):

@@ -14,6 +14,7 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], *, what: str = 
     """Raise DataError naming every required column that is missing."""
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"{what} must be a pandas DataFrame, got {type(frame).__name__}")
+    columns = list(columns)
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         available = ", ".join(map(str, list(frame.columns)[:20]))
@@ -21,6 +22,9 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], *, what: str = 
             f"{what} has no column(s) {missing}; available columns: {available}. "
             "Rename the column or map it with the corresponding argument."
         )
+    doubled = [c for c in columns if isinstance(frame[c], pd.DataFrame)]
+    if doubled:
+        raise DataError(f"{what} has duplicate column name(s) {doubled}; rename or drop the copies")
 
 
 def require_unique_names(frame: pd.DataFrame, *, what: str = "product data") -> None:
@@ -41,6 +45,7 @@ def require_nonempty(frame: pd.DataFrame, *, what: str = "product data") -> None
 def require_finite(frame: pd.DataFrame, columns: Sequence[str], *, what: str = "product data",
                    market_column: str | None = None) -> None:
     """Raise DataError naming the first column with NaN/inf and where it occurs."""
+    require_columns(frame, columns, what=what)
     for column in columns:
         values = frame[column]
         if not pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):

@@ -93,6 +93,9 @@ def read_characteristics(spec: Characteristics, frame: pd.DataFrame, *, intercep
     if isinstance(spec, str):
         matrix = build_matrix(spec, frame, intercept=intercept, what=f"{what} formula")
     else:
+        if not np.iterable(spec) or isinstance(spec, (bytes, dict)):
+            raise SpecificationError(f"{what}={spec!r} is not understood; give a formula string "
+                                     "('1 + hpwt + air') or a list of column names")
         names = [str(s) for s in spec]
         if not names:
             raise SpecificationError(f"{what}: give at least one characteristic")
