@@ -288,3 +288,19 @@ def test_builder_characteristics_of_wrong_type(products: pd.DataFrame) -> None:
     # any iterable of names is still read as a list (a pandas Index here): same as the list
     as_index = bd.build_blp_instruments(products, pd.Index(["x1", "x2"]))
     pd.testing.assert_frame_equal(as_index, bd.build_blp_instruments(products, ["x1", "x2"]))
+
+
+# ---------------------------------------------------------------- arguments of the wrong kind
+def test_estimate_arguments_of_the_wrong_kind(problem: bd.Problem, products: pd.DataFrame) -> None:
+    # were AttributeError ('dict' object has no attribute 'start', 'DataFrame' ... 'layout')
+    with pytest.raises(SpecificationError, match="config must be a bd.EstimationConfig, got dict"):
+        bd.estimate(problem, sigma=[0.5], config={"hessian": False})  # type: ignore[arg-type]
+    with pytest.raises(SpecificationError, match="need a bd.Problem, got DataFrame"):
+        bd.evaluate(products, sigma=[0.5])  # type: ignore[arg-type]
+
+
+def test_columns_not_a_mapping_and_integration_class(products: pd.DataFrame) -> None:
+    with pytest.raises(SpecificationError, match="columns= must map reserved names"):
+        _fit(products, columns=["shares"])
+    with pytest.raises(SpecificationError, match="the class Integration .call it."):
+        _problem(products, bd.Integration)

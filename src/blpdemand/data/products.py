@@ -98,6 +98,11 @@ def load_products(data: pd.DataFrame, *, columns: Mapping[str, str] | None = Non
     require_columns(data, [], what="product data")
     require_unique_names(data, what="product data")
     require_nonempty(data, what="product data")
+    if columns is not None and not isinstance(columns, Mapping):
+        from blpdemand.errors import SpecificationError
+
+        raise SpecificationError(f"columns= must map reserved names to your columns, e.g. "
+                                 f"{{'market_ids': 'year'}}; got {type(columns).__name__}")
     columns = dict(columns or {})
     check_options(columns, RESERVED, what="reserved column name(s) in columns=")
     frame = data.copy()

@@ -256,6 +256,8 @@ def _agents(agents: Any, data: ProductData, demographics: str | None, dimensions
     if isinstance(agents, pd.DataFrame):
         return load_agents(agents, data.markets, demographics=demographics)
     build = getattr(agents, "build_agents", None)
-    if build is None:
-        raise SpecificationError(f"agents must be a DataFrame or an Integration, got {type(agents).__name__}")
+    if build is None or isinstance(agents, type):
+        raise SpecificationError(f"agents must be a DataFrame or an Integration, got "
+                                 f"{'the class ' + agents.__name__ + ' (call it)' if isinstance(agents, type) else type(agents).__name__}; "
+                                 "e.g. agents=bd.Integration('sobol', size=500, rng=0)")
     return build(data.markets, dimensions=dimensions, demographics=demographics)  # type: ignore[no-any-return]

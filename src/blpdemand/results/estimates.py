@@ -326,7 +326,7 @@ def estimate(problem: Problem, *, sigma: Any = None, pi: Any = None,
     (True, 'sigma[x1, x1]')
     >>> table = results.summary()  # a Table: .to_text(), .to_latex(), .to_frame()
     """
-    config = config if config is not None else EstimationConfig()
+    config = _checked(problem, config)
     layout, theta0 = problem.layout(sigma, pi)
     outcome = run_estimation(problem, layout, theta0, config, reporter)
     return results_from(problem, outcome, config)
@@ -340,9 +340,22 @@ def evaluate(problem: Problem, *, sigma: Any = None, pi: Any = None,
     For inspecting an objective surface, comparing tools at a fixed theta, or standard errors
     at known values.
     """
-    config = config if config is not None else EstimationConfig()
+    config = _checked(problem, config)
     layout, theta = problem.layout(sigma, pi)
     return results_from(problem, evaluate_outcome(problem, layout, theta, config), config)
 
 
 __all__ = ["BLPResults", "estimate", "evaluate", "gmm_covariance", "results_from"]
+
+
+def _checked(problem: object, config: object) -> EstimationConfig:
+    """The arguments of estimate/evaluate are of the right kind (else a message naming the fix)."""
+    if not isinstance(problem, Problem):
+        raise SpecificationError(f"estimate/evaluate need a bd.Problem, got {type(problem).__name__}; "
+                                 "build one with bd.Problem(products, linear=..., nonlinear=...)")
+    if config is None:
+        return EstimationConfig()
+    if not isinstance(config, EstimationConfig):
+        raise SpecificationError(f"config must be a bd.EstimationConfig, got {type(config).__name__}; "
+                                 "write config=bd.EstimationConfig(gtol=..., ...)")
+    return config
