@@ -144,7 +144,7 @@ def test_results_round_trip_keeps_numbers_tables_and_infinite_bounds(
     parameters were decoded), so EstimationConfig(**saved.config) could not be rebuilt."""
     results = correlated_blp
     elasticities = compute_elasticities(results).table(results.problem.products.markets.ids[0])
-    odd = pd.DataFrame({"a": [1.0, np.nan, np.inf], "b": [-np.inf, 2.0, 0.0], "i": [1, 2, 3]},
+    odd = pd.DataFrame({"a": [1.0, np.nan, np.inf], 7: [-np.inf, 2.0, 0.0], "i": [1, 2, 3]},
                        index=pd.Index([10, 20, 30], name="pid"))
     path = save_results(results, tmp_path / "r.json",
                         tables={"el": elasticities, "odd": Table(title="ünï ∞", body=odd)})
@@ -156,6 +156,9 @@ def test_results_round_trip_keeps_numbers_tables_and_infinite_bounds(
     assert saved.objective == results.objective
     assert saved.summary().to_latex() == results.summary().to_latex()
     assert saved.tables["el"].to_html() == elasticities.to_html()
+    # integer product ids heading the matrix stay integers (they came back as strings '0', '1')
+    pd.testing.assert_index_equal(saved.tables["el"].body.columns, elasticities.body.columns)
+    assert saved.tables["el"].body.loc[0, 1] == elasticities.body.loc[0, 1]
     pd.testing.assert_frame_equal(saved.tables["odd"].body, odd)
     assert saved.tables["odd"].title == "ünï ∞"
     assert saved.config["bounds"] == {"sigma[x1, x1]": [0.0, math.inf]}

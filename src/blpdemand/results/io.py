@@ -23,12 +23,14 @@ Schema (``schema_version`` 1), one JSON object::
       "post_estimation": {...},           summaries of requested post-estimation outputs
       "tables": {                         every table by name ("summary", ...)
         "summary": {"title": ..., "index_name": ..., "index": [...], "columns": [...],
+                    "columns_name": ... (optional, the columns' axis name),
                     "dtypes": [...], "data": [[...], ...], "notes": [...], "digits": 4}}
     }
 
 Numbers are JSON numbers written with Python's shortest round-trip repr, so floats read back
-identical. JSON has no NaN or infinity: those are written as the strings ``"NaN"``,
-``"Infinity"`` and ``"-Infinity"`` and restored on loading.
+identical; numeric column labels (product ids heading an elasticity matrix) stay numbers.
+JSON has no NaN or infinity: those are written as the strings ``"NaN"``, ``"Infinity"`` and
+``"-Infinity"`` and restored on loading (in tables and in every nested section).
 """
 
 from __future__ import annotations
@@ -224,13 +226,14 @@ def table_to_json(table: Table) -> dict[str, Any]:
     data = [[_encode(v) for v in row] for row in body.itertuples(index=False, name=None)]
     return {"title": table.title,
             "index_name": None if body.index.name is None else str(body.index.name),
-            "index": [_encode(v) for v in body.index], "columns": [str(c) for c in body.columns],
+            "index": [_encode(v) for v in body.index], "columns": [_label(c) for c in body.columns],
+            "columns_name": None if body.columns.name is None else str(body.columns.name),
             "dtypes": dtypes, "data": data, "notes": list(table.notes), "digits": table.digits}
 
 
 def table_from_json(record: Mapping[str, Any]) -> Table:
     """Inverse of :func:`table_to_json`."""
-    columns = list(record["columns"])
+    columns = [_decode(c) for c in record["columns"]]
     data = record["data"]
     body: dict[str, Any] = {}
     for k, (name, kind) in enumerate(zip(columns, record["dtypes"])):
@@ -245,8 +248,16 @@ def table_from_json(record: Mapping[str, Any]) -> Table:
             body[name] = pd.array(values, dtype=object)
     index = pd.Index([_decode(v) for v in record["index"]], name=record.get("index_name"))
     frame = pd.DataFrame(body, index=index, columns=columns)
+    frame.columns.name = record.get("columns_name")
     return Table(title=record["title"], body=frame, notes=tuple(record.get("notes", ())),
                  digits=int(record.get("digits", 4)))
+
+
+def _label(name: Any) -> Any:
+    """A column label: numbers (e.g. product ids heading an elasticity matrix) stay numbers."""
+    if isinstance(name, (int, float, np.integer, np.floating)) and not isinstance(name, bool):
+        return _encode(name)
+    return str(name)
 
 
 def _kind(column: pd.Series) -> str:
