@@ -304,3 +304,24 @@ def test_columns_not_a_mapping_and_integration_class(products: pd.DataFrame) -> 
         _fit(products, columns=["shares"])
     with pytest.raises(SpecificationError, match="the class Integration .call it."):
         _problem(products, bd.Integration)
+
+
+@pytest.mark.parametrize("kappa, error, pattern", [
+    (3, SpecificationError, "kappa must be a"),
+    ({0: 0.5}, SpecificationError, "kappa key 0 must be a .firm, firm. pair"),
+    ({(0, 99): 0.5}, DataError, r"kappa names firm\(s\) \[99\]"),
+    ({(0, 1): np.nan}, DataError, r"kappa weight for \(0, 1\) is nan"),
+])
+def test_partial_ownership_of_the_wrong_kind(results: bd.LogitResults, kappa: object,
+                                             error: type[Exception], pattern: str) -> None:
+    # were AttributeError/TypeError, or silently ignored (unknown firm) / NaN prices (NaN weight)
+    with pytest.raises(error, match=pattern):
+        bd.compute_markups(results, kappa=kappa)  # type: ignore[arg-type]
+
+
+def test_partial_ownership_accepts_numpy_keys(results: bd.LogitResults) -> None:
+    # numpy firm ids and weights are the same kappa as Python ones: equal markups exactly
+    plain = bd.compute_markups(results, kappa={(0, 1): 0.5})
+    numpy = bd.compute_markups(results, kappa={(np.int64(0), np.int64(1)): np.float64(0.5)})
+    np.testing.assert_array_equal(plain, numpy)
+    assert not np.array_equal(plain, bd.compute_markups(results))

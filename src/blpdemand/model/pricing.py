@@ -110,6 +110,8 @@ def ownership_matrix(firm_ids: AnyArray,
     ``kappa`` adds partial ownership: O_jk = kappa[(f_j, f_k)] for the listed firm pairs (the
     weight firm f_j puts on the profits of k's owner; Salop and O'Brien 2000).
     """
+    if kappa is not None and not isinstance(kappa, Mapping):
+        raise SpecificationError(f"kappa must be a {{(firm, firm): weight}} dict, got {kappa!r}")
     firm_ids = np.asarray(firm_ids)
     owner: FloatArray = (firm_ids[:, None] == firm_ids[None, :]).astype(np.float64)
     for (f, g), value in (kappa or {}).items():

@@ -87,7 +87,25 @@ def ownership_matrices(fitted: FittedDemand, *, firm_ids: Any = None, ownership:
             out.append(block)
         return out
     ids = firm_ids_sorted(fitted, firm_ids)
+    _check_kappa(kappa, ids)
     return [ownership_matrix(ids[markets.slice(t)], kappa) for t in range(markets.T)]
+
+
+def _check_kappa(kappa: Any, ids: AnyArray) -> None:
+    """kappa maps (firm, firm) pairs of known firms to finite weights."""
+    if kappa is None:
+        return
+    if not isinstance(kappa, Mapping):
+        raise SpecificationError(f"kappa must be a {{(firm, firm): weight}} dict, got {kappa!r}")
+    known = set(ids.tolist())
+    for pair, value in kappa.items():
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise SpecificationError(f"kappa key {pair!r} must be a (firm, firm) pair")
+        unknown = [f for f in pair if f not in known]
+        if unknown:
+            raise DataError(f"kappa names firm(s) {unknown} that are not in the firm_ids")
+        if not isinstance(value, (int, float, np.number)) or not np.isfinite(float(value)):
+            raise DataError(f"kappa weight for {pair!r} is {value!r}; weights must be finite numbers")
 
 
 def compute_markups(results: Any, *, firm_ids: Any = None, ownership: Any = None,
