@@ -406,3 +406,47 @@ def test_cli_two_step_clustered_weighting_with_parallel_starts(tmp_path: Path) -
     costs = compute_costs(api)
     np.testing.assert_allclose(saved.tables["costs"].body.loc["marginal costs", "max"],
                                costs.max(), rtol=1e-8)
+
+
+def test_cli_every_estimation_option_reaches_the_estimator(tmp_path: Path) -> None:
+    """Non-default values of every [estimation] option a TOML file can hold (a nested
+    [estimation.contraction] table, start = "approximation", hessian = false, bounds of
+    [-inf, inf], ...). Reference: bd.estimate with the same EstimationConfig on the same shuffled
+    rows (1e-10), and the saved config equals the one given."""
+    sim = bd.simulate(markets=5, products=4, firms=2, pricing="bertrand", rng=2,
+                      sigma={"x1": 0.5}, draws=40)
+    products = sim.products.assign(w12=sim.products.w1 * sim.products.w2)
+    products.sample(frac=1, random_state=2).to_csv(tmp_path / "products.csv", index=False)
+    assert sim.agents is not None
+    sim.agents.to_csv(tmp_path / "agents.csv", index=False)
+    options: dict[str, object] = {
+        "start": "approximation", "rng": 4, "hessian": False, "on_failure": "raise",
+        "center_moments": False, "covariance": "unadjusted", "optimizer": "bfgs", "gtol": 1e-5,
+        "max_iterations": 50, "bounds": {"sigma[x1, x1]": (-math.inf, math.inf)}}
+    spec = SPEC.format(ext="csv").split("[estimation]")[0].replace(
+        'columns = ["w1", "w2"]', 'columns = ["w1", "w2", "w12"]')
+    spec += ('[estimation]\nstart = "approximation"\nrng = 4\nhessian = false\n'
+             'on_failure = "raise"\ncenter_moments = false\ncovariance = "unadjusted"\n'
+             'optimizer = "bfgs"\ngtol = 1e-5\nmax_iterations = 50\n'
+             'bounds = {"sigma[x1, x1]" = [-inf, inf]}\n'
+             '[estimation.contraction]\ntol = 1e-12\nmethod = "simple"\n')
+    (tmp_path / "spec.toml").write_text(spec, encoding="utf-8")
+    code, err = _cli(["estimate", str(tmp_path / "spec.toml"), "--output", str(tmp_path / "out"),
+                      "--quiet"])
+    assert code == 0, err
+    saved = load_results(tmp_path / "out" / "results.json")
+    problem = bd.Problem(pd.read_csv(tmp_path / "products.csv"), linear="1 + prices + x1 + x2",
+                         nonlinear="0 + x1", agents=sim.agents, instruments=["w1", "w2", "w12"])
+    config = bd.EstimationConfig(contraction={"tol": 1e-12, "method": "simple"},
+                                 **options)  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        api = bd.estimate(problem, sigma=[[0.5]], config=config)
+    body = api.summary().body
+    np.testing.assert_allclose(saved.estimates[body.index], body["estimate"], rtol=1e-10)
+    np.testing.assert_allclose(saved.standard_errors[body.index], body["std. error"], rtol=1e-10)
+    assert saved.config["contraction"]["method"] == "simple"
+    assert saved.config["contraction"]["tol"] == 1e-12
+    assert saved.config["bounds"] == {"sigma[x1, x1]": [-math.inf, math.inf]}
+    for key in ("start", "rng", "hessian", "covariance", "optimizer", "center_moments"):
+        assert saved.config[key] == options[key]
