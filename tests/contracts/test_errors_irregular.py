@@ -325,3 +325,19 @@ def test_partial_ownership_accepts_numpy_keys(results: bd.LogitResults) -> None:
     numpy = bd.compute_markups(results, kappa={(np.int64(0), np.int64(1)): np.float64(0.5)})
     np.testing.assert_array_equal(plain, numpy)
     assert not np.array_equal(plain, bd.compute_markups(results))
+
+
+@pytest.mark.parametrize("column", ["market_ids", "product_ids"])
+def test_ids_that_differ_only_in_type(products: pd.DataFrame, column: str) -> None:
+    # 1 and '1' in one column silently split market 1 (or made product 1 two products)
+    ids = products[column].astype(object)
+    ids.iloc[int(np.flatnonzero(products[column].to_numpy() == 1)[0])] = "1"
+    with pytest.raises(DataError, match=rf"'{column}'.*differ only in type \('1', 1\)"):
+        _fit(products.assign(**{column: ids}))
+
+
+def test_object_ids_of_one_type_are_fine(products: pd.DataFrame) -> None:
+    # tuples as market ids (object dtype, one type): the hand 2SLS, 1e-8
+    odd = products.assign(market_ids=[(int(m), "q") for m in products["market_ids"]])
+    np.testing.assert_allclose(_fit(odd).params.to_numpy(), _hand_2sls(products), rtol=1e-8,
+                               atol=1e-10)

@@ -15,6 +15,7 @@ import pandas as pd
 from blpdemand._types import FloatArray, IntArray
 from blpdemand.data.markets import MarketIndex, sort_by_market
 from blpdemand.data.validation import (
+    check_id_types,
     check_options,
     check_shares,
     check_unique_products,
@@ -119,6 +120,9 @@ def load_products(data: pd.DataFrame, *, columns: Mapping[str, str] | None = Non
         from blpdemand.errors import DataError
 
         raise DataError(f"column 'market_ids' has missing values (first at row {raise_row})")
+    for ids in ("market_ids", "product_ids"):
+        if ids in frame.columns:
+            check_id_types(frame, ids)
     numeric = [c for c in ("shares", "prices") if c in frame.columns]
     require_finite(frame, numeric, market_column="market_ids")
     frame, markets, order = sort_by_market(frame, "market_ids")

@@ -118,6 +118,21 @@ def check_unique_products(frame: pd.DataFrame, market_column: str, product_colum
         )
 
 
+def check_id_types(frame: pd.DataFrame, column: str, *, what: str = "product data") -> None:
+    """Ids that differ only in type (1 and '1') would silently split one market or product."""
+    values = frame[column]
+    if not pd.api.types.is_object_dtype(values):
+        return
+    unique = pd.unique(values.to_numpy())
+    as_text = pd.Series([str(v) for v in unique])
+    clash = as_text[as_text.duplicated(keep=False)]
+    if len(clash):
+        shown = [_label(v) for v, t in zip(unique, as_text) if t == clash.iloc[0]]
+        raise DataError(f"column '{column}' of {what} holds ids that differ only in type "
+                        f"({', '.join(shown)}), which would count as different ids; convert the "
+                        "column to one type (e.g. .astype(str))")
+
+
 def check_options(given: Iterable[str], valid: Iterable[str], *, what: str) -> None:
     """Unknown option names raise and list the valid ones."""
     valid = list(valid)
