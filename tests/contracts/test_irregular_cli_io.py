@@ -450,3 +450,35 @@ def test_cli_every_estimation_option_reaches_the_estimator(tmp_path: Path) -> No
     assert saved.config["bounds"] == {"sigma[x1, x1]": [-math.inf, math.inf]}
     for key in ("start", "rng", "hessian", "covariance", "optimizer", "center_moments"):
         assert saved.config[key] == options[key]
+
+
+def test_entry_with_asymmetric_partial_ownership_satisfies_hand_foc() -> None:
+    """An incumbent ('f0') holds a 0.6 weight on a new firm's profits, not the reverse (an
+    asymmetric kappa), on shuffled logit rows. Reference: the FOC written out by hand,
+    s_j + sum_k O_jk (p_k - c_k) ds_k/dp_j = 0 with O_jk = kappa(firm_j, firm_k) and logit
+    derivatives ds_k/dp_j = alpha s_j (1{j=k} - s_k) (max |FOC| < 1e-10; the transposed O
+    leaves a residual of order 1e-3, so orientation is checked); markets without entrants keep
+    their observed prices (1e-12)."""
+    sim = bd.simulate(markets=3, products=4, firms=2, pricing="bertrand", rng=11)
+    products = sim.products.assign(firm_ids="f" + sim.products.firm_ids.astype(str))
+    products = products.sample(frac=1, random_state=0).reset_index(drop=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = bd.estimate_logit(products, linear="1 + prices + x1 + x2",
+                                    instruments=["w1", "w2"])
+    alpha = float(results.summary().body.loc["prices", "estimate"])
+    new = pd.DataFrame({"market_ids": [1, 1], "firm_ids": ["new", "new"], "x1": [0.3, 1.0],
+                        "x2": [0.1, 0.0], "costs": [1.5, 1.2]})
+    kappa = {("f0", "new"): 0.6}
+    cf = bd.simulate_entry(results, new, kappa=kappa)
+    markets = np.r_[products.market_ids, new.market_ids]
+    firms = np.r_[products.firm_ids, new.firm_ids]
+    in_market = markets == 1
+    s, p, c, f = cf.shares[in_market], cf.prices[in_market], cf.costs[in_market], firms[in_market]
+    ownership = np.array([[1.0 if a == b else kappa.get((a, b), 0.0) for b in f] for a in f])
+    jacobian = alpha * (np.diag(s) - np.outer(s, s))
+    assert np.abs(s + (ownership * jacobian) @ (p - c)).max() < 1e-10
+    assert np.abs(s + (ownership.T * jacobian) @ (p - c)).max() > 1e-4
+    others = products.market_ids.to_numpy() != 1
+    np.testing.assert_allclose(cf.prices[:len(products)][others],
+                               products.prices.to_numpy()[others], rtol=1e-12)
