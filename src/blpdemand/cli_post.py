@@ -138,7 +138,7 @@ def merger(spec: Spec, results: Any, report: Report, products: pd.DataFrame) -> 
                                  f"firms = [a, b] (a merger) or firm_ids = {{old = new}}")
     column = products[spec.columns.get("firm_ids", "firm_ids")]
     if "firms" in options:
-        outcome = simulate_merger(results, list(options["firms"]))
+        outcome = simulate_merger(results, [_like(column, f) for f in options["firms"]])
     else:
         mapping = {_like(column, k): _like(column, v)
                    for k, v in dict(options["firm_ids"]).items()}

@@ -482,3 +482,40 @@ def test_entry_with_asymmetric_partial_ownership_satisfies_hand_foc() -> None:
     others = products.market_ids.to_numpy() != 1
     np.testing.assert_allclose(cf.prices[:len(products)][others],
                                products.prices.to_numpy()[others], rtol=1e-12)
+
+
+@pytest.mark.parametrize(("ext", "firms"), [("parquet", "[0, 1]"), ("csv", '["0", "1"]')])
+def test_cli_merger_firms_read_as_the_firm_column_type(tmp_path: Path, ext: str,
+                                                       firms: str) -> None:
+    """``merger = {firms = [0, 1]}`` for firm ids stored as strings "0", "1" (Parquet keeps
+    them), and ``firms = ["0", "1"]`` for integer ids (CSV parses them), used to fail after the
+    estimation ("firm(s) [0, 1] are not in the data's firm_ids"), although the firm_ids = {...}
+    form already converted. Reference: simulate_merger on the API's results with ids of the
+    column's own type (1e-10)."""
+    from blpdemand.results.counterfactual import simulate_merger
+
+    if ext == "parquet":
+        pytest.importorskip("pyarrow")
+    sim = bd.simulate(markets=4, products=4, firms=3, pricing="bertrand", rng=11)
+    products = sim.products.sample(frac=1, random_state=0).reset_index(drop=True)
+    if ext == "parquet":
+        products = products.assign(firm_ids=products.firm_ids.astype(str))
+        products.to_parquet(tmp_path / "products.parquet")
+    else:
+        products.to_csv(tmp_path / "products.csv", index=False)
+    (tmp_path / "spec.toml").write_text(
+        f'[data]\nproducts = "products.{ext}"\n[model]\nlinear = "1 + prices + x1 + x2"\n'
+        f'[instruments]\ncolumns = ["w1", "w2"]\n[post]\nmerger = {{firms = {firms}}}\n',
+        encoding="utf-8")
+    code, err = _cli(["logit", str(tmp_path / "spec.toml"), "--output", str(tmp_path / "out"),
+                      "--quiet"])
+    assert code == 0, err
+    saved = load_results(tmp_path / "out" / "results.json")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        api = bd.estimate_logit(products, linear="1 + prices + x1 + x2", instruments=["w1", "w2"])
+    ids = ["0", "1"] if ext == "parquet" else [0, 1]
+    merged = simulate_merger(api, ids)
+    change = saved.post_estimation["merger"]["mean_price_change_percent"]
+    np.testing.assert_allclose(change, 100 * np.nanmean(merged.price_changes), rtol=1e-10)
+    assert change > 0
