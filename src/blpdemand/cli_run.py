@@ -59,7 +59,8 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
         warnings.simplefilter("always")
         products = read_table(spec.data["products"], f"[data] products in {spec.path.name}")
         spec, products = _rename_clustering_ids(spec, products)
-        agents = (read_table(spec.data["agents"], f"[data] agents in {spec.path.name}")
+        agents = (agent_markets(spec, read_table(spec.data["agents"],
+                                                 f"[data] agents in {spec.path.name}"))
                   if "agents" in spec.data else None)
         instruments = build_instruments(spec, products, agents)
         refit: dict[str, Any] = {}
@@ -107,6 +108,15 @@ def _rename_clustering_ids(spec: Spec, products: pd.DataFrame) -> tuple[Spec, pd
     columns = {k: v for k, v in spec.columns.items() if k != "clustering_ids"}
     return (dataclasses.replace(spec, columns=columns),
             products.rename(columns={source: "clustering_ids"}))
+
+
+def agent_markets(spec: Spec, agents: pd.DataFrame) -> pd.DataFrame:
+    """``[columns] market_ids = "year"`` names the market column of the agent files too (the
+    library maps product columns only): rename it when the agents have no market_ids."""
+    source = spec.columns.get("market_ids")
+    if source is None or "market_ids" in agents.columns or source not in agents.columns:
+        return agents
+    return agents.rename(columns={source: "market_ids"})
 
 
 def builders() -> dict[str, Callable[..., pd.DataFrame]]:
@@ -189,8 +199,8 @@ def _blp(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None, instru
         else:
             options = dict(spec.integration)
         if isinstance(options.get("demographics_data"), Path):
-            options["demographics_data"] = read_table(options["demographics_data"],
-                                                      f"[integration] in {spec.path.name}")
+            options["demographics_data"] = agent_markets(spec, read_table(
+                options["demographics_data"], f"[integration] in {spec.path.name}"))
         check_keys(options, keyword_names(Integration), "[integration]", spec.path.name)
         check_types(options, Integration, "[integration]", spec.path.name)
         if "kind" not in options or "size" not in options:

@@ -519,3 +519,39 @@ def test_cli_merger_firms_read_as_the_firm_column_type(tmp_path: Path, ext: str,
     change = saved.post_estimation["merger"]["mean_price_change_percent"]
     np.testing.assert_allclose(change, 100 * np.nanmean(merged.price_changes), rtol=1e-10)
     assert change > 0
+
+
+def test_cli_market_column_mapping_applies_to_the_agent_file(tmp_path: Path) -> None:
+    """``[columns] market_ids = "year"`` with an agent file whose market column is also "year"
+    used to fail ("agent data has no column(s) ['market_ids']"), with no way to map it from the
+    spec. Reference: bd.estimate with columns={"market_ids": "year"} and the agents' column
+    renamed by hand, on the same shuffled files (1e-10)."""
+    sim = bd.simulate(markets=4, products=4, firms=2, pricing="bertrand", rng=2,
+                      sigma={"x1": 0.5}, draws=40)
+    assert sim.agents is not None
+    products = sim.products.rename(columns={"market_ids": "year"}).assign(
+        w12=sim.products.w1 * sim.products.w2).sample(frac=1, random_state=4)
+    agents = sim.agents.rename(columns={"market_ids": "year"}).sample(frac=1, random_state=5)
+    products.to_csv(tmp_path / "products.csv", index=False)
+    agents.to_csv(tmp_path / "agents.csv", index=False)
+    spec = SPEC.format(ext="csv").split("[estimation]")[0].replace(
+        'columns = ["w1", "w2"]', 'columns = ["w1", "w2", "w12"]').replace(
+        "[model]", '[columns]\nmarket_ids = "year"\n[model]')
+    (tmp_path / "spec.toml").write_text(spec + "[post]\nelasticities = true\nmarket = 2\n",
+                                        encoding="utf-8")
+    code, err = _cli(["estimate", str(tmp_path / "spec.toml"), "--output", str(tmp_path / "out"),
+                      "--quiet"])
+    assert code == 0, err
+    saved = load_results(tmp_path / "out" / "results.json")
+    problem = bd.Problem(pd.read_csv(tmp_path / "products.csv"), linear="1 + prices + x1 + x2",
+                         nonlinear="0 + x1", columns={"market_ids": "year"},
+                         agents=pd.read_csv(tmp_path / "agents.csv").rename(
+                             columns={"year": "market_ids"}), instruments=["w1", "w2", "w12"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        api = bd.estimate(problem, sigma=[[0.5]])
+    body = api.summary().body
+    np.testing.assert_allclose(saved.estimates[body.index], body["estimate"], rtol=1e-10)
+    np.testing.assert_allclose(saved.tables["elasticities_market_2"].body.to_numpy(dtype=float),
+                               compute_elasticities(api).table(2).body.to_numpy(dtype=float),
+                               rtol=1e-10)
