@@ -555,3 +555,20 @@ def test_cli_market_column_mapping_applies_to_the_agent_file(tmp_path: Path) -> 
     np.testing.assert_allclose(saved.tables["elasticities_market_2"].body.to_numpy(dtype=float),
                                compute_elasticities(api).table(2).body.to_numpy(dtype=float),
                                rtol=1e-10)
+
+
+def test_simulate_refuses_a_characteristic_named_costs_under_bertrand() -> None:
+    """With pricing="bertrand" the marginal costs are written to a 'costs' column; a
+    characteristic named 'costs' in beta was silently overwritten by them, so the returned data
+    no longer matched the truth (delta built from one column, the frame holding another).
+    Reference: the rule-priced simulation keeps such a characteristic, and its shares are the
+    logit closed form of the returned columns (1e-12)."""
+    from blpdemand.errors import SpecificationError
+
+    with pytest.raises(SpecificationError, match="costs"):
+        bd.simulate(markets=2, products=3, beta={"1": -0.5, "costs": 1.0}, pricing="bertrand")
+    sim = bd.simulate(markets=2, products=3, beta={"1": -0.5, "costs": 1.0}, rng=1)
+    frame = sim.products
+    delta = -0.5 + frame["costs"] - frame["prices"] + frame["xi"]
+    expected = np.exp(delta) / (1 + np.exp(delta).groupby(frame["market_ids"]).transform("sum"))
+    np.testing.assert_allclose(frame["shares"], expected, rtol=1e-12)

@@ -120,9 +120,10 @@ def simulate(*, markets: int = 50, products: int = 10, firms: int = 3,
     names = [n for n in beta if n != "1"]
     for n in names:
         if n in ("prices", "shares", "market_ids", "product_ids", "firm_ids", "xi") or \
-                n.startswith("w") and n[1:].isdigit():
+                n.startswith("w") and n[1:].isdigit() or n == "costs" and pricing == "bertrand":
             raise SpecificationError(f"beta name {n!r} clashes with a reserved or cost-shifter "
-                                     "column; use names like 'x1', 'size'")
+                                     "column (or 'costs', the marginal costs of pricing="
+                                     "'bertrand'); use names like 'x1', 'size'")
     x = gen.standard_normal((T, J, len(names)))
     w = gen.uniform(size=(T, J, cost_shifters))
     gamma_arr = np.ones(cost_shifters) if gamma is None else np.asarray(gamma, dtype=np.float64)
