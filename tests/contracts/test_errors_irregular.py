@@ -341,3 +341,13 @@ def test_object_ids_of_one_type_are_fine(products: pd.DataFrame) -> None:
     odd = products.assign(market_ids=[(int(m), "q") for m in products["market_ids"]])
     np.testing.assert_allclose(_fit(odd).params.to_numpy(), _hand_2sls(products), rtol=1e-8,
                                atol=1e-10)
+
+
+def test_census_draw_without_a_market(products: pd.DataFrame) -> None:
+    # a census row with a NaN market was silently dropped
+    rng = np.random.default_rng(0)
+    census = pd.DataFrame({"market_ids": np.repeat(products["market_ids"].unique(), 30)
+                           .astype(float), "income": rng.normal(size=180)})
+    census.loc[4, "market_ids"] = np.nan
+    with pytest.raises(DataError, match=r"'market_ids' has 1 missing value.*row 4"):
+        bd.Integration("halton", size=10, rng=0, demographics_data=census)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import numpy as np
 
 from blpdemand._types import AnyArray, FloatArray
-from blpdemand.errors import SpecificationError
+from blpdemand.errors import DataError, SpecificationError
 from blpdemand.integration.agents import build_agent_frame
 from blpdemand.integration.monte_carlo import monte_carlo
 from blpdemand.integration.quadrature import product_rule
@@ -108,6 +108,11 @@ class Integration:
                 raise SpecificationError(
                     "demographics_data has no 'market_ids' column; add the market of each "
                     "demographic draw")
+            missing = self.demographics_data["market_ids"].isna().to_numpy()
+            if missing.any():
+                raise DataError(f"demographics_data column 'market_ids' has {int(missing.sum())} "
+                                f"missing value(s) (first at row {int(missing.argmax())}); every "
+                                "demographic draw needs a market")
 
     # ------------------------------------------------------------------ nodes
     @property
