@@ -30,7 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in SPEC_COMMANDS:
         return run_command(args)
     if args.command == "demo":
-        return _demo(args)
+        from blpdemand.errors import BLPDemandError
+
+        try:
+            return _demo(args)
+        except BLPDemandError as exc:  # e.g. --products 1: one line and status 2, as estimate
+            print(f"blpdemand demo: error: {' '.join(str(exc).split())}", file=sys.stderr)
+            return 2
     print(f"command {args.command!r} is not implemented yet", file=sys.stderr)
     return 2
 

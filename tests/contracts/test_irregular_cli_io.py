@@ -572,3 +572,14 @@ def test_simulate_refuses_a_characteristic_named_costs_under_bertrand() -> None:
     delta = -0.5 + frame["costs"] - frame["prices"] + frame["xi"]
     expected = np.exp(delta) / (1 + np.exp(delta).groupby(frame["market_ids"]).transform("sum"))
     np.testing.assert_allclose(frame["shares"], expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("arguments", [["--products", "1"], ["--markets", "0"]])
+def test_cli_demo_bad_sizes_are_one_line_errors(arguments: list[str]) -> None:
+    """``blpdemand demo --products 1`` printed a Python traceback; like estimate and logit it now
+    prints one line naming the option and exits with status 2. Reference: the library's own
+    SpecificationError message for the same values (bd.simulate / run_demo)."""
+    code, err = _cli(["demo", *arguments])
+    assert code == 2
+    assert err.startswith("blpdemand demo: error: ") and "Traceback" not in err
+    assert arguments[0].removeprefix("--") + "=" in err and len(err.strip().splitlines()) == 1
