@@ -23,7 +23,7 @@ import blpdemand as bd
 from blpdemand.cli import main
 from blpdemand.results.costs import compute_costs
 from blpdemand.results.elasticities import compute_elasticities, own_elasticity_summary
-from blpdemand.results.io import load_results, save_results
+from blpdemand.results.io import SavedResults, load_results, save_results
 from blpdemand.results.tables import Table
 
 
@@ -583,3 +583,22 @@ def test_cli_demo_bad_sizes_are_one_line_errors(arguments: list[str]) -> None:
     assert code == 2
     assert err.startswith("blpdemand demo: error: ") and "Traceback" not in err
     assert arguments[0].removeprefix("--") + "=" in err and len(err.strip().splitlines()) == 1
+
+
+def test_results_tables_with_nullable_columns_load_back(tmp_path: Path) -> None:
+    """A table with pandas' nullable Int64 / Float64 / boolean columns holding pd.NA was saved
+    (NA written as the string '<NA>') but load_results then crashed with "invalid literal for
+    int()" (and a boolean NA would have become False). Reference: the table as built here;
+    values, dtypes and the LaTeX/HTML renderings come back equal."""
+    body = pd.DataFrame({"n": pd.array([1, None, 3], dtype="Int64"),
+                         "f": pd.array([1.5, None, -np.inf], dtype="Float64"),
+                         "b": pd.array([True, None, False], dtype="boolean"),
+                         "x": [0.5, np.nan, 2.0]}, index=pd.Index(["a", "b", "c"], name="row"))
+    table = Table(title="nullable", body=body)
+    p = pd.DataFrame({"group": ["beta"], "estimate": [1.0], "std_error": [np.nan]},
+                     index=pd.Index(["prices"]))
+    path = save_results(SavedResults(kind="logit", parameters=p), tmp_path / "r.json",
+                        tables={"nullable": table})
+    loaded = load_results(path).tables["nullable"]
+    pd.testing.assert_frame_equal(loaded.body, body)
+    assert loaded.to_latex() == table.to_latex() and loaded.to_html() == table.to_html()

@@ -25,6 +25,8 @@ Schema (``schema_version`` 1), one JSON object::
         "summary": {"title": ..., "index_name": ..., "index": [...], "columns": [...],
                     "columns_name": ... (optional, the columns' axis name),
                     "dtypes": [...], "data": [[...], ...], "notes": [...], "digits": 4}}
+                    (dtypes: "float", "int", "bool", "object", or "Int64" / "Float64" /
+                    "boolean" for nullable columns whose missing values are null)
     }
 
 Numbers are JSON numbers written with Python's shortest round-trip repr, so floats read back
@@ -244,6 +246,8 @@ def table_from_json(record: Mapping[str, Any]) -> Table:
             body[name] = np.array(values, dtype=np.int64)
         elif kind == "bool":
             body[name] = np.array(values, dtype=bool)
+        elif kind in ("Int64", "Float64", "boolean"):  # null is pd.NA
+            body[name] = pd.array(values, dtype=kind)
         else:
             body[name] = pd.array(values, dtype=object)
     index = pd.Index([_decode(v) for v in record["index"]], name=record.get("index_name"))
@@ -261,12 +265,13 @@ def _label(name: Any) -> Any:
 
 
 def _kind(column: pd.Series) -> str:
+    missing = bool(column.isna().any())  # nullable Int64/boolean columns holding pd.NA
     if pd.api.types.is_bool_dtype(column):
-        return "bool"
+        return "boolean" if missing else "bool"
     if pd.api.types.is_integer_dtype(column):
-        return "int"
+        return "Int64" if missing else "int"
     if pd.api.types.is_float_dtype(column):
-        return "float"
+        return "Float64" if missing and str(column.dtype) == "Float64" else "float"
     return "object"
 
 
@@ -302,9 +307,11 @@ def jsonable(value: Any) -> Any:
 
 
 def _encode(value: Any) -> Any:
-    """A JSON scalar: Python numbers, non-finite floats as strings."""
+    """A JSON scalar: Python numbers, non-finite floats as strings, pd.NA / NaT as null."""
     if value is None or isinstance(value, str):
         return value
+    if value is pd.NA or value is pd.NaT:
+        return None
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (int, np.integer)):
