@@ -351,3 +351,24 @@ def test_census_draw_without_a_market(products: pd.DataFrame) -> None:
     census.loc[4, "market_ids"] = np.nan
     with pytest.raises(DataError, match=r"'market_ids' has 1 missing value.*row 4"):
         bd.Integration("halton", size=10, rng=0, demographics_data=census)
+
+
+def test_per_product_series_in_another_row_order(sim: bd.SimulatedMarkets) -> None:
+    # costs, taxes and firm ids are read by position: a Series carrying the product labels in
+    # another order paired the wrong rows silently. Aligned Series give the array's result
+    # exactly.
+    shuffled = sim.products.sample(frac=1.0, random_state=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BLPDemandWarning)
+        fit = bd.estimate_logit(shuffled, linear=sim.linear, instruments=list(sim.instruments))
+        costs = pd.Series(bd.compute_costs(fit), index=shuffled.index)
+        with pytest.raises(DataError, match="costs has the product data's index labels"):
+            bd.compute_prices(fit, costs=costs.sort_index())
+        with pytest.raises(DataError, match="unit_tax has the product data's index labels"):
+            bd.compute_prices(fit, unit_tax=sim.products["x1"])
+        with pytest.raises(DataError, match="firm_ids has the product data's index labels"):
+            bd.compute_markups(fit, firm_ids=shuffled["firm_ids"].sort_index())
+        np.testing.assert_array_equal(bd.compute_markups(fit, firm_ids=shuffled["firm_ids"]),
+                                      bd.compute_markups(fit))
+        np.testing.assert_array_equal(bd.compute_prices(fit, costs=costs).prices,
+                                      bd.compute_prices(fit, costs=costs.to_numpy()).prices)

@@ -15,6 +15,7 @@ import pandas as pd
 from blpdemand._types import FloatArray, IntArray
 from blpdemand.data.markets import MarketIndex, sort_by_market
 from blpdemand.data.validation import (
+    check_aligned,
     check_id_types,
     check_options,
     check_shares,
@@ -44,6 +45,13 @@ class ProductData:
     markets: MarketIndex
     order: IntArray
     shares: FloatArray = field(repr=False)
+    index: pd.Index | None = field(default=None, repr=False)
+
+    def check_aligned(self, values: object, *, what: str) -> None:
+        """Per-product values are read by position: refuse a Series/DataFrame whose index holds
+        the user's product labels in another order (it would pair the wrong rows)."""
+        if self.index is not None and isinstance(values, (pd.Series, pd.DataFrame)):
+            check_aligned(values.index, self.index, what=what)
 
     @property
     def N(self) -> int:
@@ -130,4 +138,4 @@ def load_products(data: pd.DataFrame, *, columns: Mapping[str, str] | None = Non
     check_shares(shares, frame["market_ids"].to_numpy())
     if "product_ids" in frame.columns:
         check_unique_products(frame, "market_ids", "product_ids")
-    return ProductData(frame=frame, markets=markets, order=order, shares=shares)
+    return ProductData(frame=frame, markets=markets, order=order, shares=shares, index=data.index)

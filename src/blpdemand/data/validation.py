@@ -133,6 +133,17 @@ def check_id_types(frame: pd.DataFrame, column: str, *, what: str = "product dat
                         "column to one type (e.g. .astype(str))")
 
 
+def check_aligned(given: pd.Index, products: pd.Index, *, what: str) -> None:
+    """Refuse values indexed by the products' (unique) labels in a different order."""
+    if (given.equals(products) or not given.is_unique or not products.is_unique
+            or len(given) != len(products)):
+        return
+    if given.sort_values().equals(products.sort_values()):
+        raise DataError(f"{what} has the product data's index labels in another order, but it is "
+                        "read by position: align it with .reindex(products.index), or pass "
+                        ".to_numpy() if its rows already follow the product rows")
+
+
 def check_options(given: Iterable[str], valid: Iterable[str], *, what: str) -> None:
     """Unknown option names raise and list the valid ones."""
     valid = list(valid)

@@ -72,7 +72,7 @@ class Problem:
             X2 = build_matrix(nonlinear, data.frame, what="nonlinear formula")
         else:
             X2 = DesignMatrix(values=np.zeros((data.N, 0)), names=())
-        excluded = _instrument_matrix(instruments, data, products.index)
+        excluded = _instrument_matrix(instruments, data)
         exogenous = [k for k, n in enumerate(X1.names) if n not in endogenous]
         ZD = DesignMatrix(values=np.column_stack([X1.values[:, exogenous], excluded.values]),
                           names=tuple(X1.names[k] for k in exogenous) + excluded.names)
@@ -166,8 +166,7 @@ class Problem:
         return self.fixed_effects.residualize(values) if self.fixed_effects else np.asarray(values)
 
 
-def _instrument_matrix(instruments: InstrumentsLike, data: ProductData,
-                       index: pd.Index | None = None) -> DesignMatrix:
+def _instrument_matrix(instruments: InstrumentsLike, data: ProductData) -> DesignMatrix:
     """Excluded instruments: column names, a DataFrame/array in the user's row order, or a list.
 
     Frames and Series are read by position; one whose (unique) index holds the products' labels
@@ -190,7 +189,7 @@ def _instrument_matrix(instruments: InstrumentsLike, data: ProductData,
         elif isinstance(item, pd.DataFrame):
             if len(item) != data.N:
                 raise DataError(f"instrument frame has {len(item)} rows, product data {data.N}")
-            _check_aligned(item.index, index)
+            data.check_aligned(item, what="instrument frame")
             try:
                 values = item.to_numpy(dtype=np.float64)
             except (TypeError, ValueError) as exc:
@@ -202,8 +201,7 @@ def _instrument_matrix(instruments: InstrumentsLike, data: ProductData,
             blocks.append(data.sort(values))
             names.extend(str(c) for c in item.columns)
         else:
-            if isinstance(item, pd.Series):
-                _check_aligned(item.index, index)
+            data.check_aligned(item, what="instrument Series")
             values = _instrument_array(item, data.N)
             if values.shape[0] != data.N:
                 raise DataError(f"instrument array has {values.shape[0]} rows, product data {data.N}")
@@ -218,18 +216,6 @@ def _instrument_matrix(instruments: InstrumentsLike, data: ProductData,
         dup = [n for n in names if names.count(n) > 1][0]
         raise SpecificationError(f"instrument {dup!r} is given more than once")
     return DesignMatrix(values=np.column_stack(blocks), names=tuple(names))
-
-
-def _check_aligned(given: pd.Index, products: pd.Index | None) -> None:
-    """Refuse instruments indexed by the products' labels in a different order."""
-    if (products is None or given.equals(products) or not given.is_unique
-            or not products.is_unique or len(given) != len(products)):
-        return
-    if given.sort_values().equals(products.sort_values()):
-        raise DataError("instrument frame/Series has the product data's index labels in another "
-                        "order, but instruments are read by position: align it with "
-                        ".reindex(products.index), or pass .to_numpy() if its rows already follow "
-                        "the product rows")
 
 
 def _instrument_array(item: Any, N: int) -> FloatArray:

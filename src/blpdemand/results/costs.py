@@ -25,6 +25,7 @@ Kappa = Mapping[tuple[object, object], float]
 def per_product(fitted: FittedDemand, values: Any, what: str) -> FloatArray:
     """A user-order (N,) array (or scalar) -> sorted order, checked finite."""
     N = fitted.problem.N
+    fitted.problem.products.check_aligned(values, what=what)
     try:
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -45,6 +46,7 @@ def firm_ids_sorted(fitted: FittedDemand, firm_ids: Any = None) -> AnyArray:
         if not products.has("firm_ids"):
             raise DataError("product data have no 'firm_ids' column; pass firm_ids= or ownership=")
         return _no_missing_firms(products.array("firm_ids"), "product data's 'firm_ids'")
+    products.check_aligned(firm_ids, what="firm_ids")
     firm_ids = np.asarray(firm_ids)
     if firm_ids.shape != (products.N,):
         raise DataError(f"firm_ids must have one value per product ({products.N}), got shape {firm_ids.shape}")
