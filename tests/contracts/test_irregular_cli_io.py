@@ -602,3 +602,29 @@ def test_results_tables_with_nullable_columns_load_back(tmp_path: Path) -> None:
     loaded = load_results(path).tables["nullable"]
     pd.testing.assert_frame_equal(loaded.body, body)
     assert loaded.to_latex() == table.to_latex() and loaded.to_html() == table.to_html()
+
+
+def test_entry_from_truth_on_shuffled_products_and_agents() -> None:
+    """Random coefficients on prices and x1, the simulation's own parameters, products and
+    agents shuffled. References: the incumbents' implied marginal costs equal the simulator's
+    true costs row for row in the shuffled order (1e-10: prices are the Bertrand equilibrium of
+    exactly this demand), and the entry equilibrium equals the unshuffled one (1e-12)."""
+    import dataclasses
+
+    from blpdemand.results.counterfactual import fitted_from_truth
+
+    sim = bd.simulate(markets=3, products=4, firms=2, pricing="bertrand", rng=2,
+                      sigma={"prices": 0.3, "x1": 1.0}, draws=200)
+    assert sim.agents is not None
+    order = np.random.default_rng(0).permutation(len(sim.products))
+    shuffled = dataclasses.replace(
+        sim, products=sim.products.iloc[order].reset_index(drop=True),
+        agents=sim.agents.sample(frac=1, random_state=1).reset_index(drop=True))
+    new = pd.DataFrame({"market_ids": [1, 2], "firm_ids": [0, 9], "x1": [0.5, -0.3],
+                        "x2": [0.0, 1.0], "costs": [2.0, 1.5], "xi": [0.1, -0.1]})
+    sorted_cf = bd.simulate_entry(fitted_from_truth(sim), new)
+    cf = bd.simulate_entry(fitted_from_truth(shuffled), new)
+    N = len(order)
+    np.testing.assert_allclose(cf.costs[:N], shuffled.products["costs"], rtol=1e-10)
+    np.testing.assert_allclose(cf.prices[:N][np.argsort(order)], sorted_cf.prices[:N], rtol=1e-12)
+    np.testing.assert_allclose(cf.prices[N:], sorted_cf.prices[N:], rtol=1e-12)
