@@ -40,6 +40,9 @@ def test_unknown_options_and_bad_bounds_are_named(problem: bd.Problem) -> None:
         bd.EstimationConfig(method="3s")
     with pytest.raises(SpecificationError, match="clusters"):
         bd.EstimationConfig(covariance="clustered")
+    for seed in (-1, 1.5, "0"):
+        with pytest.raises(SpecificationError, match="rng="):
+            bd.EstimationConfig(rng=seed)  # type: ignore[arg-type]
     config = bd.EstimationConfig(bounds={"sigma[x1, x1]": (0.0, 0.4)})
     with pytest.raises(SpecificationError, match=r"sigma\[x1, x1\]"):
         bd.estimate(problem, sigma=[0.5], config=config)

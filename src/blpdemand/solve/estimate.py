@@ -105,6 +105,9 @@ class EstimationConfig:
             raise SpecificationError(f"gtol={self.gtol!r} must be a positive number")
         if int(self.max_iterations) < 1 or int(self.starts) < 0:
             raise SpecificationError("max_iterations must be >= 1 and starts >= 0")
+        if self.rng is not None and not (np.issubdtype(type(self.rng), np.integer)
+                                         and int(self.rng) >= 0):
+            raise SpecificationError(f"rng={self.rng!r} must be a non-negative integer seed or None")
         if not np.issubdtype(type(self.workers), np.integer) or self.workers < 1:  # bool is not
             raise SpecificationError(f"workers={self.workers!r} must be an integer >= 1 (threads)")
         if "clustered" in (self.weighting, self.covariance) and self.clusters is None:
