@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pyblp
 import pytest
+from pair_agents import assert_pair_agents_match_pyblp
 from scipy import stats
 
 import blpdemand as bd
@@ -74,25 +75,5 @@ def test_problem_agents_match_pyblp_product_rule_with_demographics(
     # Nevo (2000) cereal data, K2 = 4, a 2-point product rule (16 nodes per market), paired with
     # the first 16 of the market's 20 demographic rows, as PyBLP pairs agent data with a rule.
     # Nodes, weights and demographics agree to 1e-14 after sorting by market.
-    demographics = "income + income_squared + age + child"
-    instruments = [c for c in nevo_products.columns if c.startswith("demand_instruments")]
-    draws = nevo_agents[["market_ids", "income", "income_squared", "age", "child"]]
-    rule = bd.Integration("product", 2, demographics_data=draws, pairing="pair")
-    ours = bd.Problem(nevo_products, linear="prices", nonlinear="1 + prices + sugar + mushy",
-                      demographics=demographics, agents=rule, absorb="C(product_ids)",
-                      instruments=instruments).agents
-    with np.errstate(all="ignore"):
-        theirs = pyblp.Problem(
-            (pyblp.Formulation("0 + prices", absorb="C(product_ids)"),
-             pyblp.Formulation("1 + prices + sugar + mushy")),
-            nevo_products, pyblp.Formulation("0 + " + demographics), nevo_agents,
-            integration=pyblp.Integration("product", 2)).agents
-    order = np.argsort(np.asarray(theirs.market_ids).ravel(), kind="stable")
-    assert ours.I == len(order) == 94 * 16
-    np.testing.assert_array_equal(ours.markets.ids[ours.markets.codes],
-                                  np.asarray(theirs.market_ids).ravel()[order])
-    np.testing.assert_allclose(ours.nodes, np.asarray(theirs.nodes)[order], rtol=0, atol=1e-14)
-    np.testing.assert_allclose(ours.weights, np.asarray(theirs.weights).ravel()[order],
-                               rtol=0, atol=1e-14)
-    np.testing.assert_allclose(ours.demographics, np.asarray(theirs.demographics)[order],
-                               rtol=0, atol=1e-14)
+    assert_pair_agents_match_pyblp(nevo_products, nevo_agents,
+                                   ["income", "income_squared", "age", "child"], 2, 16)

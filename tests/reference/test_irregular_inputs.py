@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from pair_agents import assert_pair_agents_match_pyblp
 from scipy.optimize import least_squares
 
 import blpdemand as bd
@@ -509,28 +510,7 @@ def test_pair_pairing_equals_pyblp_on_shuffled_uneven_agent_data(
             for i in rng.choice(g.index, rng.integers(0, 5), replace=False)]
     agents = nevo_agents.drop(index=drop).sample(frac=1.0, random_state=3)
     products = nevo_products.sample(frac=1.0, random_state=4)
-    demographics = "income + age"
-    instruments = [c for c in products.columns if c.startswith("demand_instruments")]
-    rule = bd.Integration("product", 2, demographics_data=agents[["market_ids", "income", "age"]],
-                          pairing="pair")
-    ours = bd.Problem(products, linear="prices", nonlinear="1 + prices + sugar + mushy",
-                      demographics=demographics, agents=rule, absorb="C(product_ids)",
-                      instruments=instruments).agents
-    with np.errstate(all="ignore"):
-        theirs = pyblp.Problem(
-            (pyblp.Formulation("0 + prices", absorb="C(product_ids)"),
-             pyblp.Formulation("1 + prices + sugar + mushy")),
-            products, pyblp.Formulation("0 + " + demographics), agents,
-            integration=pyblp.Integration("product", 2)).agents
-    order = np.argsort(np.asarray(theirs.market_ids).ravel(), kind="stable")
-    assert ours.I == len(order) == 94 * 16
-    np.testing.assert_array_equal(ours.markets.ids[ours.markets.codes],
-                                  np.asarray(theirs.market_ids).ravel()[order])
-    np.testing.assert_allclose(ours.nodes, np.asarray(theirs.nodes)[order], rtol=0, atol=1e-14)
-    np.testing.assert_allclose(ours.weights, np.asarray(theirs.weights).ravel()[order],
-                               rtol=0, atol=1e-14)
-    np.testing.assert_allclose(ours.demographics, np.asarray(theirs.demographics)[order],
-                               rtol=0, atol=1e-14)
+    assert_pair_agents_match_pyblp(products, agents, ["income", "age"], 2, 16)
 
 
 @pytest.mark.parametrize("version", ["local", "quadratic"])
