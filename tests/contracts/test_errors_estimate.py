@@ -26,7 +26,7 @@ from blpdemand.solve.contraction import solve_delta
 from blpdemand.solve.fixed_point import FixedPointConfig
 
 FAST = {"hessian": False, "max_iterations": 50}
-SLOW_INNER = FixedPointConfig(max_evaluations=300)  # market 3 below needs far more
+SLOW_INNER = FixedPointConfig(method="squarem", max_evaluations=300)  # market 3 needs far more (SQUAREM)
 
 
 @pytest.fixture(scope="module")

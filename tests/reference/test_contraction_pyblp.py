@@ -16,6 +16,7 @@ import pytest
 
 from blpdemand import Problem
 from blpdemand.solve.contraction import solve_delta
+from blpdemand.solve.fixed_point import FixedPointConfig
 
 pyblp = pytest.importorskip("pyblp")
 pyblp.options.verbose = False
@@ -41,14 +42,17 @@ def pyblp_order(layout, sigma, pi):
 
 
 def compare(problem, layout, theta, results, sigma, pi):
-    ours = solve_delta(problem, layout, theta, jacobian=True)
-    assert ours.converged
-    delta = problem.products.sort(np.asarray(results.delta).ravel())
-    assert np.max(np.abs(ours.delta - delta)) < 1e-10
-    theirs = problem.products.sort(np.asarray(results.xi_by_theta_jacobian))
-    theirs = theirs[:, pyblp_order(layout, sigma, pi)]
-    scale = np.max(np.abs(theirs), axis=0)
-    assert np.all(np.max(np.abs(ours.jacobian - theirs), axis=0) <= 1e-8 * scale)
+    # delta by the compiled per-market Anderson (the default) and by the numpy block solvers
+    for compiled in (True, False):
+        ours = solve_delta(problem, layout, theta, jacobian=True,
+                           config=FixedPointConfig(compiled=compiled))
+        assert ours.converged
+        delta = problem.products.sort(np.asarray(results.delta).ravel())
+        assert np.max(np.abs(ours.delta - delta)) < 1e-10
+        theirs = problem.products.sort(np.asarray(results.xi_by_theta_jacobian))
+        theirs = theirs[:, pyblp_order(layout, sigma, pi)]
+        scale = np.max(np.abs(theirs), axis=0)
+        assert np.all(np.max(np.abs(ours.jacobian - theirs), axis=0) <= 1e-8 * scale)
 
 
 def test_nevo_delta_and_jacobian_match_pyblp(nevo_products, nevo_agents):

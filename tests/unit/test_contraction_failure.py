@@ -26,12 +26,15 @@ def nevo(nevo_products, nevo_agents):
     return problem, layout
 
 
-@pytest.mark.parametrize("method", ["squarem", "simple", "anderson", "newton"])
-def test_absurd_sigma_reports_every_market(nevo, method):
+@pytest.mark.parametrize("method, compiled", [("squarem", True), ("simple", True),
+                                              ("anderson", True), ("anderson", False),
+                                              ("newton", True), ("auto", True)])
+def test_absurd_sigma_reports_every_market(nevo, method, compiled):
     # Reference: exp(1e5 * nu * x) overflows in every market (hand reasoning): all 94 fail.
     problem, layout = nevo
     result = solve_delta(problem, layout, np.full(4, 1e5),
-                         config=FixedPointConfig(method=method, max_evaluations=200))
+                         config=FixedPointConfig(method=method, max_evaluations=200,
+                                                 compiled=compiled))
     assert not result.converged
     assert result.status is FixedPointStatus.NONFINITE
     assert sorted(result.failed_markets.tolist()) == sorted(problem.products.markets.ids.tolist())
@@ -74,9 +77,12 @@ def test_config_rejects_unknown_options():
         FixedPointConfig(on_failure="ignore")  # type: ignore[arg-type]
     with pytest.raises(SpecificationError, match="tol"):
         FixedPointConfig(tol=0.0)
+    with pytest.raises(SpecificationError, match="compiled"):
+        FixedPointConfig(compiled="yes")  # type: ignore[arg-type]
 
 
-def test_auto_falls_back_to_squarem_where_anderson_stalls(blp_products, blp_agents):
+@pytest.mark.parametrize("compiled", [True, False])
+def test_auto_falls_back_to_squarem_where_anderson_stalls(compiled, blp_products, blp_agents):
     # BLP 1995 at the tutorial's estimates, started from the logit delta minus
     # log(mean_i exp(mu_ij)) (computed here market by market): Anderson alone stalls in some
     # markets and must say so (not converged, finite delta) within a small budget; "auto"
@@ -104,11 +110,12 @@ def test_auto_falls_back_to_squarem_where_anderson_stalls(blp_products, blp_agen
         start[rows] -= np.log(np.exp(mu) @ w / w.sum())
 
     anderson = solve_delta(problem, layout, theta, delta0=start,
-                           config=FixedPointConfig(method="anderson"))
+                           config=FixedPointConfig(method="anderson", compiled=compiled))
     assert not anderson.converged and anderson.failed_markets.size
     assert anderson.iterations < 200  # stopped as stalled, not at the 5,000 budget
     assert np.all(np.isfinite(anderson.delta))
-    auto = solve_delta(problem, layout, theta, delta0=start)
+    auto = solve_delta(problem, layout, theta, delta0=start,
+                       config=FixedPointConfig(compiled=compiled))
     squarem = solve_delta(problem, layout, theta, delta0=start,
                           config=FixedPointConfig(method="squarem"))
     assert auto.converged and squarem.converged

@@ -16,11 +16,14 @@ from blpdemand import Problem
 from blpdemand.solve.contraction import InnerLoop, solve_delta
 from blpdemand.solve.fixed_point import FixedPointConfig, FixedPointStatus
 
-METHODS = ("auto", "squarem", "simple", "anderson", "newton")
+# (method, compiled): Anderson and "auto" run the compiled kernel by default; compiled=False
+# keeps the numpy block solvers (the reference implementation) under test as well.
+METHODS = (("auto", True), ("auto", False), ("squarem", True), ("simple", True),
+           ("anderson", True), ("anderson", False), ("newton", True))
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_zero_sigma_is_logit_closed_form(method, nevo_products, nevo_agents):
+@pytest.mark.parametrize("method, compiled", METHODS)
+def test_zero_sigma_is_logit_closed_form(method, compiled, nevo_products, nevo_agents):
     # Reference: Berry (1994) closed form log s - log s0; tolerance 1e-12 absolute.
     problem = Problem(nevo_products, linear="prices", nonlinear="1 + prices + sugar + mushy",
                       agents=nevo_agents, absorb="C(product_ids)",
@@ -28,16 +31,17 @@ def test_zero_sigma_is_logit_closed_form(method, nevo_products, nevo_agents):
     layout, theta = problem.layout(np.diag([1.0, 1.0, 1.0, 1.0]))
     start = problem.products.logit_delta + 0.3  # start away from the answer
     result = solve_delta(problem, layout, np.zeros_like(theta), delta0=start,
-                         config=FixedPointConfig(method=method))
+                         config=FixedPointConfig(method=method, compiled=compiled))
     assert result.converged and result.status is FixedPointStatus.CONVERGED
     assert np.max(np.abs(result.delta - problem.products.logit_delta)) < 1e-12
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_recovers_simulated_delta_in_padded_blocks(method):
+@pytest.mark.parametrize("method, compiled", METHODS)
+def test_recovers_simulated_delta_in_padded_blocks(method, compiled):
     # Reference: the delta that generated the shares (simulation with known truth); 1e-11.
     problem, layout, theta, truth = simulated()
-    result = solve_delta(problem, layout, theta, config=FixedPointConfig(method=method))
+    result = solve_delta(problem, layout, theta,
+                         config=FixedPointConfig(method=method, compiled=compiled))
     assert result.converged and result.failed_markets.size == 0
     assert np.max(np.abs(result.delta - truth)) < 1e-11
     assert result.max_change < 1e-14

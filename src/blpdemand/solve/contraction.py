@@ -19,11 +19,12 @@ Public API (stable; the estimator builds on it):
   ``loop.jacobian`` at the stored theta reuse exp(mu) too while it fits in ``cache_bytes``.
 
 How it is fast: markets are grouped into dense blocks (T_b, J, I) capped at
-``config.block_bytes`` (see ``model.utility``). For each block, exp(mu) is computed once, the
-block is iterated to convergence while it stays in cache (two batched matrix-vector products
-per step, ``model.shares``; converged markets leave the work set; Anderson on large blocks and
-SQUAREM on small ones by default, see ``solve.fixed_point``), then d delta / d theta is
-computed from the same exp(mu) if asked (``model.derivatives.share_jacobians``). Memory stays at a few blocks, never the whole
+``config.block_bytes`` (see ``model.utility``). For each block, exp(mu) is computed once and
+the block is iterated to convergence while it stays in cache (see ``solve.block_inversion``):
+by default market by market in a compiled Anderson kernel, each market's exp(mu) in L2; or by
+the numpy block solvers, two batched matrix-vector products per step (``model.shares``).
+Then d delta / d theta is computed from the same exp(mu) if asked
+(``model.derivatives.share_jacobians``). Memory stays at a few blocks, never the whole
 problem's exp(mu). Rows are in the problem's sorted order (``problem.products.order``).
 """
 
@@ -43,20 +44,14 @@ from blpdemand.errors import ConvergenceError, ConvergenceWarning, Specification
 from blpdemand.model.derivatives import (
     adjoint_theta_gradient,
     delta_theta_jacobian,
-    share_delta_jacobian,
     share_jacobians,
 )
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
-from blpdemand.model.shares import block_shares, choice_probabilities, shares_from_probabilities
+from blpdemand.model.shares import block_shares
 from blpdemand.model.utility import ExpUtility, MarketBlock, exp_utility, market_blocks
-from blpdemand.solve.fixed_point import (
-    AUTO_CELLS,
-    FixedPointConfig,
-    FixedPointResult,
-    FixedPointStatus,
-    solve_fixed_point,
-)
+from blpdemand.solve.block_inversion import invert_block
+from blpdemand.solve.fixed_point import FixedPointConfig, FixedPointResult, FixedPointStatus
 
 __all__ = ["ContractionResult", "InnerLoop", "compute_shares", "delta_jacobian", "solve_delta"]
 
@@ -97,6 +92,9 @@ class _Block:
     weights: FloatArray  # (T_b, I)
     shares: FloatArray  # (T_b, J), 1 in padded slots
     pad: FloatArray | None  # (T_b, J) 1.0 in padded slots
+    log_shares: FloatArray  # (T_b, J), 0 in padded slots
+    product_sizes: IntArray  # (T_b,) real J_t
+    agent_sizes: IntArray  # (T_b,) real I_t
 
 
 _PREPARED: weakref.WeakKeyDictionary[Problem, dict[tuple[bytes, int], tuple[_Block, ...]]] = (
@@ -124,12 +122,20 @@ def _prepare(problem: Problem, layout: ParameterLayout, block_bytes: int) -> tup
             if block.product_pad is not None:
                 pad = block.product_pad.astype(np.float64)
                 shares[block.product_pad] = 1.0
+            T_b, J, I = block.shape
             blocks.append(_Block(block=block, x2=block.gather_products(problem.X2.values),
                                  variables=block.gather_agents(variables),
                                  weights=block.gather_agents(agents.weights), shares=shares,
-                                 pad=pad))
+                                 pad=pad, log_shares=np.log(shares),
+                                 product_sizes=_sizes(block.product_pad, T_b, J),
+                                 agent_sizes=_sizes(block.agent_pad, T_b, I)))
         store[key] = tuple(blocks)
         return store[key]
+
+
+def _sizes(pad: np.ndarray | None, T_b: int, width: int) -> IntArray:
+    """(T_b,) real slots per market (padded slots trail each market)."""
+    return np.full(T_b, width, dtype=np.int64) if pad is None else width - pad.sum(axis=1)
 
 
 def _coefficient_map(layout: ParameterLayout, theta: FloatArray) -> FloatArray:
@@ -140,68 +146,6 @@ def _coefficient_map(layout: ParameterLayout, theta: FloatArray) -> FloatArray:
 
 def _block_utility(data: _Block, mapping: FloatArray) -> ExpUtility:
     return exp_utility(data.block, data.x2, np.matmul(data.variables, mapping), data.weights)
-
-
-class _ContractionMap:
-    """G(delta) = delta + log s_obs - log s(delta) on a block's work set (a ``BatchedMap``)."""
-
-    def __init__(self, utility: ExpUtility, shares: FloatArray, pad: FloatArray | None, *,
-                 owned: bool = False) -> None:
-        self.utility, self.shares, self.pad = utility, shares, pad
-        self.log_shares = np.log(shares)
-        self._last: FloatArray | None = None
-        self._last_exp: tuple[FloatArray, FloatArray] | None = None  # exp(x), s_obs / s
-        self._reuses = 0
-        self._owned = owned  # exp(mu) is not needed afterwards: compact it in place
-
-    def _exp(self, x: FloatArray) -> FloatArray:
-        # exp(G(x)) = exp(x) s_obs / s is known from the last step: no exp needed (resync at 8).
-        if x is self._last and self._last_exp is not None and self._reuses < 8:
-            self._reuses += 1
-            e, ratio = self._last_exp  # the product is formed only when reused (not by Anderson)
-            return e * ratio
-        self._reuses = 0
-        out: FloatArray = np.exp(x)
-        return out
-
-    def evaluate(self, x: FloatArray) -> FloatArray:
-        e = self._exp(x)
-        s = block_shares(e, self.utility)
-        if self.pad is not None:
-            s += self.pad
-        ratio = self.shares / s
-        g = x + np.log(ratio)
-        self._last, self._last_exp = g, (e, ratio)
-        return g
-
-    def residual_jacobian(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
-        probabilities = choice_probabilities(np.exp(x), self.utility)
-        s = shares_from_probabilities(probabilities, self.utility.weights)
-        jacobian = share_delta_jacobian(probabilities, self.utility.weights)
-        if self.pad is not None:
-            s += self.pad
-            t, j = np.nonzero(self.pad)
-            jacobian[t, j, j] = s[t, j]
-        return np.log(s) - self.log_shares, jacobian / s[:, :, None]
-
-    def restrict(self, keep: np.ndarray) -> None:
-        # Unless exp(mu) is owned, the first restriction copies (the block's exp(mu) stays
-        # intact for the Jacobian or the cache); later ones move the kept markets forward
-        # within that copy, allocating nothing.
-        if self._owned:
-            exp_mu = self.utility.exp_mu
-            for i, k in enumerate(keep.tolist()):
-                if i != k:
-                    exp_mu[i] = exp_mu[k]
-            self.utility = ExpUtility(exp_mu=exp_mu[: keep.size],
-                                      outside=self.utility.outside[keep],
-                                      weights=self.utility.weights[keep],
-                                      shifted=self.utility.shifted)
-        else:
-            self.utility, self._owned = self.utility.take(keep), True
-        self.shares, self.log_shares = self.shares[keep], self.log_shares[keep]
-        self.pad = None if self.pad is None else self.pad[keep]
-        self._last = self._last_exp = None
 
 
 def _block_jacobian(data: _Block, utility: ExpUtility, delta_block: FloatArray,
@@ -289,14 +233,10 @@ class InnerLoop:
         for b, data in enumerate(self.blocks):
             utility = self._utility(b, mapping, store)
             x0 = data.block.gather_products(start)
-            owned = not (store or jacobian)
-            block_config = _block_config(config, data)
-            fp: FixedPointResult = solve_fixed_point(
-                _ContractionMap(utility, data.shares, data.pad, owned=owned), x0, block_config)
-            if fp.failed.size and config.method == "auto" and block_config.method == "anderson":
-                # "auto" chose Anderson: markets where it stalled or broke down get SQUAREM
-                fp = _fallback(data, utility if not owned else _block_utility(data, mapping),
-                               x0, fp, config)
+            fp: FixedPointResult = invert_block(utility, data.shares, data.pad, data.log_shares,
+                              data.product_sizes, data.agent_sizes, x0, config,
+                              owned=not (store or jacobian),
+                              recompute=functools.partial(_block_utility, data, mapping))
             data.block.scatter_products(fp.x, delta)
             evaluations += int(fp.evaluations.sum())
             iterations = max(iterations, int(fp.evaluations.max()))
@@ -376,44 +316,12 @@ class InnerLoop:
         return out
 
 
-def _fallback(data: _Block, utility: ExpUtility, x0: FloatArray, fp: FixedPointResult,
-              config: FixedPointConfig) -> FixedPointResult:
-    """Solve a block's failed markets again with SQUAREM from the same start, within what is
-    left of their evaluation budget; merge."""
-    failed = fp.failed[fp.evaluations[fp.failed] < config.max_evaluations]
-    if not failed.size:
-        return fp
-    budget = config.max_evaluations - int(fp.evaluations[failed].max())
-    pad = None if data.pad is None else data.pad[failed]
-    retry = solve_fixed_point(
-        _ContractionMap(utility.take(failed), data.shares[failed], pad, owned=True),
-        x0[failed], dataclasses.replace(config, method="squarem", max_evaluations=budget))
-    x, codes = fp.x.copy(), fp.codes.copy()
-    evaluations, change = fp.evaluations.copy(), fp.change.copy()
-    x[failed], codes[failed], change[failed] = retry.x, retry.codes, retry.change
-    evaluations[failed] += retry.evaluations
-    return FixedPointResult(x=x, codes=codes, evaluations=evaluations, change=change)
-
-
 def _parameter_index(layout: ParameterLayout) -> tuple[IntArray, IntArray]:
     """X2 column and agent-variable column of each parameter (Sigma's, then Pi's)."""
     sr, sc = layout.sigma_index
     pr, pc = layout.pi_index
     return (np.concatenate([sr, pr]).astype(np.int64),
             np.concatenate([sc, layout.K2 + pc]).astype(np.int64))
-
-
-def _block_config(config: FixedPointConfig, data: _Block) -> FixedPointConfig:
-    """Resolve method "auto" for one block: Anderson on large blocks, SQUAREM on small ones."""
-    if config.method != "auto":
-        return config
-    large = int(np.prod(data.block.shape)) >= AUTO_CELLS
-    return _resolved(config, "anderson" if large else "squarem")
-
-
-@functools.lru_cache(maxsize=64)
-def _resolved(config: FixedPointConfig, method: str) -> FixedPointConfig:
-    return dataclasses.replace(config, method=method)  # type: ignore[arg-type]
 
 
 def _on_failure(config: FixedPointConfig, result: ContractionResult) -> None:

@@ -6,8 +6,10 @@ max_j |G(x)_j - x_j| < tol for the row (absolute; default 1e-14 on delta).
 
 Methods (``FixedPointConfig.method``):
 
-- ``"auto"`` (default): Anderson for blocks whose exp(mu) holds at least ``AUTO_CELLS`` cells,
-  SQUAREM for smaller ones (decided by ``solve.contraction`` per block). Anderson needs about
+- ``"auto"`` (default): Anderson in the compiled per-market kernel (``solve.anderson_compiled``)
+  when numba is available; otherwise, or with ``compiled=False``, Anderson for blocks whose
+  exp(mu) holds at least ``AUTO_CELLS`` cells and SQUAREM for smaller ones (decided by
+  ``solve.contraction`` per block). Anderson needs about
   half SQUAREM's share evaluations on BLP-sized markets (BLP 1995: 348 vs 989; cars: 390 vs
   758; 1,000 x 50 x 1,000: 8,929 vs 14,741), but its per-step least squares costs about one
   evaluation of a small block, so SQUAREM stays faster on tiny markets (Nevo: 24 x 20).
@@ -69,6 +71,9 @@ class FixedPointConfig:
     on_failure : "report" (status and failed markets in the result), "warn" (also a
         ConvergenceWarning) or "raise" (ConvergenceError naming the markets).
     block_bytes : cap on the bytes of one block's exp(mu) (markets iterated together).
+    compiled : run Anderson ("auto" and "anderson") in the compiled per-market kernel
+        (``solve.anderson_compiled``, numba) when numba is installed; False keeps the numpy
+        block solvers of this module (the reference implementation).
     """
 
     method: Method = "auto"
@@ -77,6 +82,7 @@ class FixedPointConfig:
     memory: int = 5
     on_failure: OnFailure = "report"
     block_bytes: int = 8 << 20
+    compiled: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in _METHODS:
@@ -90,6 +96,8 @@ class FixedPointConfig:
             raise SpecificationError(f"max_evaluations must be >= 1, got {self.max_evaluations}")
         if self.memory < 1:
             raise SpecificationError(f"memory must be >= 1, got {self.memory}")
+        if not isinstance(self.compiled, bool):
+            raise SpecificationError(f"compiled must be True or False, got {self.compiled!r}")
         if self.block_bytes < 1:
             raise SpecificationError(f"block_bytes must be >= 1, got {self.block_bytes}")
 

@@ -1,0 +1,238 @@
+"""The BLP contraction with Anderson acceleration, compiled, one market at a time.
+
+delta <- G(delta) = delta + log s_obs - log s(delta; theta), accelerated by type-II Anderson
+with m past steps (Walker and Ni 2011):
+
+    gamma = argmin || f_k - dF gamma ||,   x_{k+1} = G(x_k) - dG gamma,
+
+where f_k = G(x_k) - x_k and the columns of dF, dG are differences of successive f and G.
+
+Why a compiled kernel: a market's exp(mu) (J x I, 240 KB on BLP 1995, 400 KB for 50 x 1,000)
+fits in the core's L2 cache. Here each market is iterated to convergence on its own, so every
+share evaluation after the first reads exp(mu) from L2, and the per-step bookkeeping (the least
+squares, the residual, the safeguards) costs a few hundred arithmetic operations instead of
+some 30 numpy calls on the whole block. The numpy solvers in ``solve.fixed_point`` are the
+reference; ``FixedPointConfig(compiled=False)`` selects them. Kernels are compiled with numba
+on first use (cached on disk), release the GIL, and use ``fastmath`` only for reassociation and
+fused multiply-add (so sums vectorize); non-finite values keep their IEEE meaning.
+
+Shares per market (``model.shares``): D_i = c_i + sum_j e_j E_ji, s_j = e_j sum_i E_ji w_i / D_i.
+
+Safeguards, as in the numpy Anderson: a step whose residual is not finite or 10 times the best
+so far is undone (history forgotten, a plain step taken from the last point); a second one in a
+row fails the market (NONFINITE); a market whose best residual has not improved over 4 m steps
+stops (MAX_EVALUATIONS), so that "auto" can solve it again with SQUAREM.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from blpdemand._types import FloatArray, IntArray
+from blpdemand.solve.fixed_point import FixedPointConfig, FixedPointResult
+
+__all__ = ["solve_markets"]
+
+_FAST = {"reassoc", "contract"}  # vectorized sums and FMA; no assumptions about NaN or inf
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy", inline="always")
+def _shares(E, outside, weights, e, J, I, D, s):  # type: ignore[no-untyped-def]
+    """s_j = e_j sum_i E_ji w_i / D_i with D_i = c_i + sum_j e_j E_ji (rows in fours)."""
+    for i in range(I):
+        D[i] = outside[i]
+    j = 0
+    while j + 4 <= J:
+        e0, e1, e2, e3 = e[j], e[j + 1], e[j + 2], e[j + 3]
+        E0, E1, E2, E3 = E[j], E[j + 1], E[j + 2], E[j + 3]
+        for i in range(I):
+            D[i] += e0 * E0[i] + e1 * E1[i] + e2 * E2[i] + e3 * E3[i]
+        j += 4
+    while j < J:
+        e0, E0 = e[j], E[j]
+        for i in range(I):
+            D[i] += e0 * E0[i]
+        j += 1
+    for i in range(I):
+        D[i] = weights[i] / D[i]
+    j = 0
+    while j + 4 <= J:
+        E0, E1, E2, E3 = E[j], E[j + 1], E[j + 2], E[j + 3]
+        a0 = a1 = a2 = a3 = 0.0
+        for i in range(I):
+            d = D[i]
+            a0 += E0[i] * d
+            a1 += E1[i] * d
+            a2 += E2[i] * d
+            a3 += E3[i] * d
+        s[j], s[j + 1], s[j + 2], s[j + 3] = e[j] * a0, e[j + 1] * a1, e[j + 2] * a2, e[j + 3] * a3
+        j += 4
+    while j < J:
+        E0 = E[j]
+        a0 = 0.0
+        for i in range(I):
+            a0 += E0[i] * D[i]
+        s[j] = e[j] * a0
+        j += 1
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy", inline="always")
+def _contraction(E, outside, weights, log_shares, x, J, I, D, s, e, g):  # type: ignore[no-untyped-def]
+    """g = G(x) = x + log s_obs - log s(x); returns max_j |g_j - x_j| (NaN/inf if broken)."""
+    for j in range(J):
+        e[j] = math.exp(x[j])
+    _shares(E, outside, weights, e, J, I, D, s)
+    norm = 0.0
+    for j in range(J):
+        g[j] = x[j] + log_shares[j] - math.log(s[j])
+        change = abs(g[j] - x[j])
+        if not change <= norm:  # also takes NaN
+            norm = change
+    return norm
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy", inline="always")
+def _mixing(dF, f, m, J, A, b, gamma):  # type: ignore[no-untyped-def]
+    """gamma = (dF dF' + ridge)^{-1} dF f by Cholesky (m x m); zeros if not positive definite."""
+    for a in range(m):
+        total = 0.0
+        for j in range(J):
+            total += dF[a, j] * f[j]
+        b[a] = total
+        for c in range(a + 1):
+            total = 0.0
+            for j in range(J):
+                total += dF[a, j] * dF[c, j]
+            A[a, c] = total
+        A[a, a] = A[a, a] * (1.0 + 1e-10) + 1e-300
+    for a in range(m):
+        pivot = A[a, a]
+        for k in range(a):
+            pivot -= A[a, k] * A[a, k]
+        if not pivot > 0.0:
+            for c in range(m):
+                gamma[c] = 0.0
+            return
+        pivot = math.sqrt(pivot)
+        A[a, a] = pivot
+        for r in range(a + 1, m):
+            total = A[r, a]
+            for k in range(a):
+                total -= A[r, k] * A[a, k]
+            A[r, a] = total / pivot
+    for a in range(m):
+        total = b[a]
+        for k in range(a):
+            total -= A[a, k] * gamma[k]
+        gamma[a] = total / A[a, a]
+    for a in range(m - 1, -1, -1):
+        total = gamma[a]
+        for k in range(a + 1, m):
+            total -= A[k, a] * gamma[k]
+        gamma[a] = total / A[a, a]
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
+def _anderson_markets(exp_mu, outside, weights, log_shares, product_sizes,  # type: ignore[no-untyped-def]
+                      agent_sizes, x0, tol, max_evaluations, memory):
+    T, J_max, I_max = exp_mu.shape
+    out = x0.copy()
+    codes = np.ones(T, np.int64)
+    evaluations = np.zeros(T, np.int64)
+    change = np.full(T, np.inf)
+    D, s, e = np.empty(I_max), np.empty(J_max), np.empty(J_max)
+    x, g, f = np.empty(J_max), np.empty(J_max), np.empty(J_max)
+    x_new, g_new = np.empty(J_max), np.empty(J_max)
+    dF, dG = np.zeros((memory, J_max)), np.zeros((memory, J_max))
+    A, b, gamma = np.empty((memory, memory)), np.empty(memory), np.empty(memory)
+    patience = 4 * memory
+    for t in range(T):
+        J, I = product_sizes[t], agent_sizes[t]
+        E, c, w, ls = exp_mu[t], outside[t], weights[t], log_shares[t]
+        for j in range(J):
+            x[j] = x0[t, j]
+        norm = _contraction(E, c, w, ls, x, J, I, D, s, e, g)
+        count, code = 1, 1
+        if norm < tol:
+            code = 0
+        elif not norm < np.inf:
+            code = 2
+        for j in range(J):
+            f[j] = g[j] - x[j]
+        best = checkpoint = norm
+        columns, slot, steps, restarted = 0, 0, 0, False
+        while code == 1 and count < max_evaluations:
+            if columns:
+                _mixing(dF, f, columns, J, A, b, gamma)
+                for j in range(J):
+                    total = g[j]
+                    for a in range(columns):
+                        total -= gamma[a] * dG[a, j]
+                    x_new[j] = total
+            else:
+                for j in range(J):
+                    x_new[j] = g[j]
+            norm_new = _contraction(E, c, w, ls, x_new, J, I, D, s, e, g_new)
+            count += 1
+            steps += 1
+            if norm_new < tol:
+                for j in range(J):
+                    g[j] = g_new[j]
+                norm, code = norm_new, 0
+                break
+            if not norm_new <= 10.0 * best:  # blown up (or not finite): undo, forget, plain step
+                if restarted:
+                    code = 2
+                    break
+                columns, slot, restarted = 0, 0, True
+            else:
+                for j in range(J):
+                    f_new = g_new[j] - x_new[j]
+                    dF[slot, j] = f_new - f[j]
+                    dG[slot, j] = g_new[j] - g[j]
+                    f[j], g[j], x[j] = f_new, g_new[j], x_new[j]
+                slot = (slot + 1) % memory
+                columns = min(columns + 1, memory)
+                norm, restarted = norm_new, False
+                best = min(best, norm_new)
+            if steps % patience == 0:
+                if not best < checkpoint:
+                    break  # stalled: MAX_EVALUATIONS, for the caller's fallback
+                checkpoint = best
+        if code == 0 or norm < np.inf:
+            for j in range(J):
+                out[t, j] = g[j]
+        codes[t], evaluations[t], change[t] = code, count, norm
+    return out, codes, evaluations, change
+
+
+def solve_markets(exp_mu: FloatArray, outside: FloatArray, weights: FloatArray,
+                  log_shares: FloatArray, product_sizes: IntArray, agent_sizes: IntArray,
+                  x0: FloatArray, config: FixedPointConfig) -> FixedPointResult:
+    """Solve delta = G(delta) market by market for one block (see the module docstring).
+
+    Parameters
+    ----------
+    exp_mu : (T_b, J, I) exp(mu_ji - m_i); outside : (T_b, I) exp(-m_i); weights : (T_b, I).
+    log_shares : (T_b, J) log s_obs (any finite value in padded slots).
+    product_sizes, agent_sizes : (T_b,) real J_t and I_t (padded slots trail each market).
+    x0 : (T_b, J) starting delta; padded slots are returned unchanged.
+    config : tolerance, evaluation budget and Anderson memory.
+
+    Returns
+    -------
+    FixedPointResult, as the numpy solvers return it.
+    """
+    x, codes, evaluations, change = _anderson_markets(
+        np.ascontiguousarray(exp_mu, dtype=np.float64),
+        np.ascontiguousarray(outside, dtype=np.float64),
+        np.ascontiguousarray(weights, dtype=np.float64),
+        np.ascontiguousarray(log_shares, dtype=np.float64),
+        np.ascontiguousarray(product_sizes, dtype=np.int64),
+        np.ascontiguousarray(agent_sizes, dtype=np.int64),
+        np.ascontiguousarray(x0, dtype=np.float64),
+        float(config.tol), int(config.max_evaluations), int(config.memory))
+    return FixedPointResult(x=x, codes=codes, evaluations=evaluations, change=change)
