@@ -8,9 +8,9 @@ so every kernel is one batched matmul over the block, never a Python loop over m
 are capped in bytes so that a block's exp(mu) stays in cache while it is iterated to
 convergence (see ``solve.contraction``).
 
-exp(mu) is computed once per theta. It is overflow-safe: when some utility exceeds
-``SHIFT_ABOVE`` each agent's utilities are shifted by m_i = max(0, max_j mu_ji), and the outside
-good's term becomes exp(-m_i); in the common case no shift is made and that term is 1.
+exp(mu) is computed once per theta. It is overflow-safe: where some utility of a market exceeds
+``SHIFT_ABOVE`` each of its agents' utilities are shifted by m_i = max(0, max_j mu_ji), and the
+outside good's term becomes exp(-m_i); in the common case no shift is made and that term is 1.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from blpdemand.data.markets import MarketIndex
 
 #: Utilities above this trigger the per-agent shift (exp(50) leaves ample room below 1e308).
 SHIFT_ABOVE = 50.0
+#: exp(mu) is computed in pieces of about this many bytes (L2-resident between passes).
+PIECE_BYTES = 1 << 19
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -176,6 +178,10 @@ def exp_utility(block: MarketBlock, x2: FloatArray, coefficients: FloatArray,
                 weights: FloatArray) -> ExpUtility:
     """exp(mu) for a block, overflow-safe.
 
+    Computed in pieces of markets of about ``PIECE_BYTES`` (one market when the block is
+    padded, on its real rows only), so that mu stays in L2 cache between the matmul, the max
+    and the exp. A piece whose utilities exceed ``SHIFT_ABOVE`` is shifted per agent.
+
     Parameters
     ----------
     block : the MarketBlock.
@@ -184,31 +190,37 @@ def exp_utility(block: MarketBlock, x2: FloatArray, coefficients: FloatArray,
     weights : (T_b, I) gathered weights (zero in padded slots).
     """
     T_b, J, I = x2.shape[0], x2.shape[1], coefficients.shape[1]
-    sizes = None if block.product_pad is None else (J - block.product_pad.sum(axis=1)).tolist()
-    if sizes is None:
-        mu = compute_mu(x2, coefficients)
-    else:  # padded product slots trail each market: mu and exp(mu) on the real rows only
-        mu = np.empty((T_b, J, I))
-        for t, n in enumerate(sizes):
-            np.matmul(x2[t, :n], coefficients[t].T, out=mu[t, :n])
-            mu[t, n:] = 0.0
-    top = float(mu.max()) if mu.size else 0.0
-    if top <= SHIFT_ABOVE:
-        outside = np.ones((T_b, I))
-        shifted = False
-    else:
-        shift = np.maximum(mu.max(axis=1), 0.0)  # (T_b, I)
-        mu -= shift[:, None, :]
-        outside = np.exp(-shift)
-        shifted = True
+    mu = np.empty((T_b, J, I))
+    outside = np.ones((T_b, I))
+    transposed = np.ascontiguousarray(coefficients.transpose(0, 2, 1))  # (T_b, K2, I): gemm-ready
+    shifted = 0
     with np.errstate(under="ignore"):
-        if sizes is None:
-            np.exp(mu, out=mu)
-        else:
-            for t, n in enumerate(sizes):
-                np.exp(mu[t, :n], out=mu[t, :n])
+        if block.product_pad is None:
+            per = max(1, PIECE_BYTES // max(8 * J * I, 1))
+            for a in range(0, T_b, per):
+                piece = mu[a:a + per]
+                np.matmul(x2[a:a + per], transposed[a:a + per], out=piece)
+                shifted += _exp_in_place(piece, outside[a:a + per])
+        else:  # padded product slots trail each market
+            for t, n in enumerate((J - block.product_pad.sum(axis=1)).tolist()):
+                piece = mu[t:t + 1, :n]
+                np.matmul(x2[t, :n], transposed[t], out=piece[0])
+                shifted += _exp_in_place(piece, outside[t:t + 1])
                 mu[t, n:] = 0.0
     if block.agent_pad is not None:
         mu.transpose(0, 2, 1)[block.agent_pad] = 0.0
         outside[block.agent_pad] = 1.0
-    return ExpUtility(exp_mu=mu, outside=outside, weights=weights, shifted=shifted)
+    return ExpUtility(exp_mu=mu, outside=outside, weights=weights, shifted=shifted == T_b)
+
+
+def _exp_in_place(mu: FloatArray, outside: FloatArray) -> int:
+    """mu (k, n, I) -> exp(mu - m_i), outside (k, I) -> exp(-m_i) with m_i = max(0, max_j mu_ji)
+    if some utility exceeds ``SHIFT_ABOVE`` (returns k), else exp(mu) and 1 (returns 0)."""
+    if mu.max(initial=0.0) <= SHIFT_ABOVE:
+        np.exp(mu, out=mu)
+        return 0
+    shift = np.maximum(mu.max(axis=1), 0.0)
+    mu -= shift[:, None, :]
+    np.exp(mu, out=mu)
+    np.exp(-shift, out=outside)
+    return int(mu.shape[0])

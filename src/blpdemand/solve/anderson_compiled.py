@@ -27,6 +27,8 @@ stops (MAX_EVALUATIONS), so that "auto" can solve it again with SQUAREM.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numba
 import numpy as np
@@ -39,7 +41,21 @@ __all__ = ["solve_markets"]
 _FAST = {"reassoc", "contract"}  # vectorized sums and FMA; no assumptions about NaN or inf
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy", inline="always")
+def _compile(**extra: Any) -> Callable[[Callable[..., Any]], Any]:
+    """numba.njit with the kernels' options, cached on disk where numba finds a writable place
+    (beside this file, else the user's cache directory); compiled at first use otherwise."""
+    options: dict[str, Any] = {"nogil": True, "fastmath": _FAST, "error_model": "numpy", **extra}
+
+    def decorate(function: Callable[..., Any]) -> Any:
+        try:
+            return numba.njit(cache=True, **options)(function)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            return numba.njit(cache=False, **options)(function)
+
+    return decorate
+
+
+@_compile(inline="always")
 def _shares(E, outside, weights, e, J, I, D, s):  # type: ignore[no-untyped-def]
     """s_j = e_j sum_i E_ji w_i / D_i with D_i = c_i + sum_j e_j E_ji (rows in fours)."""
     for i in range(I):
@@ -79,7 +95,7 @@ def _shares(E, outside, weights, e, J, I, D, s):  # type: ignore[no-untyped-def]
         j += 1
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy", inline="always")
+@_compile(inline="always")
 def _contraction(E, outside, weights, log_shares, x, J, I, D, s, e, g):  # type: ignore[no-untyped-def]
     """g = G(x) = x + log s_obs - log s(x); returns max_j |g_j - x_j| (NaN/inf if broken)."""
     for j in range(J):
@@ -94,7 +110,7 @@ def _contraction(E, outside, weights, log_shares, x, J, I, D, s, e, g):  # type:
     return norm
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy", inline="always")
+@_compile(inline="always")
 def _mixing(dF, f, m, J, A, b, gamma):  # type: ignore[no-untyped-def]
     """gamma = (dF dF' + ridge)^{-1} dF f by Cholesky (m x m); zeros if not positive definite."""
     for a in range(m):
@@ -135,7 +151,7 @@ def _mixing(dF, f, m, J, A, b, gamma):  # type: ignore[no-untyped-def]
         gamma[a] = total / A[a, a]
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
+@_compile()
 def _anderson_markets(exp_mu, outside, weights, log_shares, product_sizes,  # type: ignore[no-untyped-def]
                       agent_sizes, x0, tol, max_evaluations, memory):
     T, J_max, I_max = exp_mu.shape
