@@ -178,3 +178,28 @@ def test_starts_table_agrees_with_the_precision_floor_judgment(nevo_products, ne
     assert "precision floor" in results.optimization.message
     assert results.converged
     assert results.starts_table().to_frame()["converged"].tolist() == [True]
+
+
+def test_two_step_judges_a_stalled_first_step_at_the_precision_floor(nevo_products,
+                                                                     nevo_agents) -> None:
+    # Reference: the run's own verdict, as above, for GMM step 1 of a two-step run. With
+    # gtol = 1e-12 step 1 stops on precision loss (also after its restart); it must be judged
+    # against the line-search floor like the last step (it used to warn "GMM step 1: the
+    # optimizer stopped" at gradients the floor could not resolve).
+    import warnings
+
+    import blpdemand as bd
+    from blpdemand.errors import OptimizationWarning
+
+    problem = bd.Problem(nevo_products, linear="prices", nonlinear="1 + prices",
+                         agents=nevo_agents, absorb="C(product_ids)",
+                         demographics="0 + income",
+                         instruments=[f"demand_instruments{k}" for k in range(20)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = bd.estimate(problem, sigma=np.diag([0.5, 2.0]), pi=np.array([[1.0], [1.0]]),
+                              config=bd.EstimationConfig(gtol=1e-12, method="2s", hessian=False))
+    first = results.steps[0]
+    assert "precision floor" in first.message and first.converged
+    assert not [w for w in caught if issubclass(w.category, OptimizationWarning)
+                and "GMM step 1" in str(w.message)]

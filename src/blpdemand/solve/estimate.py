@@ -299,6 +299,10 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     _check_local_minima(start_outcomes)
     steps = [result]
     if config.method == "2s":
+        if not result.converged:  # judge a stalled step 1 as the last step is judged below
+            steps[0] = result = _at_precision_floor(result, objective.hessian(result.theta))
+            start_outcomes = tuple(dataclasses.replace(o, optimization=result) if k == best
+                                   else o for k, o in enumerate(start_outcomes))
         first = objective.evaluate(result.theta, report=False)
         _check_step_one(first, result)
         S = moment_covariance(first.xi, Z, kind=config.weighting, clusters=clusters,

@@ -5,6 +5,9 @@ inf-norm of the (projected, when bounded) gradient: max_k |dQ/dtheta_k| <= gtol 
 ignores bounds (as in scipy); ``slsqp`` has no gradient tolerance, so its ``ftol`` is set to
 gtol^2 and convergence is still judged on the gradient. Derivative-free methods (nelder-mead,
 powell) are allowed but warned about (Knittel and Metaxoglou 2014 on BLP optimizers).
+``bfgs`` and ``l-bfgs-b`` runs that stop short of gtol within their iteration budget (a line
+search losing precision on a stale curvature estimate) are restarted once from where they
+stopped; the restart is kept when Q does not rise.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from blpdemand.errors import OptimizationWarning, SpecificationError
 OPTIMIZERS = ("l-bfgs-b", "trust-constr", "bfgs", "slsqp", "nelder-mead", "powell")
 DERIVATIVE_FREE = ("nelder-mead", "powell")
 BOUNDED = ("l-bfgs-b", "trust-constr", "slsqp", "nelder-mead", "powell")
+#: quasi-Newton optimizers restarted once from where they stopped short of gtol (line search)
+RESTARTED = ("l-bfgs-b", "bfgs")
 
 T = TypeVar("T")
 
@@ -146,24 +151,42 @@ def minimize(fun: Callable[[FloatArray], tuple[float, FloatArray]], theta0: Floa
         kwargs["bounds"] = scipy.optimize.Bounds([b[0] for b in used_bounds], [b[1] for b in used_bounds])
     elif used_bounds is not None:
         kwargs["bounds"] = list(used_bounds)
-    with _quiet_optimize_warnings():
-        raw = scipy.optimize.minimize(objective, theta0, method=method.replace("l-bfgs-b", "L-BFGS-B"),
-                                      callback=callback, options=options, **kwargs)
-    theta = np.asarray(raw.x, dtype=np.float64)
-    value, grad = counted(theta)
-    if used_bounds is not None:
-        theta, value, grad = _snap_to_bounds(counted, theta, value, grad, used_bounds)
-    projected = projected_gradient(theta, grad, used_bounds)
-    norm = float(np.max(np.abs(projected)))
+    def run(start: FloatArray, budget: int) -> tuple[Any, FloatArray, float, FloatArray, float]:
+        options["maxiter"] = budget
+        with _quiet_optimize_warnings():
+            raw = scipy.optimize.minimize(objective, start,
+                                          method=method.replace("l-bfgs-b", "L-BFGS-B"),
+                                          callback=callback, options=options, **kwargs)
+        theta = np.asarray(raw.x, dtype=np.float64)
+        value, grad = counted(theta)
+        if used_bounds is not None:
+            theta, value, grad = _snap_to_bounds(counted, theta, value, grad, used_bounds)
+        norm = float(np.max(np.abs(projected_gradient(theta, grad, used_bounds))))
+        return raw, theta, value, grad, norm
+
+    def done(value: float, norm: float) -> bool:
+        # scipy is asked for the absolute gtol; convergence is judged relative to the objective's
+        # scale, which bounds the gradient a line search on Q can resolve (see EstimationConfig.gtol)
+        return norm <= gtol * max(1.0, abs(value)) and bool(np.isfinite(value)) and value < 1e10
+
+    raw, theta, value, grad, norm = run(theta0, max_iterations)
     iterations = int(getattr(raw, "nit", counter["iterations"]) or counter["iterations"])
-    # scipy is asked for the absolute gtol; convergence is judged relative to the objective's
-    # scale, which bounds the gradient a line search on Q can resolve (see EstimationConfig.gtol)
-    converged = (norm <= gtol * max(1.0, abs(value)) if method not in DERIVATIVE_FREE
-                 else bool(raw.success)) and bool(np.isfinite(value)) and value < 1e10
+    message = str(raw.message)
+    if (method in RESTARTED and not done(value, norm) and np.isfinite(value)
+            and iterations < max_iterations):
+        # a quasi-Newton run that stopped on line-search precision (its curvature estimate gone
+        # stale) usually finishes from the same point with a fresh one: restart once there
+        raw2, theta2, value2, grad2, norm2 = run(theta, max_iterations - iterations)
+        iterations += int(getattr(raw2, "nit", 0) or 0)
+        if np.isfinite(value2) and value2 <= value + 1e-12 * max(1.0, abs(value)):
+            theta, value, grad, norm = theta2, value2, grad2, norm2
+            message = f"{raw2.message} (restarted once after: {raw.message})"
+    converged = done(value, norm) if method not in DERIVATIVE_FREE else (
+        bool(raw.success) and bool(np.isfinite(value)) and value < 1e10)
     return OptimizationResult(
         start=theta0, theta=theta, objective=value, gradient=grad, projected_gradient_norm=norm,
         status=OptimizationStatus.CONVERGED if converged else OptimizationStatus.NOT_CONVERGED,
-        message=str(raw.message), iterations=iterations, evaluations=counter["evaluations"])
+        message=message, iterations=iterations, evaluations=counter["evaluations"])
 
 
 SNAP_BAND = 1e-4  # relative distance to a bound within which an interior-point stop is snapped

@@ -1,0 +1,81 @@
+"""Quasi-Newton runs that stop short of gtol are restarted once from where they stopped.
+
+Reference: a strictly convex quadratic Q(theta) = (theta - m)' A (theta - m) / 2 with its
+closed-form minimum m. scipy's first run is replaced by one that stops halfway with BFGS's
+"precision loss" message (what a stale curvature estimate does on BLP objectives, seen on a
+simulated replication); the restart must finish at m, and must not happen when the first run
+used its whole iteration budget or when the restart ends higher.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.optimize
+
+from blpdemand.solve import optimizer
+from blpdemand.solve.optimizer import minimize
+
+A = np.array([[4.0, 1.0], [1.0, 3.0]])
+M = np.array([0.7, -1.2])
+
+
+def quadratic(theta: np.ndarray) -> tuple[float, np.ndarray]:
+    d = theta - M
+    return float(d @ A @ d / 2), A @ d
+
+
+def _first_run_stops_halfway(monkeypatch: pytest.MonkeyPatch, nit: int, *,
+                             restart_to: np.ndarray | None = None) -> list[np.ndarray]:
+    real = scipy.optimize.minimize
+    starts: list[np.ndarray] = []
+
+    def fake(fun, x0, **kwargs):  # type: ignore[no-untyped-def]
+        starts.append(np.array(x0))
+        if len(starts) == 1:
+            return scipy.optimize.OptimizeResult(
+                x=x0 + 0.5 * (M - x0), success=False, nit=nit,
+                message="Desired error not necessarily achieved due to precision loss.")
+        if restart_to is not None:
+            return scipy.optimize.OptimizeResult(x=restart_to, success=True, nit=1,
+                                                 message="moved away")
+        return real(fun, x0, **kwargs)
+
+    monkeypatch.setattr(optimizer.scipy.optimize, "minimize", fake)
+    return starts
+
+
+@pytest.mark.parametrize("method", ["bfgs", "l-bfgs-b"])
+def test_restart_finishes_a_run_stopped_by_the_line_search(monkeypatch, method):
+    starts = _first_run_stops_halfway(monkeypatch, nit=3)
+    theta0 = np.array([3.0, 2.0])
+    result = minimize(quadratic, theta0, method=method, bounds=None, gtol=1e-8,
+                      max_iterations=100)
+    assert len(starts) == 2
+    np.testing.assert_allclose(starts[1], theta0 + 0.5 * (M - theta0))  # from where it stopped
+    assert result.converged and np.max(np.abs(result.theta - M)) < 1e-7
+    assert "restarted once" in result.message and result.iterations > 3
+
+
+def test_no_restart_after_the_iteration_budget(monkeypatch):
+    starts = _first_run_stops_halfway(monkeypatch, nit=10)
+    result = minimize(quadratic, np.array([3.0, 2.0]), method="bfgs", bounds=None, gtol=1e-8,
+                      max_iterations=10)
+    assert len(starts) == 1 and not result.converged
+
+
+def test_a_restart_that_ends_higher_is_dropped(monkeypatch):
+    starts = _first_run_stops_halfway(monkeypatch, nit=3, restart_to=np.array([10.0, 10.0]))
+    theta0 = np.array([3.0, 2.0])
+    result = minimize(quadratic, theta0, method="bfgs", bounds=None, gtol=1e-8,
+                      max_iterations=100)
+    assert len(starts) == 2 and not result.converged
+    np.testing.assert_allclose(result.theta, theta0 + 0.5 * (M - theta0))
+    assert "restarted" not in result.message
+
+
+def test_other_optimizers_are_not_restarted(monkeypatch):
+    starts = _first_run_stops_halfway(monkeypatch, nit=3)
+    minimize(quadratic, np.array([3.0, 2.0]), method="slsqp", bounds=None, gtol=1e-8,
+             max_iterations=100)
+    assert len(starts) == 1
