@@ -8,9 +8,9 @@ so every kernel is one batched matmul over the block, never a Python loop over m
 are capped in bytes so that a block's exp(mu) stays in cache while it is iterated to
 convergence (see ``solve.contraction``).
 
-exp(mu) is computed once per theta. It is overflow-safe: where some utility of a market exceeds
-``SHIFT_ABOVE`` each of its agents' utilities are shifted by m_i = max(0, max_j mu_ji), and the
-outside good's term becomes exp(-m_i); in the common case no shift is made and that term is 1.
+exp(mu) is computed once per theta. It is overflow-safe: where some utility exceeds
+``SHIFT_ABOVE`` each agent's utilities are shifted by m_i = max(0, max_j mu_ji), and the outside
+good's term becomes exp(-m_i); in the common case no shift is made and that term is 1.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ from blpdemand.data.markets import MarketIndex
 
 #: Utilities above this trigger the per-agent shift (exp(50) leaves ample room below 1e308).
 SHIFT_ABOVE = 50.0
-#: exp(mu) is computed in pieces of about this many bytes (L2-resident between passes).
-PIECE_BYTES = 1 << 19
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -178,9 +176,9 @@ def exp_utility(block: MarketBlock, x2: FloatArray, coefficients: FloatArray,
                 weights: FloatArray) -> ExpUtility:
     """exp(mu) for a block, overflow-safe.
 
-    Computed in pieces of markets of about ``PIECE_BYTES`` (one market when the block is
-    padded, on its real rows only), so that mu stays in L2 cache between the matmul, the max
-    and the exp. A piece whose utilities exceed ``SHIFT_ABOVE`` is shifted per agent.
+    Computed for the whole block at once, or market by market on the real rows when the block
+    is padded. Where utilities exceed ``SHIFT_ABOVE`` (in the block, or in the market when
+    padded) they are shifted per agent.
 
     Parameters
     ----------
@@ -195,13 +193,10 @@ def exp_utility(block: MarketBlock, x2: FloatArray, coefficients: FloatArray,
     transposed = np.ascontiguousarray(coefficients.transpose(0, 2, 1))  # (T_b, K2, I): gemm-ready
     shifted = 0
     with np.errstate(under="ignore"):
-        if block.product_pad is None:
-            per = max(1, PIECE_BYTES // max(8 * J * I, 1))
-            for a in range(0, T_b, per):
-                piece = mu[a:a + per]
-                np.matmul(x2[a:a + per], transposed[a:a + per], out=piece)
-                shifted += _exp_in_place(piece, outside[a:a + per])
-        else:  # padded product slots trail each market
+        if block.product_pad is None:  # one batched gemm (pieces in L2 measured no faster)
+            np.matmul(x2, transposed, out=mu)
+            shifted += _exp_in_place(mu, outside)
+        else:  # padded product slots trail each market: its real rows only
             for t, n in enumerate((J - block.product_pad.sum(axis=1)).tolist()):
                 piece = mu[t:t + 1, :n]
                 np.matmul(x2[t, :n], transposed[t], out=piece[0])
