@@ -35,7 +35,9 @@ import functools
 import threading
 import warnings
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -52,8 +54,11 @@ from blpdemand.model.shares import block_shares
 from blpdemand.model.utility import ExpUtility, MarketBlock, exp_utility, market_blocks
 from blpdemand.solve.block_inversion import invert_block
 from blpdemand.solve.fixed_point import FixedPointConfig, FixedPointResult, FixedPointStatus
+from blpdemand.solve.optimizer import run_jobs
 
 __all__ = ["ContractionResult", "InnerLoop", "compute_shares", "delta_jacobian", "solve_delta"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +183,7 @@ class InnerLoop:
         self.problem, self.layout = problem, layout
         self.config = config or FixedPointConfig()
         self.cache_bytes = cache_bytes
-        self.blocks = _prepare(problem, layout, self.config.block_bytes)
+        self.blocks = _prepare(problem, layout, _block_cap(problem, self.config))
         self._key: bytes | None = None
         self._utilities: dict[int, ExpUtility] = {}
         self._result: ContractionResult | None = None
@@ -205,6 +210,29 @@ class InnerLoop:
                 self._utilities[b] = utility
         return utility
 
+    def _each(self, work: Callable[[int], T]) -> list[T]:
+        """work(b) for every block, on ``config.threads`` threads; results in block order."""
+        return run_jobs([functools.partial(work, b) for b in range(len(self.blocks))],
+                        workers=self.config.threads)
+
+    def _solve_block(self, b: int, *, mapping: FloatArray, store: bool, start: FloatArray,
+                     jacobian: bool) -> tuple[FixedPointResult, FloatArray | None]:
+        """One block's delta (and its d delta / d theta when asked and every market converged).
+
+        Its exp(mu) is released on return, before the next block (on this thread) allocates
+        its own: the allocator then hands back the same, cache-warm memory.
+        """
+        data = self.blocks[b]
+        utility = self._utility(b, mapping, store)
+        fp = invert_block(utility, data.shares, data.pad, data.log_shares, data.product_sizes,
+                          data.agent_sizes, data.block.gather_products(start), self.config,
+                          owned=not (store or jacobian),
+                          recompute=functools.partial(_block_utility, data, mapping))
+        if fp.failed.size or not jacobian:
+            return fp, None
+        with np.errstate(under="ignore"):
+            return fp, _block_jacobian(data, utility, fp.x, self.layout, overwrite=not store)
+
     def solve(self, theta: FloatArray, *, delta0: FloatArray | None = None,
               jacobian: bool = False) -> ContractionResult:
         """delta(theta) (and d delta / d theta if ``jacobian``); see ``solve_delta``."""
@@ -230,13 +258,9 @@ class InnerLoop:
         evaluations = iterations = 0
         max_change = 0.0
         worst = 0
-        for b, data in enumerate(self.blocks):
-            utility = self._utility(b, mapping, store)
-            x0 = data.block.gather_products(start)
-            fp: FixedPointResult = invert_block(utility, data.shares, data.pad, data.log_shares,
-                              data.product_sizes, data.agent_sizes, x0, config,
-                              owned=not (store or jacobian),
-                              recompute=functools.partial(_block_utility, data, mapping))
+        outcomes = self._each(functools.partial(self._solve_block, mapping=mapping, store=store,
+                                                start=start, jacobian=jacobian))
+        for data, (fp, jac_block) in zip(self.blocks, outcomes):
             data.block.scatter_products(fp.x, delta)
             evaluations += int(fp.evaluations.sum())
             iterations = max(iterations, int(fp.evaluations.max()))
@@ -245,13 +269,8 @@ class InnerLoop:
             worst = max(worst, int(fp.codes.max()))
             if fp.failed.size:
                 failed.extend(int(t) for t in data.block.positions[fp.failed])
-            elif jac is not None:
-                with np.errstate(under="ignore"):
-                    data.block.scatter_products(
-                        _block_jacobian(data, utility, fp.x, layout, overwrite=not store), jac)
-            # release this block's exp(mu) before the next block allocates its own: the
-            # allocator then hands back the same, cache-warm memory
-            del utility
+            elif jac is not None and jac_block is not None:
+                data.block.scatter_products(jac_block, jac)
         failed.sort()
         ids = problem.products.markets.ids[np.asarray(failed, dtype=np.int64)]
         result = ContractionResult(
@@ -270,11 +289,15 @@ class InnerLoop:
         mapping, store = self._at(theta)
         delta = np.asarray(delta, dtype=np.float64)
         out = np.empty(self.problem.N)
-        with np.errstate(under="ignore"):
-            for b, data in enumerate(self.blocks):
-                utility = self._utility(b, mapping, store)
-                s = block_shares(np.exp(data.block.gather_products(delta)), utility)
-                data.block.scatter_products(s, out)
+
+        def block(b: int) -> FloatArray:
+            data = self.blocks[b]
+            with np.errstate(under="ignore"):
+                return block_shares(np.exp(data.block.gather_products(delta)),
+                                    self._utility(b, mapping, store))
+
+        for data, values in zip(self.blocks, self._each(block)):
+            data.block.scatter_products(values, out)
         return out
 
     def jacobian(self, theta: FloatArray, delta: FloatArray) -> FloatArray:
@@ -282,14 +305,16 @@ class InnerLoop:
         mapping, store = self._at(theta)
         delta = np.asarray(delta, dtype=np.float64)
         out = np.empty((self.problem.N, self.layout.P))
-        with np.errstate(under="ignore"):
-            for b, data in enumerate(self.blocks):
-                utility = self._utility(b, mapping, store)
-                block = _block_jacobian(data, utility, data.block.gather_products(delta),
-                                        self.layout)
-                data.block.scatter_products(block, out)
-        return out
 
+        def block(b: int) -> FloatArray:
+            data = self.blocks[b]
+            with np.errstate(under="ignore"):
+                return _block_jacobian(data, self._utility(b, mapping, store),
+                                       data.block.gather_products(delta), self.layout)
+
+        for data, values in zip(self.blocks, self._each(block)):
+            data.block.scatter_products(values, out)
+        return out
 
     def gradient(self, theta: FloatArray, delta: FloatArray, v: FloatArray) -> FloatArray:
         """(P,) v' d delta / d theta at (theta, delta) by the adjoint (``adjoint_theta_gradient``).
@@ -300,20 +325,33 @@ class InnerLoop:
         mapping, store = self._at(theta)
         delta, v = np.asarray(delta, dtype=np.float64), np.asarray(v, dtype=np.float64)
         rows, columns = _parameter_index(self.layout)
-        out = np.zeros(self.layout.P)
-        with np.errstate(under="ignore"):
-            for b, data in enumerate(self.blocks):
-                utility = self._utility(b, mapping, store)
-                delta_block = data.block.gather_products(delta)
-                v_block = data.block.gather_products(v)
+
+        def block(b: int) -> FloatArray:
+            data = self.blocks[b]
+            utility = self._utility(b, mapping, store)
+            delta_block = data.block.gather_products(delta)
+            v_block = data.block.gather_products(v)
+            with np.errstate(under="ignore"):
                 part = adjoint_theta_gradient(np.exp(delta_block), utility, data.x2,
                                               data.variables, rows, columns, v_block)
                 if part is None:
                     jac = _block_jacobian(data, utility, delta_block, self.layout)
-                    out += np.einsum("tj,tjp->p", v_block, jac)
-                else:
-                    out += part.sum(axis=0)
+                    return np.asarray(np.einsum("tj,tjp->p", v_block, jac))
+            return np.asarray(part.sum(axis=0))
+
+        out = np.zeros(self.layout.P)
+        for part in self._each(block):  # summed in block order: the same with any threads
+            out += part
         return out
+
+
+def _block_cap(problem: Problem, config: FixedPointConfig) -> int:
+    """Bytes cap on a block's exp(mu): ``config.block_bytes``, lowered with threads so that
+    there are about two blocks per thread to share out (markets are independent)."""
+    if config.threads == 1 or problem.agents is None:
+        return config.block_bytes
+    cells = problem.products.markets.sizes * problem.agents.markets.sizes
+    return max(1, min(config.block_bytes, int(8 * cells.sum()) // (2 * config.threads)))
 
 
 def _parameter_index(layout: ParameterLayout) -> tuple[IntArray, IntArray]:

@@ -63,7 +63,8 @@ class EstimationConfig:
     starts : extra random starting values drawn uniformly in the bounds (0 = only the user's).
     rng : seed of those draws.
     contraction : the inner loop's FixedPointConfig (method, tol, max_evaluations, ...), or a
-        mapping of its fields; default FixedPointConfig() (SQUAREM, tol 1e-14).
+        mapping of its fields; default FixedPointConfig() ("auto": compiled Anderson per market,
+        SQUAREM where it stalls; tol 1e-14; threads=N solves blocks of markets on N threads).
     on_failure : ``"warn"`` (continue, warn at the end) or ``"raise"`` when the inner loop or
         the optimizer fails.
     start : ``"given"`` (default) starts from the user's sigma/pi; ``"approximation"`` replaces

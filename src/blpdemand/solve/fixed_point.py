@@ -74,6 +74,10 @@ class FixedPointConfig:
     compiled : run Anderson ("auto" and "anderson") in the compiled per-market kernel
         (``solve.anderson_compiled``, numba) when numba is installed; False keeps the numpy
         block solvers of this module (the reference implementation).
+    threads : markets are independent: solve blocks of them on this many threads (default 1;
+        blocks are made smaller so that each thread gets about two). The compiled kernel and
+        numpy's large operations release the GIL. Results are the same with any number.
+        For multi-start estimation prefer ``EstimationConfig(workers=...)`` (not both).
     """
 
     method: Method = "auto"
@@ -83,6 +87,7 @@ class FixedPointConfig:
     on_failure: OnFailure = "report"
     block_bytes: int = 8 << 20
     compiled: bool = True
+    threads: int = 1
 
     def __post_init__(self) -> None:
         if self.method not in _METHODS:
@@ -98,6 +103,9 @@ class FixedPointConfig:
             raise SpecificationError(f"memory must be >= 1, got {self.memory}")
         if not isinstance(self.compiled, bool):
             raise SpecificationError(f"compiled must be True or False, got {self.compiled!r}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, (int, np.integer)) \
+                or self.threads < 1:
+            raise SpecificationError(f"threads must be an integer >= 1, got {self.threads!r}")
         if self.block_bytes < 1:
             raise SpecificationError(f"block_bytes must be >= 1, got {self.block_bytes}")
 
