@@ -103,9 +103,11 @@ def _contraction(E, outside, weights, log_shares, x, J, I, D, s, e, g):  # type:
     _shares(E, outside, weights, e, J, I, D, s)
     norm = 0.0
     for j in range(J):
-        g[j] = x[j] + log_shares[j] - math.log(s[j])
+        # log s_obs - log s first: (x + log s_obs) - log s rounds at the ulp of |x| + |log s|
+        # (2.8e-14 once that passes 128), and the step could then never meet tol = 1e-14
+        g[j] = x[j] + (log_shares[j] - math.log(s[j]))
         change = abs(g[j] - x[j])
-        if not change <= norm:  # also takes NaN
+        if not change <= norm and not math.isnan(norm):  # takes a NaN change, and keeps it
             norm = change
     return norm
 

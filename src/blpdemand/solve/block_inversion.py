@@ -158,8 +158,15 @@ def invert_block(utility: ExpUtility, shares: FloatArray, pad: FloatArray | None
 def _fallback(utility: ExpUtility, shares: FloatArray, pad: FloatArray | None, x0: FloatArray,
               fp: FixedPointResult, config: FixedPointConfig) -> FixedPointResult:
     """Solve the failed markets again with SQUAREM from the same start, within what is left of
-    their evaluation budget; merge."""
-    failed = fp.failed[fp.evaluations[fp.failed] < config.max_evaluations]
+    their evaluation budget; merge.
+
+    Markets whose very first evaluation G(x0) was not finite are not retried: SQUAREM would
+    start with the same G(x0), and a NaN row left in the batched solver's work set keeps it
+    from closing any other row (``_WorkSet.check`` compares the NaN minimum change with tol).
+    """
+    evaluations, codes = fp.evaluations[fp.failed], fp.codes[fp.failed]
+    hopeless = (codes == 2) & (evaluations == 1)
+    failed = fp.failed[(evaluations < config.max_evaluations) & ~hopeless]
     if not failed.size:
         return fp
     budget = config.max_evaluations - int(fp.evaluations[failed].max())
