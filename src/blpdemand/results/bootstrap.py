@@ -1,0 +1,346 @@
+"""Post-estimation uncertainty by a parametric bootstrap of the estimated parameters.
+
+Draws (theta_b, beta_b) ~ N((theta_hat, beta_hat), V), b = 1..B, with V = ``results.covariance``
+(the estimated covariance of the estimator, already divided by N), and rebuilds the demand model
+at each draw. Any post-estimation output f (elasticities, markups, diversion ratios, merger
+price effects, consumer surplus) is then evaluated at every draw; the spread of f(b) over b
+gives its standard error and percentile interval [q_{(1-level)/2}, q_{(1+level)/2}]
+(Krinsky and Robb 1986; Conlon and Gortmaker 2020, section on post-estimation inference).
+
+What is held fixed at a draw (``hold``):
+
+- ``"shares"`` (default): the observed shares. delta_b = delta(theta_b) solves
+  s(delta_b; theta_b) = s_obs by the BLP contraction (warm-started at the estimate's delta), so
+  the model at each draw still fits the data and xi_b = delta_b~ - X1~ beta_b moves.
+- ``"xi"``: the structural errors (and absorbed fixed effects), PyBLP's convention
+  (``ProblemResults.bootstrap`` in PyBLP 1.3): delta_b = delta_hat + X1 (beta_b - beta_hat),
+  with no contraction; the shares implied at the draw, s(delta_b; theta_b), differ from s_obs.
+
+Draws are not clipped to the optimizer's bounds (PyBLP clips them). Parameters fixed by the
+layout (zeros of the starting Sigma and Pi) stay fixed: only the P free elements are drawn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from blpdemand._types import FloatArray, IntArray
+from blpdemand.errors import ConvergenceWarning, SpecificationError
+from blpdemand.model.fitted import FittedDemand
+from blpdemand.results.estimates import BLPResults
+from blpdemand.results.logit import LogitResults
+from blpdemand.results.tables import Table
+from blpdemand.solve.contraction import InnerLoop
+from blpdemand.solve.fixed_point import FixedPointConfig
+from blpdemand.solve.optimizer import run_jobs
+
+__all__ = ["BootstrapDraws", "BootstrapSummary", "bootstrap"]
+
+Hold = Literal["shares", "xi"]
+_HOLDS = ("shares", "xi")
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class BootstrapSummary:
+    """A post-estimation output f at the estimate and at every kept bootstrap draw.
+
+    Attributes
+    ----------
+    estimate : f at the estimate, shape S (a scalar has S = ()).
+    draws : (B, *S) f at each kept draw.
+    names : labels of the flattened entries of f (for ``table``).
+    dropped : draws whose contraction failed (not in ``draws``).
+    nonfinite : (B,) True where f(b) is non-finite at an entry where the estimate is finite
+        (those entries are left out of the statistics, with a warning).
+    """
+
+    estimate: FloatArray
+    draws: FloatArray
+    names: tuple[str, ...]
+    dropped: int = 0
+    nonfinite: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+    def _finite(self) -> FloatArray:
+        """The draws with NaN where f(b) is non-finite (left out entry by entry)."""
+        return np.where(np.isfinite(self.draws), self.draws, np.nan)
+
+    def _reduce(self, how: Callable[..., Any], **kwargs: Any) -> FloatArray:
+        with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN entries (padding) stay NaN
+            return np.asarray(how(self._finite(), axis=0, **kwargs), dtype=np.float64)
+
+    @property
+    def mean(self) -> FloatArray:
+        """Mean of f over the draws, shape S."""
+        return self._reduce(np.nanmean)
+
+    @property
+    def std(self) -> FloatArray:
+        """Bootstrap standard error: the standard deviation (ddof = 1) of f over draws, shape S."""
+        return self._reduce(np.nanstd, ddof=1)
+
+    def interval(self, level: float = 0.95) -> tuple[FloatArray, FloatArray]:
+        """Percentile interval (q_{(1-level)/2}, q_{(1+level)/2}) of f over the draws, each shape S."""
+        if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+            raise SpecificationError(f"level={level!r} must be a number in (0, 1), e.g. 0.95")
+        bounds = self._reduce(np.nanpercentile, q=[50 * (1 - level), 50 * (1 + level)])
+        return bounds[0], bounds[1]
+
+    def frame(self, level: float = 0.95) -> pd.DataFrame:
+        """One row per entry of f: estimate, bootstrap mean, std. error, percentile interval."""
+        return self.table(level=level).to_frame()
+
+    def table(self, *, level: float = 0.95, title: str = "Parametric bootstrap",
+              digits: int = 4) -> Table:
+        """The summary as a ``Table`` (rows: entries of f; columns as in ``frame``)."""
+        lo, hi = self.interval(level)
+        body = pd.DataFrame({"estimate": self.estimate.reshape(-1),
+                             "bootstrap mean": self.mean.reshape(-1),
+                             "std. error": self.std.reshape(-1),
+                             f"[{(1 - level) / 2:.3f}": lo.reshape(-1),
+                             f"{(1 + level) / 2:.3f}]": hi.reshape(-1)},
+                            index=pd.Index(list(self.names)))
+        notes = [f"{self.draws.shape[0]} draws of (theta, beta) ~ N(estimate, covariance); "
+                 f"percentile intervals at level {level:g}"]
+        if self.dropped:
+            notes.append(f"{self.dropped} draw(s) dropped: the contraction failed")
+        if self.nonfinite.any():
+            notes.append(f"{int(self.nonfinite.sum())} draw(s) gave non-finite values, left out")
+        return Table(title=title, body=body, notes=tuple(notes), digits=digits)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class BootstrapDraws:
+    """The demand model at the estimate and at each kept parameter draw.
+
+    Attributes
+    ----------
+    estimate : the FittedDemand at the estimate.
+    fitted : B FittedDemand, one per kept draw (arrays in the problem's sorted row order).
+    theta : (B, P) and beta : (B, K1) the kept draws; requested : draws asked for.
+    dropped : indices (into the requested draws) whose contraction failed.
+    hold : "shares" (delta re-solved) or "xi" (PyBLP's convention); see the module docstring.
+    """
+
+    estimate: FittedDemand
+    fitted: tuple[FittedDemand, ...]
+    theta: FloatArray
+    beta: FloatArray
+    requested: int
+    dropped: IntArray
+    hold: str
+
+    @property
+    def draws(self) -> int:
+        """Number of kept draws B."""
+        return len(self.fitted)
+
+    @property
+    def delta(self) -> FloatArray:
+        """(B, N) delta_b in the user's row order."""
+        products = self.estimate.problem.products
+        out = np.empty((self.draws, products.N))
+        for b, f in enumerate(self.fitted):
+            out[b] = products.unsort(f.delta)
+        return out
+
+    @classmethod
+    def from_parameters(cls, results: BLPResults | LogitResults, theta: Any, beta: Any, *,
+                        hold: Hold = "shares", workers: int = 1) -> BootstrapDraws:
+        """The model at given draws: theta (B, P) free nonlinear parameters in ``layout.names``
+        order (``layout.pack(sigma_b, pi_b)``) and beta (B, K1); e.g. another tool's draws."""
+        estimate, _, _ = _point(results)
+        if hold not in _HOLDS:
+            raise SpecificationError(f"hold={hold!r} is unknown; use one of {_HOLDS}")
+        P, K1 = estimate.layout.P, estimate.beta.size
+        theta = _matrix(theta, P, "theta", "layout.names")
+        beta = _matrix(beta, K1, "beta", "the X1 columns")
+        if theta.shape[0] != beta.shape[0]:
+            raise SpecificationError(f"theta has {theta.shape[0]} draws but beta has {beta.shape[0]}")
+        if theta.shape[0] < 1:
+            raise SpecificationError("from_parameters needs at least one draw")
+        if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+            raise SpecificationError(f"workers={workers!r} must be an integer >= 1")
+        config = results.config.fixed_point if isinstance(results, BLPResults) else FixedPointConfig()
+        config = dataclasses.replace(config, on_failure="report")
+        B = theta.shape[0]
+        chunks = np.array_split(np.arange(B), min(int(workers), B))
+        jobs = [functools.partial(_solve_chunk, estimate, theta[c], beta[c], hold, config)
+                for c in chunks]
+        deltas = [d for part in run_jobs(jobs, workers=workers) for d in part]
+        kept = np.array([d is not None for d in deltas], dtype=bool)
+        dropped = np.flatnonzero(~kept)
+        if dropped.size:
+            warnings.warn(f"bootstrap: the contraction failed at {dropped.size} of {B} parameter "
+                          f"draws (draws {dropped[:10].tolist()}{' ...' if dropped.size > 10 else ''})"
+                          "; they are dropped from the summaries. A huge covariance or draws far "
+                          "from the estimate cause this", ConvergenceWarning, stacklevel=2)
+        fitted = tuple(FittedDemand(problem=estimate.problem, layout=estimate.layout,
+                                    theta=theta[b].copy(), beta=beta[b].copy(), delta=d)
+                       for b, d in enumerate(deltas) if d is not None)
+        return cls(estimate=estimate, fitted=fitted, theta=theta[kept], beta=beta[kept],
+                   requested=B, dropped=dropped, hold=hold)
+
+    def apply(self, function: Callable[[FittedDemand], Any], *, workers: int = 1,
+              names: Any = None) -> BootstrapSummary:
+        """f(fitted) at the estimate and at every kept draw, e.g.
+        ``lambda f: bd.compute_elasticities(f).diagonal()`` or ``bd.compute_markups``.
+
+        ``function`` returns a number or an array of the same shape at every draw. ``names``
+        labels the flattened entries (default: their index, "i, j" for matrices). Draws run on
+        ``workers`` threads through ``run_jobs``; the result is the same for any ``workers``.
+        """
+        if not callable(function):
+            raise SpecificationError(f"function must be callable (fitted -> array), got "
+                                     f"{type(function).__name__}")
+        if self.draws < 2:
+            raise SpecificationError(f"only {self.draws} draw(s) kept ({self.dropped.size} "
+                                     "dropped); at least 2 are needed for a summary")
+        estimate = _output(function, self.estimate, "the estimate")
+        jobs = [functools.partial(_output, function, f, f"draw {b}")
+                for b, f in enumerate(self.fitted)]
+        values = run_jobs(jobs, workers=workers)
+        for b, value in enumerate(values):
+            if value.shape != estimate.shape:
+                raise SpecificationError(f"function returned shape {value.shape} at draw {b} but "
+                                         f"{estimate.shape} at the estimate; it must return the "
+                                         "same shape at every draw")
+        stacked = np.stack(values) if values else np.zeros((0, *estimate.shape))
+        bad = (~np.isfinite(stacked) & np.isfinite(estimate)[None]).reshape(len(values), -1)
+        nonfinite = np.asarray(bad.any(axis=1), dtype=bool)
+        if nonfinite.any():
+            warnings.warn(f"bootstrap: the function gave non-finite values at {int(nonfinite.sum())} "
+                          f"of {len(values)} draws where the estimate is finite; those entries "
+                          "are left out of the mean, standard error and interval",
+                          ConvergenceWarning, stacklevel=2)
+        return BootstrapSummary(estimate=estimate, draws=stacked, names=_names(names, estimate),
+                                dropped=int(self.dropped.size), nonfinite=nonfinite)
+
+
+def bootstrap(results: BLPResults | LogitResults, *, draws: int = 1000,
+              rng: int | np.random.Generator | None = 0, hold: Hold = "shares",
+              workers: int = 1) -> BootstrapDraws:
+    """Parametric bootstrap of estimated demand: the model at B draws of the parameters.
+
+    (theta_b, beta_b) = (theta_hat, beta_hat) + L z_b, z_b ~ N(0, I), L L' = V (V =
+    ``results.covariance``, by its eigen-decomposition), b = 1..B; then delta_b per ``hold``
+    (see the module docstring) and a FittedDemand per draw. Draws whose contraction fails are
+    dropped, counted in ``dropped`` and warned about. Reference: Conlon and Gortmaker (2020),
+    "Best practices for differentiated products demand estimation with PyBLP", RAND J. Econ.
+
+    Parameters
+    ----------
+    results : BLPResults (theta and beta drawn) or LogitResults (beta only; P = 0).
+    draws : B >= 2.
+    rng : seed or numpy Generator; the same seed gives the same draws for any ``workers``.
+    hold : "shares" (default: delta re-solved at theta_b) or "xi" (PyBLP's convention).
+    workers : threads for the contractions (each thread its own InnerLoop).
+
+    Examples
+    --------
+    >>> boot = bd.bootstrap(results, draws=200, rng=0)                  # doctest: +SKIP
+    >>> own = boot.apply(lambda f: bd.compute_elasticities(f).diagonal())  # doctest: +SKIP
+    >>> lo, hi = own.interval(0.95)                                      # doctest: +SKIP
+    """
+    estimate, mean, covariance = _point(results)
+    if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or draws < 2:
+        raise SpecificationError(f"draws={draws!r} must be an integer >= 2")
+    if rng is not None and (isinstance(rng, bool) or not isinstance(rng, (int, np.integer,
+                                                                          np.random.Generator))):
+        raise SpecificationError(f"rng={rng!r} must be an integer seed, a numpy Generator or None")
+    generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    values, vectors = np.linalg.eigh((covariance + covariance.T) / 2)
+    if values.size and values.min() < -1e-8 * max(float(values.max()), 0.0):
+        raise SpecificationError(f"results.covariance is not positive semi-definite (smallest "
+                                 f"eigenvalue {values.min():.3g}); cannot draw parameters from it")
+    root = vectors * np.sqrt(np.clip(values, 0.0, None))
+    parameters = mean + generator.standard_normal((int(draws), mean.size)) @ root.T
+    P = estimate.layout.P
+    return BootstrapDraws.from_parameters(results, parameters[:, :P], parameters[:, P:],
+                                          hold=hold, workers=workers)
+
+
+def _point(results: object) -> tuple[FittedDemand, FloatArray, FloatArray]:
+    """The estimate's FittedDemand, the (theta, beta) mean and their covariance, checked."""
+    if isinstance(results, BLPResults):
+        fitted = results.fitted
+        covariance = np.asarray(results.covariance, dtype=np.float64)
+    elif isinstance(results, LogitResults):
+        fitted = results.fitted
+        covariance = results.covariance.to_numpy(dtype=np.float64)
+    else:
+        raise SpecificationError(f"bootstrap needs BLPResults (bd.estimate) or LogitResults "
+                                 f"(bd.estimate_logit), got {type(results).__name__}")
+    mean = np.concatenate([fitted.theta, fitted.beta])
+    if covariance.shape != (mean.size, mean.size):
+        raise SpecificationError(f"results.covariance has shape {covariance.shape}; expected "
+                                 f"{(mean.size, mean.size)} over (theta, beta)")
+    if not (np.all(np.isfinite(covariance)) and np.all(np.isfinite(mean))):
+        raise SpecificationError("results have a non-finite estimate or covariance (a failed "
+                                 "inner loop or a singular moment Jacobian); re-estimate before "
+                                 "bootstrapping")
+    return fitted, mean, covariance
+
+
+def _matrix(values: Any, width: int, what: str, order: str) -> FloatArray:
+    try:
+        out = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise SpecificationError(f"{what} draws must be numbers: {error}") from error
+    if out.ndim == 1 and width == 0:
+        out = out.reshape(-1, 0)
+    if out.ndim != 2 or out.shape[1] != width:
+        raise SpecificationError(f"{what} draws must have shape (draws, {width}) in the order of "
+                                 f"{order}, got {out.shape}")
+    if not np.all(np.isfinite(out)):
+        raise SpecificationError(f"{what} draws contain non-finite values")
+    return out
+
+
+def _solve_chunk(estimate: FittedDemand, theta: FloatArray, beta: FloatArray, hold: str,
+                 config: FixedPointConfig) -> list[FloatArray | None]:
+    """delta_b (sorted order) for each draw of one chunk, None where the contraction failed."""
+    problem = estimate.problem
+    if hold == "xi":
+        return [estimate.delta + problem.X1.values @ (b - estimate.beta) for b in beta]
+    if estimate.layout.P == 0:  # plain logit: delta = log s_j - log s_0 whatever beta is
+        return [estimate.delta.copy() for _ in beta]
+    loop = InnerLoop(problem, estimate.layout, config=config, cache_bytes=0)  # one per thread
+    out: list[FloatArray | None] = []
+    for t in theta:
+        with np.errstate(all="ignore"):  # absurd draws: overflow is reported as a failure
+            result = loop.solve(t, delta0=estimate.delta)
+        ok = result.converged and bool(np.all(np.isfinite(result.delta)))
+        out.append(result.delta if ok else None)
+    return out
+
+
+def _output(function: Callable[[FittedDemand], Any], fitted: FittedDemand, where: str) -> FloatArray:
+    value = function(fitted)
+    try:
+        out = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise SpecificationError(
+            f"function returned {type(value).__name__} at {where}, not numbers: return an array "
+            "or a number (e.g. bd.compute_elasticities(f).diagonal() or .stacked())") from error
+    return out
+
+
+def _names(names: Any, estimate: FloatArray) -> tuple[str, ...]:
+    if names is None:
+        if estimate.ndim == 0:
+            return ("value",)
+        return tuple(", ".join(str(i) for i in index) if estimate.ndim > 1 else str(index[0])
+                     for index in np.ndindex(estimate.shape))
+    labels = tuple(str(n) for n in names)
+    if len(labels) != estimate.size:
+        raise SpecificationError(f"{len(labels)} names given for {estimate.size} entries of f")
+    return labels
