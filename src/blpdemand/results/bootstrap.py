@@ -58,6 +58,7 @@ class BootstrapSummary:
     draws : (B, *S) f at each kept draw.
     names : labels of the flattened entries of f (for ``table``).
     dropped : draws whose contraction failed (not in ``draws``).
+    hold : what was held fixed at the draws ("shares" or "xi"; see the module docstring).
     nonfinite : (B,) True where f(b) is non-finite at an entry where the estimate is finite
         (those entries are left out of the statistics, with a warning).
     """
@@ -66,6 +67,7 @@ class BootstrapSummary:
     draws: FloatArray
     names: tuple[str, ...]
     dropped: int = 0
+    hold: str = "shares"
     nonfinite: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     def _finite(self) -> FloatArray:
@@ -108,8 +110,10 @@ class BootstrapSummary:
                              f"[{(1 - level) / 2:.3f}": lo.reshape(-1),
                              f"{(1 + level) / 2:.3f}]": hi.reshape(-1)},
                             index=pd.Index(list(self.names)))
-        notes = [f"{self.draws.shape[0]} draws of (theta, beta) ~ N(estimate, covariance); "
-                 f"percentile intervals at level {level:g}"]
+        held = ("delta re-solved with the observed shares" if self.hold == "shares"
+                else "xi held at the estimate (PyBLP's convention)")
+        notes = [(f"{self.draws.shape[0]} draws of (theta, beta) ~ N(estimate, covariance); "
+                  f"{held}; percentile intervals at level {level:g}")]
         if self.dropped:
             notes.append(f"{self.dropped} draw(s) dropped: the contraction failed")
         if self.nonfinite.any():
@@ -222,7 +226,8 @@ class BootstrapDraws:
                           "are left out of the mean, standard error and interval",
                           ConvergenceWarning, stacklevel=2)
         return BootstrapSummary(estimate=estimate, draws=stacked, names=_names(names, estimate),
-                                dropped=int(self.dropped.size), nonfinite=nonfinite)
+                                dropped=int(self.dropped.size), hold=self.hold,
+                                nonfinite=nonfinite)
 
 
 def bootstrap(results: BLPResults | LogitResults, *, draws: int = 1000,
