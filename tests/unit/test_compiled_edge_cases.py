@@ -22,21 +22,25 @@ from blpdemand.solve.fixed_point import FixedPointConfig, FixedPointStatus, solv
 
 
 def _markets(deltas: list[np.ndarray], *, agents: int = 20, sigma: tuple[float, float] = (0.8, 0.5),
-             seed: int = 0) -> tuple[Problem, np.ndarray, np.ndarray]:
-    """One market per delta; shares from that delta by an independent log-sum-exp loop."""
+             seed: int = 0, prices: list[np.ndarray] | None = None,
+             price_nodes: float = 0.0) -> tuple[Problem, np.ndarray, np.ndarray]:
+    """One market per delta; shares from that delta by an independent log-sum-exp loop.
+
+    ``price_nodes`` shifts the price nodes' mean (with a negative sigma on prices, every agent's
+    mu is then about -price_nodes * price)."""
     rng = np.random.default_rng(seed)
     rows, agent_rows = [], []
     for t, delta in enumerate(deltas):
         J = delta.size
-        prices = 1.0 + rng.uniform(size=J)
-        nodes = rng.normal(size=(agents, 2))
+        prices_t = 1.0 + rng.uniform(size=J) if prices is None else prices[t]
+        nodes = rng.normal(size=(agents, 2)) + [0.0, price_nodes]
         weights = np.full(agents, 1.0 / agents)
-        u = delta[:, None] + np.column_stack([np.ones(J), prices]) @ (nodes * sigma).T  # (J, I)
+        u = delta[:, None] + np.column_stack([np.ones(J), prices_t]) @ (nodes * sigma).T  # (J, I)
         top = np.maximum(u.max(axis=0), 0.0)
         p = np.exp(u - top) / (np.exp(-top) + np.exp(u - top).sum(axis=0))
         shares = p @ weights
         for j in range(J):
-            rows.append({"market_ids": t, "shares": shares[j], "prices": prices[j],
+            rows.append({"market_ids": t, "shares": shares[j], "prices": prices_t[j],
                          "z": rng.normal()})
         for i in range(agents):
             agent_rows.append({"market_ids": t, "weights": weights[i], "nodes0": nodes[i, 0],
@@ -64,6 +68,22 @@ def test_tiny_shares_converge_at_default_tolerance():
     result = solve_delta(problem, layout, theta, config=FixedPointConfig(method="anderson"))
     assert result.converged and result.max_change < 1e-14
     assert np.max(np.abs(result.delta - truth)) < 1e-12
+
+
+def test_large_deltas_converge_at_default_tolerance():
+    # Reference: simulated truth. Every agent's mu is about -100 x price (a price coefficient
+    # of mean -100 left to the random part), so delta is 100 to 200 with ordinary shares: the
+    # step rounding described above made Anderson stall here (MAX_EVALUATIONS; "auto" needed
+    # its SQUAREM fallback, twice the evaluations; in about 2% of such markets, one of these
+    # three with seed 5). Tolerance 1e-12.
+    rng = np.random.default_rng(5)
+    prices = [1.0 + rng.uniform(size=J) for J in (4, 3, 5)]
+    deltas = [100.0 * p + rng.normal(-2.0, 0.5, size=p.size) for p in prices]
+    problem, theta, truth = _markets(deltas, sigma=(0.8, -1.0), prices=prices, price_nodes=100.0,
+                                     seed=5)
+    layout, _ = problem.layout(np.diag([0.8, -1.0]))
+    result = solve_delta(problem, layout, theta, config=FixedPointConfig(method="anderson"))
+    assert result.converged and np.max(np.abs(result.delta - truth)) < 1e-12
 
 
 def test_nonfinite_start_in_one_product_fails_its_market_at_once():
