@@ -188,3 +188,28 @@ def test_errors_name_the_problem(results, logit) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert bd.bootstrap(logit, draws=2, rng=0).apply(lambda f: f.alpha).draws.shape == (2,)
+
+
+def test_a_function_failing_at_some_draws_is_named_or_dropped(results):
+    # Reference: a function that raises the library's SpecificationError at chosen draws (as
+    # consumer surplus does where a draw gives some agent alpha_i >= 0): by default the error
+    # names the draw; with errors="drop" exactly those draws are left out, counted and warned.
+    boot = bd.bootstrap(results, draws=6, rng=1)
+    calls = {"n": 0}
+
+    def picky(f):
+        calls["n"] += 1
+        if calls["n"] in (3, 5):  # the 2nd and 4th draws (the 1st call is the estimate)
+            raise SpecificationError("alpha_i >= 0 at this draw")
+        return f.beta
+
+    with pytest.raises(SpecificationError, match=r"draw 1: alpha_i >= 0.*errors='drop'"):
+        boot.apply(picky)
+    calls["n"] = 0
+    with pytest.warns(ConvergenceWarning, match="raised at 2 of 6 draws"):
+        summary = boot.apply(picky, errors="drop")
+    assert summary.failed == 2 and summary.draws.shape[0] == 4
+    kept = [0, 2, 4, 5]
+    np.testing.assert_array_equal(summary.draws, np.stack([boot.fitted[k].beta for k in kept]))
+    with pytest.raises(SpecificationError, match="errors"):
+        boot.apply(picky, errors="ignore")  # type: ignore[arg-type]

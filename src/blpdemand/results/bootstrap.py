@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from blpdemand._types import FloatArray, IntArray
-from blpdemand.errors import ConvergenceWarning, SpecificationError
+from blpdemand.errors import BLPDemandError, ConvergenceWarning, SpecificationError
 from blpdemand.model.fitted import FittedDemand
 from blpdemand.results.estimates import BLPResults
 from blpdemand.results.logit import LogitResults
@@ -61,6 +61,7 @@ class BootstrapSummary:
     hold : what was held fixed at the draws ("shares" or "xi"; see the module docstring).
     nonfinite : (B,) True where f(b) is non-finite at an entry where the estimate is finite
         (those entries are left out of the statistics, with a warning).
+    failed : draws where f raised and ``errors="drop"`` left them out (not in ``draws``).
     """
 
     estimate: FloatArray
@@ -69,6 +70,7 @@ class BootstrapSummary:
     dropped: int = 0
     hold: str = "shares"
     nonfinite: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=bool))
+    failed: int = 0
 
     def _finite(self) -> FloatArray:
         """The draws with NaN where f(b) is non-finite (left out entry by entry)."""
@@ -194,13 +196,16 @@ class BootstrapDraws:
                    requested=B, dropped=dropped, hold=hold)
 
     def apply(self, function: Callable[[FittedDemand], Any], *, workers: int = 1,
-              names: Any = None) -> BootstrapSummary:
+              names: Any = None, errors: Literal["raise", "drop"] = "raise") -> BootstrapSummary:
         """f(fitted) at the estimate and at every kept draw, e.g.
         ``lambda f: bd.compute_elasticities(f).diagonal()`` or ``bd.compute_markups``.
 
         ``function`` returns a number or an array of the same shape at every draw. ``names``
         labels the flattened entries (default: their index, "i, j" for matrices). Draws run on
         ``workers`` threads through ``run_jobs``; the result is the same for any ``workers``.
+        ``errors``: where the function raises one of the library's errors at a draw (e.g. consumer
+        surplus where some alpha_i >= 0 at that draw), "raise" (default) re-raises it naming the
+        draw; "drop" leaves such draws out of the summary, counts them (``failed``) and warns.
         """
         if not callable(function):
             raise SpecificationError(f"function must be callable (fitted -> array), got "
@@ -208,10 +213,20 @@ class BootstrapDraws:
         if self.draws < 2:
             raise SpecificationError(f"only {self.draws} draw(s) kept ({self.dropped.size} "
                                      "dropped); at least 2 are needed for a summary")
-        estimate = _output(function, self.estimate, "the estimate")
-        jobs = [functools.partial(_output, function, f, f"draw {b}")
+        if errors not in ("raise", "drop"):
+            raise SpecificationError(f"errors={errors!r} is unknown; use 'raise' or 'drop'")
+        at_estimate = _output(function, self.estimate, "the estimate")  # errors propagate
+        assert at_estimate is not None
+        estimate = at_estimate
+        jobs = [functools.partial(_output, function, f, f"draw {b}", errors)
                 for b, f in enumerate(self.fitted)]
-        values = run_jobs(jobs, workers=workers)
+        outputs = run_jobs(jobs, workers=workers)
+        values = [v for v in outputs if v is not None]
+        failed = len(outputs) - len(values)
+        if failed:
+            warnings.warn(f"bootstrap: the function raised at {failed} of {len(outputs)} draws; "
+                          "they are left out of the summary (errors='drop')",
+                          ConvergenceWarning, stacklevel=2)
         for b, value in enumerate(values):
             if value.shape != estimate.shape:
                 raise SpecificationError(f"function returned shape {value.shape} at draw {b} but "
@@ -227,7 +242,7 @@ class BootstrapDraws:
                           ConvergenceWarning, stacklevel=2)
         return BootstrapSummary(estimate=estimate, draws=stacked, names=_names(names, estimate),
                                 dropped=int(self.dropped.size), hold=self.hold,
-                                nonfinite=nonfinite)
+                                nonfinite=nonfinite, failed=failed)
 
 
 def bootstrap(results: BLPResults | LogitResults, *, draws: int = 1000,
@@ -328,8 +343,16 @@ def _solve_chunk(estimate: FittedDemand, theta: FloatArray, beta: FloatArray, ho
     return out
 
 
-def _output(function: Callable[[FittedDemand], Any], fitted: FittedDemand, where: str) -> FloatArray:
-    value = function(fitted)
+def _output(function: Callable[[FittedDemand], Any], fitted: FittedDemand, where: str,
+            errors: str = "raise") -> FloatArray | None:
+    try:
+        value = function(fitted)
+    except BLPDemandError as error:
+        if where == "the estimate" or errors == "raise":
+            raise type(error)(f"bootstrap, {where}: {error}" + (
+                "" if where == "the estimate" else "; apply(..., errors='drop') leaves such "
+                "draws out (counted and warned about)")) from error
+        return None
     try:
         out = np.array(value, dtype=np.float64)
     except (TypeError, ValueError) as error:
