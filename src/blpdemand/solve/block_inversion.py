@@ -161,8 +161,8 @@ def _fallback(utility: ExpUtility, shares: FloatArray, pad: FloatArray | None, x
     their evaluation budget; merge.
 
     Markets whose very first evaluation G(x0) was not finite are not retried: SQUAREM would
-    start with the same G(x0), and a NaN row left in the batched solver's work set keeps it
-    from closing any other row (``_WorkSet.check`` compares the NaN minimum change with tol).
+    start with the same G(x0) and fail at once, and its NaN row would ride along in the batched
+    solver's work set with the others.
     """
     evaluations, codes = fp.evaluations[fp.failed], fp.codes[fp.failed]
     hopeless = (codes == 2) & (evaluations == 1)
