@@ -120,3 +120,24 @@ def test_auto_falls_back_to_squarem_where_anderson_stalls(compiled, blp_products
                           config=FixedPointConfig(method="squarem"))
     assert auto.converged and squarem.converged
     assert np.max(np.abs(auto.delta - squarem.delta)) < 1e-12
+
+
+def test_a_nan_row_does_not_keep_other_rows_from_closing():
+    # Reference: the tolerance rule itself, row by row. A step check where one row's change is
+    # NaN (a market that broke, not yet failed because the solver reverts it first) must still
+    # close the rows whose change met tol (it used to compare the NaN minimum with tol: none closed).
+    from blpdemand.solve.fixed_point import _WorkSet
+
+    class Identity:
+        def evaluate(self, x):
+            return x
+
+        def restrict(self, keep):
+            pass
+
+    work = _WorkSet(Identity(), np.zeros((3, 2)), FixedPointConfig(tol=1e-14))
+    x = np.zeros((3, 2))
+    g = np.array([[np.nan, 0.0], [1e-20, 0.0], [0.5, 0.0]])
+    work.check(x, g, fail_nonfinite=False)
+    assert work.codes.tolist() == [1, 0, 1]  # row 1 closed as converged; rows 0 and 2 open
+    assert work.open.tolist() == [True, False, True]

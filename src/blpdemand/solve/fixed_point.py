@@ -199,7 +199,7 @@ class _WorkSet:
         """
         change = np.max(np.abs(g - x if step is None else step), axis=1)
         self.last = change
-        if change.min(initial=np.inf) < self.tol:
+        if np.fmin.reduce(change, initial=np.inf) < self.tol:  # a NaN row must not hide the rest
             self._close(change < self.tol, g, 0)
         if fail_nonfinite and not change.max(initial=0.0) < np.inf:
             self.fail(~np.isfinite(change), x)
