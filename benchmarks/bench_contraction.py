@@ -288,7 +288,7 @@ def floors(case: dict[str, Any]) -> None:
             block_shares(e, utility)
         step_time += (time.perf_counter() - start) / steps
         start = time.perf_counter()  # the compiled kernel: whole solve, per market evaluation
-        fp = solve_markets(utility.exp_mu, utility.outside, utility.weights, data.log_shares,
+        fp = solve_markets(utility.exp_mu, utility.outside, utility.weights, data.shares,
                            data.product_sizes, data.agent_sizes, logit, config)
         kernel_time += time.perf_counter() - start
         kernel_evaluations += int(fp.evaluations.sum())

@@ -18,7 +18,7 @@ from blpdemand.solve import contraction, optimizer
 from blpdemand.solve.anderson_compiled import solve_markets
 from blpdemand.solve.block_inversion import ContractionMap
 from blpdemand.solve.contraction import InnerLoop, solve_delta
-from blpdemand.solve.fixed_point import FixedPointConfig, FixedPointStatus, solve_fixed_point
+from blpdemand.solve.fixed_point import ULPS, FixedPointConfig, FixedPointStatus, solve_fixed_point
 
 
 def _markets(deltas: list[np.ndarray], *, agents: int = 20, sigma: tuple[float, float] = (0.8, 0.5),
@@ -57,7 +57,8 @@ def _kernel_inputs(problem, layout, theta):
     return data, utility
 
 
-def test_tiny_shares_converge_at_default_tolerance():
+@pytest.mark.parametrize("compiled", [True, False])
+def test_tiny_shares_converge_at_default_tolerance(compiled):
     # Reference: simulated truth. A share of about 1e-100 puts delta near -230; the step
     # x + (log s_obs - log s) must be formed with the difference first, or it rounds at the ulp
     # of 460 (5.7e-14) and never meets tol = 1e-14 (the kernel used to stall there: status
@@ -65,12 +66,15 @@ def test_tiny_shares_converge_at_default_tolerance():
     problem, theta, truth = _markets([np.array([-1.0, -2.0, -230.0, -1.5]),
                                       np.array([-1.0, -460.0, -0.5])])
     layout, _ = problem.layout(np.diag([0.8, 0.5]))
-    result = solve_delta(problem, layout, theta, config=FixedPointConfig(method="anderson"))
-    assert result.converged and result.max_change < 1e-14
+    result = solve_delta(problem, layout, theta,
+                         config=FixedPointConfig(method="anderson", compiled=compiled))
+    # tol, or two ulps of |delta| where 1e-14 is below delta's float spacing (460: 5.7e-14)
+    assert result.converged and result.max_change < max(1e-14, ULPS * 460.0)
     assert np.max(np.abs(result.delta - truth)) < 1e-12
 
 
-def test_large_deltas_converge_at_default_tolerance():
+@pytest.mark.parametrize("compiled", [True, False])
+def test_large_deltas_converge_at_default_tolerance(compiled):
     # Reference: simulated truth. Every agent's mu is about -100 x price (a price coefficient
     # of mean -100 left to the random part), so delta is 100 to 200 with ordinary shares: the
     # step rounding described above made Anderson stall here (MAX_EVALUATIONS; "auto" needed
@@ -82,7 +86,9 @@ def test_large_deltas_converge_at_default_tolerance():
     problem, theta, truth = _markets(deltas, sigma=(0.8, -1.0), prices=prices, price_nodes=100.0,
                                      seed=5)
     layout, _ = problem.layout(np.diag([0.8, -1.0]))
-    result = solve_delta(problem, layout, theta, config=FixedPointConfig(method="anderson"))
+    result = solve_delta(problem, layout, theta,
+                         config=FixedPointConfig(method="anderson", compiled=compiled))
+    assert result.iterations < 100  # no stall at a tolerance below delta's float spacing
     assert result.converged and np.max(np.abs(result.delta - truth)) < 1e-12
 
 
@@ -94,7 +100,7 @@ def test_nonfinite_start_in_one_product_fails_its_market_at_once():
     # delta with NaN and a finite "last change". Other markets: truth to 1e-11.
     problem, layout, theta, truth = simulated(seed=3)
     data, utility = _kernel_inputs(problem, layout, theta)
-    args = (utility.exp_mu, utility.outside, utility.weights, data.log_shares,
+    args = (utility.exp_mu, utility.outside, utility.weights, data.shares,
             data.product_sizes, data.agent_sizes)
     for bad in (-np.inf, np.inf, np.nan):
         x0 = data.block.gather_products(problem.products.logit_delta)

@@ -100,7 +100,7 @@ def test_kernel_contract_on_a_padded_block():
     exact = data.block.gather_products(truth)
     x0[0] = exact[0]
     x0[pad] = 7.0
-    args = (utility.exp_mu, utility.outside, utility.weights, data.log_shares,
+    args = (utility.exp_mu, utility.outside, utility.weights, data.shares,
             data.product_sizes, data.agent_sizes)
     result = solve_markets(*args, x0, FixedPointConfig())
     assert np.all(result.codes == 0)

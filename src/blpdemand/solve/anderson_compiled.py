@@ -34,7 +34,7 @@ import numba
 import numpy as np
 
 from blpdemand._types import FloatArray, IntArray
-from blpdemand.solve.fixed_point import FixedPointConfig, FixedPointResult
+from blpdemand.solve.fixed_point import ULPS, FixedPointConfig, FixedPointResult
 
 __all__ = ["solve_markets"]
 
@@ -96,20 +96,24 @@ def _shares(E, outside, weights, e, J, I, D, s):  # type: ignore[no-untyped-def]
 
 
 @_compile(inline="always")
-def _contraction(E, outside, weights, log_shares, x, J, I, D, s, e, g):  # type: ignore[no-untyped-def]
-    """g = G(x) = x + log s_obs - log s(x); returns max_j |g_j - x_j| (NaN/inf if broken)."""
+def _contraction(E, outside, weights, shares, x, J, I, D, s, e, g):  # type: ignore[no-untyped-def]
+    """g = G(x) = x + log(s_obs / s(x)); returns max_j |g_j - x_j| (NaN/inf if broken) and
+    max_j |x_j|.
+
+    The step is log(s_obs / s), accurate to about eps absolute: log s_obs - log s would round
+    at the ulp of |log s| (2.8e-14 for shares near 1e-100), above tol.
+    """
     for j in range(J):
         e[j] = math.exp(x[j])
     _shares(E, outside, weights, e, J, I, D, s)
-    norm = 0.0
+    norm = top = 0.0
     for j in range(J):
-        # log s_obs - log s first: (x + log s_obs) - log s rounds at the ulp of |x| + |log s|
-        # (2.8e-14 once that passes 128), and the step could then never meet tol = 1e-14
-        g[j] = x[j] + (log_shares[j] - math.log(s[j]))
+        g[j] = x[j] + math.log(shares[j] / s[j])
         change = abs(g[j] - x[j])
         if not change <= norm and not math.isnan(norm):  # takes a NaN change, and keeps it
             norm = change
-    return norm
+        top = max(top, abs(x[j]))
+    return norm, top
 
 
 @_compile(inline="always")
@@ -154,7 +158,7 @@ def _mixing(dF, f, m, J, A, b, gamma):  # type: ignore[no-untyped-def]
 
 
 @_compile()
-def _anderson_markets(exp_mu, outside, weights, log_shares, product_sizes,  # type: ignore[no-untyped-def]
+def _anderson_markets(exp_mu, outside, weights, shares, product_sizes,  # type: ignore[no-untyped-def]
                       agent_sizes, x0, tol, max_evaluations, memory):
     T, J_max, I_max = exp_mu.shape
     out = x0.copy()
@@ -169,12 +173,12 @@ def _anderson_markets(exp_mu, outside, weights, log_shares, product_sizes,  # ty
     patience = 4 * memory
     for t in range(T):
         J, I = product_sizes[t], agent_sizes[t]
-        E, c, w, ls = exp_mu[t], outside[t], weights[t], log_shares[t]
+        E, c, w, ls = exp_mu[t], outside[t], weights[t], shares[t]
         for j in range(J):
             x[j] = x0[t, j]
-        norm = _contraction(E, c, w, ls, x, J, I, D, s, e, g)
+        norm, top = _contraction(E, c, w, ls, x, J, I, D, s, e, g)
         count, code = 1, 1
-        if norm < tol:
+        if norm < max(tol, ULPS * top):
             code = 0
         elif not norm < np.inf:
             code = 2
@@ -193,10 +197,10 @@ def _anderson_markets(exp_mu, outside, weights, log_shares, product_sizes,  # ty
             else:
                 for j in range(J):
                     x_new[j] = g[j]
-            norm_new = _contraction(E, c, w, ls, x_new, J, I, D, s, e, g_new)
+            norm_new, top = _contraction(E, c, w, ls, x_new, J, I, D, s, e, g_new)
             count += 1
             steps += 1
-            if norm_new < tol:
+            if norm_new < max(tol, ULPS * top):
                 for j in range(J):
                     g[j] = g_new[j]
                 norm, code = norm_new, 0
@@ -228,14 +232,14 @@ def _anderson_markets(exp_mu, outside, weights, log_shares, product_sizes,  # ty
 
 
 def solve_markets(exp_mu: FloatArray, outside: FloatArray, weights: FloatArray,
-                  log_shares: FloatArray, product_sizes: IntArray, agent_sizes: IntArray,
+                  shares: FloatArray, product_sizes: IntArray, agent_sizes: IntArray,
                   x0: FloatArray, config: FixedPointConfig) -> FixedPointResult:
     """Solve delta = G(delta) market by market for one block (see the module docstring).
 
     Parameters
     ----------
     exp_mu : (T_b, J, I) exp(mu_ji - m_i); outside : (T_b, I) exp(-m_i); weights : (T_b, I).
-    log_shares : (T_b, J) log s_obs (any finite value in padded slots).
+    shares : (T_b, J) s_obs (any positive value in padded slots).
     product_sizes, agent_sizes : (T_b,) real J_t and I_t (padded slots trail each market).
     x0 : (T_b, J) starting delta; padded slots are returned unchanged.
     config : tolerance, evaluation budget and Anderson memory.
@@ -248,7 +252,7 @@ def solve_markets(exp_mu: FloatArray, outside: FloatArray, weights: FloatArray,
         np.ascontiguousarray(exp_mu, dtype=np.float64),
         np.ascontiguousarray(outside, dtype=np.float64),
         np.ascontiguousarray(weights, dtype=np.float64),
-        np.ascontiguousarray(log_shares, dtype=np.float64),
+        np.ascontiguousarray(shares, dtype=np.float64),
         np.ascontiguousarray(product_sizes, dtype=np.int64),
         np.ascontiguousarray(agent_sizes, dtype=np.int64),
         np.ascontiguousarray(x0, dtype=np.float64),

@@ -127,15 +127,15 @@ def _resolved(config: FixedPointConfig, method: str) -> FixedPointConfig:
 
 
 def invert_block(utility: ExpUtility, shares: FloatArray, pad: FloatArray | None,
-                 log_shares: FloatArray, product_sizes: IntArray, agent_sizes: IntArray,
+                 product_sizes: IntArray, agent_sizes: IntArray,
                  x0: FloatArray, config: FixedPointConfig, *, owned: bool,
                  recompute: Callable[[], ExpUtility]) -> FixedPointResult:
     """delta for every market of one block (see the module docstring).
 
     Parameters
     ----------
-    utility : the block's exp(mu); shares, log_shares : (T_b, J) s_obs (1 in padded slots) and
-        its log; pad : (T_b, J) 1.0 in padded slots or None; product_sizes, agent_sizes : real
+    utility : the block's exp(mu); shares : (T_b, J) s_obs (1 in padded slots); pad :
+        (T_b, J) 1.0 in padded slots or None; product_sizes, agent_sizes : real
         J_t and I_t; x0 : (T_b, J) start; config : the caller's FixedPointConfig ("auto"
         resolved here).
     owned : exp(mu) is not needed afterwards (the numpy solvers may compact it in place).
@@ -145,7 +145,7 @@ def invert_block(utility: ExpUtility, shares: FloatArray, pad: FloatArray | None
     compiled = resolved.method == "anderson" and config.compiled and compiled_available()
     if compiled:  # market by market while its exp(mu) sits in L2 cache
         from blpdemand.solve.anderson_compiled import solve_markets
-        fp = solve_markets(utility.exp_mu, utility.outside, utility.weights, log_shares,
+        fp = solve_markets(utility.exp_mu, utility.outside, utility.weights, shares,
                            product_sizes, agent_sizes, x0, resolved)
     else:
         fp = solve_fixed_point(ContractionMap(utility, shares, pad, owned=owned), x0, resolved)

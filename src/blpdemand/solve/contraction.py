@@ -97,7 +97,6 @@ class _Block:
     weights: FloatArray  # (T_b, I)
     shares: FloatArray  # (T_b, J), 1 in padded slots
     pad: FloatArray | None  # (T_b, J) 1.0 in padded slots
-    log_shares: FloatArray  # (T_b, J), 0 in padded slots
     product_sizes: IntArray  # (T_b,) real J_t
     agent_sizes: IntArray  # (T_b,) real I_t
 
@@ -131,7 +130,7 @@ def _prepare(problem: Problem, layout: ParameterLayout, block_bytes: int) -> tup
             blocks.append(_Block(block=block, x2=block.gather_products(problem.X2.values),
                                  variables=block.gather_agents(variables),
                                  weights=block.gather_agents(agents.weights), shares=shares,
-                                 pad=pad, log_shares=np.log(shares),
+                                 pad=pad,
                                  product_sizes=_sizes(block.product_pad, T_b, J),
                                  agent_sizes=_sizes(block.agent_pad, T_b, I)))
         store[key] = tuple(blocks)
@@ -224,8 +223,8 @@ class InnerLoop:
         """
         data = self.blocks[b]
         utility = self._utility(b, mapping, store)
-        fp = invert_block(utility, data.shares, data.pad, data.log_shares, data.product_sizes,
-                          data.agent_sizes, data.block.gather_products(start), self.config,
+        fp = invert_block(utility, data.shares, data.pad, data.product_sizes, data.agent_sizes,
+                          data.block.gather_products(start), self.config,
                           owned=not (store or jacobian),
                           recompute=functools.partial(_block_utility, data, mapping))
         if fp.failed.size or not jacobian:

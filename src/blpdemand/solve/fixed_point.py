@@ -2,7 +2,8 @@
 
 Each row of ``x`` (n, J) is one market's system; rows converge independently and leave the
 work set (the map is told to ``restrict`` itself to the rows still iterating). Convergence is
-max_j |G(x)_j - x_j| < tol for the row (absolute; default 1e-14 on delta).
+max_j |G(x)_j - x_j| < max(tol, 2 eps max_j |x_j|) for the row (absolute; default 1e-14 on
+delta, or two units in the last place where delta is too large for 1e-14 to be reachable).
 
 Methods (``FixedPointConfig.method``):
 
@@ -41,6 +42,8 @@ from blpdemand.errors import SpecificationError
 Method = Literal["auto", "squarem", "simple", "anderson", "newton"]
 OnFailure = Literal["report", "warn", "raise"]
 _METHODS = ("auto", "squarem", "simple", "anderson", "newton")
+#: two units in the last place, relative: a step below ULPS max_j |x_j| is at float resolution
+ULPS = 2 * float(np.finfo(np.float64).eps)
 #: "auto" uses Anderson for blocks of at least this many exp(mu) cells (T_b J I), else SQUAREM.
 AUTO_CELLS = 1 << 17
 _ON_FAILURE = ("report", "warn", "raise")
@@ -65,7 +68,9 @@ class FixedPointConfig:
     ----------
     method : "auto" (default: Anderson on large blocks, SQUAREM on small ones), "squarem",
         "simple", "anderson" or "newton".
-    tol : absolute tolerance on max_j |G(x)_j - x_j| per market (default 1e-14).
+    tol : absolute tolerance on max_j |G(x)_j - x_j| per market (default 1e-14). Where it is
+        below the float resolution of a market's delta (max_j |delta_j| > tol / (2 eps), 22.5
+        for 1e-14), two units in the last place of max_j |delta_j| are used instead.
     max_evaluations : evaluations of G per market before giving up.
     memory : past steps kept by Anderson acceleration.
     on_failure : "report" (status and failed markets in the result), "warn" (also a
@@ -195,12 +200,15 @@ class _WorkSet:
         """Close rows whose step x -> g = G(x) met the tolerance, or (optionally) broke down.
 
         ``step`` is g - x when the caller has it. The common case (no row closes, all finite)
-        costs four array operations.
+        costs a few operations on (n, J) arrays.
         """
         change = np.max(np.abs(g - x if step is None else step), axis=1)
         self.last = change
-        if np.fmin.reduce(change, initial=np.inf) < self.tol:  # a NaN row must not hide the rest
-            self._close(change < self.tol, g, 0)
+        # tol, or two ulps of max_j |x_j| where tol is below delta's float resolution; a NaN
+        # row never compares true, so it cannot keep the others from closing
+        converged = change < np.maximum(self.tol, ULPS * np.max(np.abs(x), axis=1))
+        if converged.any():
+            self._close(converged, g, 0)
         if fail_nonfinite and not change.max(initial=0.0) < np.inf:
             self.fail(~np.isfinite(change), x)
 
