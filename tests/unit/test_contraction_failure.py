@@ -141,3 +141,17 @@ def test_a_nan_row_does_not_keep_other_rows_from_closing():
     work.check(x, g, fail_nonfinite=False)
     assert work.codes.tolist() == [1, 0, 1]  # row 1 closed as converged; rows 0 and 2 open
     assert work.open.tolist() == [True, False, True]
+
+
+@pytest.mark.parametrize("change", ["longer", "shorter", "column", "nan", "text"])
+def test_delta0_of_the_wrong_shape_or_not_finite_is_named(nevo, change):
+    # Reference: the documented input, (N,) finite numbers. Longer arrays were accepted
+    # silently, shorter ones raised a bare IndexError, (N, 1) a numba typing error from inside
+    # the kernel, and a NaN start came back as NaN delta.
+    problem, layout = nevo
+    start = problem.products.logit_delta.copy()
+    bad = {"longer": np.r_[start, 0.0], "shorter": start[:-1], "column": start[:, None],
+           "nan": np.where(np.arange(start.size) == 3, np.nan, start),
+           "text": ["a"] * start.size}[change]
+    with pytest.raises(SpecificationError, match="delta0"):
+        solve_delta(problem, layout, np.full(4, 0.1), delta0=bad)

@@ -246,7 +246,7 @@ class InnerLoop:
                 return result
         problem, layout, config = self.problem, self.layout, self.config
         if delta0 is not None:
-            start = np.asarray(delta0, dtype=np.float64)
+            start = _start(delta0, problem.N)
         elif self._last_delta is not None:
             start = self._last_delta
         else:
@@ -342,6 +342,22 @@ class InnerLoop:
         for part in self._each(block):  # summed in block order: the same with any threads
             out += part
         return out
+
+
+def _start(delta0: FloatArray, N: int) -> FloatArray:
+    """A user's starting delta: (N,) finite numbers, in the problem's sorted row order."""
+    try:
+        start = np.asarray(delta0, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise SpecificationError(f"delta0 must be numbers, one per product row: {error}") from error
+    if start.shape != (N,):
+        raise SpecificationError(f"delta0 has shape {start.shape}; it must be ({N},), one mean "
+                                 "utility per product row (in the problem's sorted order)")
+    if not np.all(np.isfinite(start)):
+        rows = np.flatnonzero(~np.isfinite(start))[:5].tolist()
+        raise SpecificationError(f"delta0 has non-finite values (rows {rows} in sorted order); "
+                                 "start from finite values, e.g. the logit delta (delta0=None)")
+    return start
 
 
 def _block_cap(problem: Problem, config: FixedPointConfig) -> int:

@@ -417,7 +417,7 @@ def _at_precision_floor(step: OptimizationResult, hessian: FloatArray) -> Optimi
     sqrt(20 eps |Q| lambda_max) cannot be resolved, so an optimizer stopping there ("precision
     loss") is at the minimum if the Hessian is positive definite.
     """
-    if step.converged or step.theta.size == 0:
+    if step.converged or step.theta.size == 0 or not np.all(np.isfinite(hessian)):
         return step
     eigenvalues = np.linalg.eigvalsh(hessian)
     floor = float(np.sqrt(20 * np.finfo(float).eps * max(1.0, abs(step.objective))

@@ -85,7 +85,9 @@ class DemandObjective:
         self.reporter = reporter if reporter is not None else SilentReporter()
         self.step, self.start = step, start
         self.clock = time.perf_counter() if clock is None else clock
-        self.delta0 = None if delta0 is None else np.array(delta0, dtype=np.float64)
+        # a warm start with a non-finite entry (a failed market) would be refused: use none
+        self.delta0 = (None if delta0 is None or not np.all(np.isfinite(delta0))
+                       else np.array(delta0, dtype=np.float64))
         self.evaluations = 0
         self.iterations = 0
         self.contraction_iterations = 0
