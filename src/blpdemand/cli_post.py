@@ -46,6 +46,9 @@ def post_estimation(spec: Spec, results: Any, report: Report, products: pd.DataF
         steps.append(("stability", lambda: _stability(spec, results, report, refit or {})))
     if "merger" in post:
         steps.append(("merger", lambda: merger(spec, results, report, products)))
+    if "bootstrap" in post:  # after the outputs it summarizes (cli_bootstrap)
+        from blpdemand.cli_bootstrap import bootstrap_outputs
+        steps.append(("bootstrap", lambda: bootstrap_outputs(spec, results, report, products)))
     run_steps = runner if runner is not None else (lambda jobs: [job() for job in jobs])
     with report.deferred():
         values = run_steps([step for _, step in steps])

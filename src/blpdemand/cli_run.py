@@ -16,6 +16,7 @@ import pandas as pd
 from rich.console import Console
 
 import blpdemand
+from blpdemand.cli_bootstrap import check_bootstrap
 from blpdemand.cli_post import post_estimation
 from blpdemand.cli_report import Report, RichReporter, draw_convergence, progress_runner
 from blpdemand.cli_spec import (
@@ -48,6 +49,7 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
         if spec.post.get(key, False) and command != "estimate":
             raise SpecificationError(f"[post] {key} in {spec.path.name} needs 'blpdemand "
                                      f"estimate' (the GMM objective of a BLP model)")
+    check_bootstrap(spec, command)  # [post.bootstrap]: fail before the estimation
     directory = output if output is not None else spec.output.get("directory")
     if directory is None:
         directory = Path.cwd() / f"{spec.path.stem}-results"

@@ -48,7 +48,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
     "instruments": {"columns": _STRS, "build": ((list,), "an array of tables [[instruments.build]]")},
     "parameters": {"sigma": _MATRIX, "pi": _MATRIX},
     "post": {"elasticities": _BOOL, "diversion": _BOOL, "costs": _BOOL, "market": _MARKET,
-             "merger": _TABLE, "profiles": _BOOL,
+             "merger": _TABLE, "profiles": _BOOL, "bootstrap": _TABLE,
              "contour": ((bool, list), "true or a list of two parameter names"),
              "stability": ((bool, list), "true or a list of draw multipliers like [1, 2, 4]")},
     "output": {"directory": _STR, "json": _BOOL, "latex": _BOOL, "html": _BOOL, "plots": _BOOL},
