@@ -129,3 +129,29 @@ def test_simulated_bertrand_random_price_coefficient() -> None:
     expected, _ = bertrand_prices(utility, -2.0 + 0.1 * nodes[:, :, 1], np.full((T, I), 1 / I),
                                   costs, firms)
     np.testing.assert_allclose(prices, expected, rtol=1e-10)
+
+
+def test_counterfactual_prices_where_consumer_surplus_is_undefined() -> None:
+    # Reference: observed prices are the Bertrand equilibrium at the costs they imply (the
+    # first-order conditions hold there by construction). With a random price coefficient of
+    # s.d. 1.2 around -1, 17-29% of agents have alpha_i >= 0: consumer surplus is undefined,
+    # but prices are not. compute_prices used to raise on the surplus and return no prices;
+    # it must return the observed prices (1e-10), NaN surplus there, and one warning naming
+    # the markets, while compute_consumer_surplus itself still refuses.
+    import warnings
+
+    import blpdemand as bd
+    from blpdemand.errors import BLPDemandWarning, SpecificationError
+
+    sim = bd.simulate(markets=8, products=4, sigma={"x1": 0.5, "prices": 1.2}, draws=100, rng=3)
+    fitted = bd.fitted_from_truth(sim)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cf = bd.compute_prices(fitted)
+    assert cf.converged
+    np.testing.assert_allclose(cf.prices, sim.products["prices"].to_numpy(), rtol=1e-10)
+    assert np.all(np.isnan(cf.consumer_surplus_change))
+    messages = [str(w.message) for w in caught if issubclass(w.category, BLPDemandWarning)]
+    assert len(messages) == 1 and "consumer surplus is not defined in 8 market(s)" in messages[0]
+    with pytest.raises(SpecificationError, match="non-negative price coefficient"):
+        bd.compute_consumer_surplus(fitted)

@@ -20,9 +20,15 @@ import numpy as np
 import pandas as pd
 
 from blpdemand._types import AnyArray, FloatArray, IntArray
-from blpdemand.errors import ConvergenceError, ConvergenceWarning, DataError
+from blpdemand.errors import BLPDemandWarning, ConvergenceError, ConvergenceWarning, DataError
 from blpdemand.model.fitted import FittedDemand
-from blpdemand.model.pricing import PricingConfig, PricingStatus, market_demands, solve_prices
+from blpdemand.model.pricing import (
+    MarketDemand,
+    PricingConfig,
+    PricingStatus,
+    market_demands,
+    solve_prices,
+)
 from blpdemand.results.costs import (
     Kappa,
     compute_costs,
@@ -211,6 +217,14 @@ def compute_prices(results: Any, *, firm_ids: Any = None, ownership: Any = None,
     hhi_before, hhi_after = np.full(T, np.nan), np.full(T, np.nan)
     cs_before, cs_after = np.full(T, np.nan), np.full(T, np.nan)
     status, iterations = [], np.zeros(T, dtype=np.int64)
+    undefined: list[Any] = []  # markets where consumer surplus is not defined
+
+    def surplus(demand: MarketDemand, at: FloatArray | None = None) -> float:
+        if np.any(demand.alpha >= 0):  # CS needs alpha_i < 0; prices do not
+            undefined.append(np.asarray(demand.market_id).tolist())
+            return np.nan
+        return market_surplus(demand, at)
+
     for t, demand in enumerate(demands):
         rows = markets.slice(t)
         mask = available[rows]
@@ -219,16 +233,22 @@ def compute_prices(results: Any, *, firm_ids: Any = None, ownership: Any = None,
         solution = solve_prices(sub, effective[idx], owners[t][np.ix_(mask, mask)], config=config)
         status.append(solution.status)
         iterations[t] = solution.iterations
-        cs_before[t] = market_surplus(demand)
+        cs_before[t] = surplus(demand)
         if firms_before is not None:
             hhi_before[t] = hhi(shares_before[rows], firms_before[rows])
         if not solution.status.converged:
             continue
         prices[idx] = solution.prices
         shares[idx] = sub.shares(solution.prices)
-        cs_after[t] = market_surplus(sub, solution.prices)
+        cs_after[t] = surplus(sub, solution.prices)
         if firms_after is not None and idx.size:
             hhi_after[t] = hhi(shares[idx], firms_after[idx])
+    if undefined:
+        shown = list(dict.fromkeys(undefined))
+        warnings.warn(f"consumer surplus is not defined in {len(shown)} market(s) "
+                      f"({shown[:5]}{' ...' if len(shown) > 5 else ''}): some agents have a "
+                      "non-negative price coefficient alpha_i; the surplus there is NaN (prices, "
+                      "shares and profits are unaffected)", BLPDemandWarning, stacklevel=2)
     _apply_policy(markets.ids, status, config)
     with np.errstate(invalid="ignore"):
         profits_before = (prices_before - base_costs) * shares_before
