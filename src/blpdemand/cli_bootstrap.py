@@ -97,8 +97,7 @@ def bootstrap_outputs(spec: Spec, results: Any, report: Report,
     if "merger" in spec.post:
         change, labels = merger_changes(spec, products, boot)
         jobs.append(("bootstrap_merger", "merger: mean price change (%) by market", change,
-                     labels, ("the merger (e.g. some alpha_i >= 0, so no consumer surplus; "
-                              "or non-finite implied costs)")))
+                     labels, "the merger (e.g. non-finite implied costs)"))
     for name, title, function, labels, raises in jobs:
         summary = boot.apply(function, names=labels, workers=workers,
                              errors="raise" if raises is None else "drop")
@@ -168,7 +167,9 @@ def merger_changes(spec: Spec, products: pd.DataFrame, boot: BootstrapDraws
             assert outcome.firm_ids_before is not None
             inside = np.isin(outcome.firm_ids_before, np.asarray(merging))
             values.append(np.array([_nanmean(100 * outcome.price_changes[inside])]))
-        values.append(np.array([_nanmean(outcome.consumer_surplus_change)]))
+        # NaN where surplus is undefined in some market (alpha_i >= 0) at this draw: such draws
+        # leave this row (counted and warned about), not a mean over a varying set of markets
+        values.append(np.array([np.mean(outcome.consumer_surplus_change)]))
         return np.concatenate(values)
 
     return change, [*labels, "change in CS per consumer (mean over markets)"]
