@@ -213,3 +213,11 @@ def test_a_function_failing_at_some_draws_is_named_or_dropped(results):
     np.testing.assert_array_equal(summary.draws, np.stack([boot.fitted[k].beta for k in kept]))
     with pytest.raises(SpecificationError, match="errors"):
         boot.apply(picky, errors="ignore")  # type: ignore[arg-type]
+
+
+def test_the_results_method_is_the_function(results):
+    # Reference: bd.bootstrap itself with the same arguments (bit for bit).
+    a = results.bootstrap(5, rng=3)
+    b = bd.bootstrap(results, draws=5, rng=3)
+    assert np.array_equal(a.theta, b.theta) and np.array_equal(a.beta, b.beta)
+    assert all(np.array_equal(x.delta, y.delta) for x, y in zip(a.fitted, b.fitted))

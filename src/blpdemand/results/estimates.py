@@ -160,6 +160,14 @@ class BLPResults:
         return FittedDemand(problem=self.problem, layout=self.layout, theta=self.theta,
                             beta=self.beta, delta=self.problem.products.sort(self.delta))
 
+    def bootstrap(self, draws: int = 1000, *, rng: Any = 0, hold: str = "shares",
+                  workers: int = 1) -> Any:
+        """Parametric bootstrap of the estimates for post-estimation intervals; the same as
+        ``bd.bootstrap(results, ...)`` (see ``results.bootstrap``)."""
+        from blpdemand.results.bootstrap import bootstrap
+
+        return bootstrap(self, draws=draws, rng=rng, hold=hold, workers=workers)  # type: ignore[arg-type]
+
     # ------------------------------------------------------------------ covariance
     def with_covariance(self, kind: str, *, clusters: Any = None) -> BLPResults:
         """A NEW results object with ``kind`` standard errors (unadjusted/robust/clustered).
