@@ -16,14 +16,18 @@ What is held fixed at a draw (``hold``):
   (``ProblemResults.bootstrap`` in PyBLP 1.3): delta_b = delta_hat + X1 (beta_b - beta_hat),
   with no contraction; the shares implied at the draw, s(delta_b; theta_b), differ from s_obs.
 
-Draws are not clipped to the optimizer's bounds (PyBLP clips them). Parameters fixed by the
-layout (zeros of the starting Sigma and Pi) stay fixed: only the P free elements are drawn.
+Draws are not clipped to the optimizer's bounds (PyBLP clips them): a diagonal Sigma element
+may change sign (the model depends on it only through sigma * nu, nu symmetric). Where the
+estimate sits on a bound the normal approximation is poor (about half the draws of that
+parameter fall outside the box); ``bootstrap`` warns, naming the parameter. Parameters fixed by
+the layout (zeros of the starting Sigma and Pi) stay fixed: only the P free elements are drawn.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import numbers
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,8 +97,10 @@ class BootstrapSummary:
 
     def interval(self, level: float = 0.95) -> tuple[FloatArray, FloatArray]:
         """Percentile interval (q_{(1-level)/2}, q_{(1+level)/2}) of f over the draws, each shape S."""
-        if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        if isinstance(level, (bool, np.bool_)) or not isinstance(level, numbers.Real) \
+                or not 0 < level < 1:
             raise SpecificationError(f"level={level!r} must be a number in (0, 1), e.g. 0.95")
+        level = float(level)  # np.float32(0.9): quantiles at 0.05, not at float32 rounding
         bounds = self._reduce(np.nanpercentile, q=[50 * (1 - level), 50 * (1 + level)])
         return bounds[0], bounds[1]
 
@@ -106,11 +112,11 @@ class BootstrapSummary:
               digits: int = 4) -> Table:
         """The summary as a ``Table`` (rows: entries of f; columns as in ``frame``)."""
         lo, hi = self.interval(level)
+        low, high = _quantile_labels(float(level))
         body = pd.DataFrame({"estimate": self.estimate.reshape(-1),
                              "bootstrap mean": self.mean.reshape(-1),
                              "std. error": self.std.reshape(-1),
-                             f"[{(1 - level) / 2:.3f}": lo.reshape(-1),
-                             f"{(1 + level) / 2:.3f}]": hi.reshape(-1)},
+                             f"[{low}": lo.reshape(-1), f"{high}]": hi.reshape(-1)},
                             index=pd.Index(list(self.names)))
         held = ("delta re-solved with the observed shares" if self.hold == "shares"
                 else "xi held at the estimate (PyBLP's convention)")
@@ -201,7 +207,10 @@ class BootstrapDraws:
         ``lambda f: bd.compute_elasticities(f).diagonal()`` or ``bd.compute_markups``.
 
         ``function`` returns a number or an array of the same shape at every draw. ``names``
-        labels the flattened entries (default: their index, "i, j" for matrices). Draws run on
+        labels the flattened entries (a string labels a scalar f; default: a pandas result's
+        index, else the entries' index, "i, j" for matrices). Arrays of a FittedDemand (delta,
+        xi) are in the problem's sorted row order; results functions (``compute_costs``,
+        ``compute_markups``) return the user's row order. Draws run on
         ``workers`` threads through ``run_jobs``; the result is the same for any ``workers``.
         ``errors``: where the function raises one of the library's errors at a draw (e.g. consumer
         surplus where some alpha_i >= 0 at that draw), "raise" (default) re-raises it naming the
@@ -215,9 +224,8 @@ class BootstrapDraws:
                                      "dropped); at least 2 are needed for a summary")
         if errors not in ("raise", "drop"):
             raise SpecificationError(f"errors={errors!r} is unknown; use 'raise' or 'drop'")
-        at_estimate = _output(function, self.estimate, "the estimate")  # errors propagate
-        assert at_estimate is not None
-        estimate = at_estimate
+        raw = _call(function, self.estimate, "the estimate", "raise")  # errors propagate
+        estimate = _numbers(raw, "the estimate")
         jobs = [functools.partial(_output, function, f, f"draw {b}", errors)
                 for b, f in enumerate(self.fitted)]
         outputs = run_jobs(jobs, workers=workers)
@@ -227,8 +235,8 @@ class BootstrapDraws:
             warnings.warn(f"bootstrap: the function raised at {failed} of {len(outputs)} draws; "
                           "they are left out of the summary (errors='drop')",
                           ConvergenceWarning, stacklevel=2)
-        for b, value in enumerate(values):
-            if value.shape != estimate.shape:
+        for b, value in enumerate(outputs):  # b: the draw's index among the kept draws
+            if value is not None and value.shape != estimate.shape:
                 raise SpecificationError(f"function returned shape {value.shape} at draw {b} but "
                                          f"{estimate.shape} at the estimate; it must return the "
                                          "same shape at every draw")
@@ -240,7 +248,8 @@ class BootstrapDraws:
                           f"of {len(values)} draws where the estimate is finite; those entries "
                           "are left out of the mean, standard error and interval",
                           ConvergenceWarning, stacklevel=2)
-        return BootstrapSummary(estimate=estimate, draws=stacked, names=_names(names, estimate),
+        labels = _names(_pandas_names(raw) if names is None else names, estimate)
+        return BootstrapSummary(estimate=estimate, draws=stacked, names=labels,
                                 dropped=int(self.dropped.size), hold=self.hold,
                                 nonfinite=nonfinite, failed=failed)
 
@@ -284,6 +293,8 @@ def bootstrap(results: BLPResults | LogitResults, *, draws: int = 1000,
     root = vectors * np.sqrt(np.clip(values, 0.0, None))
     parameters = mean + generator.standard_normal((int(draws), mean.size)) @ root.T
     P = estimate.layout.P
+    if isinstance(results, BLPResults):
+        _warn_at_bounds(results, parameters[:, :P])
     return BootstrapDraws.from_parameters(results, parameters[:, :P], parameters[:, P:],
                                           hold=hold, workers=workers)
 
@@ -343,23 +354,76 @@ def _solve_chunk(estimate: FittedDemand, theta: FloatArray, beta: FloatArray, ho
     return out
 
 
-def _output(function: Callable[[FittedDemand], Any], fitted: FittedDemand, where: str,
-            errors: str = "raise") -> FloatArray | None:
+class _Raised:
+    """Marks a draw where f raised a library error and ``errors="drop"``."""
+
+
+def _call(function: Callable[[FittedDemand], Any], fitted: FittedDemand, where: str,
+          errors: str) -> Any:
+    """f(fitted); a _Raised where f raised a library error and ``errors="drop"``."""
     try:
-        value = function(fitted)
+        return function(fitted)
     except BLPDemandError as error:
         if where == "the estimate" or errors == "raise":
             raise type(error)(f"bootstrap, {where}: {error}" + (
                 "" if where == "the estimate" else "; apply(..., errors='drop') leaves such "
                 "draws out (counted and warned about)")) from error
-        return None
+        return _Raised()
+
+
+def _numbers(value: Any, where: str) -> FloatArray:
+    """f's value as float64; None (a function without ``return``), text and objects refused."""
+    message = (f"function returned {type(value).__name__} at {where}, not numbers: return an "
+               "array or a number (e.g. bd.compute_elasticities(f).diagonal() or .stacked())")
+    if value is None or isinstance(value, (str, bytes)):
+        raise SpecificationError(message)
     try:
-        out = np.array(value, dtype=np.float64)
+        return np.array(value, dtype=np.float64)
     except (TypeError, ValueError) as error:
-        raise SpecificationError(
-            f"function returned {type(value).__name__} at {where}, not numbers: return an array "
-            "or a number (e.g. bd.compute_elasticities(f).diagonal() or .stacked())") from error
-    return out
+        raise SpecificationError(message) from error
+
+
+def _output(function: Callable[[FittedDemand], Any], fitted: FittedDemand, where: str,
+            errors: str = "raise") -> FloatArray | None:
+    value = _call(function, fitted, where, errors)
+    return None if isinstance(value, _Raised) else _numbers(value, where)
+
+
+def _pandas_names(value: Any) -> list[str] | None:
+    """Default labels of a pandas result: a Series' index, a DataFrame's "row, column"."""
+    if isinstance(value, pd.Series):
+        return [str(i) for i in value.index]
+    if isinstance(value, pd.DataFrame):
+        return [f"{r}, {c}" for r in value.index for c in value.columns]
+    return None
+
+
+def _quantile_labels(level: float) -> tuple[str, str]:
+    """The interval's column labels, with the digits that tell (1 -+ level) / 2 apart."""
+    low, high = (1 - level) / 2, (1 + level) / 2
+    for d in range(3, 13):  # "0.025", "0.00005"; float32 0.9 still "0.050"
+        labels = f"{low:.{d}f}", f"{high:.{d}f}"
+        if labels[0] != labels[1] and abs(float(labels[0]) - low) <= 1e-6 * low:
+            return labels
+    return f"{low:.6g}", f"{high:.6g}"
+
+
+def _warn_at_bounds(results: BLPResults, theta: FloatArray) -> None:
+    """Warn where theta_hat sits on an optimizer bound (the normal draws straddle it)."""
+    if not results.bounds or theta.shape[1] == 0:
+        return
+    lo, hi = (np.array([b[k] for b in results.bounds], dtype=np.float64) for k in (0, 1))
+    scale = np.maximum(1.0, np.abs(results.theta))
+    at = ((results.theta - lo) <= 1e-10 * scale) | ((hi - results.theta) <= 1e-10 * scale)
+    if not at.any():
+        return
+    outside = ((theta < lo) | (theta > hi)).mean(axis=0)
+    named = ", ".join(f"{results.layout.names[p]} ({100 * outside[p]:.0f}% of draws outside "
+                      f"[{lo[p]:g}, {hi[p]:g}])" for p in np.flatnonzero(at))
+    warnings.warn(f"bootstrap: the estimate is on an optimizer bound for {named}; the normal "
+                  "approximation (and the covariance) is poor there and the draws are not "
+                  "clipped: widen the bounds or read those summaries with care",
+                  ConvergenceWarning, stacklevel=3)
 
 
 def _names(names: Any, estimate: FloatArray) -> tuple[str, ...]:
@@ -368,7 +432,7 @@ def _names(names: Any, estimate: FloatArray) -> tuple[str, ...]:
             return ("value",)
         return tuple(", ".join(str(i) for i in index) if estimate.ndim > 1 else str(index[0])
                      for index in np.ndindex(estimate.shape))
-    labels = tuple(str(n) for n in names)
+    labels = (names,) if isinstance(names, str) else tuple(str(n) for n in names)
     if len(labels) != estimate.size:
         raise SpecificationError(f"{len(labels)} names given for {estimate.size} entries of f")
     return labels
