@@ -352,3 +352,42 @@ def test_estimate_threads_with_multistart_workers(fe) -> None:
         dataclasses.replace(two, config=dataclasses.replace(two.config, contraction=None)),
         a.theta, a.beta)
     np.testing.assert_allclose(a.delta, b.delta, atol=1e-12)
+
+
+def test_badly_scaled_covariance_keeps_each_variance(fe) -> None:
+    # Reference: N(estimate, V) itself, with standard errors from 1e-8 to 1e4 (a coefficient
+    # on income in dollars next to a constant): each sample s.d. within 4.5 Monte Carlo
+    # standard errors (sd / sqrt(2 B)) of its own; the correlations within 4.5 / sqrt(B).
+    # (A root from V's own eigenvalues puts an absolute error of eps * 1e8 into the 1e-16
+    # variance: its draws' s.d. was 1.7 times too large.)
+    _, _, results = fe
+    sd = np.array([1e-8, 0.1, 1.0, 1e3, 1e4])
+    C = 0.3 * np.ones((5, 5)) + 0.7 * np.eye(5)
+    scaled = dataclasses.replace(results, covariance=C * np.outer(sd, sd))
+    B = 4000
+    boot = bd.bootstrap(scaled, draws=B, rng=11, hold="xi")
+    draws = np.hstack([boot.theta, boot.beta])
+    assert np.all(np.abs(draws.std(axis=0, ddof=1) / sd - 1) < 4.5 / np.sqrt(2 * B))
+    assert np.all(np.abs(np.corrcoef(draws, rowvar=False) - C) < 4.5 / np.sqrt(B))
+
+
+def test_nevo_fe_bootstrap_with_threads_equals_sequential(nevo_products, nevo_agents) -> None:
+    # Reference: the same bootstrap with the sequential inner loop (Nevo, product FE, PyBLP's
+    # tutorial estimates): threads=2 in the results' contraction options and workers=2 give the
+    # same draws and delta_b to 1e-12.
+    problem = bd.Problem(nevo_products, linear="0 + prices",
+                         nonlinear="1 + prices + sugar + mushy",
+                         demographics="0 + income + income_squared + age + child",
+                         agents=nevo_agents, absorb="C(product_ids)",
+                         instruments=[f"demand_instruments{k}" for k in range(20)])
+    sigma = np.diag([0.5588, 3.3124, -0.0058, 0.0934])
+    pi = np.array([[2.2919, 0, 1.2842, 0], [588.3252, -30.1920, 0, 11.0546],
+                   [-0.3842, 0, 0.0524, 0], [0.7480, 0, -1.3536, 0]])
+    one = bd.evaluate(problem, sigma=sigma, pi=pi, config=bd.EstimationConfig(hessian=False))
+    two = bd.evaluate(problem, sigma=sigma, pi=pi, config=bd.EstimationConfig(
+        hessian=False, contraction={"threads": 2}))
+    a = bd.bootstrap(one, draws=4, rng=0)
+    b = bd.bootstrap(two, draws=4, rng=0, workers=2)
+    assert a.draws == b.draws == 4
+    np.testing.assert_array_equal(a.theta, b.theta)
+    np.testing.assert_allclose(a.delta, b.delta, atol=1e-12)

@@ -260,10 +260,11 @@ def bootstrap(results: BLPResults | LogitResults, *, draws: int = 1000,
     """Parametric bootstrap of estimated demand: the model at B draws of the parameters.
 
     (theta_b, beta_b) = (theta_hat, beta_hat) + L z_b, z_b ~ N(0, I), L L' = V (V =
-    ``results.covariance``, by its eigen-decomposition), b = 1..B; then delta_b per ``hold``
-    (see the module docstring) and a FittedDemand per draw. Draws whose contraction fails are
-    dropped, counted in ``dropped`` and warned about. Reference: Conlon and Gortmaker (2020),
-    "Best practices for differentiated products demand estimation with PyBLP", RAND J. Econ.
+    ``results.covariance``, by an eigen-decomposition, see ``_root``), b = 1..B;
+    then delta_b per ``hold`` (see the module docstring) and a FittedDemand per draw. Draws
+    whose contraction fails are dropped, counted and warned about. Reference: Conlon and
+    Gortmaker (2020), "Best practices for differentiated products demand estimation with
+    PyBLP", RAND J. Econ.
 
     Parameters
     ----------
@@ -286,17 +287,28 @@ def bootstrap(results: BLPResults | LogitResults, *, draws: int = 1000,
                                                                           np.random.Generator))):
         raise SpecificationError(f"rng={rng!r} must be an integer seed, a numpy Generator or None")
     generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    values, vectors = np.linalg.eigh((covariance + covariance.T) / 2)
-    if values.size and values.min() < -1e-8 * max(float(values.max()), 0.0):
-        raise SpecificationError(f"results.covariance is not positive semi-definite (smallest "
-                                 f"eigenvalue {values.min():.3g}); cannot draw parameters from it")
-    root = vectors * np.sqrt(np.clip(values, 0.0, None))
+    root = _root(covariance)
     parameters = mean + generator.standard_normal((int(draws), mean.size)) @ root.T
     P = estimate.layout.P
     if isinstance(results, BLPResults):
         _warn_at_bounds(results, parameters[:, :P])
     return BootstrapDraws.from_parameters(results, parameters[:, :P], parameters[:, P:],
                                           hold=hold, workers=workers)
+
+
+def _root(covariance: FloatArray) -> FloatArray:
+    """L with L L' = V from the eigen-decomposition of V, or of D^-1 V D^-1 (D = sqrt|diag V|)
+    where standard errors span more than 1e4: V's eigenvalues carry an absolute error of
+    eps * max var, relative eps * (max se / min se)^2 in the smallest variance."""
+    V = (covariance + covariance.T) / 2
+    d = np.sqrt(np.abs(np.diag(V)))
+    se = d[d > 0]
+    d = np.where(d > 0, d, 1.0) if se.size and se.max() > 1e4 * se.min() else np.ones(d.size)
+    values, vectors = np.linalg.eigh(V / np.outer(d, d))
+    if values.size and values.min() < -1e-8 * max(float(values.max()), 0.0):
+        raise SpecificationError(f"results.covariance is not positive semi-definite (smallest "
+                                 f"eigenvalue {values.min():.3g}); cannot draw parameters from it")
+    return np.asarray(d[:, None] * (vectors * np.sqrt(np.clip(values, 0.0, None))))
 
 
 def _point(results: object) -> tuple[FittedDemand, FloatArray, FloatArray]:
