@@ -240,6 +240,8 @@ def test_function_outputs_names_and_statistics(fe) -> None:
     assert scalar.names == ("alpha",) and scalar.estimate.shape == ()
     with pytest.raises(SpecificationError, match="NoneType"):
         boot.apply(lambda f: None)
+    with pytest.raises(SpecificationError, match=r"MarketMatrices .*\.diagonal\(\)"):
+        boot.apply(bd.compute_elasticities)
     with pytest.raises(SpecificationError, match="1 names given for 2"):
         boot.apply(lambda f: f.beta, names="ab")  # a string is one label, not two characters
     summary = bd.bootstrap(results, draws=60, rng=6, hold="xi").apply(lambda f: f.beta)
@@ -277,10 +279,12 @@ def test_shape_change_names_the_kept_draw(fe) -> None:
                                     FixedPointConfig(threads=2, method="squarem", compiled=False)])
 def test_threads_reuse_across_thetas_equal_sequence(config) -> None:
     # Reference: the sequential loop on the same blocks, bit for bit, at four thetas with one
-    # InnerLoop (warm starts and exp(mu) cache reused); simulated truth at the first (1e-11);
-    # a repeated call returns the cached result and adds the same Jacobian.
+    # InnerLoop (warm starts and exp(mu) cache reused; also without the cache); simulated
+    # truth at the first (1e-11); a repeated call adds the same Jacobian.
     problem, layout, theta, truth = simulated(seed=5)
     threaded = InnerLoop(problem, layout, config=config)
+    uncached = InnerLoop(problem, layout, config=config, cache_bytes=0)
+    assert threaded.caches_exp_mu and not uncached.caches_exp_mu
     sequential = InnerLoop(problem, layout, config=dataclasses.replace(
         config, threads=1, block_bytes=_block_cap(problem, config)))
     assert len(threaded.blocks) == problem.products.markets.T  # threads > markets: 1 per block
@@ -288,12 +292,15 @@ def test_threads_reuse_across_thetas_equal_sequence(config) -> None:
     for k, scale in enumerate((1.0, 1.3, 0.7, 1.1)):
         a, b = threaded.solve(theta * scale), sequential.solve(theta * scale)
         assert a.converged and np.array_equal(a.delta, b.delta)
+        c = uncached.solve(theta * scale, jacobian=True)
+        assert np.array_equal(c.delta, a.delta)
         if k == 0:
             assert np.max(np.abs(a.delta - truth)) < 1e-11
         with_jacobian = threaded.solve(theta * scale, jacobian=True)
         assert np.array_equal(with_jacobian.delta, a.delta)
         assert np.array_equal(with_jacobian.jacobian,
                               sequential.jacobian(theta * scale, b.delta))
+        assert np.array_equal(c.jacobian, with_jacobian.jacobian)
         assert np.array_equal(threaded.gradient(theta * scale, a.delta, v),
                               sequential.gradient(theta * scale, b.delta, v))
 
