@@ -19,6 +19,7 @@ import pytest
 import blpdemand as bd
 from blpdemand.errors import IntegrationWarning
 from blpdemand.solve.covariance import weighting_matrix
+from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.gmm import DemandObjective
 
 
@@ -47,14 +48,19 @@ PIS = [np.array([[0.0], [0.0], [0.5]]), np.array([[0.0], [0.0], [-1.0]]),
        np.array([[0.0], [0.0], [2.0]])]
 
 
-def _both(problem: bd.Problem, sigma: np.ndarray, pi: np.ndarray | None) -> tuple[np.ndarray, ...]:
+def _both(problem: bd.Problem, sigma: np.ndarray, pi: np.ndarray | None,
+          compiled: bool = True) -> tuple[np.ndarray, ...]:
+    # compiled: the adjoint by the per-market kernel (model.adjoint_compiled), else the numpy
+    # block CG (model.derivatives.adjoint_theta_gradient); the full Jacobian is the reference
     layout, theta = problem.layout(sigma, pi)
     Z = problem.ZD_tilde
     W = weighting_matrix(Z.T @ Z / problem.N)
-    adjoint = DemandObjective(problem, layout, W)
+    adjoint = DemandObjective(problem, layout, W,
+                              contraction=FixedPointConfig(compiled=compiled))
     value, gradient = adjoint(theta)
     assert adjoint.last is not None and adjoint.last.adjoint  # the adjoint path was taken
-    full = DemandObjective(problem, layout, W).evaluate(theta)
+    full = DemandObjective(problem, layout, W,
+                           contraction=FixedPointConfig(compiled=compiled)).evaluate(theta)
     assert not full.adjoint and full.xi_jacobian.shape == (problem.N, theta.size)
     assert value == full.objective
     # completing the cached adjoint evaluation gives the full evaluation's Jacobian
@@ -67,8 +73,10 @@ def _both(problem: bd.Problem, sigma: np.ndarray, pi: np.ndarray | None) -> tupl
 @pytest.mark.parametrize("absorb", [False, True])
 @pytest.mark.parametrize("unequal", [False, True])
 @pytest.mark.parametrize("k", [0, 1, 2])
-def test_adjoint_gradient_matches_full_jacobian(absorb: bool, unequal: bool, k: int) -> None:
-    gradient, reference = _both(_simulated(absorb, unequal), SIGMAS[k], PIS[k])
+@pytest.mark.parametrize("compiled", [True, False])
+def test_adjoint_gradient_matches_full_jacobian(absorb: bool, unequal: bool, k: int,
+                                                compiled: bool) -> None:
+    gradient, reference = _both(_simulated(absorb, unequal), SIGMAS[k], PIS[k], compiled)
     np.testing.assert_allclose(gradient, reference, rtol=0,
                                atol=1e-8 * np.abs(reference).max())
 
@@ -82,8 +90,8 @@ def test_adjoint_gradient_nevo(nevo_products: pd.DataFrame, nevo_agents: pd.Data
     sigma = np.diag([0.3302, 2.4526, 0.0163, 0.2441])
     pi = np.array([[5.4819, 0, 0.2037, 0], [15.8935, -1.2000, 0, 2.6342],
                    [-0.2506, 0, 0.0511, 0], [1.2650, 0, -0.8091, 0]])
-    for scale in (1.0, 0.5):
-        gradient, reference = _both(problem, scale * sigma, scale * pi)
+    for scale, compiled in ((1.0, True), (0.5, True), (1.0, False)):
+        gradient, reference = _both(problem, scale * sigma, scale * pi, compiled)
         np.testing.assert_allclose(gradient, reference, rtol=0,
                                    atol=1e-8 * np.abs(reference).max())
 
@@ -98,7 +106,7 @@ def test_adjoint_gradient_blp(blp_products: pd.DataFrame, blp_agents: pd.DataFra
                              instruments=[f"demand_instruments{k}" for k in range(8)])
     sigma = np.diag([3.612, 0, 4.628, 1.818, 1.050, 2.056])
     pi = np.c_[[0, -43.501, 0, 0, 0, 0]]
-    for scale in (1.0, 0.5):
-        gradient, reference = _both(problem, scale * sigma, scale * pi)
+    for scale, compiled in ((1.0, True), (0.5, True), (1.0, False)):
+        gradient, reference = _both(problem, scale * sigma, scale * pi, compiled)
         np.testing.assert_allclose(gradient, reference, rtol=0,
                                    atol=1e-8 * np.abs(reference).max())

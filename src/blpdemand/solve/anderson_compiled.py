@@ -14,7 +14,8 @@ squares, the residual, the safeguards) costs a few hundred arithmetic operations
 some 30 numpy calls on the whole block. The numpy solvers in ``solve.fixed_point`` are the
 reference; ``FixedPointConfig(compiled=False)`` selects them. Kernels are compiled with numba
 on first use (cached on disk), release the GIL, and use ``fastmath`` only for reassociation and
-fused multiply-add (so sums vectorize); non-finite values keep their IEEE meaning.
+fused multiply-add (so sums vectorize); non-finite values keep their IEEE meaning
+(``model.adjoint_compiled.compile_kernel``).
 
 Shares per market (``model.shares``): D_i = c_i + sum_j e_j E_ji, s_j = e_j sum_i E_ji w_i / D_i.
 
@@ -27,35 +28,16 @@ stops (MAX_EVALUATIONS), so that "auto" can solve it again with SQUAREM.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
 
-import numba
 import numpy as np
 
 from blpdemand._types import FloatArray, IntArray
+from blpdemand.model.adjoint_compiled import compile_kernel
 from blpdemand.solve.fixed_point import ULPS, FixedPointConfig, FixedPointResult
 
 __all__ = ["solve_markets"]
 
-_FAST = {"reassoc", "contract"}  # vectorized sums and FMA; no assumptions about NaN or inf
-
-
-def _compile(**extra: Any) -> Callable[[Callable[..., Any]], Any]:
-    """numba.njit with the kernels' options, cached on disk where numba finds a writable place
-    (beside this file, else the user's cache directory); compiled at first use otherwise."""
-    options: dict[str, Any] = {"nogil": True, "fastmath": _FAST, "error_model": "numpy", **extra}
-
-    def decorate(function: Callable[..., Any]) -> Any:
-        try:
-            return numba.njit(cache=True, **options)(function)
-        except RuntimeError:  # "cannot cache function ...: no locator available"
-            return numba.njit(cache=False, **options)(function)
-
-    return decorate
-
-
-@_compile(inline="always")
+@compile_kernel(inline="always")
 def _shares(E, outside, weights, e, J, I, D, s):  # type: ignore[no-untyped-def]
     """s_j = e_j sum_i E_ji w_i / D_i with D_i = c_i + sum_j e_j E_ji (rows in fours)."""
     for i in range(I):
@@ -95,7 +77,7 @@ def _shares(E, outside, weights, e, J, I, D, s):  # type: ignore[no-untyped-def]
         j += 1
 
 
-@_compile(inline="always")
+@compile_kernel(inline="always")
 def _contraction(E, outside, weights, shares, x, J, I, D, s, e, g):  # type: ignore[no-untyped-def]
     """g = G(x) = x + log(s_obs / s(x)); returns max_j |g_j - x_j| (NaN/inf if broken) and
     max_j |x_j|.
@@ -116,7 +98,7 @@ def _contraction(E, outside, weights, shares, x, J, I, D, s, e, g):  # type: ign
     return norm, top
 
 
-@_compile(inline="always")
+@compile_kernel(inline="always")
 def _mixing(dF, f, m, J, A, b, gamma):  # type: ignore[no-untyped-def]
     """gamma = (dF dF' + ridge)^{-1} dF f by Cholesky (m x m); zeros if not positive definite."""
     for a in range(m):
@@ -157,7 +139,7 @@ def _mixing(dF, f, m, J, A, b, gamma):  # type: ignore[no-untyped-def]
         gamma[a] = total / A[a, a]
 
 
-@_compile()
+@compile_kernel()
 def _anderson_markets(exp_mu, outside, weights, shares, product_sizes,  # type: ignore[no-untyped-def]
                       agent_sizes, x0, tol, max_evaluations, memory):
     T, J_max, I_max = exp_mu.shape

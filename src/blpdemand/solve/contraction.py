@@ -52,7 +52,7 @@ from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.model.shares import block_shares
 from blpdemand.model.utility import ExpUtility, MarketBlock, exp_utility, market_blocks
-from blpdemand.solve.block_inversion import invert_block
+from blpdemand.solve.block_inversion import compiled_available, invert_block
 from blpdemand.solve.fixed_point import FixedPointConfig, FixedPointResult, FixedPointStatus
 from blpdemand.solve.optimizer import run_jobs
 
@@ -316,7 +316,9 @@ class InnerLoop:
         return out
 
     def gradient(self, theta: FloatArray, delta: FloatArray, v: FloatArray) -> FloatArray:
-        """(P,) v' d delta / d theta at (theta, delta) by the adjoint (``adjoint_theta_gradient``).
+        """(P,) v' d delta / d theta at (theta, delta) by the adjoint: market by market in the
+        compiled kernel (``model.adjoint_compiled``) unless ``config.compiled`` is False, else
+        ``adjoint_theta_gradient`` (numpy, per block).
 
         Blocks where the adjoint cannot be used (negative weights, CG not converging) take the
         full Jacobian instead.
@@ -325,14 +327,24 @@ class InnerLoop:
         delta, v = np.asarray(delta, dtype=np.float64), np.asarray(v, dtype=np.float64)
         rows, columns = _parameter_index(self.layout)
 
+        compiled = self.config.compiled and compiled_available()
+
         def block(b: int) -> FloatArray:
             data = self.blocks[b]
             utility = self._utility(b, mapping, store)
             delta_block = data.block.gather_products(delta)
             v_block = data.block.gather_products(v)
             with np.errstate(under="ignore"):
-                part = adjoint_theta_gradient(np.exp(delta_block), utility, data.x2,
-                                              data.variables, rows, columns, v_block)
+                if compiled and np.all(utility.weights >= 0):  # market by market, in L2
+                    from blpdemand.model.adjoint_compiled import adjoint_markets
+                    parts, ok = adjoint_markets(
+                        utility.exp_mu, utility.outside, utility.weights, np.exp(delta_block),
+                        data.x2, data.variables, rows, columns, v_block, data.product_sizes,
+                        data.agent_sizes)
+                    part = parts if ok.all() else None
+                else:
+                    part = adjoint_theta_gradient(np.exp(delta_block), utility, data.x2,
+                                                  data.variables, rows, columns, v_block)
                 if part is None:
                     jac = _block_jacobian(data, utility, delta_block, self.layout)
                     return np.asarray(np.einsum("tj,tjp->p", v_block, jac))

@@ -1,0 +1,205 @@
+"""The adjoint gradient v' d delta / d theta, compiled, one market at a time.
+
+For each market (Berry, Levinsohn and Pakes 1995; the implicit function theorem):
+
+    v' d delta / d theta = -lambda' d s / d theta,   (d s / d delta) lambda = v,
+
+with d s / d delta = diag(s) - e (E diag(w / D^2) E') e (s_ji = e_j E_ji / D_i), symmetric
+positive definite for non-negative weights. lambda comes from conjugate gradients with diag(s)
+(Jacobi) preconditioning to relative residual ``tol`` (Nocedal and Wright 2006, ch. 5), each
+product A x costing two passes over the market's exp(mu); then, with a = lambda e,
+U = [a, a x2]' E and xbar_ri = (e x2_r)' E_i / D_i,
+
+    -lambda' d s / d theta_p = -sum_i (w_i / D_i) V_ic (U_ri - U_0i xbar_ri)
+
+for theta_p acting through x2_r and agent variable V_c. The same quantities as
+``model.derivatives.adjoint_theta_gradient`` (the numpy reference, all markets of a block
+together), here market by market while its exp(mu) sits in L2 cache, without numpy's
+per-iteration overhead. ``compile_kernel`` holds the options of every numba kernel of the
+package (``solve.anderson_compiled`` uses it too).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numba
+import numpy as np
+
+from blpdemand._types import FloatArray, IntArray
+
+__all__ = ["adjoint_markets", "compile_kernel"]
+
+_FAST = {"reassoc", "contract"}  # vectorized sums and FMA; no assumptions about NaN or inf
+
+
+def compile_kernel(**extra: Any) -> Callable[[Callable[..., Any]], Any]:
+    """numba.njit with the kernels' options (GIL released, numpy's error model, fastmath for
+    reassociation and FMA only), cached on disk where numba finds a writable place (beside the
+    source, else the user's cache directory); compiled at first use otherwise."""
+    options: dict[str, Any] = {"nogil": True, "fastmath": _FAST, "error_model": "numpy", **extra}
+
+    def decorate(function: Callable[..., Any]) -> Any:
+        try:
+            return numba.njit(cache=True, **options)(function)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            return numba.njit(cache=False, **options)(function)
+
+    return decorate
+
+
+@compile_kernel(inline="always")
+def _operator(E, e, rD, diagonal, x, J, I, u, out):  # type: ignore[no-untyped-def]
+    """out = diag(s) x - e (E (rD (E' (e x)))): (d s / d delta) x for one market."""
+    for i in range(I):
+        u[i] = 0.0
+    for j in range(J):
+        ex = e[j] * x[j]
+        row = E[j]
+        for i in range(I):
+            u[i] += ex * row[i]
+    for i in range(I):
+        u[i] *= rD[i]
+    for j in range(J):
+        row = E[j]
+        total = 0.0
+        for i in range(I):
+            total += row[i] * u[i]
+        out[j] = diagonal[j] * x[j] - e[j] * total
+
+
+@compile_kernel()
+def _adjoint(exp_mu, outside, weights, e_delta, x2, variables, rows, columns, v,  # type: ignore[no-untyped-def]
+             product_sizes, agent_sizes, tol, max_iterations):
+    T, J_max, I_max = exp_mu.shape
+    K2, P = x2.shape[2], rows.size
+    out = np.zeros((T, P))
+    ok = np.ones(T, np.bool_)
+    D, r, rD, u = np.empty(I_max), np.empty(I_max), np.empty(I_max), np.empty(I_max)
+    left = np.empty((K2, I_max))
+    U = np.empty((K2 + 1, I_max))
+    diagonal, lam, residual = np.empty(J_max), np.empty(J_max), np.empty(J_max)
+    z, direction, Ap = np.empty(J_max), np.empty(J_max), np.empty(J_max)
+    for t in range(T):
+        J, I = product_sizes[t], agent_sizes[t]
+        E, e, w = exp_mu[t], e_delta[t], weights[t]
+        # D_i and (e x2_r)' E_i in one pass
+        for i in range(I):
+            D[i] = outside[t, i]
+        for k in range(K2):
+            for i in range(I):
+                left[k, i] = 0.0
+        for j in range(J):
+            row = E[j]
+            ej = e[j]
+            for i in range(I):
+                D[i] += ej * row[i]
+            for k in range(K2):
+                exk = ej * x2[t, j, k]
+                for i in range(I):
+                    left[k, i] += exk * row[i]
+        for i in range(I):
+            d = max(D[i], 2.2250738585072014e-308)
+            D[i] = d
+            r[i] = w[i] / d
+            rD[i] = r[i] / d
+        for j in range(J):
+            row = E[j]
+            total = 0.0
+            for i in range(I):
+                total += row[i] * r[i]
+            diagonal[j] = e[j] * total
+        # conjugate gradients on (d s / d delta) lambda = v, Jacobi preconditioned
+        scale = 0.0
+        rz = 0.0
+        for j in range(J):
+            lam[j] = 0.0
+            residual[j] = v[t, j]
+            scale += residual[j] * residual[j]
+            if not diagonal[j] > 0.0:
+                ok[t] = False
+            z[j] = residual[j] / diagonal[j]
+            direction[j] = z[j]
+            rz += residual[j] * z[j]
+        if not ok[t] or not math.isfinite(scale):
+            ok[t] = False
+            continue
+        limit = tol * tol * scale
+        converged = scale == 0.0
+        iteration = 0
+        while not converged and iteration < max_iterations:
+            _operator(E, e, rD, diagonal, direction, J, I, u, Ap)
+            curvature = 0.0
+            for j in range(J):
+                curvature += direction[j] * Ap[j]
+            if not curvature > 0.0:
+                break
+            alpha = rz / curvature
+            norm = 0.0
+            rz_new = 0.0
+            for j in range(J):
+                lam[j] += alpha * direction[j]
+                residual[j] -= alpha * Ap[j]
+                norm += residual[j] * residual[j]
+                z[j] = residual[j] / diagonal[j]
+                rz_new += residual[j] * z[j]
+            iteration += 1
+            if not math.isfinite(norm):
+                break
+            if norm <= limit:
+                converged = True
+                break
+            beta = rz_new / rz if rz > 0.0 else 0.0
+            for j in range(J):
+                direction[j] = z[j] + beta * direction[j]
+            rz = rz_new
+        if not converged:
+            ok[t] = False
+            continue
+        # U = [a, a x2]' E with a = lambda e; then -sum_i r_i V_ic (U_ri - U_0i xbar_ri)
+        for k in range(K2 + 1):
+            for i in range(I):
+                U[k, i] = 0.0
+        for j in range(J):
+            row = E[j]
+            a = lam[j] * e[j]
+            for i in range(I):
+                U[0, i] += a * row[i]
+            for k in range(K2):
+                ax = a * x2[t, j, k]
+                for i in range(I):
+                    U[k + 1, i] += ax * row[i]
+        for p in range(P):
+            k, c = rows[p], columns[p]
+            total = 0.0
+            for i in range(I):
+                total += r[i] * variables[t, i, c] * (U[k + 1, i] - U[0, i] * left[k, i] / D[i])
+            out[t, p] = -total
+    return out, ok
+
+
+def adjoint_markets(exp_mu: FloatArray, outside: FloatArray, weights: FloatArray,
+                    e_delta: FloatArray, x2: FloatArray, variables: FloatArray, rows: IntArray,
+                    columns: IntArray, v: FloatArray, product_sizes: IntArray,
+                    agent_sizes: IntArray, *, tol: float = 1e-13,
+                    max_iterations: int = 500) -> tuple[FloatArray, np.ndarray]:
+    """(T_b, P) v_t' d delta_t / d theta per market of one block, and (T_b,) whether each
+    market's CG converged (where not, the caller takes the full Jacobian).
+
+    Parameters
+    ----------
+    exp_mu, outside, weights : the block's ``ExpUtility`` arrays (non-negative weights).
+    e_delta : (T_b, J) exp(delta); x2 : (T_b, J, K2); variables : (T_b, I, V) [nu, y].
+    rows, columns : (P,) X2 column and agent-variable column of each parameter.
+    v : (T_b, J) weights on delta (zero in padded slots); product_sizes, agent_sizes : real
+        J_t and I_t.
+    """
+    def c(array: Any, dtype: Any = np.float64) -> Any:
+        return np.ascontiguousarray(array, dtype=dtype)
+
+    out, ok = _adjoint(c(exp_mu), c(outside), c(weights), c(e_delta), c(x2), c(variables),
+                       c(rows, np.int64), c(columns, np.int64), c(v), c(product_sizes, np.int64),
+                       c(agent_sizes, np.int64), float(tol), int(max_iterations))
+    return out, ok
