@@ -158,9 +158,10 @@ def test_precision_floor_counts_a_stalled_run_at_a_minimum_as_converged() -> Non
 
 
 def test_starts_table_agrees_with_the_precision_floor_judgment(nevo_products, nevo_agents) -> None:
-    # Reference: the run's own verdict. With gtol = 1e-12 BFGS stops on precision loss at the
-    # Nevo minimum; the estimator counts the run as converged at the line-search precision
-    # floor, and the starts table's row for that start must say the same.
+    # Reference: the run's own verdict. With gtol = 1e-12 the optimizer stops on precision loss
+    # at the Nevo minimum; the estimator counts the run as converged at the line-search
+    # precision floor (or its restart gets below gtol), and the starts table's row for that
+    # start must say the same.
     import warnings
 
     import blpdemand as bd
@@ -175,7 +176,10 @@ def test_starts_table_agrees_with_the_precision_floor_judgment(nevo_products, ne
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         results = bd.estimate(problem, sigma=sigma, pi=pi, config=bd.EstimationConfig(gtol=1e-12))
-    assert "precision floor" in results.optimization.message
+    # the run ends at the floor, or (after the optimizer's restart and Newton steps on the
+    # Hessian) below gtol itself
+    message = results.optimization.message
+    assert "precision floor" in message or "Newton step" in message
     assert results.converged
     assert results.starts_table().to_frame()["converged"].tolist() == [True]
 

@@ -79,3 +79,38 @@ def test_other_optimizers_are_not_restarted(monkeypatch):
     minimize(quadratic, np.array([3.0, 2.0]), method="slsqp", bounds=None, gtol=1e-8,
              max_iterations=100)
     assert len(starts) == 1
+
+
+# ---------------------------------------------------------------- Newton polish
+def _stalled(theta: np.ndarray) -> "optimizer.OptimizationResult":
+    value, grad = quadratic(theta)
+    return optimizer.OptimizationResult(
+        start=theta, theta=theta, objective=value, gradient=grad,
+        projected_gradient_norm=float(np.max(np.abs(grad))),
+        status=optimizer.OptimizationStatus.NOT_CONVERGED, message="precision loss",
+        iterations=5, evaluations=9)
+
+
+def test_newton_polish_finishes_at_the_closed_form_minimum():
+    # Reference: the quadratic's minimum M; one Newton step on its exact Hessian A lands there.
+    step = _stalled(np.array([3.0, 2.0]))
+    polished, hessian = optimizer.newton_polish(quadratic, lambda t: A, step, A, None, 1e-10)
+    assert polished.converged and np.allclose(polished.theta, M, atol=1e-12)
+    assert "1 Newton step" in polished.message and polished.evaluations == 10
+    assert np.array_equal(hessian, A)
+
+
+def test_newton_polish_respects_bounds_and_second_order_conditions():
+    # Reference: the bounded minimum of the quadratic with theta_0 <= 0.5 (M_0 = 0.7 is outside):
+    # the clipped Newton steps lower Q and stay in the box; an indefinite Hessian, or a step
+    # that raises Q, leaves the run unchanged.
+    step = _stalled(np.array([0.0, 2.0]))
+    bounds = [(-np.inf, 0.5), (-np.inf, np.inf)]
+    polished, _ = optimizer.newton_polish(quadratic, lambda t: A, step, A, bounds, 1e-10)
+    assert polished.theta[0] <= 0.5 and polished.objective < step.objective
+    indefinite = np.array([[1.0, 0.0], [0.0, -1.0]])
+    same, H = optimizer.newton_polish(quadratic, lambda t: A, step, indefinite, None, 1e-10)
+    assert same is step and H is indefinite
+    wrong = 1e-3 * np.eye(2)  # a Newton step far past the minimum: Q rises, nothing taken
+    same, _ = optimizer.newton_polish(quadratic, lambda t: A, step, wrong, None, 1e-10)
+    assert same is step

@@ -30,6 +30,7 @@ from blpdemand.solve.optimizer import (
     OptimizationResult,
     OptimizationStatus,
     minimize,
+    newton_polish,
     run_jobs,
 )
 from blpdemand.solve.progress import Reporter, SerializedReporter
@@ -300,8 +301,11 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     _check_local_minima(start_outcomes)
     steps = [result]
     if config.method == "2s":
-        if not result.converged:  # judge a stalled step 1 as the last step is judged below
-            steps[0] = result = _at_precision_floor(result, objective.hessian(result.theta))
+        if not result.converged:  # finish and judge a stalled step 1 as the last step below
+            result, first_hessian = newton_polish(objective, objective.hessian, result,
+                                                  objective.hessian(result.theta), bounds,
+                                                  config.gtol)
+            steps[0] = result = _at_precision_floor(result, first_hessian)
             start_outcomes = tuple(dataclasses.replace(o, optimization=result) if k == best
                                    else o for k, o in enumerate(start_outcomes))
         first = objective.evaluate(result.theta, report=False)
@@ -324,6 +328,11 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     counts["iterations"] += objective.contraction_iterations - before[0]
     counts["evaluations"] += objective.contraction_evaluations - before[1]
     if hessian is not None:
+        polished, hessian = newton_polish(objective, objective.hessian, steps[-1], hessian,
+                                          bounds, config.gtol)
+        if polished is not steps[-1]:
+            steps[-1] = result = polished
+            evaluation = objective.evaluate(result.theta, report=False)
         steps[-1] = _at_precision_floor(steps[-1], hessian)
         if len(steps) == 1:  # the reported start's row of the starts table says the same
             start_outcomes = tuple(dataclasses.replace(o, optimization=steps[0]) if k == best

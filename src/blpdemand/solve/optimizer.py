@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import enum
 import sys
 import threading
@@ -187,6 +188,49 @@ def minimize(fun: Callable[[FloatArray], tuple[float, FloatArray]], theta0: Floa
         start=theta0, theta=theta, objective=value, gradient=grad, projected_gradient_norm=norm,
         status=OptimizationStatus.CONVERGED if converged else OptimizationStatus.NOT_CONVERGED,
         message=message, iterations=iterations, evaluations=counter["evaluations"])
+
+
+NEWTON_POLISH_STEPS = 3
+
+
+def newton_polish(fun: Callable[[FloatArray], tuple[float, FloatArray]],
+                  hessian_at: Callable[[FloatArray], FloatArray], step: OptimizationResult,
+                  hessian: FloatArray, bounds: Sequence[tuple[float, float]] | None,
+                  gtol: float) -> tuple[OptimizationResult, FloatArray]:
+    """Finish a run that stopped short of gtol with Newton steps on its Hessian.
+
+    theta <- clip(theta - H^{-1} g) to the bounds, each step kept only when Q falls, at most
+    ``NEWTON_POLISH_STEPS``, stopping once max |projected g| <= gtol max(1, |Q|). Quasi-Newton
+    line searches can stall where the Newton decrement g' H^{-1} g / 2 (the fall of Q a Newton
+    step promises) is still far above Q's noise: along a flat direction (small eigenvalue of H)
+    a gradient that looks small is far from the minimum. Only with a positive definite H (the
+    second-order condition). Returns the (possibly unchanged) step and the Hessian at its theta.
+    """
+    if (step.converged or step.theta.size == 0 or not np.all(np.isfinite(hessian))
+            or not np.isfinite(step.objective) or np.linalg.eigvalsh(hessian).min() <= 0):
+        return step, hessian
+    box = bounds if bounds is not None else [(-np.inf, np.inf)] * step.theta.size
+    lo, hi = np.array([b[0] for b in box]), np.array([b[1] for b in box])
+    theta, value, grad = step.theta, step.objective, step.gradient
+    taken, norm = 0, step.projected_gradient_norm
+    for _ in range(NEWTON_POLISH_STEPS):
+        proposal = np.clip(theta - np.linalg.solve(hessian, grad), lo, hi)
+        new_value, new_grad = fun(proposal)
+        if not (np.isfinite(new_value) and new_value < value):
+            break
+        theta, value, grad, taken = proposal, new_value, new_grad, taken + 1
+        norm = float(np.max(np.abs(projected_gradient(theta, grad, bounds))))
+        if norm <= gtol * max(1.0, abs(value)):
+            break
+    if not taken:
+        return step, hessian
+    converged = norm <= gtol * max(1.0, abs(value))
+    polished = dataclasses.replace(
+        step, theta=theta, objective=value, gradient=grad, projected_gradient_norm=norm,
+        status=OptimizationStatus.CONVERGED if converged else OptimizationStatus.NOT_CONVERGED,
+        message=f"{step.message}; then {taken} Newton step(s) on the Hessian",
+        evaluations=step.evaluations + taken)
+    return polished, hessian_at(theta)
 
 
 SNAP_BAND = 1e-4  # relative distance to a bound within which an interior-point stop is snapped
