@@ -81,7 +81,8 @@ class FixedPointConfig:
         block solvers of this module (the reference implementation).
     threads : markets are independent: solve blocks of them on this many threads (default 1;
         blocks are made smaller so that each thread gets about two). The compiled kernel and
-        numpy's large operations release the GIL. Results are the same with any number.
+        numpy's large operations release the GIL. Results are bit-identical to one thread on
+        the same blocks, and equal to the default blocks to the tolerance.
         For multi-start estimation prefer ``EstimationConfig(workers=...)`` (not both).
     """
 

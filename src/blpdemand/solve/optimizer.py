@@ -301,7 +301,8 @@ def _quiet_optimize_warnings() -> Iterator[None]:
                 shared.context = None
 
 
-def run_jobs(jobs: Sequence[Callable[[], T]], *, workers: int = 1) -> list[T]:
+def run_jobs(jobs: Sequence[Callable[[], T]], *, workers: int = 1,
+             pool: ThreadPoolExecutor | None = None) -> list[T]:
     """Run independent jobs and return their results in the jobs' order.
 
     ``workers=1`` runs them in sequence. With ``workers > 1`` (and more than one job) they run
@@ -315,17 +316,27 @@ def run_jobs(jobs: Sequence[Callable[[], T]], *, workers: int = 1) -> list[T]:
     thread setting.
 
     The seam for multi-start, bootstrap and draws-stability work: a process pool or a cluster
-    client replaces this function without touching the callers.
+    client replaces this function without touching the callers. ``pool``: a caller's own
+    thread pool, kept across calls (the inner loop's, so that each call does not pay a pool's
+    start-up), used instead of a new one when ``workers > 1``.
     """
     if not np.issubdtype(type(workers), np.integer) or workers < 1:  # bool is not an integer
         raise SpecificationError(f"workers={workers!r} must be an integer >= 1")
     if workers == 1 or len(jobs) <= 1:
         return [job() for job in jobs]
-    pool = ThreadPoolExecutor(max_workers=min(int(workers), len(jobs)),
-                              thread_name_prefix="blpdemand-job")
+    own = pool is None
+    executor = pool if pool is not None else ThreadPoolExecutor(
+        max_workers=min(int(workers), len(jobs)), thread_name_prefix="blpdemand-job")
+    futures: list[Future[T]] = []
     try:
-        futures: list[Future[T]] = [pool.submit(contextvars.copy_context().run, job)
-                                    for job in jobs]
+        futures = [executor.submit(contextvars.copy_context().run, job) for job in jobs]
         return [future.result() for future in futures]
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if own:
+            executor.shutdown(wait=True, cancel_futures=True)
+        else:  # a shared pool stays up: cancel what has not started, wait for the rest
+            for future in futures:
+                future.cancel()
+            for future in futures:
+                if not future.cancelled():
+                    future.exception()
