@@ -221,3 +221,20 @@ def test_the_results_method_is_the_function(results):
     b = bd.bootstrap(results, draws=5, rng=3)
     assert np.array_equal(a.theta, b.theta) and np.array_equal(a.beta, b.beta)
     assert all(np.array_equal(x.delta, y.delta) for x, y in zip(a.fitted, b.fitted))
+
+
+def test_warnings_at_the_draws_are_summarized_once(results):
+    # Reference: a function that warns at every draw (as a merger does where consumer surplus is
+    # undefined): one warning per category, counting the draws' warnings, not one per draw.
+    def noisy(f):
+        warnings.warn(f"draw-level note {f.theta[0]:.3f}", UserWarning)
+        return f.beta
+
+    boot = bd.bootstrap(results, draws=7, rng=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        boot.apply(noisy)
+    notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)
+             and "draw-level" in str(w.message)]
+    # the estimate's own call warns once; the 7 draws are summarized in one warning
+    assert len(notes) == 2 and "7 warning(s) of this kind over 7 draws" in notes[1]

@@ -228,7 +228,10 @@ class BootstrapDraws:
         estimate = _numbers(raw, "the estimate")
         jobs = [functools.partial(_output, function, f, f"draw {b}", errors)
                 for b, f in enumerate(self.fitted)]
-        outputs = run_jobs(jobs, workers=workers)
+        with warnings.catch_warnings(record=True) as caught:  # one summary, not one per draw
+            warnings.simplefilter("always")
+            outputs = run_jobs(jobs, workers=workers)
+        _summarize_warnings(caught, len(jobs))
         values = [v for v in outputs if v is not None]
         failed = len(outputs) - len(values)
         if failed:
@@ -448,3 +451,14 @@ def _names(names: Any, estimate: FloatArray) -> tuple[str, ...]:
     if len(labels) != estimate.size:
         raise SpecificationError(f"{len(labels)} names given for {estimate.size} entries of f")
     return labels
+
+
+def _summarize_warnings(caught: list[warnings.WarningMessage], draws: int) -> None:
+    """Re-issue the warnings the function raised at the draws once per category, counted,
+    with the first message (e.g. consumer surplus undefined in some markets at some draws)."""
+    kinds: dict[type[Warning], list[str]] = {}
+    for record in caught:
+        kinds.setdefault(record.category, []).append(str(record.message))
+    for category, messages in kinds.items():
+        warnings.warn(f"bootstrap: {len(messages)} warning(s) of this kind over {draws} draws; "
+                      f"the first: {messages[0]}", category, stacklevel=3)
