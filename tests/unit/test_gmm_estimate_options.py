@@ -207,3 +207,29 @@ def test_two_step_judges_a_stalled_first_step_at_the_precision_floor(nevo_produc
     assert "precision floor" in first.message and first.converged
     assert not [w for w in caught if issubclass(w.category, OptimizationWarning)
                 and "GMM step 1" in str(w.message)]
+
+
+def test_unbounded_optimizer_records_no_bounds(nevo_products, nevo_agents) -> None:
+    # Reference: bfgs ignores bounds (scipy), so nothing binds its estimate. Nevo's
+    # pi[prices, income] = 588.3 (PyBLP's published estimate) lies far outside the default box
+    # (+-82.5) that draws random starts; the results used to record that box, so the projected
+    # gradient zeroed components "beyond a bound" and the bootstrap warned of an estimate on a
+    # bound. Recorded bounds must be infinite, the projected gradient the gradient.
+    import warnings
+
+    import blpdemand as bd
+
+    problem = bd.Problem(nevo_products, linear="prices", nonlinear="1 + prices + sugar + mushy",
+                         agents=nevo_agents, absorb="C(product_ids)",
+                         demographics="income + income_squared + age + child",
+                         instruments=[f"demand_instruments{k}" for k in range(20)])
+    sigma = np.diag([0.3302, 2.4526, 0.0163, 0.2441])
+    pi = np.array([[5.4819, 0, 0.2037, 0], [15.8935, -1.2, 0, 2.6342],
+                   [-0.2506, 0, 0.0511, 0], [1.2650, 0, -0.8091, 0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = bd.estimate(problem, sigma=sigma, pi=pi,
+                              config=bd.EstimationConfig(optimizer="bfgs", gtol=1e-5))
+    assert abs(results.pi[1, 0] - 588.3) < 1.0
+    assert all(lo == -np.inf and hi == np.inf for lo, hi in results.bounds)
+    assert results.projected_gradient_norm == results.gradient_norm

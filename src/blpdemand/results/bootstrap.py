@@ -429,7 +429,7 @@ def _warn_at_bounds(results: BLPResults, theta: FloatArray) -> None:
         return
     lo, hi = (np.array([b[k] for b in results.bounds], dtype=np.float64) for k in (0, 1))
     scale = np.maximum(1.0, np.abs(results.theta))
-    at = ((results.theta - lo) <= 1e-10 * scale) | ((hi - results.theta) <= 1e-10 * scale)
+    at = (np.abs(results.theta - lo) <= 1e-10 * scale) | (np.abs(hi - results.theta) <= 1e-10 * scale)
     if not at.any():
         return
     outside = ((theta < lo) | (theta > hi)).mean(axis=0)

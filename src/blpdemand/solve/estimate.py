@@ -26,6 +26,7 @@ from blpdemand.solve.covariance import moment_covariance, weighting_matrix
 from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.gmm import DemandObjective, ObjectiveEvaluation
 from blpdemand.solve.optimizer import (
+    BOUNDED,
     OPTIMIZERS,
     OptimizationResult,
     OptimizationStatus,
@@ -248,6 +249,9 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     clock = time.perf_counter()
     theta0 = _starting_theta(problem, layout, np.asarray(theta0, dtype=np.float64), config)
     bounds = resolve_bounds(problem, layout, np.asarray(theta0), config.bounds)
+    # what binds the estimate: the box for optimizers that take bounds, else nothing (bfgs and
+    # the derivative-free ones run unbounded; the box still draws random starts)
+    binding = bounds if config.optimizer in BOUNDED else [(-np.inf, np.inf)] * len(bounds)
     clusters = _clusters(problem, config)
     runner = config.runner or (lambda jobs: run_jobs(jobs, workers=config.workers))
     reporter = reporter if reporter is None or config.workers == 1 else SerializedReporter(reporter)
@@ -303,7 +307,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     if config.method == "2s":
         if not result.converged:  # finish and judge a stalled step 1 as the last step below
             result, first_hessian = newton_polish(objective, objective.hessian, result,
-                                                  objective.hessian(result.theta), bounds,
+                                                  objective.hessian(result.theta), binding,
                                                   config.gtol)
             steps[0] = result = _at_precision_floor(result, first_hessian)
             start_outcomes = tuple(dataclasses.replace(o, optimization=result) if k == best
@@ -329,7 +333,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     counts["evaluations"] += objective.contraction_evaluations - before[1]
     if hessian is not None:
         polished, hessian = newton_polish(objective, objective.hessian, steps[-1], hessian,
-                                          bounds, config.gtol)
+                                          binding, config.gtol)
         if polished is not steps[-1]:
             steps[-1] = result = polished
             evaluation = objective.evaluate(result.theta, report=False)
@@ -342,7 +346,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     steps[-1] = _contraction_at_estimate(steps[-1], evaluation)
     return EstimationOutcome(
         layout=layout, evaluation=evaluation, W=W, steps=tuple(steps), starts=start_outcomes,
-        bounds=tuple(bounds), hessian=hessian, contraction_iterations=counts["iterations"],
+        bounds=tuple(binding), hessian=hessian, contraction_iterations=counts["iterations"],
         contraction_evaluations=counts["evaluations"], contraction_failures=counts["failures"],
         time=time.perf_counter() - clock, clusters=clusters,
         seeds={"starts": config.rng})
