@@ -238,3 +238,27 @@ def test_warnings_at_the_draws_are_summarized_once(results):
              and "draw-level" in str(w.message)]
     # the estimate's own call warns once; the 7 draws are summarized in one warning
     assert len(notes) == 2 and "7 warning(s) of this kind over 7 draws" in notes[1]
+
+
+def test_pandas_results_are_aligned_by_label(results):
+    # Reference: the same numbers returned as a Series whose order changes from draw to draw
+    # (as a groupby or a dict of markets may): stacked by label, not by position.
+    import pandas as pd
+
+    boot = bd.bootstrap(results, draws=6, rng=4)
+    calls = {"n": 0}
+
+    def shuffled(f):
+        calls["n"] += 1
+        values = pd.Series(f.beta, index=[f"b{k}" for k in range(f.beta.size)])
+        return values.iloc[::-1] if calls["n"] % 2 == 0 else values
+
+    summary = boot.apply(shuffled)
+    np.testing.assert_array_equal(summary.draws, np.stack([f.beta for f in boot.fitted]))
+    assert summary.names == tuple(f"b{k}" for k in range(results.beta.size))
+    def relabelled(f):
+        calls["n"] += 1
+        return pd.Series(f.beta, index=np.arange(f.beta.size) + calls["n"])
+
+    with pytest.raises(SpecificationError, match="other labels"):
+        boot.apply(relabelled)

@@ -226,7 +226,7 @@ class BootstrapDraws:
             raise SpecificationError(f"errors={errors!r} is unknown; use 'raise' or 'drop'")
         raw = _call(function, self.estimate, "the estimate", "raise")  # errors propagate
         estimate = _numbers(raw, "the estimate")
-        jobs = [functools.partial(_output, function, f, f"draw {b}", errors)
+        jobs = [functools.partial(_output, function, f, f"draw {b}", errors, raw)
                 for b, f in enumerate(self.fitted)]
         with warnings.catch_warnings(record=True) as caught:  # one summary, not one per draw
             warnings.simplefilter("always")
@@ -399,9 +399,20 @@ def _numbers(value: Any, where: str) -> FloatArray:
 
 
 def _output(function: Callable[[FittedDemand], Any], fitted: FittedDemand, where: str,
-            errors: str = "raise") -> FloatArray | None:
+            errors: str = "raise", like: Any = None) -> FloatArray | None:
+    """f at a draw as numbers; a pandas result is aligned by its labels to the estimate's."""
     value = _call(function, fitted, where, errors)
-    return None if isinstance(value, _Raised) else _numbers(value, where)
+    if isinstance(value, _Raised):
+        return None
+    if isinstance(like, (pd.Series, pd.DataFrame)) and isinstance(value, type(like)):
+        same = (set(value.index) == set(like.index) and (
+            not isinstance(like, pd.DataFrame) or set(value.columns) == set(like.columns)))
+        if not same:
+            raise SpecificationError(f"function returned other labels at {where} than at the "
+                                     "estimate; it must return the same entries at every draw")
+        value = (value.reindex(like.index) if isinstance(like, pd.Series)
+                 else value.reindex(index=like.index, columns=like.columns))
+    return _numbers(value, where)
 
 
 def _pandas_names(value: Any) -> list[str] | None:
