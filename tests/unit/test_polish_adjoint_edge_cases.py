@@ -120,17 +120,19 @@ def test_polish_with_infinite_bounds_is_the_unbounded_polish() -> None:
                    "but not the rejected proposal it also evaluated (and reported to the "
                    "progress reporter). Fix: count every fun() call")
 def test_polish_counts_every_objective_evaluation() -> None:
-    # Reference: a count of the calls to Q. gtol far below double precision: the first step
-    # lands on M (kept), the second cannot lower Q (rejected) -> two calls.
+    # Reference: a count of the calls to Q. Half Newton steps (H = 2A) lower the quadratic by a
+    # factor 4 each; the second proposal is made to fail (the 1e10 penalty of an inner-loop
+    # failure) and is dropped: two calls, one step kept.
     calls = []
 
     def counted(theta: np.ndarray) -> tuple[float, np.ndarray]:
         calls.append(theta)
-        return quadratic(theta)
+        value, grad = quadratic(theta)
+        return (1e10 if len(calls) == 2 else value), grad
 
     step = _stalled(np.array([3.0, 2.0]))
-    polished, _ = optimizer.newton_polish(counted, lambda t: A, step, A, None, 1e-300)
-    assert "1 Newton step" in polished.message
+    polished, _ = optimizer.newton_polish(counted, lambda t: 2 * A, step, 2 * A, None, 1e-10)
+    assert "then 1 Newton step" in polished.message and len(calls) == 2
     assert polished.evaluations == step.evaluations + len(calls)
 
 
@@ -506,3 +508,51 @@ def test_derivative_free_optimizers_do_keep_their_bounds(correlated: bd.Problem)
     lo, hi = np.array(results.bounds).T
     assert np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))
     assert np.all(results.theta >= lo) and np.all(results.theta <= hi)
+
+
+@pytest.mark.xfail(strict=True, reason="bd.evaluate records the default box with the user's "
+                   "bounds for every optimizer (solve.evaluation._bounds), while estimate with "
+                   "bfgs now records infinite bounds: at the bfgs estimate (sigma[x1, x1] = 0.94, "
+                   "outside the ignored (0, 0.6)) evaluate's projected gradient norm is 1.4e-8 "
+                   "against the estimate's 8.3e-8. Fix: the same `binding` rule in _bounds")
+def test_evaluate_records_the_bounds_estimate_records(correlated: bd.Problem) -> None:
+    # Reference: the estimate's own record at the same theta and configuration; bfgs ignores
+    # bounds (scipy), so both must treat the gradient as unprojected.
+    config = bd.EstimationConfig(optimizer="bfgs", bounds={"sigma[x1, x1]": (0.0, 0.6)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = bd.estimate(correlated, sigma=SIGMA0, config=config)
+        again = bd.evaluate(correlated, sigma=results.sigma, config=config)
+    assert results.theta[2] > 0.6  # bfgs left the (ignored) box
+    assert tuple(again.bounds) == tuple(results.bounds)
+    assert again.projected_gradient_norm == again.gradient_norm
+
+
+@pytest.mark.parametrize("method", ["l-bfgs-b", "bfgs"])
+def test_restart_from_a_stop_at_a_bound(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    # Reference: the closed-form box minimum (theta_0 <= 0.5) for l-bfgs-b, the unconstrained M
+    # for bfgs (which ignores bounds). scipy's first run is replaced by one stopping on the
+    # bound theta_0 = 0.5 with theta_1 off its optimum ("precision loss"); the one restart
+    # must finish there, converged, with the restart named in the message.
+    import scipy.optimize
+
+    real = scipy.optimize.minimize
+    calls: list[np.ndarray] = []
+
+    def fake(fun, x0, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(np.array(x0))
+        if len(calls) == 1:
+            return scipy.optimize.OptimizeResult(
+                x=np.array([0.5, 1.0]), success=False, nit=3,
+                message="ABNORMAL_TERMINATION_IN_LNSRCH")
+        return real(fun, x0, **kwargs)
+
+    monkeypatch.setattr(optimizer.scipy.optimize, "minimize", fake)
+    bounds = [(-np.inf, 0.5), (-np.inf, np.inf)]
+    result = optimizer.minimize(quadratic, np.array([0.0, 2.0]), method=method, bounds=bounds,
+                                gtol=1e-9, max_iterations=100)
+    expected = (_box_minimum(np.array([-np.inf, -np.inf]), np.array([0.5, np.inf]))
+                if method == "l-bfgs-b" else M)
+    assert len(calls) == 2 and result.converged and "restarted once" in result.message
+    np.testing.assert_allclose(result.theta, expected, rtol=0, atol=1e-8)
+    assert result.theta[0] <= 0.5 or method == "bfgs"
