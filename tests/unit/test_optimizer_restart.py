@@ -113,4 +113,5 @@ def test_newton_polish_respects_bounds_and_second_order_conditions():
     assert same is step and H is indefinite
     wrong = 1e-3 * np.eye(2)  # a Newton step far past the minimum: Q rises, nothing taken
     same, _ = optimizer.newton_polish(quadratic, lambda t: A, step, wrong, None, 1e-10)
-    assert same is step
+    assert np.array_equal(same.theta, step.theta) and same.objective == step.objective
+    assert same.evaluations == step.evaluations + 1  # the rejected proposal was evaluated

@@ -5,8 +5,10 @@ Q = (theta - m)' A (theta - m) / 2 (its box-constrained minimum by enumerating a
 the full-Jacobian gradient v' d delta / d theta (dense implicit-function-theorem solves per
 market, itself checked against finite differences and PyBLP elsewhere), central finite
 differences of Q, an independent count of the inner loop's share evaluations, and converged
-runs of another optimizer on the same problem. Tests marked xfail(strict=True) demonstrate
-bugs found here (see each reason).
+runs of another optimizer on the same problem. The bugs found here (the polish at an active
+bound, a stale Hessian, uncounted proposals and iterations, inner-loop work left out of the
+counts, evaluate's bounds under bfgs) are fixed, and these tests fail on the code before the
+fixes; the one xfail(strict=True) left is an older limitation shared by every gradient path.
 """
 
 from __future__ import annotations
@@ -86,11 +88,6 @@ def test_polish_never_reports_a_non_kkt_point_converged(upper: float, start: tup
         np.testing.assert_allclose(polished.theta, _box_minimum(lo, hi), rtol=0, atol=1e-9)
 
 
-@pytest.mark.xfail(strict=True, reason="newton_polish takes the full Newton step -H^-1 g and "
-                   "clips it; with a bound active its free components move by the wrong amount "
-                   "(the coupling to the clipped one), so a stalled run at a bound is never "
-                   "finished. Fix: hold components at a bound with g pointing out, solve "
-                   "H_FF d_F = -g_F on the free ones")
 def test_polish_finishes_a_run_stopped_at_an_active_bound() -> None:
     # Reference: the closed-form minimum with theta_0 <= 0.5 (M_0 = 0.7 outside):
     # theta = (0.5, M_1 - A_10 (0.5 - M_0) / A_11) = (0.5, -1.1333...). One projected Newton step
@@ -116,9 +113,6 @@ def test_polish_with_infinite_bounds_is_the_unbounded_polish() -> None:
     assert free.message == inf.message and np.allclose(inf.theta, M, atol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="newton_polish adds the steps it keeps to evaluations "
-                   "but not the rejected proposal it also evaluated (and reported to the "
-                   "progress reporter). Fix: count every fun() call")
 def test_polish_counts_every_objective_evaluation() -> None:
     # Reference: a count of the calls to Q. Half Newton steps (H = 2A) lower the quadratic by a
     # factor 4 each; the second proposal is made to fail (the 1e10 penalty of an inner-loop
@@ -136,11 +130,6 @@ def test_polish_counts_every_objective_evaluation() -> None:
     assert polished.evaluations == step.evaluations + len(calls)
 
 
-@pytest.mark.xfail(strict=True, reason="newton_polish leaves iterations unchanged: a run that "
-                   "stopped at iteration 0 and was moved by Newton steps still says "
-                   "stayed_at_start (the estimator then warns 'the optimizer returned its "
-                   "starting values'), and summaries report the optimizer's count without the "
-                   "steps. Fix: iterations=step.iterations + taken")
 def test_polished_run_that_moved_did_not_stay_at_its_start() -> None:
     # Reference: the polished theta is the closed-form minimum M, not the start (3, 2).
     start = np.array([3.0, 2.0])
@@ -212,10 +201,6 @@ def test_polish_after_an_iteration_cap_is_consistent(
     np.testing.assert_array_equal(table[list(results.layout.names)].to_numpy()[0], results.theta)
 
 
-@pytest.mark.xfail(strict=True, reason="newton_polish reuses the Hessian of the stalled point for "
-                   "all three steps (a chord iteration, linear convergence): from 0.1 away it "
-                   "ends 6.6e-4 from the minimum, not converged; refreshing H (hessian_at) after "
-                   "each kept step converges in 2 steps to 2.4e-8")
 def test_polish_converges_from_near_the_minimum(correlated: bd.Problem,
                                                 reference_1s: bd.BLPResults) -> None:
     # Reference: the uncapped estimate (gtol 1e-10); Newton's method from 0.1 away converges
@@ -252,11 +237,6 @@ def test_multistart_rows_agree_with_the_polished_best_start(correlated: bd.Probl
     assert bool(table["converged"].iloc[best]) == results.optimization.converged
 
 
-@pytest.mark.xfail(strict=True, reason="at a binding bound trust-constr stops with projected "
-                   "gradient 1e-4; the full Newton step pushes sigma[x1, x1] to -0.17, is "
-                   "clipped at 0, and Q rises (0.0015 -> 0.0085), so the polish is dropped and "
-                   "the run ends 'not converged'. A projected Newton step (bound component held) "
-                   "reaches L-BFGS-B's optimum with projected gradient 3e-10")
 def test_trust_constr_stopping_on_a_bound_is_finished_by_the_polish(
         correlated: bd.Problem) -> None:
     # Reference: L-BFGS-B on the same bounded problem, converged (sigma[x1, x1] at its lower
@@ -292,11 +272,6 @@ def test_a_bound_stop_reported_converged_is_a_kkt_point(correlated: bd.Problem) 
             assert kkt <= limit * (1 + 1e-2), (method, kkt, limit)
 
 
-@pytest.mark.xfail(strict=True, reason="run_estimation tallies the inner loop's work before the "
-                   "polish: the Newton proposals, the Hessian at the polished theta and the "
-                   "re-evaluation there are missing from results.contraction_evaluations "
-                   "(on a one-parameter problem: 2766 reported, 3990 done). Fix: take the `before` difference after the "
-                   "polish block")
 def test_contraction_counts_include_the_polish(correlated: bd.Problem,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     # Reference: an independent count of share evaluations, summed over every block solve.
@@ -510,11 +485,6 @@ def test_derivative_free_optimizers_do_keep_their_bounds(correlated: bd.Problem)
     assert np.all(results.theta >= lo) and np.all(results.theta <= hi)
 
 
-@pytest.mark.xfail(strict=True, reason="bd.evaluate records the default box with the user's "
-                   "bounds for every optimizer (solve.evaluation._bounds), while estimate with "
-                   "bfgs now records infinite bounds: at the bfgs estimate (sigma[x1, x1] = 0.94, "
-                   "outside the ignored (0, 0.6)) evaluate's projected gradient norm is 1.4e-8 "
-                   "against the estimate's 8.3e-8. Fix: the same `binding` rule in _bounds")
 def test_evaluate_records_the_bounds_estimate_records(correlated: bd.Problem) -> None:
     # Reference: the estimate's own record at the same theta and configuration; bfgs ignores
     # bounds (scipy), so both must treat the gradient as unprojected.

@@ -220,6 +220,15 @@ def resolve_bounds(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     return bounds
 
 
+def binding_bounds(bounds: Sequence[tuple[float, float]], config: EstimationConfig
+                   ) -> list[tuple[float, float]]:
+    """What binds an estimate: the box for optimizers that take bounds, else nothing (scipy's
+    bfgs ignores bounds; the box still draws its random starts)."""
+    if config.optimizer in BOUNDED:
+        return list(bounds)
+    return [(-np.inf, np.inf)] * len(bounds)
+
+
 def start_box(bounds: Sequence[tuple[float, float]], defaults: Sequence[tuple[float, float]]
               ) -> tuple[FloatArray, FloatArray]:
     """Where random starts are drawn: the bounds, with an infinite side (e.g. a PyBLP-style
@@ -249,9 +258,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     clock = time.perf_counter()
     theta0 = _starting_theta(problem, layout, np.asarray(theta0, dtype=np.float64), config)
     bounds = resolve_bounds(problem, layout, np.asarray(theta0), config.bounds)
-    # what binds the estimate: the box for optimizers that take bounds, else nothing (bfgs and
-    # the derivative-free ones run unbounded; the box still draws random starts)
-    binding = bounds if config.optimizer in BOUNDED else [(-np.inf, np.inf)] * len(bounds)
+    binding = binding_bounds(bounds, config)
     clusters = _clusters(problem, config)
     runner = config.runner or (lambda jobs: run_jobs(jobs, workers=config.workers))
     reporter = reporter if reporter is None or config.workers == 1 else SerializedReporter(reporter)
@@ -313,6 +320,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
             start_outcomes = tuple(dataclasses.replace(o, optimization=result) if k == best
                                    else o for k, o in enumerate(start_outcomes))
         first = objective.evaluate(result.theta, report=False)
+        tally(objective)  # step 1's evaluation at its estimate (and Hessian, Newton steps)
         _check_step_one(first, result)
         S = moment_covariance(first.xi, Z, kind=config.weighting, clusters=clusters,
                               center=config.center_moments)
@@ -329,18 +337,19 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     needed = config.hessian or not result.converged
     evaluation = objective.evaluate(result.theta, report=False)
     hessian = objective.hessian(result.theta) if needed else None
-    counts["iterations"] += objective.contraction_iterations - before[0]
-    counts["evaluations"] += objective.contraction_evaluations - before[1]
     if hessian is not None:
         polished, hessian = newton_polish(objective, objective.hessian, steps[-1], hessian,
                                           binding, config.gtol)
-        if polished is not steps[-1]:
-            steps[-1] = result = polished
+        moved = not np.array_equal(polished.theta, steps[-1].theta)
+        steps[-1] = result = polished
+        if moved:
             evaluation = objective.evaluate(result.theta, report=False)
         steps[-1] = _at_precision_floor(steps[-1], hessian)
         if len(steps) == 1:  # the reported start's row of the starts table says the same
             start_outcomes = tuple(dataclasses.replace(o, optimization=steps[0]) if k == best
                                    else o for k, o in enumerate(start_outcomes))
+    counts["iterations"] += objective.contraction_iterations - before[0]
+    counts["evaluations"] += objective.contraction_evaluations - before[1]
     _check_optimization(steps, config)
     _check_final(evaluation, config)
     steps[-1] = _contraction_at_estimate(steps[-1], evaluation)

@@ -22,6 +22,7 @@ from blpdemand.solve.estimate import (
     _check_final,
     _check_step_one,
     _clusters,
+    binding_bounds,
     default_bounds,
 )
 from blpdemand.solve.gmm import DemandObjective, ObjectiveEvaluation
@@ -82,5 +83,5 @@ def _bounds(problem: Problem, layout: ParameterLayout, theta: FloatArray,
             raise SpecificationError(f"bounds given for {name!r}, which is not a free parameter; "
                                      f"free parameters: {list(layout.names)}")
         bounds[layout.names.index(name)] = (lo, hi)
-    return bounds
+    return binding_bounds(bounds, config)
 

@@ -197,40 +197,58 @@ def newton_polish(fun: Callable[[FloatArray], tuple[float, FloatArray]],
                   hessian_at: Callable[[FloatArray], FloatArray], step: OptimizationResult,
                   hessian: FloatArray, bounds: Sequence[tuple[float, float]] | None,
                   gtol: float) -> tuple[OptimizationResult, FloatArray]:
-    """Finish a run that stopped short of gtol with Newton steps on its Hessian.
+    """Finish a run that stopped short of gtol with projected Newton steps on its Hessian.
 
-    theta <- clip(theta - H^{-1} g) to the bounds, each step kept only when Q falls, at most
-    ``NEWTON_POLISH_STEPS``, stopping once max |projected g| <= gtol max(1, |Q|). Quasi-Newton
-    line searches can stall where the Newton decrement g' H^{-1} g / 2 (the fall of Q a Newton
-    step promises) is still far above Q's noise: along a flat direction (small eigenvalue of H)
-    a gradient that looks small is far from the minimum. Only with a positive definite H (the
-    second-order condition). Returns the (possibly unchanged) step and the Hessian at its theta.
+    Parameters at a bound with the gradient pushing out through it are held (active set A);
+    the others take d_F = -H_FF^{-1} g_F, the step clipped to the bounds, kept only when Q
+    falls, with H refreshed after each kept step; at most ``NEWTON_POLISH_STEPS``, stopping once
+    max |projected g| <= gtol max(1, |Q|) (Bertsekas 1982 on projected Newton methods).
+    Quasi-Newton line searches can stall where the Newton decrement g' H^{-1} g / 2 (the fall
+    of Q a Newton step promises) is still far above Q's noise: along a flat direction (small
+    eigenvalue of H) a gradient that looks small is far from the minimum. Only with H_FF
+    positive definite (the second-order condition). Returns the step (its theta unchanged if no
+    Newton step was kept; evaluations count every proposal) and the Hessian at its theta.
     """
     if (step.converged or step.theta.size == 0 or not np.all(np.isfinite(hessian))
-            or not np.isfinite(step.objective) or np.linalg.eigvalsh(hessian).min() <= 0):
+            or not np.isfinite(step.objective)):
         return step, hessian
     box = bounds if bounds is not None else [(-np.inf, np.inf)] * step.theta.size
     lo, hi = np.array([b[0] for b in box]), np.array([b[1] for b in box])
-    theta, value, grad = step.theta, step.objective, step.gradient
-    taken, norm = 0, step.projected_gradient_norm
+    theta, value, grad, H = step.theta, step.objective, step.gradient, hessian
+    taken = calls = 0
+    norm, fresh = step.projected_gradient_norm, True  # fresh: H is the Hessian at theta
     for _ in range(NEWTON_POLISH_STEPS):
-        proposal = np.clip(theta - np.linalg.solve(hessian, grad), lo, hi)
+        if not fresh:
+            H, fresh = hessian_at(theta), True
+        scale = np.maximum(1.0, np.abs(theta))
+        free = ~((((theta - lo) <= 1e-10 * scale) & (grad > 0))
+                 | (((hi - theta) <= 1e-10 * scale) & (grad < 0)))
+        H_free = H[np.ix_(free, free)]
+        if not free.any() or not np.all(np.isfinite(H_free)) \
+                or np.linalg.eigvalsh(H_free).min() <= 0:
+            break
+        direction = np.zeros_like(theta)
+        direction[free] = -np.linalg.solve(H_free, grad[free])
+        proposal = np.clip(theta + direction, lo, hi)
         new_value, new_grad = fun(proposal)
+        calls += 1
         if not (np.isfinite(new_value) and new_value < value):
             break
-        theta, value, grad, taken = proposal, new_value, new_grad, taken + 1
+        theta, value, grad, fresh = proposal, new_value, new_grad, False
+        taken += 1
         norm = float(np.max(np.abs(projected_gradient(theta, grad, bounds))))
         if norm <= gtol * max(1.0, abs(value)):
             break
     if not taken:
-        return step, hessian
+        return (dataclasses.replace(step, evaluations=step.evaluations + calls) if calls
+                else step), hessian
     converged = norm <= gtol * max(1.0, abs(value))
     polished = dataclasses.replace(
         step, theta=theta, objective=value, gradient=grad, projected_gradient_norm=norm,
         status=OptimizationStatus.CONVERGED if converged else OptimizationStatus.NOT_CONVERGED,
         message=f"{step.message}; then {taken} Newton step(s) on the Hessian",
-        evaluations=step.evaluations + taken)
-    return polished, hessian_at(theta)
+        iterations=step.iterations + taken, evaluations=step.evaluations + calls)
+    return polished, (H if fresh else hessian_at(theta))
 
 
 SNAP_BAND = 1e-4  # relative distance to a bound within which an interior-point stop is snapped
