@@ -44,3 +44,17 @@ def simulated(seed: int = 0, sizes: tuple[int, ...] = (3, 7, 5, 7, 1, 6), agents
                       instruments=["z1", "z2"])
     layout, theta = problem.layout(np.diag(theta_sigma), theta_pi)
     return problem, layout, theta, problem.products.sort(np.concatenate(truth))
+
+
+def nevo_tutorial(products: pd.DataFrame, agents: pd.DataFrame):
+    """PyBLP's Nevo tutorial problem (product FE, Pi on 4 demographics) at its published
+    estimates: (problem, layout, theta)."""
+    problem = Problem(products, linear="prices", nonlinear="1 + prices + sugar + mushy",
+                      demographics="income + income_squared + age + child", agents=agents,
+                      absorb="C(product_ids)",
+                      instruments=[f"demand_instruments{k}" for k in range(20)])
+    sigma = np.diag([0.5580, 3.312, -0.005804, 0.09341])
+    pi = np.array([[2.292, 0, 1.284, 0], [588.3, -30.19, 0, 11.05],
+                   [-0.3849, 0, 0.05237, 0], [0.7481, 0, -1.353, 0]])
+    layout, theta = problem.layout(sigma, pi)
+    return problem, layout, theta

@@ -56,6 +56,22 @@ def _kernel_inputs(problem, layout, theta):
     utility = contraction._block_utility(data, contraction._coefficient_map(layout, theta))
     return data, utility
 
+def _check_truth_and_jacobian(problem, layout, theta, truth, tol):
+    """delta(theta) equals the truth (user row order) to ``tol``; d delta / d theta equals
+    central finite differences of delta (h = 1e-6) to 1e-7 relative to its scale."""
+    result = solve_delta(problem, layout, theta, jacobian=True)
+    assert result.converged
+    assert np.max(np.abs(result.delta - problem.products.sort(truth))) < tol
+    h, fd = 1e-6, np.empty_like(result.jacobian)
+    for p in range(theta.size):
+        up, down = theta.copy(), theta.copy()
+        up[p] += h
+        down[p] -= h
+        fd[:, p] = (solve_delta(problem, layout, up).delta
+                    - solve_delta(problem, layout, down).delta) / (2 * h)
+    assert np.max(np.abs(result.jacobian - fd)) < 1e-7 * np.max(np.abs(fd))
+
+
 
 @pytest.mark.parametrize("compiled", [True, False])
 def test_tiny_shares_converge_at_default_tolerance(compiled):
@@ -249,17 +265,7 @@ def test_negative_sparse_grid_weights():
     problem = Problem(pd.DataFrame(rows), linear="prices", nonlinear="1 + prices", agents=rule,
                       instruments=["z"])
     layout, theta = problem.layout(np.diag(sigma))
-    result = solve_delta(problem, layout, theta, jacobian=True)
-    assert result.converged
-    assert np.max(np.abs(result.delta - problem.products.sort(np.concatenate(truth)))) < 1e-12
-    h, fd = 1e-6, np.empty_like(result.jacobian)
-    for p in range(theta.size):
-        up, down = theta.copy(), theta.copy()
-        up[p] += h
-        down[p] -= h
-        fd[:, p] = (solve_delta(problem, layout, up).delta
-                    - solve_delta(problem, layout, down).delta) / (2 * h)
-    assert np.max(np.abs(result.jacobian - fd)) < 1e-7 * np.max(np.abs(fd))
+    _check_truth_and_jacobian(problem, layout, theta, np.concatenate(truth), 1e-12)
 
 
 def test_shift_in_some_markets_of_a_padded_block():
@@ -289,17 +295,7 @@ def test_shift_in_some_markets_of_a_padded_block():
     data, utility = _kernel_inputs(problem, layout, theta)
     assert data.pad is not None and not utility.shifted
     assert utility.outside.min() < 1e-10 and np.any(np.all(utility.outside == 1.0, axis=1))
-    result = solve_delta(problem, layout, theta, jacobian=True)
-    assert result.converged
-    assert np.max(np.abs(result.delta - problem.products.sort(np.concatenate(deltas)))) < 1e-11
-    h, fd = 1e-6, np.empty_like(result.jacobian)
-    for p in range(theta.size):
-        up, down = theta.copy(), theta.copy()
-        up[p] += h
-        down[p] -= h
-        fd[:, p] = (solve_delta(problem, layout, up).delta
-                    - solve_delta(problem, layout, down).delta) / (2 * h)
-    assert np.max(np.abs(result.jacobian - fd)) < 1e-7 * np.max(np.abs(fd))
+    _check_truth_and_jacobian(problem, layout, theta, np.concatenate(deltas), 1e-11)
 
 
 def test_inner_loop_after_a_failed_theta():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from contraction_data import simulated
+from contraction_data import nevo_tutorial, simulated
 
 from blpdemand import Problem
 from blpdemand.solve.anderson_compiled import solve_markets
@@ -69,14 +69,7 @@ def test_shifted_utilities_recover_truth():
 def test_same_delta_as_numpy_anderson_on_nevo(nevo_products, nevo_agents):
     # Reference: the numpy block Anderson at PyBLP's tutorial estimates; both solve to 1e-14
     # on the step, so the two deltas agree to 1e-12 (the contraction's modulus < 1).
-    problem = Problem(nevo_products, linear="prices", nonlinear="1 + prices + sugar + mushy",
-                      demographics="income + income_squared + age + child", agents=nevo_agents,
-                      absorb="C(product_ids)",
-                      instruments=[f"demand_instruments{k}" for k in range(20)])
-    sigma = np.diag([0.5580, 3.312, -0.005804, 0.09341])
-    pi = np.array([[2.292, 0, 1.284, 0], [588.3, -30.19, 0, 11.05],
-                   [-0.3849, 0, 0.05237, 0], [0.7481, 0, -1.353, 0]])
-    layout, theta = problem.layout(sigma, pi)
+    problem, layout, theta = nevo_tutorial(nevo_products, nevo_agents)
     compiled = solve_delta(problem, layout, theta, config=FixedPointConfig(method="anderson"))
     numpy = solve_delta(problem, layout, theta,
                         config=FixedPointConfig(method="anderson", compiled=False))

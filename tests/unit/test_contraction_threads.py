@@ -12,9 +12,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-from contraction_data import simulated
+from contraction_data import nevo_tutorial, simulated
 
-from blpdemand import Problem
 from blpdemand.errors import SpecificationError
 from blpdemand.solve.contraction import InnerLoop, _block_cap
 from blpdemand.solve.fixed_point import FixedPointConfig
@@ -22,15 +21,7 @@ from blpdemand.solve.fixed_point import FixedPointConfig
 
 @pytest.fixture(scope="module")
 def nevo(nevo_products, nevo_agents):
-    problem = Problem(nevo_products, linear="prices", nonlinear="1 + prices + sugar + mushy",
-                      demographics="income + income_squared + age + child", agents=nevo_agents,
-                      absorb="C(product_ids)",
-                      instruments=[f"demand_instruments{k}" for k in range(20)])
-    sigma = np.diag([0.5580, 3.312, -0.005804, 0.09341])
-    pi = np.array([[2.292, 0, 1.284, 0], [588.3, -30.19, 0, 11.05],
-                   [-0.3849, 0, 0.05237, 0], [0.7481, 0, -1.353, 0]])
-    layout, theta = problem.layout(sigma, pi)
-    return problem, layout, theta
+    return nevo_tutorial(nevo_products, nevo_agents)
 
 
 @pytest.mark.parametrize("compiled", [True, False])
