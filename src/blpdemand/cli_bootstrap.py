@@ -82,6 +82,11 @@ def bootstrap_outputs(spec: Spec, results: Any, report: Report,
                                  f"('blpdemand estimate'), got {type(results).__name__}")
     boot = bootstrap(results, draws=options["draws"], rng=options["rng"], hold=options["hold"],
                      workers=options["workers"])
+    if boot.draws < 2:  # apply's own error would not name the section
+        raise SpecificationError(
+            f"{SECTION} in {spec.path.name}: the contraction failed at {boot.dropped.size} of "
+            f"{options['draws']} parameter draws ({boot.draws} kept, at least 2 needed); check "
+            f"the estimate's standard errors, or use hold = \"xi\" (no contraction)")
     level, workers = float(options["level"]), int(options["workers"])
     out: dict[str, Any] = {"draws": options["draws"], "kept": boot.draws,
                            "contraction_failed": int(boot.dropped.size), "hold": boot.hold,

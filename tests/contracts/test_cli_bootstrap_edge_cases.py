@@ -281,3 +281,30 @@ def test_cli_merger_failing_at_every_draw(folder: Path, monkeypatch: pytest.Monk
     _, saved, _ = _run(folder, "allfail", LINEAR, post)
     assert saved.post_estimation["bootstrap"]["tables"]["bootstrap_merger"]["failed"] == 4
     assert saved.tables["bootstrap_merger"].notes[-1].startswith("4 of 4 draws left out")
+
+
+def test_every_contraction_failing_names_the_section(folder: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # Reference: the error contract; the contraction is made to fail at every draw.
+    from blpdemand.results import bootstrap as module
+
+    def failing(estimate: Any, theta: np.ndarray, *args: Any) -> list[None]:
+        return [None] * len(theta)
+
+    monkeypatch.setattr(module, "_solve_chunk", failing)
+    post = "[post]\ncosts = true\n[post.bootstrap]\ndraws = 5\n"
+    with pytest.raises(SpecificationError, match=(
+            r"\[post.bootstrap\] in nodraws.toml: the contraction failed at 5 of 5 parameter "
+            r"draws \(0 kept, at least 2 needed\).*hold = \"xi\"")):
+        _run(folder, "nodraws", LINEAR, post)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "[post.merger] firm_ids = { f9 = \"f0\" } with no firm f9 in the data is a silent no-op "
+    "merger (price changes 0 in the [post] merger and bootstrap tables); firms = [\"f9\", ...] "
+    "is an error. Fix: in cli_post.merger (and cli_bootstrap.merger_changes) refuse keys "
+    "missing from the firm column, naming them"))
+def test_firm_ids_mapping_with_an_unknown_firm(folder: Path) -> None:
+    post = ('[post.merger]\nfirm_ids = { f9 = "f0" }\n[post.bootstrap]\ndraws = 3\n')
+    with pytest.raises(SpecificationError, match="f9"):
+        _run(folder, "typo", LINEAR, post)
