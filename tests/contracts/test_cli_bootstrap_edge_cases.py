@@ -113,6 +113,9 @@ def test_string_ids_shuffled_rows_renamed_columns_and_market_selection(folder: P
     assert list(saved.tables["bootstrap_merger"].body.index)[12:] == [
         "all products", "merging firms ['f0', 'f1']",
         "change in CS per consumer (mean over markets)"]
+    # the bootstrap's "all markets" estimate is the [post] costs table's mean markup (1e-12)
+    np.testing.assert_allclose(saved.tables["bootstrap_costs"].body["estimate"].iloc[-1],
+                               saved.tables["costs"].body.loc["markups", "mean"], rtol=1e-12)
     # notes survive results.json
     assert saved.tables["bootstrap_costs"].notes[-1] == (
         "0 of 10 draws left out: the markups (a singular markup system) raised there")
@@ -281,6 +284,9 @@ def test_cli_merger_failing_at_every_draw(folder: Path, monkeypatch: pytest.Monk
     _, saved, _ = _run(folder, "allfail", LINEAR, post)
     assert saved.post_estimation["bootstrap"]["tables"]["bootstrap_merger"]["failed"] == 4
     assert saved.tables["bootstrap_merger"].notes[-1].startswith("4 of 4 draws left out")
+    frame = saved.tables["bootstrap_merger"].to_frame()  # NaN survives results.json as floats
+    assert frame["std. error"].isna().all() and frame["estimate"].notna().all()
+    assert saved.post_estimation["bootstrap"]["tables"]["bootstrap_costs"]["kept"] == 4
 
 
 def test_every_contraction_failing_names_the_section(folder: Path,
