@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from blpdemand._types import FloatArray
-from blpdemand.cli_post import _head, _like
+from blpdemand.cli_post import _head, _like, firm_mapping
 from blpdemand.cli_report import Report
 from blpdemand.cli_spec import Spec, check_keys
 from blpdemand.errors import SpecificationError
@@ -158,8 +158,7 @@ def merger_changes(spec: Spec, products: pd.DataFrame, boot: BootstrapDraws
     if merging:
         labels = [*_market_names(boot, "all products"), f"merging firms {merging}"]
     else:
-        mapping = {_like(column, k): _like(column, v)
-                   for k, v in dict(options.get("firm_ids", {})).items()}
+        mapping = firm_mapping(column, options.get("firm_ids", {}), spec.path.name)
         after = column.replace(mapping).to_numpy()
         labels = _market_names(boot, "all products")
 

@@ -143,8 +143,7 @@ def merger(spec: Spec, results: Any, report: Report, products: pd.DataFrame) -> 
     if "firms" in options:
         outcome = simulate_merger(results, [_like(column, f) for f in options["firms"]])
     else:
-        mapping = {_like(column, k): _like(column, v)
-                   for k, v in dict(options["firm_ids"]).items()}
+        mapping = firm_mapping(column, options["firm_ids"], spec.path.name)
         outcome = compute_prices(results, firm_ids=column.replace(mapping).to_numpy())
     table = outcome.summary()
     report.table("merger", table, show=_head(table, 12))
@@ -153,6 +152,17 @@ def merger(spec: Spec, results: Any, report: Report, products: pd.DataFrame) -> 
             "failed_markets": [str(m) for m in outcome.failed_markets],
             "mean_price_change_percent": float(100 * np.nanmean(changes)),
             "mean_consumer_surplus_change": float(np.nanmean(outcome.consumer_surplus_change))}
+
+
+def firm_mapping(column: pd.Series, firm_ids: Any, spec_name: str) -> dict[Any, Any]:
+    """``[post.merger] firm_ids = {old = new}`` in the id column's type; every old id must be a
+    firm of the data (an unknown one silently changed nothing)."""
+    mapping = {_like(column, k): _like(column, v) for k, v in dict(firm_ids).items()}
+    unknown = [k for k in mapping if k not in set(column.tolist())]
+    if unknown:
+        raise SpecificationError(f"[post.merger] firm_ids in {spec_name}: firm(s) {unknown} are "
+                                 f"not in the data's firm ids")
+    return mapping
 
 
 def _like(column: pd.Series, value: Any) -> Any:

@@ -248,11 +248,9 @@ def _fail_after_estimate(limit: int) -> Any:
     return function
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "BootstrapDraws.apply(errors='drop') where the function raises at every draw: "
-    "'.reshape(len(values), -1)' of an empty array raises ValueError (cannot reshape array of "
-    "size 0 into shape (0,newaxis)); fix: .reshape(len(values), estimate.size)"))
 def test_apply_drop_when_every_draw_raises() -> None:
+    # Reference: the drop contract; used to raise numpy's ValueError (cannot reshape an empty
+    # stack) instead of an all-dropped summary.
     sim = bd.simulate(markets=8, products=5, alpha=-2.0, sigma={"prices": 0.0}, draws=10, rng=3)
     results = bd.estimate_logit(sim.products, linear="1 + prices + x1 + x2",
                                 instruments=["w1", "w2"])
@@ -262,10 +260,9 @@ def test_apply_drop_when_every_draw_raises() -> None:
     assert summary.failed == 4 and summary.draws.shape == (0, 2)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "blpdemand estimate with [post.bootstrap] crashes (ValueError, no results.json) when the "
-    "merger raises at every draw: BootstrapDraws.apply(errors='drop') cannot stack zero draws"))
 def test_cli_merger_failing_at_every_draw(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Reference: the drop contract through the CLI; it used to crash with numpy's ValueError
+    # and leave no results.json.
     from blpdemand.results import counterfactual
 
     real = counterfactual.simulate_merger
@@ -305,12 +302,8 @@ def test_every_contraction_failing_names_the_section(folder: Path,
         _run(folder, "nodraws", LINEAR, post)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "[post.merger] firm_ids = { f9 = \"f0\" } with no firm f9 in the data is a silent no-op "
-    "merger (price changes 0 in the [post] merger and bootstrap tables); firms = [\"f9\", ...] "
-    "is an error. Fix: in cli_post.merger (and cli_bootstrap.merger_changes) refuse keys "
-    "missing from the firm column, naming them"))
 def test_firm_ids_mapping_with_an_unknown_firm(folder: Path) -> None:
+    # Reference: the data's firm ids; an unknown old id used to be a silent no-op merger.
     post = ('[post.merger]\nfirm_ids = { f9 = "f0" }\n[post.bootstrap]\ndraws = 3\n')
     with pytest.raises(SpecificationError, match="f9"):
         _run(folder, "typo", LINEAR, post)

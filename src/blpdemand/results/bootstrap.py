@@ -244,7 +244,7 @@ class BootstrapDraws:
                                          f"{estimate.shape} at the estimate; it must return the "
                                          "same shape at every draw")
         stacked = np.stack(values) if values else np.zeros((0, *estimate.shape))
-        bad = (~np.isfinite(stacked) & np.isfinite(estimate)[None]).reshape(len(values), -1)
+        bad = (~np.isfinite(stacked) & np.isfinite(estimate)[None]).reshape(len(values), estimate.size)
         nonfinite = np.asarray(bad.any(axis=1), dtype=bool)
         if nonfinite.any():
             warnings.warn(f"bootstrap: the function gave non-finite values at {int(nonfinite.sum())} "
