@@ -129,16 +129,37 @@ def _costs(spec: Spec, results: Any, report: Report, products: pd.DataFrame) -> 
     return [_row(body, k) for k in range(len(body))]
 
 
-def merger(spec: Spec, results: Any, report: Report, products: pd.DataFrame) -> dict[str, Any]:
-    """``[post.merger]``: ``firms = [1, 2]`` (they merge under the first id) or
-    ``firm_ids = {old = new, ...}`` (any new ownership); equilibrium prices after it."""
-    from blpdemand.results.counterfactual import compute_prices, simulate_merger
-
+def check_merger(spec: Spec, products: pd.DataFrame) -> None:
+    """``[post.merger]`` before the estimation: its keys, and firms that are in the data."""
+    if "merger" not in spec.post:
+        return
     options = dict(spec.post["merger"])
     check_keys(options, ("firms", "firm_ids"), "[post.merger]", spec.path.name)
     if ("firms" in options) == ("firm_ids" in options):
         raise SpecificationError(f"[post.merger] in {spec.path.name} needs exactly one of "
                                  f"firms = [a, b] (a merger) or firm_ids = {{old = new}}")
+    name = spec.columns.get("firm_ids", "firm_ids")
+    if name not in products.columns:
+        raise SpecificationError(f"[post.merger] in {spec.path.name} needs a firm id column "
+                                 f"'{name}' in the products")
+    column = products[name]
+    if "firm_ids" in options:
+        firm_mapping(column, options["firm_ids"], spec.path.name)
+        return
+    firms = [_like(column, f) for f in options["firms"]]
+    unknown = [f for f in firms if f not in set(column.tolist())]
+    if unknown:
+        raise SpecificationError(f"[post.merger] firms in {spec.path.name}: firm(s) {unknown} "
+                                 "are not in the data's firm ids")
+
+
+def merger(spec: Spec, results: Any, report: Report, products: pd.DataFrame) -> dict[str, Any]:
+    """``[post.merger]``: ``firms = [1, 2]`` (they merge under the first id) or
+    ``firm_ids = {old = new, ...}`` (any new ownership); equilibrium prices after it."""
+    from blpdemand.results.counterfactual import compute_prices, simulate_merger
+
+    check_merger(spec, products)
+    options = dict(spec.post["merger"])
     column = products[spec.columns.get("firm_ids", "firm_ids")]
     if "firms" in options:
         outcome = simulate_merger(results, [_like(column, f) for f in options["firms"]])

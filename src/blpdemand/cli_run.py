@@ -17,7 +17,7 @@ from rich.console import Console
 
 import blpdemand
 from blpdemand.cli_bootstrap import check_bootstrap
-from blpdemand.cli_post import post_estimation
+from blpdemand.cli_post import check_merger, post_estimation
 from blpdemand.cli_report import Report, RichReporter, draw_convergence, progress_runner
 from blpdemand.cli_spec import (
     Spec,
@@ -61,6 +61,7 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
         warnings.simplefilter("always")
         products = read_table(spec.data["products"], f"[data] products in {spec.path.name}")
         spec, products = _rename_clustering_ids(spec, products)
+        check_merger(spec, products)  # [post.merger] names firms of the data: before estimating
         agents = (agent_markets(spec, read_table(spec.data["agents"],
                                                  f"[data] agents in {spec.path.name}"))
                   if "agents" in spec.data else None)

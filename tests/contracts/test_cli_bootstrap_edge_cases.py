@@ -307,3 +307,18 @@ def test_firm_ids_mapping_with_an_unknown_firm(folder: Path) -> None:
     post = ('[post.merger]\nfirm_ids = { f9 = "f0" }\n[post.bootstrap]\ndraws = 3\n')
     with pytest.raises(SpecificationError, match="f9"):
         _run(folder, "typo", LINEAR, post)
+
+
+@pytest.mark.parametrize("merger", ['firms = ["f0", "f9"]', 'firm_ids = { f9 = "f0" }',
+                                    'firm_ids = { f1 = "f0" }\nfirms = ["f0", "f1"]'])
+def test_merger_setup_errors_come_before_the_estimation(folder: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        merger: str) -> None:
+    # Reference: the data's firm ids ("f0".."f5", column renamed "firm"); an unknown firm, or
+    # both forms at once, must stop the run before any estimation (it used to be found after).
+    def no_estimation(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the estimation ran before the [post.merger] check")
+
+    monkeypatch.setattr(bd, "estimate", no_estimation)
+    with pytest.raises(SpecificationError, match=r"\[post.merger\]"):
+        _run(folder, "early", LINEAR, f"[post.merger]\n{merger}\n")
