@@ -135,7 +135,8 @@ def load_products(data: pd.DataFrame, *, columns: Mapping[str, str] | None = Non
     require_finite(frame, numeric, market_column="market_ids")
     frame, markets, order = sort_by_market(frame, "market_ids")
     shares = frame["shares"].to_numpy(dtype=np.float64)
-    check_shares(shares, frame["market_ids"].to_numpy())
+    products = frame["product_ids"].to_numpy() if "product_ids" in frame.columns else None
+    check_shares(shares, frame["market_ids"].to_numpy(), product_ids=products)
     if "product_ids" in frame.columns:
         check_unique_products(frame, "market_ids", "product_ids")
     return ProductData(frame=frame, markets=markets, order=order, shares=shares, index=data.index)

@@ -83,8 +83,22 @@ def check_magnitude(values: np.ndarray, names: Sequence[str], *, what: str) -> N
             "(e.g. prices in thousands)")
 
 
-def check_shares(shares: np.ndarray, market_ids: np.ndarray, *, column: str = "shares") -> None:
-    """Shares must lie in (0, 1) and inside shares must sum to less than 1 in every market."""
+#: smallest outside share s_0t = 1 - sum_j s_jt accepted. The sum carries a rounding error of a
+#: few J eps (about 1e-14 for J = 100 products), so below 1e-10 s_0t, and with it log s_0t in
+#: every delta of the market, is rounding rather than data (an outside share of 4e-16 in one
+#: market moved Nevo's logit alpha from -30.1 to about -23). A true outside share that small
+#: means the market size is wrong.
+MIN_OUTSIDE_SHARE = 1e-10
+
+#: smallest share accepted: the smallest normal float64 (about 2.2e-308). Below it a share has
+#: lost significant digits and 1 / s_jt (in d delta / d theta) overflows.
+MIN_SHARE = float(np.finfo(np.float64).tiny)
+
+
+def check_shares(shares: np.ndarray, market_ids: np.ndarray, *, column: str = "shares",
+                 product_ids: np.ndarray | None = None) -> None:
+    """Shares must lie in [MIN_SHARE, 1) and leave an outside share of at least
+    MIN_OUTSIDE_SHARE in every market."""
     shares = np.asarray(shares, dtype=np.float64)
     bad = (shares <= 0) | (shares >= 1)
     if bad.any():
@@ -94,6 +108,15 @@ def check_shares(shares: np.ndarray, market_ids: np.ndarray, *, column: str = "s
             f"{_label(market_ids[row])} ({int(bad.sum())} bad value(s)); zero shares cannot be inverted, "
             "drop them or aggregate"
         )
+    tiny = shares < MIN_SHARE
+    if tiny.any():
+        row = int(np.flatnonzero(tiny)[0])
+        product = "" if product_ids is None else f"product {_label(product_ids[row])} in "
+        raise DataError(
+            f"column '{column}' has {shares[row]:.3g} for {product}market "
+            f"{_label(market_ids[row])} ({int(tiny.sum())} such value(s)), below the smallest "
+            f"normal float {MIN_SHARE:.3g}: it has lost its significant digits and 1/share "
+            "overflows; check the share, or drop the product")
     codes, uniques = pd.factorize(market_ids, sort=True)
     totals = np.bincount(codes, weights=shares)
     over = totals >= 1
@@ -102,6 +125,15 @@ def check_shares(shares: np.ndarray, market_ids: np.ndarray, *, column: str = "s
         raise DataError(
             f"shares in market {_label(uniques[t])} sum to {totals[t]:.4f}; the outside share must be "
             "positive; check the market size used to compute shares"
+        )
+    small = 1.0 - totals < MIN_OUTSIDE_SHARE
+    if small.any():
+        t = int(np.flatnonzero(small)[0])
+        raise DataError(
+            f"shares in market {_label(uniques[t])} sum to {float(totals[t])!r} (outside share "
+            f"{1.0 - totals[t]:.3g}, {int(small.sum())} such market(s)); an outside share below "
+            f"{MIN_OUTSIDE_SHARE:g} is rounding, not data, and would decide every delta of the "
+            "market: check the market size used to compute shares"
         )
 
 
