@@ -47,6 +47,14 @@ class FirstStage:
         """p_hat as a one-column instrument DataFrame."""
         return self.p_hat.rename(name).to_frame()
 
+    def __repr__(self) -> str:
+        width = max((len(n) for n in self.names), default=0)
+        rows = [f"  {n.ljust(width)}  {b: .4f}" for n, b in zip(self.names[:30], self.coefficients)]
+        more = [f"  ... {len(self.names) - 30} more"] if len(self.names) > 30 else []
+        return "\n".join([(f"FirstStage: OLS of {self.column!r} on {len(self.names)} regressors, "
+                          f"N = {len(self.p_hat)}, R2 = {self.r_squared:.4f} (p_hat: .p_hat)"),
+                          *rows, *more])
+
 
 def fit_prices(products: pd.DataFrame, exogenous: Characteristics,
                cost_shifters: Characteristics | None = None, *, column: str = "prices",

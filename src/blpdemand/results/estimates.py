@@ -262,6 +262,19 @@ class BLPResults:
 
         return compute_consumer_surplus(self, prices=prices, keep=keep)
 
+    # ------------------------------------------------------------------ frames and repr
+    def to_frame(self) -> pd.DataFrame:
+        """One row per parameter (``names``): estimate, std. error, t, p-value and the 95%
+        interval (the numbers of ``summary()``, unformatted)."""
+        return coefficient_table(self.names, self.estimates, self.standard_errors).to_frame()
+
+    def __repr__(self) -> str:
+        """One screen for a plain REPL: the status, then ``summary()`` (N, T, objective, the
+        coefficients; long tables cut to their first rows)."""
+        status = "converged" if self.converged else "NOT converged"
+        return self.summary().preview(heading=f"BLPResults ({status}; optimizer: "
+                                              f"{self.optimization.status.value})")
+
 
 def gmm_covariance(G: FloatArray, W: FloatArray, xi: FloatArray, Z: FloatArray, *, kind: str,
                    clusters: AnyArray | None = None, center: bool = True) -> FloatArray:

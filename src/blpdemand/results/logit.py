@@ -218,8 +218,16 @@ class LogitResults:
         return Table(title="First stage", body=self.first_stage.to_frame(),
                      notes=(f"headline F: {kind}; weak if below 10",))
 
+    def to_frame(self) -> pd.DataFrame:
+        """One row per X1 column: estimate, std. error, t, p-value and the 95% interval (the
+        numbers of ``summary()``, unformatted)."""
+        return coefficient_table(self.names, self._fit.fit.params, self._fit.fit.bse).to_frame()
+
     def __str__(self) -> str:
         return self.summary().to_text()
+
+    def __repr__(self) -> str:
+        return self.summary().preview(heading=type(self).__name__)
 
     def __rich__(self) -> Any:
         return self.summary().__rich__()

@@ -137,7 +137,22 @@ class Table:
     def _repr_html_(self) -> str:
         return self.to_html()
 
+    def preview(self, rows: int = 30, *, heading: str | None = None) -> str:
+        """``to_text()`` of the first ``rows`` rows (a note counts the others), under ``heading``:
+        the one-screen form that results objects use as their repr."""
+        shown = self
+        hidden = len(self.body) - rows
+        if hidden > 0:
+            shown = Table(title=self.title, body=self.body.iloc[:rows], digits=self.digits,
+                          notes=(f"... {hidden} more rows (to_frame() has them all)",
+                                 *self.notes))
+        text = shown.to_text()
+        return text if heading is None else f"{heading}\n{text}"
+
     def __str__(self) -> str:
+        return self.to_text()
+
+    def __repr__(self) -> str:
         return self.to_text()
 
     def __rich__(self) -> Any:

@@ -60,6 +60,24 @@ class FirstStage:
         """True when the headline F is below 10 (Staiger and Stock 1997)."""
         return self.f_statistic < WEAK_F_THRESHOLD
 
+    def to_frame(self) -> pd.DataFrame:
+        """Coefficient and standard error of each instrument (rows)."""
+        return pd.DataFrame({"coefficient": self.params, "std. error": self.bse})
+
+    def __repr__(self) -> str:
+        kind = "homoskedastic" if self.covariance_type == "unadjusted" else "effective"
+        clustered = "" if self.f_clustered is None else f", clustered {self.f_clustered:.2f}"
+        lines = [(f"First stage of {self.endogenous!r} ({self.q} excluded instruments, "
+                 f"residual df = {self.df_resid}, {self.covariance_type} standard errors)"),
+                 frame_text(self.to_frame()),
+                 (f"F = {self.f_statistic:.2f} ({kind}), p-value {self.p_value:.4g}, "
+                 f"partial R2 = {self.partial_r2:.4f}"),
+                 (f"partial F: homoskedastic {self.f_homoskedastic:.2f}, robust "
+                 f"{self.f_robust:.2f}{clustered}, effective {self.f_effective:.2f}")]
+        if self.weak:
+            lines.append(f"weak instruments: F < {WEAK_F_THRESHOLD:g} (Stock and Yogo 2005)")
+        return "\n".join(lines)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FirstStageReport:
@@ -84,6 +102,23 @@ class FirstStageReport:
                                "F effective": s.f_effective, "p-value": s.p_value,
                                "partial R2": s.partial_r2, "excluded": s.q} for s in self.stages}
         return pd.DataFrame.from_dict(rows, orient="index")
+
+    def __repr__(self) -> str:
+        return "\n\n".join(repr(stage) for stage in self.stages) or "FirstStageReport(no stages)"
+
+
+def frame_text(frame: pd.DataFrame, rows: int = 30) -> str:
+    """A DataFrame as plain text with 4 decimals (tiny or huge numbers in scientific notation),
+    at most ``rows`` rows (a line counts the others): for reprs below the results layer."""
+
+    def number(value: float) -> str:
+        if value != 0 and np.isfinite(value) and (abs(value) < 1e-4 or abs(value) >= 1e8):
+            return f"{value:.3e}"
+        return f"{value:.4f}"
+
+    text = str(frame.iloc[:rows].to_string(float_format=number))
+    hidden = len(frame) - rows
+    return text + (f"\n... {hidden} more rows" if hidden > 0 else "")
 
 
 def _wald_f(pi_E: FloatArray, V_EE: FloatArray) -> float:

@@ -28,11 +28,14 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from blpdemand._types import AnyArray, FloatArray
+from blpdemand.data.validation import check_id_values
 from blpdemand.errors import SpecificationError
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
+from blpdemand.solve.first_stage import frame_text
 
 CovarianceKind = Literal["unadjusted", "robust", "clustered"]
 COVARIANCE_KINDS = ("unadjusted", "robust", "clustered")
@@ -171,7 +174,28 @@ class ApproximationResults:
             rows.append((f"pi[{self.layout.x2_names[i]}, {self.layout.demographic_names[j]}]",
                          float(pi[i, j]), float(pi_se[i, j]), ""))
         frame = pd.DataFrame(rows, columns=["parameter", "estimate", "std. error", "note"])
-        return frame.set_index("parameter")
+        frame = frame.set_index("parameter")
+        b, s = frame["estimate"].to_numpy(), frame["std. error"].to_numpy()
+        ok = np.isfinite(s) & (s > 0)
+        t = np.full(b.size, np.nan)
+        t[ok] = b[ok] / s[ok]
+        q = float(stats.norm.ppf(0.975))
+        frame.insert(2, "t", t)  # columns as in the results tables' coefficient_table
+        frame.insert(3, "p-value", np.where(ok, 2.0 * stats.norm.sf(np.abs(np.nan_to_num(t))),
+                                            np.nan))
+        frame.insert(4, "[0.025", b - q * s)
+        frame.insert(5, "0.975]", b + q * s)
+        return frame
+
+    def __repr__(self) -> str:
+        frame = self.to_frame().drop(columns="note")
+        lines = ["ApproximationResults: Salanie-Wolak (2019) small-sigma approximation, 2SLS",
+                 (f"N = {self.problem.N}, T = {self.problem.T}, {self.covariance_kind} standard "
+                 f"errors; {'converged' if self.converged else 'NOT converged'}, "
+                 f"iterations = {self.iterations}"), frame_text(frame)]
+        if self.negative_variance:
+            lines.append(f"sigma^2 < 0 for {list(self.negative_variance)}: sigma set to 0 there")
+        return "\n".join(lines)
 
 
 def artificial_regressors(problem: Problem) -> FloatArray:
@@ -366,8 +390,10 @@ def _clusters(problem: Problem, kind: str, clusters: Any) -> AnyArray | None:
                                      "id per product) or a 'clustering_ids' column")
         clusters = "clustering_ids"
     if isinstance(clusters, str):
+        check_id_values(problem.products.array(clusters), what=f"clusters column {clusters!r}")
         return problem.products.array(clusters)
     ids = np.asarray(clusters)
+    check_id_values(ids, what="clusters= ids")
     if ids.shape[0] != problem.N:
         raise SpecificationError(f"clusters has {ids.shape[0]} ids but there are {problem.N} products")
     return problem.products.sort(ids)
