@@ -16,7 +16,7 @@ from blpdemand._types import FloatArray, IntArray
 from blpdemand.data.markets import MarketIndex, sort_by_market
 from blpdemand.data.validation import (
     check_aligned,
-    check_id_types,
+    check_id_values,
     check_options,
     check_shares,
     check_unique_products,
@@ -128,9 +128,10 @@ def load_products(data: pd.DataFrame, *, columns: Mapping[str, str] | None = Non
         from blpdemand.errors import DataError
 
         raise DataError(f"column 'market_ids' has missing values (first at row {raise_row})")
-    for ids in ("market_ids", "product_ids"):
+    for ids in ("market_ids", "product_ids", "firm_ids"):
         if ids in frame.columns:
-            check_id_types(frame, ids)
+            check_id_values(frame[ids].to_numpy(),
+                            what=f"column '{columns.get(ids, ids)}' of product data")
     numeric = [c for c in ("shares", "prices") if c in frame.columns]
     require_finite(frame, numeric, market_column="market_ids")
     frame, markets, order = sort_by_market(frame, "market_ids")

@@ -150,19 +150,22 @@ def check_unique_products(frame: pd.DataFrame, market_column: str, product_colum
         )
 
 
-def check_id_types(frame: pd.DataFrame, column: str, *, what: str = "product data") -> None:
-    """Ids that differ only in type (1 and '1') would silently split one market or product."""
-    values = frame[column]
-    if not pd.api.types.is_object_dtype(values):
+def check_id_values(values: object, *, what: str) -> None:
+    """Refuse ids (N,) or (N, L) that differ only in type (1 and '1'): factorizing them would
+    silently split one market, product, firm or cluster in two. ``what`` names the column."""
+    array = np.asarray(values)
+    if array.dtype != object:
         return
-    unique = pd.unique(values.to_numpy())
-    as_text = pd.Series([str(v) for v in unique])
-    clash = as_text[as_text.duplicated(keep=False)]
-    if len(clash):
-        shown = [_label(v) for v, t in zip(unique, as_text) if t == clash.iloc[0]]
-        raise DataError(f"column '{column}' of {what} holds ids that differ only in type "
-                        f"({', '.join(shown)}), which would count as different ids; convert the "
-                        "column to one type (e.g. .astype(str))")
+    for k in range(1 if array.ndim < 2 else array.shape[1]):
+        column = array.ravel() if array.ndim < 2 else array[:, k]
+        unique = pd.unique(column)
+        as_text = pd.Series([str(v) for v in unique])
+        clash = as_text[as_text.duplicated(keep=False)]
+        if len(clash):
+            shown = [_label(v) for v, t in zip(unique, as_text) if t == clash.iloc[0]]
+            raise DataError(f"{what} holds ids that differ only in type ({', '.join(shown)}), "
+                            "which would count as different ids; convert it to one type "
+                            "(e.g. .astype(str))")
 
 
 def check_aligned(given: pd.Index, products: pd.Index, *, what: str) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from blpdemand._types import AnyArray, FloatArray
+from blpdemand.data.validation import check_id_values
 from blpdemand.errors import DataError, SpecificationError
 from blpdemand.model.fitted import FittedDemand
 from blpdemand.model.pricing import market_demands, markups, ownership_matrix
@@ -48,6 +49,7 @@ def firm_ids_sorted(fitted: FittedDemand, firm_ids: Any = None) -> AnyArray:
         return _no_missing_firms(products.array("firm_ids"), "product data's 'firm_ids'")
     products.check_aligned(firm_ids, what="firm_ids")
     firm_ids = np.asarray(firm_ids)
+    check_id_values(firm_ids, what="firm_ids")
     if firm_ids.shape != (products.N,):
         raise DataError(f"firm_ids must have one value per product ({products.N}), got shape {firm_ids.shape}")
     return _no_missing_firms(products.sort(firm_ids), "firm_ids")

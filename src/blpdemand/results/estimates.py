@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from blpdemand._types import AnyArray, FloatArray
+from blpdemand.data.validation import check_id_values
 from blpdemand.errors import SpecificationError
 from blpdemand.model.fitted import FittedDemand
 from blpdemand.model.parameters import ParameterLayout
@@ -301,8 +302,10 @@ def _cluster_ids(problem: Problem, clusters: Any) -> AnyArray:
     if isinstance(clusters, str):
         if not problem.products.has(clusters):
             raise SpecificationError(f"clusters column {clusters!r} is not in the product data")
+        check_id_values(problem.products.array(clusters), what=f"clusters column {clusters!r}")
         return problem.products.array(clusters)
     values = np.asarray(clusters)
+    check_id_values(values, what="clusters= ids")
     if values.shape != (problem.N,):
         raise SpecificationError(f"clusters must be a column name or {problem.N} ids, got shape {values.shape}")
     return problem.products.sort(values)

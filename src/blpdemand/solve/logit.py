@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from blpdemand._types import AnyArray, FloatArray
-from blpdemand.data.validation import require_columns
+from blpdemand.data.validation import check_id_values, require_columns
 from blpdemand.errors import DataError, SpecificationError
 from blpdemand.model.problem import InstrumentsLike, Problem
 from blpdemand.solve.first_stage import FirstStageReport, first_stage
@@ -90,12 +90,15 @@ def cluster_ids(problem: Problem, clusters: Any) -> AnyArray | None:
         if not 1 <= len(clusters) <= 2:
             raise SpecificationError(f"clusters={clusters!r}: give one or two column names")
         require_columns(frame, clusters, what="product data (clusters)")
+        for c in clusters:
+            check_id_values(frame[c].to_numpy(), what=f"clusters column '{c}'")
         values = np.column_stack([frame[c].to_numpy() for c in clusters])
     else:
         array = np.asarray(clusters.to_numpy() if isinstance(clusters, (pd.Series, pd.DataFrame))
                            else clusters)
         if array.shape[0] != problem.N:
             raise DataError(f"clusters have {array.shape[0]} rows, product data {problem.N}")
+        check_id_values(array, what="clusters= ids")
         values = problem.products.sort(array)
         values = values[:, None] if values.ndim == 1 else values
     if pd.isna(pd.DataFrame(values)).to_numpy().any():

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from blpdemand._types import FloatArray
+from blpdemand.data.validation import check_id_values
 from blpdemand.errors import DataError, SpecificationError
 
 CovarianceKind = Literal["unadjusted", "robust", "clustered"]
@@ -53,6 +54,7 @@ def cluster_codes(clusters: object, N: int) -> np.ndarray:
             raise DataError(f"clusters (dimension {k}) have {len(column)} rows, moments have {N}")
         if pd.isna(column).any():
             raise DataError(f"clusters (dimension {k}) have missing ids; fill or drop those rows")
+        check_id_values(column, what=f"clusters (dimension {k})")
         codes.append(pd.factorize(column, sort=True)[0])
     return np.column_stack(codes).astype(np.int64)
 
