@@ -128,6 +128,9 @@ class BootstrapSummary:
             notes.append(f"{int(self.nonfinite.sum())} draw(s) gave non-finite values, left out")
         return Table(title=title, body=body, notes=tuple(notes), digits=digits)
 
+    def __repr__(self) -> str:
+        return self.table().preview(heading=type(self).__name__)
+
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class BootstrapDraws:
@@ -154,6 +157,17 @@ class BootstrapDraws:
     def draws(self) -> int:
         """Number of kept draws B."""
         return len(self.fitted)
+
+    def __repr__(self) -> str:
+        names = self.estimate.layout.names + tuple(self.estimate.problem.X1.names)
+        values = np.column_stack([self.theta, self.beta]) if self.draws else np.zeros((0, len(names)))
+        body = pd.DataFrame({"estimate": np.concatenate([self.estimate.theta, self.estimate.beta]),
+                             "draws mean": values.mean(axis=0) if self.draws else np.nan,
+                             "draws std": values.std(axis=0, ddof=1) if self.draws > 1 else np.nan},
+                            index=pd.Index(names))
+        head = (f"BootstrapDraws: {self.draws} of {self.requested} draws kept "
+                f"({self.dropped.size} dropped), hold = {self.hold}; .apply(f) summarizes f")
+        return Table(title="Parameter draws", body=body).preview(heading=head)
 
     @property
     def delta(self) -> FloatArray:

@@ -149,6 +149,11 @@ class Counterfactual:
                  "all markets converged",)
         return Table(title="Counterfactual equilibrium", body=body, notes=notes)
 
+    def __repr__(self) -> str:
+        return self.overview().preview(heading=f"Counterfactual: {len(self.market_ids)} markets, "
+                                               f"{self.prices.shape[0]} products; .summary() "
+                                               "by market")
+
 
 def _mean(values: FloatArray) -> float:
     """Mean of the finite values (NaN when there are none; entrants have no price before)."""

@@ -81,6 +81,15 @@ class ObjectiveProfile:
         body = pd.DataFrame(rows, columns=["parameter", "value", "objective"])
         return Table(title="Objective profiles", body=body)
 
+    def __repr__(self) -> str:
+        best = self.values.argmin(axis=1)
+        body = pd.DataFrame({"estimate": self.estimate, "from": self.grids[:, 0],
+                             "to": self.grids[:, -1], "min Q on grid": self.values.min(axis=1),
+                             "at": self.grids[np.arange(best.size), best]},
+                            index=pd.Index(self.names))
+        note = f"Q at the estimate = {self.objective:.6g}; .table() has every point, .plot() draws"
+        return Table(title="ObjectiveProfile", body=body, notes=(note,)).preview()
+
     def plot(self, ax: Any = None) -> Any:
         """One panel per parameter (``ax``: a sequence of P axes, or None for a new figure)."""
         import matplotlib.pyplot as plt
@@ -144,6 +153,14 @@ class ObjectiveContour:
         return cls(names=(names[a], names[b]), estimate=theta[[a, b]].copy(), x=x, y=y,
                    values=values)
 
+    def __repr__(self) -> str:
+        i, j = np.unravel_index(int(self.values.argmin()), self.values.shape)
+        return (f"ObjectiveContour of Q over {self.names[0]} x {self.names[1]} "
+                f"({self.values.shape[1]} x {self.values.shape[0]} points) around the estimate "
+                f"({self.estimate[0]:.4f}, {self.estimate[1]:.4f}): Q from "
+                f"{self.values.min():.6g} at ({self.x[j]:.4f}, {self.y[i]:.4f}) to "
+                f"{self.values.max():.6g}; .plot() draws it")
+
     def plot(self, ax: Any = None) -> Any:
         """Filled contours of Q with the estimate marked; returns the axes."""
         import matplotlib.pyplot as plt
@@ -197,6 +214,11 @@ class DrawsStability:
     def table(self) -> Table:
         """Estimates per number of draws and the last relative change."""
         return Table(title="Draws stability", body=self.report.to_frame())
+
+    def __repr__(self) -> str:
+        verdict = ("stable: every estimate moved by less than 1%" if self.report.stable() else
+                   "NOT stable: some estimate moved by 1% or more")
+        return self.table().preview(heading=f"DrawsStability ({verdict} at the last refinement)")
 
     def plot(self, ax: Any = None) -> Any:
         """Relative change of each estimate at the last refinement (bar chart)."""

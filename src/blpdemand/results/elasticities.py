@@ -86,6 +86,17 @@ class MarketMatrices:
         out[self.order] = values
         return out
 
+    def __repr__(self) -> str:
+        sizes = [m.shape[0] for m in self.matrices] or [0]
+        head = (f"MarketMatrices: {self.kind} ({self.name}), {len(self.matrices)} markets of "
+                f"{min(sizes)} to {max(sizes)} products; .market(id), .table(id), .diagonal()")
+        if not self.matrices:
+            return head
+        labels = [str(v) for v in self.product_ids[self.offsets[0]:self.offsets[1]][:8]]
+        body = pd.DataFrame(self.matrices[0][:8, :8], index=labels, columns=labels)
+        return Table(title=f"market {self.market_ids[0]} (at most 8 rows and columns)",
+                     body=body).preview(heading=head)
+
 
 def _labels(fitted: FittedDemand) -> AnyArray:
     products = fitted.problem.products

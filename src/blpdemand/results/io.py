@@ -107,6 +107,14 @@ class SavedResults:
             raise SpecificationError(f"no 'summary' table saved; tables: {sorted(self.tables)}")
         return self.tables["summary"]
 
+    def __repr__(self) -> str:
+        objective = "" if self.objective is None else f", objective = {self.objective:.6g}"
+        head = (f"SavedResults ({self.kind}{objective}; created {self.created or 'now'}; "
+                f"tables: {sorted(self.tables)})")
+        if "summary" in self.tables:
+            return self.tables["summary"].preview(heading=head)
+        return Table(title="Parameters", body=self.parameters).preview(heading=head)
+
     def to_json(self) -> dict[str, Any]:
         """The JSON object of the schema above."""
         return {

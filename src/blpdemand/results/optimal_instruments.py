@@ -66,6 +66,13 @@ class OptimalInstruments:
         return pd.DataFrame(self.problem.products.unsort(values),
                             columns=[*self.names, "expected_prices"])
 
+    def __repr__(self) -> str:
+        head = (f"OptimalInstruments ({self.method}, {self.draws} draw(s)): {len(self.names)} "
+                f"excluded instruments {list(self.names)}")
+        if self.results is None:
+            return head + "\nnot re-estimated (reestimate=False): pass .problem to bd.estimate"
+        return self.results.summary().preview(heading=head + "; re-estimated with them:")
+
 
 def expected_prices(problem: Problem) -> FloatArray:
     """E[p | z] (N,): fitted values of prices on Z_D with the absorbed fixed effects.

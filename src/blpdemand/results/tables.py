@@ -144,7 +144,7 @@ class Table:
         hidden = len(self.body) - rows
         if hidden > 0:
             shown = Table(title=self.title, body=self.body.iloc[:rows], digits=self.digits,
-                          notes=(f"... {hidden} more rows (to_frame() has them all)",
+                          notes=(f"... {hidden} more rows not shown",
                                  *self.notes))
         text = shown.to_text()
         return text if heading is None else f"{heading}\n{text}"
