@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from blpdemand._checks import check_field_types
 from blpdemand._types import FloatArray
 from blpdemand.data.markets import MarketIndex
 from blpdemand.errors import SpecificationError
@@ -76,6 +77,7 @@ class DifferentiationConfig:
     ddof: int = 1
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.version not in VERSIONS:
             raise SpecificationError(f"version={self.version!r} is unknown; valid: {list(VERSIONS)}")
         if self.convention not in CONVENTIONS:

@@ -21,6 +21,7 @@ from typing import Literal
 
 import numpy as np
 
+from blpdemand._checks import check_field_types
 from blpdemand._types import AnyArray, BoolArray, FloatArray
 from blpdemand.errors import ConvergenceError, SpecificationError
 from blpdemand.model.fitted import FittedDemand
@@ -176,6 +177,7 @@ class PricingConfig:
     on_failure: OnFailure = "status"
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.method not in _METHODS:
             raise SpecificationError(f"PricingConfig method={self.method!r}; valid: {list(_METHODS)}")
         if self.fallback not in _FALLBACKS:

@@ -97,6 +97,9 @@ class EstimationConfig:
     runner: Callable[[Sequence[Callable[[], Any]]], list[Any]] | None = None
 
     def __post_init__(self) -> None:
+        from blpdemand._checks import check_field_types
+
+        check_field_types(self)  # int/float/bool fields typed first: the checks below compare
         choices: dict[str, tuple[Any, ...]] = {
             "optimizer": OPTIMIZERS, "method": ("1s", "2s"), "weighting": ("robust", "clustered"),
             "covariance": ("robust", "unadjusted", "clustered"), "on_failure": ("warn", "raise"),

@@ -36,6 +36,7 @@ from typing import Literal, Protocol, cast
 
 import numpy as np
 
+from blpdemand._checks import check_field_types
 from blpdemand._types import BoolArray, FloatArray, IntArray
 from blpdemand.errors import SpecificationError
 
@@ -96,6 +97,7 @@ class FixedPointConfig:
     threads: int = 1
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.method not in _METHODS:
             raise SpecificationError(f"method={self.method!r} is unknown; use one of {_METHODS}")
         if self.on_failure not in _ON_FAILURE:
