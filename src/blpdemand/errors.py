@@ -44,3 +44,8 @@ class OptimizationWarning(BLPDemandWarning):
 
 class CollinearityWarning(BLPDemandWarning):
     """Regressors are collinear: fitted values stand, but some coefficients are not identified."""
+
+
+class EconomicWarning(BLPDemandWarning):
+    """Estimates imply economically invalid numbers: positive own-price elasticities, negative
+    marginal costs, Lerner indices above one, consumers who like higher prices."""

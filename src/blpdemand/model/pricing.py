@@ -23,7 +23,7 @@ import numpy as np
 
 from blpdemand._checks import check_field_types
 from blpdemand._types import AnyArray, BoolArray, FloatArray
-from blpdemand.errors import ConvergenceError, SpecificationError
+from blpdemand.errors import ConvergenceError, DataError, SpecificationError
 from blpdemand.model.fitted import FittedDemand
 from blpdemand.model.utility import agent_coefficients as random_coefficients
 
@@ -122,10 +122,26 @@ def ownership_matrix(firm_ids: AnyArray,
 
 def markups(demand: MarketDemand, ownership: FloatArray,
             prices: FloatArray | None = None) -> FloatArray:
-    """(J,) Bertrand-Nash markups eta = -(O * ds/dp')^{-1} s (Berry, Levinsohn and Pakes 1995)."""
+    """(J,) Bertrand-Nash markups eta = -(O * ds/dp')^{-1} s (Berry, Levinsohn and Pakes 1995).
+
+    Raises DataError naming the market where O * ds/dp' is singular or eta is not finite.
+    """
     prob = demand.probabilities(prices)
     jac = share_jacobian(prob, demand.weights, demand.alpha)
-    eta: FloatArray = -np.linalg.solve(ownership * jac.T, prob @ demand.weights).astype(np.float64)
+    shares = prob @ demand.weights
+    with np.errstate(all="ignore"):
+        try:
+            eta: FloatArray = -np.linalg.solve(ownership * jac.T, shares).astype(np.float64)
+        except np.linalg.LinAlgError:
+            eta = np.full(demand.J, np.nan)
+    if not np.all(np.isfinite(eta)):
+        market = np.asarray(demand.market_id).tolist()
+        raise DataError(
+            f"market {market!r}: the Bertrand first-order conditions (O * ds/dp') eta = -s are "
+            f"singular (smallest share {shares.min(initial=np.inf):.3g}, smallest |ds_j/dp_j| "
+            f"{np.abs(np.diag(jac)).min(initial=np.inf):.3g}), so markups and marginal costs are "
+            "not determined there; check the estimates (a failed contraction, extreme "
+            "parameters, a price coefficient near zero) or the ownership matrix (a zero row)")
     return eta
 
 
@@ -149,6 +165,7 @@ class PricingStatus(enum.Enum):
     CONVERGED_FALLBACK = "converged with the fallback method"
     MAX_ITERATIONS = "reached the iteration limit"
     NONFINITE = "produced NaN or infinite prices"
+    NONNEGATIVE_ALPHA = "stopped early: some consumers have a non-negative price coefficient"
 
     @property
     def converged(self) -> bool:
@@ -164,6 +181,9 @@ class PricingConfig:
     tol : convergence when max_j |p_j^{k+1} - p_j^k| < tol.
     max_iterations : zeta iterations per market; newton_iterations : Newton steps per market.
     newton_step : relative finite-difference step of Newton's Jacobian.
+    capped_iterations : zeta iterations (and no fallback) in a market where some consumer with
+        positive weight has alpha_i >= 0: there profits rise without bound in price, so no
+        Bertrand-Nash equilibrium need exist and the iteration is stopped early.
     on_failure : what callers do when a market fails: "status" (report it in the record, with
         NaN prices), "warn" (also a ConvergenceWarning) or "raise" (ConvergenceError).
     """
@@ -174,6 +194,7 @@ class PricingConfig:
     max_iterations: int = 10_000
     newton_iterations: int = 100
     newton_step: float = 1e-7
+    capped_iterations: int = 100
     on_failure: OnFailure = "status"
 
     def __post_init__(self) -> None:
@@ -187,8 +208,9 @@ class PricingConfig:
                 f"PricingConfig on_failure={self.on_failure!r}; valid: {list(_ON_FAILURE)}")
         if not self.tol > 0:
             raise SpecificationError(f"PricingConfig tol must be positive, got {self.tol}")
-        if self.max_iterations < 1 or self.newton_iterations < 1:
-            raise SpecificationError("PricingConfig max_iterations and newton_iterations must be >= 1")
+        if min(self.max_iterations, self.newton_iterations, self.capped_iterations) < 1:
+            raise SpecificationError("PricingConfig max_iterations, newton_iterations and "
+                                     "capped_iterations must be >= 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,12 +231,21 @@ def solve_prices(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,
     Solves p = c + zeta(p) by fixed-point iteration (Morrow and Skerlos 2011); if that fails
     (iteration limit or non-finite values) and ``config.fallback == "newton"``, runs Newton's
     method on r(p) = p - c - zeta(p) from the start. Failed markets keep NaN prices.
+    Where some consumer has alpha_i >= 0 (``nonnegative_alpha``) at most
+    ``config.capped_iterations`` zeta iterations run, with no fallback; a failure there has
+    status NONNEGATIVE_ALPHA.
     """
     config = PricingConfig() if config is None else config
     costs = np.asarray(costs, dtype=np.float64)
     p0 = demand.prices.copy() if start is None else np.asarray(start, dtype=np.float64)
     if demand.J == 0:
         return PriceSolution(prices=p0, status=PricingStatus.CONVERGED, iterations=0, method="none")
+    if nonnegative_alpha(demand):
+        capped = replace(config, max_iterations=min(config.max_iterations, config.capped_iterations))
+        prices, status, iterations = _zeta_iteration(demand, costs, ownership, p0, capped)
+        if not status.converged:
+            prices, status = np.full(demand.J, np.nan), PricingStatus.NONNEGATIVE_ALPHA
+        return PriceSolution(prices=prices, status=status, iterations=iterations, method="zeta")
     first = _zeta_iteration if config.method == "zeta" else _newton
     prices, status, iterations = first(demand, costs, ownership, p0, config)
     if status.converged:
@@ -227,6 +258,15 @@ def solve_prices(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,
         iterations += more
     return PriceSolution(prices=np.full(demand.J, np.nan), status=status, iterations=iterations,
                          method=config.method)
+
+
+def nonnegative_alpha(demand: MarketDemand) -> bool:
+    """Whether some consumer i with w_i > 0 has alpha_i = d u_ij / d p_j >= 0.
+
+    Firm j's profit (p_j - c_j) s_j >= (p_j - c_j) w_i s_ij then grows without bound in p_j
+    (s_ij does not fall), so no Bertrand-Nash equilibrium need exist.
+    """
+    return bool(np.any((demand.alpha >= 0) & (demand.weights > 0)))
 
 
 def _zeta_iteration(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,

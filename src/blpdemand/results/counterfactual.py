@@ -20,13 +20,19 @@ import numpy as np
 import pandas as pd
 
 from blpdemand._types import AnyArray, FloatArray, IntArray
-from blpdemand.errors import BLPDemandWarning, ConvergenceError, ConvergenceWarning, DataError
+from blpdemand.errors import (
+    ConvergenceError,
+    ConvergenceWarning,
+    DataError,
+    EconomicWarning,
+)
 from blpdemand.model.fitted import FittedDemand
 from blpdemand.model.pricing import (
     MarketDemand,
     PricingConfig,
     PricingStatus,
     market_demands,
+    nonnegative_alpha,
     solve_prices,
 )
 from blpdemand.results.costs import (
@@ -223,6 +229,7 @@ def compute_prices(results: Any, *, firm_ids: Any = None, ownership: Any = None,
     cs_before, cs_after = np.full(T, np.nan), np.full(T, np.nan)
     status, iterations = [], np.zeros(T, dtype=np.int64)
     undefined: list[Any] = []  # markets where consumer surplus is not defined
+    capped: list[int] = []  # markets where some consumer has alpha_i >= 0: iterations capped
 
     def surplus(demand: MarketDemand, at: FloatArray | None = None) -> float:
         if np.any(demand.alpha >= 0):  # CS needs alpha_i < 0; prices do not
@@ -236,6 +243,8 @@ def compute_prices(results: Any, *, firm_ids: Any = None, ownership: Any = None,
         idx = np.flatnonzero(mask) + rows.start
         sub = demand.subset(mask)
         solution = solve_prices(sub, effective[idx], owners[t][np.ix_(mask, mask)], config=config)
+        if nonnegative_alpha(sub):
+            capped.append(t)
         status.append(solution.status)
         iterations[t] = solution.iterations
         cs_before[t] = surplus(demand)
@@ -248,12 +257,7 @@ def compute_prices(results: Any, *, firm_ids: Any = None, ownership: Any = None,
         cs_after[t] = surplus(sub, solution.prices)
         if firms_after is not None and idx.size:
             hhi_after[t] = hhi(shares[idx], firms_after[idx])
-    if undefined:
-        shown = list(dict.fromkeys(undefined))
-        warnings.warn(f"consumer surplus is not defined in {len(shown)} market(s) "
-                      f"({shown[:5]}{' ...' if len(shown) > 5 else ''}): some agents have a "
-                      "non-negative price coefficient alpha_i; the surplus there is NaN (prices, "
-                      "shares and profits are unaffected)", BLPDemandWarning, stacklevel=2)
+    _warn_nonnegative_alpha(markets.ids, undefined, capped, status, config)
     _apply_policy(markets.ids, status, config)
     with np.errstate(invalid="ignore"):
         profits_before = (prices_before - base_costs) * shares_before
@@ -306,6 +310,30 @@ def _firms_or_none(fitted: FittedDemand, firm_ids: Any) -> AnyArray | None:
     if firm_ids is None and not fitted.problem.products.has("firm_ids"):
         return None
     return firm_ids_sorted(fitted, firm_ids)
+
+
+def _warn_nonnegative_alpha(market_ids: AnyArray, undefined: list[Any], capped: list[int],
+                            status: list[PricingStatus], config: PricingConfig) -> None:
+    """One warning for the markets where some consumer has alpha_i >= 0: consumer surplus is
+    undefined there, and the price iteration was capped (no equilibrium need exist)."""
+    if not undefined and not capped:
+        return
+    shown = list(dict.fromkeys(undefined))
+    message = (f"consumer surplus is not defined in {len(shown)} market(s) "
+               f"({shown[:5]}{' ...' if len(shown) > 5 else ''}): some agents have a "
+               "non-negative price coefficient alpha_i; the surplus there is NaN")
+    failed = [np.asarray(market_ids[t]).tolist() for t in capped if not status[t].converged]
+    if not failed:
+        warnings.warn(f"{message} (prices, shares and profits are unaffected)",
+                      EconomicWarning, stacklevel=3)
+        return
+    warnings.warn(
+        f"{message}. There firms' profits rise without bound in price, so no Bertrand-Nash "
+        f"equilibrium need exist: the price iteration was capped at "
+        f"{config.capped_iterations} iterations in those {len(capped)} market(s) and failed in "
+        f"{len(failed)} ({failed[:5]}{' ...' if len(failed) > 5 else ''}; NaN prices, status "
+        f"'{PricingStatus.NONNEGATIVE_ALPHA.value}'); check the estimated price coefficient's "
+        "distribution (sigma and pi on prices)", EconomicWarning, stacklevel=3)
 
 
 def _apply_policy(market_ids: AnyArray, status: list[PricingStatus], config: PricingConfig) -> None:
