@@ -319,6 +319,7 @@ def test_partial_ownership_of_the_wrong_kind(results: bd.LogitResults, kappa: ob
         bd.compute_markups(results, kappa=kappa)  # type: ignore[arg-type]
 
 
+@pytest.mark.filterwarnings("ignore::blpdemand.errors.EconomicWarning")  # kappa: some costs < 0
 def test_partial_ownership_accepts_numpy_keys(results: bd.LogitResults) -> None:
     # numpy firm ids and weights are the same kappa as Python ones: equal markups exactly
     plain = bd.compute_markups(results, kappa={(0, 1): 0.5})

@@ -19,6 +19,7 @@ from blpdemand.errors import DataError, SpecificationError
 from blpdemand.model.fitted import FittedDemand
 from blpdemand.model.pricing import market_demands, markups, ownership_matrix
 from blpdemand.results.elasticities import as_fitted
+from blpdemand.results.sanity import cost_checks, warns
 
 Kappa = Mapping[tuple[object, object], float]
 
@@ -116,23 +117,43 @@ def compute_markups(results: Any, *, firm_ids: Any = None, ownership: Any = None
                     kappa: Kappa | None = None) -> FloatArray:
     """(N,) Bertrand-Nash markups eta = p - c = -(O * ds/dp')^{-1} s at the observed prices.
 
+    For estimation results, Lerner indices eta / p above one (negative costs) are warned about
+    as in ``compute_costs``; DataError names a market whose O * ds/dp' is singular.
+
     Examples
     --------
     >>> eta = compute_markups(results)                      # doctest: +SKIP
     """
     fitted = as_fitted(results)
     owners = ownership_matrices(fitted, firm_ids=firm_ids, ownership=ownership, kappa=kappa)
-    values = np.concatenate([markups(d, o) for d, o in zip(market_demands(fitted), owners)])
-    return fitted.problem.products.unsort(values)
+    demands = market_demands(fitted)
+    products = fitted.problem.products
+    eta = products.unsort(np.concatenate([markups(d, o) for d, o in zip(demands, owners)]))
+    if warns(results):
+        _warn_costs(fitted, eta, products.unsort(np.concatenate([d.prices for d in demands])))
+    return eta
 
 
 def compute_costs(results: Any, *, firm_ids: Any = None, ownership: Any = None,
                   kappa: Kappa | None = None) -> FloatArray:
-    """(N,) marginal costs c = p - eta implied by Bertrand-Nash pricing at the observed prices."""
+    """(N,) marginal costs c = p - eta implied by Bertrand-Nash pricing at the observed prices.
+
+    For estimation results (not a bare FittedDemand), negative costs and Lerner indices
+    (p - c) / p above one are counted in EconomicWarnings naming the worst products.
+    """
     fitted = as_fitted(results)
     prices = fitted.problem.products.unsort(
         np.concatenate([d.prices for d in market_demands(fitted)]))
-    return prices - compute_markups(fitted, firm_ids=firm_ids, ownership=ownership, kappa=kappa)
+    eta = compute_markups(fitted, firm_ids=firm_ids, ownership=ownership, kappa=kappa)
+    if warns(results):
+        _warn_costs(fitted, eta, prices)
+    return prices - eta
+
+
+def _warn_costs(fitted: FittedDemand, eta: FloatArray, prices: FloatArray) -> None:
+    """EconomicWarnings for negative costs c = p - eta and Lerner indices eta / p above one."""
+    for check in cost_checks(fitted, prices - eta, prices):
+        check.warn(stacklevel=4)  # the caller of compute_costs/markups
 
 
 def compute_profits(results: Any, *, costs: Any = None, prices: Any = None) -> FloatArray:

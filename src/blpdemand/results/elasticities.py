@@ -17,15 +17,14 @@ import pandas as pd
 from blpdemand._types import AnyArray, FloatArray, IntArray
 from blpdemand.model.fitted import FittedDemand
 from blpdemand.model.pricing import MarketDemand, market_demands, share_jacobian
+from blpdemand.results.sanity import elasticity_check, usable_fitted, warns
 from blpdemand.results.tables import Table
 
 
 def as_fitted(results: Any) -> FittedDemand:
-    """The FittedDemand of a results object (its ``.fitted``), or ``results`` itself."""
-    fitted = getattr(results, "fitted", results)
-    if not isinstance(fitted, FittedDemand):
-        raise TypeError(f"expected estimation results or a FittedDemand, got {type(results).__name__}")
-    return fitted
+    """The FittedDemand of a results object (its ``.fitted``), or ``results`` itself, checked
+    usable: ConvergenceError where the contraction failed at the estimate (``usable_fitted``)."""
+    return usable_fitted(results)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +121,8 @@ def compute_elasticities(results: Any, name: str = "prices") -> MarketMatrices:
     """Elasticities epsilon_jk = (ds_j/dx_k) x_k / s_j of every market for column ``name``.
 
     ``name`` is any column of X1 and/or X2 that enters utility linearly (default prices).
+    For estimation results (not a bare FittedDemand), positive own-price elasticities are
+    counted in an EconomicWarning naming the worst products (see ``check_economics``).
 
     Examples
     --------
@@ -134,7 +135,10 @@ def compute_elasticities(results: Any, name: str = "prices") -> MarketMatrices:
     for d, jac in zip(demands, market_jacobians(demands)):
         shares = d.shares()
         out.append(jac * d.prices[None, :] / shares[:, None])
-    return _record(fitted, "elasticities", name, out)
+    record = _record(fitted, "elasticities", name, out)
+    if name == "prices" and warns(results):
+        elasticity_check(fitted, record.diagonal()).warn(stacklevel=3)
+    return record
 
 
 def own_elasticity_summary(results: Any, name: str = "prices") -> Table:
