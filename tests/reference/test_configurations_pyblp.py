@@ -331,6 +331,8 @@ def test_logit_merger_with_string_firm_ids(cars_logit) -> None:
     _close(cf.profits, _quiet(theirs.compute_profits, prices=prices, shares=shares, costs=costs))
 
 
+# these estimates imply some negative costs (an EconomicWarning; compared with PyBLP here)
+@pytest.mark.filterwarnings("ignore::blpdemand.errors.EconomicWarning")
 def test_logit_merger_explicit_ownership_and_cost_change(shuffled_nevo: pd.DataFrame) -> None:
     # Nevo plain logit on shuffled rows. A merger given as PyBLP's stacked ownership matrix
     # (N, max J_t), whose columns follow each market's products in the user's row order, and
@@ -371,6 +373,8 @@ def test_logit_merger_explicit_ownership_and_cost_change(shuffled_nevo: pd.DataF
     _close(market.loc[labels, labels].to_numpy(), expected.to_numpy())
 
 
+# these estimates imply some negative costs (an EconomicWarning; compared with PyBLP here)
+@pytest.mark.filterwarnings("ignore::blpdemand.errors.EconomicWarning")
 def test_logit_taxes_closed_form(shuffled_nevo: pd.DataFrame) -> None:
     # Taxes paid by consumers: the firm keeps p / (1 + t) - tau, so its effective cost in
     # consumer prices is c' = (1 + t)(c + tau). Reference by hand: multiproduct logit markups
@@ -615,6 +619,8 @@ def test_blp_evaluate_on_shuffled_rows(nevo_products: pd.DataFrame,
     _close(ours.standard_errors[P:], theirs.beta_se.ravel())
 
 
+# these estimates imply some negative costs (an EconomicWarning; compared with PyBLP here)
+@pytest.mark.filterwarnings("ignore::blpdemand.errors.EconomicWarning")
 def test_blp_unequal_products_and_agents_per_market(nevo_products: pd.DataFrame,
                                                      nevo_agents: pd.DataFrame) -> None:
     # Nevo has 24 products and 20 agents in every market, so padded blocks and NaN-padded
