@@ -42,6 +42,10 @@ class OptimizationWarning(BLPDemandWarning):
     """The optimizer stopped at its start, hit a bound, or found distinct local minima."""
 
 
+class IdentificationWarning(BLPDemandWarning):
+    """Parameters the moments do not identify at the estimate (their standard errors are NaN)."""
+
+
 class CollinearityWarning(BLPDemandWarning):
     """Regressors are collinear: fitted values stand, but some coefficients are not identified."""
 

@@ -32,15 +32,19 @@ MERGER_FIRMS = "[post.merger]\nfirms = [0, 1]\n"
 
 
 def _write(folder: Path, post: str, *, logit: bool = False) -> Path:
-    """Simulated markets (known truth: alpha = -2, sigma_prices = 0.4) and a spec over them."""
+    """Simulated markets (known truth: alpha = -4, sigma_prices = 0.4: every consumer dislikes higher prices at the estimate and its draws) and a spec over them."""
     products = folder / "products.csv"
     if not products.exists():
-        sim = bd.simulate(markets=12, products=6, alpha=-2.0, sigma={"prices": 0.4}, draws=100,
-                          rng=3)
+        sim = bd.simulate(markets=12, products=6, alpha=-4.0, sigma={"prices": 0.4}, draws=100,
+                          rng=4)
         assert sim.agents is not None
-        sim.products.to_csv(products, index=False)
+        # rivals' sum of x1 (BLP 1995) over-identifies: with the cost shifters alone the model
+        # is exactly identified with no root (Q = 0.08 at the minimum), where G is singular
+        frame = sim.products.copy()
+        frame["rival_x1"] = frame.groupby("market_ids")["x1"].transform("sum") - frame["x1"]
+        frame.to_csv(products, index=False)
         sim.agents.to_csv(folder / "agents.csv", index=False)
-    instruments = '"w1", "w2"'  # the simulated cost shifters
+    instruments = '"w1", "w2", "rival_x1"'  # the simulated cost shifters, a BLP instrument
     model = ('linear = "1 + prices + x1 + x2"' if logit else
              'linear = "1 + prices + x1 + x2"\nnonlinear = "0 + prices"')
     extra = "" if logit else 'agents = "agents.csv"\n[parameters]\nsigma = [[1.0]]\n'

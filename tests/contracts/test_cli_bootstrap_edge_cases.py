@@ -32,19 +32,23 @@ from blpdemand.results.io import load_results
 
 HEAD = ('[data]\nproducts = "products.csv"\nagents = "agents.csv"\n[columns]\nmarket_ids = "mkt"\n'
         'firm_ids = "firm"\n[parameters]\nsigma = [[1.0]]\n[model]\n')
-BODY = ('[instruments]\ncolumns = ["w1", "w2"]\n')
+BODY = ('[instruments]\ncolumns = ["w1", "w2", "rival_x1"]\n')
 TAIL = "[output]\nplots = false\nlatex = false\nhtml = false\n"
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Simulated markets (alpha = -2, sigma_prices = 0.4) with ids "m0".."m11" (sorted as text:
+    """Simulated markets (alpha = -4, sigma_prices = 0.4) with ids "m0".."m11" (sorted as text:
     m0, m1, m10, m11, m2, ...), firms "f0".., rows shuffled, id columns named mkt and firm."""
     path = tmp_path_factory.mktemp("bootstrap_edges")
-    sim = bd.simulate(markets=12, products=6, alpha=-2.0, sigma={"prices": 0.4}, draws=100,
-                      rng=3)
+    sim = bd.simulate(markets=12, products=6, alpha=-4.0, sigma={"prices": 0.4}, draws=100,
+                      rng=4)
     assert sim.agents is not None
     products, agents = sim.products.copy(), sim.agents.copy()
+    # rivals' sum of x1 (BLP 1995) over-identifies: with the cost shifters alone the model is
+    # exactly identified with no root (Q = 0.08 at the minimum), where G is singular and no
+    # standard error exists
+    products["rival_x1"] = products.groupby("market_ids")["x1"].transform("sum") - products["x1"]
     products["market_ids"] = "m" + products["market_ids"].astype(str)
     agents["market_ids"] = "m" + agents["market_ids"].astype(str)
     products["firm_ids"] = "f" + products["firm_ids"].astype(str)

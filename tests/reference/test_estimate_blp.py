@@ -101,8 +101,9 @@ def test_tutorial_two_step_clustered_estimate_is_finite_and_stationary_in_pyblp(
     # Reference: PyBLP run live at OUR step-2 estimate with OUR W (its moment order is the
     # excluded instruments first, then the exogenous X1 columns): objective to rel 1e-8, and
     # PyBLP's gradient there below our convergence threshold gtol max(1, Q) (1e-6 Q).
+    # one start per step (the regression's path; random starts find other local minima here)
     config = bd.EstimationConfig(method="2s", optimizer="bfgs", weighting="clustered",
-                                 covariance="clustered", clusters="clustering_ids")
+                                 covariance="clustered", clusters="clustering_ids", starts=0)
     problem = ours(blp_products, blp_agents, NONLINEAR)
     mine = bd.estimate(problem, sigma=SIGMA0, pi=PI0, config=config)
     assert mine.converged and len(mine.steps) == 2

@@ -26,6 +26,7 @@ import pandas as pd
 import pytest
 
 import blpdemand as bd
+from blpdemand.errors import OptimizationWarning
 
 pyblp = pytest.importorskip("pyblp")
 
@@ -315,9 +316,12 @@ def test_binding_bound(small):
     # PyBLP), projected gradient below 1e-6 Q on both sides.
     problem, reference = small
     config = bd.EstimationConfig(optimizer="l-bfgs-b", bounds={"sigma[prices, prices]": (-1, 1)})
-    mine = bd.estimate(problem, sigma=np.array([[0.3, 0], [0.5, 0.9]]), pi=PI_SMALL,
-                       config=config)
+    with pytest.warns(OptimizationWarning, match=r"on a bound: sigma\[prices, prices\] = 1"):
+        mine = bd.estimate(problem, sigma=np.array([[0.3, 0], [0.5, 0.9]]), pi=PI_SMALL,
+                           config=config)
     assert mine.sigma[1, 1] == 1.0 and mine.gradient_norm > 0.1
+    assert mine.status.value == "converged at a bound" and mine.converged
+    assert mine.active_bounds == {"sigma[prices, prices]": 1.0}
     lower, upper = np.full((2, 2), -np.inf), np.full((2, 2), np.inf)
     lower[1, 1], upper[1, 1] = -1, 1
     ref = solve(reference, mine.sigma, mine.pi, sigma_bounds=(lower, upper))
@@ -341,12 +345,14 @@ def test_interior_point_optimizer_ends_on_the_binding_bound(small):
     problem, _ = small
     bounds = {"sigma[prices, prices]": (-1, 1)}
     start = np.array([[0.3, 0], [0.5, 0.9]])
-    interior = bd.estimate(problem, sigma=start, pi=PI_SMALL,
-                           config=bd.EstimationConfig(optimizer="trust-constr", bounds=bounds,
-                                                      hessian=False))
-    reference = bd.estimate(problem, sigma=start, pi=PI_SMALL,
-                            config=bd.EstimationConfig(optimizer="l-bfgs-b", bounds=bounds,
-                                                       hessian=False))
+    with pytest.warns(OptimizationWarning, match="on a bound"):
+        interior = bd.estimate(problem, sigma=start, pi=PI_SMALL,
+                               config=bd.EstimationConfig(optimizer="trust-constr", bounds=bounds,
+                                                          hessian=False))
+    with pytest.warns(OptimizationWarning, match="on a bound"):
+        reference = bd.estimate(problem, sigma=start, pi=PI_SMALL,
+                                config=bd.EstimationConfig(optimizer="l-bfgs-b", bounds=bounds,
+                                                           hessian=False))
     assert interior.converged and interior.sigma[1, 1] == 1.0
     np.testing.assert_allclose(interior.theta, reference.theta, rtol=1e-4, atol=1e-8)
     np.testing.assert_allclose(interior.objective, reference.objective, rtol=1e-9)
@@ -437,18 +443,22 @@ def test_full_estimates_match_pyblps_own_runs(nevo_products, nevo_agents, case):
         sigma = np.array([[0.3, 0], [0.5, 0.9]])
         lower, upper = np.full((2, 2), -np.inf), np.full((2, 2), np.inf)
         lower[1, 1], upper[1, 1] = -1, 1
-        config = bd.EstimationConfig(bounds={"sigma[prices, prices]": (-1, 1)})
+        # one start, as PyBLP's run: the same work compared
+        config = bd.EstimationConfig(bounds={"sigma[prices, prices]": (-1, 1)}, starts=0)
         options = {"optimization": pyblp.Optimization("l-bfgs-b", {"gtol": 1e-6}),
                    "sigma_bounds": (lower, upper)}
         rtol = 1e-4
     else:
         kind = case.split("-")[1]
         config = bd.EstimationConfig(method="2s", optimizer="bfgs", weighting=kind,
-                                     covariance=kind, clusters="clustering_ids")
+                                     covariance=kind, clusters="clustering_ids", starts=0)
         options = {"method": "2s", "W_type": kind, "se_type": kind,
                    "optimization": pyblp.Optimization("bfgs", {"gtol": 1e-6})}
         rtol = 1e-6
-    mine = bd.estimate(problem, sigma=sigma, pi=PI_SMALL, config=config)
+    with warnings.catch_warnings():
+        if case == "bounded":  # on the bound, as PyBLP's run (warned about, tested above)
+            warnings.filterwarnings("ignore", "the estimate is on a bound", OptimizationWarning)
+        mine = bd.estimate(problem, sigma=sigma, pi=PI_SMALL, config=config)
     ref = solve(reference, sigma, PI_SMALL, **options)
     assert mine.converged
     np.testing.assert_allclose(pyblp_order(mine, mine.theta), ref.theta.ravel(), rtol=rtol)

@@ -203,8 +203,9 @@ def test_estimate_on_a_bound_is_warned_and_draws_are_not_clipped() -> None:
     sim, p = _frame(seed=2)
     problem = bd.Problem(p, linear="1 + prices + x1 + x2", nonlinear="0 + x1 + prices",
                          agents=sim.agents, instruments=INSTRUMENTS)
-    config = bd.EstimationConfig(bounds={"sigma[x1, x1]": (1.2, 3.0)})
-    results = bd.estimate(problem, sigma=np.diag([1.5, 0.6]), config=config)
+    config = bd.EstimationConfig(bounds={"sigma[x1, x1]": (1.2, 3.0)}, starts=0)
+    with pytest.warns(OptimizationWarning, match=r"on a bound: sigma\[x1, x1\] = 1.2"):
+        results = bd.estimate(problem, sigma=np.diag([1.5, 0.6]), config=config)
     assert results.theta[0] == pytest.approx(1.2)
     with pytest.warns(ConvergenceWarning, match=r"sigma\[x1, x1\] \(\d+% of draws outside"):
         boot = bd.bootstrap(results, draws=200, rng=0)

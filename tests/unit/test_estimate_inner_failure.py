@@ -11,6 +11,8 @@ a contraction allowed 2 evaluations cannot reach 1e-14 from the logit delta at s
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -29,9 +31,23 @@ def problem() -> bd.Problem:
 def test_two_step_from_a_failing_start_stops_with_a_named_error(problem):
     # Reference: closed form (no converged contraction near sigma = 500, see module doc): step 2
     # must not build W from unconverged or NaN residuals; a ConvergenceError names step 1.
-    config = bd.EstimationConfig(method="2s", contraction={"max_evaluations": 200})
+    config = bd.EstimationConfig(method="2s", contraction={"max_evaluations": 200}, starts=0)
     with pytest.raises(ConvergenceError, match="GMM step 1"):
         bd.estimate(problem, sigma=[500.0], config=config)
+
+
+def test_random_starts_rescue_a_failing_user_start(problem):
+    # Reference: the user's start alone fails (above); a start where the contraction converges
+    # wins over it, so the default multi-start ends at a point where every market converged
+    # (never at the failing start, whose penalty cannot be a minimum).
+    config = bd.EstimationConfig(method="2s", contraction={"max_evaluations": 200})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = bd.estimate(problem, sigma=[500.0], config=config)
+    assert results.failed_markets.size == 0 and np.isfinite(results.objective)
+    assert results.theta[0] < 100
+    user = results.starts[0].optimization
+    assert user.status.value == "contraction failed at the estimate" and np.isnan(user.objective)
 
 
 def test_a_failed_contraction_at_the_estimate_is_not_converged(problem):

@@ -53,8 +53,15 @@ def test_reporter_gets_one_record_per_evaluation(problem: bd.Problem) -> None:
     reporter = RecordingReporter()
     results = bd.estimate(problem, sigma=[0.5], config=bd.EstimationConfig(hessian=False),
                           reporter=reporter)
-    assert len(reporter.records) == results.optimization.evaluations - 1  # last one is cached
-    assert reporter.records[-1].objective == pytest.approx(results.objective, rel=1e-12)
+    # each start of the multi-start reports its own evaluations (the last one is cached)
+    assert len(results.starts) == 5
+    for k, start in enumerate(results.starts):
+        mine = [r for r in reporter.records if r.start == k]
+        assert len(mine) == start.optimization.evaluations - 1
+    best = [r for r in reporter.records if r.start == results.starts.index(
+        next(s for s in results.starts if s.optimization is results.optimization))]
+    assert best[-1].objective == pytest.approx(results.objective, rel=1e-12)
+    reporter.records = best
     assert all(r.contraction_iterations > 0 for r in reporter.records)
     iterations = [r.iteration for r in reporter.records]
     assert iterations == sorted(iterations) and iterations[-1] <= results.optimization.iterations
@@ -109,13 +116,14 @@ def test_distinct_local_minima_warn() -> None:
         x = float(t[0])
         return (x * x - 1) ** 2 + 0.1 * (x + 1), np.array([4 * x * (x * x - 1) + 0.1])
 
-    from blpdemand.solve.estimate import StartOutcome, _check_local_minima
+    from blpdemand.solve.multistart import StartOutcome, check_agreement
     outcomes = [StartOutcome(start=np.array([s]), optimization=minimize(
         fun, np.array([s]), method="l-bfgs-b", bounds=[(-3.0, 3.0)], gtol=1e-8, max_iterations=100))
         for s in (-1.1, 1.1)]
     assert outcomes[0].optimization.theta[0] < 0 < outcomes[1].optimization.theta[0]
     with pytest.warns(OptimizationWarning, match="distinct local minima"):
-        _check_local_minima(outcomes)
+        marked = check_agreement(outcomes, 0, 1)
+    assert [o.same for o in marked] == [True, False]
     assert run_jobs([lambda: 1, lambda: 2]) == [1, 2]
 
 
@@ -175,7 +183,9 @@ def test_starts_table_agrees_with_the_precision_floor_judgment(nevo_products, ne
                    [-0.3846, 0, 0.0523, 0], [0.7480, 0, -1.3538, 0]])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        results = bd.estimate(problem, sigma=sigma, pi=pi, config=bd.EstimationConfig(gtol=1e-12))
+        # PyBLP's published estimate (sigma[sugar] < 0) as the one start: that diagonal freed
+        results = bd.estimate(problem, sigma=sigma, pi=pi, config=bd.EstimationConfig(
+            gtol=1e-12, starts=0, bounds={"sigma[sugar, sugar]": (-np.inf, np.inf)}))
     # the run ends at the floor, or (after the optimizer's restart and Newton steps on the
     # Hessian) below gtol itself
     message = results.optimization.message

@@ -66,7 +66,8 @@ def _estimate(problem: bd.Problem, workers: int, reporter: RecordingReporter | N
 
 def _assert_identical(parallel: bd.BLPResults, sequential: bd.BLPResults) -> None:
     # Reference: the sequential run; tolerance 0 (see the module docstring).
-    assert len(parallel.starts) == len(sequential.starts) == 4
+    steps = len(sequential.steps)  # 4 starts in each GMM step
+    assert len(parallel.starts) == len(sequential.starts) == 4 * steps
     for p, s in zip(parallel.starts, sequential.starts):
         assert np.array_equal(p.start, s.start)
         assert p.optimization.objective == s.optimization.objective

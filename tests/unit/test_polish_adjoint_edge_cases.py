@@ -175,6 +175,42 @@ def reference_1s(correlated: bd.Problem) -> bd.BLPResults:
     return results
 
 
+@pytest.fixture()
+def stall(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every optimizer run stops after one iteration as if its line search had stalled: the
+    polish's case (an iteration limit the user set is respected, never polished past)."""
+    import dataclasses
+
+    import blpdemand.solve.estimate as estimate_module
+    from blpdemand.solve.optimizer import OptimizationStatus
+
+    real = estimate_module.minimize
+
+    def stalled(fun: object, theta0: np.ndarray, **options: object) -> object:
+        options["max_iterations"] = 1
+        result = real(fun, theta0, **options)  # type: ignore[arg-type]
+        return dataclasses.replace(result, status=OptimizationStatus.NOT_CONVERGED,
+                                   message="ABNORMAL: line search stalled (test)")
+
+    monkeypatch.setattr(estimate_module, "minimize", stalled)
+
+
+def test_an_iteration_cap_is_respected_and_reported(correlated: bd.Problem) -> None:
+    # Reference: the configuration itself. max_iterations=1 is a limit: no Newton steps past it,
+    # every start stopped at it, the results not converged, and a warning names the limit.
+    from blpdemand.errors import OptimizationWarning
+    from blpdemand.solve.optimizer import OptimizationStatus
+
+    with pytest.warns(OptimizationWarning, match="iteration limit"):
+        results = bd.estimate(correlated, sigma=NEAR, config=bd.EstimationConfig(
+            max_iterations=1))
+    assert results.status is OptimizationStatus.MAX_ITERATIONS and not results.converged
+    assert "Newton step" not in results.optimization.message
+    assert all(s.optimization.iterations == 1 for s in results.starts)
+    assert not results.starts_table().to_frame()["converged"].any()
+    assert any("NOT CONVERGED" in note for note in results.summary().notes)
+
+
 def _verdict(results: bd.BLPResults, step: int = -1) -> bool:
     """The convergence rule recomputed from the record: max |projected g| <= gtol max(1, Q)."""
     o = results.steps[step]
@@ -183,12 +219,13 @@ def _verdict(results: bd.BLPResults, step: int = -1) -> bool:
 
 @pytest.mark.parametrize("hessian", [True, False])
 def test_polish_after_an_iteration_cap_is_consistent(
-        correlated: bd.Problem, reference_1s: bd.BLPResults, hessian: bool) -> None:
+        stall: None, correlated: bd.Problem, reference_1s: bd.BLPResults, hessian: bool
+) -> None:
     # Reference: the uncapped estimate (gtol 1e-10). One L-BFGS-B iteration from 0.1 away, then
     # Newton steps: closer than 1e-3 (measured 6.6e-4), the same point with hessian=False (the
     # Hessian is computed for a stalled run anyway), and one verdict in the results, the
     # optimizer record (recomputed from its gradient) and the starts table.
-    results = _estimate(correlated, NEAR, max_iterations=1, hessian=hessian)
+    results = _estimate(correlated, NEAR, hessian=hessian, starts=0)
     o = results.optimization
     assert "Newton step" in o.message and not o.stayed_at_start
     assert np.max(np.abs(results.theta - reference_1s.theta)) < 1e-3
@@ -201,20 +238,20 @@ def test_polish_after_an_iteration_cap_is_consistent(
     np.testing.assert_array_equal(table[list(results.layout.names)].to_numpy()[0], results.theta)
 
 
-def test_polish_converges_from_near_the_minimum(correlated: bd.Problem,
+def test_polish_converges_from_near_the_minimum(stall: None, correlated: bd.Problem,
                                                 reference_1s: bd.BLPResults) -> None:
     # Reference: the uncapped estimate (gtol 1e-10); Newton's method from 0.1 away converges
     # quadratically (1e-6: the finite-difference Hessian's accuracy).
-    results = _estimate(correlated, NEAR, max_iterations=1)
+    results = _estimate(correlated, NEAR)
     assert results.converged
     np.testing.assert_allclose(results.theta, reference_1s.theta, rtol=0, atol=1e-6)
 
 
-def test_two_step_polish_of_a_capped_first_step(correlated: bd.Problem) -> None:
+def test_two_step_polish_of_a_capped_first_step(stall: None, correlated: bd.Problem) -> None:
     # Reference: the records' own convergence rule. A first step capped at one iteration is
     # polished; step 2 starts from the polished step-1 theta, the starts table reports the
     # polished step 1, and each step's status is the rule applied to its gradient.
-    results = _estimate(correlated, NEAR, method="2s", max_iterations=1)
+    results = _estimate(correlated, NEAR, method="2s", starts=0)
     first = results.steps[0]
     assert "Newton step" in first.message
     row = results.starts_table().to_frame().iloc[0]
@@ -227,10 +264,11 @@ def test_two_step_polish_of_a_capped_first_step(correlated: bd.Problem) -> None:
             "precision floor" in results.steps[k].message)
 
 
-def test_multistart_rows_agree_with_the_polished_best_start(correlated: bd.Problem) -> None:
+def test_multistart_rows_agree_with_the_polished_best_start(stall: None,
+                                                           correlated: bd.Problem) -> None:
     # Reference: the records themselves. With random starts and a cap, the best start is
     # polished; its row in the starts table must be the reported optimizer record.
-    results = _estimate(correlated, NEAR, max_iterations=1, starts=2, rng=1)
+    results = _estimate(correlated, NEAR, starts=2, rng=1)
     table = results.starts_table().to_frame()
     best = int(np.argmin(table["objective"].to_numpy()))
     assert table["objective"].iloc[best] == results.optimization.objective
@@ -272,7 +310,7 @@ def test_a_bound_stop_reported_converged_is_a_kkt_point(correlated: bd.Problem) 
             assert kkt <= limit * (1 + 1e-2), (method, kkt, limit)
 
 
-def test_contraction_counts_include_the_polish(correlated: bd.Problem,
+def test_contraction_counts_include_the_polish(stall: None, correlated: bd.Problem,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     # Reference: an independent count of share evaluations, summed over every block solve.
     done = {"evaluations": 0}
@@ -284,7 +322,7 @@ def test_contraction_counts_include_the_polish(correlated: bd.Problem,
         return out
 
     monkeypatch.setattr(InnerLoop, "_solve_block", counting)
-    results = _estimate(correlated, NEAR, max_iterations=1)
+    results = _estimate(correlated, NEAR)
     assert "Newton step" in results.optimization.message
     assert results.contraction_evaluations == done["evaluations"]
 
@@ -481,7 +519,8 @@ def test_derivative_free_optimizers_do_keep_their_bounds(correlated: bd.Problem)
     bounds = {"sigma[x1, x1]": (0.0, 0.6)}
     results = _estimate(correlated, optimizer="nelder-mead", bounds=bounds, max_iterations=200)
     lo, hi = np.array(results.bounds).T
-    assert np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))
+    given = results.layout.names.index("sigma[x1, x1]")
+    assert (lo[given], hi[given]) == (0.0, 0.6)  # the others: the default (sigma_kk >= 0)
     assert np.all(results.theta >= lo) and np.all(results.theta <= hi)
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
+from scipy.stats import chi2
 
 from blpdemand._types import AnyArray, FloatArray
 from blpdemand.data.validation import check_id_values
@@ -21,16 +22,17 @@ from blpdemand.model.fitted import FittedDemand
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.results.tables import Table, coefficient_table
+from blpdemand.solve.bounds import at_bounds
 from blpdemand.solve.covariance import (
+    HansenJ,
     check_kind,
-    moment_covariance,
-    parameter_covariance,
-    weighting_matrix,
+    gmm_covariance,
+    identified_parameters,
 )
 from blpdemand.solve.estimate import EstimationConfig, EstimationOutcome, run_estimation
 from blpdemand.solve.evaluation import evaluate_outcome
 from blpdemand.solve.gmm import ObjectiveEvaluation
-from blpdemand.solve.optimizer import OptimizationResult, projected_gradient
+from blpdemand.solve.optimizer import OptimizationResult, OptimizationStatus, projected_gradient
 from blpdemand.solve.progress import Reporter
 
 if TYPE_CHECKING:
@@ -82,6 +84,8 @@ class BLPResults:
     contraction_failures: int
     time: float
     seeds: dict[str, Any] = field(repr=False)
+    evaluation_failed_markets: AnyArray = field(repr=False, default_factory=lambda: np.zeros(0))
+    unidentified: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ estimates
     @property
@@ -150,6 +154,36 @@ class BLPResults:
         return self.steps[-1]
 
     @property
+    def status(self) -> OptimizationStatus:
+        """How the estimation ended (the last GMM step's status): converged, converged at a
+        bound, stopped at a limit, not converged, or contraction failed at the estimate."""
+        return self.steps[-1].status
+
+    @property
+    def failed_markets(self) -> AnyArray:
+        """Market ids where the contraction failed at the reported theta (empty when none)."""
+        return np.asarray(self.evaluation_failed_markets)
+
+    @property
+    def active_bounds(self) -> dict[str, float]:
+        """{parameter name: bound} for the parameters on a finite bound."""
+        return {self.layout.names[k]: bound for k, bound in at_bounds(self.theta, self.bounds)}
+
+    @property
+    def hansen_j(self) -> HansenJ:
+        """Hansen's (1982) J test of the over-identifying restrictions.
+
+        J = N g' W g = Q at the estimate, chi-squared with M - (K1 + P) degrees of freedom
+        under the null that every moment holds; valid with the efficient W = S^{-1}, i.e. after
+        the second GMM step (``method="2s"``); the step-1 value is reported but not a test.
+        """
+        df = int(self.problem.MD - self.problem.K1 - self.layout.P)
+        statistic = float(self.objective)
+        p_value = float(chi2.sf(statistic, df)) if df > 0 and np.isfinite(statistic) else np.nan
+        return HansenJ(statistic=statistic, df=df, p_value=p_value,
+                       efficient=len(self.steps) == 2)
+
+    @property
     def converged(self) -> bool:
         """Every GMM step converged AND the estimate is finite (a NaN estimate is no success)."""
         finite = bool(np.all(np.isfinite(self.beta)) and np.all(np.isfinite(self.xi)))
@@ -177,9 +211,11 @@ class BLPResults:
         """
         ids = _cluster_ids(self.problem, clusters) if clusters is not None else self.clusters
         check_kind(kind, ids, self.problem.N)
+        identified = np.array([n not in self.unidentified for n in self.names])
         covariance = gmm_covariance(self.G, self.W, self.problem.products.sort(self.xi),
                                     self.problem.ZD_tilde, kind=kind,
-                                    clusters=ids, center=self.config.center_moments)
+                                    clusters=ids, center=self.config.center_moments,
+                                    identified=identified)
         return dataclasses.replace(self, covariance=covariance, covariance_kind=kind, clusters=ids)
 
     def optimal_instruments(self, *,
@@ -196,32 +232,77 @@ class BLPResults:
 
     # ------------------------------------------------------------------ display
     def summary(self, *, digits: int = 4) -> Table:
-        """Coefficient table of (theta, beta) with standard errors, t, p and 95% intervals."""
+        """Coefficient table of (theta, beta) with standard errors, t, p and 95% intervals; its
+        notes give the verdict (status, bounds, failed markets), Hansen's J and diagnostics."""
         eig = self.hessian_eigenvalues
         notes = [(f"N = {self.problem.N}, T = {self.problem.T}, GMM steps = {len(self.steps)}, "
                  f"objective = {self.objective:.6g}, gradient inf-norm = {self.gradient_norm:.3g}"
                   + (f" ({self.projected_gradient_norm:.3g} projected onto the bounds)"
                      if self.projected_gradient_norm < self.gradient_norm else "")),
                  (f"standard errors: {self.covariance_kind}; optimizer {self.config.optimizer}: "
-                 f"{self.optimization.status.value} after {self.optimization.iterations} iterations"),
+                 f"{self.status.value} after {self.optimization.iterations} iterations"),
                  (f"contraction iterations = {self.contraction_iterations} (failed at "
                  f"{self.contraction_failures} trial theta), time = {self.time:.2f} s")]
+        notes += self.verdict_notes()
         if eig is not None:
             notes.append(f"Hessian eigenvalues: min {eig.min():.4g}, max {eig.max():.4g}")
         return coefficient_table(self.names, self.estimates, self.standard_errors,
                                  title="BLP demand estimates", notes=notes, digits=digits)
 
+    def verdict_notes(self) -> list[str]:
+        """What a reader must know before using the estimates, one line each."""
+        notes = []
+        if not self.converged:
+            notes.append(f"NOT CONVERGED: {self.status.value} ({self.optimization.message})")
+        if self.failed_markets.size:
+            notes.append(f"the contraction failed at the estimate in market(s) "
+                         f"{self.failed_markets.tolist()[:10]}: no objective, no standard errors")
+        if self.unidentified:
+            notes.append(f"not identified at the estimate (standard errors NaN): "
+                         f"{', '.join(self.unidentified)}")
+        if self.active_bounds:
+            where = ", ".join(f"{k} = {v:g}" for k, v in self.active_bounds.items())
+            notes.append(f"on a bound: {where} (standard errors assume an interior estimate)")
+        rows, cols = self.layout.sigma_index
+        negative = [name for name, r, c, value in zip(self.layout.names, rows, cols, self.theta)
+                    if r == c and value < 0]
+        if negative:
+            notes.append(f"negative diagonal Sigma: {', '.join(negative)}; a standard deviation's "
+                         "sign is not identified (the optimizer took no bounds): read |value|")
+        for step in sorted({s.step for s in self.starts}):
+            runs = [s for s in self.starts if s.step == step]
+            if len(runs) > 1:
+                reached = sum(bool(s.same) for s in runs)
+                higher = sum(s.optimization.converged and not s.same
+                             and s.optimization.objective > self.steps[step - 1].objective
+                             for s in runs)
+                notes.append(f"GMM step {step}: {reached} of {len(runs)} starts reached the "
+                             "reported minimum" + (f", {higher} ended at higher local minima"
+                                                   if higher else ""))
+        if self.layout.P and self.problem.MD > self.problem.K1 + self.layout.P:
+            notes.append(str(self.hansen_j))
+        return notes
+
     def starts_table(self) -> Table:
-        """Where each starting value ended: start, estimate, objective, gradient norm, status."""
+        """Where each start of each GMM step ended: start, estimate, objective, gradient norm,
+        status, and whether it reached the step's reported minimum (objective AND estimates)."""
         rows = []
-        for k, s in enumerate(self.starts):
+        counter: dict[int, int] = {}
+        for s in self.starts:
             o = s.optimization
-            row: dict[str, Any] = {f"start {n}": v for n, v in zip(self.layout.names, s.start)}
+            k = counter[s.step] = counter.get(s.step, -1) + 1
+            first = "user" if s.step == 1 else "step-1 estimate"
+            row: dict[str, Any] = {"step": s.step}
+            row.update({f"start {n}": v for n, v in zip(self.layout.names, s.start)})
             row.update({n: v for n, v in zip(self.layout.names, o.theta)})
+            if s.beta is not None:
+                row.update({n: v for n, v in zip(self.problem.X1.names, s.beta)})
             row.update(objective=o.objective, gradient_norm=o.projected_gradient_norm,
-                       iterations=o.iterations, converged=o.converged)
-            rows.append(pd.Series(row, name="user" if k == 0 else f"random {k}"))
-        return Table(title="Multi-start outcomes", body=pd.DataFrame(rows))
+                       iterations=o.iterations, converged=o.converged, status=o.status.value,
+                       same_minimum=bool(s.same) if s.same is not None else None)
+            name = f"step {s.step}: " + (first if k == 0 else f"random {k}")
+            rows.append(pd.Series(row, name=name))
+        return Table(title="Multi-start outcomes (each GMM step)", body=pd.DataFrame(rows))
 
     # ------------------------------------------------------------------ post-estimation
     # Method forms of the pure functions in results/ (lazy imports: they read ``.fitted``).
@@ -277,27 +358,6 @@ class BLPResults:
                                               f"{self.optimization.status.value})")
 
 
-def gmm_covariance(G: FloatArray, W: FloatArray, xi: FloatArray, Z: FloatArray, *, kind: str,
-                   clusters: AnyArray | None = None, center: bool = True) -> FloatArray:
-    """Covariance of (theta, beta): sandwich for robust/clustered, (G'S^{-1}G)^{-1}/N unadjusted."""
-    if not (np.all(np.isfinite(G)) and np.all(np.isfinite(xi))):
-        return np.full((G.shape[1], G.shape[1]), np.nan)  # the inner loop failed at theta
-    nan = np.full((G.shape[1], G.shape[1]), np.nan)
-    # an absurd theta (a failed inner loop) can give finite but huge d xi / d theta whose
-    # products overflow: NaN standard errors there (the failure itself is warned about)
-    with np.errstate(over="ignore", invalid="ignore"):
-        S = moment_covariance(xi, Z, kind=kind, clusters=clusters, center=center)
-        if not (np.all(np.isfinite(S)) and np.all(np.isfinite(G.T @ G))):
-            return nan
-        if kind == "unadjusted":
-            W = weighting_matrix(S, what="unadjusted moment covariance")
-        try:
-            covariance = parameter_covariance(G, W, S, xi.shape[0])
-        except np.linalg.LinAlgError:
-            return nan
-    return covariance if np.all(np.isfinite(covariance)) else nan
-
-
 def _cluster_ids(problem: Problem, clusters: Any) -> AnyArray:
     if isinstance(clusters, str):
         if not problem.products.has(clusters):
@@ -315,20 +375,27 @@ def results_from(problem: Problem, outcome: EstimationOutcome, config: Estimatio
     """Wrap the estimator's outcome: moment Jacobian, covariance, and the start-value check."""
     e: ObjectiveEvaluation = outcome.evaluation
     N = problem.N
+    failed = np.asarray(e.failed_markets)
     Z = problem.ZD_tilde
     G = np.column_stack([Z.T @ e.xi_jacobian, -(Z.T @ problem.X1_tilde)]) / N
     kind = config.covariance
+    identified = identified_parameters(problem, outcome, G)
     covariance = gmm_covariance(G, outcome.W, e.xi, Z, kind=kind, clusters=outcome.clusters,
-                                center=config.center_moments)
+                                center=config.center_moments, identified=identified)
     return BLPResults(
         problem=problem, layout=outcome.layout, config=config, theta=e.theta, beta=e.beta,
         delta=problem.products.unsort(e.delta), xi=problem.products.unsort(e.xi),
-        objective=e.objective, gradient=e.gradient, hessian=outcome.hessian,
+        # Q where the inner loop failed is a penalty, never an objective
+        objective=np.nan if e.failed else e.objective, gradient=e.gradient,
+        hessian=outcome.hessian,
         W=outcome.W, G=G, covariance=covariance, covariance_kind=kind, clusters=outcome.clusters,
         steps=outcome.steps, starts=outcome.starts, bounds=outcome.bounds,
         contraction_iterations=outcome.contraction_iterations,
         contraction_evaluations=outcome.contraction_evaluations,
-        contraction_failures=outcome.contraction_failures, time=outcome.time, seeds=outcome.seeds)
+        contraction_failures=outcome.contraction_failures, time=outcome.time, seeds=outcome.seeds,
+        evaluation_failed_markets=failed,
+        unidentified=tuple(n for n, ok in zip(outcome.layout.names + tuple(problem.X1.names),
+                                              identified) if not ok))
 
 
 def estimate(problem: Problem, *, sigma: Any = None, pi: Any = None,

@@ -10,13 +10,20 @@ Parameter covariance with G = d gbar / d(theta, beta) (M, P + K1):
 
 from __future__ import annotations
 
-from typing import Literal
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from blpdemand._types import AnyArray, FloatArray
-from blpdemand.errors import SpecificationError
+from blpdemand.errors import IdentificationWarning, SpecificationError
+from blpdemand.model.problem import Problem
 from blpdemand.solve import weighting
+from blpdemand.solve.bounds import utility_scales
+
+if TYPE_CHECKING:
+    from blpdemand.solve.estimate import EstimationOutcome
 
 CovarianceKind = Literal["unadjusted", "robust", "clustered"]
 COVARIANCE_KINDS = ("unadjusted", "robust", "clustered")
@@ -59,9 +66,118 @@ def weighting_matrix(S: FloatArray, *, what: str = "moment covariance") -> Float
         raise SpecificationError(f"the {what} has no inverse: {error}") from error
 
 
-def parameter_covariance(G: FloatArray, W: FloatArray, S: FloatArray, N: int) -> FloatArray:
-    """Sandwich V = (G'WG)^{-1} G'WSWG (G'WG)^{-1} / N: (P + K1, P + K1)."""
-    bread = np.linalg.pinv(G.T @ W @ G)
-    meat = G.T @ W @ S @ W @ G
-    V = bread @ meat @ bread / N
-    return (V + V.T) / 2
+#: a direction of (theta, beta) is unidentified when the scaled G'WG loses half the digits
+IDENTIFICATION_TOLERANCE = float(np.sqrt(np.finfo(np.float64).eps))
+
+
+def unidentified(G: FloatArray, W: FloatArray, flat: np.ndarray | None = None) -> np.ndarray:
+    """(P + K1,) bool: parameters the moments do not identify at the estimate.
+
+    ``flat`` marks parameters whose d xi / d theta column is numerical noise (the caller knows
+    their scale). The others are judged on C = D^{-1/2} A D^{-1/2}, A = G'WG, D = diag(A): a
+    unit-free matrix with unit diagonal whose eigenvalues below ``IDENTIFICATION_TOLERANCE``
+    are directions the data do not pin down (a constant demographic, one node, collinear X2
+    columns); the parameters with weight > 0.1 in those eigenvectors are unidentified.
+    ``np.linalg.pinv`` would silently drop those directions and report tiny standard errors.
+    """
+    A = G.T @ W @ G
+    out = np.zeros(A.shape[0], dtype=bool) if flat is None else np.array(flat, dtype=bool)
+    d = np.diag(A).copy()
+    out |= ~(d > IDENTIFICATION_TOLERANCE ** 2 * max(float(d.max(initial=0.0)), np.finfo(float).tiny))
+    keep = np.flatnonzero(~out)
+    if keep.size:
+        sub = A[np.ix_(keep, keep)] / np.sqrt(np.outer(d[keep], d[keep]))
+        values, vectors = np.linalg.eigh((sub + sub.T) / 2)
+        for value, vector in zip(values, vectors.T):
+            if value < IDENTIFICATION_TOLERANCE:
+                out[keep[np.abs(vector) > 0.1]] = True
+    return out
+
+
+def parameter_covariance(G: FloatArray, W: FloatArray, S: FloatArray, N: int,
+                         identified: np.ndarray | None = None) -> FloatArray:
+    """Sandwich V = (G'WG)^{-1} G'WSWG (G'WG)^{-1} / N: (P + K1, P + K1).
+
+    Over the ``identified`` parameters only (the others held at their estimates): rows and
+    columns of unidentified parameters are NaN, never a small number from a pseudo-inverse.
+    """
+    K = G.shape[1]
+    keep = np.arange(K) if identified is None else np.flatnonzero(identified)
+    V = np.full((K, K), np.nan)
+    if keep.size == 0:
+        return V
+    Gk = G[:, keep]
+    bread = np.linalg.inv(Gk.T @ W @ Gk)
+    meat = Gk.T @ W @ S @ W @ Gk
+    sub = bread @ meat @ bread / N
+    V[np.ix_(keep, keep)] = (sub + sub.T) / 2
+    return V
+
+
+def gmm_covariance(G: FloatArray, W: FloatArray, xi: FloatArray, Z: FloatArray, *, kind: str,
+                   clusters: AnyArray | None = None, center: bool = True,
+                   identified: np.ndarray | None = None) -> FloatArray:
+    """Covariance of (theta, beta): sandwich for robust/clustered, (G'S^{-1}G)^{-1}/N unadjusted;
+    NaN rows and columns for parameters not ``identified`` (see ``covariance.unidentified``)."""
+    if not (np.all(np.isfinite(G)) and np.all(np.isfinite(xi))):
+        return np.full((G.shape[1], G.shape[1]), np.nan)  # the inner loop failed at theta
+    nan = np.full((G.shape[1], G.shape[1]), np.nan)
+    # an absurd theta (a failed inner loop) can give finite but huge d xi / d theta whose
+    # products overflow: NaN standard errors there (the failure itself is warned about)
+    with np.errstate(over="ignore", invalid="ignore"):
+        S = moment_covariance(xi, Z, kind=kind, clusters=clusters, center=center)
+        if not (np.all(np.isfinite(S)) and np.all(np.isfinite(G.T @ G))):
+            return nan
+        if kind == "unadjusted":
+            W = weighting_matrix(S, what="unadjusted moment covariance")
+        try:
+            covariance = parameter_covariance(G, W, S, xi.shape[0], identified)
+        except np.linalg.LinAlgError:
+            return nan
+    keep = np.ones(G.shape[1], dtype=bool) if identified is None else identified
+    return covariance if np.all(np.isfinite(covariance[np.ix_(keep, keep)])) else nan
+
+
+def identified_parameters(problem: Problem, outcome: EstimationOutcome, G: FloatArray
+                          ) -> np.ndarray:
+    """(P + K1,) bool: parameters the moments identify at the estimate; warns naming the
+    others. A d xi / d theta column below IDENTIFICATION_TOLERANCE of its parameter's utility
+    scale (times sqrt(N)) is noise: the parameter moves no residual at all."""
+    e = outcome.evaluation
+    K = G.shape[1]
+    if e.failed or not np.all(np.isfinite(G)):
+        return np.ones(K, dtype=bool)  # no standard errors at all there (failed inner loop)
+    flat = np.zeros(K, dtype=bool)
+    P = outcome.layout.P
+    if P and e.xi_jacobian.shape[1] == P:
+        scale = utility_scales(problem, outcome.layout) * np.sqrt(problem.N)
+        norms = np.linalg.norm(e.xi_jacobian, axis=0)
+        flat[:P] = norms <= IDENTIFICATION_TOLERANCE * np.where(scale > 0, scale, 1.0)
+    bad = unidentified(G, outcome.W, flat)
+    if bad.any():
+        names = [n for n, b in zip(outcome.layout.names + tuple(problem.X1.names), bad) if b]
+        warnings.warn(
+            f"not identified at the estimate: {', '.join(names)}; their standard errors are NaN "
+            "(the moments do not move with them: a constant demographic, a characteristic "
+            "absorbed by the fixed effects, a single integration node, collinear X2 columns, "
+            "or a standard deviation at 0 with symmetric nodes)", IdentificationWarning,
+            stacklevel=3)
+    return np.asarray(~bad)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HansenJ:
+    """Hansen's J: statistic, degrees of freedom M - (K1 + P), chi-squared p-value, and whether
+    W was the efficient (step-2) weighting matrix, without which J is no test."""
+
+    statistic: float
+    df: int
+    p_value: float
+    efficient: bool
+
+    def __str__(self) -> str:
+        if self.df <= 0:
+            return f"Hansen's J = {self.statistic:.6g}: exactly identified (df = {self.df}), no test"
+        text = f"Hansen's J = {self.statistic:.6g} (df = {self.df}, p = {self.p_value:.4g})"
+        return text if self.efficient else (text + "; not a test with the step-1 W (use "
+                                            "method='2s' for the efficient W)")

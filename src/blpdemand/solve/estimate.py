@@ -19,14 +19,24 @@ from typing import Any, Literal
 import numpy as np
 
 from blpdemand._types import AnyArray, FloatArray
+from blpdemand.data.validation import check_id_values
 from blpdemand.errors import ConvergenceWarning, OptimizationWarning, SpecificationError
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
+from blpdemand.solve.bounds import (
+    _bound_pairs,
+    at_bounds,
+    binding_bounds,
+    check_start,
+    data_box,
+    resolve_bounds,
+    start_box,
+)
 from blpdemand.solve.covariance import moment_covariance, weighting_matrix
 from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.gmm import DemandObjective, ObjectiveEvaluation
+from blpdemand.solve.multistart import StartOutcome, check_agreement
 from blpdemand.solve.optimizer import (
-    BOUNDED,
     OPTIMIZERS,
     OptimizationResult,
     OptimizationStatus,
@@ -35,8 +45,6 @@ from blpdemand.solve.optimizer import (
     run_jobs,
 )
 from blpdemand.solve.progress import Reporter, SerializedReporter
-
-BOUND_UTILITY = 10.0  # default bounds: see default_bounds
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,16 +61,23 @@ class EstimationConfig:
         so gradients below ~sqrt(2 eps |Q| lambda_max(H)) are not reliably reachable (1e-7 to
         1e-5 on the Nevo, BLP and cars examples, Q scaled by N); an absolute 1e-8 often ends
         "not converged" at the true minimum.
-    max_iterations : optimizer iterations per run.
-    bounds : {parameter name: (low, high)} overriding the data-derived default box
-        (see ``default_bounds``: a parameter moves typical utility by at most 10, or twice
-        its start).
+    max_iterations : optimizer iterations per run; a run that uses them all is reported
+        "stopped at the iteration limit", never converged.
+    bounds : None (default): the field's convention (PyBLP's): diagonal Sigma elements are
+        standard deviations, bounded below by 0; every other parameter is free (see
+        ``default_bounds``). ``"box"``: the data-derived box (``data_box``: a parameter moves
+        typical utility by at most 10, or twice its start), which random starts are always
+        drawn in. A mapping {parameter name: (low, high)} overrides the default for those
+        parameters. Optimizers that take no bounds (bfgs) ignore them. An estimate on a bound
+        is reported as such (status, summary, warning).
     method : ``"1s"`` or ``"2s"`` GMM.
     weighting : moment covariance for the step-2 W: ``"robust"`` or ``"clustered"``.
     covariance : standard errors: ``"robust"`` (default), ``"unadjusted"``, ``"clustered"``.
     clusters : product-data column of cluster ids for clustered W or standard errors.
     center_moments : center per-observation moments in S (as PyBLP does by default).
-    starts : extra random starting values drawn uniformly in the bounds (0 = only the user's).
+    starts : extra random starting values per GMM step, drawn uniformly in the bounds
+        intersected with the data box. Default 4: every step runs 5 starts in all (the user's,
+        or step 1's estimate in step 2, and 4 drawn), as the field advises; 0 = only the user's.
     rng : seed of those draws.
     contraction : the inner loop's FixedPointConfig (method, tol, max_evaluations, ...), or a
         mapping of its fields; default FixedPointConfig() ("auto": compiled Anderson per market,
@@ -81,14 +96,14 @@ class EstimationConfig:
     optimizer: str = "l-bfgs-b"
     gtol: float = 1e-6
     max_iterations: int = 1000
-    bounds: Mapping[str, tuple[float, float]] | None = None
+    bounds: Mapping[str, tuple[float, float]] | Literal["box"] | None = None
     method: Literal["1s", "2s"] = "1s"
     weighting: Literal["robust", "clustered"] = "robust"
     covariance: Literal["robust", "unadjusted", "clustered"] = "robust"
     clusters: str | None = None
     center_moments: bool = True
     start: Literal["given", "approximation"] = "given"
-    starts: int = 0
+    starts: int = 4
     rng: int | None = 0
     contraction: FixedPointConfig | Mapping[str, Any] | None = None
     on_failure: Literal["warn", "raise"] = "warn"
@@ -126,7 +141,10 @@ class EstimationConfig:
             except TypeError as error:
                 raise SpecificationError(f"contraction options {dict(self.contraction)} are not "
                                          f"FixedPointConfig fields: {error}") from error
-        if self.bounds is not None:
+        if self.bounds is not None and not (isinstance(self.bounds, str) and self.bounds == "box"):
+            if isinstance(self.bounds, str):
+                raise SpecificationError(f"bounds={self.bounds!r} is unknown; give None (the "
+                                         "default), 'box', or {name: (low, high)}")
             object.__setattr__(self, "bounds", _bound_pairs(self.bounds))
 
     @property
@@ -134,14 +152,6 @@ class EstimationConfig:
         """The inner loop's configuration (``contraction`` after validation)."""
         assert isinstance(self.contraction, FixedPointConfig)
         return self.contraction
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StartOutcome:
-    """Where one starting value ended (multi-start table row)."""
-
-    start: FloatArray
-    optimization: OptimizationResult
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,97 +173,25 @@ class EstimationOutcome:
     seeds: dict[str, Any]
 
 
-def _bound_pairs(bounds: Any) -> dict[str, tuple[float, float]]:
-    """{name: (low, high)} as floats; anything else names the parameter and the form wanted."""
-    out: dict[str, tuple[float, float]] = {}
-    for name, pair in (bounds.items() if isinstance(bounds, Mapping) else [("bounds", bounds)]):
-        try:
-            low, high = pair
-            out[str(name)] = (float(low), float(high))
-        except (TypeError, ValueError) as exc:
-            raise SpecificationError(f"bounds for {str(name)!r} must be a (low, high) pair of "
-                                     f"numbers in a {{name: (low, high)}} dict, got {pair!r}") from exc
-    return out
-
-
-def default_bounds(problem: Problem, layout: ParameterLayout, theta0: FloatArray
-                   ) -> list[tuple[float, float]]:
-    """Symmetric boxes |theta_p| <= max(10 / (rms(x2_r) rms(v_c)), 2 |theta0_p|).
-
-    v_c is the node or demographic column the parameter multiplies: a parameter may move a
-    typical consumer's utility for a typical product by at most 10 (a share ratio of e^10),
-    which keeps the optimizer away from regions where shares underflow.
-    """
-    if layout.P == 0:
-        return []
-    assert problem.agents is not None
-
-    def rms(values: FloatArray) -> FloatArray:
-        return np.sqrt(np.mean(values ** 2, axis=0)) if values.shape[1] else np.zeros(0)
-
-    x2 = rms(problem.X2.values)
-    nodes = rms(problem.nodes_for(layout))
-    demo = rms(problem.agents.demographics) if layout.D else np.zeros(0)
-    scales = [x2[r] * nodes[c] for r, c in zip(*layout.sigma_index)]
-    scales += [x2[r] * demo[c] for r, c in zip(*layout.pi_index)]
-    out = []
-    for scale, start in zip(scales, theta0):
-        bound = BOUND_UTILITY / scale if scale > 0 else 1e3
-        bound = max(bound, 2 * abs(start))
-        out.append((-bound, bound))
-    return out
-
-
-def resolve_bounds(problem: Problem, layout: ParameterLayout, theta0: FloatArray,
-                   user: Mapping[str, tuple[float, float]] | None) -> list[tuple[float, float]]:
-    """Default bounds with the user's overrides; starting values must lie inside."""
-    bounds = default_bounds(problem, layout, theta0)
-    names = layout.names
-    for name, (lo, hi) in (user or {}).items():
-        if name not in names:
-            raise SpecificationError(f"bounds given for {name!r}, which is not a free parameter; "
-                                     f"free parameters: {list(names)}")
-        if not lo < hi:
-            raise SpecificationError(f"bounds for {name!r} must satisfy low < high, got ({lo}, {hi})")
-        bounds[names.index(name)] = (lo, hi)
-    for name, value, (lo, hi) in zip(names, theta0, bounds):
-        if not lo <= value <= hi:
-            raise SpecificationError(f"the starting value {value} of {name} lies outside its bounds "
-                                     f"({lo}, {hi}); change the start or the bounds")
-    return bounds
-
-
-def binding_bounds(bounds: Sequence[tuple[float, float]], config: EstimationConfig
-                   ) -> list[tuple[float, float]]:
-    """What binds an estimate: the box for optimizers that take bounds, else nothing (scipy's
-    bfgs ignores bounds; the box still draws its random starts)."""
-    if config.optimizer in BOUNDED:
-        return list(bounds)
-    return [(-np.inf, np.inf)] * len(bounds)
-
-
-def start_box(bounds: Sequence[tuple[float, float]], defaults: Sequence[tuple[float, float]]
-              ) -> tuple[FloatArray, FloatArray]:
-    """Where random starts are drawn: the bounds, with an infinite side (e.g. a PyBLP-style
-    (0, inf)) replaced by the default box's half-width d measured from the other side."""
-    lo, hi = np.array(bounds, dtype=np.float64).reshape(-1, 2).T
-    d = np.array(defaults, dtype=np.float64).reshape(-1, 2)[:, 1]
-    lo, hi = (np.where(np.isfinite(lo), lo, np.minimum(-d, hi - d)),
-              np.where(np.isfinite(hi), hi, np.maximum(d, lo + d)))
-    return lo, hi
-
-
 def _clusters(problem: Problem, config: EstimationConfig) -> AnyArray | None:
     if config.clusters is None:
         return None
     if not problem.products.has(config.clusters):
         raise SpecificationError(f"clusters column {config.clusters!r} is not in the product data")
-    return problem.products.array(config.clusters)
+    ids = problem.products.array(config.clusters)
+    check_id_values(ids, what=f"clusters column {config.clusters!r}")  # before the optimizer
+    return ids
 
 
 def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray,
                    config: EstimationConfig, reporter: Reporter | None = None) -> EstimationOutcome:
-    """Run one- or two-step GMM from theta0 (plus random starts) and return the outcome."""
+    """Run one- or two-step GMM, each step from several starts, and return the outcome.
+
+    Step 1 starts from theta0 and ``config.starts`` random draws; step 2 from step 1's
+    estimate and as many new draws (the lecture: "check that 3-5 different starting values
+    give the same theta; for 2-step GMM do this twice, once for each step"). Each step keeps
+    its lowest objective among starts whose inner loop converged.
+    """
     if problem.agents is None or layout.P == 0:
         raise SpecificationError("estimate needs random coefficients: give sigma=/pi= with nonzero "
                                  "starting values (use estimate_logit for the plain logit)")
@@ -261,7 +199,8 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     clock = time.perf_counter()
     theta0 = _starting_theta(problem, layout, np.asarray(theta0, dtype=np.float64), config)
     bounds = resolve_bounds(problem, layout, np.asarray(theta0), config.bounds)
-    binding = binding_bounds(bounds, config)
+    binding = binding_bounds(bounds, config.optimizer)
+    check_start(layout, theta0, binding)
     clusters = _clusters(problem, config)
     runner = config.runner or (lambda jobs: run_jobs(jobs, workers=config.workers))
     reporter = reporter if reporter is None or config.workers == 1 else SerializedReporter(reporter)
@@ -279,67 +218,73 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
         counts["evaluations"] += objective.contraction_evaluations
         counts["failures"] += objective.failures
 
-    # step 1, from the user's start and any random starts
     generator = np.random.default_rng(config.rng)
-    lo, hi = start_box(bounds, default_bounds(problem, layout, np.asarray(theta0)))
-    starts = [np.asarray(theta0, dtype=np.float64)]
-    starts += [generator.uniform(lo, hi) for _ in range(config.starts)]
+    lo, hi = start_box(bounds, data_box(problem, layout, np.asarray(theta0)))
 
-    Job = tuple[OptimizationResult, dict[str, int], FloatArray | None]
+    def step_starts(step: int, first: FloatArray, W: FloatArray, delta0: FloatArray | None
+                    ) -> tuple[list[StartOutcome], int, FloatArray | None]:
+        """Run the starts of one GMM step as jobs; the outcomes, the best one, its delta."""
+        starts = [np.asarray(first, dtype=np.float64)]
+        starts += [generator.uniform(lo, hi) for _ in range(config.starts)]
 
-    def job(k: int, start: FloatArray) -> Callable[[], Job]:
-        # a job shares no mutable state (threads may run jobs) and returns plain data for a
-        # process pool: the result, work counts, and delta at the end (the next warm start)
-        def run() -> Job:
-            objective = make(1, k, W)
-            result = minimize(objective, start, method=config.optimizer, bounds=bounds,
-                              gtol=config.gtol, max_iterations=config.max_iterations,
-                              on_iteration=objective.mark_iteration)
-            work = {"iterations": objective.contraction_iterations,
-                    "evaluations": objective.contraction_evaluations,
-                    "failures": objective.failures}
-            last = objective.last
-            delta = last.delta if last is not None and np.all(np.isfinite(last.delta)) else None
-            return result, work, delta
-        return run
+        def job(k: int, start: FloatArray) -> Callable[[], _StartRun]:
+            # a job shares no mutable state (threads may run jobs) and returns plain data: the
+            # result, work counts, and delta and beta at the end (the next warm start)
+            def run() -> _StartRun:
+                objective = make(step, k, W, delta0)
+                result = minimize(objective, start, method=config.optimizer, bounds=bounds,
+                                  gtol=config.gtol, max_iterations=config.max_iterations,
+                                  on_iteration=objective.mark_iteration)
+                end = objective.evaluate(result.theta, report=False, adjoint=True)
+                work = {"iterations": objective.contraction_iterations,
+                        "evaluations": objective.contraction_evaluations,
+                        "failures": objective.failures}
+                if end.failed:  # the optimizer ended where the inner loop fails: never the best
+                    result = _contraction_failed(result, end)
+                return _StartRun(result, work, None if end.failed else end.delta,
+                                 None if end.failed else end.beta)
+            return run
 
-    ran = runner([job(k, s) for k, s in enumerate(starts)])
-    for _, work, _ in ran:
-        for key in counts:
-            counts[key] += work[key]
-    start_outcomes = tuple(StartOutcome(start=s, optimization=r) for s, (r, _, _) in zip(starts, ran))
-    best = min(range(len(ran)),
-               key=lambda k: ran[k][0].objective if np.isfinite(ran[k][0].objective) else np.inf)
-    result = ran[best][0]
-    objective = make(1, best, W, delta0=ran[best][2])
-    _check_local_minima(start_outcomes)
+        ran = runner([job(k, start) for k, start in enumerate(starts)])
+        for run in ran:
+            for key in counts:
+                counts[key] += run.work[key]
+        outcomes = [StartOutcome(start=start, optimization=run.result, step=step, beta=run.beta)
+                    for start, run in zip(starts, ran)]
+        best = min(range(len(ran)), key=lambda k: (ran[k].delta is None, _value(ran[k].result)))
+        return outcomes, best, ran[best].delta
+
+    # step 1, from the user's start and random starts
+    outcomes, best, delta = step_starts(1, theta0, W, None)
+    result = outcomes[best].optimization
+    objective = make(1, best, W, delta0=delta)
     steps = [result]
+    finished: list[StartOutcome] = []
     if config.method == "2s":
         if not result.converged:  # finish and judge a stalled step 1 as the last step below
             result, first_hessian = newton_polish(objective, objective.hessian, result,
                                                   objective.hessian(result.theta), binding,
                                                   config.gtol)
             steps[0] = result = _at_precision_floor(result, first_hessian)
-            start_outcomes = tuple(dataclasses.replace(o, optimization=result) if k == best
-                                   else o for k, o in enumerate(start_outcomes))
         first = objective.evaluate(result.theta, report=False)
         tally(objective)  # step 1's evaluation at its estimate (and Hessian, Newton steps)
         _check_step_one(first, result)
+        steps[0] = result = _at_bounds(result, binding)
+        outcomes[best] = dataclasses.replace(outcomes[best], optimization=result, beta=first.beta)
+        finished += check_agreement(outcomes, best, 1)
         S = moment_covariance(first.xi, Z, kind=config.weighting, clusters=clusters,
                               center=config.center_moments)
         W = weighting_matrix(S, what=f"{config.weighting} moment covariance at the step-1 estimate")
-        objective = make(2, best, W, delta0=first.delta)
-        result = minimize(objective, result.theta, method=config.optimizer, bounds=bounds,
-                          gtol=config.gtol, max_iterations=config.max_iterations,
-                          on_iteration=objective.mark_iteration)
-        tally(objective)
+        outcomes, best, delta = step_starts(2, result.theta, W, first.delta)
+        result = outcomes[best].optimization
+        objective = make(2, best, W, delta0=delta if delta is not None else first.delta)
         steps.append(result)
     before = (objective.contraction_iterations, objective.contraction_evaluations)
     # the Hessian is also computed, even with hessian=False, to judge a run that stalled on
     # line-search precision (see _at_precision_floor)
     needed = config.hessian or not result.converged
     evaluation = objective.evaluate(result.theta, report=False)
-    hessian = objective.hessian(result.theta) if needed else None
+    hessian = objective.hessian(result.theta) if needed and not evaluation.failed else None
     if hessian is not None:
         polished, hessian = newton_polish(objective, objective.hessian, steps[-1], hessian,
                                           binding, config.gtol)
@@ -348,20 +293,36 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
         if moved:
             evaluation = objective.evaluate(result.theta, report=False)
         steps[-1] = _at_precision_floor(steps[-1], hessian)
-        if len(steps) == 1:  # the reported start's row of the starts table says the same
-            start_outcomes = tuple(dataclasses.replace(o, optimization=steps[0]) if k == best
-                                   else o for k, o in enumerate(start_outcomes))
     counts["iterations"] += objective.contraction_iterations - before[0]
     counts["evaluations"] += objective.contraction_evaluations - before[1]
-    _check_optimization(steps, config)
+    steps[-1] = _at_bounds(steps[-1], binding)
+    if evaluation.failed:
+        steps[-1] = _contraction_failed(steps[-1], evaluation)
+    outcomes[best] = dataclasses.replace(outcomes[best], optimization=steps[-1],
+                                         beta=None if evaluation.failed else evaluation.beta)
+    finished += check_agreement(outcomes, best, len(steps))
+    _check_optimization(steps, config, layout, binding)
     _check_final(evaluation, config)
-    steps[-1] = _contraction_at_estimate(steps[-1], evaluation)
     return EstimationOutcome(
-        layout=layout, evaluation=evaluation, W=W, steps=tuple(steps), starts=start_outcomes,
+        layout=layout, evaluation=evaluation, W=W, steps=tuple(steps), starts=tuple(finished),
         bounds=tuple(binding), hessian=hessian, contraction_iterations=counts["iterations"],
         contraction_evaluations=counts["evaluations"], contraction_failures=counts["failures"],
         time=time.perf_counter() - clock, clusters=clusters,
         seeds={"starts": config.rng})
+
+
+@dataclass(frozen=True, slots=True)
+class _StartRun:
+    """What one start's job returns: plain data (a thread, process or cluster may run it)."""
+
+    result: OptimizationResult
+    work: dict[str, int]
+    delta: FloatArray | None
+    beta: FloatArray | None
+
+
+def _value(result: OptimizationResult) -> float:
+    return result.objective if np.isfinite(result.objective) else np.inf
 
 
 def _starting_theta(problem: Problem, layout: ParameterLayout, theta0: FloatArray,
@@ -421,17 +382,27 @@ def _check_step_one(first: ObjectiveEvaluation, result: OptimizationResult) -> N
         "the parameter bounds, or raise the contraction's max_evaluations")
 
 
-def _contraction_at_estimate(step: OptimizationResult,
-                             evaluation: ObjectiveEvaluation) -> OptimizationResult:
-    """An estimate where the inner loop failed (any market) is never 'converged': its
-    objective comes from an unconverged or non-finite delta."""
+def _contraction_failed(step: OptimizationResult,
+                        evaluation: ObjectiveEvaluation) -> OptimizationResult:
+    """An estimate where the inner loop failed (any market) is never 'converged': Q there is a
+    penalty, not an objective (see ``DemandObjective``)."""
     failed = np.asarray(evaluation.failed_markets).tolist()
-    if not failed and np.all(np.isfinite(evaluation.xi)):
-        return step
     what = f"market(s) {failed[:10]}" if failed else "non-finite xi"
-    return dataclasses.replace(step, status=OptimizationStatus.NOT_CONVERGED,
+    return dataclasses.replace(step, status=OptimizationStatus.CONTRACTION_FAILED,
+                               objective=np.nan,
                                message=f"{step.message}; the contraction failed at the estimate "
                                        f"({what})")
+
+
+def _at_bounds(step: OptimizationResult, bounds: Sequence[tuple[float, float]]
+               ) -> OptimizationResult:
+    """A converged run with parameters on a finite bound: status AT_BOUND, naming them."""
+    active = at_bounds(step.theta, bounds)
+    if step.status is not OptimizationStatus.CONVERGED or not active:
+        return step
+    where = ", ".join(f"theta[{k}] = {bound:g}" for k, bound in active)
+    return dataclasses.replace(step, status=OptimizationStatus.AT_BOUND,
+                               message=f"{step.message}; on a bound: {where}")
 
 
 def _at_precision_floor(step: OptimizationResult, hessian: FloatArray) -> OptimizationResult:
@@ -454,27 +425,40 @@ def _at_precision_floor(step: OptimizationResult, hessian: FloatArray) -> Optimi
     return step
 
 
-def _check_local_minima(starts: Sequence[StartOutcome]) -> None:
-    """Warn when runs that converged ended at clearly different objective values."""
-    values = [s.optimization.objective for s in starts if s.optimization.converged]
-    if len(values) > 1 and (max(values) - min(values)) > 1e-4 * max(1.0, abs(min(values))):
-        warnings.warn(f"multi-start found distinct local minima: converged objectives range from "
-                      f"{min(values):.6g} to {max(values):.6g}; the best is reported, see "
-                      "results.starts_table()", OptimizationWarning, stacklevel=4)
-
-
-def _check_optimization(steps: Sequence[OptimizationResult], config: EstimationConfig) -> None:
+def _check_optimization(steps: Sequence[OptimizationResult], config: EstimationConfig,
+                        layout: ParameterLayout, bounds: Sequence[tuple[float, float]]) -> None:
+    """Warn (or raise) for each step that did not converge; name the parameters of an
+    estimate on a bound. A failed inner loop at the estimate is ``_check_final``'s."""
+    failures: list[str] = []
     for k, step in enumerate(steps, start=1):
-        if step.stayed_at_start:
+        if step.status is OptimizationStatus.CONTRACTION_FAILED:
+            continue  # _check_final names the markets; the optimizer only met penalties there
+        # (step 2 starts at step 1's estimate, where staying is no trap when it converged)
+        if step.stayed_at_start and not (k == 2 and step.converged):
             warnings.warn(f"GMM step {k}: the optimizer returned its starting values "
                           f"({step.iterations} iterations); the estimate may be the start, not a "
                           "minimum. Try another start or optimizer", OptimizationWarning, stacklevel=4)
-        if not step.converged:
-            message = (f"GMM step {k}: the optimizer stopped with gradient inf-norm "
-                       f"{step.projected_gradient_norm:.3g} > gtol max(1, Q) = "
-                       f"{config.gtol * max(1.0, abs(step.objective)):.3g} "
-                       f"({step.message}); raise max_iterations, loosen gtol or change the start")
-            if config.on_failure == "raise":
-                from blpdemand.errors import ConvergenceError
-                raise ConvergenceError(message)
-            warnings.warn(message, OptimizationWarning, stacklevel=4)
+        if step.stopped_by_limit:
+            failures.append(f"GMM step {k}: the optimizer {step.status.value} ({step.message}) "
+                            f"with projected gradient inf-norm {step.projected_gradient_norm:.3g}; "
+                            "raise max_iterations or change the start")
+        elif step.status is OptimizationStatus.NOT_CONVERGED:
+            failures.append(f"GMM step {k}: the optimizer stopped with projected gradient inf-norm "
+                            f"{step.projected_gradient_norm:.3g} > gtol max(1, Q) = "
+                            f"{config.gtol * max(1.0, abs(step.objective)):.3g} "
+                            f"({step.message}); raise max_iterations, loosen gtol or change the "
+                            "start")
+    for message in failures:
+        if config.on_failure == "raise":
+            from blpdemand.errors import ConvergenceError
+            raise ConvergenceError(message)
+        warnings.warn(message, OptimizationWarning, stacklevel=4)
+    last = steps[-1]
+    if last.status is OptimizationStatus.AT_BOUND:
+        active = at_bounds(last.theta, bounds)
+        where = ", ".join(f"{layout.names[k]} = {bound:g}" for k, bound in active)
+        warnings.warn(f"the estimate is on a bound: {where}. It minimizes Q within the bounds; "
+                      "standard errors and t-tests assume an interior estimate and are not "
+                      "valid for a parameter on its bound (a standard deviation at 0 means no "
+                      "heterogeneity is found in that characteristic)", OptimizationWarning,
+                      stacklevel=4)

@@ -15,6 +15,7 @@ from blpdemand._types import FloatArray
 from blpdemand.errors import SpecificationError
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
+from blpdemand.solve.bounds import binding_bounds, resolve_bounds
 from blpdemand.solve.covariance import moment_covariance, weighting_matrix
 from blpdemand.solve.estimate import (
     EstimationConfig,
@@ -22,8 +23,7 @@ from blpdemand.solve.estimate import (
     _check_final,
     _check_step_one,
     _clusters,
-    binding_bounds,
-    default_bounds,
+    _contraction_failed,
 )
 from blpdemand.solve.gmm import DemandObjective, ObjectiveEvaluation
 from blpdemand.solve.optimizer import OptimizationResult, OptimizationStatus
@@ -62,7 +62,9 @@ def evaluate_outcome(problem: Problem, layout: ParameterLayout, theta: FloatArra
                               center=config.center_moments)
         W = weighting_matrix(S, what=f"{config.weighting} moment covariance at theta")
         evaluation = at(2, W, evaluation.delta)
-    hessian = objectives[-1].hessian(theta) if config.hessian else None
+    hessian = objectives[-1].hessian(theta) if config.hessian and not evaluation.failed else None
+    if evaluation.failed:  # one verdict with estimate: failed markets are no result
+        steps[-1] = _contraction_failed(steps[-1], evaluation)
     _check_final(evaluation, config)
     return EstimationOutcome(
         layout=layout, evaluation=evaluation, W=W, steps=tuple(steps), starts=(),
@@ -75,13 +77,7 @@ def evaluate_outcome(problem: Problem, layout: ParameterLayout, theta: FloatArra
 
 def _bounds(problem: Problem, layout: ParameterLayout, theta: FloatArray,
             config: EstimationConfig) -> list[tuple[float, float]]:
-    """The default box with the user's bounds (which theta may lie outside: no optimization),
-    so that ``projected_gradient_norm`` at an estimate on a bound matches the estimate's."""
-    bounds = default_bounds(problem, layout, theta)
-    for name, (lo, hi) in (config.bounds or {}).items():
-        if name not in layout.names:
-            raise SpecificationError(f"bounds given for {name!r}, which is not a free parameter; "
-                                     f"free parameters: {list(layout.names)}")
-        bounds[layout.names.index(name)] = (lo, hi)
-    return binding_bounds(bounds, config)
+    """The bounds estimate would use (which theta may lie outside: no optimization), so that
+    ``projected_gradient_norm`` at an estimate on a bound matches the estimate's."""
+    return binding_bounds(resolve_bounds(problem, layout, theta, config.bounds), config.optimizer)
 

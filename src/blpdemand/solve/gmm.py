@@ -62,6 +62,11 @@ class ObjectiveEvaluation:
     failed_markets: AnyArray
     adjoint: bool = False
 
+    @property
+    def failed(self) -> bool:
+        """The inner loop failed here (some market, or non-finite xi): Q is a penalty."""
+        return bool(np.asarray(self.failed_markets).size) or not bool(np.all(np.isfinite(self.xi)))
+
 
 class DemandObjective:
     """Q(theta) and dQ/dtheta for one weighting matrix W; callable as ``f(theta) -> (Q, grad)``.
@@ -167,7 +172,10 @@ class DemandObjective:
     def _moments(self, theta: FloatArray, delta: FloatArray, jacobian: FloatArray | None,
                  result: Any, failed: AnyArray, *, adjoint: bool = False) -> ObjectiveEvaluation:
         P, N = self.layout.P, self.problem.N
-        finite = bool(np.all(np.isfinite(delta))) and (
+        # a market where the contraction failed has no xi(theta): its delta is not the inverse
+        # of the observed shares, and Q computed from it can be anything (lower than the true
+        # minimum, seen on sparse grids), so such a theta is infeasible, as a non-finite one
+        finite = bool(result.converged) and bool(np.all(np.isfinite(delta))) and (
             jacobian is None or bool(np.all(np.isfinite(jacobian))))
         if finite:
             delta_tilde = self.problem.residualize(delta)
@@ -182,7 +190,8 @@ class DemandObjective:
                     gradient = 2.0 * self.loop.gradient(theta, delta, v)
                 finite = bool(np.all(np.isfinite(gradient)))
         if not finite:
-            # a non-finite inner loop: a large objective, so no line search accepts this theta
+            # a failed or non-finite inner loop: a large objective, so no line search accepts
+            # this theta and no start that ends here can be the best
             bad = 1e10 if self.best is None else max(1e10, 1e3 * self.best.objective)
             nan = np.full(N, np.nan)
             return ObjectiveEvaluation(

@@ -40,12 +40,26 @@ T = TypeVar("T")
 
 
 class OptimizationStatus(enum.Enum):
-    """How the outer loop ended."""
+    """How the outer loop ended.
+
+    ``converged`` (below) is true for CONVERGED, AT_BOUND (a minimum on the box: the projected
+    gradient vanishes, but standard inference does not apply there), NO_PARAMETERS and
+    NOT_OPTIMIZED; a run stopped by a limit, or whose inner loop failed at its estimate, is not.
+    """
 
     CONVERGED = "converged"
+    AT_BOUND = "converged at a bound"
     NOT_CONVERGED = "not converged"
+    MAX_ITERATIONS = "stopped at the iteration limit"
+    MAX_EVALUATIONS = "stopped at the evaluation limit"
+    CONTRACTION_FAILED = "contraction failed at the estimate"
     NO_PARAMETERS = "no parameters"
     NOT_OPTIMIZED = "evaluated at the given theta"
+
+
+#: statuses of a run that found what it looked for (or was not asked to look)
+SUCCESSFUL = (OptimizationStatus.CONVERGED, OptimizationStatus.AT_BOUND,
+              OptimizationStatus.NO_PARAMETERS, OptimizationStatus.NOT_OPTIMIZED)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,7 +86,13 @@ class OptimizationResult:
 
     @property
     def converged(self) -> bool:
-        return self.status is not OptimizationStatus.NOT_CONVERGED
+        return self.status in SUCCESSFUL
+
+    @property
+    def stopped_by_limit(self) -> bool:
+        """True when an iteration or evaluation limit ended the run (never 'converged')."""
+        return self.status in (OptimizationStatus.MAX_ITERATIONS,
+                               OptimizationStatus.MAX_EVALUATIONS)
 
     @property
     def stayed_at_start(self) -> bool:
@@ -170,24 +190,45 @@ def minimize(fun: Callable[[FloatArray], tuple[float, FloatArray]], theta0: Floa
         # scale, which bounds the gradient a line search on Q can resolve (see EstimationConfig.gtol)
         return norm <= gtol * max(1.0, abs(value)) and bool(np.isfinite(value)) and value < 1e10
 
+    max_evaluations = options.get("maxfun")
+
+    def limited(raw: Any, iterations: int) -> OptimizationStatus | None:
+        # scipy reports a limit by status code only (1 for these methods, 9 for slsqp), so the
+        # counts are read directly: a run that used its whole budget was stopped by it
+        if iterations >= max_iterations:
+            return OptimizationStatus.MAX_ITERATIONS
+        if max_evaluations is not None and int(getattr(raw, "nfev", 0) or 0) >= max_evaluations:
+            return OptimizationStatus.MAX_EVALUATIONS
+        return None
+
     raw, theta, value, grad, norm = run(theta0, max_iterations)
+    last = raw
     iterations = int(getattr(raw, "nit", counter["iterations"]) or counter["iterations"])
     message = str(raw.message)
     if (method in RESTARTED and not done(value, norm) and np.isfinite(value)
-            and iterations < max_iterations):
+            and limited(raw, iterations) is None):
         # a quasi-Newton run that stopped on line-search precision (its curvature estimate gone
         # stale) usually finishes from the same point with a fresh one: restart once there
         raw2, theta2, value2, grad2, norm2 = run(theta, max_iterations - iterations)
         iterations += int(getattr(raw2, "nit", 0) or 0)
+        last = raw2
         if np.isfinite(value2) and value2 <= value + 1e-12 * max(1.0, abs(value)):
             theta, value, grad, norm = theta2, value2, grad2, norm2
             message = f"{raw2.message} (restarted once after: {raw.message})"
     converged = done(value, norm) if method not in DERIVATIVE_FREE else (
         bool(raw.success) and bool(np.isfinite(value)) and value < 1e10)
+    status = OptimizationStatus.CONVERGED if converged else OptimizationStatus.NOT_CONVERGED
+    limit = limited(last, iterations)
+    if limit is not None:
+        status = limit
+        budget = (f"max_iterations = {max_iterations}"
+                  if limit is OptimizationStatus.MAX_ITERATIONS
+                  else f"{max_evaluations} objective evaluations")
+        message = f"{message} ({limit.value}: {budget})"
     return OptimizationResult(
         start=theta0, theta=theta, objective=value, gradient=grad, projected_gradient_norm=norm,
-        status=OptimizationStatus.CONVERGED if converged else OptimizationStatus.NOT_CONVERGED,
-        message=message, iterations=iterations, evaluations=counter["evaluations"])
+        status=status, message=message, iterations=iterations,
+        evaluations=counter["evaluations"])
 
 
 NEWTON_POLISH_STEPS = 3
@@ -209,9 +250,9 @@ def newton_polish(fun: Callable[[FloatArray], tuple[float, FloatArray]],
     positive definite (the second-order condition). Returns the step (its theta unchanged if no
     Newton step was kept; evaluations count every proposal) and the Hessian at its theta.
     """
-    if (step.converged or step.theta.size == 0 or not np.all(np.isfinite(hessian))
-            or not np.isfinite(step.objective)):
-        return step, hessian
+    if (step.converged or step.stopped_by_limit or step.theta.size == 0
+            or not np.all(np.isfinite(hessian)) or not np.isfinite(step.objective)):
+        return step, hessian  # a limit the user set is respected: no further steps
     box = bounds if bounds is not None else [(-np.inf, np.inf)] * step.theta.size
     lo, hi = np.array([b[0] for b in box]), np.array([b[1] for b in box])
     theta, value, grad, H = step.theta, step.objective, step.gradient, hessian
