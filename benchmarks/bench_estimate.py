@@ -116,7 +116,8 @@ def pyblp_estimate(problem: Any, case: dict[str, Any]) -> Any:
 
 
 def ours_estimate(case: dict[str, Any]) -> bd.BLPResults:
-    config = bd.EstimationConfig(optimizer="bfgs", gtol=GTOL, method="1s")
+    # one start: PyBLP runs one, so the work compared is the same (the default runs 5 per step)
+    config = bd.EstimationConfig(optimizer="bfgs", gtol=GTOL, method="1s", starts=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return bd.estimate(case["ours"], sigma=case["sigma"], pi=case["pi"], config=config)
