@@ -250,3 +250,85 @@ def test_blp_battery(case: Case, options: BLPOptions) -> None:
 @given(case=cases, options=BLP_OPTIONS)
 def test_blp_battery_slow(case: Case, options: BLPOptions) -> None:
     _check_blp(case, options)
+
+
+# ---------------------------------------------------------------- near-unidentified problems
+UNIDENTIFIED = ("constant_demographic", "duplicate_x2", "one_node", "absorbed_x2")
+#: parameters the closed form says the moments cannot separate (None: weakly identified only)
+NOT_IDENTIFIED = {"constant_demographic": "pi[x1, d]", "one_node": "sigma[x1, x1]",
+                  "absorbed_x2": "sigma[1, 1]", "duplicate_x2": None}
+
+
+@dataclass(frozen=True)
+class Unidentified:
+    """A problem with a parameter the data cannot pin down, at a random theta."""
+
+    seed: int
+    T: int
+    J: int
+    kind: str
+    sigma: float
+
+
+unidentified_cases = st.builds(
+    Unidentified, seed=st.integers(0, 2**31 - 1), T=st.integers(8, 30), J=st.integers(3, 8),
+    kind=st.sampled_from(UNIDENTIFIED), sigma=st.sampled_from((0.2, 1.0, 2.5)))
+
+
+def _check_unidentified(case: Unidentified) -> None:
+    """No finite standard error below 1e-8 |estimate| without an IdentificationWarning, and the
+    closed-form unidentified parameter's standard error is NaN, never a small number."""
+    from blpdemand.errors import IdentificationWarning
+
+    sim = bd.simulate(markets=case.T, products=case.J, sigma={"x1": 1.0}, draws=30,
+                      rng=case.seed)
+    frame = sim.products.copy()
+    for column in ("x1", "x2"):
+        frame[f"rival_{column}"] = (frame.groupby("market_ids")[column].transform("sum")
+                                    - frame[column])
+    instruments = [*sim.instruments, "rival_x1", "rival_x2"]
+    agents: Any = sim.agents
+    nonlinear, demographics, sigma, pi, absorb = "0 + x1", None, [case.sigma], None, None
+    if case.kind == "constant_demographic":
+        agents, demographics, pi = sim.agents.assign(d=1.0), "0 + d", [[0.5]]
+    elif case.kind == "one_node":
+        agents = bd.Integration("monte_carlo", 1, rng=case.seed)
+    elif case.kind == "duplicate_x2":
+        frame["x1_copy"] = frame["x1"]
+        nonlinear, sigma = "0 + x1 + x1_copy", [case.sigma, case.sigma]
+        agents = bd.Integration("monte_carlo", 30, rng=case.seed)
+    elif case.kind == "absorbed_x2":  # a random intercept: sigma nu shifts every inside good
+        nonlinear, sigma, absorb = "1 + x1", [case.sigma, case.sigma], "C(market_ids)"
+        agents = bd.Integration("product", 3)  # symmetric nodes: the first-order effect is 0
+    linear = "prices + x1 + x2" if absorb else sim.linear
+
+    def fit() -> Any:
+        problem = bd.Problem(frame, linear=linear, nonlinear=nonlinear, agents=agents,
+                             demographics=demographics, instruments=instruments, absorb=absorb)
+        return bd.evaluate(problem, sigma=sigma, pi=pi,
+                           config=bd.EstimationConfig(hessian=False))
+
+    results, caught = _run(fit)
+    if results is None or results.failed_markets.size:
+        return
+    warned = any(issubclass(w.category, IdentificationWarning) for w in caught)
+    se, estimates = results.standard_errors, results.estimates
+    tiny = np.isfinite(se) & (se < 1e-8 * np.abs(estimates))
+    assert warned or not tiny.any(), dict(zip(results.names, se))
+    name = NOT_IDENTIFIED[case.kind]
+    if name is not None and name in results.names:
+        assert np.isnan(se[results.names.index(name)]), dict(zip(results.names, se))
+        assert warned and name in results.unidentified
+
+
+@settings(max_examples=40, **SETTINGS)  # type: ignore[arg-type]
+@given(case=unidentified_cases)
+def test_near_unidentified_battery(case: Unidentified) -> None:
+    _check_unidentified(case)
+
+
+@pytest.mark.slow
+@settings(max_examples=300, **{**SETTINGS, "derandomize": False})  # type: ignore[arg-type]
+@given(case=unidentified_cases)
+def test_near_unidentified_battery_slow(case: Unidentified) -> None:
+    _check_unidentified(case)
