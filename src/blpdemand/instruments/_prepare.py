@@ -84,12 +84,23 @@ def prepare(products: pd.DataFrame, *, columns: Mapping[str, str] | None = None,
     return SortedProducts(frame=sorted_frame, markets=markets, order=order, index=products.index)
 
 
-def read_characteristics(spec: Characteristics, frame: pd.DataFrame, *, intercept: bool | None,
-                    what: str = "characteristics") -> DesignMatrix:
+def read_characteristics(spec: Characteristics | None, frame: pd.DataFrame, *,
+                         intercept: bool | None, what: str = "characteristics",
+                         allow_empty: bool = False) -> DesignMatrix:
     """Characteristics as a formula (``"1 + hpwt + air"``) or a list of column names.
 
     In a list, ``"1"`` is the constant column. ``intercept=False`` drops the constant.
+    ``allow_empty`` returns an (N, 0) matrix for None, ``""``, ``"0"``, ``[]`` or a constant
+    that ``intercept=False`` removes, instead of raising.
     """
+    if allow_empty:
+        blank = spec is None or (isinstance(spec, str) and spec.strip() in ("", "0"))
+        blank = blank or (not isinstance(spec, str) and np.iterable(spec) and len(list(spec)) == 0)
+        if blank:
+            return DesignMatrix(values=np.zeros((len(frame), 0)), names=())
+    if spec is None:
+        raise SpecificationError(f"{what}=None: give a formula string ('1 + hpwt + air') or a "
+                                 "list of column names")
     if isinstance(spec, str):
         matrix = build_matrix(spec, frame, intercept=intercept, what=f"{what} formula")
     else:
@@ -109,7 +120,7 @@ def read_characteristics(spec: Characteristics, frame: pd.DataFrame, *, intercep
         if intercept is False and INTERCEPT in names:
             keep = [k for k, n in enumerate(names) if n != INTERCEPT]
             matrix = DesignMatrix(values=matrix.values[:, keep], names=tuple(names[k] for k in keep))
-    if matrix.K == 0:
+    if matrix.K == 0 and not allow_empty:
         raise SpecificationError(f"{what} {spec!r} has no columns left")
     if len(set(matrix.names)) != matrix.K:
         raise SpecificationError(f"{what} {spec!r} repeats a characteristic")

@@ -56,7 +56,7 @@ class FirstStage:
                           *rows, *more])
 
 
-def fit_prices(products: pd.DataFrame, exogenous: Characteristics,
+def fit_prices(products: pd.DataFrame, exogenous: Characteristics | None = None,
                cost_shifters: Characteristics | None = None, *, column: str = "prices",
                absorb: str | list[str] | None = None) -> FirstStage:
     """Regress prices on exogenous characteristics and cost shifters by least squares.
@@ -67,7 +67,10 @@ def fit_prices(products: pd.DataFrame, exogenous: Characteristics,
     Parameters
     ----------
     products : product DataFrame, any row order.
-    exogenous : formula (``"1 + hpwt + air"``) or names of exogenous characteristics.
+    exogenous : formula (``"1 + hpwt + air"``) or names of exogenous characteristics; may be
+        empty (None, ``""``, ``"0"``, ``[]``) when the cost shifters are the only regressors
+        (then Z = W: no constant unless absorbed effects stand in for it). With ``absorb``
+        the constant is dropped (the effects span it), so ``"1"`` leaves no exogenous column.
     cost_shifters : names or formula (no intercept) of cost shifters.
     column : the price column.
     absorb : fixed effects, ``"C(year) + C(make)"``.
@@ -87,12 +90,16 @@ def fit_prices(products: pd.DataFrame, exogenous: Characteristics,
     require_finite(frame, [column])
     fe_columns = parse_absorb(absorb, frame)
     blocks = [read_characteristics(exogenous, frame, intercept=False if fe_columns else None,
-                                   what="exogenous characteristics")]
-    if cost_shifters is not None:
-        blocks.append(read_characteristics(cost_shifters, frame, intercept=False,
-                                           what="cost shifters"))
-    Z = np.column_stack([b.values for b in blocks])
+                                   what="exogenous characteristics", allow_empty=True),
+              read_characteristics(cost_shifters, frame, intercept=False, what="cost shifters",
+                                   allow_empty=True)]
     names = tuple(n for b in blocks for n in b.names)
+    if not names:
+        raise SpecificationError(
+            f"fit_prices has no regressors: exogenous={exogenous!r} and cost_shifters="
+            f"{cost_shifters!r} give no column{' besides the absorbed constant' if fe_columns else ''}"
+            "; pass cost shifters (cost_shifters=['w']) or exogenous characteristics")
+    Z = np.column_stack([b.values for b in blocks])
     if len(set(names)) != len(names):
         raise SpecificationError(f"first-stage regressors repeat a column: {list(names)}")
     p = frame[column].to_numpy(dtype=np.float64)
