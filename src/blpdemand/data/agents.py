@@ -134,9 +134,10 @@ def _check_weights(weights: FloatArray, markets: MarketIndex, allow_negative: bo
     if np.any(bad):
         t = markets.codes[int(np.flatnonzero(bad)[0])]
         rule = "nonzero" if allow_negative else "positive"
-        hint = "" if allow_negative else (
-            "; negative weights come from sparse grids: pass agents=bd.Integration("
-            "'sparse_grid', level) so the rule is known")
+        hint = "" if allow_negative or weights[bad][0] == 0 else (
+            "; negative weights come from sparse grids: if these agents are one (e.g. PyBLP's "
+            "Integration('grid', level)), pass negative_weights=True to bd.Problem, or let "
+            "blpdemand build it: agents=bd.Integration('sparse_grid', level)")
         raise DataError(f"agent weights must be {rule}; found {float(weights[bad][0])!r} in market "
                         f"{_label(markets.ids[t])} ({int(bad.sum())} bad weight(s)){hint}")
     sums = markets.segment_sum(weights)

@@ -184,7 +184,7 @@ class Integration:
         """Agent data as a DataFrame (market_ids, weights, nodes0.., demographics).
 
         See `blpdemand.integration.agents.build_agent_frame`; ``Problem(agents=frame)`` accepts it
-        (sparse grids aside: their negative weights need ``agents=Integration(...)``).
+        (a sparse grid's negative weights need ``Problem(..., negative_weights=True)``).
         """
         return build_agent_frame(self, market_ids, dimensions=dimensions)
 

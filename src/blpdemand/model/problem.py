@@ -41,6 +41,16 @@ class Problem:
     endogenous : names of endogenous X1 columns (default prices).
     linear_formula, nonlinear_formula : the X1 and X2 formulas as given (to evaluate them on new
         products, e.g. for entry counterfactuals).
+    inputs : the construction arguments as plain JSON values (formulas, absorbed columns,
+        instrument names or None when given as arrays, endogenous, columns, negative_weights, and
+        how agents came: ``{"source": "frame"}`` or the Integration's fields), so that saved
+        results can rebuild the problem from the same data (``load_results``).
+
+    ``negative_weights=True`` accepts agent data whose weights may be negative (a sparse grid
+    built elsewhere, e.g. PyBLP's ``Integration('grid', L)``), with the checks a built-in
+    ``Integration('sparse_grid', L)`` gets: nonzero weights, positive per-market sums (a warning
+    where they are not one), and markets whose contraction fails (shares leaving (0, 1) at some
+    theta) are infeasible to the optimizer and named in the results.
     """
 
     products: ProductData
@@ -54,11 +64,14 @@ class Problem:
     ZD_tilde: FloatArray = field(repr=False)
     linear_formula: str = field(default="", repr=False)
     nonlinear_formula: str | None = field(default=None, repr=False)
+    inputs: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __init__(self, products: pd.DataFrame, *, linear: str, nonlinear: str | None = None,
                  demographics: str | None = None, agents: Any = None, absorb: Any = None,
                  instruments: InstrumentsLike = None, endogenous: Sequence[str] = ("prices",),
-                 columns: Mapping[str, str] | None = None) -> None:
+                 columns: Mapping[str, str] | None = None, negative_weights: bool = False) -> None:
+        if not isinstance(negative_weights, (bool, np.bool_)):
+            raise SpecificationError(f"negative_weights must be True or False, got {negative_weights!r}")
         data = load_products(products, columns=columns)
         fe_columns = parse_absorb(absorb, data.frame)
         X1 = build_matrix(linear, data.frame, intercept=False if fe_columns else None,
@@ -88,7 +101,7 @@ class Problem:
                              before=ZD.values, what="ZD (demand instruments)")
         agent_data = None
         if X2.K > 0:
-            agent_data = _agents(agents, data, demographics, X2.K)
+            agent_data = _agents(agents, data, demographics, X2.K, bool(negative_weights))
         elif agents is not None or demographics is not None:
             raise SpecificationError("agents/demographics given but no nonlinear formula; "
                                      "add nonlinear='...' or drop them")
@@ -103,6 +116,11 @@ class Problem:
         object.__setattr__(self, "ZD_tilde", np.ascontiguousarray(ZD_tilde))
         object.__setattr__(self, "linear_formula", linear)
         object.__setattr__(self, "nonlinear_formula", nonlinear)
+        object.__setattr__(self, "inputs", {
+            "linear": linear, "nonlinear": nonlinear, "demographics": demographics,
+            "absorb": list(fe_columns) or None, "instruments": _instrument_names(instruments),
+            "endogenous": list(endogenous), "columns": dict(columns) if columns else None,
+            "negative_weights": bool(negative_weights), "agents": _agent_source(agents)})
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -213,7 +231,7 @@ def _instrument_matrix(instruments: InstrumentsLike, data: ProductData) -> Desig
             else:
                 names.extend(f"z{len(names) + k}" for k in range(values.shape[1]))
     if len(set(names)) != len(names):
-        dup = [n for n in names if names.count(n) > 1][0]
+        dup = next(n for n in names if names.count(n) > 1)
         raise SpecificationError(f"instrument {dup!r} is given more than once")
     return DesignMatrix(values=np.column_stack(blocks), names=tuple(names))
 
@@ -233,14 +251,41 @@ def _instrument_array(item: Any, N: int) -> FloatArray:
     return values[:, None] if values.ndim == 1 else values
 
 
-def _agents(agents: Any, data: ProductData, demographics: str | None, dimensions: int) -> AgentData:
-    """Agents from a DataFrame, or from an integration rule (``bd.Integration``)."""
+def _instrument_names(instruments: InstrumentsLike) -> list[str] | None:
+    """Instrument column names ([] for none), or None when arrays or frames were given."""
+    if instruments is None:
+        return []
+    if isinstance(instruments, str):
+        return [instruments]
+    if isinstance(instruments, (list, tuple)) and all(isinstance(i, str) for i in instruments):
+        return list(instruments)
+    return None
+
+
+def _agent_source(agents: Any) -> dict[str, Any] | None:
+    """How agents were given: a frame, or an Integration's fields (seed resolved), or None."""
+    if agents is None:
+        return None
+    if isinstance(agents, pd.DataFrame):
+        return {"source": "frame"}
+    fields = ("kind", "size", "rng", "per_market", "pairing")
+    if all(hasattr(agents, f) for f in fields):
+        return {"source": "integration", **{f: getattr(agents, f) for f in fields},
+                "demographics_data": getattr(agents, "demographics_data", None) is not None}
+    return {"source": type(agents).__name__}
+
+
+def _agents(agents: Any, data: ProductData, demographics: str | None, dimensions: int,
+            negative_weights: bool = False) -> AgentData:
+    """Agents from a DataFrame (negative weights only when the user says so), or from an
+    integration rule (``bd.Integration``, which knows whether its weights can be negative)."""
     if agents is None:
         raise SpecificationError(
             "a nonlinear formula needs agents: pass agents=DataFrame or "
             "agents=bd.Integration('sobol', size=500, rng=0)")
     if isinstance(agents, pd.DataFrame):
-        return load_agents(agents, data.markets, demographics=demographics)
+        return load_agents(agents, data.markets, demographics=demographics,
+                           allow_negative_weights=negative_weights)
     build = getattr(agents, "build_agents", None)
     if build is None or isinstance(agents, type):
         raise SpecificationError(f"agents must be a DataFrame or an Integration, got "
