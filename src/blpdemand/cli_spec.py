@@ -85,6 +85,9 @@ class Spec:
 def read_spec(path: str | Path) -> Spec:
     """Parse and check a TOML specification file (no data read yet)."""
     path = Path(path)
+    if path.is_dir():
+        raise SpecificationError(f"specification file '{path}' is a directory; give the TOML "
+                                 f"file in it (e.g. {path / 'spec.toml'})")
     if not path.is_file():
         raise SpecificationError(f"specification file '{path}' does not exist")
     try:
@@ -169,20 +172,40 @@ def resolve_path(text: str, base: Path, where: str, spec_name: str) -> Path:
 
 def read_table(path: Path, where: str) -> pd.DataFrame:
     """Read a CSV or Parquet file (by extension) into a DataFrame."""
+    if path.is_dir():
+        raise DataError(f"{where}: '{path}' is a directory; give the data file in it")
     if not path.is_file():
         raise DataError(f"{where}: file '{path}' does not exist; fix the path or set the "
                         f"environment variable it uses (e.g. BLPDEMAND_DATA)")
     suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".pq", ".csv", ".txt", ".gz"):
+        raise DataError(f"{where}: '{path.name}' has extension '{suffix}'; use .csv or .parquet")
     try:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
-        if suffix in (".csv", ".txt", ".gz"):
-            return pd.read_csv(path)
+        table = pd.read_csv(path)
     except ImportError as exc:
         raise DataError(f"{where}: reading '{path.name}' needs an optional package: {exc}") from None
     except (ValueError, OSError) as exc:
         raise DataError(f"{where}: cannot read '{path}': {exc}") from None
-    raise DataError(f"{where}: '{path.name}' has extension '{suffix}'; use .csv or .parquet")
+    return _one_delimiter(table, path, where)
+
+
+_DELIMITERS = {";": "semicolons", "\t": "tabs", "|": "vertical bars"}
+
+
+def _one_delimiter(table: pd.DataFrame, path: Path, where: str) -> pd.DataFrame:
+    """A CSV read as one column whose header holds ';', a tab or '|' was written with another
+    delimiter (e.g. a spreadsheet's ';'): say so, instead of a missing-column error later."""
+    if table.shape[1] != 1:
+        return table
+    header = str(table.columns[0])
+    for mark, name in _DELIMITERS.items():
+        if mark in header:
+            raise DataError(f"{where}: '{path.name}' reads as one column {header[:60]!r}; its "
+                            f"values seem separated by {name} ({mark!r}), not commas: save it "
+                            f"as a comma-separated CSV (or as Parquet)")
+    return table
 
 
 def keyword_names(target: Callable[..., Any]) -> tuple[str, ...]:
