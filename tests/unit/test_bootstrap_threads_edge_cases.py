@@ -25,6 +25,7 @@ import blpdemand as bd
 from blpdemand.errors import (
     ConvergenceWarning,
     EconomicWarning,
+    IdentificationWarning,
     OptimizationWarning,
     SpecificationError,
     WeakInstrumentsWarning,
@@ -179,16 +180,23 @@ def test_pi_only_and_full_layouts_recover_simulated_truth() -> None:
     # Reference: simulated truth (contraction_data): at theta_b = the true theta the re-solved
     # delta_b is the delta that generated the shares (abs 1e-11), whatever beta_b; a Pi-only
     # layout (Sigma fixed at zero) keeps Sigma at zero in every draw and inverts hand shares.
+    # 29 products, 4 moments for 3 linear + 4 (or 2) nonlinear parameters: no covariance of
+    # (theta, beta) exists (NaN, warned about); the draws' mechanics are tested with a stated V
     problem, layout, theta, truth = simulated(seed=3)
     sigma, pi = layout.unpack(theta)
-    full = bd.evaluate(problem, sigma=sigma, pi=pi, config=bd.EstimationConfig(hessian=False))
+    with pytest.warns(IdentificationWarning, match="not identified"):
+        full = bd.evaluate(problem, sigma=sigma, pi=pi,
+                           config=bd.EstimationConfig(hessian=False))
+    full = dataclasses.replace(full, covariance=1e-4 * np.eye(7))
     draws = bd.BootstrapDraws.from_parameters(full, np.tile(theta, (2, 1)),
                                               np.tile(full.beta, (2, 1)) + [[0, 1, 0], [2, 0, 1]])
     for fitted in draws.fitted:
         np.testing.assert_allclose(fitted.delta, truth, atol=1e-11)
-    only_pi = bd.evaluate(problem, sigma=np.zeros((2, 2)), pi=pi,
-                          config=bd.EstimationConfig(hessian=False))
-    assert only_pi.layout.P == 2
+    with pytest.warns(IdentificationWarning, match="not identified"):
+        only_pi = bd.evaluate(problem, sigma=np.zeros((2, 2)), pi=pi,
+                              config=bd.EstimationConfig(hessian=False))
+    assert only_pi.layout.P == 2 and "pi[1, income]" in only_pi.unidentified
+    only_pi = dataclasses.replace(only_pi, covariance=1e-4 * np.eye(5))
     boot = bd.bootstrap(only_pi, draws=3, rng=0)
     for fitted in boot.fitted:
         assert np.all(fitted.sigma == 0.0) and np.all(fitted.pi[:, 0] == fitted.theta)

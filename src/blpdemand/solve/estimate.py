@@ -239,6 +239,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
                 work = {"iterations": objective.contraction_iterations,
                         "evaluations": objective.contraction_evaluations,
                         "failures": objective.failures}
+                result = _at_bounds(result, binding)
                 if end.failed:  # the optimizer ended where the inner loop fails: never the best
                     result = _contraction_failed(result, end)
                 return _StartRun(result, work, None if end.failed else end.delta,
