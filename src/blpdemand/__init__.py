@@ -75,6 +75,7 @@ _API: dict[str, str] = {
     "compute_costs": "blpdemand.results.costs",
     "compute_profits": "blpdemand.results.costs",
     "compute_prices": "blpdemand.results.counterfactual",
+    "compute_shares": "blpdemand.results.shares",
     "simulate_entry": "blpdemand.results.entry",
     "simulate_merger": "blpdemand.results.counterfactual",
     "merger_comparison": "blpdemand.results.counterfactual",
