@@ -129,6 +129,63 @@ def _costs(spec: Spec, results: Any, report: Report, products: pd.DataFrame) -> 
     return [_row(body, k) for k in range(len(body))]
 
 
+def check_post_options(spec: Spec) -> None:
+    """``[post]`` values that need no data, before anything is read: stability factors and
+    the shape of ``contour``."""
+    name = spec.path.name
+    stability = spec.post.get("stability", False)
+    if isinstance(stability, list) and not (stability and all(
+            isinstance(f, int) and not isinstance(f, bool) and f >= 1 for f in stability)):
+        raise SpecificationError(f"[post] stability in {name} must be true or a list of "
+                                 f"integers >= 1 (draw multipliers like [1, 2, 4]), "
+                                 f"got {stability!r}")
+    contour = spec.post.get("contour", False)
+    if isinstance(contour, list) and not (len(contour) == 2 and all(
+            isinstance(p, (str, int)) and not isinstance(p, bool) for p in contour)):
+        raise SpecificationError(f"[post] contour in {name} must be true or a list of two "
+                                 f"parameter names like [\"sigma[prices, prices]\", "
+                                 f"\"pi[prices, income]\"], got {contour!r}")
+
+
+def check_contour(spec: Spec, names: tuple[str, ...]) -> None:
+    """``[post] contour`` names two distinct parameters of the model (``names``, theta's order)."""
+    contour = spec.post.get("contour", False)
+    if contour is False:
+        return
+    chosen = [0, 1] if contour is True else list(contour)
+    index = [names.index(p) if isinstance(p, str) and p in names
+             else p if isinstance(p, int) and 0 <= p < len(names) else None for p in chosen]
+    if len(names) < 2 or None in index or index[0] == index[1]:
+        raise SpecificationError(f"[post] contour in {spec.path.name} needs two distinct "
+                                 f"nonlinear parameters of the model, got {contour!r}; the "
+                                 f"model's are {list(names)}")
+
+
+def check_post_data(spec: Spec, products: pd.DataFrame) -> None:
+    """``[post]`` values that name the data, before the estimation: the market of the per-market
+    tables and heatmaps, and the firm ids that the costs need."""
+    name = spec.path.name
+    market = spec.post.get("market")
+    ids = spec.columns.get("market_ids", "market_ids")
+    if market is not None and ids in products.columns:
+        column = products[ids]
+        known = set(column.tolist())
+        if _like(column, market) not in known:
+            examples = ", ".join(repr(m) for m in list(dict.fromkeys(column.tolist()))[:3])
+            raise SpecificationError(f"[post] market in {name}: market {market!r} is not in the "
+                                     f"data's market ids (column '{ids}': {examples}, ...)")
+    if spec.post.get("costs", False):
+        firms = spec.columns.get("firm_ids", "firm_ids")
+        if firms not in products.columns:
+            raise SpecificationError(f"[post] costs in {name} needs a firm id column '{firms}' "
+                                     f"in the products (the firms' first-order conditions), or "
+                                     f"map one in [columns] firm_ids")
+        if products[firms].isna().any():
+            raise SpecificationError(f"[post] costs in {name}: the firm id column '{firms}' has "
+                                     f"{int(products[firms].isna().sum())} missing value(s); "
+                                     f"every product needs an owner")
+
+
 def check_merger(spec: Spec, products: pd.DataFrame) -> None:
     """``[post.merger]`` before the estimation: its keys, and firms that are in the data."""
     if "merger" not in spec.post:

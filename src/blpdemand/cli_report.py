@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from blpdemand.errors import SpecificationError
 from blpdemand.results.io import save_results
 from blpdemand.results.tables import Table
 from blpdemand.solve.optimizer import run_jobs
 from blpdemand.solve.progress import EvaluationRecord
+
+if TYPE_CHECKING:
+    from blpdemand.cli import Interrupts
 
 T = TypeVar("T")
 
@@ -28,14 +34,18 @@ class RichReporter:
     """One row per objective evaluation: step, start, evaluation, optimizer iteration, time,
     contraction iterations and evaluations, objective, gradient inf-norm and theta."""
 
-    def __init__(self, console: Console, *, max_theta: int = 5, quiet: bool = False) -> None:
+    def __init__(self, console: Console, *, max_theta: int = 5, quiet: bool = False,
+                 checkpoint: Callable[[], None] | None = None) -> None:
         self.console = console
+        self.checkpoint = checkpoint  # raises on an interrupt that library code swallowed
         self.max_theta = max_theta
         self.quiet = quiet
         self._last: tuple[int, int] | None = None
         self.records: list[EvaluationRecord] = []
 
     def on_evaluation(self, record: EvaluationRecord) -> None:
+        if self.checkpoint is not None:
+            self.checkpoint()
         self.records.append(record)
         if self.quiet:
             return
@@ -80,15 +90,18 @@ def draw_convergence(records: Sequence[EvaluationRecord]) -> Callable[[Any], Any
     return draw
 
 
-def progress_runner(console: Console, description: str = "starts", *, workers: int = 1
+def progress_runner(console: Console, description: str = "starts", *, workers: int = 1,
+                    checkpoint: Callable[[], None] | None = None
                     ) -> Callable[[Sequence[Callable[[], T]]], list[T]]:
     """A job runner (the estimator's ``runner`` seam) that shows a progress bar over jobs.
 
     ``workers > 1`` runs the jobs on that many threads (``run_jobs``); the bar advances as
-    each one finishes (rich's progress is thread-safe).
+    each one finishes (rich's progress is thread-safe). ``checkpoint`` runs before each job.
     """
 
     def run(jobs: Sequence[Callable[[], T]]) -> list[T]:
+        if checkpoint is not None:
+            jobs = [_after(checkpoint, job) for job in jobs]
         if len(jobs) <= 1:
             return [job() for job in jobs]
         columns = (TextColumn(f"[bold]{description}"), BarColumn(), MofNCompleteColumn(),
@@ -108,12 +121,21 @@ def progress_runner(console: Console, description: str = "starts", *, workers: i
     return run
 
 
+def _after(checkpoint: Callable[[], None], job: Callable[[], T]) -> Callable[[], T]:
+    def call() -> T:
+        checkpoint()
+        return job()
+    return call
+
+
 class Report:
     """Collects tables and plots of one run, shows them, and writes them to a folder."""
 
     def __init__(self, console: Console, directory: Path | None, *, latex: bool = True,
-                 html: bool = True, plots: bool = True, json: bool = True) -> None:
+                 html: bool = True, plots: bool = True, json: bool = True,
+                 checkpoint: Callable[[], None] | None = None) -> None:
         self.console = console
+        self.checkpoint = checkpoint if checkpoint is not None else _nothing
         self.directory = directory
         self.latex, self.html, self.plots, self.json = latex, html, plots, json
         self.tables: dict[str, Table] = {}
@@ -124,6 +146,7 @@ class Report:
     def table(self, name: str, table: Table, *, show: Table | bool = True) -> None:
         """Keep a table for the JSON, write its LaTeX and HTML files, and show it (or ``show``,
         a shorter version of it) in the terminal."""
+        self.checkpoint()
         self.tables[name] = table
         if show is not False:
             shown = table if show is True else show
@@ -152,6 +175,7 @@ class Report:
     def figure(self, name: str, draw: Callable[[Any], Any], *, panels: int = 1) -> None:
         """Draw onto fresh matplotlib axes with ``draw(ax)`` and save ``{name}.png``;
         ``panels > 1`` passes a list of that many axes (three to a row)."""
+        self.checkpoint()
         if self.directory is None or not self.plots:
             return
         from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
@@ -171,6 +195,7 @@ class Report:
         path = self._folder() / file_name(f"{name}.png")
         fig.savefig(path, dpi=120)
         self.written.append(path)
+        self.checkpoint()  # matplotlib's weakref callbacks may have swallowed an interrupt
 
     def save(self, results: Any, *, spec: Mapping[str, Any],
              post_estimation: Mapping[str, Any]) -> Path | None:
@@ -178,15 +203,23 @@ class Report:
         if self.directory is None or not self.json:
             return None
         tables = {k: v for k, v in self.tables.items() if k != "summary"}
-        path = save_results(results, self._folder() / "results.json", spec=spec, tables=tables,
-                            post_estimation=post_estimation)
+        path = self._folder() / "results.json"
+        partial = path.with_name(f".results.json.{os.getpid()}.tmp")  # whole file, or none
+        try:
+            save_results(results, partial, spec=spec, tables=tables,
+                         post_estimation=post_estimation)
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
         self.written.append(path)
         return path
 
-    def finish(self) -> None:
+    def finish(self, location: Path | None = None) -> None:
+        """Say how many files were written where (``location``: the folder they now lie in)."""
         elapsed = time.perf_counter() - self.started
         if self.written:
-            self.console.print(f"wrote {len(self.written)} files to {self.directory} "
+            self.console.print(f"wrote {len(self.written)} files to "
+                               f"{location if location is not None else self.directory} "
                                f"in {elapsed:.1f}s", highlight=False)
 
     def _folder(self) -> Path:
@@ -202,7 +235,92 @@ class Report:
         self.written.append(path)
 
 
+def _nothing() -> None:
+    pass
+
+
 def file_name(name: str) -> str:
     """A table or plot name as one file name in the output folder: characters other than
     letters, digits, '.', '-' and '_' (a market id such as "2020/01" or "NY 1") become '_'."""
     return re.sub(r"[^\w.-]", "_", name)
+
+
+WRITTEN = (".json", ".tex", ".html", ".png")  # what a run writes: a folder of only these is ours
+
+
+class OutputFolder:
+    """A run's output folder, replaced as a whole at the end of the run.
+
+    Files go to a sibling staging folder ``<name>.partial-<pid>``; ``commit`` moves a previous
+    folder aside, moves the staging folder in and deletes the previous one, so a failed or
+    interrupted run leaves the previous folder as it was, and a finished one leaves no stale
+    file of an earlier run beside its own. ``discard`` deletes the staging folder (and the
+    parent folders ``open`` created)."""
+
+    def __init__(self, target: Path) -> None:
+        self.shown = target
+        self.target = Path(os.path.abspath(target.expanduser()))
+        self.staging = self.target.with_name(f"{self.target.name}.partial-{os.getpid()}")
+        self._created: list[Path] = []
+
+    def check(self) -> None:
+        """Raise SpecificationError unless the folder can be written and replaced."""
+        where = f"output folder '{self.shown}'"
+        if self.target.exists() and not self.target.is_dir():
+            raise SpecificationError(f"{where} is a file, not a folder; choose another --output")
+        for parent in self.target.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise SpecificationError(f"{where} lies under '{parent}', which is a file, "
+                                             f"not a folder; choose another --output")
+                break
+        here = Path.cwd().resolve()
+        if self.target.resolve() in (here, *here.parents):
+            raise SpecificationError(f"{where} holds the current directory; a run replaces its "
+                                     f"output folder as a whole: choose a new folder")
+        if self.target.is_dir():
+            foreign = [p.name for p in sorted(self.target.iterdir())
+                       if not (p.is_file() and p.suffix.lower() in WRITTEN)]
+            if foreign:
+                raise SpecificationError(
+                    f"{where} exists and holds {foreign[0]!r}, which a run does not write; a run "
+                    f"replaces its output folder as a whole: choose a new --output, or empty it")
+
+    def open(self) -> Path:
+        """Check the target, create the staging folder (and missing parents); return it."""
+        self.check()
+        self._created = [p for p in reversed(self.target.parents) if not p.exists()]
+        shutil.rmtree(self.staging, ignore_errors=True)  # left by a killed run of the same pid
+        self.staging.mkdir(parents=True)
+        return self.staging
+
+    def commit(self, interrupts: Interrupts | None = None) -> Path | None:
+        """Move the staging folder into place (None, target untouched, if it is empty)."""
+        with interrupts.shielded() if interrupts is not None else nullcontext():
+            if interrupts is not None:
+                interrupts.check()  # an interrupt some library code swallowed: not committed
+            if not any(self.staging.iterdir()):
+                self.discard()
+                return None
+            self.check()  # a folder made meanwhile holding others' files is not deleted
+            aside = self.target.with_name(f"{self.target.name}.replaced-{os.getpid()}")
+            if self.target.exists():
+                os.replace(self.target, aside)
+            try:
+                os.replace(self.staging, self.target)
+            except OSError:
+                if aside.exists():
+                    os.replace(aside, self.target)
+                raise
+            shutil.rmtree(aside, ignore_errors=True)
+        return self.target
+
+    def discard(self, interrupts: Interrupts | None = None) -> None:
+        """Delete the staging folder and the parents ``open`` created (if still empty)."""
+        with interrupts.shielded() if interrupts is not None else nullcontext():
+            shutil.rmtree(self.staging, ignore_errors=True)
+            for parent in reversed(self._created):
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break

@@ -10,15 +10,27 @@ import inspect
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from rich.console import Console
 
 import blpdemand
 from blpdemand.cli_bootstrap import check_bootstrap
-from blpdemand.cli_post import check_merger, post_estimation
-from blpdemand.cli_report import Report, RichReporter, draw_convergence, progress_runner
+from blpdemand.cli_post import (
+    check_contour,
+    check_merger,
+    check_post_data,
+    check_post_options,
+    post_estimation,
+)
+from blpdemand.cli_report import (
+    OutputFolder,
+    Report,
+    RichReporter,
+    draw_convergence,
+    progress_runner,
+)
 from blpdemand.cli_spec import (
     Spec,
     check_keys,
@@ -29,12 +41,18 @@ from blpdemand.cli_spec import (
 )
 from blpdemand.errors import BLPDemandError, SpecificationError
 
+if TYPE_CHECKING:
+    from blpdemand.cli import Interrupts
+
 NOT_FROM_SPEC = {"runner"}  # EstimationConfig fields the command line sets itself
 
 
 def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
-        progress: Console, quiet: bool = False) -> Any:
-    """Run ``blpdemand logit|estimate SPEC`` and return the live results."""
+        progress: Console, quiet: bool = False, interrupts: Interrupts | None = None) -> Any:
+    """Run ``blpdemand logit|estimate SPEC`` and return the live results.
+
+    Everything the spec asks for is checked before the estimation; the outputs are written to
+    a staging folder that replaces the output folder only at the end (``OutputFolder``)."""
     spec = read_spec(spec_path)
     if command == "logit" and spec.estimation:
         raise SpecificationError(f"[estimation] in {spec.path.name} configures the BLP estimator; "
@@ -50,18 +68,34 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
             raise SpecificationError(f"[post] {key} in {spec.path.name} needs 'blpdemand "
                                      f"estimate' (the GMM objective of a BLP model)")
     check_bootstrap(spec, command)  # [post.bootstrap]: fail before the estimation
+    check_post_options(spec)
     directory = output if output is not None else spec.output.get("directory")
     if directory is None:
         directory = Path.cwd() / f"{spec.path.stem}-results"
-    report = Report(console, Path(directory), latex=spec.output.get("latex", True),
+    folder = OutputFolder(Path(directory))
+    report = Report(console, folder.open(), latex=spec.output.get("latex", True),
                     html=spec.output.get("html", True), plots=spec.output.get("plots", True),
-                    json=spec.output.get("json", True))
+                    json=spec.output.get("json", True),
+                    checkpoint=interrupts.check if interrupts is not None else None)
+    try:
+        results = _run(command, spec, report, progress=progress, quiet=quiet)
+        written = folder.commit(interrupts)
+    except BaseException:
+        folder.discard(interrupts)
+        raise
+    report.finish(folder.shown if written is not None else None)
+    return results
+
+
+def _run(command: str, spec: Spec, report: Report, *, progress: Console, quiet: bool) -> Any:
+    """Read the data, estimate, run the post-estimation and write results.json into ``report``."""
     caught: list[str] = []
     with warnings.catch_warnings(record=True) as records:
         warnings.simplefilter("always")
         products = read_table(spec.data["products"], f"[data] products in {spec.path.name}")
         spec, products = _rename_clustering_ids(spec, products)
         check_merger(spec, products)  # [post.merger] names firms of the data: before estimating
+        check_post_data(spec, products)  # [post] market, costs' firm ids: likewise
         agents = (agent_markets(spec, read_table(spec.data["agents"],
                                                  f"[data] agents in {spec.path.name}"))
                   if "agents" in spec.data else None)
@@ -71,7 +105,8 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
             results = _logit(spec, products, instruments)
         else:
             results, evaluations, refit = _blp(spec, products, agents, instruments,
-                                               console=progress, quiet=quiet)
+                                               console=progress, quiet=quiet,
+                                               checkpoint=report.checkpoint)
             if evaluations:
                 report.figure("convergence", draw_convergence(evaluations))
         report.table("summary", results.summary())
@@ -80,7 +115,9 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
         if len(getattr(results, "starts", ())) > 1:
             report.table("starts", results.starts_table())
         post = post_estimation(spec, results, report, products, refit=refit,
-                               runner=None if quiet else progress_runner(progress, "post-estimation"))
+                               runner=progress_runner(progress, "post-estimation",
+                                                      checkpoint=report.checkpoint)
+                               if not quiet else _checked(report.checkpoint))
         for w in records:  # library maintenance notices are not the user's business
             if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning,
                                            FutureWarning)):
@@ -91,7 +128,6 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
     record = {"file": str(spec.path.resolve()), "command": command,
               "data": {k: str(v) for k, v in spec.data.items()}, "toml": spec.raw}
     report.save(results, spec=record, post_estimation=post)
-    report.finish()
     return results
 
 
@@ -187,8 +223,19 @@ def _logit(spec: Spec, products: pd.DataFrame, instruments: list[Any]) -> Any:
     return estimate_logit(products, **kwargs, **spec.logit)
 
 
+def _checked(checkpoint: Callable[[], None]) -> Callable[[list[Callable[[], Any]]], list[Any]]:
+    """The post-estimation steps one after another, ``checkpoint`` before each (no bar)."""
+    def run(jobs: list[Callable[[], Any]]) -> list[Any]:
+        out = []
+        for job in jobs:
+            checkpoint()
+            out.append(job())
+        return out
+    return run
+
+
 def _blp(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None, instruments: list[Any],
-         *, console: Console, quiet: bool) -> Any:
+         *, console: Console, quiet: bool, checkpoint: Callable[[], None] | None = None) -> Any:
     from blpdemand import EstimationConfig, Integration, Problem, estimate
 
     model = spec.model
@@ -231,51 +278,23 @@ def _blp(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None, instru
     if "bounds" in options:
         options["bounds"] = {k: tuple(v) for k, v in dict(options["bounds"]).items()}
     config = EstimationConfig(**options)  # validates workers before the runner uses it
-    config = dataclasses.replace(
-        config, runner=progress_runner(console, "multi-start", workers=config.workers))
-    reporter = RichReporter(console, quiet=quiet)
+    config = dataclasses.replace(config, runner=progress_runner(
+        console, "multi-start", workers=config.workers, checkpoint=checkpoint))
+    layout, _ = problem.layout(spec.parameters.get("sigma"), spec.parameters.get("pi"))
+    check_contour(spec, layout.names)  # [post] contour names parameters of the model: before
+    reporter = RichReporter(console, quiet=quiet, checkpoint=checkpoint)
     results = estimate(problem, sigma=spec.parameters.get("sigma"), pi=spec.parameters.get("pi"),
                        config=config, reporter=reporter)
     refit = {"integration": agent_source, "make_problem": make_problem}
     return results, reporter.records, refit
 
 
-# ---------------------------------------------------------------------- argparse wiring
-SPEC_COMMANDS = {
-    "estimate": ("estimate a BLP random-coefficients model from a TOML specification",
-                 ("Reads SPEC.toml (data files, formulas, instruments, integration, [estimation] "
-                 "options, [post] outputs), shows one row per objective evaluation, the "
-                 "estimates and requested post-estimation tables, and writes results.json, LaTeX "
-                 "and HTML tables and PNG plots to the output folder. See examples/README.md.")),
-    "logit": ("estimate a plain logit (OLS/IV, absorbed fixed effects) from a TOML spec",
-              ("Reads SPEC.toml ([data], [columns], [model] linear and absorb, [instruments], "
-              "[logit] options such as the covariance, [post]) and writes the same outputs as "
-              "'estimate'. See examples/README.md.")),
-}
-
-
-def add_spec_commands(sub: Any) -> None:
-    """Add ``estimate`` and ``logit`` to the ``blpdemand`` sub-command parser."""
-    for name, (short, long) in SPEC_COMMANDS.items():
-        example = "nevo.toml" if name == "estimate" else "cars.toml"
-        p = sub.add_parser(name, help=short, description=long,
-                           epilog=f"example: BLPDEMAND_DATA=path/to/data blpdemand {name} "
-                                  f"examples/{example} --output results")
-        p.add_argument("spec", type=Path, metavar="SPEC.toml", help="the specification file")
-        p.add_argument("--output", "-o", type=Path, metavar="DIR", default=None,
-                       help="folder for results.json, tables and plots (default: [output] "
-                            "directory of the spec, else ./<spec name>-results)")
-        p.add_argument("--quiet", "-q", action="store_true",
-                       help="no per-evaluation progress rows")
-        p.add_argument("--traceback", action="store_true",
-                       help="show the Python traceback of an error (for bug reports)")
-
-
-def run_command(args: Any) -> int:
-    """Run a spec command; any error becomes one line on stderr and exit status 2 (1 if a bug)."""
+def run_command(args: Any, *, interrupts: Interrupts | None = None) -> int:
+    """Run a spec command; any error becomes one line on stderr and exit status 2 (1 if a bug);
+    an interrupt (``interrupts``: SIGINT seen, even if swallowed since) status 130."""
     import sys
 
-    from blpdemand.errors import BLPDemandError
+    from blpdemand.cli import interrupted
 
     wide = None if sys.stdout.isatty() else 120
     # markup off: parameter names such as "sigma[prices, prices]" are not rich markup tags
@@ -284,18 +303,18 @@ def run_command(args: Any) -> int:
                        markup=False)
     try:
         run(args.command, args.spec, output=args.output, console=console, progress=progress,
-            quiet=args.quiet)
-    except (BLPDemandError, OSError) as exc:
-        if args.traceback:
-            raise
-        print(f"blpdemand {args.command}: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
+            quiet=args.quiet, interrupts=interrupts)
     except KeyboardInterrupt:
-        print(f"blpdemand {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # a bug: still one line unless --traceback
+        return interrupted(args.command)
+    except Exception as exc:
+        if interrupts is not None and interrupts.caused(exc):  # numba's SystemError, or after
+            return interrupted(args.command)
         if args.traceback:
             raise
+        if isinstance(exc, (BLPDemandError, OSError)):
+            print(f"blpdemand {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        # a bug: still one line unless --traceback
         print(f"blpdemand {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
               f"(rerun with --traceback and report it)", file=sys.stderr)
         return 1
