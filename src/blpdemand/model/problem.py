@@ -93,8 +93,10 @@ class Problem:
                              (ZD, "instruments")):
             check_magnitude(matrix.values, matrix.names, what=name)
         fixed_effects = absorb_fixed_effects(data.frame, fe_columns)
-        X1_tilde = fixed_effects.residualize(X1.values) if fixed_effects else X1.values
-        ZD_tilde = fixed_effects.residualize(ZD.values) if fixed_effects else ZD.values
+        X1_tilde = (fixed_effects.residualize(X1.values, names=X1.names) if fixed_effects
+                    else X1.values)
+        ZD_tilde = (fixed_effects.residualize(ZD.values, names=ZD.names) if fixed_effects
+                    else ZD.values)
         check_rank(X1_tilde, X1.names, what="X1 (linear characteristics)")
         check_identification(ZD_tilde, ZD.names, n_parameters=X1.K, parameter_names=X1.names,
                              excluded=excluded.names, endogenous=endogenous, n_nonlinear=X2.K,
