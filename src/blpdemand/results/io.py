@@ -21,12 +21,30 @@ Schema (``schema_version`` 1), one JSON object::
       "config": {...},                    the estimator's configuration as given
       "spec": {...},                      the CLI specification (empty from the Python API)
       "post_estimation": {...},           summaries of requested post-estimation outputs
+      "model": {...},                     optional: what rebuilds the results from the data
+                                          (below); absent in files written before it
       "tables": {                         every table by name ("summary", ...)
         "summary": {"title": ..., "index_name": ..., "index": [...], "columns": [...],
                     "columns_name": ... (optional, the columns' axis name),
                     "dtypes": [...], "data": [[...], ...], "notes": [...], "digits": 4}}
                     (dtypes: "float", "int", "bool", "object", or "Int64" / "Float64" /
                     "boolean" for nullable columns whose missing values are null)
+    }
+
+The optional "model" section (written for live logit and BLP results) holds the Problem's
+construction arguments and the exact estimate, so ``load_results(path, products=..., agents=...)``
+can rebuild full results from the same data::
+
+    "model": {
+      "linear": "prices", "nonlinear": "1 + prices" | null, "demographics": str | null,
+      "absorb": ["product_ids"] | null,   absorbed columns
+      "instruments": [names] | null,      null: given as arrays (pass instruments= to rebuild)
+      "endogenous": ["prices"], "columns": {...} | null, "negative_weights": false,
+      "agents": null | {"source": "frame"} | {"source": "integration", "kind", "size", "rng",
+                "per_market", "pairing", "demographics_data": bool},
+      "theta": [...], "sigma_free": [[bool]], "pi_free": [[bool]],   BLP: the estimate's theta
+      "W": [[...]],                       BLP: the last GMM step's weighting matrix
+      "logit": {"method", "covariance", "center_moments"}            logit: the estimator
     }
 
 Numbers are JSON numbers written with Python's shortest round-trip repr, so floats read back
@@ -46,7 +64,7 @@ import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import pandas as pd
@@ -77,6 +95,10 @@ class SavedResults:
     objective : GMM objective at the estimates, or None.
     diagnostics, config, spec, post_estimation, versions : plain JSON-ready dicts.
     tables : name -> Table; ``summary()`` returns ``tables["summary"]``.
+    model : what rebuilds the results from the data (see the module docstring), or empty.
+
+    Saved results hold no data, so post-estimation (elasticities, costs, ...) needs the results
+    rebuilt: ``load_results(path, products=..., agents=...)``.
     """
 
     kind: str
@@ -90,6 +112,15 @@ class SavedResults:
     versions: dict[str, str] = field(default_factory=dict)
     created: str = ""
     schema_version: int = SCHEMA_VERSION
+    model: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fitted(self) -> Any:
+        """Saved results have no demand model: post-estimation raises, naming the fix."""
+        raise SpecificationError(
+            "these results were loaded without data, so they hold estimates and tables but no "
+            "demand model; for elasticities, costs and counterfactuals rebuild them from the "
+            "data they were estimated on: bd.load_results(path, products=..., agents=...)")
 
     @property
     def estimates(self) -> pd.Series:
@@ -129,6 +160,7 @@ class SavedResults:
             "diagnostics": jsonable(self.diagnostics), "config": jsonable(self.config),
             "spec": jsonable(self.spec), "post_estimation": jsonable(self.post_estimation),
             "tables": {name: table_to_json(t) for name, t in self.tables.items()},
+            **({"model": jsonable(self.model)} if self.model else {}),
         }
 
 
@@ -170,7 +202,7 @@ def capture(results: Any, *, spec: Mapping[str, Any] | None = None,
         diagnostics=jsonable(diagnostics), config=jsonable(config) if config is not None else {},
         spec=dict(spec or {}), post_estimation=dict(post_estimation or {}), tables=all_tables,
         versions=package_versions(),
-        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), model=_model(results))
 
 
 def save_results(results: Any, path: str | Path, **extra: Any) -> Path:
@@ -195,9 +227,36 @@ def save_results(results: Any, path: str | Path, **extra: Any) -> Path:
     return path
 
 
-def load_results(path: str | Path) -> SavedResults:
-    """Read a results JSON file written by :func:`save_results` (schema version <= 1)."""
-    path = Path(path)
+@overload
+def load_results(path: str | Path, *, products: None = None, agents: None = None,
+                 instruments: None = None) -> SavedResults: ...
+@overload
+def load_results(path: str | Path, *, products: pd.DataFrame, agents: Any = None,
+                 instruments: Any = None) -> Any: ...
+def load_results(path: str | Path, *, products: pd.DataFrame | None = None, agents: Any = None,
+                 instruments: Any = None) -> Any:
+    """Read a results JSON file written by :func:`save_results` (schema version <= 1).
+
+    Without data: a :class:`SavedResults` (estimates, tables, provenance). With the data the
+    results were estimated on (``products``, and ``agents`` unless a built-in Integration without
+    demographics made them; ``instruments`` only if they were given as arrays): full results
+    (BLPResults or LogitResults) rebuilt from the saved "model" section, evaluated at the saved
+    theta with the saved configuration and W, ready for post-estimation. Raises DataError when
+    the rebuilt estimates differ from the saved ones by more than 1e-10 (relative): other data.
+    """
+    saved = _read(Path(path))
+    if products is None:
+        if agents is not None or instruments is not None:
+            raise SpecificationError("agents=/instruments= rebuild results from their data: "
+                                     "pass products= too")
+        return saved
+    from blpdemand.results.rebuild import rebuild
+
+    return rebuild(saved, products, agents=agents, instruments=instruments)
+
+
+def _read(path: Path) -> SavedResults:
+    """The SavedResults of one file, its schema checked."""
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -225,7 +284,28 @@ def load_results(path: str | Path) -> SavedResults:
         post_estimation=_decode_tree(record.get("post_estimation", {})),
         tables={k: table_from_json(v) for k, v in record.get("tables", {}).items()},
         versions=record.get("versions", {}), created=record.get("created", ""),
-        schema_version=version)
+        schema_version=version, model=_decode_tree(record.get("model", {})))
+
+
+# ---------------------------------------------------------------------- rebuilding from data
+def _model(results: Any) -> dict[str, Any]:
+    """The "model" section of live results: the Problem's inputs and the exact estimate."""
+    inputs = getattr(getattr(results, "problem", None), "inputs", None)
+    if not isinstance(inputs, dict) or not inputs:
+        return {}
+    from blpdemand.results.estimates import BLPResults
+    from blpdemand.results.logit import LogitResults
+
+    model: dict[str, Any] = dict(inputs)
+    if isinstance(results, BLPResults):
+        model.update(theta=results.theta.tolist(), sigma_free=results.layout.sigma_free.tolist(),
+                     pi_free=results.layout.pi_free.tolist(), W=np.asarray(results.W).tolist())
+    elif isinstance(results, LogitResults):
+        model["logit"] = {"method": results.method, "covariance": results.covariance_type,
+                          "center_moments": bool(results._fit.center_moments)}
+    else:  # other estimators (the approximation) are not rebuilt
+        return {}
+    return jsonable(model)  # type: ignore[no-any-return]
 
 
 # ---------------------------------------------------------------------- tables

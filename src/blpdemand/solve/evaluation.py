@@ -30,12 +30,13 @@ from blpdemand.solve.optimizer import OptimizationResult, OptimizationStatus
 
 
 def evaluate_outcome(problem: Problem, layout: ParameterLayout, theta: FloatArray,
-                     config: EstimationConfig) -> EstimationOutcome:
+                     config: EstimationConfig, *, W: FloatArray | None = None) -> EstimationOutcome:
     """Everything at a given theta without optimizing (PyBLP's 'return'): with the step-1 W,
-    or for ``method="2s"`` with the step-2 W = S(xi(theta))^{-1} built at the same theta."""
+    or for ``method="2s"`` with the step-2 W = S(xi(theta))^{-1} built at the same theta; or
+    with a given ``W`` (M, M) (the one an estimate used: saved results rebuilt)."""
     if problem.agents is None or layout.P == 0:
         raise SpecificationError("evaluate needs random coefficients: give sigma=/pi=")
-    clock = time.perf_counter()
+    clock, given = time.perf_counter(), W
     clusters = _clusters(problem, config)
     Z = problem.ZD_tilde
     W = weighting_matrix(Z.T @ Z / problem.N, what="instrument cross-product Z'Z/N")
@@ -55,8 +56,10 @@ def evaluate_outcome(problem: Problem, layout: ParameterLayout, theta: FloatArra
             message="evaluated, not optimized", iterations=0, evaluations=1))
         return evaluation
 
-    evaluation = at(1, W, None)
-    if config.method == "2s":
+    if given is not None:
+        W = np.asarray(given, dtype=np.float64)
+    evaluation = at(1 if given is None or config.method == "1s" else 2, W, None)
+    if config.method == "2s" and given is None:
         _check_step_one(evaluation, steps[0])
         S = moment_covariance(evaluation.xi, Z, kind=config.weighting, clusters=clusters,
                               center=config.center_moments)
