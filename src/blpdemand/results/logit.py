@@ -18,7 +18,7 @@ import pandas as pd
 from blpdemand.model.fitted import FittedDemand, logit_layout
 from blpdemand.model.problem import InstrumentsLike, Problem
 from blpdemand.results.tables import Table, coefficient_table
-from blpdemand.solve.first_stage import FirstStageReport
+from blpdemand.solve.first_stage import ClusterCorrection, FirstStageReport
 from blpdemand.solve.linear_iv import CovarianceType, Method
 from blpdemand.solve.logit import LogitFit, fit_logit, logit_problem, refit_covariance
 
@@ -215,8 +215,11 @@ class LogitResults:
             raise ValueError("no first stage: the model was estimated by OLS")
         kind = ("homoskedastic" if self.covariance_type == "unadjusted"
                 else "effective (Montiel Olea and Pflueger 2013)")
+        factor = max(s.cluster_factor for s in self.first_stage.stages)
+        small = ((f"clustered V times G/(G-1) (N-1)/(N-K) = {factor:.4f} (Stata)",)
+                 if factor != 1.0 else ())
         return Table(title="First stage", body=self.first_stage.to_frame(),
-                     notes=(f"headline F: {kind}; weak if below 10",))
+                     notes=(f"headline F: {kind}; weak if below 10", *small))
 
     def to_frame(self) -> pd.DataFrame:
         """One row per X1 column: estimate, std. error, t, p-value and the 95% interval (the
@@ -237,7 +240,8 @@ def estimate_logit(products: pd.DataFrame, *, linear: str, instruments: Instrume
                    absorb: Any = None, endogenous: Sequence[str] = ("prices",),
                    method: Method = "2sls", covariance: CovarianceType = "robust",
                    clusters: Any = None, columns: Mapping[str, str] | None = None,
-                   center_moments: bool = False) -> LogitResults:
+                   center_moments: bool = False,
+                   first_stage_correction: ClusterCorrection = "none") -> LogitResults:
     """Estimate the plain logit log(s_jt/s_0t) = x_jt' beta + xi_jt by OLS, 2SLS or GMM.
 
     Parameters
@@ -252,6 +256,10 @@ def estimate_logit(products: pd.DataFrame, *, linear: str, instruments: Instrume
     clusters : column name, two column names, or ids in the user's row order.
     columns : map from reserved names to the user's columns, e.g. ``{"market_ids": "year"}``.
     center_moments : center the moments in S (for robust/clustered covariance and 2-step W).
+    first_stage_correction : ``"stata"`` multiplies the first stage's clustered covariance by
+        G/(G-1) (N-1)/(N-K), K = first-stage regressors + absorbed degrees (Stata's factor; the
+        paper's make-clustered F on the cars data is computed this way); the second stage's
+        standard errors are unchanged. Default ``"none"``.
 
     Returns
     -------
@@ -268,5 +276,5 @@ def estimate_logit(products: pd.DataFrame, *, linear: str, instruments: Instrume
     problem = logit_problem(products, linear=linear, instruments=instruments, absorb=absorb,
                             endogenous=endogenous, method=method, columns=columns)
     fit = fit_logit(problem, method=method, covariance=covariance, clusters=clusters,
-                    center_moments=center_moments)
+                    center_moments=center_moments, first_stage_correction=first_stage_correction)
     return LogitResults(fit)

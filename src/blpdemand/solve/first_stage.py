@@ -9,7 +9,13 @@ partialled out). The partial F statistic tests pi_E = 0 for the q excluded instr
 where Z~_E are the excluded instruments net of the exogenous ones. With the unadjusted V
 (s^2 = v'v / (N - M - D_FE)) the Wald form equals the classical (RSS_r - RSS_u)/q / s^2. The
 effective F equals the robust Wald F with one instrument and is the robust statistic to compare
-with the Stock and Yogo (2005) rule of thumb of 10. No finite-sample cluster factor is used.
+with the Stock and Yogo (2005) rule of thumb of 10. By default no finite-sample cluster factor is
+used; ``cluster_correction="stata"`` multiplies the clustered V by Stata's
+
+    c = G / (G - 1) x (N - 1) / (N - K),      K = M + D_FE (all first-stage parameters),
+
+as ``regress``/``ivreg2, small`` with the effects as dummy columns (G: the smaller dimension for
+two-way clusters), so F_clustered and the clustered effective F are divided by c.
 """
 
 from __future__ import annotations
@@ -17,16 +23,21 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from blpdemand._types import FloatArray
+from blpdemand.data.validation import check_choice
 from blpdemand.errors import SpecificationError, WeakInstrumentsWarning
 from blpdemand.solve.linear_iv import CovarianceType, estimate_covariance
+from blpdemand.solve.weighting import number_of_clusters
 
 WEAK_F_THRESHOLD = 10.0
+ClusterCorrection = Literal["none", "stata"]
+CLUSTER_CORRECTIONS: tuple[ClusterCorrection, ...] = ("none", "stata")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,6 +50,7 @@ class FirstStage:
     f_statistic : the headline F (homoskedastic for covariance "unadjusted", else effective F).
     f_homoskedastic, f_robust, f_clustered, f_effective : the partial F statistics.
     p_value : P(F(q, df) > f_statistic); partial_r2 : 1 - RSS_u / RSS_r; q : excluded instruments.
+    cluster_factor : the small-sample factor c applied to the clustered V (1.0 when none).
     """
 
     endogenous: str
@@ -54,6 +66,7 @@ class FirstStage:
     q: int
     df_resid: int
     covariance_type: str
+    cluster_factor: float = 1.0
 
     @property
     def weak(self) -> bool:
@@ -67,6 +80,8 @@ class FirstStage:
     def __repr__(self) -> str:
         kind = "homoskedastic" if self.covariance_type == "unadjusted" else "effective"
         clustered = "" if self.f_clustered is None else f", clustered {self.f_clustered:.2f}"
+        if self.f_clustered is not None and self.cluster_factor != 1.0:
+            clustered += f" (small-sample factor {self.cluster_factor:.4f})"
         lines = [(f"First stage of {self.endogenous!r} ({self.q} excluded instruments, "
                  f"residual df = {self.df_resid}, {self.covariance_type} standard errors)"),
                  frame_text(self.to_frame()),
@@ -129,10 +144,19 @@ def _wald_f(pi_E: FloatArray, V_EE: FloatArray) -> float:
         return float("nan")
 
 
+def cluster_factor(N: int, K: int, G: int) -> float:
+    """Stata's small-sample factor for clustered covariance: G/(G-1) x (N-1)/(N-K)."""
+    if G < 2 or N <= K:
+        raise SpecificationError(f"the small-sample cluster factor needs G >= 2 clusters and "
+                                 f"N > K (G = {G}, N = {N}, K = {K})")
+    return G / (G - 1) * (N - 1) / (N - K)
+
+
 def first_stage(X: FloatArray, Z: FloatArray, *, x_names: Sequence[str],
                 z_names: Sequence[str], endogenous: Sequence[str], excluded: Sequence[str],
                 covariance: CovarianceType = "robust", clusters: object = None,
-                absorbed_degrees: int = 0, warn: bool = True) -> FirstStageReport:
+                absorbed_degrees: int = 0, warn: bool = True,
+                cluster_correction: ClusterCorrection = "none") -> FirstStageReport:
     """Regress every endogenous column of X on Z and test the excluded instruments.
 
     Parameters
@@ -141,6 +165,8 @@ def first_stage(X: FloatArray, Z: FloatArray, *, x_names: Sequence[str],
     x_names, z_names : column labels; endogenous : names in x_names; excluded : names in z_names.
     covariance, clusters, absorbed_degrees : as in ``fit_linear_iv``.
     warn : issue a WeakInstrumentsWarning when a headline F is below 10.
+    cluster_correction : ``"none"`` or ``"stata"``: V_clustered times
+        c = G/(G-1) (N-1)/(N-K) with K = M + absorbed_degrees (see the module docstring).
 
     Returns
     -------
@@ -156,8 +182,12 @@ def first_stage(X: FloatArray, Z: FloatArray, *, x_names: Sequence[str],
     q = len(E)
     if q == 0:
         raise SpecificationError(f"no excluded instruments for endogenous {list(endogenous)}")
+    check_choice(cluster_correction, CLUSTER_CORRECTIONS, name="cluster_correction")
     N, M = Z.shape
     df = N - M - absorbed_degrees
+    factor = 1.0
+    if cluster_correction == "stata" and clusters is not None:
+        factor = cluster_factor(N, M + absorbed_degrees, number_of_clusters(clusters, N))
     ZZi = np.linalg.inv(Z.T @ Z)
     W = np.linalg.inv(Z.T @ Z / N)
     Zx = Z[:, exog]
@@ -179,7 +209,7 @@ def first_stage(X: FloatArray, Z: FloatArray, *, x_names: Sequence[str],
                                        absorbed_degrees=absorbed_degrees)
 
         V_u, V_r = V("unadjusted"), V("robust")
-        V_c = V("clustered") if clusters is not None else None
+        V_c = factor * V("clustered") if clusters is not None else None
         pi_E = pi[E]
         f_homo = _wald_f(pi_E, V_u[np.ix_(E, E)])
         f_rob = _wald_f(pi_E, V_r[np.ix_(E, E)])
@@ -195,7 +225,7 @@ def first_stage(X: FloatArray, Z: FloatArray, *, x_names: Sequence[str],
             f_statistic=headline, f_homoskedastic=f_homo, f_robust=f_rob, f_clustered=f_clu,
             f_effective=f_eff, p_value=float(stats.f.sf(headline, q, df)),
             partial_r2=1.0 - rss_u / rss_r if rss_r > 0 else float("nan"), q=q, df_resid=df,
-            covariance_type=covariance)
+            covariance_type=covariance, cluster_factor=factor if V_c is not None else 1.0)
         if warn and stage.weak:
             warnings.warn(WeakInstrumentsWarning(
                 f"weak instruments for '{name}': first-stage F = {headline:.2f} < "

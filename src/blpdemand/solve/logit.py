@@ -21,7 +21,7 @@ from blpdemand._types import AnyArray, FloatArray
 from blpdemand.data.validation import check_id_values, require_columns
 from blpdemand.errors import DataError, SpecificationError
 from blpdemand.model.problem import InstrumentsLike, Problem
-from blpdemand.solve.first_stage import FirstStageReport, first_stage
+from blpdemand.solve.first_stage import ClusterCorrection, FirstStageReport, first_stage
 from blpdemand.solve.linear_iv import (
     CovarianceType,
     LinearIVResult,
@@ -43,6 +43,8 @@ class LogitFit:
     delta : (N,) Berry inversion log s - log s0; xi : (N,) residuals net of fixed effects.
     clusters : (N,) or (N, 2) cluster ids in sorted order, or None.
     first_stage : FirstStageReport or None (OLS or no endogenous regressor).
+    first_stage_correction : small-sample factor on the first stage's clustered V ("none",
+        "stata"); kept by ``refit_covariance``.
     """
 
     problem: Problem
@@ -52,6 +54,7 @@ class LogitFit:
     clusters: AnyArray | None = field(repr=False)
     first_stage: FirstStageReport | None
     center_moments: bool
+    first_stage_correction: ClusterCorrection = "none"
 
     @property
     def absorbed_degrees(self) -> int:
@@ -112,8 +115,8 @@ def excluded_names(problem: Problem) -> tuple[str, ...]:
 
 
 def fit_logit(problem: Problem, *, method: Method = "2sls", covariance: CovarianceType = "robust",
-              clusters: Any = None, center_moments: bool = False,
-              warn_weak: bool = True) -> LogitFit:
+              clusters: Any = None, center_moments: bool = False, warn_weak: bool = True,
+              first_stage_correction: ClusterCorrection = "none") -> LogitFit:
     """Estimate beta by OLS, 2SLS or linear GMM on the within-transformed Berry inversion.
 
     Parameters
@@ -122,6 +125,8 @@ def fit_logit(problem: Problem, *, method: Method = "2sls", covariance: Covarian
     method, covariance, center_moments : see ``fit_linear_iv``.
     clusters : column name(s) or ids in the user's row order (one- or two-way).
     warn_weak : warn (WeakInstrumentsWarning) when a first-stage F is below 10.
+    first_stage_correction : "stata" multiplies the first stage's clustered covariance by
+        G/(G-1) (N-1)/(N-K) (``first_stage``); the second stage's covariance is unchanged.
     """
     check_options(method, covariance)
     if problem.K2 > 0:
@@ -138,18 +143,25 @@ def fit_logit(problem: Problem, *, method: Method = "2sls", covariance: Covarian
         report = first_stage(X, Z, x_names=problem.X1.names, z_names=problem.ZD.names,
                              endogenous=problem.endogenous, excluded=excluded_names(problem),
                              covariance=covariance, clusters=ids, absorbed_degrees=absorbed,
-                             warn=warn_weak)
+                             warn=warn_weak, cluster_correction=first_stage_correction)
     fit = fit_linear_iv(y, X, None if method == "ols" else Z, method=method,
                         covariance=covariance, clusters=ids, absorbed_degrees=absorbed,
                         x_names=problem.X1.names, z_names=problem.ZD.names,
                         center_moments=center_moments, check=False)
     return LogitFit(problem=problem, fit=fit, delta=delta, xi=fit.residuals, clusters=ids,
-                    first_stage=report, center_moments=center_moments)
+                    first_stage=report, center_moments=center_moments,
+                    first_stage_correction=first_stage_correction)
 
 
 def refit_covariance(logit: LogitFit, *, covariance: CovarianceType, clusters: Any = None,
-                     warn_weak: bool = True) -> LogitFit:
-    """The same estimates with another covariance (a new record; W and xi unchanged)."""
+                     warn_weak: bool = True,
+                     first_stage_correction: ClusterCorrection | None = None) -> LogitFit:
+    """The same estimates with another covariance (a new record; W and xi unchanged).
+
+    ``first_stage_correction`` None keeps the record's own.
+    """
+    correction = (logit.first_stage_correction if first_stage_correction is None
+                  else first_stage_correction)
     check_options(logit.fit.method, covariance)
     problem = logit.problem
     ids = cluster_ids(problem, clusters) if clusters is not None else logit.clusters
@@ -172,6 +184,7 @@ def refit_covariance(logit: LogitFit, *, covariance: CovarianceType, clusters: A
                              z_names=problem.ZD.names, endogenous=problem.endogenous,
                              excluded=excluded_names(problem), covariance=covariance,
                              clusters=ids, absorbed_degrees=logit.absorbed_degrees,
-                             warn=warn_weak)
+                             warn=warn_weak, cluster_correction=correction)
     return LogitFit(problem=problem, fit=fit, delta=logit.delta, xi=logit.xi, clusters=ids,
-                    first_stage=report, center_moments=logit.center_moments)
+                    first_stage=report, center_moments=logit.center_moments,
+                    first_stage_correction=correction)
