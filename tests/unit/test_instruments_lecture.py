@@ -92,6 +92,8 @@ def test_fit_prices_on_cost_shifters_only(prices_data: pd.DataFrame, exogenous: 
     np.testing.assert_allclose(fit.coefficients, b, rtol=1e-10)
     np.testing.assert_allclose(fit.p_hat, W @ b, rtol=0, atol=1e-10 * np.abs(p).max())
     assert fit.names == ("w", "v") and fit.p_hat.index.equals(prices_data.index)
+    e = p - W @ b  # no constant: uncentered R^2, in [0, 1]
+    assert fit.r_squared == pytest.approx(1 - (e @ e) / (p @ p), rel=1e-12)
 
 
 def test_fit_prices_keyword_only_instruments_with_effects(prices_data: pd.DataFrame) -> None:

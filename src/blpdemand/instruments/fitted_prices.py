@@ -33,7 +33,8 @@ class FirstStage:
     p_hat : (N,) fitted prices, the input's index and row order.
     coefficients : (L,) OLS coefficients of the regressors ``names`` (fixed effects absorbed).
     names : regressor names (exogenous columns, then cost shifters).
-    r_squared : R^2 of the (within) regression.
+    r_squared : R^2 of the (within) regression; uncentered (1 - e'e / p'p) when there is
+        neither a constant nor absorbed effects.
     column : name of the price column that was fitted.
     """
 
@@ -120,7 +121,8 @@ def fit_prices(products: pd.DataFrame, exogenous: Characteristics | None = None,
             "least squares); drop them to silence this", CollinearityWarning, stacklevel=2)
     coefficients, *_ = np.linalg.lstsq(Z, p_tilde, rcond=None)
     residuals = p_tilde - Z @ coefficients
-    centered = p_tilde - (0.0 if effects is not None else p_tilde.mean())
+    constant = bool(np.any((np.ptp(Z, axis=0) == 0) & (Z[0] != 0)))
+    centered = p_tilde - (p_tilde.mean() if effects is None and constant else 0.0)
     total = float(centered @ centered)
     r_squared = 1.0 - float(residuals @ residuals) / total if total > 0 else 0.0
     p_hat = pd.Series(p - residuals, index=products.index, name=f"{column}_hat")
