@@ -9,6 +9,8 @@ with ``negative_weights=True``:
 - estimated from the same start with L-BFGS-B (PyBLP gtol 1e-8, ours starts=0): both end on the
   Sigma >= 0 bound at Sigma = 0, so objective (1e-8 relative) and theta (exactly 0, atol 1e-8)
   and beta (1e-7 relative) are compared;
+- at a large Sigma = diag(3, 10, 0.5) the contraction fails in 75 markets, the same ones as with
+  the built-in Integration("sparse_grid", 4) (same nodes and weights): same verdict;
 - without ``negative_weights=True`` the frame is refused with a DataError naming the keyword;
   with it, a market whose weights do not sum to a positive number is still refused.
 """
@@ -22,7 +24,12 @@ import pandas as pd
 import pytest
 
 import blpdemand as bd
-from blpdemand.errors import DataError, IdentificationWarning, OptimizationWarning
+from blpdemand.errors import (
+    ConvergenceWarning,
+    DataError,
+    IdentificationWarning,
+    OptimizationWarning,
+)
 
 pyblp = pytest.importorskip("pyblp")
 pyblp.options.verbose = False
@@ -94,3 +101,19 @@ def test_negative_weights_estimate_equals_pyblp(nevo_products, pyblp_grid) -> No
     else:
         np.testing.assert_allclose(ours.theta, ref_theta, rtol=1e-6)
         np.testing.assert_allclose(ours.beta, np.ravel(ref.beta), rtol=1e-6)
+
+
+def test_same_verdict_as_the_builtin_sparse_grid(nevo_products, pyblp_grid) -> None:
+    # where the contraction fails, the user's frame gets the built-in sparse grid's verdict
+    # (the same failed markets, no objective, a ConvergenceWarning)
+    _, frame = pyblp_grid
+    user = _ours(nevo_products, frame, negative_weights=True)
+    builtin = _ours(nevo_products, bd.Integration("sparse_grid", 4))
+    config = bd.EstimationConfig(hessian=False)
+    verdicts = []
+    for problem in (user, builtin):
+        with pytest.warns(ConvergenceWarning, match="contraction failed"):
+            results = bd.evaluate(problem, sigma=[3.0, 10.0, 0.5], config=config)
+        assert results.failed_markets.size > 0 and np.isnan(results.objective)
+        verdicts.append(set(results.failed_markets.tolist()))
+    assert verdicts[0] == verdicts[1]
