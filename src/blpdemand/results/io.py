@@ -297,6 +297,11 @@ def _model(results: Any) -> dict[str, Any]:
     from blpdemand.results.logit import LogitResults
 
     model: dict[str, Any] = dict(inputs)
+    problem = results.problem
+    exogenous = [n for n in problem.X1.names if n not in problem.endogenous]
+    if model.get("instruments") is not None and \
+            list(problem.ZD.names) != exogenous + list(model["instruments"]):
+        model["instruments"] = None  # replaced since (optimal instruments): not product columns
     if isinstance(results, BLPResults):
         model.update(theta=results.theta.tolist(), sigma_free=results.layout.sigma_free.tolist(),
                      pi_free=results.layout.pi_free.tolist(), W=np.asarray(results.W).tolist())
