@@ -48,9 +48,10 @@ def compute_shares(results: Any, *, prices: Any = None, characteristics: Any = N
     >>> import blpdemand as bd
     >>> sim = bd.simulate(markets=20, products=5, rng=0)
     >>> res = bd.estimate_logit(sim.products, linear=sim.linear, instruments=list(sim.instruments))
-    >>> s = bd.compute_shares(res, prices=1.01 * sim.products["prices"].to_numpy())
-    >>> bool((s < sim.products["shares"].to_numpy()).all())
-    True
+    >>> prices = sim.products["prices"].to_numpy() + 0.1 * (sim.products.index == 0)
+    >>> s = bd.compute_shares(res, prices=prices)          # product 0 dearer, nothing else
+    >>> bool(s[0] < sim.products["shares"][0]), bool((s[1:5] > sim.products["shares"][1:5]).all())
+    (True, True)
     """
     fitted = as_fitted(results)
     problem = fitted.problem
