@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from blpdemand.errors import SpecificationError
 from blpdemand.results.io import save_results
 from blpdemand.results.tables import Table
-from blpdemand.solve.optimizer import run_jobs
+from blpdemand.solve.jobs import run_jobs
 from blpdemand.solve.progress import EvaluationRecord
 
 if TYPE_CHECKING:

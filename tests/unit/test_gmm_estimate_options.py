@@ -19,7 +19,8 @@ import blpdemand as bd
 from blpdemand.errors import OptimizationWarning, SpecificationError
 from blpdemand.instruments.differentiation import build_differentiation_instruments
 from blpdemand.solve.covariance import moment_covariance, weighting_matrix
-from blpdemand.solve.optimizer import minimize, run_jobs
+from blpdemand.solve.jobs import run_jobs
+from blpdemand.solve.optimizer import minimize
 from blpdemand.solve.progress import RecordingReporter
 
 

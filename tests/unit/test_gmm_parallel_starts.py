@@ -21,7 +21,8 @@ import scipy.optimize
 
 import blpdemand as bd
 from blpdemand.errors import SpecificationError
-from blpdemand.solve.optimizer import minimize, run_jobs
+from blpdemand.solve.jobs import run_jobs
+from blpdemand.solve.optimizer import minimize
 from blpdemand.solve.progress import RecordingReporter
 
 WAIT = 60.0  # seconds a thread waits for the other before the test fails (a deadlock guard)

@@ -181,10 +181,10 @@ def stall(monkeypatch: pytest.MonkeyPatch) -> None:
     polish's case (an iteration limit the user set is respected, never polished past)."""
     import dataclasses
 
-    import blpdemand.solve.estimate as estimate_module
+    import blpdemand.solve.multistart as multistart
     from blpdemand.solve.optimizer import OptimizationStatus
 
-    real = estimate_module.minimize
+    real = multistart.minimize
 
     def stalled(fun: object, theta0: np.ndarray, **options: object) -> object:
         options["max_iterations"] = 1
@@ -192,7 +192,7 @@ def stall(monkeypatch: pytest.MonkeyPatch) -> None:
         return dataclasses.replace(result, status=OptimizationStatus.NOT_CONVERGED,
                                    message="ABNORMAL: line search stalled (test)")
 
-    monkeypatch.setattr(estimate_module, "minimize", stalled)
+    monkeypatch.setattr(multistart, "minimize", stalled)
 
 
 def test_an_iteration_cap_is_respected_and_reported(correlated: bd.Problem) -> None:

@@ -44,7 +44,7 @@ from blpdemand.results.logit import LogitResults
 from blpdemand.results.tables import Table
 from blpdemand.solve.contraction import InnerLoop
 from blpdemand.solve.fixed_point import FixedPointConfig
-from blpdemand.solve.optimizer import run_jobs
+from blpdemand.solve.jobs import run_jobs
 
 __all__ = ["BootstrapDraws", "BootstrapSummary", "bootstrap"]
 

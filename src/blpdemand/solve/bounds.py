@@ -8,6 +8,7 @@ drawn, and is opt-in as bounds. Optimizers that take no bounds (bfgs) are bound 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ from blpdemand._types import FloatArray
 from blpdemand.errors import SpecificationError
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
-from blpdemand.solve.optimizer import BOUNDED
+from blpdemand.solve.optimizer import BOUNDED, OptimizationResult, OptimizationStatus
 
 BOUND_UTILITY = 10.0  # the box random starts are drawn in: see data_box
 
@@ -140,3 +141,14 @@ def at_bounds(theta: FloatArray, bounds: Sequence[tuple[float, float]]
             if np.isfinite(bound) and abs(float(value) - bound) <= scale:
                 out.append((k, float(bound)))
     return out
+
+
+def mark_at_bounds(step: OptimizationResult, bounds: Sequence[tuple[float, float]]
+                   ) -> OptimizationResult:
+    """A converged run with parameters on a finite bound: status AT_BOUND, naming them."""
+    active = at_bounds(step.theta, bounds)
+    if step.status is not OptimizationStatus.CONVERGED or not active:
+        return step
+    where = ", ".join(f"theta[{k}] = {bound:g}" for k, bound in active)
+    return dataclasses.replace(step, status=OptimizationStatus.AT_BOUND,
+                               message=f"{step.message}; on a bound: {where}")

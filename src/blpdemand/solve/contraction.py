@@ -55,7 +55,7 @@ from blpdemand.model.shares import block_shares
 from blpdemand.model.utility import ExpUtility, MarketBlock, exp_utility, market_blocks
 from blpdemand.solve.block_inversion import compiled_available, invert_block
 from blpdemand.solve.fixed_point import FixedPointConfig, FixedPointResult, FixedPointStatus
-from blpdemand.solve.optimizer import run_jobs
+from blpdemand.solve.jobs import run_jobs
 
 __all__ = ["ContractionResult", "InnerLoop", "compute_shares", "delta_jacobian", "solve_delta"]
 

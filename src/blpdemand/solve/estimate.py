@@ -10,6 +10,7 @@ the :class:`EstimationOutcome` of :func:`run_estimation` into a results object.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -29,20 +30,21 @@ from blpdemand.solve.bounds import (
     binding_bounds,
     check_start,
     data_box,
+    mark_at_bounds,
     resolve_bounds,
     start_box,
 )
 from blpdemand.solve.covariance import moment_covariance, weighting_matrix
 from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.gmm import DemandObjective, ObjectiveEvaluation
-from blpdemand.solve.multistart import StartOutcome, check_agreement
+from blpdemand.solve.jobs import check_executor, map_jobs
+from blpdemand.solve.multistart import StartJob, StartOutcome, check_agreement, run_start
 from blpdemand.solve.optimizer import (
     OPTIMIZERS,
     OptimizationResult,
     OptimizationStatus,
-    minimize,
+    contraction_failed,
     newton_polish,
-    run_jobs,
 )
 from blpdemand.solve.progress import Reporter, SerializedReporter
 
@@ -90,7 +92,12 @@ class EstimationConfig:
     hessian : compute the Hessian of Q at the estimate (forward differences of the gradient);
         it is computed anyway when the optimizer stalled, to judge convergence.
     workers : threads running the starts at once (same results); keep BLAS at 1 thread each.
-    runner : function running a list of independent jobs (default ``run_jobs``; overrides workers).
+    runner : function running a list of independent jobs (zero-argument callables; default:
+        ``map_jobs`` with ``workers``/``executor``; overrides both).
+    executor : runs the starts as jobs elsewhere: a ``concurrent.futures.Executor`` (e.g.
+        ``ProcessPoolExecutor(2)``) or a ``dask.distributed.Client``; each start is a picklable
+        ``StartJob`` run by ``run_start``, so the results equal the sequential run's (the same
+        operations in the same order). Overrides ``workers``.
     """
 
     optimizer: str = "l-bfgs-b"
@@ -110,6 +117,7 @@ class EstimationConfig:
     hessian: bool = True
     workers: int = 1
     runner: Callable[[Sequence[Callable[[], Any]]], list[Any]] | None = None
+    executor: Any = None
 
     def __post_init__(self) -> None:
         from blpdemand._checks import check_field_types
@@ -131,6 +139,7 @@ class EstimationConfig:
             raise SpecificationError(f"rng={self.rng!r} must be a non-negative integer seed or None")
         if not np.issubdtype(type(self.workers), np.integer) or self.workers < 1:  # bool is not
             raise SpecificationError(f"workers={self.workers!r} must be an integer >= 1 (threads)")
+        check_executor(self.executor)
         if "clustered" in (self.weighting, self.covariance) and self.clusters is None:
             raise SpecificationError("clustered weighting or covariance needs clusters='<column>'")
         if self.contraction is None:
@@ -202,7 +211,6 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     binding = binding_bounds(bounds, config.optimizer)
     check_start(layout, theta0, binding)
     clusters = _clusters(problem, config)
-    runner = config.runner or (lambda jobs: run_jobs(jobs, workers=config.workers))
     reporter = reporter if reporter is None or config.workers == 1 else SerializedReporter(reporter)
     Z = problem.ZD_tilde
     W = weighting_matrix(Z.T @ Z / problem.N, what="instrument cross-product Z'Z/N")
@@ -227,26 +235,17 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
         starts = [np.asarray(first, dtype=np.float64)]
         starts += [generator.uniform(lo, hi) for _ in range(config.starts)]
 
-        def job(k: int, start: FloatArray) -> Callable[[], _StartRun]:
-            # a job shares no mutable state (threads may run jobs) and returns plain data: the
-            # result, work counts, and delta and beta at the end (the next warm start)
-            def run() -> _StartRun:
-                objective = make(step, k, W, delta0)
-                result = minimize(objective, start, method=config.optimizer, bounds=bounds,
-                                  gtol=config.gtol, max_iterations=config.max_iterations,
-                                  on_iteration=objective.mark_iteration)
-                end = objective.evaluate(result.theta, report=False, adjoint=True)
-                work = {"iterations": objective.contraction_iterations,
-                        "evaluations": objective.contraction_evaluations,
-                        "failures": objective.failures}
-                result = _at_bounds(result, binding)
-                if end.failed:  # the optimizer ended where the inner loop fails: never the best
-                    result = _contraction_failed(result, end)
-                return _StartRun(result, work, None if end.failed else end.delta,
-                                 None if end.failed else end.beta)
-            return run
-
-        ran = runner([job(k, start) for k, start in enumerate(starts)])
+        jobs = [StartJob(problem=problem, layout=layout, W=W, theta0=start, step=step, index=k,
+                         optimizer=config.optimizer, bounds=tuple(bounds),
+                         binding=tuple(binding), gtol=config.gtol,
+                         max_iterations=config.max_iterations, contraction=config.fixed_point,
+                         on_failure=config.on_failure, delta0=delta0, clock=clock,
+                         reporter=None if config.executor is not None else reporter)
+                for k, start in enumerate(starts)]
+        if config.runner is not None:  # a caller's runner (the CLI's progress bar) takes closures
+            ran = config.runner([functools.partial(run_start, job) for job in jobs])
+        else:
+            ran = map_jobs(run_start, jobs, workers=config.workers, executor=config.executor)
         for run in ran:
             for key in counts:
                 counts[key] += run.work[key]
@@ -270,7 +269,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
         first = objective.evaluate(result.theta, report=False)
         tally(objective)  # step 1's evaluation at its estimate (and Hessian, Newton steps)
         _check_step_one(first, result)
-        steps[0] = result = _at_bounds(result, binding)
+        steps[0] = result = mark_at_bounds(result, binding)
         outcomes[best] = dataclasses.replace(outcomes[best], optimization=result, beta=first.beta)
         finished += check_agreement(outcomes, best, 1)
         S = moment_covariance(first.xi, Z, kind=config.weighting, clusters=clusters,
@@ -296,9 +295,9 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
         steps[-1] = _at_precision_floor(steps[-1], hessian)
     counts["iterations"] += objective.contraction_iterations - before[0]
     counts["evaluations"] += objective.contraction_evaluations - before[1]
-    steps[-1] = _at_bounds(steps[-1], binding)
+    steps[-1] = mark_at_bounds(steps[-1], binding)
     if evaluation.failed:
-        steps[-1] = _contraction_failed(steps[-1], evaluation)
+        steps[-1] = contraction_failed(steps[-1], np.asarray(evaluation.failed_markets).tolist())
     outcomes[best] = dataclasses.replace(outcomes[best], optimization=steps[-1],
                                          beta=None if evaluation.failed else evaluation.beta)
     finished += check_agreement(outcomes, best, len(steps))
@@ -310,16 +309,6 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
         contraction_evaluations=counts["evaluations"], contraction_failures=counts["failures"],
         time=time.perf_counter() - clock, clusters=clusters,
         seeds={"starts": config.rng})
-
-
-@dataclass(frozen=True, slots=True)
-class _StartRun:
-    """What one start's job returns: plain data (a thread, process or cluster may run it)."""
-
-    result: OptimizationResult
-    work: dict[str, int]
-    delta: FloatArray | None
-    beta: FloatArray | None
 
 
 def _value(result: OptimizationResult) -> float:
@@ -381,29 +370,6 @@ def _check_step_one(first: ObjectiveEvaluation, result: OptimizationResult) -> N
         f"{result.objective:.6g}, {result.status.value}) where {where}, so the step-2 weighting "
         "matrix cannot be computed from its residuals xi; change the starting values, tighten "
         "the parameter bounds, or raise the contraction's max_evaluations")
-
-
-def _contraction_failed(step: OptimizationResult,
-                        evaluation: ObjectiveEvaluation) -> OptimizationResult:
-    """An estimate where the inner loop failed (any market) is never 'converged': Q there is a
-    penalty, not an objective (see ``DemandObjective``)."""
-    failed = np.asarray(evaluation.failed_markets).tolist()
-    what = f"market(s) {failed[:10]}" if failed else "non-finite xi"
-    return dataclasses.replace(step, status=OptimizationStatus.CONTRACTION_FAILED,
-                               objective=np.nan,
-                               message=f"{step.message}; the contraction failed at the estimate "
-                                       f"({what})")
-
-
-def _at_bounds(step: OptimizationResult, bounds: Sequence[tuple[float, float]]
-               ) -> OptimizationResult:
-    """A converged run with parameters on a finite bound: status AT_BOUND, naming them."""
-    active = at_bounds(step.theta, bounds)
-    if step.status is not OptimizationStatus.CONVERGED or not active:
-        return step
-    where = ", ".join(f"theta[{k}] = {bound:g}" for k, bound in active)
-    return dataclasses.replace(step, status=OptimizationStatus.AT_BOUND,
-                               message=f"{step.message}; on a bound: {where}")
 
 
 def _at_precision_floor(step: OptimizationResult, hessian: FloatArray) -> OptimizationResult:

@@ -23,10 +23,13 @@ from blpdemand.solve.estimate import (
     _check_final,
     _check_step_one,
     _clusters,
-    _contraction_failed,
 )
 from blpdemand.solve.gmm import DemandObjective, ObjectiveEvaluation
-from blpdemand.solve.optimizer import OptimizationResult, OptimizationStatus
+from blpdemand.solve.optimizer import (
+    OptimizationResult,
+    OptimizationStatus,
+    contraction_failed,
+)
 
 
 def evaluate_outcome(problem: Problem, layout: ParameterLayout, theta: FloatArray,
@@ -67,7 +70,8 @@ def evaluate_outcome(problem: Problem, layout: ParameterLayout, theta: FloatArra
         evaluation = at(2, W, evaluation.delta)
     hessian = objectives[-1].hessian(theta) if config.hessian and not evaluation.failed else None
     if evaluation.failed:  # one verdict with estimate: failed markets are no result
-        steps[-1] = _contraction_failed(steps[-1], evaluation)
+        steps[-1] = contraction_failed(steps[-1],
+                                       np.asarray(evaluation.failed_markets).tolist())
     _check_final(evaluation, config)
     return EstimationOutcome(
         layout=layout, evaluation=evaluation, W=W, steps=tuple(steps), starts=(),

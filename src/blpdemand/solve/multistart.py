@@ -11,13 +11,20 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
 from blpdemand._types import FloatArray
 from blpdemand.errors import OptimizationWarning
-from blpdemand.solve.optimizer import OptimizationResult
+from blpdemand.model.parameters import ParameterLayout
+from blpdemand.model.problem import Problem
+from blpdemand.solve.bounds import mark_at_bounds
+from blpdemand.solve.fixed_point import FixedPointConfig
+from blpdemand.solve.gmm import DemandObjective
+from blpdemand.solve.optimizer import OptimizationResult, contraction_failed, minimize
+from blpdemand.solve.progress import Reporter
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,6 +41,59 @@ class StartOutcome:
     step: int = 1
     beta: FloatArray | None = None
     same: bool | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartJob:
+    """One start of one GMM step as data: picklable (without a reporter), so that threads,
+    processes or a Dask cluster can run it with ``run_start``; W and delta0 are the step's."""
+
+    problem: Problem
+    layout: ParameterLayout
+    W: FloatArray = field(repr=False)
+    theta0: FloatArray
+    step: int
+    index: int
+    optimizer: str
+    bounds: tuple[tuple[float, float], ...]
+    binding: tuple[tuple[float, float], ...]
+    gtol: float
+    max_iterations: int
+    contraction: FixedPointConfig
+    on_failure: Literal["warn", "raise"]
+    delta0: FloatArray | None = field(default=None, repr=False)
+    clock: float = 0.0
+    reporter: Reporter | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class StartRun:
+    """What one start returns: its optimizer record, contraction work counts, and delta and
+    beta at its end (None where the inner loop failed there)."""
+
+    result: OptimizationResult
+    work: dict[str, int]
+    delta: FloatArray | None
+    beta: FloatArray | None
+
+
+def run_start(job: StartJob) -> StartRun:
+    """Minimize Q from ``job.theta0`` with the step's W; mark a bound or a failed inner loop."""
+    objective = DemandObjective(job.problem, job.layout, job.W, contraction=job.contraction,
+                                on_failure=job.on_failure, reporter=job.reporter,
+                                step=job.step, start=job.index, clock=job.clock,
+                                delta0=job.delta0)
+    result = minimize(objective, job.theta0, method=job.optimizer, bounds=job.bounds,
+                      gtol=job.gtol, max_iterations=job.max_iterations,
+                      on_iteration=objective.mark_iteration)
+    end = objective.evaluate(result.theta, report=False, adjoint=True)
+    work = {"iterations": objective.contraction_iterations,
+            "evaluations": objective.contraction_evaluations, "failures": objective.failures}
+    result = mark_at_bounds(result, job.binding)
+    if end.failed:  # the optimizer ended where the inner loop fails: never the best
+        result = contraction_failed(result, np.asarray(end.failed_markets).tolist())
+        return StartRun(result, work, None, None)
+    return StartRun(result, work, end.delta, end.beta)
 
 
 #: starts agree when objectives differ by at most this, relative to max(1, |Q|) ...

@@ -13,14 +13,12 @@ stopped; the restart is kept when Q does not rise.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import dataclasses
 import enum
 import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -360,42 +358,12 @@ def _quiet_optimize_warnings() -> Iterator[None]:
                 shared.context = None
 
 
-def run_jobs(jobs: Sequence[Callable[[], T]], *, workers: int = 1,
-             pool: ThreadPoolExecutor | None = None) -> list[T]:
-    """Run independent jobs and return their results in the jobs' order.
-
-    ``workers=1`` runs them in sequence. With ``workers > 1`` (and more than one job) they run
-    on a pool of that many threads: numpy and BLAS release the GIL in the heavy kernels, so
-    starts overlap. Each job runs in a copy of the caller's ``contextvars`` context (numpy's
-    error state is context-local, and new threads would otherwise start from numpy's
-    defaults), so each job computes exactly what it computes in sequence. The first job (in
-    order) that raises has its exception re-raised, after the pending jobs are cancelled and
-    the running ones finish. Keep BLAS at one thread per worker (e.g. OPENBLAS_NUM_THREADS=1
-    or threadpoolctl) to avoid oversubscribing the cores; this function changes no global
-    thread setting.
-
-    The seam for multi-start, bootstrap and draws-stability work: a process pool or a cluster
-    client replaces this function without touching the callers. ``pool``: a caller's own
-    thread pool, kept across calls (the inner loop's, so that each call does not pay a pool's
-    start-up), used instead of a new one when ``workers > 1``.
-    """
-    if not np.issubdtype(type(workers), np.integer) or workers < 1:  # bool is not an integer
-        raise SpecificationError(f"workers={workers!r} must be an integer >= 1")
-    if workers == 1 or len(jobs) <= 1:
-        return [job() for job in jobs]
-    own = pool is None
-    executor = pool if pool is not None else ThreadPoolExecutor(
-        max_workers=min(int(workers), len(jobs)), thread_name_prefix="blpdemand-job")
-    futures: list[Future[T]] = []
-    try:
-        futures = [executor.submit(contextvars.copy_context().run, job) for job in jobs]
-        return [future.result() for future in futures]
-    finally:
-        if own:
-            executor.shutdown(wait=True, cancel_futures=True)
-        else:  # a shared pool stays up: cancel what has not started, wait for the rest
-            for future in futures:
-                future.cancel()
-            for future in futures:
-                if not future.cancelled():
-                    future.exception()
+def contraction_failed(step: OptimizationResult, failed_markets: Sequence[Any]) -> OptimizationResult:
+    """An estimate where the inner loop failed (any market, or non-finite xi when
+    ``failed_markets`` is empty) is never 'converged': Q there is a penalty, not an objective."""
+    failed = list(failed_markets)
+    what = f"market(s) {failed[:10]}" if failed else "non-finite xi"
+    return dataclasses.replace(step, status=OptimizationStatus.CONTRACTION_FAILED,
+                               objective=np.nan,
+                               message=f"{step.message}; the contraction failed at the estimate "
+                                       f"({what})")

@@ -1,0 +1,84 @@
+"""Jobs as data: the starts of each GMM step as picklable jobs on any executor.
+
+Reference: the sequential run (``executor=None``, ``workers=1``). A start is the same
+floating-point work wherever it runs (one BLAS thread, tests/conftest.py, inherited by the
+worker processes), so estimates and every start's record are compared for equality.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+import pytest
+
+import blpdemand as bd
+from blpdemand.errors import SpecificationError
+from blpdemand.solve.multistart import StartJob, run_start
+
+
+@pytest.fixture(scope="module")
+def problem() -> bd.Problem:
+    sim = bd.simulate(markets=30, products=6, sigma={"x1": 1.0}, draws=50, rng=7)
+    frame = sim.products.copy()
+    for column in ("x1", "x2"):
+        frame[f"rival_{column}"] = (frame.groupby("market_ids")[column].transform("sum")
+                                    - frame[column])
+    return bd.Problem(frame, linear=sim.linear, nonlinear=sim.nonlinear, agents=sim.agents,
+                      instruments=[*sim.instruments, "rival_x1", "rival_x2"])
+
+
+class Recording:
+    """An executor that runs each job inline after a pickle round trip (as a process would)."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    def submit(self, function: Any, item: Any) -> Future[Any]:
+        self.items.append(item)
+        function, item = pickle.loads(pickle.dumps((function, item)))
+        future: Future[Any] = Future()
+        future.set_result(function(item))
+        return future
+
+
+def _same(a: bd.BLPResults, b: bd.BLPResults) -> None:
+    assert np.array_equal(a.theta, b.theta) and np.array_equal(a.beta, b.beta)
+    assert a.objective == b.objective and len(a.starts) == len(b.starts)
+    for x, y in zip(a.starts, b.starts):
+        assert np.array_equal(x.start, y.start) and x.step == y.step
+        assert x.optimization.objective == y.optimization.objective or (
+            np.isnan(x.optimization.objective) and np.isnan(y.optimization.objective))
+        assert np.array_equal(x.optimization.theta, y.optimization.theta)
+        assert x.optimization.status is y.optimization.status
+
+
+def test_each_start_is_a_picklable_job_and_the_result_is_the_sequential_one(
+        problem: bd.Problem) -> None:
+    sequential = bd.estimate(problem, sigma=[0.5], config=bd.EstimationConfig(method="2s"))
+    executor = Recording()
+    elsewhere = bd.estimate(problem, sigma=[0.5], config=bd.EstimationConfig(
+        method="2s", executor=executor))
+    assert len(executor.items) == 10 and all(isinstance(j, StartJob) for j in executor.items)
+    assert [j.step for j in executor.items] == [1] * 5 + [2] * 5
+    assert all(j.reporter is None for j in executor.items)  # progress stays in this process
+    _same(elsewhere, sequential)
+    again = run_start(executor.items[0])
+    assert again.result.objective == sequential.starts[0].optimization.objective
+
+
+def test_starts_on_two_processes_equal_the_sequential_run(problem: bd.Problem) -> None:
+    sequential = bd.estimate(problem, sigma=[0.5], config=bd.EstimationConfig(starts=3))
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(2, mp_context=context) as pool:
+        parallel = bd.estimate(problem, sigma=[0.5], config=bd.EstimationConfig(
+            starts=3, executor=pool))
+    _same(parallel, sequential)
+
+
+def test_an_executor_that_cannot_run_jobs_is_refused() -> None:
+    with pytest.raises(SpecificationError, match="executor=.*submit"):
+        bd.EstimationConfig(executor="tcp://127.0.0.1:8786")
