@@ -50,6 +50,7 @@ __all__ = ["BootstrapDraws", "BootstrapSummary", "bootstrap"]
 
 Hold = Literal["shares", "xi"]
 _HOLDS = ("shares", "xi")
+EXECUTOR_CHUNKS = 64  # blocks of draws sent to an executor (each block builds one inner loop)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -180,7 +181,8 @@ class BootstrapDraws:
 
     @classmethod
     def from_parameters(cls, results: BLPResults | LogitResults, theta: Any, beta: Any, *,
-                        hold: Hold = "shares", workers: int = 1) -> BootstrapDraws:
+                        hold: Hold = "shares", workers: int = 1,
+                        executor: Any = None) -> BootstrapDraws:
         """The model at given draws: theta (B, P) free nonlinear parameters in ``layout.names``
         order (``layout.pack(sigma_b, pi_b)``) and beta (B, K1); e.g. another tool's draws."""
         estimate, _, _ = _point(results)
@@ -198,10 +200,12 @@ class BootstrapDraws:
         config = results.config.fixed_point if isinstance(results, BLPResults) else FixedPointConfig()
         config = dataclasses.replace(config, on_failure="report")
         B = theta.shape[0]
-        chunks = np.array_split(np.arange(B), min(int(workers), B))
+        # each draw is solved from the estimate's delta: the chunking changes no number
+        parts = min(B, EXECUTOR_CHUNKS) if executor is not None else min(int(workers), B)
+        chunks = np.array_split(np.arange(B), parts)
         jobs = [functools.partial(_solve_chunk, estimate, theta[c], beta[c], hold, config)
                 for c in chunks]
-        deltas = [d for part in run_jobs(jobs, workers=workers) for d in part]
+        deltas = [d for part in run_jobs(jobs, workers=workers, executor=executor) for d in part]
         kept = np.array([d is not None for d in deltas], dtype=bool)
         dropped = np.flatnonzero(~kept)
         if dropped.size:
@@ -273,7 +277,7 @@ class BootstrapDraws:
 
 def bootstrap(results: BLPResults | LogitResults, *, draws: int = 1000,
               rng: int | np.random.Generator | None = 0, hold: Hold = "shares",
-              workers: int = 1) -> BootstrapDraws:
+              workers: int = 1, executor: Any = None) -> BootstrapDraws:
     """Parametric bootstrap of estimated demand: the model at B draws of the parameters.
 
     (theta_b, beta_b) = (theta_hat, beta_hat) + L z_b, z_b ~ N(0, I), L L' = V (V =
@@ -290,6 +294,8 @@ def bootstrap(results: BLPResults | LogitResults, *, draws: int = 1000,
     rng : seed or numpy Generator; the same seed gives the same draws for any ``workers``.
     hold : "shares" (default: delta re-solved at theta_b) or "xi" (PyBLP's convention).
     workers : threads for the contractions (each thread its own InnerLoop).
+    executor : a ``concurrent.futures.Executor`` or ``dask.distributed.Client`` solving the
+        draws' contractions as jobs (blocks of draws); the same draws and results.
 
     Examples
     --------
@@ -310,7 +316,7 @@ def bootstrap(results: BLPResults | LogitResults, *, draws: int = 1000,
     if isinstance(results, BLPResults):
         _warn_at_bounds(results, parameters[:, :P])
     return BootstrapDraws.from_parameters(results, parameters[:, :P], parameters[:, P:],
-                                          hold=hold, workers=workers)
+                                          hold=hold, workers=workers, executor=executor)
 
 
 def _root(covariance: FloatArray) -> FloatArray:

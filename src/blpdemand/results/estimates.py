@@ -196,12 +196,13 @@ class BLPResults:
                             beta=self.beta, delta=self.problem.products.sort(self.delta))
 
     def bootstrap(self, draws: int = 1000, *, rng: Any = 0, hold: str = "shares",
-                  workers: int = 1) -> Any:
+                  workers: int = 1, executor: Any = None) -> Any:
         """Parametric bootstrap of the estimates for post-estimation intervals; the same as
         ``bd.bootstrap(results, ...)`` (see ``results.bootstrap``)."""
         from blpdemand.results.bootstrap import bootstrap
 
-        return bootstrap(self, draws=draws, rng=rng, hold=hold, workers=workers)  # type: ignore[arg-type]
+        return bootstrap(self, draws=draws, rng=rng, hold=hold, workers=workers,  # type: ignore[arg-type]
+                         executor=executor)
 
     # ------------------------------------------------------------------ covariance
     def with_covariance(self, kind: str, *, clusters: Any = None) -> BLPResults:

@@ -59,7 +59,7 @@ class _Call:
 
 
 def run_jobs(jobs: Sequence[Callable[[], T]], *, workers: int = 1,
-             pool: ThreadPoolExecutor | None = None) -> list[T]:
+             pool: ThreadPoolExecutor | None = None, executor: Any = None) -> list[T]:
     """Run independent jobs and return their results in the jobs' order.
 
     ``workers=1`` runs them in sequence. With ``workers > 1`` (and more than one job) they run
@@ -72,11 +72,13 @@ def run_jobs(jobs: Sequence[Callable[[], T]], *, workers: int = 1,
     or threadpoolctl) to avoid oversubscribing the cores; this function changes no global
     thread setting.
 
-    The seam for multi-start, bootstrap and draws-stability work: a process pool or a cluster
-    client replaces this function without touching the callers. ``pool``: a caller's own
-    thread pool, kept across calls (the inner loop's, so that each call does not pay a pool's
-    start-up), used instead of a new one when ``workers > 1``.
+    ``pool``: a caller's own thread pool, kept across calls (the inner loop's, so that each
+    call does not pay a pool's start-up), used instead of a new one when ``workers > 1``.
+    ``executor``: run the jobs there instead (they must then be picklable).
     """
+    if executor is not None:  # jobs must then be picklable (functools.partial of top-level)
+        check_executor(executor)
+        return [future.result() for future in [executor.submit(job) for job in jobs]]
     if not np.issubdtype(type(workers), np.integer) or workers < 1:  # bool is not an integer
         raise SpecificationError(f"workers={workers!r} must be an integer >= 1")
     if workers == 1 or len(jobs) <= 1:

@@ -1,0 +1,78 @@
+"""Starts and bootstrap draws as jobs on a Dask LocalCluster of 2 worker processes.
+
+Reference: the sequential run in this process. A job does the same floating-point work on a
+worker (one BLAS thread there too: the environment is inherited), so estimates, every start's
+record and the bootstrap draws are compared for equality, not within a tolerance.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import blpdemand as bd
+
+distributed = pytest.importorskip("distributed")  # the [dask] extra; CI installs it
+
+NEVO_SIGMA = np.diag([0.3302, 2.4526, 0.0163, 0.2441])
+NEVO_PI = np.array([[5.4819, 0, 0.2037, 0], [15.8935, -1.2, 0, 2.6342],
+                    [-0.2506, 0, 0.0511, 0], [1.2650, 0, -0.8091, 0]])
+
+
+@pytest.fixture(scope="module")
+def client() -> Any:
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+    with cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def nevo(nevo_products: pd.DataFrame, nevo_agents: pd.DataFrame) -> bd.Problem:
+    return bd.Problem(nevo_products, linear="0 + prices", nonlinear="1 + prices + sugar + mushy",
+                      demographics="0 + income + income_squared + age + child",
+                      agents=nevo_agents, absorb="C(product_ids)",
+                      instruments=[f"demand_instruments{k}" for k in range(20)])
+
+
+def _table(results: bd.BLPResults) -> pd.DataFrame:
+    return results.starts_table().to_frame()
+
+
+def test_nevo_ten_starts_per_step_equal_on_processes_and_dask(nevo: bd.Problem,
+                                                              client: Any) -> None:
+    # the tutorial's 13 parameters, bfgs (no bounds: PyBLP's tutorial run), 10 starts per step
+    config = dict(optimizer="bfgs", starts=9, rng=3, method="1s")
+    sequential = bd.estimate(nevo, sigma=NEVO_SIGMA, pi=NEVO_PI,
+                             config=bd.EstimationConfig(**config))
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        processes = bd.estimate(nevo, sigma=NEVO_SIGMA, pi=NEVO_PI,
+                                config=bd.EstimationConfig(**config, executor=pool))
+    cluster = bd.estimate(nevo, sigma=NEVO_SIGMA, pi=NEVO_PI,
+                          config=bd.EstimationConfig(**config, executor=client))
+    assert len(sequential.starts) == 10
+    for other in (processes, cluster):
+        pd.testing.assert_frame_equal(_table(other), _table(sequential), check_exact=True)
+        assert np.array_equal(other.theta, sequential.theta)
+        assert np.array_equal(other.beta, sequential.beta)
+        assert other.objective == sequential.objective
+        assert np.array_equal(other.covariance, sequential.covariance, equal_nan=True)
+
+
+def test_a_bootstrap_of_200_draws_through_dask_equals_the_sequential_one(nevo: bd.Problem,
+                                                                         client: Any) -> None:
+    results = bd.evaluate(nevo, sigma=np.diag([0.5580, 3.3124, 0.0, 0.0934]), pi=np.array(
+        [[2.2918, 0, 1.2840, 0], [588.3252, -30.1920, 0, 11.0546],
+         [-0.3846, 0, 0.0523, 0], [0.7480, 0, -1.3538, 0]]),
+        config=bd.EstimationConfig(hessian=False))
+    sequential = bd.bootstrap(results, draws=200, rng=0)
+    cluster = bd.bootstrap(results, draws=200, rng=0, executor=client)
+    assert sequential.draws == cluster.draws == 200
+    assert np.array_equal(sequential.theta, cluster.theta)
+    for a, b in zip(sequential.fitted, cluster.fitted):
+        assert np.array_equal(a.delta, b.delta)
