@@ -380,7 +380,7 @@ def results_from(problem: Problem, outcome: EstimationOutcome, config: Estimatio
     Z = problem.ZD_tilde
     G = np.column_stack([Z.T @ e.xi_jacobian, -(Z.T @ problem.X1_tilde)]) / N
     kind = config.covariance
-    identified = identified_parameters(problem, outcome, G)
+    identified = identified_parameters(problem, outcome.layout, e, outcome.W, G)
     covariance = gmm_covariance(G, outcome.W, e.xi, Z, kind=kind, clusters=outcome.clusters,
                                 center=config.center_moments, identified=identified)
     return BLPResults(

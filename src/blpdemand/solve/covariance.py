@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 
 from blpdemand._types import AnyArray, FloatArray
 from blpdemand.errors import IdentificationWarning, SpecificationError
+from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.solve import weighting
 from blpdemand.solve.bounds import utility_scales
-
-if TYPE_CHECKING:
-    from blpdemand.solve.estimate import EstimationOutcome
+from blpdemand.solve.gmm import ObjectiveEvaluation
 
 CovarianceKind = Literal["unadjusted", "robust", "clustered"]
 COVARIANCE_KINDS = ("unadjusted", "robust", "clustered")
@@ -138,24 +137,25 @@ def gmm_covariance(G: FloatArray, W: FloatArray, xi: FloatArray, Z: FloatArray, 
     return covariance if np.all(np.isfinite(covariance[np.ix_(keep, keep)])) else nan
 
 
-def identified_parameters(problem: Problem, outcome: EstimationOutcome, G: FloatArray
+def identified_parameters(problem: Problem, layout: ParameterLayout,
+                          evaluation: ObjectiveEvaluation, W: FloatArray, G: FloatArray
                           ) -> np.ndarray:
     """(P + K1,) bool: parameters the moments identify at the estimate; warns naming the
     others. A d xi / d theta column below IDENTIFICATION_TOLERANCE of its parameter's utility
     scale (times sqrt(N)) is noise: the parameter moves no residual at all."""
-    e = outcome.evaluation
+    e = evaluation
     K = G.shape[1]
     if e.failed or not np.all(np.isfinite(G)):
         return np.ones(K, dtype=bool)  # no standard errors at all there (failed inner loop)
     flat = np.zeros(K, dtype=bool)
-    P = outcome.layout.P
+    P = layout.P
     if P and e.xi_jacobian.shape[1] == P:
-        scale = utility_scales(problem, outcome.layout) * np.sqrt(problem.N)
+        scale = utility_scales(problem, layout) * np.sqrt(problem.N)
         norms = np.linalg.norm(e.xi_jacobian, axis=0)
         flat[:P] = norms <= IDENTIFICATION_TOLERANCE * np.where(scale > 0, scale, 1.0)
-    bad = unidentified(G, outcome.W, flat)
+    bad = unidentified(G, W, flat)
     if bad.any():
-        names = [n for n, b in zip(outcome.layout.names + tuple(problem.X1.names), bad) if b]
+        names = [n for n, b in zip(layout.names + tuple(problem.X1.names), bad) if b]
         warnings.warn(
             f"not identified at the estimate: {', '.join(names)}; their standard errors are NaN "
             "(the moments do not move with them: a constant demographic, a characteristic "
