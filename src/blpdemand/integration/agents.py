@@ -14,6 +14,7 @@ import pandas as pd
 
 from blpdemand._types import AnyArray, FloatArray
 from blpdemand.errors import DataError, SpecificationError
+from blpdemand.integration.quadrature import QUADRATURE_KINDS
 
 if TYPE_CHECKING:
     from blpdemand.integration.rule import Integration
@@ -147,8 +148,6 @@ def _census_weights(rows: pd.DataFrame, ids: pd.Index, codes: AnyArray) -> Float
 def _resolve_pairing(integration: Integration, ids: pd.Index, counts: AnyArray,
                      per_market: list[tuple[FloatArray, FloatArray]], weighted: bool) -> str:
     """'auto' becomes a concrete rule; 'pair' checks that R = I in every market."""
-    from blpdemand.integration.rule import QUADRATURE_KINDS
-
     nodes_per_market = np.array([w.size for _, w in per_market])
     pairing = integration.pairing
     if pairing == "auto":

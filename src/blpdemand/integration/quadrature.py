@@ -12,6 +12,8 @@ from blpdemand._types import FloatArray
 
 # A product rule with more nodes than this is a mistake (memory), not a choice.
 MAX_PRODUCT_NODES = 5_000_000
+#: rules whose nodes are the same grid in every market (crossed with demographics, not paired)
+QUADRATURE_KINDS = frozenset({"product", "sparse_grid"})
 
 
 @functools.lru_cache(maxsize=64)

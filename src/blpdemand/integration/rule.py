@@ -16,7 +16,7 @@ from blpdemand._types import AnyArray, FloatArray
 from blpdemand.errors import DataError, SpecificationError
 from blpdemand.integration.agents import build_agent_frame
 from blpdemand.integration.monte_carlo import monte_carlo
-from blpdemand.integration.quadrature import product_rule
+from blpdemand.integration.quadrature import QUADRATURE_KINDS, product_rule
 from blpdemand.integration.quasi_monte_carlo import halton, lhs, sobol
 from blpdemand.integration.sparse_grid import sparse_grid
 
@@ -31,7 +31,6 @@ Pairing = Literal["auto", "pair", "resample", "cross"]
 KINDS: tuple[str, ...] = get_args(Kind)
 PAIRINGS: tuple[str, ...] = get_args(Pairing)
 SAMPLING_KINDS = frozenset({"monte_carlo", "sobol", "halton", "lhs"})
-QUADRATURE_KINDS = frozenset({"product", "sparse_grid"})
 
 _Sampler = Callable[[int, int, np.random.Generator], tuple[FloatArray, FloatArray]]
 _SAMPLERS: dict[str, _Sampler] = {"monte_carlo": monte_carlo, "sobol": sobol, "halton": halton,
