@@ -37,10 +37,3 @@ def test_methods_equal_the_functions(demo: DemoReport, which: str) -> None:
     np.testing.assert_array_equal(got_cf.prices, want_cf.prices)
     np.testing.assert_array_equal(got_cf.consumer_surplus, want_cf.consumer_surplus)
     assert got_cf.merging == (0, 1)
-
-
-def test_blp_optimal_instruments_method(demo: DemoReport) -> None:
-    # Reference: blpdemand.optimal_instruments on the same results (exact, no re-estimation).
-    got = demo.blp.optimal_instruments(reestimate=False)
-    want = bd.optimal_instruments(demo.blp, reestimate=False)
-    np.testing.assert_array_equal(np.asarray(got.instruments), np.asarray(want.instruments))

@@ -59,7 +59,7 @@ def test_bootstrap_draws_and_summary(results: bd.BLPResults) -> None:
 
 
 def test_optimal_instruments(results: bd.BLPResults) -> None:
-    optimal = results.optimal_instruments()
+    optimal = bd.optimal_instruments(results)
     text = repr(optimal)
     assert len(text) < SCREEN
     assert optimal.method in text and all(name in text for name in optimal.names)

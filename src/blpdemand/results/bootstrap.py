@@ -31,7 +31,7 @@ import numbers
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 import numpy as np
 import pandas as pd
@@ -39,14 +39,23 @@ import pandas as pd
 from blpdemand._types import FloatArray, IntArray
 from blpdemand.errors import BLPDemandError, ConvergenceWarning, SpecificationError
 from blpdemand.model.fitted import FittedDemand
-from blpdemand.results.estimates import BLPResults
 from blpdemand.results.logit import LogitResults
 from blpdemand.results.tables import Table
 from blpdemand.solve.contraction import InnerLoop
 from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.jobs import run_jobs
 
+if TYPE_CHECKING:  # BLPResults' own bootstrap() calls this module: no run-time import back
+    from blpdemand.results.estimates import BLPResults
+
 __all__ = ["BootstrapDraws", "BootstrapSummary", "bootstrap"]
+
+
+def _is_blp(results: object) -> TypeGuard[BLPResults]:
+    """BLP estimation results: a fitted model with random coefficients and its configuration."""
+    return (isinstance(getattr(results, "fitted", None), FittedDemand)
+            and hasattr(results, "layout") and hasattr(getattr(results, "config", None),
+                                                       "fixed_point"))
 
 Hold = Literal["shares", "xi"]
 _HOLDS = ("shares", "xi")
@@ -197,7 +206,7 @@ class BootstrapDraws:
             raise SpecificationError("from_parameters needs at least one draw")
         if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
             raise SpecificationError(f"workers={workers!r} must be an integer >= 1")
-        config = results.config.fixed_point if isinstance(results, BLPResults) else FixedPointConfig()
+        config = results.config.fixed_point if _is_blp(results) else FixedPointConfig()
         config = dataclasses.replace(config, on_failure="report")
         B = theta.shape[0]
         # each draw is solved from the estimate's delta: the chunking changes no number
@@ -313,7 +322,7 @@ def bootstrap(results: BLPResults | LogitResults, *, draws: int = 1000,
     root = _root(covariance)
     parameters = mean + generator.standard_normal((int(draws), mean.size)) @ root.T
     P = estimate.layout.P
-    if isinstance(results, BLPResults):
+    if _is_blp(results):
         _warn_at_bounds(results, parameters[:, :P])
     return BootstrapDraws.from_parameters(results, parameters[:, :P], parameters[:, P:],
                                           hold=hold, workers=workers, executor=executor)
@@ -336,12 +345,12 @@ def _root(covariance: FloatArray) -> FloatArray:
 
 def _point(results: object) -> tuple[FittedDemand, FloatArray, FloatArray]:
     """The estimate's FittedDemand, the (theta, beta) mean and their covariance, checked."""
-    if isinstance(results, BLPResults):
-        fitted = results.fitted
-        covariance = np.asarray(results.covariance, dtype=np.float64)
-    elif isinstance(results, LogitResults):
+    if isinstance(results, LogitResults):
         fitted = results.fitted
         covariance = results.covariance.to_numpy(dtype=np.float64)
+    elif _is_blp(results):
+        fitted = results.fitted
+        covariance = np.asarray(results.covariance, dtype=np.float64)
     else:
         raise SpecificationError(f"bootstrap needs BLPResults (bd.estimate) or LogitResults "
                                  f"(bd.estimate_logit), got {type(results).__name__}")

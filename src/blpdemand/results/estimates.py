@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from blpdemand.results.costs import Kappa
     from blpdemand.results.counterfactual import Counterfactual
     from blpdemand.results.elasticities import MarketMatrices
-    from blpdemand.results.optimal_instruments import OptimalInstruments
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -218,18 +217,6 @@ class BLPResults:
                                     clusters=ids, center=self.config.center_moments,
                                     identified=identified)
         return dataclasses.replace(self, covariance=covariance, covariance_kind=kind, clusters=ids)
-
-    def optimal_instruments(self, *,
-                            method: Literal["approximate", "normal", "empirical"] = "approximate",
-                            draws: int = 100, rng: int | np.random.Generator | None = 0,
-                            prices: FloatArray | None = None, reestimate: bool = True,
-                            config: EstimationConfig | None = None) -> OptimalInstruments:
-        """Feasible optimal instruments at these estimates (Chamberlain 1987), then by default
-        the re-estimation with them: ``blpdemand.optimal_instruments(self, ...)``."""
-        from blpdemand.results.optimal_instruments import optimal_instruments
-
-        return optimal_instruments(self, method=method, draws=draws, rng=rng, prices=prices,
-                                   reestimate=reestimate, config=config)
 
     # ------------------------------------------------------------------ display
     def summary(self, *, digits: int = 4) -> Table:
