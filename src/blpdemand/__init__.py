@@ -82,7 +82,7 @@ _API: dict[str, str] = {
     "fitted_from_truth": "blpdemand.results.counterfactual",
     "Counterfactual": "blpdemand.results.counterfactual",
     "compute_consumer_surplus": "blpdemand.results.surplus",
-    "check_economics": "blpdemand.results.sanity",
+    "check_economics": "blpdemand.results.economics",
     "EconomicChecks": "blpdemand.results.sanity",
     "bootstrap": "blpdemand.results.bootstrap",
     "BootstrapDraws": "blpdemand.results.bootstrap",

@@ -244,33 +244,6 @@ def price_coefficient_check(fitted: FittedDemand, *, top: int = 5) -> EconomicCh
                        "are capped and may fail)")
 
 
-def check_economics(results: Any, *, firm_ids: Any = None, ownership: Any = None,
-                    kappa: Any = None, top: int = 5) -> EconomicChecks:
-    """Economic sanity checks of estimates: own-price elasticities < 0, marginal costs >= 0,
-    Lerner indices (p - c) / p <= 1, price coefficients alpha_i < 0.
-
-    Costs are those implied by Bertrand-Nash pricing under the ownership given (default: the
-    data's firm_ids; the cost checks are left out when the data have none and none is given).
-
-    Examples
-    --------
-    >>> checks = check_economics(results)          # doctest: +SKIP
-    >>> checks.table()                             # doctest: +SKIP
-    >>> checks["negative marginal costs"].count    # doctest: +SKIP
-    """
-    from blpdemand.results.costs import compute_costs
-    from blpdemand.results.elasticities import compute_elasticities
-
-    fitted = usable_fitted(results)
-    own = compute_elasticities(fitted).diagonal()
-    checks = [elasticity_check(fitted, own, top=top)]
-    if firm_ids is not None or ownership is not None or fitted.problem.products.has("firm_ids"):
-        costs = compute_costs(fitted, firm_ids=firm_ids, ownership=ownership, kappa=kappa)
-        checks.extend(cost_checks(fitted, costs, observed_prices(fitted), top=top))
-    checks.append(price_coefficient_check(fitted, top=top))
-    return EconomicChecks(checks=tuple(checks))
-
-
 def observed_prices(fitted: FittedDemand) -> FloatArray:
     """(N,) the prices in the model (user order)."""
     demands = market_demands(fitted)
