@@ -149,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with interrupts.installed():
             code = _dispatch(args, interrupts)
-        # SIGINT while the finished outputs were moved into place (shielded): moved, still 130
-        return interrupted(args.command) if interrupts.seen else code
+            # SIGINT while the finished outputs were moved into place (shielded): moved, 130
+            interrupts.check()
+        return code
     except KeyboardInterrupt:
         return interrupted(args.command)
     except Exception as exc:
@@ -161,7 +162,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def interrupted(command: str) -> int:
     """One line on stderr and the shell's status for SIGINT (128 + 2)."""
-    print(f"blpdemand {command}: interrupted", file=sys.stderr)
+    # CPython (3.11, `python -m`) remembers a KeyboardInterrupt that left an exec() of source
+    # text (numba and dataclasses generate code so) even when it was caught later, and then
+    # ends the process by SIGINT instead of with this status; evaluating source text resets it
+    eval("None")  # a constant, evaluated for that side effect only
+    # on a line of its own: after the terminal's "^C", or a progress bar cut mid-line
+    print(f"\nblpdemand {command}: interrupted", file=sys.stderr)
     return 130
 
 

@@ -73,11 +73,11 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
     if directory is None:
         directory = Path.cwd() / f"{spec.path.stem}-results"
     folder = OutputFolder(Path(directory))
-    report = Report(console, folder.open(), latex=spec.output.get("latex", True),
-                    html=spec.output.get("html", True), plots=spec.output.get("plots", True),
-                    json=spec.output.get("json", True),
-                    checkpoint=interrupts.check if interrupts is not None else None)
-    try:
+    try:  # from the staging folder's creation on, any failure or interrupt deletes it
+        report = Report(console, folder.open(), latex=spec.output.get("latex", True),
+                        html=spec.output.get("html", True), plots=spec.output.get("plots", True),
+                        json=spec.output.get("json", True),
+                        checkpoint=interrupts.check if interrupts is not None else None)
         results = _run(command, spec, report, progress=progress, quiet=quiet)
         written = folder.commit(interrupts)
     except BaseException:
@@ -290,11 +290,10 @@ def _blp(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None, instru
 
 
 def run_command(args: Any, *, interrupts: Interrupts | None = None) -> int:
-    """Run a spec command; any error becomes one line on stderr and exit status 2 (1 if a bug);
-    an interrupt (``interrupts``: SIGINT seen, even if swallowed since) status 130."""
+    """Run a spec command; any error becomes one line on stderr and exit status 2 (1 if a bug).
+    An interrupt propagates as KeyboardInterrupt (``blpdemand.cli.main`` reports it), also when
+    an exception came from it or after it (``interrupts``: SIGINT seen, even if swallowed)."""
     import sys
-
-    from blpdemand.cli import interrupted
 
     wide = None if sys.stdout.isatty() else 120
     # markup off: parameter names such as "sigma[prices, prices]" are not rich markup tags
@@ -304,11 +303,9 @@ def run_command(args: Any, *, interrupts: Interrupts | None = None) -> int:
     try:
         run(args.command, args.spec, output=args.output, console=console, progress=progress,
             quiet=args.quiet, interrupts=interrupts)
-    except KeyboardInterrupt:
-        return interrupted(args.command)
     except Exception as exc:
         if interrupts is not None and interrupts.caused(exc):  # numba's SystemError, or after
-            return interrupted(args.command)
+            raise KeyboardInterrupt from exc
         if args.traceback:
             raise
         if isinstance(exc, (BLPDemandError, OSError)):
