@@ -117,3 +117,11 @@ def test_other_data_are_refused(tmp_path: Path, nevo_products, nevo_agents) -> N
         bd.load_results(path, products=other, agents=nevo_agents)
     with pytest.raises(SpecificationError, match="pass agents="):
         bd.load_results(path, products=nevo_products)
+
+
+def test_resaved_file_keeps_what_rebuilds_it(tmp_path: Path, nevo_products) -> None:
+    live = bd.estimate_logit(nevo_products, linear="prices", instruments=NEVO_Z,
+                             absorb="C(product_ids)")
+    saved = bd.load_results(bd.save_results(live, tmp_path / "a.json"))
+    again = bd.load_results(bd.save_results(saved, tmp_path / "b.json"), products=nevo_products)
+    np.testing.assert_allclose(again.params, live.params, rtol=1e-12)
