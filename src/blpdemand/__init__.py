@@ -33,6 +33,7 @@ _API: dict[str, str] = {
     "build_differentiation_instruments": "blpdemand.instruments.differentiation",
     "DifferentiationConfig": "blpdemand.instruments.differentiation",
     "build_hausman_instruments": "blpdemand.instruments.hausman",
+    "build_nesting_instruments": "blpdemand.instruments.nesting",
     "build_cost_shifters": "blpdemand.instruments.cost_shifters",
     "build_demographic_instruments": "blpdemand.instruments.demographic",
     "build_salanie_wolak_terms": "blpdemand.instruments.demographic",
