@@ -53,3 +53,7 @@ class CollinearityWarning(BLPDemandWarning):
 class EconomicWarning(BLPDemandWarning):
     """Estimates imply economically invalid numbers: positive own-price elasticities, negative
     marginal costs, Lerner indices above one, consumers who like higher prices."""
+
+
+class UnusedNestingWarning(BLPDemandWarning):
+    """Product data have a 'nesting_ids' column but the model asked for no nesting (plain logit)."""

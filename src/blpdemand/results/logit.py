@@ -2,12 +2,15 @@
 
 log(s_jt / s_0t) = delta_jt = x_jt' beta + alpha p_jt + xi_jt (Berry 1994), estimated by OLS,
 2SLS or linear GMM with absorbed fixed effects. Own-price elasticities are
-e_jt = alpha p_jt (1 - s_jt). The estimator sits here, above ``solve``, because it returns a
-results object (layers point down).
+e_jt = alpha p_jt (1 - s_jt). The nested logit adds rho log s_{j|g,t} (the log within-nest
+share, endogenous; Berry 1994, Cardell 1997), with own-price elasticities
+e_jt = alpha p_jt [1 / (1 - rho) - rho / (1 - rho) s_{j|g,t} - s_jt]. The estimator sits here,
+above ``solve``, because it returns a results object (layers point down).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -15,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from blpdemand.errors import EconomicWarning, SpecificationError
 from blpdemand.model.fitted import FittedDemand, logit_layout
+from blpdemand.model.nesting import Nests, RhoKind, read_nests, within_shares
 from blpdemand.model.problem import InstrumentsLike, Problem
 from blpdemand.results.tables import Table, coefficient_table
 from blpdemand.solve.first_stage import ClusterCorrection, FirstStageReport
@@ -41,6 +46,8 @@ class LogitResults:
     method, covariance_type : the options used; first_stage : FirstStageReport or None.
     problem : the Problem (rows sorted by market inside); xi, delta : (N,) in the user's row
         order, like every per-product output.
+    nests, rho : a nested logit's nest membership and nesting parameters (None otherwise); the
+        rho are also among ``params`` (the coefficients of the log within-nest shares).
     """
 
     _fit: LogitFit = field(repr=False)
@@ -129,17 +136,36 @@ class LogitResults:
         return float(self.params["prices"])
 
     @property
+    def nests(self) -> Nests | None:
+        """Nest membership of a nested logit (sorted rows), None for the plain logit."""
+        return self._fit.nests
+
+    @property
+    def rho(self) -> pd.Series:
+        """The nesting parameters: "rho", or "rho[g]" per nest (nested logit only)."""
+        if self.nests is None:
+            raise SpecificationError("a plain logit has no rho; pass nesting='nesting_ids' to "
+                                     "bd.estimate_logit for the nested logit")
+        return self.params[list(self.nests.names)].rename("rho")
+
+    @property
     def fitted(self) -> FittedDemand:
         """The estimates as a FittedDemand (theta empty) for post-estimation."""
         return FittedDemand(problem=self.problem, layout=logit_layout(self.problem),
                             theta=np.zeros(0), beta=self._fit.fit.params.copy(),
-                            delta=self._fit.delta.copy())
+                            delta=self._fit.delta.copy(), nests=self.nests)
 
     # ------------------------------------------------------------------ post-estimation
     def own_price_elasticities(self) -> np.ndarray:
-        """(N,) e_jt = alpha p_jt (1 - s_jt), in the user's row order."""
+        """(N,) e_jt = alpha p_jt (1 - s_jt) (nested: alpha p_jt [1/(1 - rho) - rho/(1 - rho)
+        s_{j|g,t} - s_jt]), in the user's row order."""
         data = self.problem.products
-        values = self.alpha * data.array("prices").astype(np.float64) * (1.0 - data.shares)
+        inner = 1.0 - data.shares
+        if self.nests is not None:
+            rho = self.fitted.rho
+            inner = (1.0 - rho * within_shares(data.shares, self.nests.cells)) / (1.0 - rho) \
+                - data.shares
+        values = self.alpha * data.array("prices").astype(np.float64) * inner
         out: np.ndarray = data.unsort(values)
         return out
 
@@ -197,6 +223,9 @@ class LogitResults:
         if fe is not None:
             notes.append(f"absorbed fixed effects: {', '.join(fe.columns)} "
                          f"({fe.degrees:,} degrees of freedom)")
+        if self.nests is not None:
+            notes.append(f"nests: column '{self.nests.column}' ({self.nests.labels.size} nests); "
+                         "rho: coefficient of the log within-nest share")
         if self.first_stage is not None:
             for stage in self.first_stage.stages:
                 notes.append(f"first-stage F ({stage.endogenous}, {stage.q} excluded): "
@@ -206,7 +235,8 @@ class LogitResults:
         if "prices" in self.names:
             notes.append(f"mean own-price elasticity: {self.own_price_elasticities().mean():.4f}")
         return coefficient_table(self.names, self._fit.fit.params, self._fit.fit.bse,
-                                 title=title or f"Logit demand ({METHOD_LABELS[self.method]})",
+                                 title=title or (f"{'Nested l' if self.nests else 'L'}ogit "
+                                                 f"demand ({METHOD_LABELS[self.method]})"),
                                  notes=notes)
 
     def first_stage_table(self) -> Table:
@@ -241,8 +271,10 @@ def estimate_logit(products: pd.DataFrame, *, linear: str, instruments: Instrume
                    method: Method = "2sls", covariance: CovarianceType = "robust",
                    clusters: Any = None, columns: Mapping[str, str] | None = None,
                    center_moments: bool = False,
-                   first_stage_correction: ClusterCorrection = "none") -> LogitResults:
-    """Estimate the plain logit log(s_jt/s_0t) = x_jt' beta + xi_jt by OLS, 2SLS or GMM.
+                   first_stage_correction: ClusterCorrection = "none",
+                   nesting: str | None = None, rho: RhoKind = "common") -> LogitResults:
+    """Estimate the logit log(s_jt/s_0t) = x_jt' beta + xi_jt by OLS, 2SLS or GMM; with
+    ``nesting``, the nested logit log(s_jt/s_0t) = x_jt' beta + rho log s_{j|g,t} + xi_jt.
 
     Parameters
     ----------
@@ -260,6 +292,12 @@ def estimate_logit(products: pd.DataFrame, *, linear: str, instruments: Instrume
         G/(G-1) (N-1)/(N-K), K = first-stage regressors + absorbed degrees (Stata's factor; the
         paper's make-clustered F on the cars data is computed this way); the second stage's
         standard errors are unchanged. Default ``"none"``.
+    nesting : column of nest ids (e.g. ``"nesting_ids"``, PyBLP's name): the nested logit
+        (Berry 1994; Cardell 1997). The log within-nest share log s_{j|g,t} joins X1 as an
+        endogenous regressor named "rho" (so instruments must move it too, e.g.
+        ``bd.build_nesting_instruments``). Without ``nesting`` a 'nesting_ids' column in the
+        data is warned about (UnusedNestingWarning) and the model is a plain logit.
+    rho : ``"common"`` (one rho, default) or ``"per_nest"`` (one "rho[g]" per nest g).
 
     Returns
     -------
@@ -274,7 +312,26 @@ def estimate_logit(products: pd.DataFrame, *, linear: str, instruments: Instrume
     -1.0
     """
     problem = logit_problem(products, linear=linear, instruments=instruments, absorb=absorb,
-                            endogenous=endogenous, method=method, columns=columns)
+                            endogenous=endogenous, method=method, columns=columns,
+                            nesting=nesting, rho=rho)
+    nests = None if nesting is None else read_nests(problem.products, nesting, rho=rho)
     fit = fit_logit(problem, method=method, covariance=covariance, clusters=clusters,
-                    center_moments=center_moments, first_stage_correction=first_stage_correction)
-    return LogitResults(fit)
+                    center_moments=center_moments, first_stage_correction=first_stage_correction,
+                    nests=nests)
+    results = LogitResults(fit)
+    if nests is not None:
+        _check_rho(results.rho)
+    return results
+
+
+def _check_rho(rho: pd.Series) -> None:
+    """EconomicWarning for nesting parameters outside [0, 1), where the nested logit is not a
+    random utility model (McFadden 1978; Cardell 1997)."""
+    bad = rho[~((rho >= 0) & (rho < 1))]
+    if len(bad):
+        shown = ", ".join(f"{name} = {value:.4g}" for name, value in bad.items())
+        warnings.warn(EconomicWarning(
+            f"nesting parameter(s) {shown} outside [0, 1): the nested logit is consistent with "
+            "utility maximization only for 0 <= rho < 1, so elasticities and markups at this "
+            "estimate are not meaningful; check the instruments for the within-nest share and "
+            "the nests"), stacklevel=3)

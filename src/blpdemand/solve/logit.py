@@ -2,6 +2,9 @@
 
 log(s_jt / s_0t) = delta_jt = x_jt' beta + alpha p_jt + xi_jt          (Berry 1994)
 
+The nested logit adds rho log s_{j|g,t}, the log within-nest share, as one more endogenous
+regressor (one column, or one per nest; Berry 1994, Cardell 1997; ``model.nesting``).
+
 Absorbed fixed effects are partialled out of delta, X1 and Z_D by the within transformation
 (``Problem.X1_tilde`` / ``ZD_tilde``); they never become dummy columns. The public function
 ``estimate_logit`` lives in ``blpdemand.results.logit`` (results sit above solve in the layers)
@@ -20,6 +23,7 @@ import pandas as pd
 from blpdemand._types import AnyArray, FloatArray
 from blpdemand.data.validation import check_id_values, require_columns
 from blpdemand.errors import DataError, SpecificationError
+from blpdemand.model.nesting import Nests, RhoKind, warn_unused_nesting, with_nesting_columns
 from blpdemand.model.problem import InstrumentsLike, Problem
 from blpdemand.solve.first_stage import ClusterCorrection, FirstStageReport, first_stage
 from blpdemand.solve.linear_iv import (
@@ -45,6 +49,7 @@ class LogitFit:
     first_stage : FirstStageReport or None (OLS or no endogenous regressor).
     first_stage_correction : small-sample factor on the first stage's clustered V ("none",
         "stata"); kept by ``refit_covariance``.
+    nests : nest membership of a nested logit (its rho are X1 coefficients), or None.
     """
 
     problem: Problem
@@ -55,6 +60,7 @@ class LogitFit:
     first_stage: FirstStageReport | None
     center_moments: bool
     first_stage_correction: ClusterCorrection = "none"
+    nests: Nests | None = None
 
     @property
     def absorbed_degrees(self) -> int:
@@ -64,8 +70,21 @@ class LogitFit:
 
 def logit_problem(products: pd.DataFrame, *, linear: str, instruments: InstrumentsLike = None,
                   absorb: Any = None, endogenous: Sequence[str] = ("prices",),
-                  method: Method = "2sls", columns: Mapping[str, str] | None = None) -> Problem:
-    """Validate the data and build the Problem (no nonlinear part). OLS ignores instruments."""
+                  method: Method = "2sls", columns: Mapping[str, str] | None = None,
+                  nesting: str | None = None, rho: RhoKind = "common") -> Problem:
+    """Validate the data and build the Problem (no nonlinear part). OLS ignores instruments.
+
+    With ``nesting`` (a column of nest ids) the log within-nest share columns ("rho", or
+    "rho[g]" per nest) join X1 as endogenous regressors; without it, a 'nesting_ids' column in
+    the data is warned about (UnusedNestingWarning).
+    """
+    if nesting is None:
+        warn_unused_nesting(products, stacklevel=4)  # the caller of estimate_logit
+    else:
+        products, names = with_nesting_columns(products, nesting, rho=rho, columns=columns)
+        linear = linear + "".join(f" + `{n}`" for n in names)
+        endogenous = ((endogenous,) if isinstance(endogenous, str) else tuple(endogenous))
+        endogenous = (*endogenous, *names)
     if method == "ols":
         return Problem(products, linear=linear, absorb=absorb, endogenous=(), columns=columns)
     if instruments is None or (not isinstance(instruments, (pd.DataFrame, np.ndarray))
@@ -116,7 +135,8 @@ def excluded_names(problem: Problem) -> tuple[str, ...]:
 
 def fit_logit(problem: Problem, *, method: Method = "2sls", covariance: CovarianceType = "robust",
               clusters: Any = None, center_moments: bool = False, warn_weak: bool = True,
-              first_stage_correction: ClusterCorrection = "none") -> LogitFit:
+              first_stage_correction: ClusterCorrection = "none",
+              nests: Nests | None = None) -> LogitFit:
     """Estimate beta by OLS, 2SLS or linear GMM on the within-transformed Berry inversion.
 
     Parameters
@@ -127,6 +147,7 @@ def fit_logit(problem: Problem, *, method: Method = "2sls", covariance: Covarian
     warn_weak : warn (WeakInstrumentsWarning) when a first-stage F is below 10.
     first_stage_correction : "stata" multiplies the first stage's clustered covariance by
         G/(G-1) (N-1)/(N-K) (``first_stage``); the second stage's covariance is unchanged.
+    nests : nest membership of a nested logit whose problem came from ``logit_problem``.
     """
     check_options(method, covariance)
     if problem.K2 > 0:
@@ -150,7 +171,7 @@ def fit_logit(problem: Problem, *, method: Method = "2sls", covariance: Covarian
                         center_moments=center_moments, check=False)
     return LogitFit(problem=problem, fit=fit, delta=delta, xi=fit.residuals, clusters=ids,
                     first_stage=report, center_moments=center_moments,
-                    first_stage_correction=first_stage_correction)
+                    first_stage_correction=first_stage_correction, nests=nests)
 
 
 def refit_covariance(logit: LogitFit, *, covariance: CovarianceType, clusters: Any = None,
@@ -187,4 +208,4 @@ def refit_covariance(logit: LogitFit, *, covariance: CovarianceType, clusters: A
                              warn=warn_weak, cluster_correction=correction)
     return LogitFit(problem=problem, fit=fit, delta=logit.delta, xi=logit.xi, clusters=ids,
                     first_stage=report, center_moments=logit.center_moments,
-                    first_stage_correction=correction)
+                    first_stage_correction=correction, nests=logit.nests)
