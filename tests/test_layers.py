@@ -47,3 +47,72 @@ def test_imports_point_down(path: Path) -> None:
 def test_modules_stay_small(path: Path) -> None:
     lines = len(path.read_text().splitlines())
     assert lines <= 500, f"{path.name} has {lines} lines; split it by concept"
+
+
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    return ".".join(["blpdemand", *(parts[:-1] if parts[-1] == "__init__" else parts)])
+
+
+def _runtime_imports(path: Path, modules: set[str]) -> set[str]:
+    """Modules of the package that ``path`` imports when it runs: module-level and
+    function-level imports alike (``if TYPE_CHECKING:`` blocks are annotations, not imports)."""
+    tree = ast.parse(path.read_text())
+    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                   and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+                   for n in ast.walk(node)}
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        names: list[str] = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("blpdemand"):
+            names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names if a.name.startswith("blpdemand")]
+        for name in names:
+            if name in modules:
+                found.add(name)
+                break
+    found.discard(_module(path))
+    return found
+
+
+def test_no_import_cycles() -> None:
+    # an import cycle, even one hidden in a function-level import, means two modules that can
+    # only be understood together: each concept's module must sit above what it uses
+    modules = {_module(p): p for p in MODULES}
+    graph = {m: _runtime_imports(p, set(modules)) - {"blpdemand"} for m, p in modules.items()}
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        path.append(node)
+        for target in sorted(graph[node]):
+            if state.get(target) == 1:
+                cycles.append(path[path.index(target):] + [target])
+            elif target not in state:
+                visit(target)
+        path.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_package_root_is_not_imported_from_inside() -> None:
+    # blpdemand/__init__.py is the public door: modules inside import what they use directly
+    for path in MODULES:
+        if path.name in ("__init__.py", "__main__.py"):
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "blpdemand":
+                names = {a.name for a in node.names}
+                assert names <= {"__version__"}, f"{path}: from blpdemand import {names}"
+            if isinstance(node, ast.Import):
+                assert all(a.name != "blpdemand" for a in node.names), f"{path}: import blpdemand"

@@ -87,7 +87,7 @@ _API: dict[str, str] = {
     "EconomicChecks": "blpdemand.results.sanity",
     "bootstrap": "blpdemand.results.bootstrap",
     "BootstrapDraws": "blpdemand.results.bootstrap",
-    "BootstrapSummary": "blpdemand.results.bootstrap",
+    "BootstrapSummary": "blpdemand.results.bootstrap_summary",
     "ElasticityHeatmap": "blpdemand.results.plots",
     "PricingConfig": "blpdemand.model.pricing",
     "PricingStatus": "blpdemand.model.pricing",

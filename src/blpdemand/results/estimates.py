@@ -273,7 +273,8 @@ class BLPResults:
 
     def starts_table(self) -> Table:
         """Where each start of each GMM step ended: start, estimate, objective, gradient norm,
-        status, and whether it reached the step's reported minimum (objective AND estimates)."""
+        status, and whether it reached the step's reported minimum (objective AND estimates,
+        beta included: ``results.starts[k].beta``)."""
         rows = []
         counter: dict[int, int] = {}
         for s in self.starts:
@@ -283,8 +284,6 @@ class BLPResults:
             row: dict[str, Any] = {"step": s.step}
             row.update({f"start {n}": v for n, v in zip(self.layout.names, s.start)})
             row.update({n: v for n, v in zip(self.layout.names, o.theta)})
-            if s.beta is not None:
-                row.update({n: v for n, v in zip(self.problem.X1.names, s.beta)})
             row.update(objective=o.objective, gradient_norm=o.projected_gradient_norm,
                        iterations=o.iterations, converged=o.converged, status=o.status.value,
                        same_minimum=bool(s.same) if s.same is not None else None)
