@@ -86,6 +86,16 @@ def test_tutorial_two_step(products: pd.DataFrame) -> None:
     # the tutorial's printed estimates (two digits): rho 0.89, alpha -7.8
     assert round(float(ours.params["rho"]), 2) == 0.89
     assert round(float(ours.params["prices"]), 1) == -7.8
+    # post-estimation at the two estimates (equal to ~1e-9; 1/(1 - rho) amplifies that 8-fold):
+    # PyBLP's stacked elasticities and its Bertrand costs with the data's firm_ids, 1e-6
+    with np.errstate(all="ignore"):
+        elasticities = np.asarray(reference.compute_elasticities())
+        costs = np.asarray(reference.compute_costs()).ravel()
+    got = bd.compute_elasticities(ours).stacked()
+    assert np.abs(got - elasticities).max() <= 1e-6 * np.abs(elasticities).max()
+    with pytest.warns(EconomicWarning):  # two products with costs below zero, in both
+        ours_costs = bd.compute_costs(ours)
+    assert np.abs(ours_costs - costs).max() <= 1e-6 * np.abs(costs).max()
 
 
 def test_one_rho_per_nest(products: pd.DataFrame) -> None:

@@ -3,6 +3,7 @@
 Under Bertrand-Nash pricing with ownership O, the first-order conditions
 s + (O * ds/dp') (p - c) = 0 give markups eta = -(O * ds/dp')^{-1} s and marginal costs
 c = p - eta (Berry, Levinsohn and Pakes 1995; Nevo 2001). Profits per consumer: (p - c) s.
+A nested logit takes its ds/dp from ``nested_jacobians`` (Cardell 1997).
 Per-product inputs and outputs are in the user's row order.
 """
 
@@ -18,7 +19,7 @@ from blpdemand.data.validation import check_id_values
 from blpdemand.errors import DataError, SpecificationError
 from blpdemand.model.fitted import FittedDemand
 from blpdemand.model.pricing import market_demands, markups, ownership_matrix
-from blpdemand.results.elasticities import as_fitted
+from blpdemand.results.elasticities import as_fitted, nested_jacobians
 from blpdemand.results.sanity import cost_checks, warns
 
 Kappa = Mapping[tuple[object, object], float]
@@ -124,13 +125,34 @@ def compute_markups(results: Any, *, firm_ids: Any = None, ownership: Any = None
     --------
     >>> eta = compute_markups(results)                      # doctest: +SKIP
     """
-    fitted = as_fitted(results)
+    fitted = as_fitted(results, nested=True)
     owners = ownership_matrices(fitted, firm_ids=firm_ids, ownership=ownership, kappa=kappa)
     demands = market_demands(fitted)
     products = fitted.problem.products
-    eta = products.unsort(np.concatenate([markups(d, o) for d, o in zip(demands, owners)]))
+    if fitted.nests is None:
+        values = [markups(d, o) for d, o in zip(demands, owners)]
+    else:
+        values = [_nested_markups(d.market_id, jac, o, products.shares[rows])
+                  for d, jac, o, rows in zip(demands, nested_jacobians(fitted), owners,
+                                             map(products.markets.slice, range(len(owners))))]
+    eta = products.unsort(np.concatenate(values))
     if warns(results):
         _warn_costs(fitted, eta, products.unsort(np.concatenate([d.prices for d in demands])))
+    return eta
+
+
+def _nested_markups(market: object, jacobian: FloatArray, ownership: FloatArray,
+                    shares: FloatArray) -> FloatArray:
+    """(J,) eta = -(O * ds/dp')^{-1} s of one market; DataError where it is singular."""
+    with np.errstate(all="ignore"):
+        try:
+            eta: FloatArray = -np.linalg.solve(ownership * jacobian.T, shares).astype(np.float64)
+        except np.linalg.LinAlgError:
+            eta = np.full(shares.size, np.nan)
+    if not np.all(np.isfinite(eta)):
+        raise DataError(f"market {np.asarray(market).tolist()!r}: the Bertrand first-order "
+                        "conditions (O * ds/dp') eta = -s are singular; check the estimates "
+                        "(rho near 1, a price coefficient near 0) or the ownership matrix")
     return eta
 
 
@@ -141,7 +163,7 @@ def compute_costs(results: Any, *, firm_ids: Any = None, ownership: Any = None,
     For estimation results (not a bare FittedDemand), negative costs and Lerner indices
     (p - c) / p above one are counted in EconomicWarnings naming the worst products.
     """
-    fitted = as_fitted(results)
+    fitted = as_fitted(results, nested=True)
     prices = fitted.problem.products.unsort(
         np.concatenate([d.prices for d in market_demands(fitted)]))
     eta = compute_markups(fitted, firm_ids=firm_ids, ownership=ownership, kappa=kappa)

@@ -3,6 +3,7 @@
 epsilon_jk = (ds_j / dx_k) (x_k / s_j), ds_j/dx_k = sum_i w_i a_i s_ij (1{j=k} - s_ik), with
 a_i = d u_ij / d x_j (prices: alpha_i = alpha + [Sigma nu_i + Pi y_i]_prices).
 Plain logit closed forms: own alpha p_j (1 - s_j), cross -alpha p_k s_k (Berry 1994).
+Nested logit: ds_j/dp_k from ``model.nesting.nested_share_jacobian`` (Cardell 1997).
 Per-product inputs and outputs are in the user's row order (as the product data were given).
 """
 
@@ -15,16 +16,27 @@ import numpy as np
 import pandas as pd
 
 from blpdemand._types import AnyArray, FloatArray, IntArray
+from blpdemand.errors import SpecificationError
 from blpdemand.model.fitted import FittedDemand
+from blpdemand.model.nesting import nested_share_jacobian
 from blpdemand.model.pricing import MarketDemand, market_demands, share_jacobian
 from blpdemand.results.sanity import elasticity_check, usable_fitted, warns
 from blpdemand.results.tables import Table
 
 
-def as_fitted(results: Any) -> FittedDemand:
+def as_fitted(results: Any, *, nested: bool = False) -> FittedDemand:
     """The FittedDemand of a results object (its ``.fitted``), or ``results`` itself, checked
-    usable: ConvergenceError where the contraction failed at the estimate (``usable_fitted``)."""
-    return usable_fitted(results)
+    usable: ConvergenceError where the contraction failed at the estimate (``usable_fitted``).
+
+    A nested logit raises SpecificationError unless the caller handles nests (``nested``):
+    the other computations would silently give plain-logit numbers.
+    """
+    fitted = usable_fitted(results)
+    if fitted.nests is not None and not nested:
+        raise SpecificationError(
+            "this computation is not available for nested logit results (it would give "
+            "plain-logit numbers); compute_elasticities, compute_markups and compute_costs are")
+    return fitted
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +129,20 @@ def market_jacobians(demands: list[MarketDemand]) -> list[FloatArray]:
     return [share_jacobian(d.probabilities(), d.weights, d.alpha) for d in demands]
 
 
+def nested_jacobians(fitted: FittedDemand, name: str = "prices") -> list[FloatArray]:
+    """ds_j / dx_k of a nested logit for each market at the observed shares (which the
+    estimates reproduce exactly): T arrays (J_t, J_t), ``nested_share_jacobian``."""
+    problem, nests = fitted.problem, fitted.nests
+    assert nests is not None
+    if name not in problem.X1.names or name in nests.names:
+        raise SpecificationError(f"{name!r} is not a characteristic of the nested logit's X1 "
+                                 f"{[n for n in problem.X1.names if n not in nests.names]}")
+    coefficient, rho = fitted.coefficient(name), fitted.rho
+    markets, shares = problem.products.markets, problem.products.shares
+    return [nested_share_jacobian(shares[rows], nests.codes[rows], rho[rows], coefficient)
+            for rows in map(markets.slice, range(markets.T))]
+
+
 def compute_elasticities(results: Any, name: str = "prices") -> MarketMatrices:
     """Elasticities epsilon_jk = (ds_j/dx_k) x_k / s_j of every market for column ``name``.
 
@@ -129,10 +155,12 @@ def compute_elasticities(results: Any, name: str = "prices") -> MarketMatrices:
     >>> e = compute_elasticities(results)              # doctest: +SKIP
     >>> e.market("C01Q1")                              # doctest: +SKIP
     """
-    fitted = as_fitted(results)
+    fitted = as_fitted(results, nested=True)
     demands = market_demands(fitted, name)
+    jacobians = (market_jacobians(demands) if fitted.nests is None
+                 else nested_jacobians(fitted, name))
     out = []
-    for d, jac in zip(demands, market_jacobians(demands)):
+    for d, jac in zip(demands, jacobians):
         shares = d.shares()
         out.append(jac * d.prices[None, :] / shares[:, None])
     record = _record(fitted, "elasticities", name, out)
@@ -143,7 +171,7 @@ def compute_elasticities(results: Any, name: str = "prices") -> MarketMatrices:
 
 def own_elasticity_summary(results: Any, name: str = "prices") -> Table:
     """Own elasticities by market (mean, median, min, max) and over all products."""
-    fitted = as_fitted(results)
+    fitted = as_fitted(results, nested=True)
     elasticities = compute_elasticities(fitted, name)
     rows = {}
     for t, matrix in enumerate(elasticities.matrices):
