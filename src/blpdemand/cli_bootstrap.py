@@ -17,9 +17,8 @@ import numpy as np
 import pandas as pd
 
 from blpdemand._types import FloatArray
-from blpdemand.cli_post import _head, _like, firm_mapping
-from blpdemand.cli_report import Report
-from blpdemand.cli_spec import Spec, check_keys
+from blpdemand.cli_report import Report, head_rows
+from blpdemand.cli_spec import Spec, check_keys, firm_mapping, like_column
 from blpdemand.errors import SpecificationError
 from blpdemand.model.fitted import FittedDemand
 from blpdemand.results.bootstrap import BootstrapDraws, BootstrapSummary, bootstrap
@@ -108,7 +107,7 @@ def bootstrap_outputs(spec: Spec, results: Any, report: Report,
                              errors="raise" if raises is None else "drop")
         table = bootstrap_table(summary, level=level, title=f"Parametric bootstrap: {title}",
                                 raises=raises)
-        report.table(name, table, show=_head(table, 12))
+        report.table(name, table, show=head_rows(table, 12))
         out["tables"][name] = {"failed": summary.failed, "kept": int(summary.draws.shape[0])}
     return out
 
@@ -154,7 +153,7 @@ def merger_changes(spec: Spec, products: pd.DataFrame, boot: BootstrapDraws
         raise SpecificationError(f"[post.merger] in {spec.path.name} needs exactly one of "
                                  f"firms = [a, b] (a merger) or firm_ids = {{old = new}}")
     column = products[spec.columns.get("firm_ids", "firm_ids")]
-    merging = [_like(column, f) for f in options.get("firms", [])]
+    merging = [like_column(column, f) for f in options.get("firms", [])]
     if merging:
         labels = [*_market_names(boot, "all products"), f"merging firms {merging}"]
     else:

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from blpdemand.cli_report import Report
-from blpdemand.cli_spec import Spec, check_keys
+from blpdemand.cli_report import Report, head_rows
+from blpdemand.cli_spec import Spec, check_keys, firm_mapping, like_column
 from blpdemand.errors import SpecificationError
 from blpdemand.results.plots import ElasticityHeatmap
 from blpdemand.results.tables import Table
@@ -30,7 +30,7 @@ def post_estimation(spec: Spec, results: Any, report: Report, products: pd.DataF
     market = post.get("market")
     ids = spec.columns.get("market_ids", "market_ids")
     if market is not None and ids in products.columns:
-        market = _like(products[ids], market)  # market = "3" for integer ids, 1995 for "1995"
+        market = like_column(products[ids], market)  # market = "3" for integer ids, 1995 for "1995"
     steps: list[tuple[str, Callable[[], Any]]] = []
     if post.get("elasticities", False):
         steps.append(("own_price_elasticities", lambda: _elasticities(results, report, market)))
@@ -59,7 +59,7 @@ def _elasticities(results: Any, report: Report, market: Any) -> dict[str, Any]:
     from blpdemand.results.elasticities import compute_elasticities, own_elasticity_summary
 
     table = own_elasticity_summary(results)
-    report.table("elasticities", table, show=_head(table, 12))
+    report.table("elasticities", table, show=head_rows(table, 12))
     matrices = compute_elasticities(results)
     chosen = market if market is not None else matrices.market_ids[0]
     report.table(f"elasticities_market_{chosen}", matrices.table(chosen), show=False)
@@ -170,7 +170,7 @@ def check_post_data(spec: Spec, products: pd.DataFrame) -> None:
     if market is not None and ids in products.columns:
         column = products[ids]
         known = set(column.tolist())
-        if _like(column, market) not in known:
+        if like_column(column, market) not in known:
             examples = ", ".join(repr(m) for m in list(dict.fromkeys(column.tolist()))[:3])
             raise SpecificationError(f"[post] market in {name}: market {market!r} is not in the "
                                      f"data's market ids (column '{ids}': {examples}, ...)")
@@ -203,7 +203,7 @@ def check_merger(spec: Spec, products: pd.DataFrame) -> None:
     if "firm_ids" in options:
         firm_mapping(column, options["firm_ids"], spec.path.name)
         return
-    firms = [_like(column, f) for f in options["firms"]]
+    firms = [like_column(column, f) for f in options["firms"]]
     unknown = [f for f in firms if f not in set(column.tolist())]
     if unknown:
         raise SpecificationError(f"[post.merger] firms in {spec.path.name}: firm(s) {unknown} "
@@ -219,52 +219,17 @@ def merger(spec: Spec, results: Any, report: Report, products: pd.DataFrame) -> 
     options = dict(spec.post["merger"])
     column = products[spec.columns.get("firm_ids", "firm_ids")]
     if "firms" in options:
-        outcome = simulate_merger(results, [_like(column, f) for f in options["firms"]])
+        outcome = simulate_merger(results, [like_column(column, f) for f in options["firms"]])
     else:
         mapping = firm_mapping(column, options["firm_ids"], spec.path.name)
         outcome = compute_prices(results, firm_ids=column.replace(mapping).to_numpy())
     table = outcome.summary()
-    report.table("merger", table, show=_head(table, 12))
+    report.table("merger", table, show=head_rows(table, 12))
     changes = np.asarray(outcome.price_changes, dtype=np.float64)
     return {"converged": bool(outcome.converged),
             "failed_markets": [str(m) for m in outcome.failed_markets],
             "mean_price_change_percent": float(100 * np.nanmean(changes)),
             "mean_consumer_surplus_change": float(np.nanmean(outcome.consumer_surplus_change))}
-
-
-def firm_mapping(column: pd.Series, firm_ids: Any, spec_name: str) -> dict[Any, Any]:
-    """``[post.merger] firm_ids = {old = new}`` in the id column's type; every old id must be a
-    firm of the data (an unknown one silently changed nothing)."""
-    mapping = {_like(column, k): _like(column, v) for k, v in dict(firm_ids).items()}
-    unknown = [k for k in mapping if k not in set(column.tolist())]
-    if unknown:
-        raise SpecificationError(f"[post.merger] firm_ids in {spec_name}: firm(s) {unknown} are "
-                                 f"not in the data's firm ids")
-    return mapping
-
-
-def _like(column: pd.Series, value: Any) -> Any:
-    """A TOML key or value as the id column's type (firm or market ids)."""
-    if pd.api.types.is_integer_dtype(column) and isinstance(value, str) and value.lstrip("-").isdigit():
-        return int(value)
-    if pd.api.types.is_float_dtype(column) and isinstance(value, (str, int)):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    if isinstance(value, int) and not pd.api.types.is_numeric_dtype(column):
-        return str(value)
-    return value
-
-
-def _head(table: Table, rows: int) -> Table:
-    """The first ``rows`` rows and the last (e.g. 'all markets') of a long table, for the terminal."""
-    body = table.body
-    if len(body) <= rows + 1:
-        return table
-    short = pd.concat([body.iloc[:rows], body.iloc[[-1]]])
-    notes = (*table.notes, f"{len(body) - rows - 1} rows not shown; all rows in the files")
-    return Table(title=table.title, body=short, notes=notes, digits=table.digits)
 
 
 def _row(body: pd.DataFrame, k: int) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -233,6 +234,16 @@ class Report:
         path = self._folder() / file_name(name)
         path.write_text(text, encoding="utf-8")
         self.written.append(path)
+
+
+def head_rows(table: Table, rows: int) -> Table:
+    """The first ``rows`` rows and the last (e.g. 'all markets') of a long table, for the terminal."""
+    body = table.body
+    if len(body) <= rows + 1:
+        return table
+    short = pd.concat([body.iloc[:rows], body.iloc[[-1]]])
+    notes = (*table.notes, f"{len(body) - rows - 1} rows not shown; all rows in the files")
+    return Table(title=table.title, body=short, notes=notes, digits=table.digits)
 
 
 def _nothing() -> None:

@@ -6,7 +6,9 @@ No estimation logic lives here: every number comes from ``blpdemand``'s public f
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
+import pkgutil
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from rich.console import Console
 
-import blpdemand
+import blpdemand.instruments as instruments_package
 from blpdemand.cli_bootstrap import check_bootstrap
 from blpdemand.cli_post import (
     check_contour,
@@ -159,14 +161,16 @@ def agent_markets(spec: Spec, agents: pd.DataFrame) -> pd.DataFrame:
 
 
 def builders() -> dict[str, Callable[..., pd.DataFrame]]:
-    """Instrument builders by kind: ``build_{kind}_instruments`` (or ``build_{kind}``)."""
+    """Instrument builders by kind: ``build_{kind}_instruments`` (or ``build_{kind}``), every
+    public ``build_*`` function of the ``blpdemand.instruments`` modules."""
     out = {}
-    for name in blpdemand.__all__:
-        module = blpdemand._API.get(name, "")
-        if name.startswith("build_") and module.startswith("blpdemand.instruments."):
-            kind = name.removeprefix("build_").removesuffix("_instruments")
-            out[kind] = getattr(blpdemand, name)
-    return out
+    for info in sorted(pkgutil.iter_modules(instruments_package.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{instruments_package.__name__}.{info.name}")
+        for name, value in vars(module).items():
+            if (name.startswith("build_") and inspect.isfunction(value)
+                    and value.__module__ == module.__name__):
+                out[name.removeprefix("build_").removesuffix("_instruments")] = value
+    return dict(sorted(out.items()))
 
 
 def build_instruments(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None) -> list[Any]:
@@ -202,7 +206,7 @@ def build_instruments(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame |
 
 
 def _logit(spec: Spec, products: pd.DataFrame, instruments: list[Any]) -> Any:
-    from blpdemand import estimate_logit
+    from blpdemand.results.logit import estimate_logit
 
     model = spec.model
     for key in ("nonlinear", "demographics"):
@@ -236,7 +240,10 @@ def _checked(checkpoint: Callable[[], None]) -> Callable[[list[Callable[[], Any]
 
 def _blp(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None, instruments: list[Any],
          *, console: Console, quiet: bool, checkpoint: Callable[[], None] | None = None) -> Any:
-    from blpdemand import EstimationConfig, Integration, Problem, estimate
+    from blpdemand.integration.rule import Integration
+    from blpdemand.model.problem import Problem
+    from blpdemand.results.estimates import estimate
+    from blpdemand.solve.estimate import EstimationConfig
 
     model = spec.model
     if "nonlinear" not in model:

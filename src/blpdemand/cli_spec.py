@@ -208,6 +208,31 @@ def _one_delimiter(table: pd.DataFrame, path: Path, where: str) -> pd.DataFrame:
     return table
 
 
+def like_column(column: pd.Series, value: Any) -> Any:
+    """A TOML key or value as the id column's type (firm or market ids)."""
+    if pd.api.types.is_integer_dtype(column) and isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    if pd.api.types.is_float_dtype(column) and isinstance(value, (str, int)):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if isinstance(value, int) and not pd.api.types.is_numeric_dtype(column):
+        return str(value)
+    return value
+
+
+def firm_mapping(column: pd.Series, firm_ids: Any, spec_name: str) -> dict[Any, Any]:
+    """``[post.merger] firm_ids = {old = new}`` in the id column's type; every old id must be a
+    firm of the data (an unknown one silently changed nothing)."""
+    mapping = {like_column(column, k): like_column(column, v) for k, v in dict(firm_ids).items()}
+    unknown = [k for k in mapping if k not in set(column.tolist())]
+    if unknown:
+        raise SpecificationError(f"[post.merger] firm_ids in {spec_name}: firm(s) {unknown} are "
+                                 f"not in the data's firm ids")
+    return mapping
+
+
 def keyword_names(target: Callable[..., Any]) -> tuple[str, ...]:
     """Keyword arguments a function or dataclass accepts (public ones only)."""
     if dataclasses.is_dataclass(target) and isinstance(target, type):
