@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 
 import blpdemand as bd
-from blpdemand.errors import BLPDemandWarning, SpecificationError
+from blpdemand.errors import BLPDemandWarning, EconomicWarning, SpecificationError
 
 ALPHA, B0, BX = -2.0, -1.0, 0.5
 
@@ -237,3 +237,42 @@ def test_nesting_instruments() -> None:
     assert z["nest_other_x"].tolist() == [8.0, 16.0, 32.0, 1.0, 2.0, 4.0]
     counts = data.groupby(["market_ids", "nesting_ids"])["x"].transform("size")
     assert z["nest_count"].tolist() == counts.astype(float).tolist()
+
+
+def test_nested_logit_is_the_logit_with_log_within_share_as_a_regressor(nevo_products) -> None:
+    # Berry (1994): the nested logit is the linear IV regression with log s_{j|g} as one more
+    # endogenous regressor, so absorbed effects, clustered SEs and two-step GMM carry over:
+    # the same numbers (1e-10 relative) as the plain logit given that column by hand
+    data = nevo_products.assign(nesting_ids=nevo_products["mushy"])
+    within = data["shares"] / data.groupby(["market_ids", "nesting_ids"])["shares"].transform("sum")
+    by_hand = data.drop(columns="nesting_ids").assign(log_within=np.log(within))
+    instruments = [f"demand_instruments{k}" for k in range(20)]
+    options = {"absorb": "C(product_ids)", "instruments": instruments, "method": "2s-gmm",
+               "covariance": "clustered", "clusters": "city_ids"}
+    with pytest.warns(EconomicWarning):  # rho > 1 on these data (see the PyBLP reference test)
+        nested = bd.estimate_logit(data, linear="prices", nesting="nesting_ids", **options)
+    plain = bd.estimate_logit(by_hand, linear="prices + log_within",
+                              endogenous=("prices", "log_within"), **options)
+    assert nested.params.to_numpy() == pytest.approx(plain.params.to_numpy(), rel=1e-10)
+    assert nested.bse.to_numpy() == pytest.approx(plain.bse.to_numpy(), rel=1e-10)
+    assert nested.j_statistic == pytest.approx(plain.j_statistic, rel=1e-10)
+    assert [s.f_statistic for s in nested.first_stage.stages] == pytest.approx(
+        [s.f_statistic for s in plain.first_stage.stages], rel=1e-10)
+    hc1 = nested.with_covariance("hc1")
+    assert hc1.nests is nested.nests and hc1.rho.tolist() == nested.rho.tolist()
+
+
+def test_characteristic_elasticities(common) -> None:
+    data, results = common
+    rho = float(results.params["rho"])
+    elasticities = bd.compute_elasticities(results, "x")
+    for t in range(6):
+        rows, _, shares = _market(data, t)
+        x = data["x"].to_numpy()[rows]
+        expected = (_analytic(float(results.params["x"]), np.full(rows.size, rho), shares, NESTS)
+                    * x[None, :] / shares[:, None])
+        labels = data["product_ids"].to_numpy()[rows]
+        got = elasticities.market(t).loc[labels, labels].to_numpy()
+        assert np.abs(got - expected).max() <= 1e-12 * np.abs(expected).max()
+    with pytest.raises(SpecificationError):
+        bd.compute_elasticities(results, "rho")
