@@ -86,3 +86,23 @@ def test_pyblp_evaluates_our_estimate_to_the_same_stationary_point(executed, nev
     assert float(theirs.objective) == pytest.approx(results.objective, rel=1e-8)
     gradient = np.abs(np.asarray(theirs.projected_gradient)).max()
     assert gradient <= results.config.gtol * max(1.0, results.objective)
+
+
+def test_the_tour_call_with_bfgs_reaches_pyblps_tutorial_estimate(executed) -> None:
+    # Reference: PyBLP's Nevo tutorial (published, and tests/reference/test_estimate_nevo.py runs
+    # it live): BFGS, no bounds, objective 4.5615141648, price -62.73, pi[prices, income] 588.3,
+    # sigma[sugar] -0.0058 (a sign the summary flags). Same problem and start as the tour.
+    import blpdemand as bd
+
+    namespace = executed[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = bd.estimate(namespace["problem"], sigma=[0.5, 0.5, 0.5, 0.5],
+                              pi=namespace["pi0"], config=bd.EstimationConfig(optimizer="bfgs"))
+    assert results.converged and results.status.value == "converged"
+    assert results.objective == pytest.approx(4.5615141648, rel=1e-8)
+    names = dict(zip(results.names, results.estimates))
+    assert names["prices"] == pytest.approx(-62.73, abs=0.005)
+    assert names["pi[prices, income]"] == pytest.approx(588.3, abs=0.05)
+    assert names["sigma[sugar, sugar]"] == pytest.approx(-0.0058, abs=5e-5)
+    assert any("negative diagonal Sigma" in note for note in results.summary().notes)
