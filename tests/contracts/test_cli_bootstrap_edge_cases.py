@@ -323,6 +323,7 @@ def test_merger_setup_errors_come_before_the_estimation(folder: Path,
     def no_estimation(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the estimation ran before the [post.merger] check")
 
-    monkeypatch.setattr(bd, "estimate", no_estimation)
+    # where the CLI looks it up (it imports the estimator from its module, not the package root)
+    monkeypatch.setattr("blpdemand.results.estimates.estimate", no_estimation)
     with pytest.raises(SpecificationError, match=r"\[post.merger\]"):
         _run(folder, "early", LINEAR, f"[post.merger]\n{merger}\n")

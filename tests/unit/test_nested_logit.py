@@ -276,3 +276,17 @@ def test_characteristic_elasticities(common) -> None:
         assert np.abs(got - expected).max() <= 1e-12 * np.abs(expected).max()
     with pytest.raises(SpecificationError):
         bd.compute_elasticities(results, "rho")
+
+
+def test_bootstrap_draws_of_a_nested_logit_stay_nested(common) -> None:
+    # Reference: the estimate itself. A draw at exactly the estimated parameters is the
+    # estimated model: its elasticities equal compute_elasticities(results) (they were the
+    # plain logit's: -0.49 for -9.82, the draws had lost their nests).
+    _, results = common
+    beta = results.params.to_numpy()[None, :]
+    draws = bd.BootstrapDraws.from_parameters(results, np.zeros((1, 0)), beta)
+    got = bd.compute_elasticities(draws.fitted[0]).stacked()
+    want = bd.compute_elasticities(results).stacked()
+    finite = np.isfinite(want)
+    assert np.array_equal(finite, np.isfinite(got))
+    assert np.abs(got[finite] - want[finite]).max() <= 1e-12 * np.abs(want[finite]).max()

@@ -143,7 +143,8 @@ class BootstrapDraws:
                           "; they are dropped from the summaries. A huge covariance or draws far "
                           "from the estimate cause this", ConvergenceWarning, stacklevel=2)
         fitted = tuple(FittedDemand(problem=estimate.problem, layout=estimate.layout,
-                                    theta=theta[b].copy(), beta=beta[b].copy(), delta=d)
+                                    theta=theta[b].copy(), beta=beta[b].copy(), delta=d,
+                                    nests=estimate.nests)  # a nested logit stays nested
                        for b, d in enumerate(deltas) if d is not None)
         return cls(estimate=estimate, fitted=fitted, theta=theta[kept], beta=beta[kept],
                    requested=B, dropped=dropped, hold=hold)

@@ -60,6 +60,7 @@ import datetime as _dt
 import enum
 import json
 import math
+import os
 import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -223,7 +224,13 @@ def save_results(results: Any, path: str | Path, **extra: Any) -> Path:
     record = capture(results, **extra).to_json()
     path = Path(path)
     text = json.dumps(record, indent=2, allow_nan=False)
-    path.write_text(text + "\n", encoding="utf-8")
+    # atomically: a reader (or an interrupted writer) never sees half a file
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        partial.write_text(text + "\n", encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
 
 
@@ -438,7 +445,9 @@ def _decode_tree(value: Any) -> Any:
 def _has(obj: Any, name: str) -> bool:
     try:
         getattr(obj, name)
-    except Exception:  # noqa: BLE001 - a property that cannot be computed is not recorded
+    except Exception as error:  # a property that cannot be computed is not recorded
+        if isinstance(error.__cause__ or error.__context__, KeyboardInterrupt):
+            raise  # an interrupt wrapped by a compiled kernel (SystemError) is no missing field
         return False
     return True
 
