@@ -47,6 +47,12 @@ def test_blp_example(tmp_path: Path, data_path: Path, monkeypatch: pytest.Monkey
     assert saved.objective == pytest.approx(live.objective, rel=1e-10)
     assert saved.diagnostics["converged"] is True
     assert any("weights do not sum to one" in w for w in saved.post_estimation["warnings"])
+    # the sanity checks count what the API computes: negative costs and Lerner indices above 1
+    with pytest.warns(Warning):
+        costs = bd.compute_costs(live)
+    negative = int((costs < 0).sum())
+    assert negative > 0 and any(f"negative marginal costs: {negative} of {len(costs)}" in w
+                                for w in saved.post_estimation["warnings"])
     assert (tmp_path / "objective_profiles.png").exists()
 
 
@@ -70,5 +76,11 @@ def test_cars_blp_example(tmp_path: Path, data_path: Path, monkeypatch: pytest.M
             method="2s", weighting="clustered", covariance="clustered", clusters="make"))
     np.testing.assert_allclose(saved.estimates.to_numpy(), live.estimates, rtol=1e-8)
     assert saved.diagnostics["converged"] is True
+    # normal coefficients let some consumers like higher prices: counted, as the API counts
+    with pytest.warns(Warning):
+        own = bd.compute_elasticities(live).diagonal()
+    positive = int((own > 0).sum())
+    assert positive > 0 and any(f"positive own-price elasticities: {positive} of {len(own)}" in w
+                                for w in saved.post_estimation["warnings"])
     # Reference: the course's sigma_price is about 0.06 (issue 10); a loose band around it.
     assert 0.02 < abs(saved.estimates["sigma[prices, prices]"]) < 0.15
