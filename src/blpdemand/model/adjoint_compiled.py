@@ -30,22 +30,42 @@ import numpy as np
 
 from blpdemand._types import FloatArray, IntArray
 
-__all__ = ["adjoint_markets", "compile_kernel"]
+__all__ = ["adjoint_markets", "as_kernel_array", "compile_kernel", "readonly"]
 
 _FAST = {"reassoc", "contract"}  # vectorized sums and FMA; no assumptions about NaN or inf
 
 
-def compile_kernel(**extra: Any) -> Callable[[Callable[..., Any]], Any]:
+def readonly(ndim: int, dtype: Any = numba.float64) -> Any:
+    """A C-contiguous, aligned, read-only array type for a kernel signature. numba converts a
+    writable array to it (never the reverse), so one compiled version takes both: a read-only
+    input (pandas copy-on-write, ``setflags(write=False)``) no longer compiles a second one."""
+    return numba.types.Array(dtype, ndim, "C", readonly=True)
+
+
+def as_kernel_array(array: Any, dtype: Any = np.float64) -> Any:
+    """``array`` as the kernels' signatures take it (C-contiguous, aligned, of ``dtype``);
+    no copy when it already is one."""
+    return np.require(array, dtype, ("C", "A"))
+
+
+def compile_kernel(signature: tuple[Any, ...] | None = None,
+                   **extra: Any) -> Callable[[Callable[..., Any]], Any]:
     """numba.njit with the kernels' options (GIL released, numpy's error model, fastmath for
     reassociation and FMA only), cached on disk where numba finds a writable place (beside the
-    source, else the user's cache directory); compiled at first use otherwise."""
+    source, else the user's cache directory).
+
+    With a ``signature`` (argument types) the kernel is compiled, or loaded from that cache,
+    when its module is imported, for exactly those types: one version, and a call with other
+    types is a TypeError instead of a new compilation (seconds). Without one (the helpers
+    inlined into the kernels), numba compiles at first use for the types it sees.
+    """
     options: dict[str, Any] = {"nogil": True, "fastmath": _FAST, "error_model": "numpy", **extra}
 
     def decorate(function: Callable[..., Any]) -> Any:
         try:
-            return numba.njit(cache=True, **options)(function)
+            return numba.njit(signature, cache=True, **options)(function)
         except RuntimeError:  # "cannot cache function ...: no locator available"
-            return numba.njit(cache=False, **options)(function)
+            return numba.njit(signature, cache=False, **options)(function)
 
     return decorate
 
@@ -70,7 +90,10 @@ def _operator(E, e, rD, diagonal, x, J, I, u, out):  # type: ignore[no-untyped-d
         out[j] = diagonal[j] * x[j] - e[j] * total
 
 
-@compile_kernel()
+_F2, _F3, _I1 = readonly(2), readonly(3), readonly(1, numba.int64)
+
+
+@compile_kernel((_F3, _F2, _F2, _F2, _F3, _F3, _I1, _I1, _F2, _I1, _I1, numba.float64, numba.int64))
 def _adjoint(exp_mu, outside, weights, e_delta, x2, variables, rows, columns, v,  # type: ignore[no-untyped-def]
              product_sizes, agent_sizes, tol, max_iterations):
     T, J_max, I_max = exp_mu.shape
@@ -196,9 +219,7 @@ def adjoint_markets(exp_mu: FloatArray, outside: FloatArray, weights: FloatArray
     v : (T_b, J) weights on delta (zero in padded slots); product_sizes, agent_sizes : real
         J_t and I_t.
     """
-    def c(array: Any, dtype: Any = np.float64) -> Any:
-        return np.ascontiguousarray(array, dtype=dtype)
-
+    c = as_kernel_array
     out, ok = _adjoint(c(exp_mu), c(outside), c(weights), c(e_delta), c(x2), c(variables),
                        c(rows, np.int64), c(columns, np.int64), c(v), c(product_sizes, np.int64),
                        c(agent_sizes, np.int64), float(tol), int(max_iterations))

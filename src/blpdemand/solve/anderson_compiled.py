@@ -13,8 +13,9 @@ share evaluation after the first reads exp(mu) from L2, and the per-step bookkee
 squares, the residual, the safeguards) costs a few hundred arithmetic operations instead of
 some 30 numpy calls on the whole block. The numpy solvers in ``solve.fixed_point`` are the
 reference; ``FixedPointConfig(compiled=False)`` selects them. Kernels are compiled with numba
-on first use (cached on disk), release the GIL, and use ``fastmath`` only for reassociation and
-fused multiply-add (so sums vectorize); non-finite values keep their IEEE meaning
+for one signature when this module is imported (loaded from the disk cache after the first
+time), release the GIL, and use ``fastmath`` only for reassociation and fused multiply-add (so
+sums vectorize); non-finite values keep their IEEE meaning
 (``model.adjoint_compiled.compile_kernel``).
 
 Shares per market (``model.shares``): D_i = c_i + sum_j e_j E_ji, s_j = e_j sum_i E_ji w_i / D_i.
@@ -29,10 +30,11 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 
 from blpdemand._types import FloatArray, IntArray
-from blpdemand.model.adjoint_compiled import compile_kernel
+from blpdemand.model.adjoint_compiled import as_kernel_array, compile_kernel, readonly
 from blpdemand.solve.fixed_point import ULPS, FixedPointConfig, FixedPointResult
 
 __all__ = ["solve_markets"]
@@ -139,7 +141,10 @@ def _mixing(dF, f, m, J, A, b, gamma):  # type: ignore[no-untyped-def]
         gamma[a] = total / A[a, a]
 
 
-@compile_kernel()
+_F2, _I1 = readonly(2), readonly(1, numba.int64)
+
+
+@compile_kernel((readonly(3), _F2, _F2, _F2, _I1, _I1, _F2, numba.float64, numba.int64, numba.int64))
 def _anderson_markets(exp_mu, outside, weights, shares, product_sizes,  # type: ignore[no-untyped-def]
                       agent_sizes, x0, tol, max_evaluations, memory):
     T, J_max, I_max = exp_mu.shape
@@ -230,13 +235,9 @@ def solve_markets(exp_mu: FloatArray, outside: FloatArray, weights: FloatArray,
     -------
     FixedPointResult, as the numpy solvers return it.
     """
+    c = as_kernel_array
     x, codes, evaluations, change = _anderson_markets(
-        np.ascontiguousarray(exp_mu, dtype=np.float64),
-        np.ascontiguousarray(outside, dtype=np.float64),
-        np.ascontiguousarray(weights, dtype=np.float64),
-        np.ascontiguousarray(shares, dtype=np.float64),
-        np.ascontiguousarray(product_sizes, dtype=np.int64),
-        np.ascontiguousarray(agent_sizes, dtype=np.int64),
-        np.ascontiguousarray(x0, dtype=np.float64),
-        float(config.tol), int(config.max_evaluations), int(config.memory))
+        c(exp_mu), c(outside), c(weights), c(shares), c(product_sizes, np.int64),
+        c(agent_sizes, np.int64), c(x0), float(config.tol), int(config.max_evaluations),
+        int(config.memory))
     return FixedPointResult(x=x, codes=codes, evaluations=evaluations, change=change)
