@@ -25,7 +25,7 @@ _API: dict[str, str] = {
     "FixedPointStatus": "blpdemand.solve.fixed_point",
     "InnerLoop": "blpdemand.solve.contraction",
     "solve_delta": "blpdemand.solve.contraction",
-    "run_demo": "blpdemand.demo",
+    "run_demo": "blpdemand.cli.demo",
     "estimate_logit": "blpdemand.results.logit",
     "LogitResults": "blpdemand.results.logit",
     # instruments

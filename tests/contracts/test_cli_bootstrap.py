@@ -20,10 +20,10 @@ from rich.console import Console
 
 import blpdemand as bd
 from blpdemand.cli import main
-from blpdemand.cli_bootstrap import bootstrap_outputs
-from blpdemand.cli_report import Report
-from blpdemand.cli_run import run
-from blpdemand.cli_spec import read_spec
+from blpdemand.cli.bootstrap import bootstrap_outputs
+from blpdemand.cli.report import Report
+from blpdemand.cli.run import run
+from blpdemand.cli.spec import read_spec
 from blpdemand.errors import SpecificationError
 from blpdemand.model.fitted import FittedDemand
 from blpdemand.results.io import load_results

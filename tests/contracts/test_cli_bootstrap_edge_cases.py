@@ -22,9 +22,9 @@ import pytest
 from rich.console import Console
 
 import blpdemand as bd
-from blpdemand.cli_bootstrap import bootstrap_table, check_bootstrap
-from blpdemand.cli_run import run
-from blpdemand.cli_spec import read_spec
+from blpdemand.cli.bootstrap import bootstrap_table, check_bootstrap
+from blpdemand.cli.run import run
+from blpdemand.cli.spec import read_spec
 from blpdemand.errors import ConvergenceError, SpecificationError
 from blpdemand.model.fitted import FittedDemand
 from blpdemand.results.bootstrap import BootstrapSummary

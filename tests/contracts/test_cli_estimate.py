@@ -159,7 +159,7 @@ firms = [1, 2]
 [output]
 plots = false
 """)
-    import blpdemand.cli_report as cli_report
+    import blpdemand.cli.report as cli_report
 
     pools: list[int] = []
 

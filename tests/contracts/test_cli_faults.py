@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from blpdemand import cli_run
 from blpdemand.cli import main
+from blpdemand.cli import run as cli_run
 
 ROOT = Path(__file__).resolve().parents[2]
 NEVO = (ROOT / "examples" / "nevo.toml").read_text(encoding="utf-8")
@@ -227,7 +227,7 @@ def test_interrupt_while_writing_results_json_keeps_the_old_folder(
     """results.json half written when Ctrl-C comes: it was a plain write into the output folder
     (a truncated JSON beside old files); now the old folder is untouched and no partial file
     or folder is left."""
-    from blpdemand import cli_report
+    from blpdemand.cli import report as cli_report
 
     original = cli_report.save_results
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from blpdemand.cli_spec import expand_env, read_spec, read_table
+from blpdemand.cli.spec import expand_env, read_spec, read_table
 from blpdemand.errors import DataError, SpecificationError
 
 

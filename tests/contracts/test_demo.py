@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from blpdemand.cli import main
-from blpdemand.demo import MERGING, DemoReport, run_demo
+from blpdemand.cli.demo import MERGING, DemoReport, run_demo
 from blpdemand.results.costs import compute_costs
 from blpdemand.results.counterfactual import fitted_from_truth, simulate_merger
 

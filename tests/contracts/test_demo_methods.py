@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import blpdemand as bd
-from blpdemand.demo import DemoReport, run_demo
+from blpdemand.cli.demo import DemoReport, run_demo
 
 
 @pytest.fixture(scope="module")

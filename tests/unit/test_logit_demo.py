@@ -7,7 +7,7 @@ import re
 import pytest
 
 from blpdemand.cli import main
-from blpdemand.demo import run_demo
+from blpdemand.cli.demo import run_demo
 
 
 def test_cli_demo_shows_ols_bias(capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,22 +18,22 @@ import pandas as pd
 from rich.console import Console
 
 import blpdemand.instruments as instruments_package
-from blpdemand.cli_bootstrap import check_bootstrap
-from blpdemand.cli_post import (
+from blpdemand.cli.bootstrap import check_bootstrap
+from blpdemand.cli.post import (
     check_contour,
     check_merger,
     check_post_data,
     check_post_options,
     post_estimation,
 )
-from blpdemand.cli_report import (
+from blpdemand.cli.report import (
     OutputFolder,
     Report,
     RichReporter,
     draw_convergence,
     progress_runner,
 )
-from blpdemand.cli_spec import (
+from blpdemand.cli.spec import (
     Spec,
     check_keys,
     check_types,

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from blpdemand.cli_report import Report, head_rows
-from blpdemand.cli_spec import Spec, check_keys, firm_mapping, like_column
+from blpdemand.cli.report import Report, head_rows
+from blpdemand.cli.spec import Spec, check_keys, firm_mapping, like_column
 from blpdemand.errors import SpecificationError
 from blpdemand.results.plots import ElasticityHeatmap
 from blpdemand.results.tables import Table
@@ -47,7 +47,7 @@ def post_estimation(spec: Spec, results: Any, report: Report, products: pd.DataF
     if "merger" in post:
         steps.append(("merger", lambda: merger(spec, results, report, products)))
     if "bootstrap" in post:  # after the outputs it summarizes (cli_bootstrap)
-        from blpdemand.cli_bootstrap import bootstrap_outputs
+        from blpdemand.cli.bootstrap import bootstrap_outputs
         steps.append(("bootstrap", lambda: bootstrap_outputs(spec, results, report, products)))
     run_steps = runner if runner is not None else (lambda jobs: [job() for job in jobs])
     with report.deferred():

@@ -173,7 +173,7 @@ def interrupted(command: str) -> int:
 
 def _dispatch(args: argparse.Namespace, interrupts: Interrupts) -> int:
     if args.command in SPEC_COMMANDS:
-        from blpdemand.cli_run import run_command
+        from blpdemand.cli.run import run_command
 
         return run_command(args, interrupts=interrupts)
     if args.command == "demo":
@@ -192,7 +192,7 @@ def _demo(args: argparse.Namespace) -> int:
     """Simulate car-like markets: OLS vs IV logit, BLP beside the truth, a merger; render it."""
     from rich.console import Console
 
-    from blpdemand.demo import run_demo
+    from blpdemand.cli.demo import run_demo
 
     console = Console(width=max(Console().width, 100))
     report = run_demo(markets=args.markets, products=args.products, rng=args.seed)

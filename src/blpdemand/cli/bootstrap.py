@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from blpdemand._types import FloatArray
-from blpdemand.cli_report import Report, head_rows
-from blpdemand.cli_spec import Spec, check_keys, firm_mapping, like_column
+from blpdemand.cli.report import Report, head_rows
+from blpdemand.cli.spec import Spec, check_keys, firm_mapping, like_column
 from blpdemand.errors import SpecificationError
 from blpdemand.model.fitted import FittedDemand
 from blpdemand.results.bootstrap import BootstrapDraws, BootstrapSummary, bootstrap
