@@ -159,7 +159,7 @@ def test_bad_keys_and_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, li
         raise AssertionError("the spec should fail before the estimation")
 
     # where the CLI looks it up (it imports the estimator from its module, not the package root)
-    monkeypatch.setattr("blpdemand.results.estimates.estimate", no_estimation)
+    monkeypatch.setattr("blpdemand.results.blp.estimate", no_estimation)
     spec = _write(tmp_path, f"[post]\nelasticities = true\n[post.bootstrap]\n{line}\n")
     with pytest.raises(SpecificationError, match=message):
         _run(spec, tmp_path / "out")

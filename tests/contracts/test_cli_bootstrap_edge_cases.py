@@ -324,6 +324,6 @@ def test_merger_setup_errors_come_before_the_estimation(folder: Path,
         raise AssertionError("the estimation ran before the [post.merger] check")
 
     # where the CLI looks it up (it imports the estimator from its module, not the package root)
-    monkeypatch.setattr("blpdemand.results.estimates.estimate", no_estimation)
+    monkeypatch.setattr("blpdemand.results.blp.estimate", no_estimation)
     with pytest.raises(SpecificationError, match=r"\[post.merger\]"):
         _run(folder, "early", LINEAR, f"[post.merger]\n{merger}\n")

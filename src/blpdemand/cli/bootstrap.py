@@ -72,7 +72,7 @@ def check_bootstrap(spec: Spec, command: str) -> dict[str, Any] | None:
 def bootstrap_outputs(spec: Spec, results: Any, report: Report,
                       products: pd.DataFrame) -> dict[str, Any]:
     """One bootstrap table per enabled output; a summary for results.json."""
-    from blpdemand.results.estimates import BLPResults
+    from blpdemand.results.blp import BLPResults
 
     options = check_bootstrap(spec, "estimate")
     assert options is not None

@@ -34,7 +34,7 @@ from blpdemand.results.counterfactual import (
     simulate_merger,
 )
 from blpdemand.results.elasticities import compute_elasticities
-from blpdemand.results.estimates import BLPResults, estimate
+from blpdemand.results.blp import BLPResults, estimate
 from blpdemand.results.logit import LogitResults, estimate_logit
 from blpdemand.results.tables import Table
 

@@ -242,7 +242,7 @@ def _blp(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None, instru
          *, console: Console, quiet: bool, checkpoint: Callable[[], None] | None = None) -> Any:
     from blpdemand.integration.rule import Integration
     from blpdemand.model.problem import Problem
-    from blpdemand.results.estimates import estimate
+    from blpdemand.results.blp import estimate
     from blpdemand.solve.estimate import EstimationConfig
 
     model = spec.model

@@ -46,7 +46,7 @@ from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.jobs import run_jobs
 
 if TYPE_CHECKING:  # BLPResults' own bootstrap() calls this module: no run-time import back
-    from blpdemand.results.estimates import BLPResults
+    from blpdemand.results.blp import BLPResults
 
 __all__ = ["BootstrapDraws", "BootstrapSummary", "bootstrap"]
 

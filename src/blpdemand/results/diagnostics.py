@@ -21,7 +21,7 @@ from blpdemand.errors import SpecificationError
 from blpdemand.integration.rule import Integration
 from blpdemand.integration.stability import StabilityReport, draws_stability
 from blpdemand.model.problem import Problem
-from blpdemand.results.estimates import BLPResults, estimate
+from blpdemand.results.blp import BLPResults, estimate
 from blpdemand.results.tables import Table
 from blpdemand.solve.gmm import DemandObjective
 

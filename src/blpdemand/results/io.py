@@ -300,7 +300,7 @@ def _model(results: Any) -> dict[str, Any]:
     inputs = getattr(getattr(results, "problem", None), "inputs", None)
     if not isinstance(inputs, dict) or not inputs:
         return {}
-    from blpdemand.results.estimates import BLPResults
+    from blpdemand.results.blp import BLPResults
     from blpdemand.results.logit import LogitResults
 
     model: dict[str, Any] = dict(inputs)

@@ -30,7 +30,7 @@ from blpdemand.data.formulation import DesignMatrix, check_rank
 from blpdemand.errors import SpecificationError
 from blpdemand.model.fitted import FittedDemand
 from blpdemand.model.problem import Problem
-from blpdemand.results.estimates import BLPResults, estimate
+from blpdemand.results.blp import BLPResults, estimate
 from blpdemand.solve.contraction import delta_jacobian
 from blpdemand.solve.estimate import EstimationConfig
 

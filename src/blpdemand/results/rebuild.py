@@ -20,7 +20,7 @@ from blpdemand.errors import DataError, SpecificationError
 from blpdemand.integration.rule import Integration
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
-from blpdemand.results.estimates import results_from
+from blpdemand.results.blp import results_from
 from blpdemand.results.logit import estimate_logit
 from blpdemand.solve.estimate import EstimationConfig
 from blpdemand.solve.evaluation import evaluate_outcome

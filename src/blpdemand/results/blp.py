@@ -1,8 +1,11 @@
-"""BLP estimation results: a frozen record, its standard errors, summary table and fitted model.
+"""The BLP estimator's home: its public entry points (``estimate``, ``evaluate``) and its
+results (a frozen record with its verdict, standard errors, summary table and fitted model).
 
-Standard errors come from the GMM sandwich (Hansen 1982) with G = d g / d(theta, beta)
+The procedure lives in ``solve.estimate`` (GMM steps, starts, polish) and the standard errors
+in ``solve.covariance``: the GMM sandwich (Hansen 1982) with G = d g / d(theta, beta)
 = (1/N) Z~' [d xi/d theta, -X1~]: V = (G'WG)^{-1} G'WSWG (G'WG)^{-1} / N, S unadjusted, robust
-or clustered; another kind is a new object from ``with_covariance``, never an in-place change.
+or clustered, over the identified parameters; another kind is a new object from
+``with_covariance``, never an in-place change.
 """
 
 from __future__ import annotations
