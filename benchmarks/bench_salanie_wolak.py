@@ -21,7 +21,7 @@ import pandas as pd
 
 import blpdemand as bd
 from blpdemand.instruments.differentiation import build_differentiation_instruments
-from blpdemand.solve.salanie_wolak import estimate_approximation
+from blpdemand.results.approximation import estimate_approximation
 
 
 def simulate_big(markets: int, products: int, sigma: float, seed: int) -> tuple[pd.DataFrame,

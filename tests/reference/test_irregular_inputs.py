@@ -28,7 +28,7 @@ from blpdemand.instruments.differentiation import build_differentiation_instrume
 from blpdemand.instruments.fitted_prices import fit_prices
 from blpdemand.instruments.hausman import build_hausman_instruments
 from blpdemand.integration.rule import Integration
-from blpdemand.solve.salanie_wolak import estimate_approximation
+from blpdemand.results.approximation import estimate_approximation
 
 pyblp = pytest.importorskip("pyblp")
 pyblp.options.verbose = False

@@ -12,7 +12,7 @@ import pytest
 import blpdemand as bd
 from blpdemand.instruments.demographic import build_demographic_instruments
 from blpdemand.instruments.differentiation import build_differentiation_instruments
-from blpdemand.solve.salanie_wolak import estimate_approximation
+from blpdemand.results.approximation import estimate_approximation
 
 
 def _problem(sigma: float, seed: int, markets: int = 400) -> tuple[bd.Problem, dict]:

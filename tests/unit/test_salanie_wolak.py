@@ -14,11 +14,11 @@ import pytest
 
 import blpdemand as bd
 from blpdemand.errors import SpecificationError
+from blpdemand.results.approximation import estimate_approximation
 from blpdemand.solve.salanie_wolak import (
     _quadratic,
     artificial_regressors,
     demographic_moments,
-    estimate_approximation,
 )
 
 INSTRUMENTS = [f"demand_instruments{k}" for k in range(20)]

@@ -28,22 +28,21 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from blpdemand._types import AnyArray, FloatArray
 from blpdemand.data.validation import check_id_values
 from blpdemand.errors import SpecificationError
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
-from blpdemand.solve.first_stage import frame_text
 
 CovarianceKind = Literal["unadjusted", "robust", "clustered"]
 COVARIANCE_KINDS = ("unadjusted", "robust", "clustered")
 
 
 @dataclass(frozen=True, eq=False)
-class ApproximationResults:
-    """Salanie-Wolak estimates of (beta, sigma^2, Pi) with their covariance.
+class ApproximationOutcome:
+    """Salanie-Wolak estimates of (beta, sigma^2, Pi) with their covariance (the computed
+    record; ``results.approximation.ApproximationResults`` adds tables and display).
 
     Attributes
     ----------
@@ -152,51 +151,6 @@ class ApproximationResults:
         p0[usable] = estimate[usable]
         return s0, p0
 
-    def to_frame(self) -> pd.DataFrame:
-        """Estimates, standard errors and a note per parameter (sigma rows from sigma^2)."""
-        se = self.standard_errors
-        rows: list[tuple[str, float, float, str]] = []
-        K1 = self.problem.K1
-        for name, b, s in zip(self.names[:K1], self.estimates[:K1], se[:K1]):
-            rows.append((name, float(b), float(s), ""))
-        k, _ = self._sigma_positions()
-        s2, sig, sig_se = self.sigma_squared, np.diag(self.sigma), self.sigma_se
-        for j in k:
-            name = self.layout.x2_names[j]
-            s2_se = se[K1 + int(np.searchsorted(k, j))]
-            rows.append((f"sigma2[{name}]", float(s2[j]), float(s2_se), ""))
-            note = ("sigma^2 < 0: sigma set to 0 (approximation or model rejects this random "
-                    "coefficient)") if s2[j] < 0 else ""
-            rows.append((f"sigma[{name}]", float(sig[j]), float(sig_se[j]), note))
-        r, c = self.layout.pi_index
-        pi, pi_se = self.pi, self.pi_se
-        for i, j in zip(r, c):
-            rows.append((f"pi[{self.layout.x2_names[i]}, {self.layout.demographic_names[j]}]",
-                         float(pi[i, j]), float(pi_se[i, j]), ""))
-        frame = pd.DataFrame(rows, columns=["parameter", "estimate", "std. error", "note"])
-        frame = frame.set_index("parameter")
-        b, s = frame["estimate"].to_numpy(), frame["std. error"].to_numpy()
-        ok = np.isfinite(s) & (s > 0)
-        t = np.full(b.size, np.nan)
-        t[ok] = b[ok] / s[ok]
-        q = float(stats.norm.ppf(0.975))
-        frame.insert(2, "t", t)  # columns as in the results tables' coefficient_table
-        frame.insert(3, "p-value", np.where(ok, 2.0 * stats.norm.sf(np.abs(np.nan_to_num(t))),
-                                            np.nan))
-        frame.insert(4, "[0.025", b - q * s)
-        frame.insert(5, "0.975]", b + q * s)
-        return frame
-
-    def __repr__(self) -> str:
-        frame = self.to_frame().drop(columns="note")
-        lines = ["ApproximationResults: Salanie-Wolak (2019) small-sigma approximation, 2SLS",
-                 (f"N = {self.problem.N}, T = {self.problem.T}, {self.covariance_kind} standard "
-                 f"errors; {'converged' if self.converged else 'NOT converged'}, "
-                 f"iterations = {self.iterations}"), frame_text(frame)]
-        if self.negative_variance:
-            lines.append(f"sigma^2 < 0 for {list(self.negative_variance)}: sigma set to 0 there")
-        return "\n".join(lines)
-
 
 def artificial_regressors(problem: Problem) -> FloatArray:
     """Salanie-Wolak regressors d_jt^k = (x_jtk / 2 - e_tk) x_jtk for every X2 column: (N, K2).
@@ -240,10 +194,10 @@ def _pattern(problem: Problem, sigma: Any, pi: Any) -> ParameterLayout:
     return layout
 
 
-def estimate_approximation(problem: Problem, *, sigma: Any = None, pi: Any = None,
-                           covariance: CovarianceKind = "robust", clusters: Any = None,
-                           quadratic_pi: bool = True, max_iterations: int = 100,
-                           tol: float = 1e-12) -> ApproximationResults:
+def run_approximation(problem: Problem, *, sigma: Any = None, pi: Any = None,
+                      covariance: CovarianceKind = "robust", clusters: Any = None,
+                      quadratic_pi: bool = True, max_iterations: int = 100,
+                      tol: float = 1e-12) -> ApproximationOutcome:
     """Salanie-Wolak (2019) estimates of beta, sigma and Pi by (nonlinear) 2SLS.
 
     See the module docstring for the regression. Instruments are the problem's Z_D (exogenous
@@ -264,17 +218,7 @@ def estimate_approximation(problem: Problem, *, sigma: Any = None, pi: Any = Non
 
     Returns
     -------
-    ApproximationResults.
-
-    Examples
-    --------
-    >>> import blpdemand as bd
-    >>> sim = bd.simulate(markets=50, products=5, sigma={"x1": 0.5}, draws=50, rng=0)
-    >>> problem = bd.Problem(sim.products, linear=sim.linear, nonlinear="0 + x1",
-    ...                      agents=sim.agents, instruments=["w1", "w2"])
-    >>> approx = estimate_approximation(problem)
-    >>> approx.names
-    ('1', 'prices', 'x1', 'x2', 'sigma2[x1]')
+    ApproximationOutcome (the public ``estimate_approximation`` wraps it into results).
     """
     if covariance not in COVARIANCE_KINDS:
         raise SpecificationError(f"covariance={covariance!r} is unknown; use one of {COVARIANCE_KINDS}")
@@ -342,7 +286,7 @@ def estimate_approximation(problem: Problem, *, sigma: Any = None, pi: Any = Non
     else:
         xi = y - X @ b
     V = iv.covariance(G, xi, covariance, groups)
-    return ApproximationResults(problem=problem, layout=layout, names=names, estimates=b,
+    return ApproximationOutcome(problem=problem, layout=layout, names=names, estimates=b,
                                 covariance=V, covariance_kind=covariance,
                                 xi=problem.products.unsort(xi),
                                 iterations=iterations, converged=converged)
@@ -359,7 +303,7 @@ def approximation_start(problem: Problem, *, sigma: Any = None, pi: Any = None
     s = np.ones(problem.K2) if sigma is None else np.asarray(sigma, dtype=np.float64)
     s = np.diag(s) if s.ndim == 1 else s
     diagonal = np.diag(np.diag(s))
-    approx = estimate_approximation(problem, sigma=diagonal, pi=pi, covariance="unadjusted")
+    approx = run_approximation(problem, sigma=diagonal, pi=pi, covariance="unadjusted")
     return approx.start(s, pi)
 
 
