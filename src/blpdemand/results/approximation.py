@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from blpdemand._types import CovarianceKind
 from blpdemand.model.problem import Problem
 from blpdemand.solve.first_stage import frame_text
-from blpdemand.solve.salanie_wolak import ApproximationOutcome, CovarianceKind, run_approximation
+from blpdemand.solve.salanie_wolak import ApproximationOutcome, run_approximation
 
 
 @dataclass(frozen=True, eq=False)

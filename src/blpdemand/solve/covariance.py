@@ -12,20 +12,16 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
-from blpdemand._types import AnyArray, FloatArray
+from blpdemand._types import COVARIANCE_KINDS, AnyArray, FloatArray
 from blpdemand.errors import IdentificationWarning, SpecificationError
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.solve import weighting
 from blpdemand.solve.bounds import utility_scales
 from blpdemand.solve.gmm import ObjectiveEvaluation
-
-CovarianceKind = Literal["unadjusted", "robust", "clustered"]
-COVARIANCE_KINDS = ("unadjusted", "robust", "clustered")
 
 
 def check_kind(kind: str, clusters: AnyArray | None, N: int) -> None:

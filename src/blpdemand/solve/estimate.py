@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from blpdemand._types import AnyArray, FloatArray
+from blpdemand._types import AnyArray, FailurePolicy, FloatArray
 from blpdemand.data.validation import check_id_values
 from blpdemand.errors import ConvergenceWarning, OptimizationWarning, SpecificationError
 from blpdemand.model.parameters import ParameterLayout
@@ -120,7 +120,7 @@ class EstimationConfig:
     starts: int = 4
     rng: int | None = 0
     contraction: FixedPointConfig | Mapping[str, Any] | None = None
-    on_failure: Literal["warn", "raise"] = "warn"
+    on_failure: FailurePolicy = "warn"
     hessian: bool = True
     workers: int = 1
     runner: Callable[[Sequence[Callable[[], Any]]], list[Any]] | None = None

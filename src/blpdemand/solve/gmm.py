@@ -20,11 +20,11 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from blpdemand._types import AnyArray, FloatArray
+from blpdemand._types import AnyArray, FailurePolicy, FloatArray
 from blpdemand.errors import ConvergenceError
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
@@ -32,8 +32,6 @@ from blpdemand.solve.contraction import InnerLoop
 from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.moments import LinearIV, mean_moments
 from blpdemand.solve.progress import EvaluationRecord, Reporter, SilentReporter
-
-FailurePolicy = Literal["raise", "warn"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

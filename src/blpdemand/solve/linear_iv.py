@@ -22,11 +22,10 @@ from typing import Literal
 
 import numpy as np
 
-from blpdemand._types import FloatArray
+from blpdemand._types import CovarianceKind, FloatArray
 from blpdemand.data.formulation import check_rank
 from blpdemand.errors import DataError, SpecificationError
 from blpdemand.solve.weighting import (
-    CovarianceKind,
     moment_covariance,
     number_of_clusters,
     weighting_matrix,

@@ -12,11 +12,10 @@ import dataclasses
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
-from blpdemand._types import FloatArray
+from blpdemand._types import FailurePolicy, FloatArray
 from blpdemand.errors import OptimizationWarning
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
@@ -60,7 +59,7 @@ class StartJob:
     gtol: float
     max_iterations: int
     contraction: FixedPointConfig
-    on_failure: Literal["warn", "raise"]
+    on_failure: FailurePolicy
     delta0: FloatArray | None = field(default=None, repr=False)
     clock: float = 0.0
     reporter: Reporter | None = field(default=None, repr=False)

@@ -24,19 +24,16 @@ Estimating Mixed Demand Systems", NBER WP 25726.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from blpdemand._types import AnyArray, FloatArray
+from blpdemand._types import COVARIANCE_KINDS, AnyArray, CovarianceKind, FloatArray
 from blpdemand.data.validation import check_id_values
 from blpdemand.errors import SpecificationError
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
-
-CovarianceKind = Literal["unadjusted", "robust", "clustered"]
-COVARIANCE_KINDS = ("unadjusted", "robust", "clustered")
 
 
 @dataclass(frozen=True, eq=False)

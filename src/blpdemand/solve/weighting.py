@@ -16,17 +16,14 @@ assumes the columns are demand moments.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import pandas as pd
 
-from blpdemand._types import FloatArray
+from blpdemand._types import COVARIANCE_KINDS, CovarianceKind, FloatArray
 from blpdemand.data.validation import check_id_values
 from blpdemand.errors import DataError, SpecificationError
 
-CovarianceKind = Literal["unadjusted", "robust", "clustered"]
-KINDS: tuple[str, ...] = ("unadjusted", "robust", "clustered")
+KINDS = COVARIANCE_KINDS
 
 
 def cluster_codes(clusters: object, N: int) -> np.ndarray:
