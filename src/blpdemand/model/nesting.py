@@ -134,7 +134,7 @@ def with_nesting_columns(products: pd.DataFrame, column: str, *, rho: RhoKind = 
 
 def warn_unused_nesting(products: pd.DataFrame, *, stacklevel: int = 3) -> None:
     """UnusedNestingWarning when the data have a 'nesting_ids' column that nothing reads."""
-    if NESTING_COLUMN in products.columns:
+    if NESTING_COLUMN in getattr(products, "columns", ()):  # not a frame: refused downstream
         warnings.warn(
             f"product data have a '{NESTING_COLUMN}' column but no nesting was asked for, so "
             f"the model is a plain logit; pass nesting='{NESTING_COLUMN}' for the nested logit, "
