@@ -16,8 +16,9 @@ it); the machine is shared, so compare medians of the same run. What is measured
 (c) the same path taken apart, in this order, each step timed in one process: imports of
     scipy.optimize, scipy.stats, formulaic, numba (what is still missing when each runs), the
     blpdemand modules behind the API, numba's one-time target initialisation (registries,
-    NRT; paid by the first compiled call of any kernel), importing each kernel module and the
-    first call of each kernel (cache hits counted by the dispatcher's ``stats``), the first and
+    NRT; paid by the first compiled call of any kernel), importing the kernel modules and the
+    first call of each kernel (cache hits counted by the dispatcher's ``stats``; kernels with an
+    explicit signature load at import, so the import step carries their load), the first and
     a second Problem() (formulaic), with ``absorb=`` (pyhdfe), then the estimate itself. And
     ``python -X importtime`` of the whole first path, self time summed by top-level package,
     plus which of matplotlib, rich, pyarrow and scipy.stats the path imported.
