@@ -191,3 +191,19 @@ def test_a_single_node_identifies_no_standard_deviation() -> None:
     with pytest.warns(IdentificationWarning, match=r"sigma\[x1, x1\]"):
         results = bd.evaluate(problem, sigma=[1.0])
     assert "sigma[x1, x1]" in results.unidentified and np.isnan(results.theta_se[0])
+
+
+def test_a_start_that_cannot_be_evaluated_is_named_not_given_a_penalty_number(
+        simulated: bd.Problem) -> None:
+    # Reference: closed form (sigma = 500 spreads utilities over e^+-500: no contraction within
+    # 200 evaluations). The user is told the contraction failed and where, never the penalty
+    # that kept the optimizer away ("gradient inf-norm 0 > gtol max(1, Q) = 1e+04" was shown).
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = bd.estimate(simulated, sigma=[500.0], config=bd.EstimationConfig(
+            starts=0, contraction={"max_evaluations": 200}))
+    texts = [str(w.message) for w in caught]
+    assert results.status is OptimizationStatus.CONTRACTION_FAILED
+    assert any("contraction failed at the estimate in market(s)" in t for t in texts)
+    assert not any("1e+10" in t or "1e+04" in t or "gtol max(1, Q)" in t for t in texts)
+    assert "1e+10" not in results.summary().to_text()
