@@ -113,6 +113,14 @@ class BLPResults:
         return self.standard_errors[self.layout.P:]
 
     @property
+    def fixed_effects(self) -> FloatArray:
+        """(N,) the absorbed fixed effects' contribution to delta, delta - X1 beta - xi, in the
+        user's row order (zeros without absorbed effects): e.g. an entrant's ``fixed_effect``
+        taken from its brand's products (``simulate_entry``)."""
+        X1_beta = self.problem.products.unsort(self.problem.X1.values @ self.beta)
+        return np.asarray(self.delta - X1_beta - self.xi, dtype=np.float64)
+
+    @property
     def sigma(self) -> FloatArray:
         return self.layout.unpack(self.theta)[0]
 

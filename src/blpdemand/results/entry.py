@@ -215,7 +215,8 @@ def _entrant_utility(fitted: FittedDemand, new: pd.DataFrame, start: FloatArray,
         raise SpecificationError(
             "the problem absorbs fixed effects, which new products do not have: give each "
             "entrant's fixed-effect contribution to delta in a 'fixed_effect' column of "
-            "new_products (e.g. its brand's estimated effect), or its whole mean utility in a "
+            "new_products (e.g. its brand's estimated effect, from results.fixed_effects), or "
+            "its whole mean utility in a "
             "'delta' column (with its 'prices')")
     x1 = _rows(problem.linear_formula, problem.X1, frame, fitted, "linear",
                False if absorbed else None)

@@ -129,6 +129,14 @@ class LogitResults:
         return self.problem.products.unsort(self._fit.delta)
 
     @property
+    def fixed_effects(self) -> np.ndarray:
+        """(N,) the absorbed fixed effects' contribution to delta, delta - X1 beta - xi, in the
+        user's row order (zeros without absorbed effects): e.g. an entrant's ``fixed_effect``
+        taken from its brand's products (``simulate_entry``)."""
+        X1_beta = self.problem.products.unsort(self.problem.X1.values @ self._fit.fit.params)
+        return np.asarray(self.delta - X1_beta - self.xi, dtype=np.float64)
+
+    @property
     def alpha(self) -> float:
         """The price coefficient (X1 column 'prices')."""
         if "prices" not in self.names:
