@@ -73,14 +73,28 @@ class MarketMatrices:
         return pd.DataFrame(self.matrices[t], index=pd.Index(labels, name="j"),
                             columns=pd.Index(labels, name="k"))
 
+    def title(self, market_id: object) -> str:
+        """A heading for one market's matrix, e.g. "Price elasticities, market 2018"."""
+        if self.kind == "elasticities" and self.name == "prices":
+            return f"Price elasticities, market {market_id}"
+        return f"{self.kind.capitalize()} ({self.name}), market {market_id}"
+
+    @property
+    def meaning(self) -> str:
+        """What entry [j, k] (row j, column k) is, in words, for captions and plot titles."""
+        noun = "price" if self.name == "prices" else self.name
+        if self.kind == "elasticities":
+            return f"% change in j's share when k's {noun} rises 1%"
+        if self.kind.startswith("long-run"):
+            return ("share of j's sales that go to k when j leaves the market; diagonal: to "
+                    "the outside good")
+        return (f"share of j's lost sales that go to k when j's {noun} rises; diagonal: to the "
+                "outside good")
+
     def table(self, market_id: object, *, digits: int = 4) -> Table:
         """One market's matrix as a Table (rows j, columns k)."""
-        note = ("row j: response of product j's share to a change in product k's "
-                f"{self.name}" if self.kind == "elasticities" else
-                f"row j: share of j's lost sales going to k when j's {self.name} rises; "
-                "diagonal: to the outside good")
-        return Table(title=f"{self.kind.capitalize()} ({self.name}), market {market_id}",
-                     body=self.market(market_id), notes=(note,), digits=digits)
+        return Table(title=self.title(market_id), body=self.market(market_id),
+                     notes=(f"row j, column k: {self.meaning}",), digits=digits)
 
     def stacked(self) -> FloatArray:
         """(N, max J_t) rows in the user's order, row j holding its market's row, NaN padded."""
@@ -183,7 +197,9 @@ def own_elasticity_summary(results: Any, name: str = "prices") -> Table:
     body.loc["all markets"] = (all_own.mean(), np.median(all_own), all_own.min(), all_own.max(),
                                all_own.size)
     body.index.name = "market"
-    return Table(title=f"Own {name} elasticities", body=body,
+    title = ("Own-price elasticities" if name == "prices"
+             else f"Own elasticities with respect to {name}")
+    return Table(title=title, body=body,
                  notes=(f"epsilon_jj = (ds_j/d{name}_j) {name}_j / s_j",))
 
 

@@ -12,18 +12,25 @@ import numpy as np
 import pandas as pd
 
 from blpdemand._types import FloatArray
-from blpdemand.results.elasticities import MarketMatrices, compute_elasticities
+from blpdemand.results.elasticities import MarketMatrices, as_fitted, compute_elasticities
+from blpdemand.results.tables import top_by_share
+
+TOP_PRODUCTS = 25  # products a heatmap or a LaTeX/HTML matrix shows: the largest shares
+MAX_TICK_LABELS = 25  # tick labels per heatmap axis (more overlap at the report's size)
 
 
 @dataclass(frozen=True, slots=True)
 class ElasticityHeatmap:
     """A heatmap of one market's (J_t, J_t) elasticity (or diversion) matrix.
 
+    Built from estimation results, a large market shows its ``top`` products by share (25 by
+    default), largest first; the title says how many of how many.
+
     Attributes
     ----------
-    market_id : the market shown. labels : (J_t,) product labels.
-    values : (J_t, J_t) entry [j, k] = elasticity of s_j with respect to x_k.
-    title : the plot title.
+    market_id : the market shown. labels : (n,) product labels.
+    values : (n, n) entry [j, k] = elasticity of s_j with respect to x_k (or diversion j -> k).
+    title : the plot title. kind : "elasticities", "diversion ratios", ... ("" reads the title).
 
     Examples
     --------
@@ -35,44 +42,147 @@ class ElasticityHeatmap:
     labels: tuple[str, ...]
     values: FloatArray
     title: str
+    kind: str = ""
 
     @classmethod
-    def from_results(cls, results: Any, *, market: object = None,
-                     name: str = "prices") -> ElasticityHeatmap:
+    def from_results(cls, results: Any, *, market: object = None, name: str = "prices",
+                     top: int | None = TOP_PRODUCTS, shares: Any = None) -> ElasticityHeatmap:
         """From estimation results (or a FittedDemand, or precomputed MarketMatrices); the
-        first market by default."""
-        matrices = results if isinstance(results, MarketMatrices) else compute_elasticities(results, name)
+        first market by default.
+
+        ``top`` products with the largest ``shares`` ((J_t,) in the matrix's order; read from
+        the results when not given) are shown; None shows every product. Bare MarketMatrices
+        without ``shares`` show every product (tick labels thinned to stay readable).
+        """
+        given = isinstance(results, MarketMatrices)
+        matrices = results if given else compute_elasticities(results, name)
         market_id = matrices.market_ids[0] if market is None else market
         frame: pd.DataFrame = matrices.market(market_id)
+        if shares is None and not given:
+            shares = market_shares(results, matrices, market_id)
+        kept = ""
+        if shares is not None:
+            frame, kept = top_by_share(frame, shares, top=top)
+        heading = matrices.title(market_id) + (f" ({kept})" if kept else "")
         return cls(market_id=market_id, labels=tuple(str(v) for v in frame.index),
                    values=frame.to_numpy(dtype=np.float64),
-                   title=f"{matrices.kind.capitalize()} ({matrices.name}), market {market_id}")
+                   title=f"{heading}\n{matrices.meaning}", kind=matrices.kind)
 
     def plot(self, ax: Any = None) -> Any:
-        """Draw on ``ax`` (a new figure if None); returns the Axes. Rows j, columns k."""
+        """Draw on ``ax`` (a new figure if None); returns the Axes. Rows j, columns k.
+
+        Values of both signs get a diverging scale centred on zero; one-signed values (e.g.
+        diversion ratios) a sequential scale over their range."""
         import matplotlib.pyplot as plt
-        from matplotlib.colors import TwoSlopeNorm
 
         if ax is None:
-            _, ax = plt.subplots(figsize=(6, 5))
+            _, ax = plt.subplots(figsize=(7, 5))
         values = self.values
-        finite = values[np.isfinite(values)]
-        low = float(min(finite.min(initial=0.0), -1e-12))
-        high = float(max(finite.max(initial=0.0), 1e-12))
-        image = ax.imshow(values, cmap="RdBu_r", norm=TwoSlopeNorm(vcenter=0.0, vmin=low, vmax=high))
-        ticks = np.arange(len(self.labels))
-        ax.set_xticks(ticks, labels=self.labels, rotation=90, fontsize=6)
-        ax.set_yticks(ticks, labels=self.labels, fontsize=6)
-        if self.title.lower().startswith("diversion"):
+        image, ticks_bar = _image(ax, values)
+        n = len(self.labels)
+        step = -(-n // MAX_TICK_LABELS)  # every step-th label: at most MAX_TICK_LABELS
+        ticks = np.arange(0, n, step)
+        shown = [self.labels[k] for k in ticks]
+        size = 6 if n > 15 else 7
+        ax.set_xticks(ticks, labels=shown, rotation=90, fontsize=size)
+        ax.set_yticks(ticks, labels=shown, fontsize=size)
+        if "diversion" in (self.kind or self.title).lower():
             # D_jk: the share of j's lost sales (j's price rises) that goes to k.
-            ax.set_xlabel("k (product that gains the diverted sales)")
+            ax.set_xlabel("k (product that gains the diverted sales; diagonal: outside good)")
             ax.set_ylabel("j (product whose price rises)")
         else:
             ax.set_xlabel("k (price that changes)")
             ax.set_ylabel("j (share that responds)")
-        ax.set_title(self.title)
-        # Ticks on both sides of zero: the two-slope scale would otherwise label one side only.
-        sides = [np.linspace(end, 0.0, 4) for end in (low, high) if abs(end) > 1e-9]
-        ticks_bar = np.unique(np.concatenate([[0.0], *sides]))
+        ax.set_title(self.title, fontsize=9)
         ax.figure.colorbar(image, ax=ax, ticks=ticks_bar, format="%.3g")
         return ax
+
+
+def _image(ax: Any, values: FloatArray) -> tuple[Any, Any]:
+    """imshow with a colour scale fitted to the data; returns the image and colorbar ticks."""
+    from matplotlib.colors import Normalize, TwoSlopeNorm
+    from matplotlib.ticker import MaxNLocator
+
+    finite = values[np.isfinite(values)]
+    low = float(finite.min()) if finite.size else 0.0
+    high = float(finite.max()) if finite.size else 1.0
+    if low < 0.0 < high:
+        image = ax.imshow(values, cmap="RdBu_r",
+                          norm=TwoSlopeNorm(vcenter=0.0, vmin=low, vmax=high))
+        # Ticks on both sides of zero: the two-slope scale would otherwise label one side only.
+        sides = [np.linspace(end, 0.0, 4) for end in (low, high) if abs(end) > 1e-9]
+        return image, np.unique(np.concatenate([[0.0], *sides]))
+    if low == high:
+        pad = max(abs(low) * 1e-3, 1e-12)
+        low, high = low - pad, high + pad
+    cmap = "Reds" if low >= 0.0 else "Blues_r"  # one sign: the scale covers the data's range
+    image = ax.imshow(values, cmap=cmap, norm=Normalize(vmin=low, vmax=high))
+    ticks = np.asarray(MaxNLocator(nbins=5).tick_values(low, high), dtype=np.float64)
+    return image, ticks[(ticks >= low) & (ticks <= high)]
+
+
+def market_shares(results: Any, matrices: MarketMatrices, market_id: object) -> FloatArray:
+    """(J_t,) observed shares of one market, in the order of ``matrices.market(market_id)``."""
+    fitted = as_fitted(results, nested=True)
+    t = int(np.flatnonzero(matrices.market_ids == market_id)[0])
+    shares: FloatArray = fitted.problem.products.shares
+    return shares[matrices.offsets[t]:matrices.offsets[t + 1]]
+
+
+def readable_ticks(fig: Any, *, bins: int = 5) -> None:
+    """Numeric axes of ``fig`` with tick labels that do not overlap.
+
+    Axes with matplotlib's default locator get at most ``bins`` + 1 ticks and short numbers
+    (powers of ten beyond 1e4 or below 1e-3 go to the axis' offset label); where labels still
+    collide after layout, fewer ticks, then x labels rotated. Categorical, log and other
+    explicitly set tick locators are left alone. Lays the figure out (``tight_layout``).
+    """
+    from matplotlib.ticker import AutoLocator, MaxNLocator, ScalarFormatter
+
+    numeric = [axis for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)
+               if type(axis.get_major_locator()) is AutoLocator]
+    counts = {id(axis): bins for axis in numeric}
+    for axis in numeric:
+        axis.set_major_locator(MaxNLocator(nbins=bins, steps=_STEPS))
+        formatter = axis.get_major_formatter()
+        if isinstance(formatter, ScalarFormatter):
+            formatter.set_powerlimits((-3, 4))
+    renderer = _renderer(fig)
+    for _ in range(bins):
+        fig.tight_layout()
+        fig.canvas.draw()  # sets the tick labels' text and positions
+        crowded = [axis for axis in numeric if _collide(axis, renderer)]
+        if not crowded:
+            return
+        for axis in crowded:
+            if counts[id(axis)] > 2:
+                counts[id(axis)] -= 1
+                axis.set_major_locator(MaxNLocator(nbins=counts[id(axis)], steps=_STEPS))
+            elif axis.axis_name == "x":
+                axis.set_tick_params(labelrotation=45)
+                for label in axis.get_ticklabels():
+                    label.set_horizontalalignment("right")
+    fig.tight_layout()
+
+
+_STEPS = [1, 2, 2.5, 5, 10]  # tick spacings times a power of ten
+
+
+def _renderer(fig: Any) -> Any:
+    """The figure's renderer (an Agg canvas attached when it has none)."""
+    if not hasattr(fig.canvas, "get_renderer"):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        FigureCanvasAgg(fig)
+    return fig.canvas.get_renderer()
+
+
+def _collide(axis: Any, renderer: Any) -> bool:
+    """Whether two of the axis' drawn tick labels overlap (boxes sharing over 0.5 pixel)."""
+    low, high = sorted(axis.get_view_interval())
+    span = 1e-9 * max(abs(low), abs(high), 1.0)
+    ticks = [t for t in axis.get_major_ticks() if low - span <= t.get_loc() <= high + span]
+    boxes = [t.label1.get_window_extent(renderer) for t in ticks
+             if t.label1.get_visible() and t.label1.get_text()]
+    return any(min(p.x1, q.x1) - max(p.x0, q.x0) > 0.5 and min(p.y1, q.y1) - max(p.y0, q.y0) > 0.5
+               for k, p in enumerate(boxes) for q in boxes[k + 1:])

@@ -172,6 +172,32 @@ class Table:
         return Group(table, *(Text(note, style="dim") for note in self.notes))
 
 
+def top_by_share(frame: pd.DataFrame, shares: Any, *, top: int | None) -> tuple[pd.DataFrame, str]:
+    """The readable part of a large square product matrix: its rows and columns for the ``top``
+    products with the largest ``shares``, largest first (ties in the given order).
+
+    Parameters
+    ----------
+    frame : (J, J) matrix, rows and columns in the same product order.
+    shares : (J,) the products' shares in that order.
+    top : how many products to keep; None (or J <= top) keeps the whole frame, in its order.
+
+    Returns the (n, n) frame and what was kept in words ("top 25 of 290 products by share"; ""
+    when nothing was cut).
+    """
+    weights = np.asarray(shares, dtype=np.float64).reshape(-1)
+    J = frame.shape[0]
+    if frame.shape != (J, J) or weights.size != J:
+        raise SpecificationError(f"top_by_share needs a square matrix and one share per product, "
+                                 f"got a {frame.shape} matrix and {weights.size} shares")
+    if top is not None and top < 1:
+        raise SpecificationError(f"top={top!r} must be a positive number of products or None")
+    if top is None or J <= top:
+        return frame, ""
+    keep = np.argsort(-weights, kind="stable")[:top]
+    return frame.iloc[keep, keep], f"top {top} of {J} products by share"
+
+
 def format_value(value: Any, digits: int = 4) -> str:
     """Format one cell: floats with ``digits`` decimals (scientific when tiny or huge)."""
     if value is None:
