@@ -15,8 +15,9 @@ import pandas as pd
 from blpdemand.cli.report import Report, head_rows
 from blpdemand.cli.spec import Spec, check_keys, firm_mapping, like_column
 from blpdemand.errors import SpecificationError
-from blpdemand.results.plots import ElasticityHeatmap
-from blpdemand.results.tables import Table
+from blpdemand.results.elasticities import MarketMatrices
+from blpdemand.results.plots import TOP_PRODUCTS, ElasticityHeatmap, market_shares
+from blpdemand.results.tables import Table, top_by_share
 
 
 def post_estimation(spec: Spec, results: Any, report: Report, products: pd.DataFrame, *,
@@ -61,11 +62,28 @@ def _elasticities(results: Any, report: Report, market: Any) -> dict[str, Any]:
     table = own_elasticity_summary(results)
     report.table("elasticities", table, show=head_rows(table, 12))
     matrices = compute_elasticities(results)
-    chosen = market if market is not None else matrices.market_ids[0]
-    report.table(f"elasticities_market_{chosen}", matrices.table(chosen), show=False)
-    report.figure("elasticities_heatmap",
-                  ElasticityHeatmap.from_results(matrices, market=chosen).plot)
+    _matrix(results, report, matrices, "elasticities", market)
     return _row(table.body, -1)
+
+
+def _matrix(results: Any, report: Report, matrices: MarketMatrices, kind: str,
+            market: Any) -> None:
+    """One market's matrix: in full to CSV (and Parquet) and the JSON; LaTeX, HTML and the
+    heatmap show the products with the largest shares (``TOP_PRODUCTS``), as their captions say."""
+    chosen = market if market is not None else matrices.market_ids[0]
+    name = f"{kind}_market_{chosen}"
+    full = matrices.table(chosen)
+    csv = report.data(name, full.body)
+    shares = market_shares(results, matrices, chosen)
+    body, kept = top_by_share(full.body, shares, top=TOP_PRODUCTS)
+    cut = None
+    if kept:
+        where = f"; full matrix in {csv}" if csv is not None else ""
+        cut = Table(title=f"{full.title} ({kept}{where})", body=body, notes=full.notes,
+                    digits=full.digits)
+    report.table(name, full, show=False, files=cut)
+    heatmap = ElasticityHeatmap.from_results(matrices, market=chosen, shares=shares)
+    report.figure(f"{kind}_heatmap", heatmap.plot)
 
 
 def _profiles(spec: Spec, results: Any, report: Report) -> None:
@@ -107,10 +125,7 @@ def _contour(spec: Spec, results: Any, report: Report) -> None:
 def _diversion(results: Any, report: Report, market: Any) -> None:
     from blpdemand.results.diversion import compute_diversion_ratios
 
-    matrices = compute_diversion_ratios(results)
-    chosen = market if market is not None else matrices.market_ids[0]
-    report.table(f"diversion_market_{chosen}", matrices.table(chosen), show=False)
-    report.figure("diversion_heatmap", ElasticityHeatmap.from_results(matrices, market=chosen).plot)
+    _matrix(results, report, compute_diversion_ratios(results), "diversion", market)
 
 
 def _costs(spec: Spec, results: Any, report: Report, products: pd.DataFrame) -> list[Any]:

@@ -69,6 +69,8 @@ def draw_convergence(records: Sequence[EvaluationRecord]) -> Callable[[Any], Any
     """A drawing of the objective and the gradient inf-norm at each evaluation, per (step, start)."""
 
     def draw(ax: Any) -> Any:
+        from matplotlib.ticker import MaxNLocator
+
         runs: dict[tuple[int, int], list[EvaluationRecord]] = {}
         for r in records:
             runs.setdefault((r.step, r.start), []).append(r)
@@ -81,11 +83,12 @@ def draw_convergence(records: Sequence[EvaluationRecord]) -> Callable[[Any], Any
                        color=line.get_color())
         ax.set_yscale("symlog")
         right.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))  # evaluations count
         ax.set_xlabel("objective evaluation")
         ax.set_ylabel("objective Q(theta) (solid)")
         right.set_ylabel("gradient inf-norm (dotted)")
         ax.set_title("Convergence of the GMM objective")
-        ax.legend(loc="upper right", fontsize=8)
+        ax.legend(loc="upper right", fontsize=7, ncol=2 if len(runs) > 5 else 1)
         return ax
 
     return draw
@@ -144,9 +147,11 @@ class Report:
         self.started = time.perf_counter()
         self._deferred: list[Table] | None = None
 
-    def table(self, name: str, table: Table, *, show: Table | bool = True) -> None:
-        """Keep a table for the JSON, write its LaTeX and HTML files, and show it (or ``show``,
-        a shorter version of it) in the terminal."""
+    def table(self, name: str, table: Table, *, show: Table | bool = True,
+              files: Table | None = None) -> None:
+        """Keep a table for the JSON, write its LaTeX and HTML files (of ``files``, a readable
+        cut of it, when given), and show it (or ``show``, a shorter version of it) in the
+        terminal."""
         self.checkpoint()
         self.tables[name] = table
         if show is not False:
@@ -157,10 +162,34 @@ class Report:
                 self._deferred.append(shown)
         if self.directory is None:
             return
+        written = table if files is None else files
         if self.latex:
-            self._write(f"{name}.tex", table.to_latex(label=f"tab:{name}") + "\n")
+            self._write(f"{name}.tex", written.to_latex(label=f"tab:{name}") + "\n")
         if self.html:
-            self._write(f"{name}.html", table.to_html() + "\n")
+            self._write(f"{name}.html", written.to_html() + "\n")
+
+    def data(self, name: str, frame: pd.DataFrame) -> str | None:
+        """Write ``frame`` in full as ``{name}.csv``, and ``{name}.parquet`` when pyarrow is
+        importable; returns the CSV's file name (None when no folder is written)."""
+        self.checkpoint()
+        if self.directory is None:
+            return None
+        csv = file_name(f"{name}.csv")
+        path = self._folder() / csv
+        frame.to_csv(path)  # floats as repr: read back, the same doubles
+        self.written.append(path)
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            return csv
+        columns = frame.copy()  # Parquet needs string column names and one type per index
+        columns.columns = pd.Index([str(c) for c in frame.columns], name=frame.columns.name)
+        if columns.index.dtype == object:
+            columns.index = columns.index.astype(str)
+        parquet = self._folder() / file_name(f"{name}.parquet")
+        columns.to_parquet(parquet)
+        self.written.append(parquet)
+        return csv
 
     @contextmanager
     def deferred(self) -> Iterator[None]:
@@ -181,6 +210,8 @@ class Report:
             return
         from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
+        from blpdemand.results.plots import readable_ticks
+
         if panels == 1:
             fig = Figure(figsize=(7, 5))
             draw(fig.subplots())
@@ -192,7 +223,7 @@ class Report:
             for extra in axes[panels:]:
                 extra.set_visible(False)
             draw(axes[:panels])
-        fig.tight_layout()
+        readable_ticks(fig)  # lays the figure out; numeric tick labels that do not collide
         path = self._folder() / file_name(f"{name}.png")
         fig.savefig(path, dpi=120)
         self.written.append(path)
@@ -257,6 +288,15 @@ def file_name(name: str) -> str:
 
 
 WRITTEN = (".json", ".tex", ".html", ".png")  # what a run writes: a folder of only these is ours
+# ... and the full matrices (Report.data): by name only, so a folder of the user's data is never
+# taken for an output folder and replaced
+WRITTEN_DATA = re.compile(r"(elasticities|diversion)_market_[\w.-]*\.(csv|parquet)")
+
+
+def written_by_a_run(path: Path) -> bool:
+    """Whether ``path`` is a file a run writes (by its suffix; data files by their name)."""
+    return path.is_file() and (path.suffix.lower() in WRITTEN
+                               or WRITTEN_DATA.fullmatch(path.name) is not None)
 
 
 class OutputFolder:
@@ -291,7 +331,7 @@ class OutputFolder:
                                      f"output folder as a whole: choose a new folder")
         if self.target.is_dir():
             foreign = [p.name for p in sorted(self.target.iterdir())
-                       if not (p.is_file() and p.suffix.lower() in WRITTEN)]
+                       if not written_by_a_run(p)]
             if foreign:
                 raise SpecificationError(
                     f"{where} exists and holds {foreign[0]!r}, which a run does not write; a run "
