@@ -83,6 +83,7 @@ _API: dict[str, str] = {
     "fitted_from_truth": "blpdemand.results.counterfactual",
     "Counterfactual": "blpdemand.results.counterfactual",
     "compute_consumer_surplus": "blpdemand.results.surplus",
+    "regression_table": "blpdemand.results.comparison",
     "check_economics": "blpdemand.results.economics",
     "EconomicChecks": "blpdemand.results.sanity",
     "bootstrap": "blpdemand.results.bootstrap",
