@@ -41,7 +41,7 @@ def nevo(nevo_products: pd.DataFrame, nevo_agents: pd.DataFrame) -> bd.Problem:
 
 
 def _table(results: bd.BLPResults) -> pd.DataFrame:
-    return results.starts_table().to_frame()
+    return results.starts_table(values=True).to_frame()
 
 
 def test_nevo_ten_starts_per_step_equal_on_processes_and_dask(nevo: bd.Problem,

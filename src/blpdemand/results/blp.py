@@ -283,10 +283,15 @@ class BLPResults:
             notes.append(str(self.hansen_j))
         return notes
 
-    def starts_table(self) -> Table:
+    def starts_table(self, *, values: bool | None = None) -> Table:
         """Where each start of each GMM step ended: start, estimate, objective, gradient norm,
         status, and whether it reached the step's reported minimum (objective AND estimates,
-        beta included: ``results.starts[k].beta``)."""
+        beta included: ``results.starts[k].beta``).
+
+        ``values``: show each start's and end's parameter values (default: with at most 4
+        parameters, so that the table stays readable; ``results.starts`` has them all).
+        """
+        show = self.layout.P <= 4 if values is None else bool(values)
         rows = []
         counter: dict[int, int] = {}
         for s in self.starts:
@@ -294,8 +299,9 @@ class BLPResults:
             k = counter[s.step] = counter.get(s.step, -1) + 1
             first = "user" if s.step == 1 else "step-1 estimate"
             row: dict[str, Any] = {"step": s.step}
-            row.update({f"start {n}": v for n, v in zip(self.layout.names, s.start)})
-            row.update({n: v for n, v in zip(self.layout.names, o.theta)})
+            if show:
+                row.update({f"start {n}": v for n, v in zip(self.layout.names, s.start)})
+                row.update({n: v for n, v in zip(self.layout.names, o.theta)})
             row.update(objective=o.objective, gradient_norm=o.projected_gradient_norm,
                        iterations=o.iterations, converged=o.converged, status=o.status.value,
                        same_minimum=bool(s.same) if s.same is not None else None)
