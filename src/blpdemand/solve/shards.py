@@ -1,0 +1,431 @@
+"""Market shards: the GMM objective and its gradient as sums over blocks of markets.
+
+Q(theta) = N g'Wg and dQ/dtheta are sums over markets, so the markets can be split into
+contiguous shards held where their data live (threads in this process, or Dask workers) while
+the optimizer stays on the client. Per evaluation (two passes, theta broadcast):
+
+1. each shard s solves its contraction at theta (warm-started from its own last delta) and
+   returns Z_s~' delta_s~ (M,); the client sums, with Z~'X1~ = sum_s Z_s~'X1_s~ from setup:
+   beta = (X1~'Z W Z'X1~)^{-1} X1~'Z W Z'delta~,  g = (Z'delta~ - Z'X1~ beta) / N,  Q = N g'Wg;
+2. the client broadcasts u = W g; each shard returns (d delta_s/d theta)' M_s Z_s~ u by the
+   adjoint (``InnerLoop.gradient``), and dQ/dtheta = 2 sum_s (the form of ``solve.gmm``).
+
+Absorbed effects couple markets through the annihilator M unless every group lies in one
+shard (e.g. effects that nest within markets, ``C(market_ids)``): then M is block-diagonal and
+each shard applies its own. Equal to :class:`blpdemand.solve.gmm.DemandObjective` up to the
+order of floating-point sums. Reference: Berry, Levinsohn and Pakes (1995); Nevo (2000).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Self
+
+import numpy as np
+
+from blpdemand._types import AnyArray, FloatArray
+from blpdemand.data.absorb import absorb_fixed_effects
+from blpdemand.data.agents import AgentData
+from blpdemand.data.formulation import DesignMatrix
+from blpdemand.data.markets import MarketIndex
+from blpdemand.data.products import ProductData
+from blpdemand.errors import SpecificationError
+from blpdemand.model.parameters import ParameterLayout
+from blpdemand.model.problem import Problem
+from blpdemand.solve.contraction import InnerLoop
+from blpdemand.solve.covariance import weighting_matrix
+from blpdemand.solve.fixed_point import FixedPointConfig
+from blpdemand.solve.jobs import check_executor, run_jobs
+
+__all__ = ["ShardEvaluation", "ShardedObjective", "run_shard", "split_markets"]
+
+
+# ---------------------------------------------------------------------- splitting a problem
+def split_markets(problem: Problem, shards: int) -> list[Problem]:
+    """Split a problem into ``shards`` sub-problems of contiguous markets (sorted order).
+
+    Each holds the products and agents of its markets only, with the same columns, names and
+    instruments; X1~ and ZD~ are the rows of the whole problem's, so that the sum over shards of
+    Z_s~'X1_s~ is Z~'X1~. Cuts balance J_t I_t (the size of exp(mu)) across shards.
+
+    Absorbed effects are kept only when every group lies in one shard (they nest within
+    markets or shards); otherwise M couples the shards and a SpecificationError says so.
+
+    Examples
+    --------
+    >>> import blpdemand as bd
+    >>> sim = bd.simulate(markets=4, products=2, sigma={"x1": 1.0}, draws=5, rng=0)
+    >>> p = bd.Problem(sim.products, linear=sim.linear, nonlinear=sim.nonlinear,
+    ...                agents=sim.agents, instruments=sim.instruments)
+    >>> [s.T for s in split_markets(p, 2)]
+    [2, 2]
+    """
+    T = problem.T
+    if isinstance(shards, bool) or not isinstance(shards, (int, np.integer)) or not 1 <= shards <= T:
+        raise SpecificationError(f"shards={shards!r} must be an integer from 1 to the number of "
+                                 f"markets ({T})")
+    cells = problem.products.markets.sizes.astype(np.float64)
+    if problem.agents is not None:
+        cells = cells * problem.agents.markets.sizes
+    total = np.cumsum(cells)
+    cuts = [0]
+    for k in range(1, int(shards)):
+        cut = int(np.searchsorted(total, k * total[-1] / shards, side="left")) + 1
+        cuts.append(min(max(cut, cuts[-1] + 1), T - (int(shards) - k)))
+    cuts.append(T)
+    _check_effects(problem, cuts)
+    return [_subproblem(problem, a, b) for a, b in itertools.pairwise(cuts)]
+
+
+def _check_effects(problem: Problem, cuts: list[int]) -> None:
+    """Refuse absorbed effects with a group in markets of more than one shard."""
+    effects = problem.fixed_effects
+    if effects is None:
+        return
+    offsets = problem.products.markets.offsets
+    shard = np.repeat(np.arange(len(cuts) - 1), np.diff(offsets[cuts]))
+    for d, column in enumerate(effects.columns):
+        ids = effects.ids[:, d]
+        first = np.full(int(ids.max()) + 1, -1)
+        first[ids[::-1]] = shard[::-1]  # the first shard of each group
+        if np.any(first[ids] != shard):
+            raise SpecificationError(
+                f"absorbed effect C({column}) has groups in markets of more than one shard: the "
+                "fixed-effect annihilator M couples the shards, so Q is not a sum over them. "
+                "Shard only with effects that nest within markets (e.g. C(market_ids)), fewer "
+                "shards, or estimate in one process")
+
+
+def _rows(index: MarketIndex, a: int, b: int) -> tuple[slice, MarketIndex]:
+    """Rows of markets a..b-1 and their MarketIndex (positions from 0)."""
+    rows = slice(int(index.offsets[a]), int(index.offsets[b]))
+    return rows, MarketIndex.from_sorted_codes(index.ids[a:b], index.codes[rows] - a)
+
+
+def _subproblem(problem: Problem, a: int, b: int) -> Problem:
+    """The Problem of markets a..b-1 (sorted positions): rows sliced, nothing recomputed but
+    the fixed effects' group codes."""
+    rows, markets = _rows(problem.products.markets, a, b)
+    frame = problem.products.frame.iloc[rows].reset_index(drop=True)
+    products = ProductData(frame=frame, markets=markets, order=np.arange(len(frame)),
+                           shares=problem.products.shares[rows].copy())
+    agents = None
+    if problem.agents is not None:
+        old = problem.agents
+        agent_rows, agent_markets = _rows(old.markets, a, b)
+        agents = AgentData(markets=agent_markets, weights=old.weights[agent_rows].copy(),
+                           nodes=old.nodes[agent_rows].copy(),
+                           demographics=old.demographics[agent_rows].copy(),
+                           demographic_names=old.demographic_names,
+                           negative_weights=old.negative_weights)
+    effects = problem.fixed_effects
+    if effects is not None:
+        effects = absorb_fixed_effects(frame, effects.columns,
+                                       iteration_limit=effects.iteration_limit)
+    sub = object.__new__(Problem)
+    values: dict[str, Any] = {
+        "products": products, "agents": agents, "fixed_effects": effects,
+        "endogenous": problem.endogenous, "linear_formula": problem.linear_formula,
+        "nonlinear_formula": problem.nonlinear_formula, "inputs": dict(problem.inputs),
+        "X1_tilde": np.ascontiguousarray(problem.X1_tilde[rows]),
+        "ZD_tilde": np.ascontiguousarray(problem.ZD_tilde[rows])}
+    for name in ("X1", "X2", "ZD"):
+        matrix: DesignMatrix = getattr(problem, name)
+        values[name] = DesignMatrix(values=matrix.values[rows].copy(), names=matrix.names)
+    for name, value in values.items():
+        object.__setattr__(sub, name, value)
+    return sub
+
+
+# ---------------------------------------------------------------------- one shard
+@dataclass(frozen=True, slots=True)
+class ShardRequest:
+    """What a shard is asked: ``setup`` (Z'X1, Z'Z, N), ``moments`` at theta, ``gradient``
+    at the last theta with u = W g, or ``release`` (drop its state)."""
+
+    token: str
+    shard: int
+    step: Literal["setup", "moments", "gradient", "release"]
+    layout: ParameterLayout
+    contraction: FixedPointConfig | None = None
+    theta: FloatArray | None = None
+    u: FloatArray | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShardReply:
+    """A shard's answer: ``values`` is Z'X1 (M, K1) and Z'Z (M, M) stacked as (M, K1 + M) for
+    setup, Z~'delta~ (M,) for moments, (P,) (d delta/d theta)' M Z~ u for gradient."""
+
+    values: FloatArray
+    N: int = 0
+    converged: bool = True
+    failed_markets: AnyArray = field(default_factory=lambda: np.zeros(0))
+    iterations: int = 0
+    evaluations: int = 0
+
+
+class _Shard:
+    """One shard's inner loop and last delta; lives where the shard's data are."""
+
+    def __init__(self, problem: Problem, layout: ParameterLayout,
+                 contraction: FixedPointConfig | None) -> None:
+        self.problem = problem
+        self.loop = InnerLoop(problem, layout, config=contraction)
+        self.theta: FloatArray | None = None
+        self.delta: FloatArray | None = None
+
+    def answer(self, request: ShardRequest) -> ShardReply:
+        p = self.problem
+        Z = p.ZD_tilde
+        if request.step == "setup":
+            return ShardReply(values=np.hstack([Z.T @ p.X1_tilde, Z.T @ Z]), N=p.N)
+        theta = np.asarray(request.theta, dtype=np.float64)
+        if request.step == "moments":
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                result = self.loop.solve(theta)
+                if not result.converged:  # a warm start from a wild theta: retry cold
+                    result = self.loop.solve(theta, delta0=p.products.logit_delta)
+            self.theta, self.delta = theta, np.asarray(result.delta, dtype=np.float64)
+            ok = result.converged and bool(np.all(np.isfinite(self.delta)))
+            values = Z.T @ p.residualize(self.delta) if ok else np.full(Z.shape[1], np.nan)
+            return ShardReply(values=values, N=p.N, converged=ok,
+                              failed_markets=np.asarray(result.failed_markets),
+                              iterations=int(result.iterations),
+                              evaluations=int(result.evaluations))
+        if self.delta is None or self.theta is None or not np.array_equal(theta, self.theta):
+            raise SpecificationError(f"shard {request.shard} was asked for the gradient at a "
+                                     "theta whose moments it has not computed")
+        v = p.residualize(Z @ np.asarray(request.u, dtype=np.float64))
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return ShardReply(values=self.loop.gradient(theta, self.delta, v), N=p.N)
+
+
+_STATE: dict[tuple[str, int], _Shard] = {}  # shards held by this process (a Dask worker)
+_STATE_LOCK = threading.Lock()
+
+
+def run_shard(request: ShardRequest, problem: Problem) -> ShardReply:
+    """Answer a request on the worker holding ``problem``: the shard's inner loop is kept in
+    this process under (token, shard) between evaluations (warm starts, cached exp(mu))."""
+    key = (request.token, request.shard)
+    with _STATE_LOCK:
+        if request.step == "release":
+            _STATE.pop(key, None)
+            return ShardReply(values=np.zeros(0))
+        state = _STATE.get(key)
+    if state is None or state.problem is not problem:  # built outside the lock (it is slow)
+        state = _Shard(problem, request.layout, request.contraction)
+        with _STATE_LOCK:
+            _STATE[key] = state
+    return state.answer(request)
+
+
+def release_token(token: str) -> int:
+    """Drop every shard state of ``token`` held by this process; return how many."""
+    with _STATE_LOCK:
+        keys = [k for k in _STATE if k[0] == token]
+        for k in keys:
+            del _STATE[k]
+    return len(keys)
+
+
+# ---------------------------------------------------------------------- the client side
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShardEvaluation:
+    """Q and its pieces at one theta: theta (P,), objective Q, gradient (P,), beta (K1,),
+    g (M,), failed (market ids where a contraction failed; Q is then a penalty), counts."""
+
+    theta: FloatArray
+    objective: float
+    gradient: FloatArray
+    beta: FloatArray
+    g: FloatArray
+    failed_markets: AnyArray
+    contraction_iterations: int
+    contraction_evaluations: int
+
+    @property
+    def failed(self) -> bool:
+        return bool(np.asarray(self.failed_markets).size) or not bool(np.all(np.isfinite(self.g)))
+
+
+class ShardedObjective:
+    """Q(theta) and dQ/dtheta summed over market shards; callable as ``f(theta) -> (Q, grad)``
+    like :class:`blpdemand.solve.gmm.DemandObjective`.
+
+    Parameters
+    ----------
+    shards : sub-problems (``split_markets``), or with a Dask client also futures of them
+        already on workers.
+    layout : the ParameterLayout.
+    W : (M, M) weighting matrix; None for the 2SLS one, inv(Z~'Z~ / N), from the shards.
+    contraction : FixedPointConfig for every shard's inner loop.
+    executor : None (shards held here, run on ``workers`` threads) or a
+        ``dask.distributed.Client`` (shards scattered once, each pinned to a worker that keeps
+        its inner loop between evaluations). Call ``close()`` (or use ``with``) to release
+        the workers' state.
+    """
+
+    def __init__(self, shards: Sequence[Any], layout: ParameterLayout,
+                 W: FloatArray | None = None, *, contraction: FixedPointConfig | None = None,
+                 executor: Any = None, workers: int = 1) -> None:
+        check_executor(executor)
+        if not shards:
+            raise SpecificationError("ShardedObjective needs at least one shard")
+        if executor is not None and not _is_dask(executor):
+            raise SpecificationError(
+                f"executor={executor!r}: shards keep state on their workers, so give a "
+                "dask.distributed.Client, or executor=None for shards in this process")
+        self.layout, self.contraction, self.workers = layout, contraction, int(workers)
+        self.executor = executor
+        self.token = uuid.uuid4().hex
+        self._local: list[_Shard] = []
+        self._remote: list[tuple[Any, str]] = []  # (future of the shard's Problem, worker)
+        if executor is None:
+            self._local = [_Shard(p, layout, contraction) for p in shards]
+        else:
+            self._remote = _place(executor, list(shards))
+        setup = self._ask("setup")
+        self.N = sum(r.N for r in setup)
+        K1 = setup[0].values.shape[1] - setup[0].values.shape[0]
+        stacked = np.sum([r.values for r in setup], axis=0)
+        self.ZX, ZZ = stacked[:, :K1], stacked[:, K1:]
+        self.W = (weighting_matrix(ZZ / self.N, what="instrument cross-product Z'Z/N")
+                  if W is None else np.asarray(W, dtype=np.float64))
+        A = self.ZX.T @ self.W @ self.ZX
+        try:
+            self.projector = np.asarray(np.linalg.solve(A, self.ZX.T @ self.W)) if K1 else (
+                np.zeros((0, self.ZX.shape[0])))
+        except np.linalg.LinAlgError as error:
+            raise SpecificationError(
+                "X1~' Z W Z' X1~ is singular: the linear characteristics are not identified by "
+                "the demand instruments; add instruments or drop collinear X1 columns") from error
+        self.evaluations = 0
+        self.last: ShardEvaluation | None = None
+        self.best: ShardEvaluation | None = None
+
+    @property
+    def shards(self) -> int:
+        return len(self._local) or len(self._remote)
+
+    def _ask(self, step: Literal["setup", "moments", "gradient"], theta: FloatArray | None = None,
+             u: FloatArray | None = None) -> list[ShardReply]:
+        """Send one request to every shard; replies in shard order."""
+        requests = [ShardRequest(token=self.token, shard=s, step=step, layout=self.layout,
+                                 contraction=self.contraction, theta=theta, u=u)
+                    for s in range(self.shards)]
+        if self.executor is None:
+            return run_jobs([_Bound(shard, r) for shard, r in zip(self._local, requests)],
+                            workers=self.workers)
+        futures = [self.executor.submit(run_shard, request, data, workers=[address],
+                                        allow_other_workers=False, pure=False)
+                   for request, (data, address) in zip(requests, self._remote)]
+        return [future.result() for future in futures]
+
+    def evaluate(self, theta: FloatArray) -> ShardEvaluation:
+        """Q, dQ/dtheta, beta and g at theta (two passes over the shards)."""
+        theta = np.array(theta, dtype=np.float64)
+        if self.last is not None and np.array_equal(theta, self.last.theta):
+            return self.last
+        replies = self._ask("moments", theta)
+        iterations = max(r.iterations for r in replies)
+        evaluations = sum(r.evaluations for r in replies)
+        failed = np.concatenate([np.asarray(r.failed_markets) for r in replies])
+        P = self.layout.P
+        finite = all(r.converged for r in replies)
+        if finite:
+            Zdelta = np.sum([r.values for r in replies], axis=0)
+            beta = self.projector @ Zdelta
+            g = (Zdelta - self.ZX @ beta) / self.N
+            objective = float(self.N * g @ self.W @ g)
+            gradient = np.zeros(P)
+            if P > 0:
+                parts = self._ask("gradient", theta, self.W @ g)
+                gradient = 2.0 * np.sum([r.values for r in parts], axis=0)
+            finite = bool(np.isfinite(objective)) and bool(np.all(np.isfinite(gradient)))
+        if not finite:  # a failed inner loop: a large Q, as DemandObjective gives
+            objective = 1e10 if self.best is None else max(1e10, 1e3 * self.best.objective)
+            gradient, beta = np.zeros(P), np.full(self.ZX.shape[1], np.nan)
+            g = np.full(self.ZX.shape[0], np.nan)
+        evaluation = ShardEvaluation(theta=theta, objective=objective, gradient=gradient,
+                                     beta=beta, g=g, failed_markets=failed,
+                                     contraction_iterations=iterations,
+                                     contraction_evaluations=evaluations)
+        self.evaluations += 1
+        self.last = evaluation
+        if finite and (self.best is None or objective < self.best.objective):
+            self.best = evaluation
+        return evaluation
+
+    def __call__(self, theta: FloatArray) -> tuple[float, FloatArray]:
+        evaluation = self.evaluate(theta)
+        return evaluation.objective, evaluation.gradient
+
+    def objective(self, theta: FloatArray) -> float:
+        """Q(theta) only."""
+        return self.evaluate(theta).objective
+
+    def gradient(self, theta: FloatArray) -> FloatArray:
+        """dQ/dtheta only."""
+        return self.evaluate(theta).gradient
+
+    def close(self) -> None:
+        """Release the shards' state on the workers (and the scattered data)."""
+        if self.executor is not None and self._remote:
+            self.executor.run(release_token, self.token)
+            self._remote = []
+        self._local = []
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class _Bound:
+    """shard.answer(request) as a zero-argument job."""
+
+    __slots__ = ("request", "shard")
+
+    def __init__(self, shard: _Shard, request: ShardRequest) -> None:
+        self.shard, self.request = shard, request
+
+    def __call__(self) -> ShardReply:
+        return self.shard.answer(self.request)
+
+
+def _is_dask(executor: Any) -> bool:
+    return all(callable(getattr(executor, name, None))
+               for name in ("scatter", "run", "who_has", "scheduler_info"))
+
+
+def _place(client: Any, shards: list[Any]) -> list[tuple[Any, str]]:
+    """Scatter each shard Problem once to a worker (round robin) or find where a shard future
+    lives; return (future, worker address) per shard."""
+    workers = sorted(client.scheduler_info()["workers"])
+    if not workers:
+        raise SpecificationError("the Dask client has no workers to hold the shards")
+    placed = []
+    for s, shard in enumerate(shards):
+        if isinstance(shard, Problem):
+            address = workers[s % len(workers)]
+            [future] = client.scatter([shard], workers=[address], broadcast=False, hash=False)
+        else:
+            from distributed import wait
+
+            future = shard
+            wait([future])  # type: ignore[no-untyped-call]
+            holders = client.who_has([future]).get(future.key) or ()
+            if not holders:
+                raise SpecificationError(f"shard {s} is not a Problem nor a finished future "
+                                         "held by a worker; scatter it first")
+            address = min(holders)
+        placed.append((future, address))
+    return placed
+
