@@ -113,15 +113,22 @@ def test_titles_say_what_the_entries_mean(logit: tuple[Any, pd.DataFrame]) -> No
 
 
 def test_colour_scales_span_the_data(logit: tuple[Any, pd.DataFrame]) -> None:
-    # Logit diversion ratios are all positive: the colour scale runs from the data's minimum to
-    # its maximum (no half of the scale kept for negative values that do not occur).
-    # Elasticities have both signs: a diverging scale, zero in the middle colour.
+    # Logit diversion ratios are all positive: the colour scale runs from the minimum to the
+    # maximum of the product-to-product entries (no half of the scale kept for negative values
+    # that do not occur); the diagonal, diversion to the outside good, is masked (grey) and its
+    # range given in the axis label. Elasticities have both signs: a diverging scale, zero in
+    # the middle colour.
     results, _ = logit
     diversion = ElasticityHeatmap.from_results(bd.compute_diversion_ratios(results), market=1)
-    assert diversion.values.min() > 0
-    norm = _drawn(diversion).images[0].norm
-    assert float(norm(diversion.values.min())) == pytest.approx(0.0, abs=1e-12)
-    assert float(norm(diversion.values.max())) == pytest.approx(1.0, abs=1e-12)
+    diagonal = np.eye(len(diversion.labels), dtype=bool)
+    between = diversion.values[~diagonal]
+    assert between.min() > 0
+    ax = _drawn(diversion)
+    norm = ax.images[0].norm
+    assert float(norm(between.min())) == pytest.approx(0.0, abs=1e-12)
+    assert float(norm(between.max())) == pytest.approx(1.0, abs=1e-12)
+    np.testing.assert_array_equal(np.ma.getmaskarray(ax.images[0].get_array()), diagonal)
+    assert f"{diversion.values[diagonal].max():.3g}" in ax.get_xlabel()
     elasticities = ElasticityHeatmap.from_results(results, market=1)
     assert elasticities.values.min() < 0 < elasticities.values.max()
     norm = _drawn(elasticities).images[0].norm

@@ -71,24 +71,30 @@ class ElasticityHeatmap:
     def plot(self, ax: Any = None) -> Any:
         """Draw on ``ax`` (a new figure if None); returns the Axes. Rows j, columns k.
 
-        Values of both signs get a diverging scale centred on zero; one-signed values (e.g.
-        diversion ratios) a sequential scale over their range."""
+        Values of both signs get a diverging scale centred on zero; one-signed values a
+        sequential scale over their range. Diversion ratios colour the product-to-product
+        entries; the diagonal (diversion to the outside good, often ten times larger) is grey,
+        its range in the axis label."""
         import matplotlib.pyplot as plt
 
         if ax is None:
             _, ax = plt.subplots(figsize=(7, 5))
-        values = self.values
-        image, ticks_bar = _image(ax, values)
         n = len(self.labels)
+        diversion = "diversion" in (self.kind or self.title).lower()
+        diagonal = np.eye(n, dtype=bool) if diversion and n > 1 else np.zeros((n, n), dtype=bool)
+        image, ticks_bar = _image(ax, self.values, diagonal)
         step = -(-n // MAX_TICK_LABELS)  # every step-th label: at most MAX_TICK_LABELS
         ticks = np.arange(0, n, step)
         shown = [self.labels[k] for k in ticks]
         size = 6 if n > 15 else 7
         ax.set_xticks(ticks, labels=shown, rotation=90, fontsize=size)
         ax.set_yticks(ticks, labels=shown, fontsize=size)
-        if "diversion" in (self.kind or self.title).lower():
+        if diversion:
             # D_jk: the share of j's lost sales (j's price rises) that goes to k.
-            ax.set_xlabel("k (product that gains the diverted sales; diagonal: outside good)")
+            outside = self.values[diagonal]
+            grey = (f"; grey diagonal: outside good, {outside.min():.3g} to {outside.max():.3g}"
+                    if outside.size else "")
+            ax.set_xlabel(f"k (product that gains the diverted sales){grey}", fontsize=9)
             ax.set_ylabel("j (product whose price rises)")
         else:
             ax.set_xlabel("k (price that changes)")
@@ -98,25 +104,31 @@ class ElasticityHeatmap:
         return ax
 
 
-def _image(ax: Any, values: FloatArray) -> tuple[Any, Any]:
-    """imshow with a colour scale fitted to the data; returns the image and colorbar ticks."""
+def _image(ax: Any, values: FloatArray, hidden: Any) -> tuple[Any, Any]:
+    """imshow with a colour scale fitted to the entries not ``hidden`` ((n, n) bool; those are
+    drawn grey); returns the image and the colorbar ticks."""
+    import matplotlib
     from matplotlib.colors import Normalize, TwoSlopeNorm
     from matplotlib.ticker import MaxNLocator
 
-    finite = values[np.isfinite(values)]
+    scaled = values[~hidden]
+    finite = scaled[np.isfinite(scaled)]
     low = float(finite.min()) if finite.size else 0.0
     high = float(finite.max()) if finite.size else 1.0
+    shown = np.ma.masked_array(values, mask=hidden)
     if low < 0.0 < high:
-        image = ax.imshow(values, cmap="RdBu_r",
-                          norm=TwoSlopeNorm(vcenter=0.0, vmin=low, vmax=high))
+        cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="lightgrey")
+        image = ax.imshow(shown, cmap=cmap, norm=TwoSlopeNorm(vcenter=0.0, vmin=low, vmax=high))
         # Ticks on both sides of zero: the two-slope scale would otherwise label one side only.
         sides = [np.linspace(end, 0.0, 4) for end in (low, high) if abs(end) > 1e-9]
         return image, np.unique(np.concatenate([[0.0], *sides]))
     if low == high:
         pad = max(abs(low) * 1e-3, 1e-12)
         low, high = low - pad, high + pad
-    cmap = "Reds" if low >= 0.0 else "Blues_r"  # one sign: the scale covers the data's range
-    image = ax.imshow(values, cmap=cmap, norm=Normalize(vmin=low, vmax=high))
+    # one sign: a sequential scale over the data's range
+    cmap = matplotlib.colormaps["Reds" if low >= 0.0 else "Blues_r"].with_extremes(
+        bad="lightgrey")
+    image = ax.imshow(shown, cmap=cmap, norm=Normalize(vmin=low, vmax=high))
     ticks = np.asarray(MaxNLocator(nbins=5).tick_values(low, high), dtype=np.float64)
     return image, ticks[(ticks >= low) & (ticks <= high)]
 
