@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from blpdemand._types import FloatArray
+from blpdemand.cli.compute import run_executor
 from blpdemand.cli.report import Report, head_rows
 from blpdemand.cli.spec import Spec, check_keys, firm_mapping, like_column
 from blpdemand.errors import SpecificationError
@@ -80,7 +81,7 @@ def bootstrap_outputs(spec: Spec, results: Any, report: Report,
         raise SpecificationError(f"{SECTION} in {spec.path.name} needs BLP results "
                                  f"('blpdemand estimate'), got {type(results).__name__}")
     boot = bootstrap(results, draws=options["draws"], rng=options["rng"], hold=options["hold"],
-                     workers=options["workers"])
+                     workers=options["workers"], executor=run_executor())  # [compute]'s
     if boot.draws < 2:  # apply's own error would not name the section
         raise SpecificationError(
             f"{SECTION} in {spec.path.name}: the contraction failed at {boot.dropped.size} of "

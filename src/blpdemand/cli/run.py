@@ -11,6 +11,7 @@ import inspect
 import pkgutil
 import warnings
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from rich.console import Console
 
 import blpdemand.instruments as instruments_package
 from blpdemand.cli.bootstrap import check_bootstrap
+from blpdemand.cli.compute import Compute, check_compute, executor_runner, opened
 from blpdemand.cli.post import (
     check_contour,
     check_merger,
@@ -46,7 +48,7 @@ from blpdemand.errors import BLPDemandError, SpecificationError
 if TYPE_CHECKING:
     from blpdemand.cli import Interrupts
 
-NOT_FROM_SPEC = {"runner"}  # EstimationConfig fields the command line sets itself
+NOT_FROM_SPEC = {"runner", "executor"}  # EstimationConfig fields the command line sets itself
 
 
 def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
@@ -71,6 +73,7 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
                                      f"estimate' (the GMM objective of a BLP model)")
     check_bootstrap(spec, command)  # [post.bootstrap]: fail before the estimation
     check_post_options(spec)
+    compute = check_compute(spec, command)  # [compute]: before a pool or cluster starts
     directory = output if output is not None else spec.output.get("directory")
     if directory is None:
         directory = Path.cwd() / f"{spec.path.stem}-results"
@@ -80,7 +83,10 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
                         html=spec.output.get("html", True), plots=spec.output.get("plots", True),
                         json=spec.output.get("json", True),
                         checkpoint=interrupts.check if interrupts is not None else None)
-        results = _run(command, spec, report, progress=progress, quiet=quiet)
+        shield = interrupts.shielded if interrupts is not None else nullcontext
+        with opened(compute, shield=shield) as executor:  # closed before the folder moves
+            results = _run(command, spec, report, progress=progress, quiet=quiet,
+                           compute=compute, executor=executor)
         written = folder.commit(interrupts)
     except BaseException:
         folder.discard(interrupts)
@@ -89,8 +95,10 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
     return results
 
 
-def _run(command: str, spec: Spec, report: Report, *, progress: Console, quiet: bool) -> Any:
-    """Read the data, estimate, run the post-estimation and write results.json into ``report``."""
+def _run(command: str, spec: Spec, report: Report, *, progress: Console, quiet: bool,
+         compute: Compute | None = None, executor: Any = None) -> Any:
+    """Read the data, estimate, run the post-estimation and write results.json into ``report``
+    (the starts on ``executor`` when ``[compute]`` started one, else on ``compute``'s threads)."""
     caught: list[str] = []
     with warnings.catch_warnings(record=True) as records:
         warnings.simplefilter("always")
@@ -108,7 +116,8 @@ def _run(command: str, spec: Spec, report: Report, *, progress: Console, quiet: 
         else:
             results, evaluations, refit = _blp(spec, products, agents, instruments,
                                                console=progress, quiet=quiet,
-                                               checkpoint=report.checkpoint)
+                                               checkpoint=report.checkpoint,
+                                               compute=compute, executor=executor)
             if evaluations:
                 report.figure("convergence", draw_convergence(evaluations))
         report.table("summary", results.summary())
@@ -239,7 +248,8 @@ def _checked(checkpoint: Callable[[], None]) -> Callable[[list[Callable[[], Any]
 
 
 def _blp(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None, instruments: list[Any],
-         *, console: Console, quiet: bool, checkpoint: Callable[[], None] | None = None) -> Any:
+         *, console: Console, quiet: bool, checkpoint: Callable[[], None] | None = None,
+         compute: Compute | None = None, executor: Any = None) -> Any:
     from blpdemand.integration.rule import Integration
     from blpdemand.model.problem import Problem
     from blpdemand.results.blp import estimate
@@ -284,12 +294,20 @@ def _blp(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None, instru
     options = dict(spec.estimation)
     if "bounds" in options:
         options["bounds"] = {k: tuple(v) for k, v in dict(options["bounds"]).items()}
+    if compute is not None and compute.scheduler == "threads":
+        options["workers"] = compute.workers
     config = EstimationConfig(**options)  # validates workers before the runner uses it
-    config = dataclasses.replace(config, runner=progress_runner(
-        console, "multi-start", workers=config.workers, checkpoint=checkpoint))
+    reporter = RichReporter(console, quiet=quiet, checkpoint=checkpoint)
+    if executor is not None:  # the starts as jobs there; their rows shown here as they finish
+        assert compute is not None
+        runner = executor_runner(executor, console=console, scheduler=compute.scheduler,
+                                 reporter=reporter, checkpoint=checkpoint)
+    else:
+        runner = progress_runner(console, "multi-start", workers=config.workers,
+                                 checkpoint=checkpoint)
+    config = dataclasses.replace(config, runner=runner)
     layout, _ = problem.layout(spec.parameters.get("sigma"), spec.parameters.get("pi"))
     check_contour(spec, layout.names)  # [post] contour names parameters of the model: before
-    reporter = RichReporter(console, quiet=quiet, checkpoint=checkpoint)
     results = estimate(problem, sigma=spec.parameters.get("sigma"), pi=spec.parameters.get("pi"),
                        config=config, reporter=reporter)
     refit = {"integration": agent_source, "make_problem": make_problem}
@@ -326,4 +344,6 @@ def run_command(args: Any, *, interrupts: Interrupts | None = None) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    """The message and its notes (e.g. which start of which GMM step raised it) on one line."""
+    text = " ".join([str(exc), *(str(n) for n in getattr(exc, "__notes__", ()))])
+    return " ".join(text.split()) or type(exc).__name__

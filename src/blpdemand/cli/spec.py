@@ -1,10 +1,11 @@
 """The TOML specification read by ``blpdemand estimate`` and ``blpdemand logit``.
 
 A specification names the data, the model, the instruments, the integration rule, the
-estimator's options and the post-estimation outputs. Every key is checked: an unknown key is
-an error naming it and the valid ones; a wrong type is an error naming the key and the type
-expected. Sections that configure a library object (``[estimation]``, ``[logit]``,
-``[integration]``, ``[[instruments.build]]``) take exactly that object's keyword arguments.
+estimator's options, the post-estimation outputs and where the jobs run (``[compute]``). Every
+key is checked: an unknown key is an error naming it and the valid ones; a wrong type is an
+error naming the key and the type expected. Sections that configure a library object
+(``[estimation]``, ``[logit]``, ``[integration]``, ``[[instruments.build]]``) take exactly that
+object's keyword arguments.
 See ``examples/README.md`` for a complete description and ``examples/*.toml`` for examples.
 
 Paths are relative to the specification file unless absolute. ``${NAME}`` expands the
@@ -52,6 +53,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
              "contour": ((bool, list), "true or a list of two parameter names"),
              "stability": ((bool, list), "true or a list of draw multipliers like [1, 2, 4]")},
     "output": {"directory": _STR, "json": _BOOL, "latex": _BOOL, "html": _BOOL, "plots": _BOOL},
+    "compute": {"scheduler": _STR, "workers": ((int,), "an integer")},
 }
 # sections whose keys are checked against a library object's keyword arguments
 FORWARDED = ("columns", "integration", "estimation", "logit")
@@ -76,6 +78,7 @@ class Spec:
     logit: dict[str, Any] = field(default_factory=dict)
     post: dict[str, Any] = field(default_factory=dict)
     output: dict[str, Any] = field(default_factory=dict)
+    compute: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
 
     def where(self, key: str) -> str:
@@ -143,7 +146,8 @@ def parse_spec(raw: Mapping[str, Any], path: Path) -> Spec:
                 columns=sections["columns"], model=sections["model"],
                 instruments=sections["instruments"], integration=integration,
                 parameters=sections["parameters"], estimation=sections["estimation"],
-                logit=sections["logit"], post=sections["post"], output=output, raw=dict(raw))
+                logit=sections["logit"], post=sections["post"], output=output,
+                compute=sections["compute"], raw=dict(raw))
 
 
 def expand_env(text: str, where: str, spec_name: str) -> str:
