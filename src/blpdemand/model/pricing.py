@@ -269,8 +269,25 @@ def nonnegative_alpha(demand: MarketDemand) -> bool:
     return bool(np.any((demand.alpha >= 0) & (demand.weights > 0)))
 
 
+_ZETA_STATUS = (PricingStatus.CONVERGED, PricingStatus.MAX_ITERATIONS, PricingStatus.NONFINITE)
+
+
 def _zeta_iteration(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,
                     prices: FloatArray, config: PricingConfig) -> tuple[FloatArray, PricingStatus, int]:
+    """p^{k+1} = c + zeta(p^k) until max |p^{k+1} - p^k| < tol: compiled (``pricing_compiled``);
+    ``zeta_markups`` is the numpy reference of the same step."""
+    from blpdemand.model.pricing_compiled import zeta_fixed_point
+
+    found, code, iterations = zeta_fixed_point(
+        demand.utility, demand.alpha, demand.weights, demand.prices, prices, costs, ownership,
+        config.tol, config.max_iterations)
+    return found, _ZETA_STATUS[code], iterations
+
+
+def _zeta_iteration_numpy(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,
+                          prices: FloatArray, config: PricingConfig
+                          ) -> tuple[FloatArray, PricingStatus, int]:
+    """The same iteration in numpy (the reference the compiled one is tested against)."""
     with np.errstate(all="ignore"):
         for iteration in range(1, config.max_iterations + 1):
             new = costs + zeta_markups(demand, ownership, prices, costs)

@@ -169,8 +169,9 @@ def _mean(values: FloatArray) -> float:
 
 def hhi(shares: FloatArray, firm_ids: AnyArray) -> float:
     """10,000 sum_f (s_f / sum_j s_j)^2 over the inside shares of one market."""
-    total = shares.sum()
-    return float(1e4 * sum((shares[firm_ids == f].sum() / total) ** 2 for f in np.unique(firm_ids)))
+    _, firms = np.unique(firm_ids, return_inverse=True)
+    by_firm = np.bincount(firms.ravel(), weights=shares) / shares.sum()
+    return float(1e4 * np.sum(by_firm ** 2))
 
 
 def compute_prices(results: Any, *, firm_ids: Any = None, ownership: Any = None,
