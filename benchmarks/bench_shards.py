@@ -100,7 +100,7 @@ def on_dask(problem: Problem, count: int, W: np.ndarray) -> tuple[float, float]:
     layout, _ = problem.layout(sigma=[0.5])
     shards = split_markets(problem, count)
     with distributed.LocalCluster(n_workers=count, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
+                                  dashboard_address="127.0.0.1:0") as cluster, \
             distributed.Client(cluster) as client:
         client.run(_warm_and_trace)
         with ShardedObjective(shards, layout, W, executor=client) as objective:

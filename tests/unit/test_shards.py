@@ -53,10 +53,17 @@ def _same_objective(problem: Problem, sharded: ShardedObjective) -> None:
     layout, _ = problem.layout(sigma=[0.5])
     full = DemandObjective(problem, layout, sharded.W)
     for theta in THETAS:
-        Q, grad = full(np.array([theta]))
+        one = full.evaluate(np.array([theta]), adjoint=True)
         Q_s, grad_s = sharded(np.array([theta]))
-        assert Q_s == pytest.approx(Q, rel=1e-10)
-        np.testing.assert_allclose(grad_s, grad, rtol=1e-10, atol=1e-10 * np.abs(grad).max())
+        assert Q_s == pytest.approx(one.objective, rel=1e-10)
+        np.testing.assert_allclose(grad_s, one.gradient, rtol=1e-10,
+                                   atol=1e-10 * np.abs(one.gradient).max())
+        # each market's contraction started where the one-process run started it: shards
+        # keep their warm start between evaluations (from the logit delta it takes more)
+        assert sharded.evaluate(np.array([theta])).contraction_evaluations == (
+            one.contraction_evaluations)
+        np.testing.assert_allclose(sharded.evaluate(np.array([theta])).beta, one.beta,
+                                   rtol=1e-10)
 
 
 def _minimum(objective: object) -> np.ndarray:
@@ -102,6 +109,20 @@ def test_minimizing_the_sharded_objective_reaches_the_one_process_minimum(
     np.testing.assert_allclose(sharded, theta, rtol=1e-8)
 
 
+def test_a_failed_contraction_gives_the_one_process_penalty_and_names_the_markets(
+        problem: Problem) -> None:
+    layout, _ = problem.layout(sigma=[0.5])
+    full = DemandObjective(problem, layout, _W(problem))
+    sharded = ShardedObjective(split_markets(problem, 4), layout, _W(problem))
+    for theta in (0.8, 1e4):  # shares underflow at sigma = 1e4: no delta solves the market
+        one = full.evaluate(np.array([theta]), adjoint=True)
+        evaluation = sharded.evaluate(np.array([theta]))
+        assert evaluation.objective == pytest.approx(one.objective, rel=1e-10)
+        assert np.array_equal(evaluation.failed_markets, one.failed_markets)
+    assert evaluation.failed and evaluation.objective == 1e10
+    assert np.array_equal(evaluation.gradient, [0.0])
+
+
 def test_the_default_weighting_matrix_is_the_2sls_one_gathered_from_the_shards(
         problem: Problem) -> None:
     layout, _ = problem.layout(sigma=[0.5])
@@ -137,8 +158,10 @@ def test_shards_on_a_dask_cluster_of_two_processes_equal_the_one_process_objecti
     layout, _ = problem.layout(sigma=[0.5])
     W = _W(problem)
     theta = _minimum(DemandObjective(problem, layout, W))
+    # the scheduler's HTTP server takes port 8787 when dashboard_address is None, and fails
+    # with a warning when another cluster on this machine holds it: a free port instead
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
+                                  dashboard_address="127.0.0.1:0") as cluster, \
             distributed.Client(cluster) as client:
         with ShardedObjective(split_markets(problem, 2), layout, W, executor=client) as sharded:
             _same_objective(problem, sharded)
@@ -146,7 +169,9 @@ def test_shards_on_a_dask_cluster_of_two_processes_equal_the_one_process_objecti
             held = client.run(release_token, "no such token")
             assert sorted(held.values()) == [0, 0]
             token = sharded.token
-        with ShardedObjective(split_markets(problem, 2), layout, W, executor=client) as sharded:
+        # shards already on the workers (futures) are used where they are
+        futures = client.scatter(split_markets(problem, 2), hash=False)
+        with ShardedObjective(futures, layout, W, executor=client) as sharded:
             np.testing.assert_allclose(_minimum(sharded), theta, rtol=1e-8)
         # closing released the workers' state
         assert sorted(client.run(release_token, token).values()) == [0, 0]
