@@ -162,7 +162,7 @@ def readable_ticks(fig: Any, *, bins: int = 5) -> None:
     renderer = _renderer(fig)
     for _ in range(bins):
         fig.tight_layout()
-        fig.canvas.draw()  # sets the tick labels' text and positions
+        fig.draw_without_rendering()  # sets the tick labels' text and positions (no raster)
         crowded = [axis for axis in numeric if _collide(axis, renderer)]
         if not crowded:
             return
