@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import blpdemand as bd
-from blpdemand.errors import SpecificationError
+from blpdemand.errors import ConvergenceError, SpecificationError
 from blpdemand.model.problem import Problem
+from blpdemand.solve.covariance import moment_covariance, weighting_matrix
 from blpdemand.solve.gmm import DemandObjective
 from blpdemand.solve.optimizer import minimize
 from blpdemand.solve.shards import ShardedObjective, release_token, split_markets
@@ -121,6 +122,25 @@ def test_a_failed_contraction_gives_the_one_process_penalty_and_names_the_market
         assert np.array_equal(evaluation.failed_markets, one.failed_markets)
     assert evaluation.failed and evaluation.objective == 1e10
     assert np.array_equal(evaluation.gradient, [0.0])
+
+
+def test_the_moment_covariance_and_a_second_gmm_step_equal_the_one_process_ones(
+        problem: Problem) -> None:
+    layout, _ = problem.layout(sigma=[0.5])
+    W = _W(problem)
+    one = DemandObjective(problem, layout, W).evaluate(np.array([0.9]), adjoint=True)
+    sharded = ShardedObjective(split_markets(problem, 4), layout, W)
+    for kind in ("robust", "unadjusted"):
+        S = moment_covariance(one.xi, problem.ZD_tilde, kind=kind)
+        np.testing.assert_allclose(sharded.moment_covariance(np.array([0.9]), kind=kind), S,
+                                   rtol=1e-10, atol=1e-10 * np.abs(S).max())
+    W2 = weighting_matrix(moment_covariance(one.xi, problem.ZD_tilde))
+    second = ShardedObjective(split_markets(problem, 4), layout,
+                              weighting_matrix(sharded.moment_covariance(np.array([0.9]))))
+    np.testing.assert_allclose(second.W, W2, rtol=1e-9)
+    _same_objective(problem, second)  # the second step's objective, with the shards' W
+    with pytest.raises(ConvergenceError, match="xi and S are not defined"):
+        sharded.moment_covariance(np.array([1e4]))
 
 
 def test_the_default_weighting_matrix_is_the_2sls_one_gathered_from_the_shards(

@@ -23,7 +23,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeAlias
 
 import numpy as np
 
@@ -33,7 +33,7 @@ from blpdemand.data.agents import AgentData
 from blpdemand.data.formulation import DesignMatrix
 from blpdemand.data.markets import MarketIndex
 from blpdemand.data.products import ProductData
-from blpdemand.errors import SpecificationError
+from blpdemand.errors import ConvergenceError, SpecificationError
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.solve.contraction import InnerLoop
@@ -142,14 +142,18 @@ def _subproblem(problem: Problem, a: int, b: int) -> Problem:
 
 
 # ---------------------------------------------------------------------- one shard
+Step: TypeAlias = Literal["setup", "moments", "gradient", "covariance", "release"]
+
+
 @dataclass(frozen=True, slots=True)
 class ShardRequest:
     """What a shard is asked: ``setup`` (Z'X1, Z'Z, N), ``moments`` at theta, ``gradient``
-    at the last theta with u = W g, or ``release`` (drop its state)."""
+    at the last theta with u = W g, ``covariance`` at the last theta with u = beta, or
+    ``release`` (drop its state)."""
 
     token: str
     shard: int
-    step: Literal["setup", "moments", "gradient", "release"]
+    step: Step
     layout: ParameterLayout
     contraction: FixedPointConfig | None = None
     theta: FloatArray | None = None
@@ -159,7 +163,8 @@ class ShardRequest:
 @dataclass(frozen=True, slots=True)
 class ShardReply:
     """A shard's answer: ``values`` is Z'X1 (M, K1) and Z'Z (M, M) stacked as (M, K1 + M) for
-    setup, Z~'delta~ (M,) for moments, (P,) (d delta/d theta)' M Z~ u for gradient."""
+    setup, Z~'delta~ (M,) for moments, (P,) (d delta/d theta)' M Z~ u for gradient, and
+    for covariance sum_j g_j g_j' (M, M) flattened, then sum_j xi_j^2 and sum_j xi_j."""
 
     values: FloatArray
     N: int = 0
@@ -198,8 +203,13 @@ class _Shard:
                               iterations=int(result.iterations),
                               evaluations=int(result.evaluations))
         if self.delta is None or self.theta is None or not np.array_equal(theta, self.theta):
-            raise SpecificationError(f"shard {request.shard} was asked for the gradient at a "
-                                     "theta whose moments it has not computed")
+            raise SpecificationError(f"shard {request.shard} was asked for its {request.step} at "
+                                     "a theta whose moments it has not computed")
+        if request.step == "covariance":
+            xi = p.residualize(self.delta) - p.X1_tilde @ np.asarray(request.u, dtype=np.float64)
+            g = Z * xi[:, None]
+            return ShardReply(values=np.concatenate([(g.T @ g).ravel(), [xi @ xi, xi.sum()]]),
+                              N=p.N)
         v = p.residualize(Z @ np.asarray(request.u, dtype=np.float64))
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             return ShardReply(values=self.loop.gradient(theta, self.delta, v), N=p.N)
@@ -294,8 +304,8 @@ class ShardedObjective:
         self.N = sum(r.N for r in setup)
         K1 = setup[0].values.shape[1] - setup[0].values.shape[0]
         stacked = np.sum([r.values for r in setup], axis=0)
-        self.ZX, ZZ = stacked[:, :K1], stacked[:, K1:]
-        self.W = (weighting_matrix(ZZ / self.N, what="instrument cross-product Z'Z/N")
+        self.ZX, self.ZZ = stacked[:, :K1], stacked[:, K1:]
+        self.W = (weighting_matrix(self.ZZ / self.N, what="instrument cross-product Z'Z/N")
                   if W is None else np.asarray(W, dtype=np.float64))
         A = self.ZX.T @ self.W @ self.ZX
         try:
@@ -313,7 +323,7 @@ class ShardedObjective:
     def shards(self) -> int:
         return len(self._local) or len(self._remote)
 
-    def _ask(self, step: Literal["setup", "moments", "gradient"], theta: FloatArray | None = None,
+    def _ask(self, step: Step, theta: FloatArray | None = None,
              u: FloatArray | None = None) -> list[ShardReply]:
         """Send one request to every shard; replies in shard order."""
         requests = [ShardRequest(token=self.token, shard=s, step=step, layout=self.layout,
@@ -373,6 +383,29 @@ class ShardedObjective:
     def gradient(self, theta: FloatArray) -> FloatArray:
         """dQ/dtheta only."""
         return self.evaluate(theta).gradient
+
+    def moment_covariance(self, theta: FloatArray, *,
+                          kind: Literal["robust", "unadjusted"] = "robust") -> FloatArray:
+        """Centered covariance S (M, M) of the moments z_j xi_j at theta, summed over shards,
+        as ``solve.covariance.moment_covariance`` (for a second GMM step, W = S^{-1}):
+        robust S = (1/N) sum_j g_j g_j' - g g'; unadjusted S = var(xi) Z'Z / N."""
+        evaluation = self.evaluate(theta)
+        if evaluation.failed:
+            raise ConvergenceError(
+                f"the contraction failed in market(s) {evaluation.failed_markets.tolist()[:10]} "
+                f"at theta={evaluation.theta.tolist()}: xi and S are not defined there")
+        M = evaluation.g.size
+        total = np.sum([r.values for r in self._ask("covariance", evaluation.theta,
+                                                    evaluation.beta)], axis=0)
+        if kind == "unadjusted":
+            variance = total[-2] / self.N - (total[-1] / self.N) ** 2
+            S = variance * self.ZZ / self.N
+        elif kind == "robust":
+            S = total[:-2].reshape(M, M) / self.N - np.outer(evaluation.g, evaluation.g)
+        else:
+            raise SpecificationError(f"kind={kind!r}: shards give 'robust' or 'unadjusted' S")
+        out: FloatArray = (S + S.T) / 2
+        return out
 
     def close(self) -> None:
         """Release the shards' state on the workers (and the scattered data)."""
