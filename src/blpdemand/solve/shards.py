@@ -58,7 +58,7 @@ def split_markets(problem: Problem, shards: int) -> list[Problem]:
     Examples
     --------
     >>> import blpdemand as bd
-    >>> sim = bd.simulate(markets=4, products=2, sigma={"x1": 1.0}, draws=5, rng=0)
+    >>> sim = bd.simulate(markets=4, products=3, sigma={"x1": 1.0}, draws=5, rng=0)
     >>> p = bd.Problem(sim.products, linear=sim.linear, nonlinear=sim.nonlinear,
     ...                agents=sim.agents, instruments=sim.instruments)
     >>> [s.T for s in split_markets(p, 2)]
