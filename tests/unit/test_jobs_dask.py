@@ -26,8 +26,10 @@ NEVO_PI = np.array([[5.4819, 0, 0.2037, 0], [15.8935, -1.2, 0, 2.6342],
 
 @pytest.fixture(scope="module")
 def client() -> Any:
+    # a free port: with dashboard_address=None the scheduler's HTTP server still takes 8787,
+    # which another cluster on the machine may hold
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
+                                       dashboard_address="127.0.0.1:0")
     with cluster, distributed.Client(cluster) as client:
         yield client
 
