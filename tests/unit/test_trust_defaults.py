@@ -8,6 +8,7 @@ run (each start's estimate). Issue: "Trustworthy by default" and "A failure is n
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -156,15 +157,21 @@ def test_every_gmm_step_runs_five_starts_by_default(simulated: bd.Problem) -> No
     assert table["same_minimum"].any()
 
 
+def _simulated_frame() -> tuple[bd.SimulatedMarkets, Any]:
+    """60 markets x 6 products (sigma_x1 = 1) with rivals' sums of x1 and x2 as instruments."""
+    sim = bd.simulate(markets=60, products=6, sigma={"x1": 1.0}, draws=100, rng=3)
+    frame = sim.products.copy()
+    for column in ("x1", "x2"):
+        frame[f"rival_{column}"] = (frame.groupby("market_ids")[column].transform("sum")
+                                    - frame[column])
+    return sim, frame
+
+
 def test_unidentified_parameters_have_no_standard_error() -> None:
     # Reference: closed form. A demographic equal to 1 for every agent makes pi[x1, d] move
     # utility exactly as beta_x1 does: the pair is not separately identified, so both standard
     # errors are NaN (pinv gave SE 0.127, p = 3e-8) and a warning names them.
-    sim = bd.simulate(markets=60, products=6, sigma={"x1": 1.0}, draws=100, rng=3)
-    frame = sim.products.copy()
-    for column in ("x1", "x2"):
-        frame[f"rival_{column}"] = frame.groupby("market_ids")[column].transform("sum") - frame[
-            column]
+    sim, frame = _simulated_frame()
     problem = bd.Problem(frame, linear=sim.linear, nonlinear=sim.nonlinear,
                          demographics="0 + d", agents=sim.agents.assign(d=1.0),
                          instruments=[*sim.instruments, "rival_x1", "rival_x2"])
@@ -180,11 +187,7 @@ def test_unidentified_parameters_have_no_standard_error() -> None:
 def test_a_single_node_identifies_no_standard_deviation() -> None:
     # Reference: closed form. With one node per market sigma nu is a constant: sigma[x1, x1]
     # moves utility as beta_x1 does (its SE was 1e-16).
-    sim = bd.simulate(markets=60, products=6, sigma={"x1": 1.0}, draws=100, rng=3)
-    frame = sim.products.copy()
-    for column in ("x1", "x2"):
-        frame[f"rival_{column}"] = frame.groupby("market_ids")[column].transform("sum") - frame[
-            column]
+    sim, frame = _simulated_frame()
     problem = bd.Problem(frame, linear=sim.linear, nonlinear=sim.nonlinear,
                          agents=bd.Integration("monte_carlo", 1, rng=0),
                          instruments=[*sim.instruments, "rival_x1", "rival_x2"])

@@ -195,27 +195,9 @@ def run_approximation(problem: Problem, *, sigma: Any = None, pi: Any = None,
                       covariance: CovarianceKind = "robust", clusters: Any = None,
                       quadratic_pi: bool = True, max_iterations: int = 100,
                       tol: float = 1e-12) -> ApproximationOutcome:
-    """Salanie-Wolak (2019) estimates of beta, sigma and Pi by (nonlinear) 2SLS.
-
-    See the module docstring for the regression. Instruments are the problem's Z_D (exogenous
-    X1 columns and excluded instruments) with absorbed fixed effects partialled out; there
-    must be at least K1 + (free sigma) + (free pi) of them, and they should move the
-    artificial regressors (differentiation and demographic-interaction instruments do).
-
-    Parameters
-    ----------
-    problem : Problem with a nonlinear formula.
-    sigma, pi : patterns as in ``estimate`` (nonzero = free); sigma=None frees every diagonal
-        element. Off-diagonal sigma elements are not supported.
-    covariance : "robust" (heteroskedasticity, HC0), "clustered" (``clusters`` or the
-        ``clustering_ids`` column) or "unadjusted".
-    quadratic_pi : keep the second-order Pi term Q(Pi) (nonlinear 2SLS); False drops it and
-        the fit is a single linear 2SLS.
-    max_iterations, tol : Gauss-Newton limits (relative step size) when Q(Pi) is kept.
-
-    Returns
-    -------
-    ApproximationOutcome (the public ``estimate_approximation`` wraps it into results).
+    """Salanie-Wolak (2019) estimates of beta, sigma^2 and Pi by (nonlinear) 2SLS (the module
+    docstring has the regression): the computation behind ``estimate_approximation``, whose
+    docstring describes the arguments; Gauss-Newton with step halving when Q(Pi) is kept.
     """
     if covariance not in COVARIANCE_KINDS:
         raise SpecificationError(f"covariance={covariance!r} is unknown; use one of {COVARIANCE_KINDS}")
