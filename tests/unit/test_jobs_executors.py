@@ -82,3 +82,20 @@ def test_starts_on_two_processes_equal_the_sequential_run(problem: bd.Problem) -
 def test_an_executor_that_cannot_run_jobs_is_refused() -> None:
     with pytest.raises(SpecificationError, match="executor=.*submit"):
         bd.EstimationConfig(executor="tcp://127.0.0.1:8786")
+
+
+def test_results_estimated_on_an_executor_save_and_rebuild(tmp_path: Any) -> None:
+    # Reference: the live results. Where the work ran is not part of what was computed: the
+    # saved file rebuilds the same estimates (an executor's text in the saved config was read
+    # back as an executor and refused).
+    sim = bd.simulate(markets=20, products=5, sigma={"x1": 1.0}, draws=30, rng=2)
+    frame = sim.products.copy()
+    frame["rival_x1"] = frame.groupby("market_ids")["x1"].transform("sum") - frame["x1"]
+    problem = bd.Problem(frame, linear=sim.linear, nonlinear=sim.nonlinear, agents=sim.agents,
+                         instruments=[*sim.instruments, "rival_x1"])
+    live = bd.estimate(problem, sigma=[0.5], config=bd.EstimationConfig(
+        starts=1, executor=Recording()))
+    path = bd.save_results(live, tmp_path / "results.json")
+    again = bd.load_results(path, products=frame, agents=sim.agents)
+    np.testing.assert_allclose(again.estimates, live.estimates, rtol=1e-10)
+    assert again.config.executor is None

@@ -92,8 +92,10 @@ def _saved_agents(model: Mapping[str, Any]) -> Any:
 
 
 def _config(saved: Mapping[str, Any]) -> Any:
-    """The saved EstimationConfig again (runner and workers are not part of the result)."""
-    names = {f.name for f in dataclasses.fields(EstimationConfig)} - {"runner", "workers"}
+    """The saved EstimationConfig again (runner, workers and executor are not part of the
+    result: they say where the work ran, not what was computed)."""
+    names = {f.name for f in dataclasses.fields(EstimationConfig)} - {"runner", "workers",
+                                                                      "executor"}
     values = {k: v for k, v in saved.items() if k in names}
     if isinstance(values.get("bounds"), Mapping):
         values["bounds"] = {k: tuple(v) for k, v in values["bounds"].items()}
