@@ -11,8 +11,14 @@ estimation and before any pool or cluster starts).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -26,6 +32,7 @@ from blpdemand.cli import main
 from blpdemand.cli.run import run
 from blpdemand.errors import SpecificationError
 
+ROOT = Path(__file__).resolve().parents[2]
 distributed = pytest.importorskip("distributed")  # the [dask] extra; CI installs it
 
 BOOTSTRAP = "[post]\nelasticities = true\n[post.bootstrap]\ndraws = 8\nrng = 2\n"
@@ -186,3 +193,65 @@ def test_conflicts_logit_and_no_dask(data: Path, monkeypatch: pytest.MonkeyPatch
                                                  r"\"blpdemand\[dask\]\""):
         _run(spec, data / "c")
     assert not (data / "c").exists()
+
+
+# ------------------------------------------------------------------ Ctrl-C with workers up
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")  # a zombie has ended (its parent is gone)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads child processes in /proc")
+@pytest.mark.parametrize(("scheduler", "phase"), [("processes", "workers starting"),
+                                                  ("processes", "starts running"),
+                                                  ("local", "workers starting"),
+                                                  ("local", "starts running")])
+def test_sigint_exits_130_and_closes_the_workers(tmp_path: Path, data_path: Path,
+                                                 scheduler: str, phase: str) -> None:
+    # Contract (examples/README.md): exit 130, one "interrupted" line, no output folder and no
+    # staging folder left, and every worker process the run started has ended. Nevo (5 starts
+    # of about a second each) keeps the starts running long enough to be interrupted.
+    nevo = (ROOT / "examples" / "nevo.toml").read_text(encoding="utf-8")
+    spec = tmp_path / "nevo.toml"
+    spec.write_text(nevo + f'\n[compute]\nscheduler = "{scheduler}"\nworkers = 2\n',
+                    encoding="utf-8")
+    out, errors = tmp_path / "out", tmp_path / "stderr"
+    env = {**os.environ, "BLPDEMAND_DATA": str(data_path), "OPENBLAS_NUM_THREADS": "1"}
+    workers: set[int] = set()
+    with open(errors, "wb") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "blpdemand", "estimate", str(spec),
+                                    "--output", str(out)], stdout=subprocess.DEVNULL,
+                                   stderr=stderr, env=env)
+        deadline = time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline:
+            workers |= _children(process.pid)
+            rows = "objective" in errors.read_text(encoding="utf-8", errors="replace")
+            if len(workers) >= 2 and (rows or phase == "workers starting"):
+                os.kill(process.pid, signal.SIGINT)
+                break
+            time.sleep(0.01)
+        else:
+            process.kill()
+            pytest.fail("the run ended (or hung) before the phase was reached:\n"
+                        + errors.read_text(errors="replace")[-2000:])
+        code = process.wait(timeout=60)
+    err = errors.read_text(encoding="utf-8", errors="replace")
+    assert code == 130, err[-2000:]
+    assert err.count("interrupted") == 1 and err.rstrip().endswith("blpdemand estimate: "
+                                                                    "interrupted")
+    assert not out.exists() and not list(tmp_path.glob("out.*"))
+    ended = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < ended:
+        time.sleep(0.05)
+    assert not [pid for pid in workers if _alive(pid)]

@@ -25,6 +25,7 @@ import os
 import queue
 import re
 import signal
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -130,17 +131,25 @@ def run_executor() -> Any:
 
 @contextmanager
 def opened(compute: Compute | None, *,
-           shield: Callable[[], AbstractContextManager[Any]] = nullcontext) -> Iterator[Any]:
+           shield: Callable[[], AbstractContextManager[Any]] = nullcontext,
+           check: Callable[[], None] = lambda: None) -> Iterator[Any]:
     """Start the pool or cluster ``compute`` asks for, yield its executor (None for threads or
-    no ``[compute]``), and close it on the way out, also after an error or an interrupt
-    (``shield``: a context in which Ctrl-C does not cut the closing short)."""
+    no ``[compute]``), and close it on the way out, also after an error or an interrupt.
+
+    ``shield``: a context in which Ctrl-C is recorded, not raised (starting and closing are
+    not cut short, so nothing is left half started); ``check`` raises an interrupt recorded
+    meanwhile, once what was started can be closed."""
     if compute is None or compute.scheduler == "threads":
         yield None
         return
     resources: list[Callable[[bool], None]] = []  # closes each thing started (True: success)
     finished = False
     try:
-        executor = _start(compute, resources)
+        # Ctrl-C while our workers start: recorded, raised by check() once they can be closed
+        # (connecting to a scheduler's address stays interruptible: nothing is started)
+        with shield() if compute.scheduler in POOLS else nullcontext():
+            executor = _start(compute, resources)
+        check()
         token = _EXECUTOR.set(executor)
         try:
             yield executor
@@ -159,6 +168,8 @@ def _start(compute: Compute, resources: list[Callable[[bool], None]]) -> Any:
         pool = ProcessPoolExecutor(compute.workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_ignore_interrupts)
         resources.append(functools.partial(_stop_pool, pool))
+        for _ in range(compute.workers):  # the processes start now and import the package
+            pool.submit(int)              # while the data are read
         return pool
     distributed = importlib.import_module("distributed")
     if compute.scheduler == "local":
@@ -182,9 +193,9 @@ def _start(compute: Compute, resources: list[Callable[[bool], None]]) -> Any:
 
 
 def quiet_worker() -> None:
-    """In a worker of a cluster the run started: Ctrl-C in the terminal reaches the whole
-    process group, but the command handles it (and closes the cluster); Dask's own log lines
-    (e.g. a heartbeat lost while the cluster closes) are not the command's output either."""
+    """In a worker of a cluster the run started: SIGINT ignored (see ``_ignore_interrupts``),
+    and Dask's own log lines (e.g. a heartbeat lost while the cluster closes after Ctrl-C) are
+    not the command's output."""
     _ignore_interrupts()
     for name in ("distributed", *(n for n in logging.root.manager.loggerDict
                                    if n.startswith("distributed."))):
@@ -192,9 +203,13 @@ def quiet_worker() -> None:
 
 
 def _ignore_interrupts() -> None:
-    """In a pool's process: Ctrl-C in the terminal reaches the whole process group; the
-    command handles it (and stops the pool), so the workers print no traceback of their own."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """In a worker process: SIGINT ignored. Ctrl-C in a terminal reaches the whole process
+    group; the command handles it and closes the workers, which then print no traceback of
+    their own. (A worker still starting, before this runs, may print one; the command's exit
+    status and outputs are the same. Ignoring SIGINT in the command while workers start
+    would let a Ctrl-C there go unnoticed.)"""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _stop_pool(pool: ProcessPoolExecutor, finished: bool) -> None:

@@ -84,7 +84,8 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
                         json=spec.output.get("json", True),
                         checkpoint=interrupts.check if interrupts is not None else None)
         shield = interrupts.shielded if interrupts is not None else nullcontext
-        with opened(compute, shield=shield) as executor:  # closed before the folder moves
+        check = interrupts.check if interrupts is not None else (lambda: None)
+        with opened(compute, shield=shield, check=check) as executor:  # closed before the move
             results = _run(command, spec, report, progress=progress, quiet=quiet,
                            compute=compute, executor=executor)
         written = folder.commit(interrupts)
