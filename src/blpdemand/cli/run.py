@@ -114,7 +114,12 @@ def _run(command: str, spec: Spec, report: Report, *, progress: Console, quiet: 
         refit: dict[str, Any] = {}
         if command == "logit":
             results = _logit(spec, products, instruments)
+            if spec.comparison:
+                report.table("comparison", _comparison(spec, products, instruments, results))
         else:
+            if spec.comparison:
+                raise SpecificationError(f"[comparison] in {spec.path.name} compares logit "
+                                         "models: use 'blpdemand logit'")
             results, evaluations, refit = _blp(spec, products, agents, instruments,
                                                console=progress, quiet=quiet,
                                                checkpoint=report.checkpoint,
@@ -235,6 +240,33 @@ def _logit(spec: Spec, products: pd.DataFrame, instruments: list[Any]) -> Any:
     check_keys(spec.logit, valid, "[logit]", spec.path.name)
     check_types(spec.logit, estimate_logit, "[logit]", spec.path.name)
     return estimate_logit(products, **kwargs, **spec.logit)
+
+
+def _comparison(spec: Spec, products: pd.DataFrame, instruments: list[Any],
+                results: Any) -> Any:
+    """The spec's model beside each [[comparison.models]] variant, as one regression table
+    (``bd.regression_table``): a variant changes the formula, effects, instruments, method or
+    standard errors of the spec's model and keeps the rest."""
+    from blpdemand.results.comparison import regression_table
+    from blpdemand.results.logit import estimate_logit
+
+    section = spec.comparison
+    models = {section.get("label", "model"): results}
+    base: dict[str, Any] = {"linear": spec.model["linear"], **spec.logit}
+    for key in ("absorb", "endogenous"):
+        if key in spec.model:
+            base[key] = spec.model[key]
+    if instruments:
+        base["instruments"] = instruments
+    if spec.columns:
+        base["columns"] = spec.columns
+    for variant in section.get("models", []):
+        kwargs = {**base, **{k: v for k, v in variant.items() if k != "label"}}
+        if kwargs.get("method") == "ols" or kwargs.get("instruments") == []:
+            kwargs.pop("instruments", None)
+        models[variant["label"]] = estimate_logit(products, **kwargs)
+    return regression_table(models, parameters=section.get("parameters"),
+                            title=section.get("title", "Estimates side by side"))
 
 
 def _checked(checkpoint: Callable[[], None]) -> Callable[[list[Callable[[], Any]]], list[Any]]:

@@ -54,6 +54,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
              "stability": ((bool, list), "true or a list of draw multipliers like [1, 2, 4]")},
     "output": {"directory": _STR, "json": _BOOL, "latex": _BOOL, "html": _BOOL, "plots": _BOOL},
     "compute": {"scheduler": _STR, "workers": ((int,), "an integer")},
+    "comparison": {"title": _STR, "label": _STR, "parameters": _STRS,
+                   "models": ((list,), "an array of tables [[comparison.models]]")},
 }
 # sections whose keys are checked against a library object's keyword arguments
 FORWARDED = ("columns", "integration", "estimation", "logit")
@@ -79,6 +81,7 @@ class Spec:
     post: dict[str, Any] = field(default_factory=dict)
     output: dict[str, Any] = field(default_factory=dict)
     compute: dict[str, Any] = field(default_factory=dict)
+    comparison: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
 
     def where(self, key: str) -> str:
@@ -147,7 +150,31 @@ def parse_spec(raw: Mapping[str, Any], path: Path) -> Spec:
                 instruments=sections["instruments"], integration=integration,
                 parameters=sections["parameters"], estimation=sections["estimation"],
                 logit=sections["logit"], post=sections["post"], output=output,
-                compute=sections["compute"], raw=dict(raw))
+                compute=sections["compute"], comparison=_comparison(sections["comparison"], name),
+                raw=dict(raw))
+
+
+#: what a [[comparison.models]] entry may change of the [model]/[logit] model
+COMPARISON_KEYS = ("label", "linear", "absorb", "instruments", "method", "covariance",
+                   "clusters")
+
+
+def _comparison(section: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """[comparison]: further models beside the spec's own, each a [[comparison.models]] table
+    with a label and what it changes (the lecture's OLS/IV x baseline/controls table)."""
+    models = section.get("models", [])
+    for k, model in enumerate(models):
+        where = f"[[comparison.models]] entry {k + 1} in {name}"
+        if not isinstance(model, dict) or not isinstance(model.get("label"), str):
+            raise SpecificationError(f"{where} needs label = \"...\"")
+        check_keys(model, COMPARISON_KEYS, f"[[comparison.models]] entry {k + 1}", name)
+        if "instruments" in model:
+            _check_type(model["instruments"], _STRS, f"{where}: instruments", name)
+    labels = [section.get("label", "model"), *[m["label"] for m in models]]
+    if len(set(labels)) < len(labels):
+        raise SpecificationError(f"[comparison] labels in {name} must differ: {labels} (the "
+                                 "spec's own model is [comparison] label, default 'model')")
+    return dict(section)
 
 
 def expand_env(text: str, where: str, spec_name: str) -> str:
