@@ -319,9 +319,7 @@ def test_post_options_fail_before_the_estimation(
     printed first); now it is one line, status 2, and no objective was evaluated."""
     spec = tmp_path / "spec.toml"
     spec.write_text(NEVO_SMALL.format(data=data_path) + post, encoding="utf-8")
-    started = time.perf_counter()
     code = main(["estimate", str(spec), "-o", str(tmp_path / "out")])
-    elapsed = time.perf_counter() - started
     captured = capsys.readouterr()
     lines = [line for line in captured.err.splitlines() if line.strip()]
     assert code == 2, captured.err
@@ -331,7 +329,6 @@ def test_post_options_fail_before_the_estimation(
         assert text in lines[0], lines[0]
     assert captured.out == ""  # no estimates table: nothing was estimated
     assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
-    assert elapsed < 30
 
 
 @pytest.mark.parametrize("kind", ["file", "under_file"])

@@ -9,7 +9,6 @@ change of 1e-14 in a column of size 1e6, ran its 100,000 iterations and raised i
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pandas as pd
@@ -52,9 +51,7 @@ def test_badly_scaled_column_equals_dummy_residual(frame: pd.DataFrame,
     assert np.abs(z).max() > 1e5
     effects = absorb.absorb_fixed_effects(frame, ("year", "make"))
     assert effects is not None
-    start = time.perf_counter()
-    tilde = effects.residualize(z, names=["sq_gap"])
-    elapsed = time.perf_counter() - start
+    tilde = effects.residualize(z, names=["sq_gap"])  # pyhdfe alone: 100,000 iterations, error
     np.testing.assert_allclose(tilde, _dummy_residual(dummies, z), rtol=0,
                                atol=1e-8 * np.abs(z).max())
     # Mixed scales in one matrix: each column to 1e-8 of its own scale.
@@ -63,7 +60,6 @@ def test_badly_scaled_column_equals_dummy_residual(frame: pd.DataFrame,
     for k in range(X.shape[1]):
         np.testing.assert_allclose(both[:, k], _dummy_residual(dummies, X[:, k]), rtol=0,
                                    atol=1e-8 * np.abs(X[:, k]).max())
-    assert elapsed < 30.0  # was 100,000 iterations (two minutes) and pyhdfe's RuntimeError
 
 
 def test_logit_with_badly_scaled_instrument(frame: pd.DataFrame, dummies: np.ndarray) -> None:
