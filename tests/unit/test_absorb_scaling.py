@@ -9,7 +9,6 @@ change of 1e-14 in a column of size 1e6, ran its 100,000 iterations and raised i
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
