@@ -26,7 +26,10 @@ def _replication(seed: int) -> tuple[np.ndarray, np.ndarray]:
     products = pd.concat([sim.products, gh], axis=1)
     problem = bd.Problem(products, linear=sim.linear, nonlinear=sim.nonlinear, agents=sim.agents,
                          instruments=[*sim.instruments, *gh.columns])
-    config = bd.EstimationConfig(method="2s", optimizer="bfgs", gtol=1e-6, hessian=False)
+    # one start per step: the replications measure the instruments' effect on the spread; the
+    # exactly identified re-estimates can have several roots, which multi-start would report
+    config = bd.EstimationConfig(method="2s", optimizer="bfgs", gtol=1e-6, hessian=False,
+                                 starts=0)
     with np.errstate(all="ignore"):
         first = bd.estimate(problem, sigma=[0.5, 0.5], config=config)
         optimal = bd.optimal_instruments(first, method="approximate", config=config)
@@ -36,6 +39,9 @@ def _replication(seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.slow
+# an exactly identified re-estimate with no root (Q > 0 at its minimum) has a singular G and no
+# standard errors: warned about, and irrelevant to the spread of the estimates measured here
+@pytest.mark.filterwarnings("ignore::blpdemand.errors.IdentificationWarning")
 def test_optimal_instruments_reduce_the_spread_of_estimates() -> None:
     # Simulation with known truth, 40 replications: the standard deviation of sigma_x1,
     # sigma_prices and alpha falls by at least 20% with optimal instruments (measured 36-57%),
