@@ -57,6 +57,27 @@ def test_profiles_and_contour_are_smallest_at_the_estimate(results: bd.BLPResult
     matplotlib.pyplot.close("all")
 
 
+def test_profile_lines_and_contour_rows_are_jobs_with_the_same_values(
+        results: bd.BLPResults) -> None:
+    # Reference: the sequential run. Each line (row) is evaluated with its own objective from
+    # the estimate's delta, so threads change nothing; Q alone (no gradient) equals the Q the
+    # estimator computes with its gradient.
+    one = ObjectiveProfile.from_results(results, points=5)
+    two = ObjectiveProfile.from_results(results, points=5, workers=2)
+    np.testing.assert_array_equal(one.values, two.values)
+    grid = ObjectiveContour.from_results(results, points=3, workers=2)
+    np.testing.assert_array_equal(grid.values, ObjectiveContour.from_results(
+        results, points=3).values)
+    from blpdemand.results.diagnostics import _objective
+
+    point = results.theta * 1.1
+    q = _objective(results)
+    alone = q.objective(point)
+    # recomputed with the gradient, from the converged delta: equal to the inner loop's noise
+    assert q.evaluate(point, adjoint=True).objective == pytest.approx(alone, rel=1e-12)
+    assert np.all(np.isfinite(q.evaluate(point, adjoint=True).gradient))
+
+
 def test_draws_stability_reestimates_with_refined_rules() -> None:
     rule = bd.Integration("sobol", 64, rng=0)
     base = bd.estimate(_problem(rule), sigma=[0.5, 0.5], config=bd.EstimationConfig(hessian=False))

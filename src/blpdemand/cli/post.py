@@ -90,7 +90,7 @@ def _profiles(spec: Spec, results: Any, report: Report) -> None:
     """Q along each nonlinear parameter, the others at the estimate (a panel each)."""
     from blpdemand.results.diagnostics import ObjectiveProfile
 
-    profile = ObjectiveProfile.from_results(results)
+    profile = ObjectiveProfile.from_results(results, workers=_cores())
     report.table("objective_profiles", profile.table(), show=False)
     report.figure("objective_profiles", profile.plot, panels=len(profile.names))
 
@@ -119,7 +119,8 @@ def _contour(spec: Spec, results: Any, report: Report) -> None:
         raise SpecificationError(f"[post] contour in {spec.path.name} needs two nonlinear "
                                  f"parameters; the model has {len(results.theta)}")
     report.figure("objective_contour",
-                  ObjectiveContour.from_results(results, parameters=parameters).plot)
+                  ObjectiveContour.from_results(results, parameters=parameters,
+                                                workers=_cores()).plot)
 
 
 def _diversion(results: Any, report: Report, market: Any) -> None:
@@ -250,3 +251,12 @@ def merger(spec: Spec, results: Any, report: Report, products: pd.DataFrame) -> 
 def _row(body: pd.DataFrame, k: int) -> dict[str, Any]:
     row = body.iloc[k]
     return {"label": str(body.index[k]), **{str(c): row[c] for c in body.columns}}
+
+
+def _cores() -> int:
+    """Threads for the objective evaluations of profiles and contours (the same values for any
+    number): the cores this process may use."""
+    import os
+
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+               else os.cpu_count() or 1)

@@ -9,6 +9,7 @@ only when plotting); ``table()`` gives the numbers as a Table.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,12 +25,21 @@ from blpdemand.model.problem import Problem
 from blpdemand.results.blp import BLPResults, estimate
 from blpdemand.results.tables import Table
 from blpdemand.solve.gmm import DemandObjective
+from blpdemand.solve.jobs import run_jobs
 
 
 def _objective(results: BLPResults) -> DemandObjective:
-    """Q(theta) with the weighting matrix of the results' last GMM step."""
+    """Q(theta) with the weighting matrix of the results' last GMM step, warm-started from
+    the estimate's delta."""
     return DemandObjective(results.problem, results.layout, results.W,
-                           contraction=results.config.fixed_point)
+                           contraction=results.config.fixed_point,
+                           delta0=results.problem.products.sort(results.delta))
+
+
+def _values(results: BLPResults, points: FloatArray) -> FloatArray:
+    """Q at each row of ``points`` (n, P), in order, with one objective (warm starts): a job."""
+    q = _objective(results)
+    return np.array([q.objective(point) for point in points])
 
 
 def _half_width(results: BLPResults, k: int, width: float) -> float:
@@ -55,22 +65,22 @@ class ObjectiveProfile:
     values: FloatArray = field(repr=False)
 
     @classmethod
-    def from_results(cls, results: BLPResults, *, points: int = 11, width: float = 3.0
-                     ) -> ObjectiveProfile:
-        """Evaluate Q on ``points`` values within max(width SE, 25% |theta|) of each estimate."""
+    def from_results(cls, results: BLPResults, *, points: int = 11, width: float = 3.0,
+                     workers: int = 1) -> ObjectiveProfile:
+        """Evaluate Q on ``points`` values within max(width SE, 25% |theta|) of each estimate;
+        each parameter's line is a job (``workers`` threads; the same values for any)."""
         if points < 3:
             raise SpecificationError(f"points={points} must be >= 3")
-        q = _objective(results)
         theta = results.theta
         grids = np.empty((theta.size, points))
-        values = np.empty((theta.size, points))
+        lines = []
         for k in range(theta.size):
             h = _half_width(results, k, width)
             grids[k] = theta[k] + np.linspace(-h, h, points)
-            for i, value in enumerate(grids[k]):
-                point = theta.copy()
-                point[k] = value
-                values[k, i] = q.objective(point)
+            line = np.tile(theta, (points, 1))
+            line[:, k] = grids[k]
+            lines.append(functools.partial(_values, results, line))
+        values = np.array(run_jobs(lines, workers=workers)).reshape(theta.size, points)
         return cls(names=results.layout.names, estimate=theta.copy(), objective=results.objective,
                    grids=grids, values=values)
 
@@ -132,24 +142,24 @@ class ObjectiveContour:
 
     @classmethod
     def from_results(cls, results: BLPResults, *, parameters: Sequence[int | str] = (0, 1),
-                     points: int = 9, width: float = 3.0) -> ObjectiveContour:
-        """Evaluate Q on a points x points grid of two parameters (indices or names)."""
+                     points: int = 9, width: float = 3.0, workers: int = 1) -> ObjectiveContour:
+        """Evaluate Q on a points x points grid of two parameters (indices or names); each
+        row of the grid is a job (``workers`` threads; the same values for any)."""
         names = results.layout.names
         index = [names.index(p) if isinstance(p, str) else int(p) for p in parameters]
         if len(index) != 2 or len(set(index)) != 2 or not all(0 <= i < len(names) for i in index):
             raise SpecificationError(f"parameters={parameters!r} must name two distinct free "
                                      f"parameters of {list(names)}")
-        q = _objective(results)
         theta = results.theta
         a, b = index
         x = theta[a] + np.linspace(-1, 1, points) * _half_width(results, a, width)
         y = theta[b] + np.linspace(-1, 1, points) * _half_width(results, b, width)
-        values = np.empty((points, points))
-        for i, yv in enumerate(y):
-            for j, xv in enumerate(x):
-                point = theta.copy()
-                point[a], point[b] = xv, yv
-                values[i, j] = q.objective(point)
+        rows = []
+        for yv in y:
+            row = np.tile(theta, (points, 1))
+            row[:, a], row[:, b] = x, yv
+            rows.append(functools.partial(_values, results, row))
+        values = np.array(run_jobs(rows, workers=workers)).reshape(points, points)
         return cls(names=(names[a], names[b]), estimate=theta[[a, b]].copy(), x=x, y=y,
                    values=values)
 

@@ -59,6 +59,7 @@ class ObjectiveEvaluation:
     contraction_evaluations: int
     failed_markets: AnyArray
     adjoint: bool = False
+    has_gradient: bool = True
 
     @property
     def failed(self) -> bool:
@@ -101,16 +102,18 @@ class DemandObjective:
         self.best: ObjectiveEvaluation | None = None
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self, theta: FloatArray, *, report: bool = True,
-                 adjoint: bool = False) -> ObjectiveEvaluation:
+    def evaluate(self, theta: FloatArray, *, report: bool = True, adjoint: bool = False,
+                 gradient: bool = True) -> ObjectiveEvaluation:
         """Solve the inner loop at theta and compute Q, its gradient and d xi / d theta.
 
         ``adjoint``: the gradient only, by the adjoint (d xi / d theta is not formed) when
-        exp(mu) is cached between calls; otherwise the full Jacobian as usual.
+        exp(mu) is cached between calls; otherwise the full Jacobian as usual. With
+        ``gradient=False`` as well, Q alone (no adjoint solve; the gradient is NaN).
         """
         theta = np.array(theta, dtype=np.float64)
         last = self.last
-        if last is not None and np.array_equal(theta, last.theta):
+        if last is not None and np.array_equal(theta, last.theta) and (
+                last.has_gradient or not gradient):
             if adjoint or not last.adjoint:
                 return last
             self.last = self._with_jacobian(last)
@@ -146,7 +149,8 @@ class DemandObjective:
         if np.all(np.isfinite(delta)) and jacobian is None and self.layout.P > 0 and not adjoint:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 jacobian = self.loop.jacobian(theta, delta)
-        evaluation = self._moments(theta, delta, jacobian, result, failed, adjoint=adjoint)
+        evaluation = self._moments(theta, delta, jacobian, result, failed, adjoint=adjoint,
+                                   with_gradient=gradient)
         if np.all(np.isfinite(delta)) and result.converged:
             self.delta0 = None  # the inner loop warm-starts from its last converged delta
         self.evaluations += 1
@@ -168,7 +172,8 @@ class DemandObjective:
         return evaluation
 
     def _moments(self, theta: FloatArray, delta: FloatArray, jacobian: FloatArray | None,
-                 result: Any, failed: AnyArray, *, adjoint: bool = False) -> ObjectiveEvaluation:
+                 result: Any, failed: AnyArray, *, adjoint: bool = False,
+                 with_gradient: bool = True) -> ObjectiveEvaluation:
         P, N = self.layout.P, self.problem.N
         # a market where the contraction failed has no xi(theta): its delta is not the inverse
         # of the observed shares, and Q computed from it can be anything (lower than the true
@@ -181,7 +186,9 @@ class DemandObjective:
             xi = delta_tilde - self.problem.X1_tilde @ beta
             g = mean_moments(xi, self.Z)
             objective = float(N * g @ self.W @ g)
-            if P > 0 and adjoint:
+            if P > 0 and adjoint and not with_gradient:
+                gradient = np.full(P, np.nan)  # Q alone was asked for
+            elif P > 0 and adjoint:
                 # dQ/dtheta = 2 (d delta/d theta)' M Z~ W g: one adjoint solve per market
                 v = self.problem.residualize(self.Z @ (self.W @ g))
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -213,7 +220,7 @@ class DemandObjective:
             gradient=gradient, xi_jacobian=xi_jacobian,
             contraction_iterations=int(result.iterations),
             contraction_evaluations=int(result.evaluations), failed_markets=failed,
-            adjoint=P > 0 and adjoint)
+            adjoint=P > 0 and adjoint, has_gradient=with_gradient or not (P > 0 and adjoint))
 
     def _with_jacobian(self, evaluation: ObjectiveEvaluation) -> ObjectiveEvaluation:
         """An adjoint evaluation completed with d xi / d theta (from the cached exp(mu))."""
@@ -233,8 +240,8 @@ class DemandObjective:
         return evaluation.objective, evaluation.gradient
 
     def objective(self, theta: FloatArray) -> float:
-        """Q(theta) only (for derivative-free optimizers)."""
-        return self.evaluate(theta, adjoint=True).objective
+        """Q(theta) only (derivative-free optimizers, profiles): no adjoint solve."""
+        return self.evaluate(theta, adjoint=True, gradient=False).objective
 
     def gradient(self, theta: FloatArray) -> FloatArray:
         """dQ/dtheta only."""
