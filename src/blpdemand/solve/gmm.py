@@ -30,7 +30,7 @@ from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.solve.contraction import InnerLoop
 from blpdemand.solve.fixed_point import FixedPointConfig
-from blpdemand.solve.moments import LinearIV, mean_moments
+from blpdemand.solve.moments import MomentStack, demand_block
 from blpdemand.solve.progress import EvaluationRecord, Reporter, SilentReporter
 
 
@@ -82,8 +82,10 @@ class DemandObjective:
         self.problem = problem
         self.layout = layout
         self.W = W
-        self.Z = problem.ZD_tilde
-        self.iv = LinearIV.build(problem.X1_tilde, self.Z, W)
+        # the stacked moment blocks (solve.moments): demand alone for now
+        self.stack = MomentStack((demand_block(problem.ZD_tilde, problem.X1_tilde),))
+        self.Z = self.stack.Z
+        self.iv = self.stack.linear_iv(W)
         self.loop = InnerLoop(problem, layout, config=contraction)
         self.on_failure = on_failure
         self.reporter = reporter if reporter is not None else SilentReporter()
@@ -184,7 +186,7 @@ class DemandObjective:
             delta_tilde = self.problem.residualize(delta)
             beta = self.iv.beta(delta_tilde)
             xi = delta_tilde - self.problem.X1_tilde @ beta
-            g = mean_moments(xi, self.Z)
+            g = self.stack.mean_moments((xi,))
             objective = float(N * g @ self.W @ g)
             if P > 0 and adjoint and not with_gradient:
                 gradient = np.full(P, np.nan)  # Q alone was asked for
