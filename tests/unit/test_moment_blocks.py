@@ -70,3 +70,30 @@ def test_the_demand_objective_runs_on_the_stack(sigma: float) -> None:
     g = Z.T @ xi / problem.N
     np.testing.assert_array_equal(e.g, g)
     assert e.objective == float(problem.N * g @ W @ g)
+
+
+def test_the_moment_covariance_spans_the_blocks() -> None:
+    # Reference: closed forms. Robust S of the stacked per-observation moments g_j =
+    # [z_1j r_1j, z_2j r_2j] (centered); unadjusted S_bc = cov(r_b, r_c) Z_b' Z_c / N.
+    from blpdemand.solve.covariance import moment_covariance, stack_covariance
+
+    rng = np.random.default_rng(2)
+    N = 80
+    Z1, Z2 = rng.normal(size=(N, 3)), rng.normal(size=(N, 2))
+    r1 = rng.normal(size=N)
+    r2 = 0.5 * r1 + rng.normal(size=N)  # correlated residuals: S has off-diagonal blocks
+    stack = MomentStack((MomentBlock("demand", Z1, np.zeros((N, 0))),
+                         MomentBlock("supply", Z2, np.zeros((N, 0)))))
+    g = np.hstack([Z1 * r1[:, None], Z2 * r2[:, None]])
+    centered = g - g.mean(axis=0)
+    robust = stack_covariance(stack, (r1, r2), kind="robust")
+    np.testing.assert_allclose(robust, centered.T @ centered / N, rtol=1e-12, atol=1e-14)
+    assert np.abs(robust[:3, 3:]).max() > 0.1  # the blocks are not independent
+    cov = np.cov(np.vstack([r1, r2]), bias=True)
+    expected = np.block([[cov[0, 0] * Z1.T @ Z1, cov[0, 1] * Z1.T @ Z2],
+                         [cov[1, 0] * Z2.T @ Z1, cov[1, 1] * Z2.T @ Z2]]) / N
+    unadjusted = stack_covariance(stack, (r1, r2), kind="unadjusted")
+    np.testing.assert_allclose(unadjusted, expected, rtol=1e-12, atol=1e-14)
+    # the demand block alone: the one-block formulas
+    np.testing.assert_allclose(moment_covariance(r1, Z1, kind="unadjusted"),
+                               float(np.var(r1)) * Z1.T @ Z1 / N, rtol=1e-14)

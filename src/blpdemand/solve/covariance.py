@@ -22,6 +22,7 @@ from blpdemand.model.problem import Problem
 from blpdemand.solve import weighting
 from blpdemand.solve.bounds import utility_scales
 from blpdemand.solve.gmm import ObjectiveEvaluation
+from blpdemand.solve.moments import MomentBlock, MomentStack
 
 
 def check_kind(kind: str, clusters: AnyArray | None, N: int) -> None:
@@ -37,19 +38,39 @@ def check_kind(kind: str, clusters: AnyArray | None, N: int) -> None:
 
 def moment_covariance(xi: FloatArray, Z: FloatArray, *, kind: str = "robust",
                       clusters: AnyArray | None = None, center: bool = True) -> FloatArray:
-    """Covariance S (M, M) of the demand moments z_j xi_j; see the module docstring.
+    """Covariance S (M, M) of the demand moments z_j xi_j: ``stack_covariance`` of the demand
+    block alone. ``clusters`` are (N,) or (N, 2) ids in the problem's sorted row order."""
+    block = MomentBlock(name="demand", Z=Z, X=np.zeros((Z.shape[0], 0)))
+    return stack_covariance(MomentStack((block,)), (xi,), kind=kind, clusters=clusters,
+                            center=center)
 
-    Robust and clustered (one- or two-way) S come from :mod:`blpdemand.solve.weighting`; the
-    unadjusted S uses the centered variance of xi, as PyBLP does. ``clusters`` are (N,) or
-    (N, 2) ids in the problem's sorted row order.
+
+def stack_covariance(stack: MomentStack, residuals: tuple[FloatArray, ...], *,
+                     kind: str = "robust", clusters: AnyArray | None = None,
+                     center: bool = True) -> FloatArray:
+    """Covariance S (M, M) of the stacked per-observation moments g_j = [z_bj r_bj]_b.
+
+    Robust and clustered (one- or two-way): from the per-observation moments
+    (:mod:`blpdemand.solve.weighting`). Unadjusted: S_bc = cov(r_b, r_c) Z_b' Z_c / N, the
+    centered (co)variances of the residuals times the instruments' cross-products (for demand
+    alone var(xi) Z'Z / N, as PyBLP).
     """
-    N = xi.shape[0]
+    N = stack.N
     check_kind(kind, clusters, N)
     if kind == "unadjusted":
-        S: FloatArray = float(np.var(xi)) * (Z.T @ Z) / N
+        rows = []
+        for b, r_b in zip(stack.blocks, residuals):
+            row = []
+            for c, r_c in zip(stack.blocks, residuals):
+                covariance = (float(np.var(r_b)) if r_b is r_c
+                              else float(np.mean((r_b - r_b.mean()) * (r_c - r_c.mean()))))
+                row.append(covariance * (b.Z.T @ c.Z) / N)
+            rows.append(row)
+        S: FloatArray = rows[0][0] if len(rows) == 1 else np.block(rows)
         return (S + S.T) / 2
     out: FloatArray = weighting.moment_covariance(
-        Z * xi[:, None], kind=kind, clusters=clusters, center=center)  # type: ignore[arg-type]
+        stack.observation_moments(residuals), kind=kind, clusters=clusters,  # type: ignore[arg-type]
+        center=center)
     return out
 
 

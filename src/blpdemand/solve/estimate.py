@@ -34,7 +34,7 @@ from blpdemand.solve.bounds import (
     resolve_bounds,
     start_box,
 )
-from blpdemand.solve.covariance import moment_covariance, weighting_matrix
+from blpdemand.solve.covariance import stack_covariance, weighting_matrix
 from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.gmm import DemandObjective, ObjectiveEvaluation
 from blpdemand.solve.jobs import check_executor, map_jobs
@@ -284,8 +284,8 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
         steps[0] = result = mark_at_bounds(result, binding)
         outcomes[best] = dataclasses.replace(outcomes[best], optimization=result, beta=first.beta)
         finished += check_agreement(outcomes, best, 1)
-        S = moment_covariance(first.xi, Z, kind=config.weighting, clusters=clusters,
-                              center=config.center_moments)
+        S = stack_covariance(objective.stack, (first.xi,), kind=config.weighting,
+                             clusters=clusters, center=config.center_moments)
         W = weighting_matrix(S, what=f"{config.weighting} moment covariance at the step-1 estimate")
         outcomes, best, delta = step_starts(2, result.theta, W, first.delta)
         result = outcomes[best].optimization

@@ -16,7 +16,7 @@ from blpdemand.errors import SpecificationError
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.solve.bounds import binding_bounds, resolve_bounds
-from blpdemand.solve.covariance import moment_covariance, weighting_matrix
+from blpdemand.solve.covariance import stack_covariance, weighting_matrix
 from blpdemand.solve.estimate import (
     EstimationConfig,
     EstimationOutcome,
@@ -64,8 +64,8 @@ def evaluate_outcome(problem: Problem, layout: ParameterLayout, theta: FloatArra
     evaluation = at(1 if given is None or config.method == "1s" else 2, W, None)
     if config.method == "2s" and given is None:
         _check_step_one(evaluation, steps[0])
-        S = moment_covariance(evaluation.xi, Z, kind=config.weighting, clusters=clusters,
-                              center=config.center_moments)
+        S = stack_covariance(objectives[-1].stack, (evaluation.xi,), kind=config.weighting,
+                             clusters=clusters, center=config.center_moments)
         W = weighting_matrix(S, what=f"{config.weighting} moment covariance at theta")
         evaluation = at(2, W, evaluation.delta)
     hessian = objectives[-1].hessian(theta) if config.hessian and not evaluation.failed else None
