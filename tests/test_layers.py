@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,8 @@ def _imports(path: Path) -> list[list[str]]:
 
 
 MODULES = sorted(p for p in SRC.rglob("*.py"))
+PYPROJECT = tomllib.loads((SRC.parents[1] / "pyproject.toml").read_text())
+LINE_LENGTH = PYPROJECT["tool"]["ruff"]["line-length"]
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(SRC)))
@@ -45,6 +48,15 @@ def test_imports_point_down(path: Path) -> None:
 def test_modules_stay_small(path: Path) -> None:
     lines = len(path.read_text().splitlines())
     assert lines <= 500, f"{path.name} has {lines} lines; split it by concept"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(SRC)))
+def test_lines_fit_the_ruff_line_length(path: Path) -> None:
+    """Every line is at most pyproject's ``[tool.ruff] line-length`` characters (E501)."""
+    long = [(n, len(line)) for n, line in enumerate(path.read_text().splitlines(), start=1)
+            if len(line) > LINE_LENGTH]
+    assert not long, (f"{path.relative_to(SRC)}: lines over the ruff line-length {LINE_LENGTH}: "
+                      + ", ".join(f"line {n} has {k} characters" for n, k in long))
 
 
 def _module(path: Path) -> str:

@@ -38,7 +38,8 @@ def check_field_types(config: object) -> None:
     blpdemand.errors.SpecificationError: Options: steps=2.5 must be an integer, got float
     """
     if not dataclasses.is_dataclass(config):
-        raise TypeError(f"check_field_types needs a dataclass instance, got {type(config).__name__}")
+        raise TypeError("check_field_types needs a dataclass instance, "
+                        f"got {type(config).__name__}")
     for field in dataclasses.fields(config):
         kind, optional = _kind(field.type)
         if kind is None:

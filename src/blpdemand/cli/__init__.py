@@ -108,8 +108,8 @@ class Interrupts:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="blpdemand",
-                                     description="Command line: a thin adapter over the public API.")
+    parser = argparse.ArgumentParser(
+        prog="blpdemand", description="Command line: a thin adapter over the public API.")
     parser.add_argument("--version", action="version", version=f"blpdemand {__version__}")
     sub = parser.add_subparsers(dest="command")
     demo = sub.add_parser("demo", help="simulate markets: logit, BLP and a merger (no data needed)")

@@ -66,7 +66,8 @@ class RichReporter:
 
 
 def draw_convergence(records: Sequence[EvaluationRecord]) -> Callable[[Any], Any]:
-    """A drawing of the objective and the gradient inf-norm at each evaluation, per (step, start)."""
+    """A drawing of the objective and the gradient inf-norm at each evaluation, per
+    (step, start)."""
 
     def draw(ax: Any) -> Any:
         from matplotlib.ticker import MaxNLocator
@@ -268,7 +269,8 @@ class Report:
 
 
 def head_rows(table: Table, rows: int) -> Table:
-    """The first ``rows`` rows and the last (e.g. 'all markets') of a long table, for the terminal."""
+    """The first ``rows`` rows and the last (e.g. 'all markets') of a long table, for the
+    terminal."""
     body = table.body
     if len(body) <= rows + 1:
         return table

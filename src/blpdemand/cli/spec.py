@@ -46,7 +46,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
     "data": {"products": _STR, "agents": _STR},
     "model": {"linear": _STR, "nonlinear": _STR, "demographics": _STR, "absorb": _STR_OR_LIST,
               "endogenous": _STRS},
-    "instruments": {"columns": _STRS, "build": ((list,), "an array of tables [[instruments.build]]")},
+    "instruments": {"columns": _STRS,
+                    "build": ((list,), "an array of tables [[instruments.build]]")},
     "parameters": {"sigma": _MATRIX, "pi": _MATRIX},
     "post": {"elasticities": _BOOL, "diversion": _BOOL, "costs": _BOOL, "market": _MARKET,
              "merger": _TABLE, "profiles": _BOOL, "bootstrap": _TABLE,
@@ -109,7 +110,8 @@ def parse_spec(raw: Mapping[str, Any], path: Path) -> Spec:
     valid = sorted([*TOP_LEVEL, *SCHEMA, *FORWARDED])
     for key, value in raw.items():
         if key not in valid:
-            raise SpecificationError(f"unknown section '{key}' in {name}; valid: {', '.join(valid)}")
+            raise SpecificationError(f"unknown section '{key}' in {name}; "
+                                     f"valid: {', '.join(valid)}")
         if key in TOP_LEVEL:
             _check_type(value, _STR, f"'{key}'", name)
             continue
@@ -216,7 +218,8 @@ def read_table(path: Path, where: str) -> pd.DataFrame:
             return pd.read_parquet(path)
         table = pd.read_csv(path)
     except ImportError as exc:
-        raise DataError(f"{where}: reading '{path.name}' needs an optional package: {exc}") from None
+        raise DataError(f"{where}: reading '{path.name}' needs an optional package: "
+                        f"{exc}") from None
     except (ValueError, OSError) as exc:
         raise DataError(f"{where}: cannot read '{path}': {exc}") from None
     return _one_delimiter(table, path, where)
@@ -241,7 +244,8 @@ def _one_delimiter(table: pd.DataFrame, path: Path, where: str) -> pd.DataFrame:
 
 def like_column(column: pd.Series, value: Any) -> Any:
     """A TOML key or value as the id column's type (firm or market ids)."""
-    if pd.api.types.is_integer_dtype(column) and isinstance(value, str) and value.lstrip("-").isdigit():
+    if (pd.api.types.is_integer_dtype(column) and isinstance(value, str)
+            and value.lstrip("-").isdigit()):
         return int(value)
     if pd.api.types.is_float_dtype(column) and isinstance(value, (str, int)):
         try:

@@ -85,8 +85,8 @@ def load_agents(frame: pd.DataFrame, markets: MarketIndex, *,
     require_finite(frame, ["weights", *node_columns], what="agent data", market_column="market_ids")
     if frame["market_ids"].isna().any():
         row = int(np.flatnonzero(frame["market_ids"].isna().to_numpy())[0])
-        raise DataError(f"column 'market_ids' of agent data has missing values (first at row {row}); "
-                        "every agent needs a market")
+        raise DataError("column 'market_ids' of agent data has missing values "
+                        f"(first at row {row}); every agent needs a market")
     lookup = pd.Index(markets.ids)
     codes = lookup.get_indexer(frame["market_ids"].to_numpy())
     keep = codes >= 0
@@ -106,7 +106,8 @@ def load_agents(frame: pd.DataFrame, markets: MarketIndex, *,
     agent_markets = MarketIndex.from_sorted_codes(markets.ids, codes)
     weights = frame["weights"].to_numpy(dtype=np.float64)
     _check_weights(weights, agent_markets, allow_negative_weights)
-    nodes = frame[node_columns].to_numpy(dtype=np.float64) if node_columns else np.zeros((len(frame), 0))
+    nodes = (frame[node_columns].to_numpy(dtype=np.float64) if node_columns
+             else np.zeros((len(frame), 0)))
     if demographics:
         matrix = build_matrix(demographics, frame, intercept=False, what="demographics formula")
         values, names = matrix.values, matrix.names
@@ -147,7 +148,8 @@ def _check_weights(weights: FloatArray, markets: MarketIndex, allow_negative: bo
                         "each market's weights must have a positive sum (ideally one)")
     off = np.abs(sums - 1.0) > 1e-8
     if np.any(off):
-        shown = ", ".join(f"{_label(markets.ids[t])}: {sums[t]:.6g}" for t in np.flatnonzero(off)[:5])
+        shown = ", ".join(f"{_label(markets.ids[t])}: {sums[t]:.6g}"
+                          for t in np.flatnonzero(off)[:5])
         warnings.warn(
             f"agent weights do not sum to one in {int(off.sum())} of {markets.T} market(s) "
             f"({shown}); shares scale with these sums. Kept as given (e.g. BLP 1995 "

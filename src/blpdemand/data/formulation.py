@@ -33,7 +33,8 @@ class DesignMatrix:
     def column(self, name: str) -> FloatArray:
         """One column by name; raises SpecificationError listing names if unknown."""
         if name not in self.names:
-            raise SpecificationError(f"no column {name!r} in design matrix; columns: {list(self.names)}")
+            raise SpecificationError(f"no column {name!r} in design matrix; "
+                                     f"columns: {list(self.names)}")
         return self.values[:, self.names.index(name)]
 
 
@@ -80,7 +81,8 @@ def build_matrix(formula: str, data: pd.DataFrame, *, intercept: bool | None = N
     bad = ~np.isfinite(values)
     if bad.any():
         col = names[int(np.flatnonzero(bad.any(axis=0))[0])]
-        raise DataError(f"{what} column '{col}' has NaN/inf values (e.g. log of a non-positive number)")
+        raise DataError(f"{what} column '{col}' has NaN/inf values "
+                        "(e.g. log of a non-positive number)")
     return DesignMatrix(values=np.ascontiguousarray(values), names=tuple(names))
 
 
@@ -129,8 +131,8 @@ def parse_absorb(absorb: str | list[str] | tuple[str, ...] | None,
                 )
             columns.append(name)
     else:
-        raise SpecificationError(f"absorb={absorb!r} is not understood; write 'C(column) + C(other)' "
-                                 "or a list of column names")
+        raise SpecificationError(f"absorb={absorb!r} is not understood; "
+                                 "write 'C(column) + C(other)' or a list of column names")
     missing = [c for c in columns if c not in data.columns]
     if missing:
         raise DataError(f"absorb refers to column(s) {missing} not in the data")

@@ -10,7 +10,8 @@ import pandas as pd
 from blpdemand.errors import DataError, SpecificationError
 
 
-def require_columns(frame: pd.DataFrame, columns: Iterable[str], *, what: str = "product data") -> None:
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], *,
+                    what: str = "product data") -> None:
     """Raise DataError naming every required column that is missing."""
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"{what} must be a pandas DataFrame, got {type(frame).__name__}")
@@ -78,7 +79,8 @@ def check_magnitude(values: np.ndarray, names: Sequence[str], *, what: str) -> N
     if large.any():
         k = int(np.flatnonzero(large.any(axis=0))[0])
         raise DataError(
-            f"{what} column '{names[k]}' has values up to {float(np.max(np.abs(values[:, k]))):.3g}; "
+            f"{what} column '{names[k]}' has values up to "
+            f"{float(np.max(np.abs(values[:, k]))):.3g}; "
             f"values above {MAX_MAGNITUDE:g} overflow sums of squares: rescale the column "
             "(e.g. prices in thousands)")
 
@@ -105,7 +107,8 @@ def check_shares(shares: np.ndarray, market_ids: np.ndarray, *, column: str = "s
         row = int(np.flatnonzero(bad)[0])
         raise DataError(
             f"column '{column}' must lie strictly in (0, 1); found {_label(shares[row])} in market "
-            f"{_label(market_ids[row])} ({int(bad.sum())} bad value(s)); zero shares cannot be inverted, "
+            f"{_label(market_ids[row])} ({int(bad.sum())} bad value(s)); "
+            "zero shares cannot be inverted, "
             "drop them or aggregate"
         )
     tiny = shares < MIN_SHARE
@@ -123,7 +126,8 @@ def check_shares(shares: np.ndarray, market_ids: np.ndarray, *, column: str = "s
     if over.any():
         t = int(np.flatnonzero(over)[0])
         raise DataError(
-            f"shares in market {_label(uniques[t])} sum to {totals[t]:.4f}; the outside share must be "
+            f"shares in market {_label(uniques[t])} sum to {totals[t]:.4f}; "
+            "the outside share must be "
             "positive; check the market size used to compute shares"
         )
     small = 1.0 - totals < MIN_OUTSIDE_SHARE

@@ -119,7 +119,8 @@ def read_characteristics(spec: Characteristics | None, frame: pd.DataFrame, *,
                               names=tuple(names))
         if intercept is False and INTERCEPT in names:
             keep = [k for k, n in enumerate(names) if n != INTERCEPT]
-            matrix = DesignMatrix(values=matrix.values[:, keep], names=tuple(names[k] for k in keep))
+            matrix = DesignMatrix(values=matrix.values[:, keep],
+                                  names=tuple(names[k] for k in keep))
     if matrix.K == 0 and not allow_empty:
         raise SpecificationError(f"{what} {spec!r} has no columns left")
     if len(set(matrix.names)) != matrix.K:

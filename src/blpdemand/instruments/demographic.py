@@ -96,7 +96,8 @@ def build_demographic_instruments(products: pd.DataFrame, agents: pd.DataFrame,
     Examples
     --------
     >>> p = pd.DataFrame({"market_ids": [1, 1, 2], "x": [1.0, 2.0, 3.0]})
-    >>> a = pd.DataFrame({"market_ids": [1, 1, 2], "weights": [0.5, 0.5, 1.0], "y": [1.0, 3.0, 5.0]})
+    >>> a = pd.DataFrame({"market_ids": [1, 1, 2], "weights": [0.5, 0.5, 1.0],
+    ...                   "y": [1.0, 3.0, 5.0]})
     >>> build_demographic_instruments(p, a, ["x"], ["y"])["demo_y_x_x"].tolist()
     [2.0, 4.0, 15.0]
     """

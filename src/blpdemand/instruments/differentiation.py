@@ -79,7 +79,8 @@ class DifferentiationConfig:
     def __post_init__(self) -> None:
         check_field_types(self)
         if self.version not in VERSIONS:
-            raise SpecificationError(f"version={self.version!r} is unknown; valid: {list(VERSIONS)}")
+            raise SpecificationError(
+                f"version={self.version!r} is unknown; valid: {list(VERSIONS)}")
         if self.convention not in CONVENTIONS:
             raise SpecificationError(
                 f"convention={self.convention!r} is unknown; valid: {list(CONVENTIONS)}")
@@ -119,7 +120,8 @@ def build_differentiation_instruments(
     Examples
     --------
     >>> d = pd.DataFrame({"market_ids": [1, 1, 1], "firm_ids": [1, 1, 2], "x": [0.0, 1.0, 3.0]})
-    >>> build_differentiation_instruments(d, "0 + x", version="quadratic")["gh_quad_rival_x"].tolist()
+    >>> build_differentiation_instruments(d, "0 + x",
+    ...                                   version="quadratic")["gh_quad_rival_x"].tolist()
     [9.0, 4.0, 13.0]
     """
     config = DifferentiationConfig(version=version, convention=convention, split=split,

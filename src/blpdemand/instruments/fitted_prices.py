@@ -98,7 +98,8 @@ def fit_prices(products: pd.DataFrame, exogenous: Characteristics | None = None,
     if not names:
         raise SpecificationError(
             f"fit_prices has no regressors: exogenous={exogenous!r} and cost_shifters="
-            f"{cost_shifters!r} give no column{' besides the absorbed constant' if fe_columns else ''}"
+            f"{cost_shifters!r} give no column"
+            f"{' besides the absorbed constant' if fe_columns else ''}"
             "; pass cost shifters (cost_shifters=['w']) or exogenous characteristics")
     Z = np.column_stack([b.values for b in blocks])
     if len(set(names)) != len(names):

@@ -164,6 +164,7 @@ def _resolve_pairing(integration: Integration, ids: pd.Index, counts: AnyArray,
         t = int(np.flatnonzero(counts < nodes_per_market)[0])
         raise DataError(
             f"pairing='pair' needs at least as many demographic rows as nodes in each market; "
-            f"market {ids.tolist()[t]!r} has {int(counts[t])} rows and {int(nodes_per_market[t])} nodes; "
+            f"market {ids.tolist()[t]!r} has {int(counts[t])} rows and "
+            f"{int(nodes_per_market[t])} nodes; "
             "use pairing='resample' or 'cross', or a smaller size")
     return pairing

@@ -60,8 +60,9 @@ class Integration:
     pairing : how nodes meet demographic rows in a market with I nodes and R rows:
         ``'pair'`` node i with row i (needs R >= I; PyBLP's rule); ``'resample'`` I rows drawn
         with replacement (seeded); ``'cross'`` every node with every row, weights w_i / R
-        (I R agents: the exact product of the rule and the empirical distribution); ``'auto'`` is ``'cross'`` for
-        quadrature rules, ``'pair'`` when every market has R = I, else ``'resample'``.
+        (I R agents: the exact product of the rule and the empirical distribution); ``'auto'``
+        is ``'cross'`` for quadrature rules, ``'pair'`` when every market has R = I, else
+        ``'resample'``.
 
     Examples
     --------
@@ -85,8 +86,10 @@ class Integration:
                 f"Integration kind={self.kind!r} is not valid; choose one of {list(KINDS)}")
         if self.pairing not in PAIRINGS:
             raise SpecificationError(
-                f"Integration pairing={self.pairing!r} is not valid; choose one of {list(PAIRINGS)}")
-        if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
+                f"Integration pairing={self.pairing!r} is not valid; "
+                f"choose one of {list(PAIRINGS)}")
+        if (isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer))
+                or self.size < 1):
             raise SpecificationError(
                 f"Integration size={self.size!r} must be a positive integer (draws per market, "
                 "points per dimension for 'product', level for 'sparse_grid')")
@@ -125,13 +128,15 @@ class Integration:
         """Whether the rule can have negative weights (sparse grids)."""
         return self.kind == "sparse_grid"
 
-    def nodes_weights(self, dimensions: int, *, market: int | None = None) -> tuple[FloatArray, FloatArray]:
+    def nodes_weights(self, dimensions: int, *,
+                      market: int | None = None) -> tuple[FloatArray, FloatArray]:
         """Nodes (I, K) and weights (I,) for E[f(nu)] ~ sum_i w_i f(nu_i), nu ~ N(0, I_K).
 
         ``market`` is the market position t (sorted order); it matters only with
         ``per_market=True``, where each market draws its own stream.
         """
-        if isinstance(dimensions, bool) or not isinstance(dimensions, (int, np.integer)) or dimensions < 0:
+        if (isinstance(dimensions, bool) or not isinstance(dimensions, (int, np.integer))
+                or dimensions < 0):
             raise SpecificationError(f"dimensions={dimensions!r} must be a non-negative integer")
         dimensions = int(dimensions)
         if self.kind == "product":

@@ -94,8 +94,8 @@ _F2, _F3, _I1 = readonly(2), readonly(3), readonly(1, numba.int64)
 
 
 @compile_kernel((_F3, _F2, _F2, _F2, _F3, _F3, _I1, _I1, _F2, _I1, _I1, numba.float64, numba.int64))
-def _adjoint(exp_mu, outside, weights, e_delta, x2, variables, rows, columns, v,  # type: ignore[no-untyped-def]
-             product_sizes, agent_sizes, tol, max_iterations):
+def _adjoint(exp_mu, outside, weights, e_delta, x2,  # type: ignore[no-untyped-def]
+             variables, rows, columns, v, product_sizes, agent_sizes, tol, max_iterations):
     T, J_max, I_max = exp_mu.shape
     K2, P = x2.shape[2], rows.size
     out = np.zeros((T, P))

@@ -32,7 +32,8 @@ from blpdemand.model.utility import SHIFT_ABOVE, ExpUtility
 
 
 def share_delta_jacobian(probabilities: FloatArray, weights: FloatArray) -> FloatArray:
-    """d s / d delta = diag(s) - (s w) s': probabilities (T_b, J, I), weights (T_b, I) -> (T_b, J, J)."""
+    """d s / d delta = diag(s) - (s w) s': probabilities (T_b, J, I), weights (T_b, I)
+    -> (T_b, J, J)."""
     weighted = probabilities * weights[:, None, :]
     out: FloatArray = -np.matmul(weighted, probabilities.transpose(0, 2, 1))
     j = np.arange(out.shape[1])

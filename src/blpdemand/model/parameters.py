@@ -143,5 +143,6 @@ def _numeric(values: object, name: str, x2_names: tuple[str, ...]) -> FloatArray
     try:
         return np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise SpecificationError(f"{name} starting values are not numbers ({exc}); give a vector or "
-                                 f"matrix of floats, rows in X2 order {list(x2_names)}") from exc
+        raise SpecificationError(f"{name} starting values are not numbers ({exc}); "
+                                 "give a vector or matrix of floats, rows in X2 order "
+                                 f"{list(x2_names)}") from exc

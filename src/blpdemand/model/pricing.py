@@ -71,7 +71,7 @@ class MarketDemand:
         return self.probabilities(prices) @ self.weights
 
     def subset(self, keep: BoolArray) -> MarketDemand:
-        """The same market with only the products in ``keep`` (others removed from the choice set)."""
+        """The same market with only the products in ``keep`` (the rest leave the choice set)."""
         keep = np.asarray(keep, dtype=bool)
         return replace(self, prices=self.prices[keep], utility=self.utility[keep])
 
@@ -86,7 +86,8 @@ def choice_probabilities(utility: FloatArray) -> FloatArray:
 def log_sum(utility: FloatArray) -> FloatArray:
     """(I,) inclusive value log(1 + sum_j exp(u_ij)), overflow-safe."""
     top = np.maximum(utility.max(axis=0, initial=0.0), 0.0)
-    return top + np.log(np.exp(-top) + np.exp(utility - top).sum(axis=0))  # type: ignore[no-any-return]
+    return top + np.log(  # type: ignore[no-any-return]
+        np.exp(-top) + np.exp(utility - top).sum(axis=0))
 
 
 def share_jacobian(probabilities: FloatArray, weights: FloatArray,
@@ -99,7 +100,7 @@ def share_jacobian(probabilities: FloatArray, weights: FloatArray,
 
 def lambda_gamma(probabilities: FloatArray, weights: FloatArray,
                  alpha: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Lambda's diagonal (J,) and Gamma (J, J) of Morrow and Skerlos (2011): ds/dp = Lambda - Gamma."""
+    """Lambda's diagonal (J,) and Gamma (J, J), ds/dp = Lambda - Gamma (Morrow-Skerlos 2011)."""
     weighted = probabilities * (weights * alpha)[None, :]
     return weighted.sum(axis=1), weighted @ probabilities.T
 
@@ -199,13 +200,11 @@ class PricingConfig:
 
     def __post_init__(self) -> None:
         check_field_types(self)
-        if self.method not in _METHODS:
-            raise SpecificationError(f"PricingConfig method={self.method!r}; valid: {list(_METHODS)}")
-        if self.fallback not in _FALLBACKS:
-            raise SpecificationError(f"PricingConfig fallback={self.fallback!r}; valid: {list(_FALLBACKS)}")
-        if self.on_failure not in _ON_FAILURE:
-            raise SpecificationError(
-                f"PricingConfig on_failure={self.on_failure!r}; valid: {list(_ON_FAILURE)}")
+        choices = {"method": _METHODS, "fallback": _FALLBACKS, "on_failure": _ON_FAILURE}
+        for name, valid in choices.items():
+            if getattr(self, name) not in valid:
+                raise SpecificationError(
+                    f"PricingConfig {name}={getattr(self, name)!r}; valid: {list(valid)}")
         if not self.tol > 0:
             raise SpecificationError(f"PricingConfig tol must be positive, got {self.tol}")
         if min(self.max_iterations, self.newton_iterations, self.capped_iterations) < 1:
@@ -241,7 +240,8 @@ def solve_prices(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,
     if demand.J == 0:
         return PriceSolution(prices=p0, status=PricingStatus.CONVERGED, iterations=0, method="none")
     if nonnegative_alpha(demand):
-        capped = replace(config, max_iterations=min(config.max_iterations, config.capped_iterations))
+        capped = replace(config, max_iterations=min(config.max_iterations,
+                                                    config.capped_iterations))
         prices, status, iterations = _zeta_iteration(demand, costs, ownership, p0, capped)
         if not status.converged:
             prices, status = np.full(demand.J, np.nan), PricingStatus.NONNEGATIVE_ALPHA
@@ -249,7 +249,8 @@ def solve_prices(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,
     first = _zeta_iteration if config.method == "zeta" else _newton
     prices, status, iterations = first(demand, costs, ownership, p0, config)
     if status.converged:
-        return PriceSolution(prices=prices, status=status, iterations=iterations, method=config.method)
+        return PriceSolution(prices=prices, status=status, iterations=iterations,
+                             method=config.method)
     if config.fallback == "newton" and config.method != "newton":
         prices, fb_status, more = _newton(demand, costs, ownership, p0, config)
         if fb_status.converged:
@@ -273,7 +274,8 @@ _ZETA_STATUS = (PricingStatus.CONVERGED, PricingStatus.MAX_ITERATIONS, PricingSt
 
 
 def _zeta_iteration(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,
-                    prices: FloatArray, config: PricingConfig) -> tuple[FloatArray, PricingStatus, int]:
+                    prices: FloatArray,
+                    config: PricingConfig) -> tuple[FloatArray, PricingStatus, int]:
     """p^{k+1} = c + zeta(p^k) until max |p^{k+1} - p^k| < tol: compiled (``pricing_compiled``);
     ``zeta_markups`` is the numpy reference of the same step."""
     from blpdemand.model.pricing_compiled import zeta_fixed_point
@@ -332,7 +334,8 @@ def _newton(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,
             change = np.max(np.abs(new - prices))
             prices, r = new, new_r
             if change < config.tol or np.max(np.abs(r)) < config.tol:
-                status = PricingStatus.CONVERGED if np.all(np.isfinite(prices)) else PricingStatus.NONFINITE
+                status = (PricingStatus.CONVERGED if np.all(np.isfinite(prices))
+                          else PricingStatus.NONFINITE)
                 return prices, status, iteration
     return prices, PricingStatus.MAX_ITERATIONS, config.newton_iterations
 
@@ -373,7 +376,8 @@ def agent_coefficients(fitted: FittedDemand) -> FloatArray:
     if problem.agents is None or problem.K2 == 0:
         return np.zeros((0, problem.K2))
     sigma, pi = fitted.layout.unpack(fitted.theta)
-    return random_coefficients(problem.nodes_for(fitted.layout), problem.agents.demographics, sigma, pi)
+    return random_coefficients(problem.nodes_for(fitted.layout), problem.agents.demographics,
+                               sigma, pi)
 
 
 def market_demands(fitted: FittedDemand, name: str = "prices") -> list[MarketDemand]:
@@ -434,7 +438,8 @@ def bertrand_prices(utility: FloatArray, alpha: FloatArray, weights: FloatArray,
             raise SpecificationError(
                 f"market {t}: price coefficients alpha_i must be negative for Bertrand pricing "
                 f"(max {a.max():.4g}); lower sigma on prices or make alpha more negative")
-        demand = MarketDemand(market_id=t, prices=np.zeros(J), utility=utility[t], alpha=a, weights=w)
+        demand = MarketDemand(market_id=t, prices=np.zeros(J), utility=utility[t], alpha=a,
+                              weights=w)
         start = costs[t] - 1.0 / float(w @ a / w.sum())
         solution = solve_prices(demand, costs[t], ownership_matrix(firm_ids[t]), start=start,
                                 config=config)

@@ -1,6 +1,7 @@
 """The Bertrand-Nash price fixed point of one market, compiled.
 
-Morrow and Skerlos (2011): p = c + zeta(p), zeta(p) = Lambda^{-1} (O * Gamma)(p - c) - Lambda^{-1} s,
+Morrow and Skerlos (2011): p = c + zeta(p),
+zeta(p) = Lambda^{-1} (O * Gamma)(p - c) - Lambda^{-1} s,
 with s_ij = exp(u_ij) / (1 + sum_k exp(u_ik)) at u_ij(p) = u_ij(p0) + alpha_i (p_j - p0_j),
 Lambda_jj = sum_i w_i alpha_i s_ij and Gamma_jk = sum_i w_i alpha_i s_ij s_ik. The same
 iteration as ``model.pricing`` (the numpy reference, kept for the Newton fallback), without
@@ -25,8 +26,8 @@ _F1, _F2 = readonly(1), readonly(2)
 
 
 @compile_kernel((_F2, _F1, _F1, _F1, _F1, _F1, _F2, numba.float64, numba.int64))
-def _zeta(utility, alpha, weights, base, start, costs, ownership, tol,  # type: ignore[no-untyped-def]
-          max_iterations):
+def _zeta(utility, alpha, weights, base, start, costs, ownership,  # type: ignore[no-untyped-def]
+          tol, max_iterations):
     J, I = utility.shape
     prices = start.copy()
     new = np.empty(J)

@@ -71,7 +71,8 @@ class Problem:
                  instruments: InstrumentsLike = None, endogenous: Sequence[str] = ("prices",),
                  columns: Mapping[str, str] | None = None, negative_weights: bool = False) -> None:
         if not isinstance(negative_weights, (bool, np.bool_)):
-            raise SpecificationError(f"negative_weights must be True or False, got {negative_weights!r}")
+            raise SpecificationError(
+                f"negative_weights must be True or False, got {negative_weights!r}")
         data = load_products(products, columns=columns)
         fe_columns = parse_absorb(absorb, data.frame)
         X1 = build_matrix(linear, data.frame, intercept=False if fe_columns else None,
@@ -79,7 +80,8 @@ class Problem:
         endogenous = (endogenous,) if isinstance(endogenous, str) else tuple(endogenous)
         missing = [e for e in endogenous if e not in X1.names]
         if missing and endogenous != ("prices",):
-            raise SpecificationError(f"endogenous column(s) {missing} are not in X1 {list(X1.names)}")
+            raise SpecificationError(
+                f"endogenous column(s) {missing} are not in X1 {list(X1.names)}")
         endogenous = tuple(e for e in endogenous if e in X1.names)
         if nonlinear is not None:
             X2 = build_matrix(nonlinear, data.frame, what="nonlinear formula")
@@ -213,8 +215,8 @@ def _instrument_matrix(instruments: InstrumentsLike, data: ProductData) -> Desig
             try:
                 values = item.to_numpy(dtype=np.float64)
             except (TypeError, ValueError) as exc:
-                raise DataError(f"instrument frame columns {list(item.columns)} are not all numeric "
-                                f"({exc}); convert them to numbers") from exc
+                raise DataError(f"instrument frame columns {list(item.columns)} are not all "
+                                f"numeric ({exc}); convert them to numbers") from exc
             if not np.all(np.isfinite(values)):
                 bad = item.columns[~np.isfinite(values).all(axis=0)][0]
                 raise DataError(f"instrument column '{bad}' has NaN/inf values")
@@ -224,7 +226,8 @@ def _instrument_matrix(instruments: InstrumentsLike, data: ProductData) -> Desig
             data.check_aligned(item, what="instrument Series")
             values = _instrument_array(item, data.N)
             if values.shape[0] != data.N:
-                raise DataError(f"instrument array has {values.shape[0]} rows, product data {data.N}")
+                raise DataError(
+                    f"instrument array has {values.shape[0]} rows, product data {data.N}")
             if not np.all(np.isfinite(values)):
                 raise DataError("instrument array has NaN/inf values")
             blocks.append(data.sort(values))
@@ -290,7 +293,9 @@ def _agents(agents: Any, data: ProductData, demographics: str | None, dimensions
                            allow_negative_weights=negative_weights)
     build = getattr(agents, "build_agents", None)
     if build is None or isinstance(agents, type):
-        raise SpecificationError(f"agents must be a DataFrame or an Integration, got "
-                                 f"{'the class ' + agents.__name__ + ' (call it)' if isinstance(agents, type) else type(agents).__name__}; "
+        got = ("the class " + agents.__name__ + " (call it)" if isinstance(agents, type)
+               else type(agents).__name__)
+        raise SpecificationError(f"agents must be a DataFrame or an Integration, got {got}; "
                                  "e.g. agents=bd.Integration('sobol', size=500, rng=0)")
-    return build(data.markets, dimensions=dimensions, demographics=demographics)  # type: ignore[no-any-return]
+    return build(data.markets, dimensions=dimensions,  # type: ignore[no-any-return]
+                 demographics=demographics)

@@ -212,8 +212,8 @@ class BLPResults:
         ``bd.bootstrap(results, ...)`` (see ``results.bootstrap``)."""
         from blpdemand.results.bootstrap import bootstrap
 
-        return bootstrap(self, draws=draws, rng=rng, hold=hold, workers=workers,  # type: ignore[arg-type]
-                         executor=executor)
+        return bootstrap(self, draws=draws, rng=rng, hold=hold,  # type: ignore[arg-type]
+                         workers=workers, executor=executor)
 
     # ------------------------------------------------------------------ covariance
     def with_covariance(self, kind: str, *, clusters: Any = None) -> BLPResults:
@@ -372,11 +372,13 @@ def _cluster_ids(problem: Problem, clusters: Any) -> AnyArray:
     values = np.asarray(clusters)
     check_id_values(values, what="clusters= ids")
     if values.shape != (problem.N,):
-        raise SpecificationError(f"clusters must be a column name or {problem.N} ids, got shape {values.shape}")
+        raise SpecificationError(f"clusters must be a column name or {problem.N} ids, "
+                                 f"got shape {values.shape}")
     return problem.products.sort(values)
 
 
-def results_from(problem: Problem, outcome: EstimationOutcome, config: EstimationConfig) -> BLPResults:
+def results_from(problem: Problem, outcome: EstimationOutcome,
+                 config: EstimationConfig) -> BLPResults:
     """Wrap the estimator's outcome: moment Jacobian, covariance, and the start-value check."""
     e: ObjectiveEvaluation = outcome.evaluation
     N = problem.N
@@ -404,7 +406,8 @@ def results_from(problem: Problem, outcome: EstimationOutcome, config: Estimatio
 
 
 def estimate(problem: Problem, *, sigma: Any = None, pi: Any = None,
-             config: EstimationConfig | None = None, reporter: Reporter | None = None) -> BLPResults:
+             config: EstimationConfig | None = None,
+             reporter: Reporter | None = None) -> BLPResults:
     """Estimate BLP demand by nested fixed point GMM (Berry, Levinsohn and Pakes 1995).
 
     theta_hat = argmin N g(theta)' W g(theta), g = (1/N) Z~' xi(theta), beta concentrated out.
@@ -447,11 +450,13 @@ __all__ = ["BLPResults", "estimate", "evaluate", "gmm_covariance", "results_from
 def _checked(problem: object, config: object) -> EstimationConfig:
     """The arguments of estimate/evaluate are of the right kind (else a message naming the fix)."""
     if not isinstance(problem, Problem):
-        raise SpecificationError(f"estimate/evaluate need a bd.Problem, got {type(problem).__name__}; "
+        raise SpecificationError("estimate/evaluate need a bd.Problem, "
+                                 f"got {type(problem).__name__}; "
                                  "build one with bd.Problem(products, linear=..., nonlinear=...)")
     if config is None:
         return EstimationConfig()
     if not isinstance(config, EstimationConfig):
-        raise SpecificationError(f"config must be a bd.EstimationConfig, got {type(config).__name__}; "
+        raise SpecificationError("config must be a bd.EstimationConfig, "
+                                 f"got {type(config).__name__}; "
                                  "write config=bd.EstimationConfig(gtol=..., ...)")
     return config

@@ -90,7 +90,8 @@ class BootstrapDraws:
 
     def __repr__(self) -> str:
         names = self.estimate.layout.names + tuple(self.estimate.problem.X1.names)
-        values = np.column_stack([self.theta, self.beta]) if self.draws else np.zeros((0, len(names)))
+        values = (np.column_stack([self.theta, self.beta]) if self.draws
+                  else np.zeros((0, len(names))))
         body = pd.DataFrame({"estimate": np.concatenate([self.estimate.theta, self.estimate.beta]),
                              "draws mean": values.mean(axis=0) if self.draws else np.nan,
                              "draws std": values.std(axis=0, ddof=1) if self.draws > 1 else np.nan},
@@ -121,7 +122,8 @@ class BootstrapDraws:
         theta = _matrix(theta, P, "theta", "layout.names")
         beta = _matrix(beta, K1, "beta", "the X1 columns")
         if theta.shape[0] != beta.shape[0]:
-            raise SpecificationError(f"theta has {theta.shape[0]} draws but beta has {beta.shape[0]}")
+            raise SpecificationError(
+                f"theta has {theta.shape[0]} draws but beta has {beta.shape[0]}")
         if theta.shape[0] < 1:
             raise SpecificationError("from_parameters needs at least one draw")
         if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
@@ -139,7 +141,8 @@ class BootstrapDraws:
         dropped = np.flatnonzero(~kept)
         if dropped.size:
             warnings.warn(f"bootstrap: the contraction failed at {dropped.size} of {B} parameter "
-                          f"draws (draws {dropped[:10].tolist()}{' ...' if dropped.size > 10 else ''})"
+                          f"draws (draws {dropped[:10].tolist()}"
+                          f"{' ...' if dropped.size > 10 else ''})"
                           "; they are dropped from the summaries. A huge covariance or draws far "
                           "from the estimate cause this", ConvergenceWarning, stacklevel=2)
         fitted = tuple(FittedDemand(problem=estimate.problem, layout=estimate.layout,
@@ -192,12 +195,14 @@ class BootstrapDraws:
                                          f"{estimate.shape} at the estimate; it must return the "
                                          "same shape at every draw")
         stacked = np.stack(values) if values else np.zeros((0, *estimate.shape))
-        bad = (~np.isfinite(stacked) & np.isfinite(estimate)[None]).reshape(len(values), estimate.size)
+        bad = (~np.isfinite(stacked) & np.isfinite(estimate)[None]).reshape(len(values),
+                                                                           estimate.size)
         nonfinite = np.asarray(bad.any(axis=1), dtype=bool)
         if nonfinite.any():
-            warnings.warn(f"bootstrap: the function gave non-finite values at {int(nonfinite.sum())} "
-                          f"of {len(values)} draws where the estimate is finite; those entries "
-                          "are left out of the mean, standard error and interval",
+            warnings.warn(f"bootstrap: the function gave non-finite values at "
+                          f"{int(nonfinite.sum())} of {len(values)} draws where the estimate "
+                          "is finite; those entries are left out of the mean, standard error "
+                          "and interval",
                           ConvergenceWarning, stacklevel=2)
         labels = _names(_pandas_names(raw) if names is None else names, estimate)
         return BootstrapSummary(estimate=estimate, draws=stacked, names=labels,
@@ -380,7 +385,8 @@ def _warn_at_bounds(results: BLPResults, theta: FloatArray) -> None:
         return
     lo, hi = (np.array([b[k] for b in results.bounds], dtype=np.float64) for k in (0, 1))
     scale = np.maximum(1.0, np.abs(results.theta))
-    at = (np.abs(results.theta - lo) <= 1e-10 * scale) | (np.abs(hi - results.theta) <= 1e-10 * scale)
+    at = ((np.abs(results.theta - lo) <= 1e-10 * scale)
+          | (np.abs(hi - results.theta) <= 1e-10 * scale))
     if not at.any():
         return
     outside = ((theta < lo) | (theta > hi)).mean(axis=0)

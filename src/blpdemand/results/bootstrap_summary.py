@@ -62,7 +62,8 @@ class BootstrapSummary:
         return self._reduce(np.nanstd, ddof=1)
 
     def interval(self, level: float = 0.95) -> tuple[FloatArray, FloatArray]:
-        """Percentile interval (q_{(1-level)/2}, q_{(1+level)/2}) of f over the draws, each shape S."""
+        """Percentile interval (q_{(1-level)/2}, q_{(1+level)/2}) of f over the draws, each
+        shape S."""
         if isinstance(level, (bool, np.bool_)) or not isinstance(level, numbers.Real) \
                 or not 0 < level < 1:
             raise SpecificationError(f"level={level!r} must be a number in (0, 1), e.g. 0.95")

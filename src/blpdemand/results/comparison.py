@@ -56,7 +56,7 @@ def regression_table(models: Mapping[str, Any], *, parameters: Sequence[str] | N
     Examples
     --------
     >>> table = bd.regression_table({"OLS": ols, "IV": iv}, parameters=["prices"])  # doctest: +SKIP
-    >>> print(table)                                                                   # doctest: +SKIP
+    >>> print(table)                                                                # doctest: +SKIP
     """
     if not models:
         raise SpecificationError("regression_table needs at least one model")
@@ -68,8 +68,9 @@ def regression_table(models: Mapping[str, Any], *, parameters: Sequence[str] | N
         parameters = order
     unknown = [p for p in parameters if not any(p in v.index for v, _ in estimates.values())]
     if unknown:
-        raise SpecificationError(f"no model has parameter(s) {unknown}; parameters: "
-                                 f"{sorted({str(n) for v, _ in estimates.values() for n in v.index})}")
+        raise SpecificationError(
+            f"no model has parameter(s) {unknown}; parameters: "
+            f"{sorted({str(n) for v, _ in estimates.values() for n in v.index})}")
 
     def number(value: float) -> str:
         return "" if not np.isfinite(value) else f"{value:.{digits}f}"

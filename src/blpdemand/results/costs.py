@@ -38,7 +38,8 @@ def per_product(fitted: FittedDemand, values: Any, what: str) -> FloatArray:
     if array.shape != (N,):
         raise DataError(f"{what} must have one value per product ({N}), got shape {array.shape}")
     if not np.all(np.isfinite(array)):
-        raise DataError(f"{what} has NaN/inf values (first at row {int(np.flatnonzero(~np.isfinite(array))[0])})")
+        raise DataError(f"{what} has NaN/inf values (first at row "
+                        f"{int(np.flatnonzero(~np.isfinite(array))[0])})")
     return fitted.problem.products.sort(array)
 
 
@@ -53,7 +54,8 @@ def firm_ids_sorted(fitted: FittedDemand, firm_ids: Any = None) -> AnyArray:
     firm_ids = np.asarray(firm_ids)
     check_id_values(firm_ids, what="firm_ids")
     if firm_ids.shape != (products.N,):
-        raise DataError(f"firm_ids must have one value per product ({products.N}), got shape {firm_ids.shape}")
+        raise DataError(f"firm_ids must have one value per product ({products.N}), "
+                        f"got shape {firm_ids.shape}")
     return _no_missing_firms(products.sort(firm_ids), "firm_ids")
 
 
@@ -82,7 +84,8 @@ def ownership_matrices(fitted: FittedDemand, *, firm_ids: Any = None, ownership:
         stacked = np.asarray(ownership, dtype=np.float64)
         width = int(markets.sizes.max())
         if stacked.ndim != 2 or stacked.shape[0] != markets.N or stacked.shape[1] < width:
-            raise DataError(f"ownership must be (N, max J_t) = ({markets.N}, {width}), got {stacked.shape}")
+            raise DataError(f"ownership must be (N, max J_t) = ({markets.N}, {width}), "
+                            f"got {stacked.shape}")
         stacked = fitted.problem.products.sort(stacked)
         out = []
         for t in range(markets.T):
@@ -111,7 +114,8 @@ def _check_kappa(kappa: Any, ids: AnyArray) -> None:
         if unknown:
             raise DataError(f"kappa names firm(s) {unknown} that are not in the firm_ids")
         if not isinstance(value, (int, float, np.number)) or not np.isfinite(float(value)):
-            raise DataError(f"kappa weight for {pair!r} is {value!r}; weights must be finite numbers")
+            raise DataError(
+                f"kappa weight for {pair!r} is {value!r}; weights must be finite numbers")
 
 
 def compute_markups(results: Any, *, firm_ids: Any = None, ownership: Any = None,

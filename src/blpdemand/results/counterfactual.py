@@ -53,7 +53,8 @@ class Counterfactual:
 
     Attributes
     ----------
-    market_ids : (T,). row_markets : (N,) market id of each product. status : T PricingStatus. iterations : (T,) iterations used.
+    market_ids : (T,). row_markets : (N,) market id of each product. status : T PricingStatus.
+    iterations : (T,) iterations used.
     prices_before, prices : (N,) observed and counterfactual prices (NaN: removed or failed).
     shares_before, shares : (N,) shares at those prices. costs : (N,) marginal costs c'.
     markups : (N,) p - c' after. profits_before, profits : (N,) producer profits per consumer.
@@ -265,7 +266,8 @@ def compute_prices(results: Any, *, firm_ids: Any = None, ownership: Any = None,
         profits = (prices - effective) * shares / (1 + rate)
     unsort = products.unsort
     return Counterfactual(
-        market_ids=markets.ids, row_markets=unsort(markets.ids[markets.codes]), status=tuple(status), iterations=iterations,
+        market_ids=markets.ids, row_markets=unsort(markets.ids[markets.codes]),
+        status=tuple(status), iterations=iterations,
         prices_before=unsort(prices_before), prices=unsort(prices),
         shares_before=unsort(shares_before), shares=unsort(shares), costs=unsort(effective),
         markups=unsort(prices - effective), profits_before=unsort(profits_before),

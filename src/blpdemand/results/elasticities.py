@@ -106,7 +106,8 @@ class MarketMatrices:
 
     def diagonal(self) -> FloatArray:
         """(N,) diagonal entries (own elasticities; diversion to the outside good), user order."""
-        values = np.concatenate([np.diag(m) for m in self.matrices]) if self.matrices else np.zeros(0)
+        values = (np.concatenate([np.diag(m) for m in self.matrices]) if self.matrices
+                  else np.zeros(0))
         out = np.empty_like(values)
         out[self.order] = values
         return out
@@ -131,7 +132,8 @@ def _labels(fitted: FittedDemand) -> AnyArray:
     return np.arange(products.N) - markets.offsets[markets.codes]
 
 
-def _record(fitted: FittedDemand, kind: str, name: str, matrices: list[FloatArray]) -> MarketMatrices:
+def _record(fitted: FittedDemand, kind: str, name: str,
+            matrices: list[FloatArray]) -> MarketMatrices:
     products = fitted.problem.products
     return MarketMatrices(kind=kind, name=name, market_ids=products.markets.ids,
                           matrices=tuple(matrices), product_ids=_labels(fitted),
@@ -190,7 +192,8 @@ def own_elasticity_summary(results: Any, name: str = "prices") -> Table:
     rows = {}
     for t, matrix in enumerate(elasticities.matrices):
         own = np.diag(matrix)
-        rows[elasticities.market_ids[t]] = (own.mean(), np.median(own), own.min(), own.max(), own.size)
+        rows[elasticities.market_ids[t]] = (own.mean(), np.median(own), own.min(), own.max(),
+                                            own.size)
     body = pd.DataFrame.from_dict(rows, orient="index",
                                   columns=["mean", "median", "min", "max", "products"])
     all_own = elasticities.diagonal()

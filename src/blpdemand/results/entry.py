@@ -78,8 +78,8 @@ def simulate_entry(results: Any, new_products: pd.DataFrame, *, costs: Any = Non
     M = len(new)
     for column in ("market_ids", "firm_ids"):
         if column not in new.columns:
-            raise DataError(f"new_products has no {column!r} column; every entrant needs its market "
-                            "and its owner")
+            raise DataError(f"new_products has no {column!r} column; every entrant needs its "
+                            "market and its owner")
     codes = pd.Index(pm.ids).get_indexer(new["market_ids"].to_numpy())
     if np.any(codes < 0):
         unknown = new["market_ids"].to_numpy()[codes < 0][:10].tolist()
@@ -170,7 +170,8 @@ def simulate_entry(results: Any, new_products: pd.DataFrame, *, costs: Any = Non
         entrants=np.concatenate([np.zeros(N, dtype=bool), np.ones(M, dtype=bool)]))
 
 
-def _entrant_values(new: pd.DataFrame, values: Any, column: str, default: float | None) -> FloatArray:
+def _entrant_values(new: pd.DataFrame, values: Any, column: str,
+                    default: float | None) -> FloatArray:
     """(M,) entrant values from an argument (scalar or array), else a column, else a default."""
     M = len(new)
     if values is None and column in new.columns:
@@ -238,7 +239,8 @@ def _rows(formula: str | None, stored: DesignMatrix, frame: pd.DataFrame, fitted
         raise SpecificationError(
             f"the problem does not record its {what} formula (built before formulas were kept); "
             "rebuild the Problem to simulate entry")
-    alone = build_matrix(formula, frame, intercept=intercept, what=f"{what} formula on new_products")
+    alone = build_matrix(formula, frame, intercept=intercept,
+                         what=f"{what} formula on new_products")
     original = fitted.problem.products.frame
     missing = [c for c in original.columns if c not in frame.columns]
     both = pd.concat([original, frame.assign(**{c: original[c].iloc[0] for c in missing})],

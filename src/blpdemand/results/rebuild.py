@@ -120,4 +120,5 @@ def _check_same(saved: SavedResults, results: Any) -> None:
         k = int(np.flatnonzero(bad)[0])
         raise DataError(f"the data differ from those the results were estimated on: rebuilt "
                         f"{expected.index[k]} = {float(a[k])!r}, saved {float(b[k])!r} "
-                        f"({int(bad.sum())} of {bad.size} estimates differ); pass the same products and agents")
+                        f"({int(bad.sum())} of {bad.size} estimates differ); "
+                        "pass the same products and agents")

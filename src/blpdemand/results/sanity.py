@@ -40,7 +40,8 @@ def usable_fitted(results: Any) -> FittedDemand:
     """
     fitted = getattr(results, "fitted", results)
     if not isinstance(fitted, FittedDemand):
-        raise TypeError(f"expected estimation results or a FittedDemand, got {type(results).__name__}")
+        raise TypeError("expected estimation results or a FittedDemand, "
+                        f"got {type(results).__name__}")
     problem = fitted.problem
     markets = problem.products.markets
     failed = getattr(results, "failed_markets", None) if results is not fitted else None

@@ -144,9 +144,10 @@ def _mixing(dF, f, m, J, A, b, gamma):  # type: ignore[no-untyped-def]
 _F2, _I1 = readonly(2), readonly(1, numba.int64)
 
 
-@compile_kernel((readonly(3), _F2, _F2, _F2, _I1, _I1, _F2, numba.float64, numba.int64, numba.int64))
-def _anderson_markets(exp_mu, outside, weights, shares, product_sizes,  # type: ignore[no-untyped-def]
-                      agent_sizes, x0, tol, max_evaluations, memory):
+@compile_kernel((readonly(3), _F2, _F2, _F2, _I1, _I1, _F2, numba.float64, numba.int64,
+                 numba.int64))
+def _anderson_markets(exp_mu, outside, weights, shares,  # type: ignore[no-untyped-def]
+                      product_sizes, agent_sizes, x0, tol, max_evaluations, memory):
     T, J_max, I_max = exp_mu.shape
     out = x0.copy()
     codes = np.ones(T, np.int64)

@@ -32,7 +32,8 @@ def _bound_pairs(bounds: Any) -> dict[str, tuple[float, float]]:
             out[str(name)] = (float(low), float(high))
         except (TypeError, ValueError) as exc:
             raise SpecificationError(f"bounds for {str(name)!r} must be a (low, high) pair of "
-                                     f"numbers in a {{name: (low, high)}} dict, got {pair!r}") from exc
+                                     "numbers in a {name: (low, high)} dict, "
+                                     f"got {pair!r}") from exc
     return out
 
 
@@ -94,7 +95,8 @@ def resolve_bounds(problem: Problem, layout: ParameterLayout, theta0: FloatArray
             raise SpecificationError(f"bounds given for {name!r}, which is not a free parameter; "
                                      f"free parameters: {list(names)}")
         if not lo < hi:
-            raise SpecificationError(f"bounds for {name!r} must satisfy low < high, got ({lo}, {hi})")
+            raise SpecificationError(
+                f"bounds for {name!r} must satisfy low < high, got ({lo}, {hi})")
         bounds[names.index(name)] = (lo, hi)
     return bounds
 
@@ -107,8 +109,8 @@ def check_start(layout: ParameterLayout, theta0: FloatArray,
             hint = (" (diagonal Sigma elements are standard deviations, bounded below by 0: start "
                     "at |value|, or free it with bounds={" f"{name!r}: (-np.inf, np.inf)}})"
                     if name.startswith("sigma[") and lo == 0 else "")
-            raise SpecificationError(f"the starting value {value} of {name} lies outside its bounds "
-                                     f"({lo}, {hi}); change the start or the bounds{hint}")
+            raise SpecificationError(f"the starting value {value} of {name} lies outside its "
+                                     f"bounds ({lo}, {hi}); change the start or the bounds{hint}")
 
 
 def binding_bounds(bounds: Sequence[tuple[float, float]], optimizer: str

@@ -192,7 +192,8 @@ class InnerLoop:
 
     @property
     def caches_exp_mu(self) -> bool:
-        """Whether exp(mu) of all blocks fits in ``cache_bytes`` (kept between calls at one theta)."""
+        """Whether exp(mu) of all blocks fits in ``cache_bytes`` (kept between calls at one
+        theta)."""
         return sum(8 * int(np.prod(b.block.shape)) for b in self.blocks) <= self.cache_bytes
 
     def _at(self, theta: FloatArray) -> tuple[FloatArray, bool]:
@@ -286,7 +287,8 @@ class InnerLoop:
         ids = problem.products.markets.ids[np.asarray(failed, dtype=np.int64)]
         result = ContractionResult(
             delta=delta, converged=not failed, iterations=iterations, evaluations=evaluations,
-            failed_markets=ids, jacobian=None if failed else jac, status=list(FixedPointStatus)[worst],
+            failed_markets=ids, jacobian=None if failed else jac,
+            status=list(FixedPointStatus)[worst],
             max_change=max_change)
         if failed:
             _on_failure(config, result)
@@ -403,7 +405,8 @@ def _parameter_index(layout: ParameterLayout) -> tuple[IntArray, IntArray]:
 
 def _on_failure(config: FixedPointConfig, result: ContractionResult) -> None:
     shown = ", ".join(repr(m) for m in result.failed_markets[:10].tolist())
-    more = "" if result.failed_markets.size <= 10 else f" and {result.failed_markets.size - 10} more"
+    more = ("" if result.failed_markets.size <= 10
+            else f" and {result.failed_markets.size - 10} more")
     message = (f"the contraction did not converge ({result.status.value}) in market(s) "
                f"{shown}{more}; max change {result.max_change:.3g} > tol {config.tol:g}. Check "
                "for implausibly large Sigma/Pi, raise max_evaluations, or try method='newton'")

@@ -28,10 +28,12 @@ from blpdemand.solve.moments import MomentBlock, MomentStack
 def check_kind(kind: str, clusters: AnyArray | None, N: int) -> None:
     """Validate a covariance kind and its clusters (SpecificationError naming the fix)."""
     if kind not in COVARIANCE_KINDS:
-        raise SpecificationError(f"covariance kind {kind!r} is unknown; use one of {COVARIANCE_KINDS}")
+        raise SpecificationError(
+            f"covariance kind {kind!r} is unknown; use one of {COVARIANCE_KINDS}")
     if kind == "clustered":
         if clusters is None:
-            raise SpecificationError("covariance kind 'clustered' needs clusters= (one id per product)")
+            raise SpecificationError(
+                "covariance kind 'clustered' needs clusters= (one id per product)")
         if len(clusters) != N:
             raise SpecificationError(f"clusters has {len(clusters)} ids but there are {N} products")
 
@@ -69,8 +71,8 @@ def stack_covariance(stack: MomentStack, residuals: tuple[FloatArray, ...], *,
         S: FloatArray = rows[0][0] if len(rows) == 1 else np.block(rows)
         return (S + S.T) / 2
     out: FloatArray = weighting.moment_covariance(
-        stack.observation_moments(residuals), kind=kind, clusters=clusters,  # type: ignore[arg-type]
-        center=center)
+        stack.observation_moments(residuals), kind=kind,  # type: ignore[arg-type]
+        clusters=clusters, center=center)
     return out
 
 
@@ -99,7 +101,8 @@ def unidentified(G: FloatArray, W: FloatArray, flat: np.ndarray | None = None) -
     A = G.T @ W @ G
     out = np.zeros(A.shape[0], dtype=bool) if flat is None else np.array(flat, dtype=bool)
     d = np.diag(A).copy()
-    out |= ~(d > IDENTIFICATION_TOLERANCE ** 2 * max(float(d.max(initial=0.0)), np.finfo(float).tiny))
+    out |= ~(d > IDENTIFICATION_TOLERANCE ** 2 * max(float(d.max(initial=0.0)),
+                                                     np.finfo(float).tiny))
     keep = np.flatnonzero(~out)
     if keep.size:
         sub = A[np.ix_(keep, keep)] / np.sqrt(np.outer(d[keep], d[keep]))
@@ -194,7 +197,8 @@ class HansenJ:
 
     def __str__(self) -> str:
         if self.df <= 0:
-            return f"Hansen's J = {self.statistic:.6g}: exactly identified (df = {self.df}), no test"
+            return (f"Hansen's J = {self.statistic:.6g}: exactly identified (df = {self.df}), "
+                    "no test")
         text = f"Hansen's J = {self.statistic:.6g} (df = {self.df}, p = {self.p_value:.4g})"
         return text if self.efficient else (text + "; not a test with the step-1 W (use "
                                             "method='2s' for the efficient W)")

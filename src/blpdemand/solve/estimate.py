@@ -136,14 +136,16 @@ class EstimationConfig:
             "start": ("given", "approximation")}
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
-                raise SpecificationError(f"{name}={getattr(self, name)!r} is unknown; valid: {valid}")
+                raise SpecificationError(
+                    f"{name}={getattr(self, name)!r} is unknown; valid: {valid}")
         if not (np.isfinite(self.gtol) and self.gtol > 0):
             raise SpecificationError(f"gtol={self.gtol!r} must be a positive number")
         if int(self.max_iterations) < 1 or int(self.starts) < 0:
             raise SpecificationError("max_iterations must be >= 1 and starts >= 0")
         if self.rng is not None and not (np.issubdtype(type(self.rng), np.integer)
                                          and int(self.rng) >= 0):
-            raise SpecificationError(f"rng={self.rng!r} must be a non-negative integer seed or None")
+            raise SpecificationError(
+                f"rng={self.rng!r} must be a non-negative integer seed or None")
         if not np.issubdtype(type(self.workers), np.integer) or self.workers < 1:  # bool is not
             raise SpecificationError(f"workers={self.workers!r} must be an integer >= 1 (threads)")
         check_executor(self.executor)
@@ -223,7 +225,8 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     W = weighting_matrix(Z.T @ Z / problem.N, what="instrument cross-product Z'Z/N")
     counts = {"iterations": 0, "evaluations": 0, "failures": 0}
 
-    def make(step: int, start: int, W: FloatArray, delta0: FloatArray | None = None) -> DemandObjective:
+    def make(step: int, start: int, W: FloatArray,
+             delta0: FloatArray | None = None) -> DemandObjective:
         return DemandObjective(problem, layout, W, contraction=config.fixed_point,
                                on_failure=config.on_failure, reporter=reporter, step=step,
                                start=start, clock=clock, delta0=delta0)
@@ -416,7 +419,8 @@ def _check_optimization(steps: Sequence[OptimizationResult], config: EstimationC
         if step.stayed_at_start and not (k == 2 and step.converged):
             warnings.warn(f"GMM step {k}: the optimizer returned its starting values "
                           f"({step.iterations} iterations); the estimate may be the start, not a "
-                          "minimum. Try another start or optimizer", OptimizationWarning, stacklevel=4)
+                          "minimum. Try another start or optimizer", OptimizationWarning,
+                          stacklevel=4)
         if step.stopped_by_limit:
             failures.append(f"GMM step {k}: the optimizer {step.status.value} ({step.message}) "
                             f"with projected gradient inf-norm {step.projected_gradient_norm:.3g}; "

@@ -125,7 +125,8 @@ class DemandObjective:
         # are handled below (a large objective, so the line search backs off)
         # A warm start from an extreme trial theta can make the contraction fail where a cold
         # one converges: retry from the best theta's delta, then from the logit delta.
-        retries = [None if self.best is None else self.best.delta, self.problem.products.logit_delta]
+        retries = [None if self.best is None else self.best.delta,
+                   self.problem.products.logit_delta]
         start = self.delta0
         while True:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):

@@ -1,10 +1,11 @@
 """The outer loop: scipy optimizers behind one record, and the seam that runs independent jobs.
 
 Gradient-based methods use the analytic gradient of Q(theta). Convergence is judged on the
-inf-norm of the (projected, when bounded) gradient: max_k |dQ/dtheta_k| <= gtol max(1, |Q|). ``bfgs``
-ignores bounds (as in scipy); ``slsqp`` has no gradient tolerance, so its ``ftol`` is set to
-gtol^2 and convergence is still judged on the gradient. Derivative-free methods (nelder-mead,
-powell) are allowed but warned about (Knittel and Metaxoglou 2014 on BLP optimizers).
+inf-norm of the (projected, when bounded) gradient: max_k |dQ/dtheta_k| <= gtol max(1, |Q|).
+``bfgs`` ignores bounds (as in scipy); ``slsqp`` has no gradient tolerance, so its ``ftol`` is
+set to gtol^2 and convergence is still judged on the gradient. Derivative-free methods
+(nelder-mead, powell) are allowed but warned about (Knittel and Metaxoglou 2014 on BLP
+optimizers).
 ``bfgs`` and ``l-bfgs-b`` runs that stop short of gtol within their iteration budget (a line
 search losing precision on a stale curvature estimate) are restarted once from where they
 stopped; the restart is kept when Q does not rise.
@@ -167,7 +168,8 @@ def minimize(fun: Callable[[FloatArray], tuple[float, FloatArray]], theta0: Floa
         objective = counted
         kwargs["jac"] = True
     if used_bounds is not None and method == "trust-constr":
-        kwargs["bounds"] = scipy.optimize.Bounds([b[0] for b in used_bounds], [b[1] for b in used_bounds])
+        kwargs["bounds"] = scipy.optimize.Bounds([b[0] for b in used_bounds],
+                                                 [b[1] for b in used_bounds])
     elif used_bounds is not None:
         kwargs["bounds"] = list(used_bounds)
     def run(start: FloatArray, budget: int) -> tuple[Any, FloatArray, float, FloatArray, float]:
@@ -185,7 +187,8 @@ def minimize(fun: Callable[[FloatArray], tuple[float, FloatArray]], theta0: Floa
 
     def done(value: float, norm: float) -> bool:
         # scipy is asked for the absolute gtol; convergence is judged relative to the objective's
-        # scale, which bounds the gradient a line search on Q can resolve (see EstimationConfig.gtol)
+        # scale, which bounds the gradient a line search on Q can resolve
+        # (see EstimationConfig.gtol)
         return norm <= gtol * max(1.0, abs(value)) and bool(np.isfinite(value)) and value < 1e10
 
     max_evaluations = options.get("maxfun")
@@ -358,7 +361,8 @@ def _quiet_optimize_warnings() -> Iterator[None]:
                 shared.context = None
 
 
-def contraction_failed(step: OptimizationResult, failed_markets: Sequence[Any]) -> OptimizationResult:
+def contraction_failed(step: OptimizationResult,
+                       failed_markets: Sequence[Any]) -> OptimizationResult:
     """An estimate where the inner loop failed (any market, or non-finite xi when
     ``failed_markets`` is empty) is never 'converged': Q there is a penalty, not an objective."""
     failed = list(failed_markets)

@@ -138,7 +138,8 @@ class ApproximationOutcome:
         K2, D = self.layout.K2, self.layout.D
         s0 = np.diag(np.ones(K2)) if sigma is None else np.asarray(sigma, dtype=np.float64)
         s0 = np.diag(s0) if s0.ndim == 1 else s0.copy()
-        p0 = np.zeros((K2, D)) if pi is None else np.asarray(pi, dtype=np.float64).reshape(K2, D).copy()
+        p0 = (np.zeros((K2, D)) if pi is None
+              else np.asarray(pi, dtype=np.float64).reshape(K2, D).copy())
         s2 = self.sigma_squared
         for k in range(K2):
             if s0[k, k] != 0 and np.isfinite(s2[k]) and s2[k] > 0:
@@ -200,7 +201,8 @@ def run_approximation(problem: Problem, *, sigma: Any = None, pi: Any = None,
     docstring describes the arguments; Gauss-Newton with step halving when Q(Pi) is kept.
     """
     if covariance not in COVARIANCE_KINDS:
-        raise SpecificationError(f"covariance={covariance!r} is unknown; use one of {COVARIANCE_KINDS}")
+        raise SpecificationError(
+            f"covariance={covariance!r} is unknown; use one of {COVARIANCE_KINDS}")
     layout = _pattern(problem, sigma, pi)
     groups = _clusters(problem, covariance, clusters)
     X2 = problem.X2.values
@@ -318,7 +320,8 @@ def _clusters(problem: Problem, kind: str, clusters: Any) -> AnyArray | None:
     ids = np.asarray(clusters)
     check_id_values(ids, what="clusters= ids")
     if ids.shape[0] != problem.N:
-        raise SpecificationError(f"clusters has {ids.shape[0]} ids but there are {problem.N} products")
+        raise SpecificationError(
+            f"clusters has {ids.shape[0]} ids but there are {problem.N} products")
     return problem.products.sort(ids)
 
 

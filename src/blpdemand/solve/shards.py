@@ -65,7 +65,8 @@ def split_markets(problem: Problem, shards: int) -> list[Problem]:
     [2, 2]
     """
     T = problem.T
-    if isinstance(shards, bool) or not isinstance(shards, (int, np.integer)) or not 1 <= shards <= T:
+    if (isinstance(shards, bool) or not isinstance(shards, (int, np.integer))
+            or not 1 <= shards <= T):
         raise SpecificationError(f"shards={shards!r} must be an integer from 1 to the number of "
                                  f"markets ({T})")
     cells = problem.products.markets.sizes.astype(np.float64)
