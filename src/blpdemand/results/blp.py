@@ -34,6 +34,7 @@ from blpdemand.solve.covariance import (
 from blpdemand.solve.estimate import EstimationConfig, EstimationOutcome, run_estimation
 from blpdemand.solve.evaluation import evaluate_outcome
 from blpdemand.solve.gmm import ObjectiveEvaluation
+from blpdemand.solve.moments import demand_stack
 from blpdemand.solve.optimizer import OptimizationResult, OptimizationStatus, projected_gradient
 from blpdemand.solve.progress import Reporter
 
@@ -383,8 +384,10 @@ def results_from(problem: Problem, outcome: EstimationOutcome,
     e: ObjectiveEvaluation = outcome.evaluation
     N = problem.N
     failed = np.asarray(e.failed_markets)
-    Z = problem.ZD_tilde
-    G = np.column_stack([Z.T @ e.xi_jacobian, -(Z.T @ problem.X1_tilde)]) / N
+    # G = d g / d(theta, linear) over the stack: [Z' dr/dtheta, -Z' X] / N
+    stack = demand_stack(problem)
+    Z = stack.Z
+    G = np.column_stack([Z.T @ stack.stack((e.xi_jacobian,)), -(Z.T @ stack.X)]) / N
     kind = config.covariance
     identified = identified_parameters(problem, outcome.layout, e, outcome.W, G)
     covariance = gmm_covariance(G, outcome.W, e.xi, Z, kind=kind, clusters=outcome.clusters,

@@ -38,6 +38,7 @@ from blpdemand.solve.covariance import stack_covariance, weighting_matrix
 from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.gmm import DemandObjective, ObjectiveEvaluation
 from blpdemand.solve.jobs import check_executor, map_jobs
+from blpdemand.solve.moments import demand_stack
 from blpdemand.solve.multistart import (
     StartJob,
     StartOutcome,
@@ -221,7 +222,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     check_start(layout, theta0, binding)
     clusters = _clusters(problem, config)
     reporter = reporter if reporter is None or config.workers == 1 else SerializedReporter(reporter)
-    Z = problem.ZD_tilde
+    Z = demand_stack(problem).Z  # the stacked instruments (the demand block alone)
     W = weighting_matrix(Z.T @ Z / problem.N, what="instrument cross-product Z'Z/N")
     counts = {"iterations": 0, "evaluations": 0, "failures": 0}
 

@@ -25,6 +25,7 @@ from blpdemand.solve.estimate import (
     _clusters,
 )
 from blpdemand.solve.gmm import DemandObjective, ObjectiveEvaluation
+from blpdemand.solve.moments import demand_stack
 from blpdemand.solve.optimizer import (
     OptimizationResult,
     OptimizationStatus,
@@ -41,7 +42,7 @@ def evaluate_outcome(problem: Problem, layout: ParameterLayout, theta: FloatArra
         raise SpecificationError("evaluate needs random coefficients: give sigma=/pi=")
     clock, given = time.perf_counter(), W
     clusters = _clusters(problem, config)
-    Z = problem.ZD_tilde
+    Z = demand_stack(problem).Z  # the stacked instruments (the demand block alone)
     W = weighting_matrix(Z.T @ Z / problem.N, what="instrument cross-product Z'Z/N")
     theta = np.asarray(theta, dtype=np.float64)
     objectives: list[DemandObjective] = []

@@ -30,7 +30,7 @@ from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.solve.contraction import InnerLoop
 from blpdemand.solve.fixed_point import FixedPointConfig
-from blpdemand.solve.moments import MomentStack, demand_block
+from blpdemand.solve.moments import demand_stack
 from blpdemand.solve.progress import EvaluationRecord, Reporter, SilentReporter
 
 
@@ -83,7 +83,7 @@ class DemandObjective:
         self.layout = layout
         self.W = W
         # the stacked moment blocks (solve.moments): demand alone for now
-        self.stack = MomentStack((demand_block(problem.ZD_tilde, problem.X1_tilde),))
+        self.stack = demand_stack(problem)
         self.Z = self.stack.Z
         self.iv = self.stack.linear_iv(W)
         self.loop = InnerLoop(problem, layout, config=contraction)

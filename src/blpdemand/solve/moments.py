@@ -29,6 +29,7 @@ import numpy as np
 
 from blpdemand._types import FloatArray
 from blpdemand.errors import SpecificationError
+from blpdemand.model.problem import Problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,3 +150,8 @@ def _block_diagonal(matrices: list[FloatArray]) -> FloatArray:
 def demand_block(Z: FloatArray, X1: FloatArray) -> MomentBlock:
     """The demand block: xi = delta~(theta) - X1~ beta against Z_D~ (BLP 1995)."""
     return MomentBlock(name="demand", Z=Z, X=X1)
+
+
+def demand_stack(problem: Problem) -> MomentStack:
+    """The stack of a demand-only problem: the demand block alone (Z_D~, X1~)."""
+    return MomentStack((demand_block(problem.ZD_tilde, problem.X1_tilde),))
