@@ -222,8 +222,7 @@ def test_unsupported_post_estimation_raises(common) -> None:
     _, results = common
     with pytest.raises(SpecificationError, match="nested"):
         bd.simulate_merger(results, [1, 2])
-    with pytest.raises(SpecificationError, match="nested"):
-        bd.compute_consumer_surplus(results)
+    # consumer surplus is supported (the nested log-sum; tests/reference/test_nested_surplus_pyblp)
     with pytest.raises(SpecificationError, match="nested"):
         bd.compute_diversion_ratios(results)
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from blpdemand._types import FloatArray
 from blpdemand.errors import SpecificationError
+from blpdemand.model.nesting import within_shares
 from blpdemand.model.pricing import MarketDemand, log_sum, market_demands
 from blpdemand.results.costs import per_product
 from blpdemand.results.elasticities import as_fitted
@@ -47,15 +48,54 @@ def compute_consumer_surplus(results: Any, *, prices: Any = None,
     --------
     >>> cs = compute_consumer_surplus(results)                 # doctest: +SKIP
     """
-    fitted = as_fitted(results)
+    fitted = as_fitted(results, nested=True)
     markets = fitted.problem.products.markets
     p = None if prices is None else per_product(fitted, prices, "prices")
     available = (np.ones(markets.N, dtype=bool) if keep is None
                  else fitted.problem.products.sort(np.asarray(keep, dtype=bool)))
+    if fitted.nests is not None:
+        return _nested_surplus(fitted, p, available)
     out = np.empty(markets.T)
     for t, demand in enumerate(market_demands(fitted)):
         rows = markets.slice(t)
         prices_t = demand.prices if p is None else p[rows]
         mask = available[rows]
         out[t] = market_surplus(demand.subset(mask), prices_t[mask])
+    return out
+
+
+def _nested_surplus(fitted: Any, prices: FloatArray | None, available: Any) -> FloatArray:
+    """(T,) nested-logit surplus: CS_t = log(1 + sum_g D_g^{1 - rho_g}) / -alpha with
+    D_g = sum_{j in g} exp(V_j / (1 - rho_g)) over the available products, V_j the mean utility
+    without the nesting term, V_j = log(s_j / s_0) - rho_g log s_{j|g} (Berry 1994; McFadden 1978),
+    moved by alpha (p'_j - p_j) at new prices."""
+    problem, nests = fitted.problem, fitted.nests
+    names = problem.X1.names
+    if "prices" not in names:
+        raise SpecificationError("consumer surplus needs the price coefficient: 'prices' is not "
+                                 f"in the linear formula {list(names)}")
+    alpha = float(fitted.beta[names.index("prices")])
+    if alpha >= 0:
+        raise SpecificationError(f"consumer surplus needs a negative price coefficient, got "
+                                 f"{alpha:.4g}")
+    products, markets = problem.products, problem.products.markets
+    rho = fitted.rho
+    shares = products.shares
+    V = fitted.delta - rho * np.log(within_shares(shares, nests.cells))
+    if prices is not None:
+        V = V + alpha * (prices - products.array("prices"))
+    out = np.empty(markets.T)
+    for t in range(markets.T):
+        rows = markets.slice(t)
+        keep = np.asarray(available[rows], dtype=bool)
+        scaled = V[rows][keep] / (1.0 - rho[rows][keep])
+        cells = nests.codes[rows][keep]
+        top = max(float(scaled.max(initial=0.0)), 0.0)
+        D = np.bincount(cells, weights=np.exp(scaled - top), minlength=nests.labels.size)
+        rho_g = np.zeros(nests.labels.size)
+        rho_g[cells] = rho[rows][keep]
+        present = D > 0
+        inclusive = (1.0 - rho_g[present]) * (np.log(D[present]) + top)
+        shift = max(float(inclusive.max(initial=0.0)), 0.0)
+        out[t] = (shift + np.log(np.exp(-shift) + np.exp(inclusive - shift).sum())) / -alpha
     return out
