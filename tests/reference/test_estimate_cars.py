@@ -106,3 +106,26 @@ def test_cars_random_price_coefficient_matches_pyblp(cars: pd.DataFrame) -> None
     ends = ours.starts_table().to_frame()["sigma[prices, prices]"].to_numpy()
     assert ends.size == 3
     np.testing.assert_allclose(ends, theirs.sigma.ravel()[0], rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_cars_lognormal_price_coefficient_has_no_positive_own_elasticity(
+        cars: pd.DataFrame) -> None:
+    """The cars problem above with the price coefficient -exp(pi_0 + sigma nu) (issue 20): every
+    consumer dislikes price, so every own-price elasticity is negative, and the estimate is an
+    interior, converged minimum with finite standard errors."""
+    data = cars.rename(columns={"price": "prices"})
+    data["market_ids"] = data["year"]
+    data["shares"] = data["sales"] / (data["number_households"] / 2.5)
+    gh = pd.concat([bd.build_differentiation_instruments(data, "hp + np.log(weight)",
+                                                         convention="course", version=v)
+                    for v in ("local", "quadratic")], axis=1)
+    excluded = ["RXR", *gh.columns]
+    problem = bd.Problem(pd.concat([data, gh], axis=1), linear=LINEAR.replace("prices + ", ""),
+                         nonlinear="0 + prices", demographics="1", lognormal=["prices"],
+                         agents=bd.Integration("sobol", 200, rng=0), absorb=ABSORB,
+                         instruments=excluded)
+    results = bd.estimate(problem, sigma=[[0.5]], pi=[[-1.0]])
+    assert results.converged and np.all(np.isfinite(results.theta_se))
+    own = results.elasticities().diagonal()
+    assert own.size == problem.N and np.all(own < 0)

@@ -224,7 +224,7 @@ def _logit(spec: Spec, products: pd.DataFrame, instruments: list[Any]) -> Any:
     from blpdemand.results.logit import estimate_logit
 
     model = spec.model
-    for key in ("nonlinear", "demographics"):
+    for key in ("nonlinear", "demographics", "lognormal"):
         if key in model:
             raise SpecificationError(f"[model] {key} in {spec.path.name} needs 'blpdemand "
                                      f"estimate' (random coefficients); 'logit' uses linear only")
@@ -313,7 +313,8 @@ def _blp(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None, instru
                 raise
             raise SpecificationError(f"[integration] in {spec.path.name}: {exc}") from None
     kwargs: dict[str, Any] = {k: model[k] for k in
-                              ("linear", "nonlinear", "demographics", "absorb", "endogenous")
+                              ("linear", "nonlinear", "demographics", "absorb", "endogenous",
+                               "lognormal")
                               if k in model}
 
     def make_problem(source: Any) -> Any:

@@ -45,7 +45,7 @@ _MARKET = ((str, int), "a market id (string or integer)")
 SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
     "data": {"products": _STR, "agents": _STR},
     "model": {"linear": _STR, "nonlinear": _STR, "demographics": _STR, "absorb": _STR_OR_LIST,
-              "endogenous": _STRS},
+              "endogenous": _STRS, "lognormal": _STRS},
     "instruments": {"columns": _STRS,
                     "build": ((list,), "an array of tables [[instruments.build]]")},
     "parameters": {"sigma": _MATRIX, "pi": _MATRIX},

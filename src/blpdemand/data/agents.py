@@ -109,13 +109,25 @@ def load_agents(frame: pd.DataFrame, markets: MarketIndex, *,
     nodes = (frame[node_columns].to_numpy(dtype=np.float64) if node_columns
              else np.zeros((len(frame), 0)))
     if demographics:
-        matrix = build_matrix(demographics, frame, intercept=False, what="demographics formula")
+        # the constant is a demographic only when written: "1 + income" (a lognormal mean)
+        constant = None if explicit_constant(demographics) else False
+        matrix = build_matrix(demographics, frame, intercept=constant, what="demographics formula")
         values, names = matrix.values, matrix.names
     else:
         values, names = np.zeros((len(frame), 0)), ()
     return AgentData(markets=agent_markets, weights=weights, nodes=nodes, demographics=values,
                      demographic_names=tuple(names),
                      negative_weights=bool(allow_negative_weights and np.any(weights < 0)))
+
+
+def explicit_constant(formula: str) -> bool:
+    """Whether a demographics formula writes the constant term ``1`` itself (``"1 + income"``).
+
+    Formulas add a constant unless told otherwise; among demographics it is kept only when
+    written, as the demographic of a lognormal coefficient's location (its Pi element).
+    """
+    terms = [term.strip() for term in formula.split("+")]
+    return "1" in terms
 
 
 def _id_hint(agent_id: object, product_id: object) -> str:

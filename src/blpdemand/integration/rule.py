@@ -199,14 +199,17 @@ class Integration:
         ``demographics`` is the problem's demographics formula, evaluated on
         ``demographics_data``; without demographics the agents carry nodes and weights only.
         """
-        from blpdemand.data.agents import load_agents
+        from blpdemand.data.agents import explicit_constant, load_agents
 
-        if demographics and self.demographics_data is None:
+        # the constant alone ("1": a lognormal coefficient's location) needs no draws
+        constant_only = bool(demographics) and explicit_constant(str(demographics)) and not [
+            term for term in str(demographics).split("+") if term.strip() not in ("1", "")]
+        if demographics and self.demographics_data is None and not constant_only:
             raise SpecificationError(
                 f"demographics={demographics!r} needs empirical demographic draws: pass "
                 "Integration(..., demographics_data=DataFrame with market_ids and those columns)")
         frame = build_agent_frame(self, markets.ids, dimensions=dimensions,
-                                  use_demographics=bool(demographics))
+                                  use_demographics=bool(demographics) and not constant_only)
         return load_agents(frame, markets, demographics=demographics,
                            allow_negative_weights=self.negative_weights)
 

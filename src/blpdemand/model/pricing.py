@@ -371,13 +371,14 @@ def coefficient_columns(fitted: FittedDemand, name: str) -> tuple[int | None, in
 
 
 def agent_coefficients(fitted: FittedDemand) -> FloatArray:
-    """(I, K2) random coefficients Sigma nu_i + Pi y_i of every agent (sorted agent rows)."""
+    """(I, K2) random coefficients Sigma nu_i + Pi y_i of every agent (sorted agent rows),
+    s_k exp(.) on lognormal columns."""
     problem = fitted.problem
     if problem.agents is None or problem.K2 == 0:
         return np.zeros((0, problem.K2))
     sigma, pi = fitted.layout.unpack(fitted.theta)
     return random_coefficients(problem.nodes_for(fitted.layout), problem.agents.demographics,
-                               sigma, pi)
+                               sigma, pi, problem.lognormal)
 
 
 def market_demands(fitted: FittedDemand, name: str = "prices") -> list[MarketDemand]:

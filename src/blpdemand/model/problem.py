@@ -46,6 +46,12 @@ class Problem:
         how agents came: ``{"source": "frame"}`` or the Integration's fields), so that saved
         results can rebuild the problem from the same data (``load_results``).
 
+    ``lognormal=["prices"]`` makes the listed X2 columns' coefficients lognormal:
+    s_k exp(pi_k0 + Sigma_k nu_i + Pi_k y_i), negative for prices (every consumer dislikes a
+    higher price) and positive otherwise, or as given by ``{"name": -1 or 1}``; its location
+    pi_k0 is the Pi element of the constant demographic, so write ``demographics="1 + ..."``
+    (the constant is a demographic only when written) and leave the column out of X1.
+
     ``negative_weights=True`` accepts agent data whose weights may be negative (a sparse grid
     built elsewhere, e.g. PyBLP's ``Integration('grid', L)``), with the checks a built-in
     ``Integration('sparse_grid', L)`` gets: nonzero weights, positive per-market sums (a warning
@@ -64,12 +70,14 @@ class Problem:
     ZD_tilde: FloatArray = field(repr=False)
     linear_formula: str = field(default="", repr=False)
     nonlinear_formula: str | None = field(default=None, repr=False)
+    lognormal: FloatArray = field(default_factory=lambda: np.zeros(0), repr=False)
     inputs: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __init__(self, products: pd.DataFrame, *, linear: str, nonlinear: str | None = None,
                  demographics: str | None = None, agents: Any = None, absorb: Any = None,
                  instruments: InstrumentsLike = None, endogenous: Sequence[str] = ("prices",),
-                 columns: Mapping[str, str] | None = None, negative_weights: bool = False) -> None:
+                 columns: Mapping[str, str] | None = None, negative_weights: bool = False,
+                 lognormal: Sequence[str] | Mapping[str, int] | None = None) -> None:
         if not isinstance(negative_weights, (bool, np.bool_)):
             raise SpecificationError(
                 f"negative_weights must be True or False, got {negative_weights!r}")
@@ -120,11 +128,14 @@ class Problem:
         object.__setattr__(self, "ZD_tilde", np.ascontiguousarray(ZD_tilde))
         object.__setattr__(self, "linear_formula", linear)
         object.__setattr__(self, "nonlinear_formula", nonlinear)
+        object.__setattr__(self, "lognormal", _lognormal_signs(lognormal, X2.names))
         object.__setattr__(self, "inputs", {
             "linear": linear, "nonlinear": nonlinear, "demographics": demographics,
             "absorb": list(fe_columns) or None, "instruments": _instrument_names(instruments),
             "endogenous": list(endogenous), "columns": dict(columns) if columns else None,
-            "negative_weights": bool(negative_weights), "agents": _agent_source(agents)})
+            "negative_weights": bool(negative_weights), "agents": _agent_source(agents),
+            "lognormal": ({X2.names[k]: int(v) for k, v in enumerate(self.lognormal) if v}
+                          or None)})
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -160,7 +171,13 @@ class Problem:
         layout, theta0 = make_layout(sigma, pi, self.X2.names, self.demographic_names)
         if layout.D > 0 and pi is None:
             raise SpecificationError("demographics were given, so pass starting values pi=")
+        _check_locations(self.lognormal, layout)
         return layout, theta0
+
+    @property
+    def has_lognormal(self) -> bool:
+        """Whether some X2 column has a lognormal coefficient."""
+        return bool(np.any(self.lognormal != 0))
 
     def nodes_for(self, layout: ParameterLayout) -> FloatArray:
         """(I, K2) nodes aligned with X2 columns.
@@ -186,6 +203,46 @@ class Problem:
     def residualize(self, values: FloatArray) -> FloatArray:
         """Partial out absorbed fixed effects (identity when there are none)."""
         return self.fixed_effects.residualize(values) if self.fixed_effects else np.asarray(values)
+
+
+def _lognormal_signs(lognormal: Sequence[str] | Mapping[str, int] | None,
+                     x2_names: tuple[str, ...]) -> FloatArray:
+    """(K2,) signs s_k of lognormal coefficients (0 where normal).
+
+    A list of X2 column names makes ``prices`` negative and the others positive; a mapping
+    {name: -1 or 1} states each sign.
+    """
+    signs = np.zeros(len(x2_names))
+    if lognormal is None:
+        return signs
+    if isinstance(lognormal, str):
+        lognormal = [lognormal]
+    items = (list(lognormal.items()) if isinstance(lognormal, Mapping)
+             else [(name, -1 if name == "prices" else 1) for name in lognormal])
+    for name, sign in items:
+        if name not in x2_names:
+            raise SpecificationError(
+                f"lognormal column {name!r} is not in X2 {list(x2_names)}; a lognormal "
+                "coefficient is a random coefficient: put the column in nonlinear='...'")
+        if sign not in (-1, 1):
+            raise SpecificationError(
+                f"lognormal sign of {name!r} must be -1 (a negative coefficient, e.g. prices) "
+                f"or 1, got {sign!r}")
+        signs[x2_names.index(name)] = float(sign)
+    return signs
+
+
+def _check_locations(lognormal: FloatArray, layout: ParameterLayout) -> None:
+    """Each lognormal coefficient s_k exp(pi_k0 + ...) needs its location pi_k0 free: the Pi
+    element of the constant demographic ``1``."""
+    for k in np.flatnonzero(lognormal):
+        name = layout.x2_names[k]
+        if "1" not in layout.demographic_names or not layout.pi_free[
+                k, layout.demographic_names.index("1")]:
+            raise SpecificationError(
+                f"the lognormal coefficient on {name!r} needs a location (the mean of its log): "
+                f"write the constant '1' in demographics (e.g. demographics='1 + income') and "
+                f"give pi[{name}, 1] a nonzero starting value")
 
 
 def _instrument_matrix(instruments: InstrumentsLike, data: ProductData) -> DesignMatrix:

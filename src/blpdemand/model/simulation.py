@@ -83,7 +83,7 @@ def simulate(*, markets: int = 50, products: int = 10, firms: int = 3,
              gamma: Sequence[float] | None = None, gamma0: float = 0.0, rho: float = 0.5,
              xi_sd: float = 0.5, eta_sd: float = 0.2, draws: int = 2000,
              rng: int | np.random.Generator | None = 0,
-             pricing: str = "rule") -> SimulatedMarkets:
+             pricing: str = "rule", lognormal: bool = False) -> SimulatedMarkets:
     """Simulate ``markets`` markets of ``products`` products each from known parameters.
 
     Parameters
@@ -103,6 +103,10 @@ def simulate(*, markets: int = 50, products: int = 10, firms: int = 3,
     pricing : "rule" (prices from ``price_rule``) or "bertrand": ``price_rule`` gives marginal
         costs (column ``costs``) and prices are the Bertrand-Nash equilibrium of the true demand
         with the firms' ownership (``model.pricing.simulated_bertrand``, Morrow-Skerlos zeta).
+    lognormal : the price coefficient is lognormal, alpha_i = -exp(log(-alpha) + sigma_p nu_i)
+        (median alpha; needs sigma["prices"] and pricing "rule"); ``linear`` then leaves prices
+        out, and the truth's location log(-alpha) is the Pi element of a constant demographic
+        (``Problem(..., demographics="1", lognormal=["prices"])``).
 
     Examples
     --------
@@ -113,6 +117,9 @@ def simulate(*, markets: int = 50, products: int = 10, firms: int = 3,
     beta = dict(DEFAULT_BETA if beta is None else beta)
     sigma = None if sigma is None else dict(sigma)
     _check(markets, products, firms, alpha, cost_shifters, draws, xi_sd, eta_sd, sigma)
+    if lognormal and (not sigma or "prices" not in sigma or pricing != "rule"):
+        raise SpecificationError("lognormal=True draws a lognormal price coefficient: give "
+                                 "sigma={'prices': ...} and pricing='rule'")
     if pricing not in ("rule", "bertrand"):
         raise SpecificationError(f"pricing={pricing!r}; valid: ['rule', 'bertrand']")
     gen = as_generator(rng)
@@ -133,7 +140,9 @@ def simulate(*, markets: int = 50, products: int = 10, firms: int = 3,
     xi = xi_sd * gen.standard_normal((T, J))
     eta = eta_sd * gen.standard_normal((T, J))
     prices = price_rule(w @ gamma_arr, xi, eta, gamma0=gamma0, rho=rho)
-    delta = beta.get("1", 0.0) + x @ np.array([beta[n] for n in names]) + alpha * prices + xi
+    delta = beta.get("1", 0.0) + x @ np.array([beta[n] for n in names]) + xi
+    if not lognormal:
+        delta += alpha * prices
 
     columns: dict[str, FloatArray] = {"prices": prices}
     columns.update({n: x[:, :, k] for k, n in enumerate(names)})
@@ -147,7 +156,11 @@ def simulate(*, markets: int = 50, products: int = 10, firms: int = 3,
                                          f"a characteristic in beta {names}")
         V = np.stack([np.ones((T, J)) if n == "1" else columns[n] for n in order], axis=-1)
         nodes = gen.standard_normal((T, draws, len(order)))
-        mu = np.einsum("tjk,tik->tji", V * np.array(list(sigma.values())), nodes)
+        coefficients = nodes * np.array(list(sigma.values()))  # (T, I, K)
+        if lognormal:
+            k = order.index("prices")
+            coefficients[:, :, k] = -np.exp(np.log(-alpha) + coefficients[:, :, k])
+        mu = np.einsum("tjk,tik->tji", V, coefficients)
         shares = logit_choice_probabilities(delta[:, :, None] + mu).mean(axis=2)
         agents = pd.DataFrame({"market_ids": np.repeat(np.arange(T), draws),
                                "weights": np.full(T * draws, 1.0 / draws)})
@@ -186,8 +199,9 @@ def simulate(*, markets: int = 50, products: int = 10, firms: int = 3,
         "beta": beta, "alpha": float(alpha), "sigma": sigma or {}, "gamma0": float(gamma0),
         "gamma": dict(zip(instruments, map(float, gamma_arr))), "rho": float(rho),
         "xi_sd": float(xi_sd), "eta_sd": float(eta_sd),
-        "pricing": pricing}
-    linear = " + ".join((["1"] if "1" in beta else ["0"]) + ["prices"] + names)
+        "pricing": pricing, "lognormal": bool(lognormal)}
+    linear = " + ".join((["1"] if "1" in beta else ["0"]) + ([] if lognormal else ["prices"])
+                        + names)
     nonlinear = None if not sigma else " + ".join(
         (["1"] if "1" in sigma else ["0"]) + [n for n in sigma if n != "1"])
     return SimulatedMarkets(products=frame, agents=agents, truth=truth, linear=linear,

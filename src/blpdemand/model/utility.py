@@ -1,6 +1,7 @@
 """Random-coefficient utility mu_ijt and exp(mu_ijt), for many markets at once in dense blocks.
 
-mu_ijt = x2_jt' (Sigma nu_it + Pi y_it)  (Berry, Levinsohn and Pakes 1995, eq. 2.6).
+mu_ijt = x2_jt' (Sigma nu_it + Pi y_it)  (Berry, Levinsohn and Pakes 1995, eq. 2.6), with
+lognormal columns k taking s_k exp(Sigma_k nu_it + Pi_k y_it) instead.
 
 Markets are grouped into dense blocks of shape (T_b, J, I): markets of similar size are padded
 to the block's largest (J_t, I_t) with products that have exp(mu) = 0 and agents with weight 0,
@@ -132,14 +133,40 @@ def market_blocks(products: MarketIndex, agents: MarketIndex, *, max_bytes: int 
 
 
 def agent_coefficients(nodes: FloatArray, demographics: FloatArray, sigma: FloatArray,
-                       pi: FloatArray) -> FloatArray:
-    """Random parts of the coefficients, Sigma nu_i + Pi y_i, for every agent: (I_total, K2).
+                       pi: FloatArray, lognormal: FloatArray | None = None) -> FloatArray:
+    """Random parts of the coefficients for every agent: (I_total, K2).
 
-    nodes : (I_total, K2); demographics : (I_total, D); sigma : (K2, K2); pi : (K2, D).
+    c_i = Sigma nu_i + Pi y_i, then ``lognormal_coefficients`` on lognormal columns.
+    nodes : (I_total, K2); demographics : (I_total, D); sigma : (K2, K2); pi : (K2, D);
+    lognormal : (K2,) signs, 0 for a normal coefficient (see ``lognormal_coefficients``).
     """
     out = nodes @ sigma.T
     if pi.size:
         out += demographics @ pi.T
+    return out if lognormal is None else lognormal_coefficients(out, lognormal)
+
+
+def lognormal_coefficients(index: FloatArray, lognormal: FloatArray) -> FloatArray:
+    """g_k(c_ik): c_ik on normal columns, s_k exp(c_ik) on lognormal ones.
+
+    A lognormal coefficient is s_k exp(pi_k0 + Sigma_k nu_i + Pi_k y_i) with s_k = -1 for
+    prices, so that every consumer's price coefficient is negative (as PyBLP's ``rc_types``
+    'log' on ``I(-prices)``); its location pi_k0 is the Pi element of the constant demographic.
+    index : (..., K2) c = Sigma nu + Pi y; lognormal : (K2,) s_k, 0 where normal.
+    """
+    mask = lognormal != 0
+    if not mask.any():
+        return index
+    out = np.array(index, dtype=np.float64)
+    out[..., mask] = lognormal[mask] * np.exp(index[..., mask])
+    return out
+
+
+def lognormal_slopes(index: FloatArray, lognormal: FloatArray) -> FloatArray:
+    """g_k'(c_ik): 1 on normal columns, s_k exp(c_ik) on lognormal ones; shape of ``index``."""
+    out = np.ones_like(index)
+    mask = lognormal != 0
+    out[..., mask] = lognormal[mask] * np.exp(index[..., mask])
     return out
 
 

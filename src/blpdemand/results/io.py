@@ -40,6 +40,7 @@ can rebuild full results from the same data::
       "absorb": ["product_ids"] | null,   absorbed columns
       "instruments": [names] | null,      null: given as arrays (pass instruments= to rebuild)
       "endogenous": ["prices"], "columns": {...} | null, "negative_weights": false,
+      "lognormal": {"prices": -1} | null,  X2 columns with lognormal coefficients, their signs
       "agents": null | {"source": "frame"} | {"source": "integration", "kind", "size", "rng",
                 "per_market", "pairing", "demographics_data": bool},
       "theta": [...], "sigma_free": [[bool]], "pi_free": [[bool]],   BLP: the estimate's theta

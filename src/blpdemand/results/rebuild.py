@@ -63,7 +63,8 @@ def _rebuild_blp(saved: SavedResults, products: pd.DataFrame, common: dict[str, 
     problem = Problem(products, **common, nonlinear=model.get("nonlinear"),
                       demographics=model.get("demographics"),
                       agents=_saved_agents(model) if agents is None else agents,
-                      negative_weights=bool(model.get("negative_weights", False)))
+                      negative_weights=bool(model.get("negative_weights", False)),
+                      lognormal=model.get("lognormal"))
     sigma_free = np.array(model["sigma_free"], dtype=bool)  # (K2, K2); (K2, 0) Pi with D = 0
     pi_free = np.array(model["pi_free"], dtype=bool).reshape(len(model["pi_free"]), -1)
     W = np.array(model["W"], dtype=np.float64)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import threading
 import warnings
 import weakref
 from collections.abc import Callable
@@ -42,20 +41,25 @@ from typing import TypeVar
 
 import numpy as np
 
-from blpdemand._types import AnyArray, FloatArray, IntArray
+from blpdemand._types import AnyArray, FloatArray
 from blpdemand.errors import ConvergenceError, ConvergenceWarning, SpecificationError
-from blpdemand.model.derivatives import (
-    adjoint_theta_gradient,
-    delta_theta_jacobian,
-    share_jacobians,
-)
+from blpdemand.model.derivatives import adjoint_theta_gradient
 from blpdemand.model.parameters import ParameterLayout, make_layout
 from blpdemand.model.problem import Problem
 from blpdemand.model.shares import block_shares
-from blpdemand.model.utility import ExpUtility, MarketBlock, exp_utility, market_blocks
+from blpdemand.model.utility import ExpUtility
 from blpdemand.solve.block_inversion import compiled_available, invert_block
 from blpdemand.solve.fixed_point import FixedPointConfig, FixedPointResult, FixedPointStatus
 from blpdemand.solve.jobs import run_jobs
+from blpdemand.solve.market_blocks import (  # noqa: F401 (_parameter_index: tests use it)
+    _block_cap,
+    _block_jacobian,
+    _block_utility,
+    _coefficient_map,
+    _derivative_variables,
+    _parameter_index,
+    _prepare,
+)
 
 __all__ = ["ContractionResult", "InnerLoop", "compute_shares", "delta_jacobian", "solve_delta"]
 
@@ -88,86 +92,6 @@ class ContractionResult:
     max_change: float = 0.0
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class _Block:
-    """Theta-free data of one block, gathered once."""
-
-    block: MarketBlock
-    x2: FloatArray  # (T_b, J, K2)
-    variables: FloatArray  # (T_b, I, K2 + D): nodes, then demographics
-    weights: FloatArray  # (T_b, I)
-    shares: FloatArray  # (T_b, J), 1 in padded slots
-    pad: FloatArray | None  # (T_b, J) 1.0 in padded slots
-    product_sizes: IntArray  # (T_b,) real J_t
-    agent_sizes: IntArray  # (T_b,) real I_t
-
-
-_PREPARED: weakref.WeakKeyDictionary[Problem, dict[tuple[bytes, int], tuple[_Block, ...]]] = (
-    weakref.WeakKeyDictionary())
-_PREPARED_LOCK = threading.Lock()  # starts on threads fill the cache once (blocks are read-only)
-
-
-def _prepare(problem: Problem, layout: ParameterLayout, block_bytes: int) -> tuple[_Block, ...]:
-    """Blocks and their gathered data (cached per problem, node layout and block size)."""
-    if problem.agents is None:
-        raise SpecificationError("the inner loop needs agents and a nonlinear formula; pass "
-                                 "nonlinear='...' and agents=... to Problem")
-    key = (layout.sigma_free.tobytes() + bytes(layout.sigma_free.shape), block_bytes)
-    with _PREPARED_LOCK:
-        store = _PREPARED.setdefault(problem, {})
-        if key in store:
-            return store[key]
-        agents = problem.agents
-        variables = np.hstack([problem.nodes_for(layout), agents.demographics])
-        blocks = []
-        for block in market_blocks(problem.products.markets, agents.markets,
-                                   max_bytes=block_bytes):
-            shares = block.gather_products(problem.products.shares)
-            pad = None
-            if block.product_pad is not None:
-                pad = block.product_pad.astype(np.float64)
-                shares[block.product_pad] = 1.0
-            T_b, J, I = block.shape
-            blocks.append(_Block(block=block, x2=block.gather_products(problem.X2.values),
-                                 variables=block.gather_agents(variables),
-                                 weights=block.gather_agents(agents.weights), shares=shares,
-                                 pad=pad,
-                                 product_sizes=_sizes(block.product_pad, T_b, J),
-                                 agent_sizes=_sizes(block.agent_pad, T_b, I)))
-        store[key] = tuple(blocks)
-        return store[key]
-
-
-def _sizes(pad: np.ndarray | None, T_b: int, width: int) -> IntArray:
-    """(T_b,) real slots per market (padded slots trail each market)."""
-    return np.full(T_b, width, dtype=np.int64) if pad is None else width - pad.sum(axis=1)
-
-
-def _coefficient_map(layout: ParameterLayout, theta: FloatArray) -> FloatArray:
-    """[Sigma'; Pi'] (K2 + D, K2): agent coefficients are variables @ this."""
-    sigma, pi = layout.unpack(theta)
-    return np.vstack([sigma.T, pi.T])
-
-
-def _block_utility(data: _Block, mapping: FloatArray) -> ExpUtility:
-    return exp_utility(data.block, data.x2, np.matmul(data.variables, mapping), data.weights)
-
-
-def _block_jacobian(data: _Block, utility: ExpUtility, delta_block: FloatArray,
-                    layout: ParameterLayout, *, overwrite: bool = False) -> FloatArray:
-    """(T_b, J, P) d delta / d theta for one block at its solved delta.
-
-    ``overwrite``: exp(mu) is not needed afterwards (not cached) and may be scaled in place.
-    """
-    rows, columns = _parameter_index(layout)
-    pad = data.block.product_pad
-    sizes = None if pad is None else pad.shape[1] - pad.sum(axis=1)
-    ds_ddelta, ds_dtheta = share_jacobians(np.exp(delta_block), utility, data.x2,
-                                           data.variables, rows, columns, sizes,
-                                           overwrite=overwrite)
-    return delta_theta_jacobian(ds_ddelta, ds_dtheta, data.block.product_pad)
-
-
 class InnerLoop:
     """The inner loop for one problem and layout, reusing work across calls (see module doc).
 
@@ -184,6 +108,7 @@ class InnerLoop:
         self.config = config or FixedPointConfig()
         self.cache_bytes = cache_bytes
         self.blocks = _prepare(problem, layout, _block_cap(problem, self.config))
+        self.lognormal = problem.lognormal if problem.has_lognormal else None
         self._key: bytes | None = None
         self._utilities: dict[int, ExpUtility] = {}
         self._result: ContractionResult | None = None
@@ -207,7 +132,7 @@ class InnerLoop:
     def _utility(self, b: int, mapping: FloatArray, store: bool) -> ExpUtility:
         utility = self._utilities.get(b)
         if utility is None:
-            utility = _block_utility(self.blocks[b], mapping)
+            utility = _block_utility(self.blocks[b], mapping, self.lognormal)
             if store:
                 self._utilities[b] = utility
         return utility
@@ -239,11 +164,13 @@ class InnerLoop:
         fp = invert_block(utility, data.shares, data.pad, data.product_sizes, data.agent_sizes,
                           data.block.gather_products(start), self.config,
                           owned=not (store or jacobian),
-                          recompute=functools.partial(_block_utility, data, mapping))
+                          recompute=functools.partial(_block_utility, data, mapping,
+                                                      self.lognormal))
         if fp.failed.size or not jacobian:
             return fp, None
         with np.errstate(under="ignore"):
-            return fp, _block_jacobian(data, utility, fp.x, self.layout, overwrite=not store)
+            return fp, _block_jacobian(data, utility, fp.x, self.layout, mapping=mapping,
+                                       lognormal=self.lognormal, overwrite=not store)
 
     def solve(self, theta: FloatArray, *, delta0: FloatArray | None = None,
               jacobian: bool = False) -> ContractionResult:
@@ -323,7 +250,8 @@ class InnerLoop:
             data = self.blocks[b]
             with np.errstate(under="ignore"):
                 return _block_jacobian(data, self._utility(b, mapping, store),
-                                       data.block.gather_products(delta), self.layout)
+                                       data.block.gather_products(delta), self.layout,
+                                       mapping=mapping, lognormal=self.lognormal)
 
         for data, values in zip(self.blocks, self._each(block)):
             data.block.scatter_products(values, out)
@@ -339,12 +267,12 @@ class InnerLoop:
         """
         mapping, store = self._at(theta)
         delta, v = np.asarray(delta, dtype=np.float64), np.asarray(v, dtype=np.float64)
-        rows, columns = _parameter_index(self.layout)
-
         compiled = self.config.compiled and compiled_available()
 
         def block(b: int) -> FloatArray:
             data = self.blocks[b]
+            variables, rows, columns = _derivative_variables(data, self.layout, mapping,
+                                                             self.lognormal)
             utility = self._utility(b, mapping, store)
             delta_block = data.block.gather_products(delta)
             v_block = data.block.gather_products(v)
@@ -353,14 +281,15 @@ class InnerLoop:
                     from blpdemand.model.adjoint_compiled import adjoint_markets
                     parts, ok = adjoint_markets(
                         utility.exp_mu, utility.outside, utility.weights, np.exp(delta_block),
-                        data.x2, data.variables, rows, columns, v_block, data.product_sizes,
+                        data.x2, variables, rows, columns, v_block, data.product_sizes,
                         data.agent_sizes)
                     part = parts if ok.all() else None
                 else:
                     part = adjoint_theta_gradient(np.exp(delta_block), utility, data.x2,
-                                                  data.variables, rows, columns, v_block)
+                                                  variables, rows, columns, v_block)
                 if part is None:
-                    jac = _block_jacobian(data, utility, delta_block, self.layout)
+                    jac = _block_jacobian(data, utility, delta_block, self.layout,
+                                          mapping=mapping, lognormal=self.lognormal)
                     return np.asarray(np.einsum("tj,tjp->p", v_block, jac))
             return np.asarray(part.sum(axis=0))
 
@@ -384,23 +313,6 @@ def _start(delta0: FloatArray, N: int) -> FloatArray:
         raise SpecificationError(f"delta0 has non-finite values (rows {rows} in sorted order); "
                                  "start from finite values, e.g. the logit delta (delta0=None)")
     return start
-
-
-def _block_cap(problem: Problem, config: FixedPointConfig) -> int:
-    """Bytes cap on a block's exp(mu): ``config.block_bytes``, lowered with threads so that
-    there are about two blocks per thread to share out (markets are independent)."""
-    if config.threads == 1 or problem.agents is None:
-        return config.block_bytes
-    cells = problem.products.markets.sizes * problem.agents.markets.sizes
-    return max(1, min(config.block_bytes, int(8 * cells.sum()) // (2 * config.threads)))
-
-
-def _parameter_index(layout: ParameterLayout) -> tuple[IntArray, IntArray]:
-    """X2 column and agent-variable column of each parameter (Sigma's, then Pi's)."""
-    sr, sc = layout.sigma_index
-    pr, pc = layout.pi_index
-    return (np.concatenate([sr, pr]).astype(np.int64),
-            np.concatenate([sc, layout.K2 + pc]).astype(np.int64))
 
 
 def _on_failure(config: FixedPointConfig, result: ContractionResult) -> None:

@@ -182,6 +182,10 @@ def _pattern(problem: Problem, sigma: Any, pi: Any) -> ParameterLayout:
     if K2 == 0:
         raise SpecificationError("the Salanie-Wolak approximation needs random coefficients; "
                                  "pass nonlinear='...' to Problem (or use the plain logit)")
+    if problem.has_lognormal:
+        raise SpecificationError(
+            "the Salanie-Wolak approximation expands mu to second order in normal random "
+            "coefficients; it does not cover lognormal ones: start from given sigma/pi")
     if sigma is None:
         sigma = np.ones(K2)
     layout, _ = problem.layout(sigma, pi)

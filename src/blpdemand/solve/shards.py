@@ -132,6 +132,7 @@ def _subproblem(problem: Problem, a: int, b: int) -> Problem:
         "products": products, "agents": agents, "fixed_effects": effects,
         "endogenous": problem.endogenous, "linear_formula": problem.linear_formula,
         "nonlinear_formula": problem.nonlinear_formula, "inputs": dict(problem.inputs),
+        "lognormal": problem.lognormal,
         "X1_tilde": np.ascontiguousarray(problem.X1_tilde[rows]),
         "ZD_tilde": np.ascontiguousarray(problem.ZD_tilde[rows])}
     for name in ("X1", "X2", "ZD"):
