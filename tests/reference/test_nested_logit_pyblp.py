@@ -91,7 +91,11 @@ def test_tutorial_two_step(products: pd.DataFrame) -> None:
     with np.errstate(all="ignore"):
         elasticities = np.asarray(reference.compute_elasticities())
         costs = np.asarray(reference.compute_costs()).ravel()
+        diversion = np.asarray(reference.compute_diversion_ratios())
     got = bd.compute_elasticities(ours).stacked()
+    # diversion ratios: ratios of the same Jacobian's entries, each row summing to one
+    ratios = bd.compute_diversion_ratios(ours).stacked()
+    assert np.nanmax(np.abs(ratios - diversion)) <= 1e-6
     assert np.abs(got - elasticities).max() <= 1e-6 * np.abs(elasticities).max()
     with pytest.warns(EconomicWarning):  # two products with costs below zero, in both
         ours_costs = bd.compute_costs(ours)

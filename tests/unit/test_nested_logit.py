@@ -222,9 +222,12 @@ def test_unsupported_post_estimation_raises(common) -> None:
     _, results = common
     with pytest.raises(SpecificationError, match="nested"):
         bd.simulate_merger(results, [1, 2])
-    # consumer surplus is supported (the nested log-sum; tests/reference/test_nested_surplus_pyblp)
+    # consumer surplus (tests/reference/test_nested_surplus_pyblp) and diversion ratios
+    # (test_nested_logit_pyblp) are supported; long-run diversion is not yet
     with pytest.raises(SpecificationError, match="nested"):
-        bd.compute_diversion_ratios(results)
+        bd.compute_long_run_diversion_ratios(results)
+    rows = bd.compute_diversion_ratios(results).stacked()
+    np.testing.assert_allclose(np.nansum(rows, axis=1), 1.0, rtol=1e-12)
 
 
 def test_nesting_instruments() -> None:
