@@ -117,7 +117,7 @@ def test_subprocess_one_line_no_traceback(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         ("blpdemand estimate: error: unknown key 'weird' in [model] of bad.toml; valid: absorb, "
-        "demographics, endogenous, linear, lognormal, nonlinear")]
+        "demographics, endogenous, linear, lognormal, nesting, nonlinear, rho")]
 
 
 def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -229,7 +229,7 @@ def _logit(spec: Spec, products: pd.DataFrame, instruments: list[Any]) -> Any:
             raise SpecificationError(f"[model] {key} in {spec.path.name} needs 'blpdemand "
                                      f"estimate' (random coefficients); 'logit' uses linear only")
     kwargs: dict[str, Any] = {"linear": model["linear"]}
-    for key in ("absorb", "endogenous"):
+    for key in ("absorb", "endogenous", "nesting", "rho"):
         if key in model:
             kwargs[key] = model[key]
     if instruments:
@@ -314,7 +314,7 @@ def _blp(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None, instru
             raise SpecificationError(f"[integration] in {spec.path.name}: {exc}") from None
     kwargs: dict[str, Any] = {k: model[k] for k in
                               ("linear", "nonlinear", "demographics", "absorb", "endogenous",
-                               "lognormal")
+                               "lognormal", "nesting", "rho")
                               if k in model}
 
     def make_problem(source: Any) -> Any:
@@ -340,10 +340,11 @@ def _blp(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None, instru
         runner = progress_runner(console, "multi-start", workers=config.workers,
                                  checkpoint=checkpoint)
     config = dataclasses.replace(config, runner=runner)
-    layout, _ = problem.layout(spec.parameters.get("sigma"), spec.parameters.get("pi"))
+    layout, _ = problem.layout(spec.parameters.get("sigma"), spec.parameters.get("pi"),
+                               spec.parameters.get("rho"))
     check_contour(spec, layout.names)  # [post] contour names parameters of the model: before
     results = estimate(problem, sigma=spec.parameters.get("sigma"), pi=spec.parameters.get("pi"),
-                       config=config, reporter=reporter)
+                       rho=spec.parameters.get("rho"), config=config, reporter=reporter)
     refit = {"integration": agent_source, "make_problem": make_problem}
     return results, reporter.records, refit
 

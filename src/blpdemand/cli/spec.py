@@ -45,10 +45,11 @@ _MARKET = ((str, int), "a market id (string or integer)")
 SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
     "data": {"products": _STR, "agents": _STR},
     "model": {"linear": _STR, "nonlinear": _STR, "demographics": _STR, "absorb": _STR_OR_LIST,
-              "endogenous": _STRS, "lognormal": _STRS},
+              "endogenous": _STRS, "lognormal": _STRS, "nesting": _STR, "rho": _STR},
     "instruments": {"columns": _STRS,
                     "build": ((list,), "an array of tables [[instruments.build]]")},
-    "parameters": {"sigma": _MATRIX, "pi": _MATRIX},
+    "parameters": {"sigma": _MATRIX, "pi": _MATRIX,
+                   "rho": ((float, int, list), "a number or a list of numbers, one per nest")},
     "post": {"elasticities": _BOOL, "diversion": _BOOL, "costs": _BOOL, "market": _MARKET,
              "merger": _TABLE, "profiles": _BOOL, "bootstrap": _TABLE,
              "contour": ((bool, list), "true or a list of two parameter names"),

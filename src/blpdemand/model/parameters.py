@@ -1,9 +1,10 @@
-"""The nonlinear parameters theta = (Sigma, Pi) and their layout as a vector.
+"""The nonlinear parameters theta = (Sigma, Pi, rho) and their layout as a vector.
 
 beta_it = beta + Pi y_it + Sigma nu_it. Sigma is the (K2, K2) lower-triangular Cholesky root of
 the random coefficients' covariance (diagonal is the common case); Pi is (K2, D). Elements given
 as zero in the starting values are fixed at zero; the others are free and form theta, Sigma's
-free elements first (column by column), then Pi's (column by column).
+free elements first (column by column), then Pi's (column by column), then the nesting
+parameters rho of a random-coefficients nested logit (one, or one per nest), always free.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ class ParameterLayout:
     sigma_free : (K2, K2) bool, free elements of Sigma (lower triangle only).
     pi_free : (K2, D) bool, free elements of Pi.
     x2_names, demographic_names : labels of the rows/columns.
+    rho_names : names of the nesting parameters ("rho" or "rho[g]"), empty without nests.
     """
 
     sigma_free: np.ndarray
     pi_free: np.ndarray
     x2_names: tuple[str, ...]
     demographic_names: tuple[str, ...]
+    rho_names: tuple[str, ...] = ()
 
     @property
     def K2(self) -> int:
@@ -45,9 +48,17 @@ class ParameterLayout:
         return int(self.sigma_free.sum())
 
     @property
+    def n_pi(self) -> int:
+        return int(self.pi_free.sum())
+
+    @property
+    def n_rho(self) -> int:
+        return len(self.rho_names)
+
+    @property
     def P(self) -> int:
         """Number of free nonlinear parameters."""
-        return int(self.sigma_free.sum() + self.pi_free.sum())
+        return self.n_sigma + self.n_pi + self.n_rho
 
     @property
     def sigma_index(self) -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +79,7 @@ class ParameterLayout:
         sigma = [f"sigma[{self.x2_names[i]}, {self.x2_names[j]}]" for i, j in zip(r, c)]
         r, c = self.pi_index
         pi = [f"pi[{self.x2_names[i]}, {self.demographic_names[j]}]" for i, j in zip(r, c)]
-        return tuple(sigma + pi)
+        return tuple(sigma + pi) + self.rho_names
 
     @property
     def diagonal(self) -> bool:
@@ -85,25 +96,33 @@ class ParameterLayout:
         r, c = self.sigma_index
         sigma[r, c] = theta[: self.n_sigma]
         r, c = self.pi_index
-        pi[r, c] = theta[self.n_sigma:]
+        pi[r, c] = theta[self.n_sigma:self.n_sigma + self.n_pi]
         return sigma, pi
 
-    def pack(self, sigma: FloatArray, pi: FloatArray | None) -> FloatArray:
-        """(Sigma, Pi) -> theta (P,)."""
+    def rho(self, theta: FloatArray) -> FloatArray:
+        """theta (P,) -> the nesting parameters (n_rho,)."""
+        return np.asarray(theta, dtype=np.float64)[self.n_sigma + self.n_pi:]
+
+    def pack(self, sigma: FloatArray, pi: FloatArray | None,
+             rho: FloatArray | None = None) -> FloatArray:
+        """(Sigma, Pi, rho) -> theta (P,)."""
         sigma = np.asarray(sigma, dtype=np.float64)
         pi = np.zeros((self.K2, self.D)) if pi is None else np.asarray(pi, dtype=np.float64)
         r, c = self.sigma_index
         first = sigma[r, c]
         r, c = self.pi_index
-        return np.concatenate([first, pi[r, c]])
+        rho = np.zeros(self.n_rho) if rho is None else np.ravel(np.asarray(rho, np.float64))
+        return np.concatenate([first, pi[r, c], rho])
 
 
 def make_layout(sigma: object, pi: object, x2_names: tuple[str, ...],
-                demographic_names: tuple[str, ...]) -> tuple[ParameterLayout, FloatArray]:
+                demographic_names: tuple[str, ...], *, rho: object = None,
+                rho_names: tuple[str, ...] = ()) -> tuple[ParameterLayout, FloatArray]:
     """Read the user's starting Sigma and Pi; nonzero elements are free.
 
     ``sigma`` may be a (K2,) vector (diagonal) or a (K2, K2) lower-triangular matrix; ``pi`` a
-    (K2, D) matrix or None. Returns the layout and theta0.
+    (K2, D) matrix or None; ``rho`` a number or one per name of ``rho_names`` (nested models).
+    Returns the layout and theta0.
     """
     K2, D = len(x2_names), len(demographic_names)
     s = np.zeros((K2, K2)) if sigma is None else _numeric(sigma, "sigma", x2_names)
@@ -130,8 +149,31 @@ def make_layout(sigma: object, pi: object, x2_names: tuple[str, ...],
         if not np.all(np.isfinite(value)):
             raise SpecificationError(f"{name} starting values contain NaN/inf")
     layout = ParameterLayout(sigma_free=(s != 0), pi_free=(p != 0), x2_names=tuple(x2_names),
-                             demographic_names=tuple(demographic_names))
-    return layout, layout.pack(s, p)
+                             demographic_names=tuple(demographic_names),
+                             rho_names=tuple(rho_names))
+    return layout, layout.pack(s, p, _rho_start(rho, rho_names))
+
+
+def _rho_start(rho: object, rho_names: tuple[str, ...]) -> FloatArray:
+    """Starting nesting parameters: one per name, each in [0, 1) (rho -> 1: perfect
+    correlation within a nest; the model needs rho < 1)."""
+    if not rho_names:
+        if rho is not None:
+            raise SpecificationError("rho given but the problem has no nests; pass "
+                                     "nesting='nesting_ids' to Problem for a nested model")
+        return np.zeros(0)
+    if rho is None:
+        raise SpecificationError(f"the problem has nests: pass starting values rho= for "
+                                 f"{list(rho_names)} (each in [0, 1), e.g. 0.5)")
+    values = np.ravel(_numeric(rho, "rho", ()))
+    if values.size == 1 and len(rho_names) > 1:
+        values = np.full(len(rho_names), float(values[0]))
+    if values.size != len(rho_names):
+        raise SpecificationError(f"rho has {values.size} values for the nesting parameters "
+                                 f"{list(rho_names)}")
+    if not np.all((values >= 0) & (values < 1)):
+        raise SpecificationError(f"rho starting values must lie in [0, 1), got {values.tolist()}")
+    return values
 
 
 def _numeric(values: object, name: str, x2_names: tuple[str, ...]) -> FloatArray:

@@ -22,6 +22,7 @@ from blpdemand.data.products import ProductData, load_products
 from blpdemand.data.validation import check_magnitude, require_columns, require_finite
 from blpdemand.errors import DataError, SpecificationError
 from blpdemand.instruments.identification import check_identification
+from blpdemand.model.nesting import Nests, RhoKind, read_nests
 from blpdemand.model.parameters import ParameterLayout, make_layout
 
 InstrumentsLike: TypeAlias = "str | Sequence[Any] | pd.DataFrame | np.ndarray | None"
@@ -52,6 +53,10 @@ class Problem:
     pi_k0 is the Pi element of the constant demographic, so write ``demographics="1 + ..."``
     (the constant is a demographic only when written) and leave the column out of X1.
 
+    ``nesting="nesting_ids"`` makes it a random-coefficients nested logit (Brenkers and
+    Verboven 2006; Grigolon and Verboven 2014): products fall into the column's nests, with one
+    nesting parameter (``rho="common"``) or one per nest (``"per_nest"``) estimated in theta.
+
     ``negative_weights=True`` accepts agent data whose weights may be negative (a sparse grid
     built elsewhere, e.g. PyBLP's ``Integration('grid', L)``), with the checks a built-in
     ``Integration('sparse_grid', L)`` gets: nonzero weights, positive per-market sums (a warning
@@ -71,13 +76,15 @@ class Problem:
     linear_formula: str = field(default="", repr=False)
     nonlinear_formula: str | None = field(default=None, repr=False)
     lognormal: FloatArray = field(default_factory=lambda: np.zeros(0), repr=False)
+    nests: Nests | None = field(default=None, repr=False)
     inputs: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __init__(self, products: pd.DataFrame, *, linear: str, nonlinear: str | None = None,
                  demographics: str | None = None, agents: Any = None, absorb: Any = None,
                  instruments: InstrumentsLike = None, endogenous: Sequence[str] = ("prices",),
                  columns: Mapping[str, str] | None = None, negative_weights: bool = False,
-                 lognormal: Sequence[str] | Mapping[str, int] | None = None) -> None:
+                 lognormal: Sequence[str] | Mapping[str, int] | None = None,
+                 nesting: str | None = None, rho: RhoKind = "common") -> None:
         if not isinstance(negative_weights, (bool, np.bool_)):
             raise SpecificationError(
                 f"negative_weights must be True or False, got {negative_weights!r}")
@@ -129,13 +136,20 @@ class Problem:
         object.__setattr__(self, "linear_formula", linear)
         object.__setattr__(self, "nonlinear_formula", nonlinear)
         object.__setattr__(self, "lognormal", _lognormal_signs(lognormal, X2.names))
+        if nesting is not None and agent_data is None:
+            raise SpecificationError("nesting without random coefficients is the nested logit, "
+                                     "a linear IV regression: use bd.estimate_logit(..., "
+                                     f"nesting={nesting!r})")
+        object.__setattr__(self, "nests",
+                           None if nesting is None else read_nests(data, nesting, rho=rho))
         object.__setattr__(self, "inputs", {
             "linear": linear, "nonlinear": nonlinear, "demographics": demographics,
             "absorb": list(fe_columns) or None, "instruments": _instrument_names(instruments),
             "endogenous": list(endogenous), "columns": dict(columns) if columns else None,
             "negative_weights": bool(negative_weights), "agents": _agent_source(agents),
             "lognormal": ({X2.names[k]: int(v) for k, v in enumerate(self.lognormal) if v}
-                          or None)})
+                          or None),
+            "nesting": nesting, "rho": rho if nesting is not None else None})
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -166,13 +180,24 @@ class Problem:
     def demographic_names(self) -> tuple[str, ...]:
         return () if self.agents is None else self.agents.demographic_names
 
-    def layout(self, sigma: Any = None, pi: Any = None) -> tuple[ParameterLayout, FloatArray]:
-        """Parameter layout and theta0 from starting Sigma and Pi (nonzero elements are free)."""
-        layout, theta0 = make_layout(sigma, pi, self.X2.names, self.demographic_names)
+    def layout(self, sigma: Any = None, pi: Any = None,
+               rho: Any = None) -> tuple[ParameterLayout, FloatArray]:
+        """Parameter layout and theta0 from starting Sigma and Pi (nonzero elements are free)
+        and, with nests, rho (always free)."""
+        layout, theta0 = make_layout(sigma, pi, self.X2.names, self.demographic_names, rho=rho,
+                                     rho_names=() if self.nests is None else self.nests.names)
         if layout.D > 0 and pi is None:
             raise SpecificationError("demographics were given, so pass starting values pi=")
         _check_locations(self.lognormal, layout)
         return layout, theta0
+
+    def refuse_nests(self, what: str) -> None:
+        """SpecificationError when ``what`` is asked of a random-coefficients nested logit,
+        for which it is not built (it would give the numbers of the model without nests)."""
+        if self.nests is not None:
+            raise SpecificationError(
+                f"{what} is not available for a random-coefficients nested logit yet: it "
+                "would give the numbers of the model without nests")
 
     @property
     def has_lognormal(self) -> bool:

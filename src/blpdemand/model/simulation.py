@@ -83,7 +83,8 @@ def simulate(*, markets: int = 50, products: int = 10, firms: int = 3,
              gamma: Sequence[float] | None = None, gamma0: float = 0.0, rho: float = 0.5,
              xi_sd: float = 0.5, eta_sd: float = 0.2, draws: int = 2000,
              rng: int | np.random.Generator | None = 0,
-             pricing: str = "rule", lognormal: bool = False) -> SimulatedMarkets:
+             pricing: str = "rule", lognormal: bool = False, nests: int = 0,
+             nesting_rho: float = 0.0) -> SimulatedMarkets:
     """Simulate ``markets`` markets of ``products`` products each from known parameters.
 
     Parameters
@@ -107,6 +108,10 @@ def simulate(*, markets: int = 50, products: int = 10, firms: int = 3,
         (median alpha; needs sigma["prices"] and pricing "rule"); ``linear`` then leaves prices
         out, and the truth's location log(-alpha) is the Pi element of a constant demographic
         (``Problem(..., demographics="1", lognormal=["prices"])``).
+    nests, nesting_rho : with nests > 0, product j falls in nest j mod nests (column
+        ``nesting_ids``)
+        and shares are the (random-coefficients) nested logit's with a common rho in [0, 1)
+        (``model.rcnl``; needs pricing "rule").
 
     Examples
     --------
@@ -117,6 +122,10 @@ def simulate(*, markets: int = 50, products: int = 10, firms: int = 3,
     beta = dict(DEFAULT_BETA if beta is None else beta)
     sigma = None if sigma is None else dict(sigma)
     _check(markets, products, firms, alpha, cost_shifters, draws, xi_sd, eta_sd, sigma)
+    if nests and (not isinstance(nests, int) or nests < 1 or not 0 <= nesting_rho < 1
+                  or pricing != "rule"):
+        raise SpecificationError(f"nests={nests!r}, nesting_rho={nesting_rho!r}: give a positive "
+                                 "number of nests, 0 <= nesting_rho < 1 and pricing='rule'")
     if lognormal and (not sigma or "prices" not in sigma or pricing != "rule"):
         raise SpecificationError("lognormal=True draws a lognormal price coefficient: give "
                                  "sigma={'prices': ...} and pricing='rule'")
@@ -161,13 +170,13 @@ def simulate(*, markets: int = 50, products: int = 10, firms: int = 3,
             k = order.index("prices")
             coefficients[:, :, k] = -np.exp(np.log(-alpha) + coefficients[:, :, k])
         mu = np.einsum("tjk,tik->tji", V, coefficients)
-        shares = logit_choice_probabilities(delta[:, :, None] + mu).mean(axis=2)
+        shares = _probabilities(delta[:, :, None] + mu, nests, nesting_rho).mean(axis=2)
         agents = pd.DataFrame({"market_ids": np.repeat(np.arange(T), draws),
                                "weights": np.full(T * draws, 1.0 / draws)})
         for k in range(len(order)):
             agents[f"nodes{k}"] = nodes[:, :, k].reshape(-1)
     else:
-        shares = logit_choice_probabilities(delta)
+        shares = _probabilities(delta[:, :, None], nests, nesting_rho)[:, :, 0]
 
     # --- Bertrand-Nash prices (issue 5): price_rule's output becomes marginal costs. ---
     costs = prices
@@ -193,19 +202,35 @@ def simulate(*, markets: int = 50, products: int = 10, firms: int = 3,
     for k, n in enumerate(instruments):
         frame[n] = w[:, :, k].reshape(-1)
     frame["xi"] = xi.reshape(-1)
+    if nests:
+        frame["nesting_ids"] = frame["product_ids"] % nests
     if pricing == "bertrand":
         frame["costs"] = costs.reshape(-1)
     truth: dict[str, Any] = {
         "beta": beta, "alpha": float(alpha), "sigma": sigma or {}, "gamma0": float(gamma0),
         "gamma": dict(zip(instruments, map(float, gamma_arr))), "rho": float(rho),
         "xi_sd": float(xi_sd), "eta_sd": float(eta_sd),
-        "pricing": pricing, "lognormal": bool(lognormal)}
+        "pricing": pricing, "lognormal": bool(lognormal), "nests": int(nests),
+        "nesting_rho": float(nesting_rho)}
     linear = " + ".join((["1"] if "1" in beta else ["0"]) + ([] if lognormal else ["prices"])
                         + names)
     nonlinear = None if not sigma else " + ".join(
         (["1"] if "1" in sigma else ["0"]) + [n for n in sigma if n != "1"])
     return SimulatedMarkets(products=frame, agents=agents, truth=truth, linear=linear,
                             nonlinear=nonlinear, instruments=instruments)
+
+
+def _probabilities(utilities: FloatArray, nests: int, rho: float) -> FloatArray:
+    """(T, J, I) choice probabilities: the logit's, or with nests > 0 the nested logit's with
+    product j in nest j mod nests (``model.rcnl``)."""
+    if not nests:
+        return logit_choice_probabilities(utilities)
+    from blpdemand.model.rcnl import nest_membership, nested_probabilities
+
+    T, J, _ = utilities.shape
+    codes = np.tile(np.arange(J) % nests, (T, 1))
+    onehot = nest_membership(codes, nests, None)
+    return nested_probabilities(utilities, onehot, np.full(nests, 1.0 - rho)).probabilities
 
 
 def _check(markets: int, products: int, firms: int, alpha: float, cost_shifters: int,

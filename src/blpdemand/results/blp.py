@@ -139,6 +139,15 @@ class BLPResults:
         return self.layout.unpack(self.theta_se)[1]
 
     @property
+    def rho(self) -> FloatArray:
+        """Nesting parameters of a random-coefficients nested logit (empty without nests)."""
+        return self.layout.rho(self.theta)
+
+    @property
+    def rho_se(self) -> FloatArray:
+        return self.layout.rho(self.theta_se)
+
+    @property
     def gradient_norm(self) -> float:
         """Inf-norm of dQ/dtheta at the estimate."""
         return float(np.max(np.abs(self.gradient), initial=0.0))
@@ -408,14 +417,15 @@ def results_from(problem: Problem, outcome: EstimationOutcome,
                                               identified) if not ok))
 
 
-def estimate(problem: Problem, *, sigma: Any = None, pi: Any = None,
+def estimate(problem: Problem, *, sigma: Any = None, pi: Any = None, rho: Any = None,
              config: EstimationConfig | None = None,
              reporter: Reporter | None = None) -> BLPResults:
     """Estimate BLP demand by nested fixed point GMM (Berry, Levinsohn and Pakes 1995).
 
     theta_hat = argmin N g(theta)' W g(theta), g = (1/N) Z~' xi(theta), beta concentrated out.
     Nonzero elements of the starting ``sigma`` (K2 vector or (K2, K2) lower triangle) and ``pi``
-    (K2, D) are estimated; zeros stay fixed.
+    (K2, D) are estimated; zeros stay fixed. A nested problem (``Problem(nesting=...)``) also
+    estimates its nesting parameters from the starting ``rho`` (one number, or one per nest).
 
     Examples
     --------
@@ -429,12 +439,12 @@ def estimate(problem: Problem, *, sigma: Any = None, pi: Any = None,
     >>> table = results.summary()  # a Table: .to_text(), .to_latex(), .to_frame()
     """
     config = _checked(problem, config)
-    layout, theta0 = problem.layout(sigma, pi)
+    layout, theta0 = problem.layout(sigma, pi, rho)
     outcome = run_estimation(problem, layout, theta0, config, reporter)
     return results_from(problem, outcome, config)
 
 
-def evaluate(problem: Problem, *, sigma: Any = None, pi: Any = None,
+def evaluate(problem: Problem, *, sigma: Any = None, pi: Any = None, rho: Any = None,
              config: EstimationConfig | None = None) -> BLPResults:
     """Results at the given Sigma and Pi without optimizing (PyBLP's 'return'): with the
     step-1 W, or with ``config.method="2s"`` the step-2 W built from the residuals at theta.
@@ -443,7 +453,7 @@ def evaluate(problem: Problem, *, sigma: Any = None, pi: Any = None,
     at known values.
     """
     config = _checked(problem, config)
-    layout, theta = problem.layout(sigma, pi)
+    layout, theta = problem.layout(sigma, pi, rho)
     return results_from(problem, evaluate_outcome(problem, layout, theta, config), config)
 
 

@@ -239,6 +239,7 @@ def bootstrap(results: BLPResults | LogitResults, *, draws: int = 1000,
     >>> lo, hi = own.interval(0.95)                                      # doctest: +SKIP
     """
     estimate, mean, covariance = _point(results)
+    estimate.problem.refuse_nests("the parametric bootstrap")
     if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or draws < 2:
         raise SpecificationError(f"draws={draws!r} must be an integer >= 2")
     if rng is not None and (isinstance(rng, bool) or not isinstance(rng, (int, np.integer,

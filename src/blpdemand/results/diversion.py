@@ -2,8 +2,8 @@
 
 D_jk = -(ds_k/dp_j) / (ds_j/dp_j) for k != j, the share of j's lost sales that go to k; the
 diagonal holds diversion to the outside good D_jj = -(ds_0/dp_j) / (ds_j/dp_j) with
-ds_0/dp_j = -sum_k ds_k/dp_j, so each row sums to one (Conlon and Mortimer 2021). A nested logit takes ds/dp from
-``nested_jacobians`` (Cardell 1997).
+ds_0/dp_j = -sum_k ds_k/dp_j, so each row sums to one (Conlon and Mortimer 2021). A nested
+logit takes ds/dp from ``nested_jacobians`` (Cardell 1997).
 
 Long-run (second-choice) diversion removes product j instead: D_jk = (s_k^(-j) - s_k) / s_j,
 where s^(-j) are the shares with j taken off the market at unchanged prices; per agent the

@@ -118,6 +118,7 @@ def optimal_instruments(results: BLPResults | FittedDemand, *,
     if method not in METHODS:
         raise SpecificationError(f"method={method!r} is unknown; valid: {list(METHODS)}")
     fitted = results.fitted if isinstance(results, BLPResults) else results
+    fitted.problem.refuse_nests("optimal instruments")
     problem, layout = fitted.problem, fitted.layout
     if layout.P == 0:
         raise SpecificationError("optimal instruments need random coefficients (theta); for the "

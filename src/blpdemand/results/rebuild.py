@@ -64,7 +64,8 @@ def _rebuild_blp(saved: SavedResults, products: pd.DataFrame, common: dict[str, 
                       demographics=model.get("demographics"),
                       agents=_saved_agents(model) if agents is None else agents,
                       negative_weights=bool(model.get("negative_weights", False)),
-                      lognormal=model.get("lognormal"))
+                      lognormal=model.get("lognormal"), nesting=model.get("nesting"),
+                      rho=model.get("rho") or "common")
     sigma_free = np.array(model["sigma_free"], dtype=bool)  # (K2, K2); (K2, 0) Pi with D = 0
     pi_free = np.array(model["pi_free"], dtype=bool).reshape(len(model["pi_free"]), -1)
     W = np.array(model["W"], dtype=np.float64)
@@ -74,7 +75,8 @@ def _rebuild_blp(saved: SavedResults, products: pd.DataFrame, common: dict[str, 
                         f"and W {W.shape}; the data give K2 = {problem.K2}, D = {problem.D}, "
                         f"{problem.MD} instruments: not the data the results were estimated on")
     layout = ParameterLayout(sigma_free=sigma_free, pi_free=pi_free, x2_names=problem.X2.names,
-                             demographic_names=problem.demographic_names)
+                             demographic_names=problem.demographic_names,
+                             rho_names=() if problem.nests is None else problem.nests.names)
     config = _config(saved.config)
     theta = np.array(model["theta"], dtype=np.float64)
     return results_from(problem, evaluate_outcome(problem, layout, theta, config, W=W), config)

@@ -1,7 +1,8 @@
-"""Bounds on theta = (Sigma, Pi): the default convention, the data box, what binds.
+"""Bounds on theta = (Sigma, Pi, rho): the default convention, the data box, what binds.
 
 Diagonal Sigma elements are standard deviations (beta_i ~ N(beta + Pi y_i, Sigma Sigma')), so
-by default Sigma_kk >= 0 and every other element is free, as in PyBLP and the lecture. The
+by default Sigma_kk >= 0 and every other element is free, as in PyBLP and the lecture; nesting
+parameters lie in [0, 0.99]. The
 data box (a parameter may move typical utility by at most 10) is where random starts are
 drawn, and is opt-in as bounds. Optimizers that take no bounds (bfgs) are bound by nothing.
 """
@@ -21,6 +22,7 @@ from blpdemand.model.problem import Problem
 from blpdemand.solve.optimizer import BOUNDED, OptimizationResult, OptimizationStatus
 
 BOUND_UTILITY = 10.0  # the box random starts are drawn in: see data_box
+RHO_BOUNDS = (0.0, 0.99)  # nesting parameters: 0 is the plain model, 1 is not a model (PyBLP's)
 
 
 def _bound_pairs(bounds: Any) -> dict[str, tuple[float, float]]:
@@ -43,7 +45,7 @@ def default_bounds(layout: ParameterLayout) -> list[tuple[float, float]]:
     every other element of Sigma and Pi free."""
     rows, cols = layout.sigma_index
     sigma = [(0.0, np.inf) if r == c else (-np.inf, np.inf) for r, c in zip(rows, cols)]
-    return sigma + [(-np.inf, np.inf)] * int(layout.pi_free.sum())
+    return sigma + [(-np.inf, np.inf)] * layout.n_pi + [RHO_BOUNDS] * layout.n_rho
 
 
 def utility_scales(problem: Problem, layout: ParameterLayout) -> FloatArray:
@@ -61,6 +63,7 @@ def utility_scales(problem: Problem, layout: ParameterLayout) -> FloatArray:
     demo = rms(problem.agents.demographics) if layout.D else np.zeros(0)
     scales = [x2[r] * nodes[c] for r, c in zip(*layout.sigma_index)]
     scales += [x2[r] * demo[c] for r, c in zip(*layout.pi_index)]
+    scales += [1.0] * layout.n_rho  # rho scales log within-nest shares, of order one
     return np.asarray(scales, dtype=np.float64)
 
 
@@ -78,7 +81,8 @@ def data_box(problem: Problem, layout: ParameterLayout, theta0: FloatArray
         bound = BOUND_UTILITY / scale if scale > 0 else 1e3
         bound = max(bound, 2 * abs(start))
         out.append((-bound, bound))
-    return out
+    n = len(out) - layout.n_rho
+    return out[:n] + [RHO_BOUNDS] * layout.n_rho
 
 
 def resolve_bounds(problem: Problem, layout: ParameterLayout, theta0: FloatArray,

@@ -441,8 +441,12 @@ def _check_optimization(steps: Sequence[OptimizationResult], config: EstimationC
     if last.status is OptimizationStatus.AT_BOUND:
         active = at_bounds(last.theta, bounds)
         where = ", ".join(f"{layout.names[k]} = {bound:g}" for k, bound in active)
+        names = [layout.names[k] for k, _ in active]
+        meaning = ("; a standard deviation at 0 means no heterogeneity is found in that "
+                   "characteristic" if any(n.startswith("sigma[") for n in names) else "")
+        meaning += ("; rho at 0 means no correlation within nests is found (the model without "
+                    "nests)" if any(n.startswith("rho") for n in names) else "")
         warnings.warn(f"the estimate is on a bound: {where}. It minimizes Q within the bounds; "
                       "standard errors and t-tests assume an interior estimate and are not "
-                      "valid for a parameter on its bound (a standard deviation at 0 means no "
-                      "heterogeneity is found in that characteristic)", OptimizationWarning,
+                      f"valid for a parameter on its bound{meaning}", OptimizationWarning,
                       stacklevel=4)

@@ -28,7 +28,7 @@ from blpdemand._types import AnyArray, FailurePolicy, FloatArray
 from blpdemand.errors import ConvergenceError
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
-from blpdemand.solve.contraction import InnerLoop
+from blpdemand.solve.nested_loop import inner_loop
 from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.moments import demand_stack
 from blpdemand.solve.progress import EvaluationRecord, Reporter, SilentReporter
@@ -86,7 +86,7 @@ class DemandObjective:
         self.stack = demand_stack(problem)
         self.Z = self.stack.Z
         self.iv = self.stack.linear_iv(W)
-        self.loop = InnerLoop(problem, layout, config=contraction)
+        self.loop = inner_loop(problem, layout, config=contraction)
         self.on_failure = on_failure
         self.reporter = reporter if reporter is not None else SilentReporter()
         self.step, self.start = step, start

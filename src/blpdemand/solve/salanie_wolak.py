@@ -182,6 +182,7 @@ def _pattern(problem: Problem, sigma: Any, pi: Any) -> ParameterLayout:
     if K2 == 0:
         raise SpecificationError("the Salanie-Wolak approximation needs random coefficients; "
                                  "pass nonlinear='...' to Problem (or use the plain logit)")
+    problem.refuse_nests("the Salanie-Wolak approximation")
     if problem.has_lognormal:
         raise SpecificationError(
             "the Salanie-Wolak approximation expands mu to second order in normal random "

@@ -64,6 +64,7 @@ def split_markets(problem: Problem, shards: int) -> list[Problem]:
     >>> [s.T for s in split_markets(p, 2)]
     [2, 2]
     """
+    problem.refuse_nests("splitting markets into shards")
     T = problem.T
     if (isinstance(shards, bool) or not isinstance(shards, (int, np.integer))
             or not 1 <= shards <= T):

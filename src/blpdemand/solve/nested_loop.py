@@ -1,0 +1,221 @@
+"""The inner loop of a random-coefficients nested logit: delta(theta) and d delta / d theta.
+
+The RCNL contraction is damped by each product's lambda_g = 1 - rho_g (Grigolon and Verboven
+2014; PyBLP's convention):
+
+    delta^{k+1} = delta^k + (1 - rho_g) [log s_obs - log s(delta^k; theta)],
+
+a contraction where the undamped BLP map is not (its modulus grows to 1/(1 - rho) near the
+nest). It is solved block by block with the batched accelerated solvers of
+``solve.fixed_point`` (SQUAREM by default); the Jacobian follows from the implicit function
+theorem, d delta / d theta = -(ds/ddelta)^{-1} [ds/dSigma, ds/dPi, ds/drho]
+(``model.rcnl``). The object has the interface the GMM objective uses (``InnerLoop``'s).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from blpdemand._types import BoolArray, FloatArray, IntArray
+from blpdemand.errors import SpecificationError
+from blpdemand.model.derivatives import delta_theta_jacobian
+from blpdemand.model.parameters import ParameterLayout
+from blpdemand.model.problem import Problem
+from blpdemand.model.rcnl import (
+    PLAIN_EXP,
+    NestedProbabilities,
+    block_nested_shares,
+    nest_membership,
+    nested_delta_jacobian,
+    nested_probabilities,
+    nested_rho_jacobian,
+    nested_theta_jacobian,
+)
+from blpdemand.model.utility import lognormal_coefficients
+from blpdemand.solve.contraction import ContractionResult, InnerLoop, _on_failure, _start
+from blpdemand.solve.fixed_point import FixedPointConfig, FixedPointStatus, solve_fixed_point
+from blpdemand.solve.market_blocks import (
+    _Block,
+    _coefficient_map,
+    _derivative_variables,
+    _prepare,
+)
+
+
+class NestedContractionMap:
+    """G(delta) = delta + lambda (log s_obs - log s(delta)) on a block's work set
+    (a ``solve.fixed_point.BatchedMap``)."""
+
+    def __init__(self, mu: FloatArray, onehot: BoolArray, lam: FloatArray, weights: FloatArray,
+                 shares: FloatArray) -> None:
+        self.mu, self.onehot, self.lam, self.weights = mu, onehot, lam, weights
+        self.real: BoolArray = np.asarray(onehot.any(axis=2))
+        self.membership = onehot.astype(np.float64)
+        self.lam_j = np.where(self.real, self.membership @ lam, 1.0)
+        self.log_shares = np.log(shares)
+        # exp(mu / lambda) once per theta: each step then needs exp(delta / lambda) only
+        scaled = mu / self.lam_j[:, :, None]
+        self.E: FloatArray | None = None
+        if np.abs(scaled).max(initial=0.0) <= PLAIN_EXP / 2:
+            self.E = np.exp(scaled) * self.real[:, :, None]
+
+    def _shares(self, x: FloatArray) -> tuple[NestedProbabilities, FloatArray]:
+        p = nested_probabilities(x[:, :, None] + self.mu, self.onehot, self.lam)
+        s = np.einsum("tji,ti->tj", p.probabilities, self.weights)
+        return p, np.where(self.real, s, 1.0)
+
+    def evaluate(self, x: FloatArray) -> FloatArray:
+        scaled = x / self.lam_j
+        if self.E is not None and np.abs(scaled).max(initial=0.0) <= PLAIN_EXP / 2:
+            s = block_nested_shares(np.exp(scaled) * self.real, self.E, self.membership,
+                                    self.lam, self.weights)
+            s = np.where(self.real, s, 1.0)
+        else:
+            s = self._shares(x)[1]
+        out: FloatArray = x + self.lam_j * (self.log_shares - np.log(s))
+        return out
+
+    def residual_jacobian(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
+        p, s = self._shares(x)
+        jacobian = nested_delta_jacobian(p, self.weights)
+        t, j = np.nonzero(~self.real)
+        jacobian[t, j, :] = 0.0
+        jacobian[t, j, j] = 1.0
+        residual = self.lam_j * (np.log(s) - self.log_shares)
+        return residual, self.lam_j[:, :, None] * jacobian / s[:, :, None]
+
+    def restrict(self, keep: IntArray) -> None:
+        self.mu, self.onehot, self.weights = self.mu[keep], self.onehot[keep], self.weights[keep]
+        self.real, self.lam_j = self.real[keep], self.lam_j[keep]
+        self.membership, self.log_shares = self.membership[keep], self.log_shares[keep]
+        self.E = None if self.E is None else self.E[keep]
+
+
+class NestedInnerLoop:
+    """delta(theta) and its Jacobian for an RCNL problem (the ``InnerLoop`` interface)."""
+
+    caches_exp_mu = False  # the gradient comes from the full Jacobian, not the adjoint
+
+    def __init__(self, problem: Problem, layout: ParameterLayout, *,
+                 config: FixedPointConfig | None = None) -> None:
+        if problem.nests is None:
+            raise SpecificationError("NestedInnerLoop needs a Problem with nesting=...")
+        self.problem, self.layout = problem, layout
+        self.config = config or FixedPointConfig()
+        if self.config.method == "auto":  # the compiled kernels solve the plain logit only
+            self.config = dataclasses.replace(self.config, method="squarem")
+        self.blocks = _prepare(problem, layout, self.config.block_bytes)
+        nests = problem.nests
+        self.G = int(nests.labels.size)
+        self.per_nest = nests.per_nest
+        codes = nests.codes.astype(np.float64)
+        self.onehot = [nest_membership(b.block.gather_products(codes).astype(np.int64),
+                                       self.G, b.block.product_pad) for b in self.blocks]
+        self.lognormal = problem.lognormal if problem.has_lognormal else None
+        self._last_delta: FloatArray | None = None
+
+    # ------------------------------------------------------------------ pieces at theta
+    def _lambda(self, theta: FloatArray) -> FloatArray:
+        """(G,) lambda_g = 1 - rho_g."""
+        rho = self.layout.rho(theta)
+        return 1.0 - (rho if self.per_nest else np.full(self.G, float(rho[0])))
+
+    def _mu(self, data: _Block, mapping: FloatArray) -> FloatArray:
+        coefficients = np.matmul(data.variables, mapping)
+        if self.lognormal is not None:
+            coefficients = lognormal_coefficients(coefficients, self.lognormal)
+        mu: FloatArray = np.matmul(data.x2, coefficients.transpose(0, 2, 1))
+        return mu
+
+    def _block_jacobian(self, b: int, theta: FloatArray, delta_block: FloatArray) -> FloatArray:
+        data, mapping, lam = self.blocks[b], _coefficient_map(self.layout, theta), \
+            self._lambda(theta)
+        p = nested_probabilities(delta_block[:, :, None] + self._mu(data, mapping),
+                                 self.onehot[b], lam)
+        variables, rows, columns = _derivative_variables(data, self.layout, mapping,
+                                                         self.lognormal)
+        ds_dtheta = np.concatenate(
+            [nested_theta_jacobian(p, data.weights, data.x2, variables, rows, columns),
+             nested_rho_jacobian(p, data.weights, lam, self.per_nest)], axis=2)
+        return delta_theta_jacobian(nested_delta_jacobian(p, data.weights), ds_dtheta,
+                                    data.block.product_pad)
+
+    # ------------------------------------------------------------------ the interface
+    def solve(self, theta: FloatArray, *, delta0: FloatArray | None = None,
+              jacobian: bool = False) -> ContractionResult:
+        """delta(theta) (and d delta / d theta if ``jacobian`` and every market converged)."""
+        theta = np.asarray(theta, dtype=np.float64)
+        problem = self.problem
+        if delta0 is not None:
+            start = _start(delta0, problem.N)
+        else:
+            start = (self._last_delta if self._last_delta is not None
+                     else problem.products.logit_delta)
+        mapping, lam = _coefficient_map(self.layout, theta), self._lambda(theta)
+        delta = start.copy()
+        failed: list[int] = []
+        evaluations = iterations = worst = 0
+        max_change = 0.0
+        for b, data in enumerate(self.blocks):
+            system = NestedContractionMap(self._mu(data, mapping), self.onehot[b], lam,
+                                          data.weights, data.shares)
+            with np.errstate(all="ignore"):
+                fp = solve_fixed_point(system, data.block.gather_products(start), self.config)
+            data.block.scatter_products(fp.x, delta)
+            evaluations += int(fp.evaluations.sum())
+            iterations = max(iterations, int(fp.evaluations.max()))
+            finite = fp.change[np.isfinite(fp.change)]
+            max_change = max(max_change, float(finite.max()) if finite.size else np.inf)
+            worst = max(worst, int(fp.codes.max()))
+            failed.extend(int(t) for t in data.block.positions[fp.failed])
+        failed.sort()
+        jac = None
+        if jacobian and not failed:
+            jac = self.jacobian(theta, delta)
+        result = ContractionResult(
+            delta=delta, converged=not failed, iterations=iterations, evaluations=evaluations,
+            failed_markets=problem.products.markets.ids[np.asarray(failed, dtype=np.int64)],
+            jacobian=jac, status=list(FixedPointStatus)[worst], max_change=max_change)
+        if failed:
+            _on_failure(self.config, result)
+        else:
+            self._last_delta = delta
+        return result
+
+    def shares(self, theta: FloatArray, delta: FloatArray) -> FloatArray:
+        """(N,) s_jt(delta; theta)."""
+        mapping, lam = _coefficient_map(self.layout, theta), self._lambda(theta)
+        out = np.empty(self.problem.N)
+        for b, data in enumerate(self.blocks):
+            system = NestedContractionMap(self._mu(data, mapping), self.onehot[b], lam,
+                                          data.weights, data.shares)
+            data.block.scatter_products(system._shares(data.block.gather_products(delta))[1],
+                                        out)
+        return out
+
+    def jacobian(self, theta: FloatArray, delta: FloatArray) -> FloatArray:
+        """(N, P) d delta / d theta at (theta, delta) by the implicit function theorem."""
+        out = np.empty((self.problem.N, self.layout.P))
+        delta = np.asarray(delta, dtype=np.float64)
+        for b, data in enumerate(self.blocks):
+            with np.errstate(under="ignore"):
+                values = self._block_jacobian(b, theta, data.block.gather_products(delta))
+            data.block.scatter_products(values, out)
+        return out
+
+    def gradient(self, theta: FloatArray, delta: FloatArray, v: FloatArray) -> FloatArray:
+        """(P,) v' d delta / d theta."""
+        out: FloatArray = np.asarray(v, dtype=np.float64) @ self.jacobian(theta, delta)
+        return out
+
+
+def inner_loop(problem: Problem, layout: ParameterLayout, *,
+               config: FixedPointConfig | None = None, **options: Any
+               ) -> InnerLoop | NestedInnerLoop:
+    """The inner loop for ``problem``: the nested one when it has nests."""
+    if problem.nests is not None:
+        return NestedInnerLoop(problem, layout, config=config)
+    return InnerLoop(problem, layout, config=config, **options)
