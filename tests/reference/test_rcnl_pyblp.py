@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 import blpdemand as bd
+from blpdemand.errors import EconomicWarning
 from blpdemand.solve.gmm import DemandObjective
 from blpdemand.solve.moments import demand_stack
 
@@ -129,3 +130,24 @@ def test_two_step_estimates_equal_pyblp(simulated: dict[str, Any],
     np.testing.assert_allclose(estimated.beta, np.ravel(theirs.beta), rtol=1e-6)
     np.testing.assert_allclose(estimated.theta_se, [float(theirs.sigma_se[0, 0]),
                                                     float(theirs.rho_se[0, 0])], rtol=1e-4)
+
+
+def test_post_estimation_equals_pyblp(simulated: dict[str, Any]) -> None:
+    # both at the same theta with the 1-step W: the same beta, so the same demand
+    ours = bd.evaluate(simulated["ours"], sigma=[[SIGMA]], rho=RHO,
+                       config=bd.EstimationConfig(method="1s", contraction=TIGHT))
+    theirs = _pyblp(simulated["theirs"], method="1s", optimization=pyblp.Optimization("return"))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = {"elasticities": np.asarray(theirs.compute_elasticities()),
+                    "diversion": np.asarray(theirs.compute_diversion_ratios()),
+                    "costs": np.ravel(theirs.compute_costs())}
+    # ds/dp from 1e-14 deltas: relative 1e-9 of each matrix's scale
+    with pytest.warns(EconomicWarning, match="negative marginal costs|Lerner index"):  # both
+        costs = bd.compute_costs(ours)
+    assert np.sum(expected["costs"] < 0) == np.sum(costs < 0) == 1
+    for name, got in (("elasticities", ours.elasticities().stacked()),
+                      ("diversion", bd.compute_diversion_ratios(ours).stacked()),
+                      ("costs", costs)):
+        scale = np.nanmax(np.abs(expected[name]))
+        assert np.nanmax(np.abs(got - expected[name])) <= 1e-9 * scale, name

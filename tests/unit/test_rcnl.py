@@ -121,7 +121,9 @@ def test_what_is_not_built_for_nests_says_so() -> None:
 
     problem = _problem()
     results = bd.estimate(problem, sigma=[0.6], rho=0.5, config=bd.EstimationConfig(starts=0))
-    for compute in (results.elasticities, lambda: bd.compute_costs(results),
+    for compute in (lambda: bd.simulate_merger(results, [0, 1]),
+                    lambda: bd.compute_consumer_surplus(results),
+                    lambda: bd.compute_long_run_diversion_ratios(results),
                     lambda: bd.bootstrap(results, draws=3),
                     lambda: bd.optimal_instruments(results),
                     lambda: bd.estimate_approximation(problem),

@@ -19,7 +19,7 @@ from blpdemand.data.validation import check_id_values
 from blpdemand.errors import DataError, SpecificationError
 from blpdemand.model.fitted import FittedDemand
 from blpdemand.model.pricing import market_demands, markups, ownership_matrix
-from blpdemand.results.elasticities import as_fitted, nested_jacobians
+from blpdemand.results.elasticities import as_fitted, demand_jacobians
 from blpdemand.results.sanity import cost_checks, warns
 
 Kappa = Mapping[tuple[object, object], float]
@@ -133,12 +133,12 @@ def compute_markups(results: Any, *, firm_ids: Any = None, ownership: Any = None
     owners = ownership_matrices(fitted, firm_ids=firm_ids, ownership=ownership, kappa=kappa)
     demands = market_demands(fitted)
     products = fitted.problem.products
-    if fitted.nests is None:
+    if fitted.nests is None and fitted.problem.nests is None:
         values = [markups(d, o) for d, o in zip(demands, owners)]
     else:
-        values = [_nested_markups(d.market_id, jac, o, products.shares[rows])
-                  for d, jac, o, rows in zip(demands, nested_jacobians(fitted), owners,
-                                             map(products.markets.slice, range(len(owners))))]
+        jacobians, shares = demand_jacobians(fitted)
+        values = [_nested_markups(d.market_id, jac, o, s)
+                  for d, jac, o, s in zip(demands, jacobians, owners, shares)]
     eta = products.unsort(np.concatenate(values))
     if warns(results):
         _warn_costs(fitted, eta, products.unsort(np.concatenate([d.prices for d in demands])))

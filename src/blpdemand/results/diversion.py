@@ -3,7 +3,8 @@
 D_jk = -(ds_k/dp_j) / (ds_j/dp_j) for k != j, the share of j's lost sales that go to k; the
 diagonal holds diversion to the outside good D_jj = -(ds_0/dp_j) / (ds_j/dp_j) with
 ds_0/dp_j = -sum_k ds_k/dp_j, so each row sums to one (Conlon and Mortimer 2021). A nested
-logit takes ds/dp from ``nested_jacobians`` (Cardell 1997).
+logit takes ds/dp from ``nested_jacobians`` (Cardell 1997), a random-coefficients nested logit
+from ``rcnl_jacobians``.
 
 Long-run (second-choice) diversion removes product j instead: D_jk = (s_k^(-j) - s_k) / s_j,
 where s^(-j) are the shares with j taken off the market at unchanged prices; per agent the
@@ -18,13 +19,7 @@ from typing import Any
 import numpy as np
 
 from blpdemand.model.pricing import market_demands
-from blpdemand.results.elasticities import (
-    MarketMatrices,
-    _record,
-    as_fitted,
-    market_jacobians,
-    nested_jacobians,
-)
+from blpdemand.results.elasticities import MarketMatrices, _record, as_fitted, demand_jacobians
 
 
 def compute_diversion_ratios(results: Any, name: str = "prices") -> MarketMatrices:
@@ -34,8 +29,7 @@ def compute_diversion_ratios(results: Any, name: str = "prices") -> MarketMatric
     diversion to the outside good on the diagonal.
     """
     fitted = as_fitted(results, nested=True)
-    jacobians = (market_jacobians(market_demands(fitted, name)) if fitted.nests is None
-                 else nested_jacobians(fitted, name))
+    jacobians, _ = demand_jacobians(fitted, name)
     out = []
     for jac in jacobians:
         # jac[k, j] = ds_k / dx_j; row j of the ratio matrix reads column j of jac.

@@ -20,6 +20,7 @@ from blpdemand.errors import SpecificationError
 from blpdemand.model.fitted import FittedDemand
 from blpdemand.model.nesting import nested_share_jacobian
 from blpdemand.model.pricing import MarketDemand, market_demands, share_jacobian
+from blpdemand.model.rcnl import nest_membership, nested_delta_jacobian, nested_probabilities
 from blpdemand.results.sanity import elasticity_check, usable_fitted, warns
 from blpdemand.results.tables import Table
 
@@ -32,10 +33,11 @@ def as_fitted(results: Any, *, nested: bool = False) -> FittedDemand:
     the other computations would silently give plain-logit numbers.
     """
     fitted = usable_fitted(results)
-    if fitted.nests is not None and not nested:
+    if (fitted.nests is not None or fitted.problem.nests is not None) and not nested:
         raise SpecificationError(
-            "this computation is not available for nested logit results (it would give "
-            "plain-logit numbers); compute_elasticities, compute_markups and compute_costs are")
+            "this computation is not available for nested logit results (it would give the "
+            "numbers of the model without nests); compute_elasticities, "
+            "compute_diversion_ratios, compute_markups and compute_costs are")
     return fitted
 
 
@@ -159,6 +161,41 @@ def nested_jacobians(fitted: FittedDemand, name: str = "prices") -> list[FloatAr
             for rows in map(markets.slice, range(markets.T))]
 
 
+def rcnl_jacobians(fitted: FittedDemand, name: str = "prices") -> list[FloatArray]:
+    """ds_j / dx_k of a random-coefficients nested logit for each market: T arrays (J_t, J_t),
+    sum_i w_i a_i ds_ij/dV_ik with a_i = d u_ij / d x_j (``model.rcnl``)."""
+    problem, layout = fitted.problem, fitted.layout
+    nests = problem.nests
+    assert nests is not None
+    G = int(nests.labels.size)
+    rho = layout.rho(fitted.theta)
+    lam = 1.0 - (rho if nests.per_nest else np.full(G, float(rho[0])))
+    markets = problem.products.markets
+    out = []
+    for t, demand in enumerate(market_demands(fitted, name)):
+        codes = nests.codes[markets.slice(t)][None, :]
+        p = nested_probabilities(demand.utility[None], nest_membership(codes, G, None), lam)
+        out.append(nested_delta_jacobian(p, (demand.weights * demand.alpha)[None])[0])
+    return out
+
+
+def demand_jacobians(fitted: FittedDemand, name: str = "prices"
+                     ) -> tuple[list[FloatArray], list[FloatArray]]:
+    """ds_j / dx_k and the shares s_j of every market, for the model the results hold: random
+    coefficients (with or without nests) or the nested logit."""
+    problem = fitted.problem
+    if fitted.nests is not None:
+        jacobians = nested_jacobians(fitted, name)
+    elif problem.nests is not None:
+        jacobians = rcnl_jacobians(fitted, name)
+    else:
+        demands = market_demands(fitted, name)
+        return market_jacobians(demands), [d.shares() for d in demands]
+    markets, shares = problem.products.markets, problem.products.shares
+    # nested models reproduce the observed shares at the estimate
+    return jacobians, [shares[markets.slice(t)] for t in range(markets.T)]
+
+
 def compute_elasticities(results: Any, name: str = "prices") -> MarketMatrices:
     """Elasticities epsilon_jk = (ds_j/dx_k) x_k / s_j of every market for column ``name``.
 
@@ -173,11 +210,9 @@ def compute_elasticities(results: Any, name: str = "prices") -> MarketMatrices:
     """
     fitted = as_fitted(results, nested=True)
     demands = market_demands(fitted, name)
-    jacobians = (market_jacobians(demands) if fitted.nests is None
-                 else nested_jacobians(fitted, name))
+    jacobians, market_shares = demand_jacobians(fitted, name)
     out = []
-    for d, jac in zip(demands, jacobians):
-        shares = d.shares()
+    for d, jac, shares in zip(demands, jacobians, market_shares):
         out.append(jac * d.prices[None, :] / shares[:, None])
     record = _record(fitted, "elasticities", name, out)
     if name == "prices" and warns(results):

@@ -43,8 +43,6 @@ def usable_fitted(results: Any) -> FittedDemand:
         raise TypeError("expected estimation results or a FittedDemand, "
                         f"got {type(results).__name__}")
     problem = fitted.problem
-    if problem.agents is not None:
-        problem.refuse_nests("post-estimation (elasticities, diversion, costs, counterfactuals)")
     markets = problem.products.markets
     failed = getattr(results, "failed_markets", None) if results is not fitted else None
     if failed is not None and np.asarray(failed).size:

@@ -49,6 +49,7 @@ def compute_consumer_surplus(results: Any, *, prices: Any = None,
     >>> cs = compute_consumer_surplus(results)                 # doctest: +SKIP
     """
     fitted = as_fitted(results, nested=True)
+    fitted.problem.refuse_nests("consumer surplus")
     markets = fitted.problem.products.markets
     p = None if prices is None else per_product(fitted, prices, "prices")
     available = (np.ones(markets.N, dtype=bool) if keep is None
