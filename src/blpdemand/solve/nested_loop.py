@@ -45,6 +45,9 @@ from blpdemand.solve.market_blocks import (
 )
 
 
+NEWTON_RHO = 0.75  # "auto" solves by Newton's method where some rho exceeds this
+
+
 class NestedContractionMap:
     """G(delta) = delta + lambda (log s_obs - log s(delta)) on a block's work set
     (a ``solve.fixed_point.BatchedMap``)."""
@@ -69,7 +72,9 @@ class NestedContractionMap:
 
     def evaluate(self, x: FloatArray) -> FloatArray:
         scaled = x / self.lam_j
-        if self.E is not None and np.abs(scaled).max(initial=0.0) <= PLAIN_EXP / 2:
+        # exp(delta / lambda) exp(mu / lambda) neither overflows nor underflows to 0 here
+        if (self.E is not None and scaled.max(initial=0.0) <= PLAIN_EXP / 2
+                and scaled.min(initial=0.0) >= -PLAIN_EXP):
             s = block_nested_shares(np.exp(scaled) * self.real, self.E, self.membership,
                                     self.lam, self.weights)
             s = np.where(self.real, s, 1.0)
@@ -105,8 +110,12 @@ class NestedInnerLoop:
             raise SpecificationError("NestedInnerLoop needs a Problem with nesting=...")
         self.problem, self.layout = problem, layout
         self.config = config or FixedPointConfig()
-        if self.config.method == "auto":  # the compiled kernels solve the plain logit only
+        # "auto": SQUAREM, or Newton where some rho exceeds NEWTON_RHO (the damped map's
+        # modulus approaches 1 as rho -> 1: hundreds of steps against Newton's few)
+        self.auto = self.config.method == "auto"
+        if self.auto:  # the compiled kernels solve the plain logit only
             self.config = dataclasses.replace(self.config, method="squarem")
+        self.newton = dataclasses.replace(self.config, method="newton")
         self.blocks = _prepare(problem, layout, self.config.block_bytes)
         nests = problem.nests
         self.G = int(nests.labels.size)
@@ -155,6 +164,7 @@ class NestedInnerLoop:
             start = (self._last_delta if self._last_delta is not None
                      else problem.products.logit_delta)
         mapping, lam = _coefficient_map(self.layout, theta), self._lambda(theta)
+        config = self.newton if self.auto and lam.min() < 1.0 - NEWTON_RHO else self.config
         delta = start.copy()
         failed: list[int] = []
         evaluations = iterations = worst = 0
@@ -163,7 +173,7 @@ class NestedInnerLoop:
             system = NestedContractionMap(self._mu(data, mapping), self.onehot[b], lam,
                                           data.weights, data.shares)
             with np.errstate(all="ignore"):
-                fp = solve_fixed_point(system, data.block.gather_products(start), self.config)
+                fp = solve_fixed_point(system, data.block.gather_products(start), config)
             data.block.scatter_products(fp.x, delta)
             evaluations += int(fp.evaluations.sum())
             iterations = max(iterations, int(fp.evaluations.max()))
