@@ -23,6 +23,7 @@ from blpdemand.data.validation import check_magnitude, require_columns, require_
 from blpdemand.errors import DataError, SpecificationError
 from blpdemand.instruments.identification import check_identification
 from blpdemand.model.parameters import ParameterLayout, make_layout
+from blpdemand.model.supply_side import SupplySide, build_supply
 
 InstrumentsLike: TypeAlias = "str | Sequence[Any] | pd.DataFrame | np.ndarray | None"
 
@@ -46,6 +47,12 @@ class Problem:
         how agents came: ``{"source": "frame"}`` or the Integration's fields), so that saved
         results can rebuild the problem from the same data (``load_results``).
 
+    supply : the supply side (``model.supply_side.SupplySide``) or None: ``supply="1 + ..."``
+        (X3), ``supply_instruments`` (excluded, as ``instruments``), ``costs`` "linear" or "log",
+        ``conduct`` "bertrand" (needs ``firm_ids``), "monopoly", "perfect" or a {(firm, firm):
+        weight} kappa, ``costs_bounds`` (lo, hi) clipping of marginal costs. The price
+        coefficients must come from X2 (Sigma/Pi on 'prices'), since the markups depend on them.
+
     ``negative_weights=True`` accepts agent data whose weights may be negative (a sparse grid
     built elsewhere, e.g. PyBLP's ``Integration('grid', L)``), with the checks a built-in
     ``Integration('sparse_grid', L)`` gets: nonzero weights, positive per-market sums (a warning
@@ -65,11 +72,15 @@ class Problem:
     linear_formula: str = field(default="", repr=False)
     nonlinear_formula: str | None = field(default=None, repr=False)
     inputs: dict[str, Any] = field(default_factory=dict, repr=False)
+    supply: SupplySide | None = field(default=None, repr=False)
 
     def __init__(self, products: pd.DataFrame, *, linear: str, nonlinear: str | None = None,
                  demographics: str | None = None, agents: Any = None, absorb: Any = None,
                  instruments: InstrumentsLike = None, endogenous: Sequence[str] = ("prices",),
-                 columns: Mapping[str, str] | None = None, negative_weights: bool = False) -> None:
+                 columns: Mapping[str, str] | None = None, negative_weights: bool = False,
+                 supply: str | None = None, supply_instruments: InstrumentsLike = None,
+                 costs: str = "linear", conduct: Any = "bertrand",
+                 costs_bounds: Any = None) -> None:
         if not isinstance(negative_weights, (bool, np.bool_)):
             raise SpecificationError(
                 f"negative_weights must be True or False, got {negative_weights!r}")
@@ -109,6 +120,18 @@ class Problem:
         elif agents is not None or demographics is not None:
             raise SpecificationError("agents/demographics given but no nonlinear formula; "
                                      "add nonlinear='...' or drop them")
+        supply_side = None
+        if supply is not None:
+            if agent_data is None:
+                raise SpecificationError("a supply side needs random coefficients: give "
+                                         "nonlinear= with 'prices' and agents=")
+            supply_side = build_supply(data, supply, _instrument_matrix(supply_instruments, data),
+                                       X1=X1, X2=X2, costs=costs, conduct=conduct,
+                                       bounds=costs_bounds)
+        elif supply_instruments is not None or costs_bounds is not None:
+            raise SpecificationError("supply_instruments/costs_bounds given but no supply "
+                                     "formula; add supply='1 + ...' (X3) or drop them")
+        object.__setattr__(self, "supply", supply_side)
         object.__setattr__(self, "products", data)
         object.__setattr__(self, "X1", X1)
         object.__setattr__(self, "X2", X2)
@@ -125,6 +148,13 @@ class Problem:
             "absorb": list(fe_columns) or None, "instruments": _instrument_names(instruments),
             "endogenous": list(endogenous), "columns": dict(columns) if columns else None,
             "negative_weights": bool(negative_weights), "agents": _agent_source(agents)})
+        if supply_side is not None:
+            self.inputs.update(
+                supply=supply, supply_instruments=_instrument_names(supply_instruments),
+                costs=costs, conduct=supply_side.conduct, costs_bounds=(
+                    None if supply_side.bounds is None else list(supply_side.bounds)),
+                kappa=None if supply_side.kappa is None else [
+                    [f, g, w] for (f, g), w in supply_side.kappa.items()])
 
     # ------------------------------------------------------------------ sizes
     @property

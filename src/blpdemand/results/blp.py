@@ -30,11 +30,12 @@ from blpdemand.solve.covariance import (
     check_kind,
     gmm_covariance,
     identified_parameters,
+    linear_names,
 )
 from blpdemand.solve.estimate import EstimationConfig, EstimationOutcome, run_estimation
 from blpdemand.solve.evaluation import evaluate_outcome
 from blpdemand.solve.gmm import ObjectiveEvaluation
-from blpdemand.solve.moments import demand_stack
+from blpdemand.solve.moments import problem_stack
 from blpdemand.solve.optimizer import OptimizationResult, OptimizationStatus, projected_gradient
 from blpdemand.solve.progress import Reporter
 
@@ -88,17 +89,21 @@ class BLPResults:
     seeds: dict[str, Any] = field(repr=False)
     evaluation_failed_markets: AnyArray = field(repr=False, default_factory=lambda: np.zeros(0))
     unidentified: tuple[str, ...] = ()
+    gamma: FloatArray = field(default_factory=lambda: np.zeros(0))
+    omega: FloatArray | None = field(repr=False, default=None)
+    marginal_costs: FloatArray | None = field(repr=False, default=None)
 
     # ------------------------------------------------------------------ estimates
     @property
     def names(self) -> tuple[str, ...]:
-        """Names of (theta, beta): ``sigma[...]``, ``pi[...]``, then the X1 columns."""
-        return self.layout.names + tuple(self.problem.X1.names)
+        """Names of (theta, beta, gamma): ``sigma[...]``, ``pi[...]``, the X1 columns, then
+        ``gamma[...]`` for the X3 columns of a supply side."""
+        return self.layout.names + linear_names(self.problem)
 
     @property
     def estimates(self) -> FloatArray:
-        """(P + K1,) theta then beta."""
-        return np.concatenate([self.theta, self.beta])
+        """(P + K1 + K3,) theta, beta, then gamma (K3 = 0 without a supply side)."""
+        return np.concatenate([self.theta, self.beta, self.gamma])
 
     @property
     def standard_errors(self) -> FloatArray:
@@ -111,7 +116,19 @@ class BLPResults:
 
     @property
     def beta_se(self) -> FloatArray:
-        return self.standard_errors[self.layout.P:]
+        return self.standard_errors[self.layout.P: self.layout.P + self.problem.K1]
+
+    @property
+    def gamma_se(self) -> FloatArray:
+        """(K3,) standard errors of the cost parameters gamma (joint sandwich)."""
+        return self.standard_errors[self.layout.P + self.problem.K1:]
+
+    @property
+    def conduct(self) -> str | None:
+        """The supply side's conduct ("bertrand", "monopoly", "perfect"; "bertrand" with a
+        partial-ownership kappa), None without a supply side."""
+        supply = self.problem.supply
+        return None if supply is None else supply.conduct
 
     @property
     def fixed_effects(self) -> FloatArray:
@@ -189,7 +206,9 @@ class BLPResults:
         """
         from scipy.stats import chi2  # here: importing scipy.stats costs 0.3 s (issue 23)
 
-        df = int(self.problem.MD - self.problem.K1 - self.layout.P)
+        supply = self.problem.supply
+        extra = 0 if supply is None else supply.MS - supply.K3
+        df = int(self.problem.MD - self.problem.K1 - self.layout.P + extra)
         statistic = float(self.objective)
         p_value = float(chi2.sf(statistic, df)) if df > 0 and np.isfinite(statistic) else np.nan
         return HansenJ(statistic=statistic, df=df, p_value=p_value,
@@ -225,8 +244,11 @@ class BLPResults:
         ids = _cluster_ids(self.problem, clusters) if clusters is not None else self.clusters
         check_kind(kind, ids, self.problem.N)
         identified = np.array([n not in self.unidentified for n in self.names])
-        covariance = gmm_covariance(self.G, self.W, self.problem.products.sort(self.xi),
-                                    self.problem.ZD_tilde, kind=kind,
+        residuals: tuple[FloatArray, ...] = (self.problem.products.sort(self.xi),)
+        if self.omega is not None:
+            residuals += (self.problem.products.sort(self.omega),)
+        covariance = gmm_covariance(self.G, self.W, residuals, problem_stack(self.problem),
+                                    kind=kind,
                                     clusters=ids, center=self.config.center_moments,
                                     identified=identified)
         return dataclasses.replace(self, covariance=covariance, covariance_kind=kind, clusters=ids)
@@ -385,13 +407,15 @@ def results_from(problem: Problem, outcome: EstimationOutcome,
     N = problem.N
     failed = np.asarray(e.failed_markets)
     # G = d g / d(theta, linear) over the stack: [Z' dr/dtheta, -Z' X] / N
-    stack = demand_stack(problem)
+    stack = problem_stack(problem)
     Z = stack.Z
-    G = np.column_stack([Z.T @ stack.stack((e.xi_jacobian,)), -(Z.T @ stack.X)]) / N
+    G = np.column_stack([Z.T @ e.residual_jacobian, -(Z.T @ stack.X)]) / N
     kind = config.covariance
     identified = identified_parameters(problem, outcome.layout, e, outcome.W, G)
-    covariance = gmm_covariance(G, outcome.W, e.xi, Z, kind=kind, clusters=outcome.clusters,
-                                center=config.center_moments, identified=identified)
+    covariance = gmm_covariance(G, outcome.W, e.residuals, stack, kind=kind,
+                                clusters=outcome.clusters, center=config.center_moments,
+                                identified=identified)
+    unsort = problem.products.unsort
     return BLPResults(
         problem=problem, layout=outcome.layout, config=config, theta=e.theta, beta=e.beta,
         delta=problem.products.unsort(e.delta), xi=problem.products.unsort(e.xi),
@@ -404,8 +428,10 @@ def results_from(problem: Problem, outcome: EstimationOutcome,
         contraction_evaluations=outcome.contraction_evaluations,
         contraction_failures=outcome.contraction_failures, time=outcome.time, seeds=outcome.seeds,
         evaluation_failed_markets=failed,
-        unidentified=tuple(n for n, ok in zip(outcome.layout.names + tuple(problem.X1.names),
-                                              identified) if not ok))
+        unidentified=tuple(n for n, ok in zip(outcome.layout.names + linear_names(problem),
+                                              identified) if not ok),
+        gamma=e.gamma, omega=None if e.omega is None else unsort(e.omega),
+        marginal_costs=None if e.costs is None else unsort(e.costs.costs))
 
 
 def estimate(problem: Problem, *, sigma: Any = None, pi: Any = None,

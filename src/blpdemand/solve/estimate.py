@@ -38,7 +38,7 @@ from blpdemand.solve.covariance import stack_covariance, weighting_matrix
 from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.gmm import DemandObjective, ObjectiveEvaluation
 from blpdemand.solve.jobs import check_executor, map_jobs
-from blpdemand.solve.moments import demand_stack
+from blpdemand.solve.moments import problem_stack
 from blpdemand.solve.multistart import (
     StartJob,
     StartOutcome,
@@ -222,7 +222,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     check_start(layout, theta0, binding)
     clusters = _clusters(problem, config)
     reporter = reporter if reporter is None or config.workers == 1 else SerializedReporter(reporter)
-    Z = demand_stack(problem).Z  # the stacked instruments (the demand block alone)
+    Z = problem_stack(problem).Z  # the stacked instruments (demand, supply)
     W = weighting_matrix(Z.T @ Z / problem.N, what="instrument cross-product Z'Z/N")
     counts = {"iterations": 0, "evaluations": 0, "failures": 0}
 
@@ -288,7 +288,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
         steps[0] = result = mark_at_bounds(result, binding)
         outcomes[best] = dataclasses.replace(outcomes[best], optimization=result, beta=first.beta)
         finished += check_agreement(outcomes, best, 1)
-        S = stack_covariance(objective.stack, (first.xi,), kind=config.weighting,
+        S = stack_covariance(objective.stack, first.residuals, kind=config.weighting,
                              clusters=clusters, center=config.center_moments)
         W = weighting_matrix(S, what=f"{config.weighting} moment covariance at the step-1 estimate")
         outcomes, best, delta = step_starts(2, result.theta, W, first.delta)

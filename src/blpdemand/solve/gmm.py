@@ -26,11 +26,12 @@ import numpy as np
 
 from blpdemand._types import AnyArray, FailurePolicy, FloatArray
 from blpdemand.errors import ConvergenceError
+from blpdemand.model.marginal_costs import CostEvaluation, evaluate_costs
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.solve.contraction import InnerLoop
 from blpdemand.solve.fixed_point import FixedPointConfig
-from blpdemand.solve.moments import demand_stack
+from blpdemand.solve.moments import problem_stack
 from blpdemand.solve.progress import EvaluationRecord, Reporter, SilentReporter
 
 
@@ -60,11 +61,30 @@ class ObjectiveEvaluation:
     failed_markets: AnyArray
     adjoint: bool = False
     has_gradient: bool = True
+    gamma: FloatArray = field(default_factory=lambda: np.zeros(0))
+    omega: FloatArray | None = field(default=None, repr=False)
+    omega_jacobian: FloatArray | None = field(default=None, repr=False)
+    costs: CostEvaluation | None = field(default=None, repr=False)
 
     @property
     def failed(self) -> bool:
-        """The inner loop failed here (some market, or non-finite xi): Q is a penalty."""
-        return bool(np.asarray(self.failed_markets).size) or not bool(np.all(np.isfinite(self.xi)))
+        """The inner loop failed here (some market, or non-finite xi), or the supply side did
+        (singular first-order conditions, log of a non-positive cost): Q is a penalty."""
+        return (bool(np.asarray(self.failed_markets).size)
+                or not bool(np.all(np.isfinite(self.xi)))
+                or (self.costs is not None and self.costs.failure is not None))
+
+    @property
+    def residuals(self) -> tuple[FloatArray, ...]:
+        """The residuals of the moment blocks: (xi,) or (xi, omega)."""
+        return (self.xi,) if self.omega is None else (self.xi, self.omega)
+
+    @property
+    def residual_jacobian(self) -> FloatArray:
+        """(B N, P) d r / d theta over the stack at fixed linear parameters."""
+        if self.omega_jacobian is None:
+            return self.xi_jacobian
+        return np.concatenate([self.xi_jacobian, self.omega_jacobian])
 
 
 class DemandObjective:
@@ -83,7 +103,7 @@ class DemandObjective:
         self.layout = layout
         self.W = W
         # the stacked moment blocks (solve.moments): demand alone for now
-        self.stack = demand_stack(problem)
+        self.stack = problem_stack(problem)
         self.Z = self.stack.Z
         self.iv = self.stack.linear_iv(W)
         self.loop = InnerLoop(problem, layout, config=contraction)
@@ -99,6 +119,7 @@ class DemandObjective:
         self.contraction_iterations = 0
         self.contraction_evaluations = 0
         self.failures = 0
+        self.supply_failure: str | None = None
         self.failed_markets: set[Any] = set()
         self.last: ObjectiveEvaluation | None = None
         self.best: ObjectiveEvaluation | None = None
@@ -120,7 +141,9 @@ class DemandObjective:
                 return last
             self.last = self._with_jacobian(last)
             return self.last
-        adjoint = adjoint and self.layout.P > 0 and self.loop.caches_exp_mu
+        # the supply side needs d delta / d theta itself (for d eta / d theta): no adjoint
+        adjoint = (adjoint and self.layout.P > 0 and self.loop.caches_exp_mu
+                   and self.problem.supply is None)
         # overflow at an extreme trial theta must not stop the optimizer: non-finite results
         # are handled below (a large objective, so the line search backs off)
         # A warm start from an extreme trial theta can make the contraction fail where a cold
@@ -183,11 +206,25 @@ class DemandObjective:
         # minimum, seen on sparse grids), so such a theta is infeasible, as a non-finite one
         finite = bool(result.converged) and bool(np.all(np.isfinite(delta))) and (
             jacobian is None or bool(np.all(np.isfinite(jacobian))))
+        costs = None
+        if finite and self.problem.supply is not None:
+            costs = evaluate_costs(self.problem, self.layout, theta, delta, jacobian)
+            if costs.failure is not None:
+                self.supply_failure = costs.failure
+                if self.on_failure == "raise":
+                    raise ConvergenceError(costs.failure)
+            finite = costs.failure is None
         if finite:
             delta_tilde = self.problem.residualize(delta)
-            beta = self.iv.beta(delta_tilde)
-            xi = delta_tilde - self.problem.X1_tilde @ beta
-            g = self.stack.mean_moments((xi,))
+            if costs is None:
+                beta, gamma = self.iv.beta(delta_tilde), np.zeros(0)
+                xi, omega = delta_tilde - self.problem.X1_tilde @ beta, None
+            else:
+                linear = self.iv.beta(self.stack.stack((delta_tilde, costs.y)))
+                beta, gamma = linear[: self.problem.K1], linear[self.problem.K1:]
+                xi = delta_tilde - self.problem.X1_tilde @ beta
+                omega = costs.y - self.stack.blocks[1].X @ gamma
+            g = self.stack.mean_moments((xi,) if omega is None else (xi, omega))
             objective = float(N * g @ self.W @ g)
             if P > 0 and adjoint and not with_gradient:
                 gradient = np.full(P, np.nan)  # Q alone was asked for
@@ -202,11 +239,16 @@ class DemandObjective:
             # this theta and no start that ends here can be the best
             bad = 1e10 if self.best is None else max(1e10, 1e3 * self.best.objective)
             nan = np.full(N, np.nan)
+            supply = self.problem.supply
             return ObjectiveEvaluation(
                 theta=theta, delta=delta, xi=nan, beta=np.full(self.problem.K1, np.nan),
                 g=np.full(self.Z.shape[1], np.nan), objective=bad, gradient=np.zeros(P),
                 xi_jacobian=np.full((N, P), np.nan), contraction_iterations=int(result.iterations),
-                contraction_evaluations=int(result.evaluations), failed_markets=failed)
+                contraction_evaluations=int(result.evaluations), failed_markets=failed,
+                gamma=np.full(0 if supply is None else supply.K3, np.nan),
+                omega=None if supply is None else nan, costs=costs,
+                omega_jacobian=None if supply is None else np.full((N, P), np.nan))
+        omega_jacobian: FloatArray | None = None
         if P > 0 and adjoint:
             xi_jacobian = np.zeros((N, 0))
         elif P > 0:
@@ -214,16 +256,22 @@ class DemandObjective:
             # d xi / d theta at fixed beta; the beta(theta) channel drops out of the gradient
             # because X1~' Z W g = 0 at the concentrated beta (first-order condition)
             xi_jacobian = self.problem.residualize(jacobian)
-            gradient = 2.0 * (self.Z.T @ xi_jacobian).T @ (self.W @ g)
+            omega_jacobian = None if costs is None else costs.y_jacobian
+            dr = (xi_jacobian if omega_jacobian is None
+                  else self.stack.stack((xi_jacobian, omega_jacobian)))
+            gradient = 2.0 * (self.Z.T @ dr).T @ (self.W @ g)
         else:
             xi_jacobian = np.zeros((N, 0))
+            omega_jacobian = None if omega is None else np.zeros((N, 0))
             gradient = np.zeros(0)
         return ObjectiveEvaluation(
             theta=theta, delta=delta, xi=xi, beta=beta, g=g, objective=objective,
             gradient=gradient, xi_jacobian=xi_jacobian,
             contraction_iterations=int(result.iterations),
             contraction_evaluations=int(result.evaluations), failed_markets=failed,
-            adjoint=P > 0 and adjoint, has_gradient=with_gradient or not (P > 0 and adjoint))
+            adjoint=P > 0 and adjoint, has_gradient=with_gradient or not (P > 0 and adjoint),
+            gamma=gamma, omega=omega, costs=costs,
+            omega_jacobian=omega_jacobian)
 
     def _with_jacobian(self, evaluation: ObjectiveEvaluation) -> ObjectiveEvaluation:
         """An adjoint evaluation completed with d xi / d theta (from the cached exp(mu))."""

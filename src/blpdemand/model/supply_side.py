@@ -1,0 +1,139 @@
+"""The supply side of a problem, validated once: X3, Z_S, costs, conduct and ownership.
+
+f(c_jt) = x3_jt' gamma + omega_jt with c = p - eta(theta) (``model.supply``); the supply
+moments are E[z_S omega] = 0 with Z_S the X3 columns (exogenous cost shifters) and the
+excluded supply instruments (Berry, Levinsohn and Pakes 1995).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from blpdemand._types import FloatArray
+from blpdemand.data.formulation import DesignMatrix, build_matrix, check_rank
+from blpdemand.data.products import ProductData
+from blpdemand.data.validation import check_magnitude
+from blpdemand.errors import DataError, SpecificationError
+
+Kappa = Mapping[tuple[object, object], float]
+CONDUCTS = ("bertrand", "monopoly", "perfect")
+COSTS = ("linear", "log")
+
+
+@dataclass(frozen=True, eq=False)
+class SupplySide:
+    """The validated supply side of a Problem (rows sorted by market, as the products).
+
+    Attributes
+    ----------
+    X3 : (N, K3) cost characteristics; ZS : (N, MS) supply instruments (X3, then excluded).
+    costs : "linear" (f(c) = c) or "log" (f(c) = log c).
+    conduct : "bertrand", "monopoly" or "perfect"; kappa : partial ownership or None.
+    bounds : (lo, hi) clipping of marginal costs (either None), or None.
+    firm_ids : (N,) owners (Bertrand) or None; prices : (N,); price_column : prices' column
+    in X2 (the ownership matrices are built from these by ``model.supply.conduct_ownership``)
+    formula : the X3 formula as given.
+    """
+
+    X3: DesignMatrix
+    ZS: DesignMatrix
+    costs: str
+    conduct: str
+    kappa: dict[tuple[object, object], float] | None
+    bounds: tuple[float | None, float | None] | None
+    firm_ids: np.ndarray | None = field(repr=False)
+    prices: FloatArray = field(repr=False)
+    price_column: int
+    formula: str
+
+    @property
+    def K3(self) -> int:
+        return self.X3.K
+
+    @property
+    def MS(self) -> int:
+        return self.ZS.K
+
+
+def build_supply(data: ProductData, formula: str, excluded: DesignMatrix, *, X1: DesignMatrix,
+                 X2: DesignMatrix, costs: str = "linear", conduct: Any = "bertrand",
+                 bounds: Any = None) -> SupplySide:
+    """Validate the supply arguments of ``Problem`` and build X3, Z_S and the ownership.
+
+    ``conduct`` is "bertrand" (ownership from the ``firm_ids`` column), "monopoly", "perfect",
+    or a {(firm, firm): weight} dict of partial ownership (Bertrand with kappa).
+    """
+    if costs not in COSTS:
+        raise SpecificationError(f"costs={costs!r}; use one of {list(COSTS)}")
+    kappa: dict[tuple[object, object], float] | None = None
+    if isinstance(conduct, Mapping):
+        kappa, conduct = {tuple(k): float(v) for k, v in conduct.items()}, "bertrand"
+    if conduct not in CONDUCTS:
+        raise SpecificationError(f"conduct={conduct!r}; use one of {list(CONDUCTS)} or a "
+                                 "{(firm, firm): weight} dict of partial ownership")
+    if "prices" in X1.names:
+        raise SpecificationError(
+            "with a supply side the price coefficient must come from the nonlinear formula: "
+            "'prices' is in the linear formula (X1), whose coefficients are concentrated out "
+            "and cannot enter the markups; move 'prices' to nonlinear= (with a Pi interaction "
+            "or Sigma) and drop it from linear=")
+    if "prices" not in X2.names:
+        raise SpecificationError(
+            f"a supply side needs 'prices' in the nonlinear formula (X2 {list(X2.names)}): "
+            "markups depend on the price coefficients")
+    X3 = build_matrix(formula, data.frame, what="supply formula")
+    if any("prices" in name for name in X3.names):
+        raise SpecificationError(f"the supply formula's columns {list(X3.names)} contain prices;"
+                                 " costs are c = p - eta, so prices cannot be a cost shifter")
+    ZS = DesignMatrix(values=np.column_stack([X3.values, excluded.values]),
+                      names=X3.names + excluded.names)
+    for matrix, what in ((X3, "supply formula"), (ZS, "supply instruments")):
+        check_magnitude(matrix.values, matrix.names, what=what)
+    check_rank(X3.values, X3.names, what="X3 (cost characteristics)")
+    check_rank(ZS.values, ZS.names, what="ZS (supply instruments)")
+    firm_ids = None
+    if conduct == "bertrand":
+        if not data.has("firm_ids"):
+            raise DataError("conduct 'bertrand' needs a 'firm_ids' column in the product data "
+                            "(the owner of each product); add it or use conduct='monopoly'")
+        firm_ids = data.array("firm_ids")
+        if np.any(_missing(firm_ids)):
+            raise DataError("product data column 'firm_ids' has missing values; every product "
+                            "needs an owner under Bertrand conduct")
+        if kappa:
+            known = set(firm_ids.tolist())
+            unknown = sorted({f for pair in kappa for f in pair if f not in known}, key=str)
+            if unknown:
+                raise DataError(f"conduct (kappa) names firm(s) {unknown} not in 'firm_ids'")
+    return SupplySide(X3=X3, ZS=ZS, costs=costs, conduct=conduct, kappa=kappa,
+                      bounds=_bounds(bounds), firm_ids=firm_ids,
+                      prices=X2.values[:, X2.names.index("prices")].astype(np.float64),
+                      price_column=X2.names.index("prices"), formula=formula)
+
+
+def _missing(values: np.ndarray) -> np.ndarray:
+    import pandas as pd
+
+    return np.asarray(pd.isna(values))
+
+
+def _bounds(bounds: Any) -> tuple[float | None, float | None] | None:
+    """(lo, hi) with None for an open side; SpecificationError unless lo < hi."""
+    if bounds is None:
+        return None
+    try:
+        lo, hi = bounds
+        out = (None if lo is None else float(lo), None if hi is None else float(hi))
+    except (TypeError, ValueError):
+        raise SpecificationError(f"costs_bounds={bounds!r} must be a (lo, hi) pair of numbers "
+                                 "or None, e.g. (0.001, None)") from None
+    if out[0] is not None and out[1] is not None and not out[0] < out[1]:
+        raise SpecificationError(f"costs_bounds={bounds!r}: the lower bound must be below the "
+                                 "upper one")
+    if any(v is not None and not np.isfinite(v) for v in out):
+        raise SpecificationError(f"costs_bounds={bounds!r} must be finite (or None)")
+    return out

@@ -1,0 +1,116 @@
+"""The joint demand-supply objective's analytic gradient against central finite differences.
+
+Reference: dQ/dtheta_k ~ (Q(theta + h e_k) - Q(theta - h e_k)) / 2h with h = 1e-5 max(1,
+|theta_k|) (truncation O(h^2) ~ 1e-10, rounding ~ eps |Q| / h ~ 1e-11 with the contraction at
+1e-14); tolerance 1e-6 relative to the gradient's largest element. The supply residuals'
+Jacobian d omega / d theta (at fixed gamma) is checked the same way, column by column, since
+it enters the standard errors as well as the gradient. Data: simulated Bertrand markets whose
+price coefficients come from X2 (prices x income, and a random coefficient on prices).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import blpdemand as bd
+from blpdemand.solve.covariance import weighting_matrix
+from blpdemand.solve.gmm import DemandObjective
+from blpdemand.solve.moments import problem_stack
+
+
+def supply_problem(costs: str = "linear", conduct: Any = "bertrand",
+                   bounds: Any = None) -> bd.Problem:
+    sim = bd.simulate(markets=10, products=5, firms=2, sigma={"1": 0.6, "x1": 0.8}, draws=30,
+                      pricing="bertrand", rng=5)
+    agents = sim.agents.copy()
+    draws = np.random.default_rng(6)
+    agents["nodes2"] = draws.standard_normal(len(agents))
+    agents["income"] = draws.uniform(0.5, 1.5, len(agents))
+    products = sim.products.copy()
+    products["z3"] = products["w1"] * products["x1"]
+    products["z4"] = products["w2"] ** 2
+    return bd.Problem(products, linear="1 + x1 + x2", nonlinear="1 + x1 + prices",
+                      demographics="0 + income", agents=agents,
+                      instruments=["w1", "w2", "z3", "z4"], supply="1 + w1 + w2",
+                      supply_instruments=["x1", "x2"], costs=costs, conduct=conduct,
+                      costs_bounds=bounds)
+
+
+SIGMA = np.array([[0.6, 0, 0], [0.2, 0.8, 0], [0, 0, 0.3]])
+PI = np.array([[0.0], [0.0], [-1.2]])
+
+
+def objective_at(problem: bd.Problem) -> tuple[DemandObjective, np.ndarray]:
+    layout, theta = problem.layout(SIGMA, PI)
+    Z = problem_stack(problem).Z
+    return DemandObjective(problem, layout, weighting_matrix(Z.T @ Z / problem.N)), theta
+
+
+def central(function: Any, theta: np.ndarray) -> np.ndarray:
+    columns = []
+    for p in range(theta.size):
+        h = 1e-5 * max(1.0, abs(theta[p]))
+        up, down = theta.copy(), theta.copy()
+        up[p] += h
+        down[p] -= h
+        columns.append((np.asarray(function(up)) - np.asarray(function(down))) / (2 * h))
+    return np.stack(columns, axis=-1)
+
+
+@pytest.mark.parametrize(("costs", "conduct"), [
+    ("linear", "bertrand"), ("log", "bertrand"), ("log", "monopoly"),
+    ("linear", {(0, 1): 0.4, (1, 0): 0.25}),
+], ids=["linear-bertrand", "log-bertrand", "log-monopoly", "linear-kappa"])
+def test_joint_gradient_matches_finite_differences(costs: str, conduct: Any) -> None:
+    objective, theta = objective_at(supply_problem(costs, conduct))
+    gradient = objective.gradient(theta)
+    numeric = central(objective.objective, theta)
+    np.testing.assert_allclose(gradient, numeric, rtol=0, atol=1e-6 * np.max(np.abs(numeric)))
+
+
+@pytest.mark.parametrize("costs", ["linear", "log"])
+def test_omega_jacobian_matches_finite_differences(costs: str) -> None:
+    # d omega / d theta at fixed gamma = d f(p - eta(theta, delta(theta))) / d theta
+    objective, theta = objective_at(supply_problem(costs))
+    analytic = objective.evaluate(theta).omega_jacobian
+
+    def y_supply(at: np.ndarray) -> np.ndarray:
+        costs_at = objective.evaluate(at).costs
+        assert costs_at is not None
+        return costs_at.y
+
+    numeric = central(y_supply, theta)
+    assert analytic is not None
+    np.testing.assert_allclose(analytic, numeric, rtol=0,
+                               atol=1e-6 * np.max(np.abs(numeric)))
+
+
+def test_perfect_competition_prices_are_costs() -> None:
+    # eta = 0: c = p exactly, and the supply residuals do not move with theta
+    problem = supply_problem("linear", "perfect")
+    objective, theta = objective_at(problem)
+    evaluation = objective.evaluate(theta)
+    assert evaluation.costs is not None and evaluation.omega_jacobian is not None
+    np.testing.assert_array_equal(evaluation.costs.costs, problem.products.array("prices"))
+    np.testing.assert_array_equal(evaluation.omega_jacobian, 0.0)
+
+
+def test_log_costs_below_zero_are_a_recorded_failure_not_a_nan() -> None:
+    # pi on prices -0.2 (and sigma on prices 0.01): consumers barely care about price, markups
+    # exceed prices, c < 0 (down to about -4.7)
+    problem = supply_problem("log")
+    objective, theta = objective_at(problem)
+    theta[3], theta[4] = 0.01, -0.2
+    evaluation = objective.evaluate(theta)
+    assert evaluation.failed and np.isfinite(evaluation.objective)
+    assert evaluation.objective >= 1e10
+    assert objective.supply_failure is not None and "costs_bounds" in objective.supply_failure
+    # the same theta with clipping is an ordinary evaluation
+    clipped = supply_problem("log", bounds=(0.001, None))
+    objective, _ = objective_at(clipped)
+    evaluation = objective.evaluate(theta)
+    assert not evaluation.failed and np.isfinite(evaluation.objective)
+    assert evaluation.costs is not None and evaluation.costs.clipped.any()
