@@ -79,8 +79,9 @@ def build_supply(data: ProductData, formula: str, excluded: DesignMatrix, *, X1:
         raise SpecificationError(
             "with a supply side the price coefficient must come from the nonlinear formula: "
             "'prices' is in the linear formula (X1), whose coefficients are concentrated out "
-            "and cannot enter the markups; move 'prices' to nonlinear= (with a Pi interaction "
-            "or Sigma) and drop it from linear=")
+            "and cannot enter the markups; move 'prices' to nonlinear= and drop it from "
+            "linear=: its mean coefficient is then Pi on a constant demographic (agents['one'] "
+            "= 1, demographics='0 + one', pi[prices, one] = alpha), or a Pi on income as in BLP")
     if "prices" not in X2.names:
         raise SpecificationError(
             f"a supply side needs 'prices' in the nonlinear formula (X2 {list(X2.names)}): "

@@ -266,6 +266,12 @@ class BLPResults:
                  f"{self.status.value} after {self.optimization.iterations} iterations"),
                  (f"contraction iterations = {self.contraction_iterations} (failed at "
                  f"{self.contraction_failures} trial theta), time = {self.time:.2f} s")]
+        supply = self.problem.supply
+        if supply is not None:
+            clipped = "" if supply.bounds is None else f", clipped to {list(supply.bounds)}"
+            kappa = "" if supply.kappa is None else " with partial ownership kappa"
+            notes.append(f"supply: {supply.costs} marginal costs{clipped}, conduct "
+                         f"{supply.conduct}{kappa}; gamma: the X3 cost coefficients")
         notes += self.verdict_notes()
         if eig is not None:
             notes.append(f"Hessian eigenvalues: min {eig.min():.4g}, max {eig.max():.4g}")
