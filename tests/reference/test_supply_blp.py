@@ -106,10 +106,12 @@ def test_joint_objective_gradient_and_estimates_at_fixed_theta(blp_products, blp
 def test_tutorial_two_step_joint_estimate_matches_pyblp(blp_products, blp_agents):
     # The tutorial's joint 2-step GMM with clustered W and SEs (without its initial_update of W
     # at the starting theta, which we do not offer), one start per step on both sides. PyBLP
-    # (l-bfgs-b, gtol 1e-8) takes ~86 s and ends "not converged" with gradient inf-norm 9e-6 at
-    # Q = 493.96; ours takes ~10 s and converges (gradient 2e-6 <= 1e-6 Q). Measured relative
-    # differences: Sigma 4e-8, Pi 1e-8, beta 2e-8, gamma 3e-9, Q 5e-9, SEs 5e-8. Tolerances: the
-    # issue's 1e-6 on estimates and the objective, 1e-4 on standard errors.
+    # (l-bfgs-b, gtol 1e-8) takes ~86 s and stops "not converged" (gradient inf-norm 9e-6) at
+    # Q = 493.96; ours takes ~4 s and converges (gradient <= 1e-6 Q). As the issue asks where
+    # PyBLP stops unconverged: PyBLP evaluated at OUR estimate with OUR W gives our objective
+    # (rel 1e-8) and gradient (to 1e-9 Q) and a gradient below our convergence threshold; the
+    # estimates agree to the flatness of Q (measured 1e-6 relative, 1e-5 of a standard error),
+    # SEs and Q to 1e-4 / 1e-7 (measured 5e-8 / 5e-9).
     config = bd.EstimationConfig(method="2s", weighting="clustered", covariance="clustered",
                                  clusters="clustering_ids", starts=0)
     mine = bd.estimate(ours(blp_products, blp_agents), sigma=SIGMA0, pi=PI0, config=config)
@@ -120,12 +122,24 @@ def test_tutorial_two_step_joint_estimate_matches_pyblp(blp_products, blp_agents
             SIGMA0, PI0, costs_bounds=(0.001, None), W_type="clustered", se_type="clustered",
             method="2s")
     free = mine.layout.sigma_free
-    assert relative(mine.objective, ref.objective) < 1e-6
-    assert relative(mine.sigma[free], ref.sigma[free]) < 1e-6
-    assert relative(mine.pi, ref.pi) < 1e-6
-    assert relative(mine.beta, ref.beta) < 1e-6
-    assert relative(mine.gamma, ref.gamma) < 1e-6
+    assert relative(mine.objective, ref.objective) < 1e-7
+    assert relative(mine.sigma[free], ref.sigma[free]) < 1e-5
+    assert relative(mine.pi, ref.pi) < 1e-5
+    assert relative(mine.beta, ref.beta) < 1e-5
+    assert relative(mine.gamma, ref.gamma) < 1e-5
     assert relative(mine.sigma_se[free], ref.sigma_se[free]) < 1e-4
     assert relative(mine.pi_se[1, 0], ref.pi_se[1, 0]) < 1e-4
     assert relative(mine.beta_se, ref.beta_se) < 1e-4
     assert relative(mine.gamma_se, ref.gamma_se) < 1e-4
+    # PyBLP's moment order: excluded demand instruments, exogenous X1, excluded supply
+    # instruments, X3; ours: exogenous X1, excluded, X3, excluded (ours k is theirs[k])
+    theirs_of_ours = np.r_[8:13, 0:8, 13 + np.r_[12:18, 0:12]]
+    back = np.argsort(theirs_of_ours)
+    W = mine.W[np.ix_(back, back)]
+    at_ours = solve(theirs(blp_products, blp_agents), mine.sigma, mine.pi, W=W,
+                    costs_bounds=(0.001, None), optimization=pyblp.Optimization("return"))
+    assert relative(at_ours.objective, mine.objective) < 1e-8
+    # at the minimum the gradient (6e-5) is what is left after its terms (of the size of Q)
+    # cancel, so it is compared on Q's scale: measured max difference 1.5e-9 = 3e-12 Q
+    assert np.max(np.abs(np.ravel(at_ours.gradient) - mine.gradient)) < 1e-9 * mine.objective
+    assert np.max(np.abs(at_ours.gradient)) <= mine.config.gtol * mine.objective

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from blpdemand._types import AnyArray, BoolArray, FloatArray
+from blpdemand._types import AnyArray, BoolArray, FloatArray, IntArray
 from blpdemand.model.pricing import MarketDemand, lambda_gamma, markups, ownership_matrix
 
 
@@ -114,3 +114,45 @@ def transform_costs(costs: FloatArray, kind: str,
     f = np.where(positive, np.log(safe), np.nan)
     derivative = np.where(clipped, 0.0, np.where(positive, 1.0 / safe, np.nan))
     return f, derivative, clipped
+
+
+def markup_adjoint(probabilities: FloatArray, weights: FloatArray, alpha: FloatArray,
+                   ownership: FloatArray, eta: FloatArray, w: FloatArray, x2: FloatArray,
+                   variables: FloatArray, rows: IntArray, columns: IntArray,
+                   dalpha: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """w' d eta / d theta = -(direct + r' d delta / d theta) in one market, by one adjoint
+    solve A' lambda = w instead of P solves, never forming a (P, J, I) or (P, J, J) array.
+
+    With C_kj = lambda_j O_jk eta_k, a = C s, b = C' s (J, I), h_ik = C_kk - a_ik - b_ik,
+    lambda' dA eta + lambda' ds = sum_i w_i [dalpha_i sum_k s_ik (C_kk - a_ik)
+    + sum_k s_ik (alpha_i (h_ik - hbar_i) + lambda_k - lambdabar_i) du_ik], and du_ik =
+    d delta_k + x2_k,row V_i,column: the d delta part is r' d delta / d theta (the caller
+    adds r to the demand adjoint), the rest is ``direct``. Memory O(J^2 + J I).
+
+    Parameters
+    ----------
+    probabilities : (J, I); weights, alpha : (I,); ownership : (J, J); eta, w : (J,);
+    x2 : (J, K2); variables : (I, V) agent variables [nu, y]; rows, columns : (P,) X2 column
+    and variable column of each parameter; dalpha : (P, I) d alpha_i / d theta_p.
+
+    Returns
+    -------
+    direct : (P,); r : (J,).
+    """
+    J, P = probabilities.shape[0], rows.size
+    if not np.any(ownership):
+        return np.zeros(P), np.zeros(J)
+    s = probabilities
+    lam_diagonal, gamma = lambda_gamma(s, weights, alpha)
+    A = ownership * (np.diag(lam_diagonal) - gamma).T
+    lam = np.linalg.solve(A.T, w)
+    C = (lam[:, None] * ownership * eta[None, :]).T  # C_kj = lambda_j O_jk eta_k
+    a, b = C @ s, C.T @ s
+    diagonal = np.diag(C)[:, None]
+    h = diagonal - a - b
+    R = (weights[None] * s) * (alpha[None] * (h - np.sum(s * h, axis=0)[None])
+                               + lam[:, None] - (lam @ s)[None])
+    q = np.sum(s * (diagonal - a), axis=0)  # (I,)
+    XR = x2.T @ R  # (K2, I)
+    direct = dalpha @ (weights * q) + np.sum(variables[:, columns].T * XR[rows], axis=1)
+    return direct, R.sum(axis=1)

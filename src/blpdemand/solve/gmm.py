@@ -26,7 +26,7 @@ import numpy as np
 
 from blpdemand._types import AnyArray, FailurePolicy, FloatArray
 from blpdemand.errors import ConvergenceError
-from blpdemand.model.marginal_costs import CostEvaluation, evaluate_costs
+from blpdemand.model.marginal_costs import CostEvaluation, costs_adjoint, evaluate_costs
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.solve.contraction import InnerLoop
@@ -141,9 +141,7 @@ class DemandObjective:
                 return last
             self.last = self._with_jacobian(last)
             return self.last
-        # the supply side needs d delta / d theta itself (for d eta / d theta): no adjoint
-        adjoint = (adjoint and self.layout.P > 0 and self.loop.caches_exp_mu
-                   and self.problem.supply is None)
+        adjoint = adjoint and self.layout.P > 0 and self.loop.caches_exp_mu
         # overflow at an extreme trial theta must not stop the optimizer: non-finite results
         # are handled below (a large objective, so the line search backs off)
         # A warm start from an extreme trial theta can make the contraction fail where a cold
@@ -230,9 +228,7 @@ class DemandObjective:
                 gradient = np.full(P, np.nan)  # Q alone was asked for
             elif P > 0 and adjoint:
                 # dQ/dtheta = 2 (d delta/d theta)' M Z~ W g: one adjoint solve per market
-                v = self.problem.residualize(self.Z @ (self.W @ g))
-                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                    gradient = 2.0 * self.loop.gradient(theta, delta, v)
+                gradient = self._adjoint_gradient(theta, delta, g, costs)
                 finite = bool(np.all(np.isfinite(gradient)))
         if not finite:
             # a failed or non-finite inner loop: a large objective, so no line search accepts
@@ -273,14 +269,38 @@ class DemandObjective:
             gamma=gamma, omega=omega, costs=costs,
             omega_jacobian=omega_jacobian)
 
+    def _adjoint_gradient(self, theta: FloatArray, delta: FloatArray, g: FloatArray,
+                          costs: CostEvaluation | None) -> FloatArray:
+        """2 (dy/dtheta)' Z W g by adjoints: the demand block's v = M Z_D~ (W g)_D, and the
+        supply block's u = Z_S (W g)_S through ``costs_adjoint`` (its d delta part joins v)."""
+        Wg = self.W @ g
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            if costs is None:
+                v = self.problem.residualize(self.Z @ Wg)
+                return 2.0 * self.loop.gradient(theta, delta, v)
+            demand, supply = self.stack.blocks
+            Wg_demand, Wg_supply = self.stack.split(Wg)
+            direct, r = costs_adjoint(self.problem, self.layout, theta, delta, costs,
+                                      supply.Z @ Wg_supply)
+            v = self.problem.residualize(demand.Z @ Wg_demand) + r
+            return 2.0 * (self.loop.gradient(theta, delta, v) + direct)
+
     def _with_jacobian(self, evaluation: ObjectiveEvaluation) -> ObjectiveEvaluation:
-        """An adjoint evaluation completed with d xi / d theta (from the cached exp(mu))."""
+        """An adjoint evaluation completed with d xi / d theta (from the cached exp(mu)), and
+        d omega / d theta with a supply side."""
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             jacobian = self.loop.jacobian(evaluation.theta, evaluation.delta)
         xi_jacobian = self.problem.residualize(jacobian)
-        gradient = 2.0 * (self.Z.T @ xi_jacobian).T @ (self.W @ evaluation.g)
+        costs, omega_jacobian, dr = evaluation.costs, None, xi_jacobian
+        if self.problem.supply is not None:
+            costs = evaluate_costs(self.problem, self.layout, evaluation.theta,
+                                   evaluation.delta, jacobian)
+            omega_jacobian = costs.y_jacobian
+            assert omega_jacobian is not None
+            dr = self.stack.stack((xi_jacobian, omega_jacobian))
+        gradient = 2.0 * (self.Z.T @ dr).T @ (self.W @ evaluation.g)
         return dataclasses.replace(evaluation, xi_jacobian=xi_jacobian, gradient=gradient,
-                                   adjoint=False)
+                                   adjoint=False, costs=costs, omega_jacobian=omega_jacobian)
 
     def mark_iteration(self) -> None:
         """Count one optimizer iteration (shown in the progress records)."""
