@@ -4,6 +4,7 @@ conduct recorded, and save/load rebuilding the same estimates from the data."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import blpdemand as bd
 from blpdemand.results.io import save_results
@@ -50,3 +51,16 @@ def test_with_covariance_uses_the_joint_stack() -> None:
     np.testing.assert_allclose(results.with_covariance("robust").covariance,
                                results.covariance, rtol=1e-12)
     assert np.all(np.isfinite(results.with_covariance("unadjusted").gamma_se))
+
+
+def test_post_estimation_uses_the_demand_block_and_shards_refuse_supply() -> None:
+    # the bootstrap draws (theta, beta) from their marginal, the (P + K1) block of the joint
+    # covariance; market shards do not carry the supply side and say so
+    from blpdemand.errors import SpecificationError
+    from blpdemand.solve.shards import split_markets
+
+    results, _, _ = _results()
+    draws = results.bootstrap(draws=5, rng=1)
+    assert draws is not None
+    with pytest.raises(SpecificationError, match="supply side"):
+        split_markets(results.problem, 2)
