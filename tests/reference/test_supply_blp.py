@@ -32,19 +32,22 @@ SUPPLY_INSTRUMENTS = [f"supply_instruments{k}" for k in range(12)]
 
 
 def ours(products: pd.DataFrame, agents: pd.DataFrame, costs: str = "log",
-         bounds: tuple[float | None, float | None] | None = (0.001, None)) -> bd.Problem:
+         bounds: tuple[float | None, float | None] | None = (0.001, None),
+         absorb: str | None = None) -> bd.Problem:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IntegrationWarning)  # weights sum to 0.154 (see above)
         return bd.Problem(products, linear=LINEAR, nonlinear=NONLINEAR,
                           demographics="0 + I(1 / income)", agents=agents,
                           instruments=DEMAND_INSTRUMENTS, supply=SUPPLY,
-                          supply_instruments=SUPPLY_INSTRUMENTS, costs=costs, costs_bounds=bounds)
+                          supply_instruments=SUPPLY_INSTRUMENTS, costs=costs, costs_bounds=bounds,
+                          absorb_supply=absorb)
 
 
-def theirs(products: pd.DataFrame, agents: pd.DataFrame, costs: str = "log") -> object:
+def theirs(products: pd.DataFrame, agents: pd.DataFrame, costs: str = "log",
+           absorb: str | None = None) -> object:
     pyblp.options.verbose = False
     formulations = (pyblp.Formulation(LINEAR), pyblp.Formulation(NONLINEAR),
-                    pyblp.Formulation(SUPPLY))
+                    pyblp.Formulation(SUPPLY, absorb=absorb))
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return pyblp.Problem(formulations, products, pyblp.Formulation("0 + I(1 / income)"),
@@ -62,30 +65,34 @@ def relative(mine: np.ndarray, ref: np.ndarray) -> float:
     return float(np.max(np.abs(mine - ref)) / np.max(np.abs(ref)))
 
 
-@pytest.mark.parametrize(("costs", "bounds", "pi_prices", "scale", "kind"), [
-    ("log", (0.001, None), -43.501, 1.0, "robust"),
-    ("log", (0.001, None), -43.501, 0.5, "clustered"),
-    ("log", (0.001, None), -12.0, 1.0, "robust"),  # 300 costs clipped at 0.001
-    ("linear", None, -43.501, 1.0, "robust"),
-], ids=["log-tutorial-start", "log-half-start-clustered", "log-clipped", "linear"])
+@pytest.mark.parametrize(("costs", "bounds", "pi_prices", "scale", "kind", "absorb"), [
+    ("log", (0.001, None), -43.501, 1.0, "robust", None),
+    ("log", (0.001, None), -43.501, 0.5, "clustered", None),
+    ("log", (0.001, None), -12.0, 1.0, "robust", None),  # 300 costs clipped at 0.001
+    ("linear", None, -43.501, 1.0, "robust", None),
+    ("log", (0.001, None), -43.501, 1.0, "robust", "C(firm_ids)"),  # supply fixed effects
+], ids=["log-tutorial-start", "log-half-start-clustered", "log-clipped", "linear",
+        "log-firm-effects"])
 def test_joint_objective_gradient_and_estimates_at_fixed_theta(blp_products, blp_agents, costs,
-                                                               bounds, pi_prices, scale, kind):
+                                                               bounds, pi_prices, scale, kind,
+                                                               absorb):
     # Reference: PyBLP's joint objective, gradient, beta, gamma and standard errors at the same
     # theta with W = blockdiag((Z_D'Z_D/N)^-1, (Z_S'Z_S/N)^-1) (PyBLP's step-1 W), the optimizer
     # not run (Optimization("return")). Measured max relative differences (2 cores, OpenBLAS):
     # Q 4e-14, gradient 1e-11, beta 5e-12, gamma 7e-12, SEs 3e-11 (the clipped case: gradient
-    # 2e-12 with 300 clipped costs, whose derivative is zero in both tools). Tolerance 1e-8:
+    # 2e-12 with 300 clipped costs, whose derivative is zero in both tools; absorbed firm
+    # effects in costs (X3 loses its intercept in both tools): 3e-13). Tolerance 1e-8:
     # the contraction is solved to 1e-14 and the gradient's IFT solve conditions lose about
     # 3-4 digits (d s / d delta with shares down to 1e-7); SEs go through (G'WG)^-1.
     sigma, pi = scale * SIGMA0, scale * np.c_[[0, pi_prices, 0, 0, 0, 0]]
     config = bd.EstimationConfig(hessian=False, covariance=kind,
                                  clusters="clustering_ids" if kind == "clustered" else None)
-    mine = bd.evaluate(ours(blp_products, blp_agents, costs, bounds), sigma=sigma, pi=pi,
+    mine = bd.evaluate(ours(blp_products, blp_agents, costs, bounds, absorb), sigma=sigma, pi=pi,
                        config=config)
     options: dict[str, object] = {"optimization": pyblp.Optimization("return"), "se_type": kind}
     if bounds is not None:
         options["costs_bounds"] = bounds
-    ref = solve(theirs(blp_products, blp_agents, costs), sigma, pi, **options)
+    ref = solve(theirs(blp_products, blp_agents, costs, absorb), sigma, pi, **options)
     if pi_prices == -12.0:
         assert int(np.sum(ref.clipped_costs)) > 100  # the bound is exercised
     assert relative(mine.objective, ref.objective) < 1e-8

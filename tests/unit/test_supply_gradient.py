@@ -22,7 +22,7 @@ from blpdemand.solve.moments import problem_stack
 
 
 def supply_problem(costs: str = "linear", conduct: Any = "bertrand",
-                   bounds: Any = None) -> bd.Problem:
+                   bounds: Any = None, absorb: str | None = None) -> bd.Problem:
     sim = bd.simulate(markets=10, products=5, firms=2, sigma={"1": 0.6, "x1": 0.8}, draws=30,
                       pricing="bertrand", rng=5)
     agents = sim.agents.copy()
@@ -36,7 +36,7 @@ def supply_problem(costs: str = "linear", conduct: Any = "bertrand",
                       demographics="0 + income", agents=agents,
                       instruments=["w1", "w2", "z3", "z4"], supply="1 + w1 + w2",
                       supply_instruments=["x1", "x2"], costs=costs, conduct=conduct,
-                      costs_bounds=bounds)
+                      costs_bounds=bounds, absorb_supply=absorb)
 
 
 SIGMA = np.array([[0.6, 0, 0], [0.2, 0.8, 0], [0, 0, 0.3]])
@@ -60,27 +60,30 @@ def central(function: Any, theta: np.ndarray) -> np.ndarray:
     return np.stack(columns, axis=-1)
 
 
-@pytest.mark.parametrize(("costs", "conduct"), [
-    ("linear", "bertrand"), ("log", "bertrand"), ("log", "monopoly"),
-    ("linear", {(0, 1): 0.4, (1, 0): 0.25}),
-], ids=["linear-bertrand", "log-bertrand", "log-monopoly", "linear-kappa"])
-def test_joint_gradient_matches_finite_differences(costs: str, conduct: Any) -> None:
-    objective, theta = objective_at(supply_problem(costs, conduct))
+@pytest.mark.parametrize(("costs", "conduct", "absorb"), [
+    ("linear", "bertrand", None), ("log", "bertrand", None), ("log", "monopoly", None),
+    ("linear", {(0, 1): 0.4, (1, 0): 0.25}, None), ("log", "bertrand", "C(product_ids)"),
+], ids=["linear-bertrand", "log-bertrand", "log-monopoly", "linear-kappa", "log-absorbed"])
+def test_joint_gradient_matches_finite_differences(costs: str, conduct: Any,
+                                                   absorb: str | None) -> None:
+    objective, theta = objective_at(supply_problem(costs, conduct, absorb=absorb))
     gradient = objective.gradient(theta)
     numeric = central(objective.objective, theta)
     np.testing.assert_allclose(gradient, numeric, rtol=0, atol=1e-6 * np.max(np.abs(numeric)))
 
 
-@pytest.mark.parametrize("costs", ["linear", "log"])
-def test_omega_jacobian_matches_finite_differences(costs: str) -> None:
-    # d omega / d theta at fixed gamma = d f(p - eta(theta, delta(theta))) / d theta
-    objective, theta = objective_at(supply_problem(costs))
+@pytest.mark.parametrize(("costs", "absorb"), [("linear", None), ("log", None),
+                                               ("log", "C(product_ids)")])
+def test_omega_jacobian_matches_finite_differences(costs: str, absorb: str | None) -> None:
+    # d omega / d theta at fixed gamma = M d f(p - eta(theta, delta(theta))) / d theta
+    problem = supply_problem(costs, absorb=absorb)
+    objective, theta = objective_at(problem)
     analytic = objective.evaluate(theta).omega_jacobian
 
     def y_supply(at: np.ndarray) -> np.ndarray:
         costs_at = objective.evaluate(at).costs
-        assert costs_at is not None
-        return costs_at.y
+        assert costs_at is not None and problem.supply is not None
+        return problem.supply.residualize(costs_at.y)
 
     numeric = central(y_supply, theta)
     assert analytic is not None
@@ -116,16 +119,19 @@ def test_log_costs_below_zero_are_a_recorded_failure_not_a_nan() -> None:
     assert evaluation.costs is not None and evaluation.costs.clipped.any()
 
 
-@pytest.mark.parametrize(("costs", "conduct", "bounds"), [
-    ("log", "bertrand", (2.5, None)), ("linear", "monopoly", None),
-    ("linear", {(0, 1): 0.4, (1, 0): 0.25}, None)], ids=["log-clipped", "monopoly", "kappa"])
+@pytest.mark.parametrize(("costs", "conduct", "bounds", "absorb"), [
+    ("log", "bertrand", (2.5, None), None), ("linear", "monopoly", None, None),
+    ("linear", {(0, 1): 0.4, (1, 0): 0.25}, None, None),
+    ("log", "bertrand", None, "C(product_ids)")],
+    ids=["log-clipped", "monopoly", "kappa", "absorbed"])
 def test_adjoint_gradient_equals_the_full_jacobian_gradient(costs: str, conduct: Any,
-                                                            bounds: Any) -> None:
+                                                            bounds: Any,
+                                                            absorb: str | None) -> None:
     # The optimizer's gradient (adjoint solves, d delta / d theta never formed) against
     # 2 (Z' d r / d theta)' W g from the full Jacobians (the standard errors' path): the same
     # quantity by two routes; tolerance 1e-10 relative to the largest element (the IFT and
     # first-order-condition solves, well conditioned here, and CG to 1e-13)
-    problem = supply_problem(costs, conduct, bounds)
+    problem = supply_problem(costs, conduct, bounds, absorb)
     adjoint, theta = objective_at(problem)
     fast = adjoint.evaluate(theta, adjoint=True)
     assert fast.adjoint and fast.omega_jacobian is None

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from blpdemand._types import FloatArray
-from blpdemand.data.formulation import DesignMatrix, build_matrix, check_rank
+from blpdemand.data.absorb import FixedEffects, absorb_fixed_effects
+from blpdemand.data.formulation import DesignMatrix, build_matrix, check_rank, parse_absorb
 from blpdemand.data.products import ProductData
 from blpdemand.data.validation import check_magnitude
 from blpdemand.errors import DataError, SpecificationError
@@ -37,6 +38,8 @@ class SupplySide:
     firm_ids : (N,) owners (Bertrand) or None; prices : (N,); price_column : prices' column
     in X2 (the ownership matrices are built from these by ``model.supply.conduct_ownership``)
     formula : the X3 formula as given.
+    fixed_effects : absorbed supply fixed effects (``absorb_supply``) or None; X3_tilde,
+        ZS_tilde : X3 and Z_S with them partialled out (the arrays themselves without).
     """
 
     X3: DesignMatrix
@@ -49,6 +52,9 @@ class SupplySide:
     prices: FloatArray = field(repr=False)
     price_column: int
     formula: str
+    fixed_effects: FixedEffects | None = field(default=None, repr=False)
+    X3_tilde: FloatArray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
+    ZS_tilde: FloatArray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
 
     @property
     def K3(self) -> int:
@@ -58,10 +64,14 @@ class SupplySide:
     def MS(self) -> int:
         return self.ZS.K
 
+    def residualize(self, values: FloatArray) -> FloatArray:
+        """Partial out the absorbed supply fixed effects (identity without them)."""
+        return self.fixed_effects.residualize(values) if self.fixed_effects else values
+
 
 def build_supply(data: ProductData, formula: str, excluded: DesignMatrix, *, X1: DesignMatrix,
                  X2: DesignMatrix, costs: str = "linear", conduct: Any = "bertrand",
-                 bounds: Any = None) -> SupplySide:
+                 bounds: Any = None, absorb: Any = None) -> SupplySide:
     """Validate the supply arguments of ``Problem`` and build X3, Z_S and the ownership.
 
     ``conduct`` is "bertrand" (ownership from the ``firm_ids`` column), "monopoly", "perfect",
@@ -86,7 +96,9 @@ def build_supply(data: ProductData, formula: str, excluded: DesignMatrix, *, X1:
         raise SpecificationError(
             f"a supply side needs 'prices' in the nonlinear formula (X2 {list(X2.names)}): "
             "markups depend on the price coefficients")
-    X3 = build_matrix(formula, data.frame, what="supply formula")
+    fe_columns = parse_absorb(absorb, data.frame)
+    X3 = build_matrix(formula, data.frame, intercept=False if fe_columns else None,
+                      what="supply formula")
     if any("prices" in name for name in X3.names):
         raise SpecificationError(f"the supply formula's columns {list(X3.names)} contain prices;"
                                  " costs are c = p - eta, so prices cannot be a cost shifter")
@@ -94,8 +106,13 @@ def build_supply(data: ProductData, formula: str, excluded: DesignMatrix, *, X1:
                       names=X3.names + excluded.names)
     for matrix, what in ((X3, "supply formula"), (ZS, "supply instruments")):
         check_magnitude(matrix.values, matrix.names, what=what)
-    check_rank(X3.values, X3.names, what="X3 (cost characteristics)")
-    check_rank(ZS.values, ZS.names, what="ZS (supply instruments)")
+    fixed_effects = absorb_fixed_effects(data.frame, fe_columns)
+    X3_tilde, ZS_tilde = X3.values, ZS.values
+    if fixed_effects is not None:
+        X3_tilde = fixed_effects.residualize(X3.values, names=X3.names)
+        ZS_tilde = fixed_effects.residualize(ZS.values, names=ZS.names)
+    check_rank(X3_tilde, X3.names, what="X3 (cost characteristics)")
+    check_rank(ZS_tilde, ZS.names, what="ZS (supply instruments)")
     firm_ids = None
     if conduct == "bertrand":
         if not data.has("firm_ids"):
@@ -113,7 +130,9 @@ def build_supply(data: ProductData, formula: str, excluded: DesignMatrix, *, X1:
     return SupplySide(X3=X3, ZS=ZS, costs=costs, conduct=conduct, kappa=kappa,
                       bounds=_bounds(bounds), firm_ids=firm_ids,
                       prices=X2.values[:, X2.names.index("prices")].astype(np.float64),
-                      price_column=X2.names.index("prices"), formula=formula)
+                      price_column=X2.names.index("prices"), formula=formula,
+                      fixed_effects=fixed_effects, X3_tilde=np.ascontiguousarray(X3_tilde),
+                      ZS_tilde=np.ascontiguousarray(ZS_tilde))
 
 
 def _missing(values: np.ndarray) -> np.ndarray:

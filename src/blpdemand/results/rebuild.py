@@ -71,7 +71,8 @@ def _rebuild_blp(saved: SavedResults, products: pd.DataFrame, common: dict[str, 
                   "costs": model.get("costs", "linear"),
                   "conduct": ({(f, g): w for f, g, w in kappa} if kappa
                               else model.get("conduct", "bertrand")),
-                  "costs_bounds": None if bounds is None else tuple(bounds)}
+                  "costs_bounds": None if bounds is None else tuple(bounds),
+                  "absorb_supply": model.get("absorb_supply")}
     problem = Problem(products, **common, nonlinear=model.get("nonlinear"),
                       demographics=model.get("demographics"),
                       agents=_saved_agents(model) if agents is None else agents,

@@ -218,10 +218,11 @@ class DemandObjective:
                 beta, gamma = self.iv.beta(delta_tilde), np.zeros(0)
                 xi, omega = delta_tilde - self.problem.X1_tilde @ beta, None
             else:
-                linear = self.iv.beta(self.stack.stack((delta_tilde, costs.y)))
+                y_tilde = self._within_supply(costs.y)
+                linear = self.iv.beta(self.stack.stack((delta_tilde, y_tilde)))
                 beta, gamma = linear[: self.problem.K1], linear[self.problem.K1:]
                 xi = delta_tilde - self.problem.X1_tilde @ beta
-                omega = costs.y - self.stack.blocks[1].X @ gamma
+                omega = y_tilde - self.stack.blocks[1].X @ gamma
             g = self.stack.mean_moments((xi,) if omega is None else (xi, omega))
             objective = float(N * g @ self.W @ g)
             if P > 0 and adjoint and not with_gradient:
@@ -252,7 +253,8 @@ class DemandObjective:
             # d xi / d theta at fixed beta; the beta(theta) channel drops out of the gradient
             # because X1~' Z W g = 0 at the concentrated beta (first-order condition)
             xi_jacobian = self.problem.residualize(jacobian)
-            omega_jacobian = None if costs is None else costs.y_jacobian
+            omega_jacobian = (None if costs is None or costs.y_jacobian is None
+                              else self._within_supply(costs.y_jacobian))
             dr = (xi_jacobian if omega_jacobian is None
                   else self.stack.stack((xi_jacobian, omega_jacobian)))
             gradient = 2.0 * (self.Z.T @ dr).T @ (self.W @ g)
@@ -269,6 +271,11 @@ class DemandObjective:
             gamma=gamma, omega=omega, costs=costs,
             omega_jacobian=omega_jacobian)
 
+    def _within_supply(self, values: FloatArray) -> FloatArray:
+        """Partial out the absorbed supply fixed effects (identity without them)."""
+        supply = self.problem.supply
+        return values if supply is None else supply.residualize(values)
+
     def _adjoint_gradient(self, theta: FloatArray, delta: FloatArray, g: FloatArray,
                           costs: CostEvaluation | None) -> FloatArray:
         """2 (dy/dtheta)' Z W g by adjoints: the demand block's v = M Z_D~ (W g)_D, and the
@@ -281,7 +288,7 @@ class DemandObjective:
             demand, supply = self.stack.blocks
             Wg_demand, Wg_supply = self.stack.split(Wg)
             direct, r = costs_adjoint(self.problem, self.layout, theta, delta, costs,
-                                      supply.Z @ Wg_supply)
+                                      self._within_supply(supply.Z @ Wg_supply))
             v = self.problem.residualize(demand.Z @ Wg_demand) + r
             return 2.0 * (self.loop.gradient(theta, delta, v) + direct)
 
@@ -295,8 +302,8 @@ class DemandObjective:
         if self.problem.supply is not None:
             costs = evaluate_costs(self.problem, self.layout, evaluation.theta,
                                    evaluation.delta, jacobian)
-            omega_jacobian = costs.y_jacobian
-            assert omega_jacobian is not None
+            assert costs.y_jacobian is not None
+            omega_jacobian = self._within_supply(costs.y_jacobian)
             dr = self.stack.stack((xi_jacobian, omega_jacobian))
         gradient = 2.0 * (self.Z.T @ dr).T @ (self.W @ evaluation.g)
         return dataclasses.replace(evaluation, xi_jacobian=xi_jacobian, gradient=gradient,

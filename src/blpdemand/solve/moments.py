@@ -163,9 +163,9 @@ def supply_block(Z: FloatArray, X3: FloatArray) -> MomentBlock:
 
 
 def problem_stack(problem: Problem) -> MomentStack:
-    """The stack of a problem: the demand block (Z_D~, X1~), then the supply block (Z_S, X3)
-    when the problem has a supply side."""
+    """The stack of a problem: the demand block (Z_D~, X1~), then the supply block (Z_S~, X3~,
+    supply fixed effects partialled out) when the problem has a supply side."""
     blocks = [demand_block(problem.ZD_tilde, problem.X1_tilde)]
     if problem.supply is not None:
-        blocks.append(supply_block(problem.supply.ZS.values, problem.supply.X3.values))
+        blocks.append(supply_block(problem.supply.ZS_tilde, problem.supply.X3_tilde))
     return MomentStack(tuple(blocks))
