@@ -105,8 +105,12 @@ def evaluate_costs(problem: Problem, layout: ParameterLayout, theta: FloatArray,
     jacobian = None if delta_jacobian is None else np.zeros((N, P))
     failure = None
     pm = problem.products.markets
+    selected = supply.selected
     for t, m in enumerate(_markets(problem, layout, theta, delta)):
         j = m.rows
+        if selected is not None and not selected[j.start]:
+            eta[j] = np.nan  # no supply moments here (supply_markets): not computed
+            continue
         try:
             with np.errstate(all="ignore"):
                 eta[j] = market_markups(m.utility, supply.prices[j], m.alpha, m.weights,
@@ -126,6 +130,9 @@ def evaluate_costs(problem: Problem, layout: ParameterLayout, theta: FloatArray,
     costs = supply.prices - eta
     with np.errstate(all="ignore"):
         y, derivative, clipped = transform_costs(costs, supply.costs, supply.bounds)
+    if selected is not None:
+        y, derivative = np.where(selected, y, 0.0), np.where(selected, derivative, 0.0)
+        clipped &= selected
     if failure is None and not np.all(np.isfinite(y)):
         bad = np.flatnonzero(~np.isfinite(y))
         failure = (f"{bad.size} marginal cost(s) c = p - eta are not positive (first in market "

@@ -51,7 +51,8 @@ class Problem:
         (X3), ``supply_instruments`` (excluded, as ``instruments``), ``costs`` "linear" or "log",
         ``conduct`` "bertrand" (needs ``firm_ids``), "monopoly", "perfect" or a {(firm, firm):
         weight} kappa, ``costs_bounds`` (lo, hi) clipping of marginal costs, ``absorb_supply``
-        supply fixed effects partialled out of f(c), X3 and Z_S. The price
+        supply fixed effects partialled out of f(c), X3 and Z_S, ``supply_markets`` the
+        market ids whose products give supply moments (default all). The price
         coefficients must come from X2 (Sigma/Pi on 'prices'), since the markups depend on them.
 
     ``negative_weights=True`` accepts agent data whose weights may be negative (a sparse grid
@@ -81,7 +82,8 @@ class Problem:
                  columns: Mapping[str, str] | None = None, negative_weights: bool = False,
                  supply: str | None = None, supply_instruments: InstrumentsLike = None,
                  costs: str = "linear", conduct: Any = "bertrand",
-                 costs_bounds: Any = None, absorb_supply: Any = None) -> None:
+                 costs_bounds: Any = None, absorb_supply: Any = None,
+                 supply_markets: Any = None) -> None:
         if not isinstance(negative_weights, (bool, np.bool_)):
             raise SpecificationError(
                 f"negative_weights must be True or False, got {negative_weights!r}")
@@ -128,11 +130,12 @@ class Problem:
                                          "nonlinear= with 'prices' and agents=")
             supply_side = build_supply(data, supply, _instrument_matrix(supply_instruments, data),
                                        X1=X1, X2=X2, costs=costs, conduct=conduct,
-                                       bounds=costs_bounds, absorb=absorb_supply)
-        elif (supply_instruments is not None or costs_bounds is not None
-              or absorb_supply is not None):
-            raise SpecificationError("supply_instruments/costs_bounds/absorb_supply given but "
-                                     "no supply "
+                                       bounds=costs_bounds, absorb=absorb_supply,
+                                       markets=supply_markets)
+        elif any(v is not None for v in (supply_instruments, costs_bounds, absorb_supply,
+                                         supply_markets)):
+            raise SpecificationError("supply_instruments/costs_bounds/absorb_supply/"
+                                     "supply_markets given but no supply "
                                      "formula; add supply='1 + ...' (X3) or drop them")
         object.__setattr__(self, "supply", supply_side)
         object.__setattr__(self, "products", data)
@@ -157,6 +160,8 @@ class Problem:
                 costs=costs, conduct=supply_side.conduct, costs_bounds=(
                     None if supply_side.bounds is None else list(supply_side.bounds)),
                 absorb_supply=list(parse_absorb(absorb_supply, data.frame)) or None,
+                supply_markets=None if supply_markets is None else np.atleast_1d(
+                    np.asarray(supply_markets)).tolist(),
                 kappa=None if supply_side.kappa is None else [
                     [f, g, w] for (f, g), w in supply_side.kappa.items()])
 

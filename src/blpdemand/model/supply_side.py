@@ -39,7 +39,10 @@ class SupplySide:
     in X2 (the ownership matrices are built from these by ``model.supply.conduct_ownership``)
     formula : the X3 formula as given.
     fixed_effects : absorbed supply fixed effects (``absorb_supply``) or None; X3_tilde,
-        ZS_tilde : X3 and Z_S with them partialled out (the arrays themselves without).
+        ZS_tilde : X3 and Z_S with them partialled out (the arrays themselves without), rows
+        outside ``selected`` set to zero.
+    selected : (N,) bool, the rows of the markets with supply moments (``supply_markets``), or
+        None for all: elsewhere no costs are computed and z_S omega = 0.
     """
 
     X3: DesignMatrix
@@ -55,6 +58,7 @@ class SupplySide:
     fixed_effects: FixedEffects | None = field(default=None, repr=False)
     X3_tilde: FloatArray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
     ZS_tilde: FloatArray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
+    selected: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def K3(self) -> int:
@@ -71,11 +75,13 @@ class SupplySide:
 
 def build_supply(data: ProductData, formula: str, excluded: DesignMatrix, *, X1: DesignMatrix,
                  X2: DesignMatrix, costs: str = "linear", conduct: Any = "bertrand",
-                 bounds: Any = None, absorb: Any = None) -> SupplySide:
+                 bounds: Any = None, absorb: Any = None, markets: Any = None) -> SupplySide:
     """Validate the supply arguments of ``Problem`` and build X3, Z_S and the ownership.
 
     ``conduct`` is "bertrand" (ownership from the ``firm_ids`` column), "monopoly", "perfect",
-    or a {(firm, firm): weight} dict of partial ownership (Bertrand with kappa).
+    or a {(firm, firm): weight} dict of partial ownership (Bertrand with kappa). ``markets``
+    (ids) keeps the supply moments to those markets (external cost information often covers
+    only some).
     """
     if costs not in COSTS:
         raise SpecificationError(f"costs={costs!r}; use one of {list(COSTS)}")
@@ -106,8 +112,16 @@ def build_supply(data: ProductData, formula: str, excluded: DesignMatrix, *, X1:
                       names=X3.names + excluded.names)
     for matrix, what in ((X3, "supply formula"), (ZS, "supply instruments")):
         check_magnitude(matrix.values, matrix.names, what=what)
+    selected = _selected(data, markets)
+    if selected is not None and fe_columns:
+        raise SpecificationError("absorb_supply with supply_markets is not supported yet: "
+                                 "give the supply fixed effects as X3 columns (C(...) in the "
+                                 "supply formula) or drop supply_markets")
     fixed_effects = absorb_fixed_effects(data.frame, fe_columns)
     X3_tilde, ZS_tilde = X3.values, ZS.values
+    if selected is not None:
+        X3_tilde = X3.values * selected[:, None]
+        ZS_tilde = ZS.values * selected[:, None]
     if fixed_effects is not None:
         X3_tilde = fixed_effects.residualize(X3.values, names=X3.names)
         ZS_tilde = fixed_effects.residualize(ZS.values, names=ZS.names)
@@ -132,7 +146,24 @@ def build_supply(data: ProductData, formula: str, excluded: DesignMatrix, *, X1:
                       prices=X2.values[:, X2.names.index("prices")].astype(np.float64),
                       price_column=X2.names.index("prices"), formula=formula,
                       fixed_effects=fixed_effects, X3_tilde=np.ascontiguousarray(X3_tilde),
-                      ZS_tilde=np.ascontiguousarray(ZS_tilde))
+                      ZS_tilde=np.ascontiguousarray(ZS_tilde), selected=selected)
+
+
+def _selected(data: ProductData, markets: Any) -> np.ndarray | None:
+    """(N,) rows of the ``markets`` with supply moments, None for all; DataError naming ids
+    that are not markets of the data."""
+    if markets is None:
+        return None
+    ids = [markets] if isinstance(markets, (str, int, np.integer)) else list(markets)
+    if not ids:
+        raise SpecificationError("supply_markets is empty; give market ids or None for all")
+    known = data.markets.ids
+    unknown = [m for m in ids if not np.any(known == m)]
+    if unknown:
+        raise DataError(f"supply_markets names market(s) {unknown[:10]} that are not in the "
+                        "product data's market_ids")
+    chosen = np.isin(np.arange(data.markets.T), [data.markets.position(m) for m in ids])
+    return np.asarray(data.markets.expand(chosen), dtype=bool)
 
 
 def _missing(values: np.ndarray) -> np.ndarray:

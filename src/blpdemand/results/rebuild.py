@@ -72,7 +72,8 @@ def _rebuild_blp(saved: SavedResults, products: pd.DataFrame, common: dict[str, 
                   "conduct": ({(f, g): w for f, g, w in kappa} if kappa
                               else model.get("conduct", "bertrand")),
                   "costs_bounds": None if bounds is None else tuple(bounds),
-                  "absorb_supply": model.get("absorb_supply")}
+                  "absorb_supply": model.get("absorb_supply"),
+                  "supply_markets": model.get("supply_markets")}
     problem = Problem(products, **common, nonlinear=model.get("nonlinear"),
                       demographics=model.get("demographics"),
                       agents=_saved_agents(model) if agents is None else agents,
