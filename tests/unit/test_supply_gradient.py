@@ -128,15 +128,20 @@ def test_log_costs_below_zero_are_a_recorded_failure_not_a_nan() -> None:
     ("linear", {(0, 1): 0.4, (1, 0): 0.25}, None, None),
     ("log", "bertrand", None, "C(product_ids)")],
     ids=["log-clipped", "monopoly", "kappa", "absorbed"])
+@pytest.mark.parametrize("cached", [True, False], ids=["exp-mu-cached", "not-cached"])
 def test_adjoint_gradient_equals_the_full_jacobian_gradient(costs: str, conduct: Any,
-                                                            bounds: Any,
-                                                            absorb: str | None) -> None:
+                                                            bounds: Any, absorb: str | None,
+                                                            cached: bool) -> None:
     # The optimizer's gradient (adjoint solves, d delta / d theta never formed) against
     # 2 (Z' d r / d theta)' W g from the full Jacobians (the standard errors' path): the same
     # quantity by two routes; tolerance 1e-10 relative to the largest element (the IFT and
     # first-order-condition solves, well conditioned here, and CG to 1e-13)
+    # Not cached (a problem too large for the exp(mu) cache): d delta / d theta is formed but
+    # the supply side still takes the adjoint route.
     problem = supply_problem(costs, conduct, bounds, absorb)
     adjoint, theta = objective_at(problem)
+    if not cached:
+        adjoint.loop.cache_bytes = 0
     fast = adjoint.evaluate(theta, adjoint=True)
     assert fast.adjoint and fast.omega_jacobian is None
     if bounds is not None:

@@ -147,12 +147,12 @@ def markup_adjoint(probabilities: FloatArray, weights: FloatArray, alpha: FloatA
     A = ownership * (np.diag(lam_diagonal) - gamma).T
     lam = np.linalg.solve(A.T, w)
     C = (lam[:, None] * ownership * eta[None, :]).T  # C_kj = lambda_j O_jk eta_k
-    a, b = C @ s, C.T @ s
+    ab = (C + C.T) @ s  # a + b in one product; s_i' a_i = s_i' (a_i + b_i) / 2
     diagonal = np.diag(C)[:, None]
-    h = diagonal - a - b
+    h = diagonal - ab
     R = (weights[None] * s) * (alpha[None] * (h - np.sum(s * h, axis=0)[None])
                                + lam[:, None] - (lam @ s)[None])
-    q = np.sum(s * (diagonal - a), axis=0)  # (I,)
+    q = np.sum(s * (diagonal - 0.5 * ab), axis=0)  # (I,)
     XR = x2.T @ R  # (K2, I)
     direct = dalpha @ (weights * q) + np.sum(variables[:, columns].T * XR[rows], axis=1)
     return direct, R.sum(axis=1)

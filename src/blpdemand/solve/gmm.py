@@ -141,6 +141,9 @@ class DemandObjective:
                 return last
             self.last = self._with_jacobian(last)
             return self.last
+        # without exp(mu) cached d delta / d theta is formed, but the supply side still takes
+        # the adjoint route when only the gradient is asked for (no d omega / d theta)
+        supply_adjoint = adjoint and self.layout.P > 0 and self.problem.supply is not None
         adjoint = adjoint and self.layout.P > 0 and self.loop.caches_exp_mu
         # overflow at an extreme trial theta must not stop the optimizer: non-finite results
         # are handled below (a large objective, so the line search backs off)
@@ -174,6 +177,7 @@ class DemandObjective:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 jacobian = self.loop.jacobian(theta, delta)
         evaluation = self._moments(theta, delta, jacobian, result, failed, adjoint=adjoint,
+                                   supply_adjoint=supply_adjoint,
                                    with_gradient=gradient)
         if np.all(np.isfinite(delta)) and result.converged:
             self.delta0 = None  # the inner loop warm-starts from its last converged delta
@@ -197,6 +201,7 @@ class DemandObjective:
 
     def _moments(self, theta: FloatArray, delta: FloatArray, jacobian: FloatArray | None,
                  result: Any, failed: AnyArray, *, adjoint: bool = False,
+                 supply_adjoint: bool = False,
                  with_gradient: bool = True) -> ObjectiveEvaluation:
         P, N = self.layout.P, self.problem.N
         # a market where the contraction failed has no xi(theta): its delta is not the inverse
@@ -206,7 +211,8 @@ class DemandObjective:
             jacobian is None or bool(np.all(np.isfinite(jacobian))))
         costs = None
         if finite and self.problem.supply is not None:
-            costs = evaluate_costs(self.problem, self.layout, theta, delta, jacobian)
+            costs = evaluate_costs(self.problem, self.layout, theta, delta,
+                                   None if supply_adjoint else jacobian)
             if costs.failure is not None:
                 self.supply_failure = costs.failure
                 if self.on_failure == "raise":
@@ -253,11 +259,16 @@ class DemandObjective:
             # d xi / d theta at fixed beta; the beta(theta) channel drops out of the gradient
             # because X1~' Z W g = 0 at the concentrated beta (first-order condition)
             xi_jacobian = self.problem.residualize(jacobian)
-            omega_jacobian = (None if costs is None or costs.y_jacobian is None
-                              else self._within_supply(costs.y_jacobian))
-            dr = (xi_jacobian if omega_jacobian is None
-                  else self.stack.stack((xi_jacobian, omega_jacobian)))
-            gradient = 2.0 * (self.Z.T @ dr).T @ (self.W @ g)
+            if costs is not None and supply_adjoint:
+                # d omega / d theta is not formed (``_with_jacobian`` completes it)
+                gradient = self._adjoint_gradient(theta, delta, g, costs, jacobian)
+                adjoint = True
+            else:
+                omega_jacobian = (None if costs is None or costs.y_jacobian is None
+                                  else self._within_supply(costs.y_jacobian))
+                dr = (xi_jacobian if omega_jacobian is None
+                      else self.stack.stack((xi_jacobian, omega_jacobian)))
+                gradient = 2.0 * (self.Z.T @ dr).T @ (self.W @ g)
         else:
             xi_jacobian = np.zeros((N, 0))
             omega_jacobian = None if omega is None else np.zeros((N, 0))
@@ -277,9 +288,12 @@ class DemandObjective:
         return values if supply is None else supply.residualize(values)
 
     def _adjoint_gradient(self, theta: FloatArray, delta: FloatArray, g: FloatArray,
-                          costs: CostEvaluation | None) -> FloatArray:
+                          costs: CostEvaluation | None,
+                          jacobian: FloatArray | None = None) -> FloatArray:
         """2 (dy/dtheta)' Z W g by adjoints: the demand block's v = M Z_D~ (W g)_D, and the
-        supply block's u = Z_S (W g)_S through ``costs_adjoint`` (its d delta part joins v)."""
+        supply block's u = Z_S (W g)_S through ``costs_adjoint`` (its d delta part joins v);
+        v' d delta / d theta by the inner loop's adjoint, or from ``jacobian`` (N, P) when
+        d delta / d theta was formed (exp(mu) not cached)."""
         Wg = self.W @ g
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             if costs is None:
@@ -290,7 +304,8 @@ class DemandObjective:
             direct, r = costs_adjoint(self.problem, self.layout, theta, delta, costs,
                                       self._within_supply(supply.Z @ Wg_supply))
             v = self.problem.residualize(demand.Z @ Wg_demand) + r
-            return 2.0 * (self.loop.gradient(theta, delta, v) + direct)
+            through = self.loop.gradient(theta, delta, v) if jacobian is None else v @ jacobian
+            return 2.0 * (through + direct)
 
     def _with_jacobian(self, evaluation: ObjectiveEvaluation) -> ObjectiveEvaluation:
         """An adjoint evaluation completed with d xi / d theta (from the cached exp(mu)), and
