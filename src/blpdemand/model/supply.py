@@ -147,12 +147,19 @@ def markup_adjoint(probabilities: FloatArray, weights: FloatArray, alpha: FloatA
     A = ownership * (np.diag(lam_diagonal) - gamma).T
     lam = np.linalg.solve(A.T, w)
     C = (lam[:, None] * ownership * eta[None, :]).T  # C_kj = lambda_j O_jk eta_k
-    ab = (C + C.T) @ s  # a + b in one product; s_i' a_i = s_i' (a_i + b_i) / 2
-    diagonal = np.diag(C)[:, None]
-    h = diagonal - ab
-    R = (weights[None] * s) * (alpha[None] * (h - np.sum(s * h, axis=0)[None])
-                               + lam[:, None] - (lam @ s)[None])
-    q = np.sum(s * (diagonal - 0.5 * ab), axis=0)  # (I,)
-    XR = x2.T @ R  # (K2, I)
+    # R_ik = w_i s_ik (alpha_i (h_ik - hbar_i) + lambda_k - lambdabar_i) is never formed: with
+    # sab = s * (a + b) (the only (J, I) temporary besides (C + C') s), its row sums and
+    # x2' R come from one product [x2 d, x2, x2 lambda, d, lambda]' s and x2' sab
+    sab = s * ((C + C.T) @ s)  # s_i' a_i = s_i' (a_i + b_i) / 2
+    d = np.diag(C)
+    K2 = x2.shape[1]
+    Y = np.column_stack([x2 * d[:, None], x2, x2 * lam[:, None], d, lam]).T @ s
+    sab_sum = sab.sum(axis=0)
+    hbar = Y[3 * K2] - sab_sum  # sum_k s_ik h_ik, h = d - a - b
+    q = Y[3 * K2] - 0.5 * sab_sum  # sum_k s_ik (C_kk - a_ik)
+    wa = weights * alpha
+    wc = -weights * (Y[3 * K2 + 1] + alpha * hbar)  # w_i (-lambdabar_i - alpha_i hbar_i)
+    XR = (Y[:K2] - x2.T @ sab) * wa + Y[K2:2 * K2] * wc + Y[2 * K2:3 * K2] * weights
+    r = d * (s @ wa) - sab @ wa + s @ wc + lam * (s @ weights)
     direct = dalpha @ (weights * q) + np.sum(variables[:, columns].T * XR[rows], axis=1)
-    return direct, R.sum(axis=1)
+    return direct, r
