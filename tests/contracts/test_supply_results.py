@@ -64,3 +64,11 @@ def test_post_estimation_uses_the_demand_block_and_shards_refuse_supply() -> Non
     assert draws is not None
     with pytest.raises(SpecificationError, match="supply side"):
         split_markets(results.problem, 2)
+
+
+def test_optimal_instruments_refuse_a_supply_side_by_name() -> None:
+    from blpdemand.errors import SpecificationError
+
+    results, _, _ = _results()
+    with pytest.raises(SpecificationError, match="supply"):
+        bd.optimal_instruments(results)
