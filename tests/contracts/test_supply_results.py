@@ -72,3 +72,23 @@ def test_optimal_instruments_refuse_a_supply_side_by_name() -> None:
     results, _, _ = _results()
     with pytest.raises(SpecificationError, match="supply"):
         bd.optimal_instruments(results)
+
+
+@pytest.mark.parametrize("conduct", ["monopoly", "perfect"])
+def test_post_estimation_markups_follow_the_estimated_conduct(conduct: str) -> None:
+    # results.markups() / costs() default to the conduct of the supply side: the same c = p - eta
+    # as the estimation's marginal costs (rel 1e-12: the same computation); perfect: eta = 0
+    results, products, agents = _results()
+    problem = bd.Problem(products, linear="1 + x1 + x2", nonlinear="0 + x1 + prices",
+                         demographics="0 + one", agents=agents, instruments=["w1", "w2"],
+                         supply="1 + w1 + w2", supply_instruments=["x1"], conduct=conduct)
+    other = bd.evaluate(problem, sigma=np.diag([1.0, 0.0]), pi=np.c_[[0.0, -1.0]],
+                        config=bd.EstimationConfig(hessian=False))
+    assert other.marginal_costs is not None
+    np.testing.assert_allclose(other.costs(), other.marginal_costs, rtol=1e-12)
+    if conduct == "perfect":
+        np.testing.assert_array_equal(other.markups(), 0.0)
+    # the kappa estimate's own markups, and an explicit firm_ids still overrides the conduct
+    assert results.marginal_costs is not None
+    np.testing.assert_allclose(results.costs(), results.marginal_costs, rtol=1e-12)
+    assert not np.allclose(results.costs(firm_ids=products["firm_ids"]), results.marginal_costs)
