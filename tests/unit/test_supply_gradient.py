@@ -186,3 +186,27 @@ def test_supply_moments_in_some_markets_are_the_stacked_iv_on_their_rows() -> No
     np.testing.assert_allclose(evaluation.objective, N * g @ W @ g, rtol=1e-10)
     with pytest.raises(bd.DataError, match="99"):
         supply_problem("log", markets=[1, 99])
+
+
+def test_a_parameter_that_moves_only_omega_is_identified() -> None:
+    # identified_parameters flags a theta whose d xi / d theta column is numerical noise; with a
+    # supply side the same theta may still move omega, and then it is identified (the moment
+    # Jacobian G has a nonzero column). Here the xi column of pi is zeroed by hand.
+    import dataclasses
+    import warnings
+
+    from blpdemand.solve.covariance import identified_parameters
+
+    problem = supply_problem("log")
+    objective, theta = objective_at(problem)
+    evaluation = objective.evaluate(theta)
+    xi_jacobian = evaluation.xi_jacobian.copy()
+    xi_jacobian[:, -1] = 0.0
+    evaluation = dataclasses.replace(evaluation, xi_jacobian=xi_jacobian)
+    stack = objective.stack
+    G = np.column_stack([stack.Z.T @ evaluation.residual_jacobian,
+                         -(stack.Z.T @ stack.X)]) / problem.N
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        identified = identified_parameters(problem, objective.layout, evaluation, objective.W, G)
+    assert identified.all()

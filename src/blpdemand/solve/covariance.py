@@ -180,6 +180,12 @@ def identified_parameters(problem: Problem, layout: ParameterLayout,
         scale = utility_scales(problem, layout) * np.sqrt(problem.N)
         norms = np.linalg.norm(e.xi_jacobian, axis=0)
         flat[:P] = norms <= IDENTIFICATION_TOLERANCE * np.where(scale > 0, scale, 1.0)
+        if e.omega_jacobian is not None and e.omega_jacobian.shape[1] == P:
+            # a parameter that moves the supply residuals is not flat (f(c) has its own units:
+            # judged against the largest column of d omega / d theta)
+            supply = np.linalg.norm(e.omega_jacobian, axis=0)
+            flat[:P] &= supply <= IDENTIFICATION_TOLERANCE * max(float(supply.max()),
+                                                                 np.finfo(float).tiny)
     bad = unidentified(G, W, flat)
     if bad.any():
         names = [n for n, b in zip(layout.names + linear_names(problem), bad) if b]
