@@ -21,7 +21,7 @@ import pytest
 
 import blpdemand as bd
 from blpdemand.solve.gmm import DemandObjective
-from blpdemand.solve.moments import demand_stack
+from blpdemand.solve.moments import problem_stack
 
 pyblp = pytest.importorskip("pyblp")
 
@@ -83,7 +83,7 @@ def test_objective_and_gradient_at_fixed_theta_equal_pyblp(simulated: dict[str, 
     assert ours.X2.names == ("x", "prices") and ours.demographic_names == ("1", "income")
     theirs = _pyblp_solve(simulated["theirs"], optimization=pyblp.Optimization("return"))
     layout, theta = ours.layout(SIGMA, PI)
-    Z = demand_stack(ours).Z
+    Z = problem_stack(ours).Z
     evaluation = DemandObjective(ours, layout, np.linalg.inv(Z.T @ Z / ours.N),
                                  contraction=bd.FixedPointConfig(tol=1e-14)).evaluate(theta)
     # Q ~ 1 and its gradient ~ 1 are sums over 300 products of delta's to 1e-14

@@ -20,7 +20,7 @@ import pytest
 import blpdemand as bd
 from blpdemand.errors import EconomicWarning
 from blpdemand.solve.gmm import DemandObjective
-from blpdemand.solve.moments import demand_stack
+from blpdemand.solve.moments import problem_stack
 
 pyblp = pytest.importorskip("pyblp")
 
@@ -80,7 +80,7 @@ def test_objective_and_gradient_at_fixed_theta_equal_pyblp(simulated: dict[str, 
                     optimization=pyblp.Optimization("return"))
     layout, theta = ours.layout([[SIGMA]], None, RHO)
     assert layout.names == ("sigma[x, x]", "rho")
-    Z = demand_stack(ours).Z
+    Z = problem_stack(ours).Z
     evaluation = DemandObjective(ours, layout, np.linalg.inv(Z.T @ Z / ours.N),
                                  contraction=TIGHT).evaluate(theta)
     # Q ~ 1 and dQ/drho ~ 10 are sums over 800 products of delta's to 1e-14

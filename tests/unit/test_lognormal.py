@@ -10,7 +10,7 @@ import blpdemand as bd
 from blpdemand.errors import SpecificationError
 from blpdemand.model.utility import lognormal_coefficients, lognormal_slopes
 from blpdemand.solve.gmm import DemandObjective
-from blpdemand.solve.moments import demand_stack
+from blpdemand.solve.moments import problem_stack
 
 
 def _problem(**options: object) -> bd.Problem:
@@ -38,7 +38,7 @@ def test_gradient_matches_finite_differences(adjoint: bool) -> None:
     sigma = np.diag([0.5, 0.4])
     pi = np.array([[0.3, 0.0], [-0.5, 0.2]])  # pi[prices, 1] is the log coefficient's location
     layout, theta = problem.layout(sigma, pi)
-    Z = demand_stack(problem).Z
+    Z = problem_stack(problem).Z
     objective = DemandObjective(problem, layout, np.linalg.inv(Z.T @ Z / problem.N),
                                 contraction=bd.FixedPointConfig(tol=1e-14))
     gradient = objective.evaluate(theta, adjoint=adjoint).gradient

@@ -12,7 +12,7 @@ import blpdemand as bd
 from blpdemand.errors import SpecificationError
 from blpdemand.model.nesting import nested_shares
 from blpdemand.solve.gmm import DemandObjective
-from blpdemand.solve.moments import demand_stack
+from blpdemand.solve.moments import problem_stack
 from blpdemand.solve.nested_loop import NestedInnerLoop
 
 TIGHT = bd.FixedPointConfig(tol=1e-14)
@@ -69,7 +69,7 @@ def test_gradient_matches_finite_differences(rho: str, pi: bool) -> None:
     problem = _problem(rho=rho, demographics="income")
     layout, theta = problem.layout([0.6], [[0.4 if pi else 0.0]], [0.55, 0.3] if
                                    rho == "per_nest" else 0.55)
-    Z = demand_stack(problem).Z
+    Z = problem_stack(problem).Z
     objective = DemandObjective(problem, layout, np.linalg.inv(Z.T @ Z / problem.N),
                                 contraction=TIGHT)
     gradient = objective.evaluate(theta).gradient

@@ -317,6 +317,8 @@ def _blp(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None, instru
                                "lognormal", "nesting", "rho")
                               if k in model}
 
+    kwargs.update(spec.supply)  # [supply]: formula, instruments, costs, conduct, bounds
+
     def make_problem(source: Any) -> Any:
         return Problem(products, agents=source, instruments=instruments or None,
                        columns=spec.columns or None, **kwargs)

@@ -50,6 +50,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
                     "build": ((list,), "an array of tables [[instruments.build]]")},
     "parameters": {"sigma": _MATRIX, "pi": _MATRIX,
                    "rho": ((float, int, list), "a number or a list of numbers, one per nest")},
+    "supply": {"formula": _STR, "instruments": _STRS, "costs": _STR, "conduct": _STR,
+               "lower": ((int, float), "a number"), "upper": ((int, float), "a number")},
     "post": {"elasticities": _BOOL, "diversion": _BOOL, "costs": _BOOL, "market": _MARKET,
              "merger": _TABLE, "profiles": _BOOL, "bootstrap": _TABLE,
              "contour": ((bool, list), "true or a list of two parameter names"),
@@ -78,6 +80,7 @@ class Spec:
     instruments: dict[str, Any] = field(default_factory=dict)
     integration: dict[str, Any] = field(default_factory=dict)
     parameters: dict[str, Any] = field(default_factory=dict)
+    supply: dict[str, Any] = field(default_factory=dict)
     estimation: dict[str, Any] = field(default_factory=dict)
     logit: dict[str, Any] = field(default_factory=dict)
     post: dict[str, Any] = field(default_factory=dict)
@@ -151,10 +154,29 @@ def parse_spec(raw: Mapping[str, Any], path: Path) -> Spec:
     return Spec(path=path, title=str(raw.get("title", path.stem)), data=data,
                 columns=sections["columns"], model=sections["model"],
                 instruments=sections["instruments"], integration=integration,
-                parameters=sections["parameters"], estimation=sections["estimation"],
+                parameters=sections["parameters"], supply=_supply(sections["supply"], name),
+                estimation=sections["estimation"],
                 logit=sections["logit"], post=sections["post"], output=output,
                 compute=sections["compute"], comparison=_comparison(sections["comparison"], name),
                 raw=dict(raw))
+
+
+def _supply(section: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """[supply] as Problem keywords: formula -> supply (X3), instruments -> supply_instruments,
+    costs, conduct, lower/upper -> costs_bounds (either side may be left out)."""
+    if not section:
+        return {}
+    if "formula" not in section:
+        raise SpecificationError(f"[supply] in {name} needs formula = \"1 + ...\" (X3, the "
+                                 "cost shifters)")
+    for item in section.get("instruments", []):
+        _check_type(item, _STR, "[supply] instruments entries", name)
+    out: dict[str, Any] = {"supply": section["formula"],
+                           "supply_instruments": section.get("instruments")}
+    out.update({k: section[k] for k in ("costs", "conduct") if k in section})
+    if "lower" in section or "upper" in section:
+        out["costs_bounds"] = (section.get("lower"), section.get("upper"))
+    return out
 
 
 #: what a [[comparison.models]] entry may change of the [model]/[logit] model

@@ -24,6 +24,7 @@ from blpdemand.errors import DataError, SpecificationError
 from blpdemand.instruments.identification import check_identification
 from blpdemand.model.nesting import Nests, RhoKind, read_nests
 from blpdemand.model.parameters import ParameterLayout, make_layout
+from blpdemand.model.supply_side import SupplySide, build_supply
 
 InstrumentsLike: TypeAlias = "str | Sequence[Any] | pd.DataFrame | np.ndarray | None"
 
@@ -46,6 +47,14 @@ class Problem:
         instrument names or None when given as arrays, endogenous, columns, negative_weights, and
         how agents came: ``{"source": "frame"}`` or the Integration's fields), so that saved
         results can rebuild the problem from the same data (``load_results``).
+
+    supply : the supply side (``model.supply_side.SupplySide``) or None: ``supply="1 + ..."``
+        (X3), ``supply_instruments`` (excluded, as ``instruments``), ``costs`` "linear" or "log",
+        ``conduct`` "bertrand" (needs ``firm_ids``), "monopoly", "perfect" or a {(firm, firm):
+        weight} kappa, ``costs_bounds`` (lo, hi) clipping of marginal costs, ``absorb_supply``
+        supply fixed effects partialled out of f(c), X3 and Z_S, ``supply_markets`` the
+        market ids whose products give supply moments (default all). The price
+        coefficients must come from X2 (Sigma/Pi on 'prices'), since the markups depend on them.
 
     ``lognormal=["prices"]`` makes the listed X2 columns' coefficients lognormal:
     s_k exp(pi_k0 + Sigma_k nu_i + Pi_k y_i), negative for prices (every consumer dislikes a
@@ -78,13 +87,18 @@ class Problem:
     lognormal: FloatArray = field(default_factory=lambda: np.zeros(0), repr=False)
     nests: Nests | None = field(default=None, repr=False)
     inputs: dict[str, Any] = field(default_factory=dict, repr=False)
+    supply: SupplySide | None = field(default=None, repr=False)
 
     def __init__(self, products: pd.DataFrame, *, linear: str, nonlinear: str | None = None,
                  demographics: str | None = None, agents: Any = None, absorb: Any = None,
                  instruments: InstrumentsLike = None, endogenous: Sequence[str] = ("prices",),
                  columns: Mapping[str, str] | None = None, negative_weights: bool = False,
                  lognormal: Sequence[str] | Mapping[str, int] | None = None,
-                 nesting: str | None = None, rho: RhoKind = "common") -> None:
+                 nesting: str | None = None, rho: RhoKind = "common",
+                 supply: str | None = None, supply_instruments: InstrumentsLike = None,
+                 costs: str = "linear", conduct: Any = "bertrand",
+                 costs_bounds: Any = None, absorb_supply: Any = None,
+                 supply_markets: Any = None) -> None:
         if not isinstance(negative_weights, (bool, np.bool_)):
             raise SpecificationError(
                 f"negative_weights must be True or False, got {negative_weights!r}")
@@ -124,6 +138,21 @@ class Problem:
         elif agents is not None or demographics is not None:
             raise SpecificationError("agents/demographics given but no nonlinear formula; "
                                      "add nonlinear='...' or drop them")
+        supply_side = None
+        if supply is not None:
+            if agent_data is None:
+                raise SpecificationError("a supply side needs random coefficients: give "
+                                         "nonlinear= with 'prices' and agents=")
+            supply_side = build_supply(data, supply, _instrument_matrix(supply_instruments, data),
+                                       X1=X1, X2=X2, costs=costs, conduct=conduct,
+                                       bounds=costs_bounds, absorb=absorb_supply,
+                                       markets=supply_markets)
+        elif any(v is not None for v in (supply_instruments, costs_bounds, absorb_supply,
+                                         supply_markets)):
+            raise SpecificationError("supply_instruments/costs_bounds/absorb_supply/"
+                                     "supply_markets given but no supply "
+                                     "formula; add supply='1 + ...' (X3) or drop them")
+        object.__setattr__(self, "supply", supply_side)
         object.__setattr__(self, "products", data)
         object.__setattr__(self, "X1", X1)
         object.__setattr__(self, "X2", X2)
@@ -142,6 +171,11 @@ class Problem:
                                      f"nesting={nesting!r})")
         object.__setattr__(self, "nests",
                            None if nesting is None else read_nests(data, nesting, rho=rho))
+        if supply_side is not None and (nesting is not None or self.has_lognormal):
+            raise SpecificationError(
+                "a supply side with " + ("nests" if nesting is not None else "lognormal "
+                                         "coefficients") + " is not built yet: its markups "
+                "need that model's share derivatives; estimate demand alone")
         object.__setattr__(self, "inputs", {
             "linear": linear, "nonlinear": nonlinear, "demographics": demographics,
             "absorb": list(fe_columns) or None, "instruments": _instrument_names(instruments),
@@ -150,6 +184,16 @@ class Problem:
             "lognormal": ({X2.names[k]: int(v) for k, v in enumerate(self.lognormal) if v}
                           or None),
             "nesting": nesting, "rho": rho if nesting is not None else None})
+        if supply_side is not None:
+            self.inputs.update(
+                supply=supply, supply_instruments=_instrument_names(supply_instruments),
+                costs=costs, conduct=supply_side.conduct, costs_bounds=(
+                    None if supply_side.bounds is None else list(supply_side.bounds)),
+                absorb_supply=list(parse_absorb(absorb_supply, data.frame)) or None,
+                supply_markets=None if supply_markets is None else np.atleast_1d(
+                    np.asarray(supply_markets)).tolist(),
+                kappa=None if supply_side.kappa is None else [
+                    [f, g, w] for (f, g), w in supply_side.kappa.items()])
 
     # ------------------------------------------------------------------ sizes
     @property

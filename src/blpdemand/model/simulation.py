@@ -11,7 +11,9 @@ error in xi (there is no simulation error). Without ``sigma`` the shares are clo
 Prices follow one small rule, ``price_rule``, so that a Bertrand-Nash pricing rule can replace
 it: log p_jt = gamma_0 + w_jt' gamma + rho xi_jt + eta_jt, positive, and correlated with xi
 (rho > 0 makes OLS estimates of alpha biased toward zero). The cost shifters w are valid
-excluded instruments (independent of xi).
+excluded instruments (independent of xi). With ``pricing="bertrand"`` the rule gives marginal
+costs instead: log c_jt = gamma_0 + w_jt' gamma + omega_jt with omega = rho xi + eta correlated
+with xi, the supply side of a joint estimation (X3 = 1 + w, log costs; ``supply``).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class SimulatedMarkets:
     linear : formula of X1 that matches the truth, e.g. "1 + prices + x1 + x2".
     nonlinear : formula of X2 (random coefficients, in node order), or None.
     instruments : names of the excluded instruments (the cost shifters).
+    supply : with ``pricing="bertrand"``, the X3 formula of the true log marginal costs
+        ("1 + w1 + w2"; columns ``costs`` and ``omega`` hold c and omega), else None.
     """
 
     products: pd.DataFrame = field(repr=False)
@@ -52,6 +56,7 @@ class SimulatedMarkets:
     linear: str
     nonlinear: str | None
     instruments: tuple[str, ...]
+    supply: str | None = None
 
     @property
     def sigma_matrix(self) -> FloatArray:
@@ -135,10 +140,11 @@ def simulate(*, markets: int = 50, products: int = 10, firms: int = 3,
     T, J = int(markets), int(products)
     names = [n for n in beta if n != "1"]
     for n in names:
+        supply_columns = ("costs", "omega") if pricing == "bertrand" else ()
         if n in ("prices", "shares", "market_ids", "product_ids", "firm_ids", "xi") or \
-                n.startswith("w") and n[1:].isdigit() or n == "costs" and pricing == "bertrand":
+                n.startswith("w") and n[1:].isdigit() or n in supply_columns:
             raise SpecificationError(f"beta name {n!r} clashes with a reserved or cost-shifter "
-                                     "column (or 'costs', the marginal costs of pricing="
+                                     "column (or 'costs'/'omega', the marginal costs of pricing="
                                      "'bertrand'); use names like 'x1', 'size'")
     x = gen.standard_normal((T, J, len(names)))
     w = gen.uniform(size=(T, J, cost_shifters))
@@ -206,6 +212,7 @@ def simulate(*, markets: int = 50, products: int = 10, firms: int = 3,
         frame["nesting_ids"] = frame["product_ids"] % nests
     if pricing == "bertrand":
         frame["costs"] = costs.reshape(-1)
+        frame["omega"] = (rho * xi + eta).reshape(-1)  # log c = gamma_0 + w' gamma + omega
     truth: dict[str, Any] = {
         "beta": beta, "alpha": float(alpha), "sigma": sigma or {}, "gamma0": float(gamma0),
         "gamma": dict(zip(instruments, map(float, gamma_arr))), "rho": float(rho),
@@ -216,8 +223,9 @@ def simulate(*, markets: int = 50, products: int = 10, firms: int = 3,
                         + names)
     nonlinear = None if not sigma else " + ".join(
         (["1"] if "1" in sigma else ["0"]) + [n for n in sigma if n != "1"])
+    supply = " + ".join(["1", *instruments]) if pricing == "bertrand" else None
     return SimulatedMarkets(products=frame, agents=agents, truth=truth, linear=linear,
-                            nonlinear=nonlinear, instruments=instruments)
+                            nonlinear=nonlinear, instruments=instruments, supply=supply)
 
 
 def _probabilities(utilities: FloatArray, nests: int, rho: float) -> FloatArray:

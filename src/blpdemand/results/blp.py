@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,7 @@ from blpdemand.errors import SpecificationError
 from blpdemand.model.fitted import FittedDemand
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
+from blpdemand.results.post_methods import PostEstimationMethods
 from blpdemand.results.tables import Table, coefficient_table
 from blpdemand.solve.bounds import at_bounds
 from blpdemand.solve.covariance import (
@@ -30,24 +31,18 @@ from blpdemand.solve.covariance import (
     check_kind,
     gmm_covariance,
     identified_parameters,
+    linear_names,
 )
 from blpdemand.solve.estimate import EstimationConfig, EstimationOutcome, run_estimation
 from blpdemand.solve.evaluation import evaluate_outcome
 from blpdemand.solve.gmm import ObjectiveEvaluation
-from blpdemand.solve.moments import demand_stack
+from blpdemand.solve.moments import problem_stack
 from blpdemand.solve.optimizer import OptimizationResult, OptimizationStatus, projected_gradient
 from blpdemand.solve.progress import Reporter
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from blpdemand.results.costs import Kappa
-    from blpdemand.results.counterfactual import Counterfactual
-    from blpdemand.results.elasticities import MarketMatrices
-
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class BLPResults:
+class BLPResults(PostEstimationMethods):
     """Estimates of a BLP demand model (per-product arrays delta and xi in the user's row order).
 
     Attributes
@@ -88,17 +83,21 @@ class BLPResults:
     seeds: dict[str, Any] = field(repr=False)
     evaluation_failed_markets: AnyArray = field(repr=False, default_factory=lambda: np.zeros(0))
     unidentified: tuple[str, ...] = ()
+    gamma: FloatArray = field(default_factory=lambda: np.zeros(0))
+    omega: FloatArray | None = field(repr=False, default=None)
+    marginal_costs: FloatArray | None = field(repr=False, default=None)
 
     # ------------------------------------------------------------------ estimates
     @property
     def names(self) -> tuple[str, ...]:
-        """Names of (theta, beta): ``sigma[...]``, ``pi[...]``, then the X1 columns."""
-        return self.layout.names + tuple(self.problem.X1.names)
+        """Names of (theta, beta, gamma): ``sigma[...]``, ``pi[...]``, the X1 columns, then
+        ``gamma[...]`` for the X3 columns of a supply side."""
+        return self.layout.names + linear_names(self.problem)
 
     @property
     def estimates(self) -> FloatArray:
-        """(P + K1,) theta then beta."""
-        return np.concatenate([self.theta, self.beta])
+        """(P + K1 + K3,) theta, beta, then gamma (K3 = 0 without a supply side)."""
+        return np.concatenate([self.theta, self.beta, self.gamma])
 
     @property
     def standard_errors(self) -> FloatArray:
@@ -111,7 +110,19 @@ class BLPResults:
 
     @property
     def beta_se(self) -> FloatArray:
-        return self.standard_errors[self.layout.P:]
+        return self.standard_errors[self.layout.P: self.layout.P + self.problem.K1]
+
+    @property
+    def gamma_se(self) -> FloatArray:
+        """(K3,) standard errors of the cost parameters gamma (joint sandwich)."""
+        return self.standard_errors[self.layout.P + self.problem.K1:]
+
+    @property
+    def conduct(self) -> str | None:
+        """The supply side's conduct ("bertrand", "monopoly", "perfect"; "bertrand" with a
+        partial-ownership kappa), None without a supply side."""
+        supply = self.problem.supply
+        return None if supply is None else supply.conduct
 
     @property
     def fixed_effects(self) -> FloatArray:
@@ -198,7 +209,9 @@ class BLPResults:
         """
         from scipy.stats import chi2  # here: importing scipy.stats costs 0.3 s (issue 23)
 
-        df = int(self.problem.MD - self.problem.K1 - self.layout.P)
+        supply = self.problem.supply
+        extra = 0 if supply is None else supply.MS - supply.K3
+        df = int(self.problem.MD - self.problem.K1 - self.layout.P + extra)
         statistic = float(self.objective)
         p_value = float(chi2.sf(statistic, df)) if df > 0 and np.isfinite(statistic) else np.nan
         return HansenJ(statistic=statistic, df=df, p_value=p_value,
@@ -234,8 +247,11 @@ class BLPResults:
         ids = _cluster_ids(self.problem, clusters) if clusters is not None else self.clusters
         check_kind(kind, ids, self.problem.N)
         identified = np.array([n not in self.unidentified for n in self.names])
-        covariance = gmm_covariance(self.G, self.W, self.problem.products.sort(self.xi),
-                                    self.problem.ZD_tilde, kind=kind,
+        residuals: tuple[FloatArray, ...] = (self.problem.products.sort(self.xi),)
+        if self.omega is not None:
+            residuals += (self.problem.products.sort(self.omega),)
+        covariance = gmm_covariance(self.G, self.W, residuals, problem_stack(self.problem),
+                                    kind=kind,
                                     clusters=ids, center=self.config.center_moments,
                                     identified=identified)
         return dataclasses.replace(self, covariance=covariance, covariance_kind=kind, clusters=ids)
@@ -253,6 +269,12 @@ class BLPResults:
                  f"{self.status.value} after {self.optimization.iterations} iterations"),
                  (f"contraction iterations = {self.contraction_iterations} (failed at "
                  f"{self.contraction_failures} trial theta), time = {self.time:.2f} s")]
+        supply = self.problem.supply
+        if supply is not None:
+            clipped = "" if supply.bounds is None else f", clipped to {list(supply.bounds)}"
+            kappa = "" if supply.kappa is None else " with partial ownership kappa"
+            notes.append(f"supply: {supply.costs} marginal costs{clipped}, conduct "
+                         f"{supply.conduct}{kappa}; gamma: the X3 cost coefficients")
         notes += self.verdict_notes()
         if eig is not None:
             notes.append(f"Hessian eigenvalues: min {eig.min():.4g}, max {eig.max():.4g}")
@@ -319,46 +341,6 @@ class BLPResults:
             rows.append(pd.Series(row, name=name))
         return Table(title="Multi-start outcomes (each GMM step)", body=pd.DataFrame(rows))
 
-    # ------------------------------------------------------------------ post-estimation
-    # Method forms of the pure functions in results/ (lazy imports: they read ``.fitted``).
-    def elasticities(self, name: str = "prices") -> MarketMatrices:
-        """Own and cross elasticities per market: ``blpdemand.compute_elasticities(self, name)``."""
-        from blpdemand.results.elasticities import compute_elasticities
-
-        return compute_elasticities(self, name)
-
-    def diversion_ratios(self, name: str = "prices") -> MarketMatrices:
-        """Diversion ratios per market: ``blpdemand.compute_diversion_ratios(self, name)``."""
-        from blpdemand.results.diversion import compute_diversion_ratios
-
-        return compute_diversion_ratios(self, name)
-
-    def markups(self, *, firm_ids: Any = None, ownership: Any = None,
-                kappa: Kappa | None = None) -> FloatArray:
-        """(N,) Bertrand-Nash markups p - c: ``blpdemand.compute_markups(self, ...)``."""
-        from blpdemand.results.costs import compute_markups
-
-        return compute_markups(self, firm_ids=firm_ids, ownership=ownership, kappa=kappa)
-
-    def costs(self, *, firm_ids: Any = None, ownership: Any = None,
-              kappa: Kappa | None = None) -> FloatArray:
-        """(N,) marginal costs c = p - eta: ``blpdemand.compute_costs(self, ...)``."""
-        from blpdemand.results.costs import compute_costs
-
-        return compute_costs(self, firm_ids=firm_ids, ownership=ownership, kappa=kappa)
-
-    def merger(self, merging: Sequence[object], **kwargs: Any) -> Counterfactual:
-        """Bertrand-Nash prices after ``merging`` firms merge: ``blpdemand.simulate_merger``."""
-        from blpdemand.results.counterfactual import simulate_merger
-
-        return simulate_merger(self, merging, **kwargs)
-
-    def consumer_surplus(self, *, prices: Any = None, keep: Any = None) -> FloatArray:
-        """(T,) consumer surplus per market: ``blpdemand.compute_consumer_surplus(self, ...)``."""
-        from blpdemand.results.surplus import compute_consumer_surplus
-
-        return compute_consumer_surplus(self, prices=prices, keep=keep)
-
     # ------------------------------------------------------------------ frames and repr
     def to_frame(self) -> pd.DataFrame:
         """One row per parameter (``names``): estimate, std. error, t, p-value and the 95%
@@ -394,13 +376,15 @@ def results_from(problem: Problem, outcome: EstimationOutcome,
     N = problem.N
     failed = np.asarray(e.failed_markets)
     # G = d g / d(theta, linear) over the stack: [Z' dr/dtheta, -Z' X] / N
-    stack = demand_stack(problem)
+    stack = problem_stack(problem)
     Z = stack.Z
-    G = np.column_stack([Z.T @ stack.stack((e.xi_jacobian,)), -(Z.T @ stack.X)]) / N
+    G = np.column_stack([Z.T @ e.residual_jacobian, -(Z.T @ stack.X)]) / N
     kind = config.covariance
     identified = identified_parameters(problem, outcome.layout, e, outcome.W, G)
-    covariance = gmm_covariance(G, outcome.W, e.xi, Z, kind=kind, clusters=outcome.clusters,
-                                center=config.center_moments, identified=identified)
+    covariance = gmm_covariance(G, outcome.W, e.residuals, stack, kind=kind,
+                                clusters=outcome.clusters, center=config.center_moments,
+                                identified=identified)
+    unsort = problem.products.unsort
     return BLPResults(
         problem=problem, layout=outcome.layout, config=config, theta=e.theta, beta=e.beta,
         delta=problem.products.unsort(e.delta), xi=problem.products.unsort(e.xi),
@@ -413,8 +397,10 @@ def results_from(problem: Problem, outcome: EstimationOutcome,
         contraction_evaluations=outcome.contraction_evaluations,
         contraction_failures=outcome.contraction_failures, time=outcome.time, seeds=outcome.seeds,
         evaluation_failed_markets=failed,
-        unidentified=tuple(n for n, ok in zip(outcome.layout.names + tuple(problem.X1.names),
-                                              identified) if not ok))
+        unidentified=tuple(n for n, ok in zip(outcome.layout.names + linear_names(problem),
+                                              identified) if not ok),
+        gamma=e.gamma, omega=None if e.omega is None else unsort(e.omega),
+        marginal_costs=None if e.costs is None else unsort(e.costs.costs))
 
 
 def estimate(problem: Problem, *, sigma: Any = None, pi: Any = None, rho: Any = None,

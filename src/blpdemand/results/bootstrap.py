@@ -277,7 +277,10 @@ def _point(results: object) -> tuple[FittedDemand, FloatArray, FloatArray]:
         covariance = results.covariance.to_numpy(dtype=np.float64)
     elif _is_blp(results):
         fitted = results.fitted
-        covariance = np.asarray(results.covariance, dtype=np.float64)
+        n = fitted.theta.size + fitted.beta.size
+        # a joint demand-supply estimate: the (theta, beta) block is their marginal covariance
+        # (post-estimation depends on demand only; gamma is left out)
+        covariance = np.asarray(results.covariance, dtype=np.float64)[:n, :n]
     else:
         raise SpecificationError(f"bootstrap needs BLPResults (bd.estimate) or LogitResults "
                                  f"(bd.estimate_logit), got {type(results).__name__}")

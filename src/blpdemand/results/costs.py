@@ -73,11 +73,22 @@ def ownership_matrices(fitted: FittedDemand, *, firm_ids: Any = None, ownership:
                        kappa: Kappa | None = None) -> list[FloatArray]:
     """Ownership O_t (J_t, J_t) of each market.
 
-    From ``firm_ids`` (N,) (default: the data's), optionally with partial ownership ``kappa``
+    Default for a joint demand-supply estimate: the conduct it was estimated under. Else from
+    ``firm_ids`` (N,) (default: the data's), optionally with partial ownership ``kappa``
     {(f, g): weight}, or from a custom stacked ``ownership`` (N, max J_t) array whose row j holds
     O_jk of j's market in its first J_t columns (user row order).
     """
     markets = fitted.problem.products.markets
+    supply = fitted.problem.supply
+    if supply is not None and firm_ids is None and ownership is None and kappa is None:
+        from blpdemand.model.supply import conduct_ownership
+
+        # the conduct the supply side was estimated under (Bertrand with its kappa, joint
+        # monopoly, or perfect competition: O = 0, no markups)
+        return [conduct_ownership(None if supply.firm_ids is None
+                                  else supply.firm_ids[markets.slice(t)],
+                                  int(markets.sizes[t]), supply.conduct, supply.kappa)
+                for t in range(markets.T)]
     if ownership is not None:
         if firm_ids is not None or kappa is not None:
             raise SpecificationError("pass either ownership= or firm_ids=/kappa=, not both")
@@ -134,7 +145,7 @@ def compute_markups(results: Any, *, firm_ids: Any = None, ownership: Any = None
     demands = market_demands(fitted)
     products = fitted.problem.products
     if fitted.nests is None and fitted.problem.nests is None:
-        values = [markups(d, o) for d, o in zip(demands, owners)]
+        values = [markups(d, o) if np.any(o) else np.zeros(d.J) for d, o in zip(demands, owners)]
     else:
         jacobians, shares = demand_jacobians(fitted)
         values = [_nested_markups(d.market_id, jac, o, s)

@@ -468,8 +468,9 @@ def _parameters_from(summary: Table, results: Any) -> pd.DataFrame:
 
 
 def _group(name: str) -> str:
-    """Parameter group from its name: ``sigma[...]``, ``pi[...]``, else a linear ``beta``."""
-    for group in ("sigma", "pi"):
+    """Parameter group from its name: ``sigma[...]``, ``pi[...]``, ``gamma[...]`` (costs),
+    else a linear ``beta``."""
+    for group in ("sigma", "pi", "gamma"):
         if name.startswith(group + "["):
             return group
     return "beta"

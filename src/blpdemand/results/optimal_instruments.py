@@ -123,6 +123,10 @@ def optimal_instruments(results: BLPResults | FittedDemand, *,
     if layout.P == 0:
         raise SpecificationError("optimal instruments need random coefficients (theta); for the "
                                  "plain logit the optimal instruments are E[X1 | z] (use p_hat)")
+    if problem.supply is not None:
+        raise SpecificationError("optimal instruments of a joint demand-supply problem (E[d omega"
+                                 " / d theta | z] for the supply block) are not computed yet; "
+                                 "estimate demand alone for its optimal instruments")
     if method == "approximate":
         draws = 1
     if not isinstance(draws, (int, np.integer)) or draws < 1:

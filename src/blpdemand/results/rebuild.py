@@ -60,20 +60,35 @@ def rebuild(saved: SavedResults, products: pd.DataFrame, *, agents: Any, instrum
 def _rebuild_blp(saved: SavedResults, products: pd.DataFrame, common: dict[str, Any],
                  agents: Any) -> Any:
     model = saved.model
+    supply: dict[str, Any] = {}
+    if model.get("supply") is not None:
+        if model.get("supply_instruments") is None:
+            raise SpecificationError("the supply instruments were given as arrays, not product "
+                                     "columns, so these results cannot be rebuilt from the file")
+        kappa = model.get("kappa")
+        bounds = model.get("costs_bounds")
+        supply = {"supply": model["supply"], "supply_instruments": model["supply_instruments"],
+                  "costs": model.get("costs", "linear"),
+                  "conduct": ({(f, g): w for f, g, w in kappa} if kappa
+                              else model.get("conduct", "bertrand")),
+                  "costs_bounds": None if bounds is None else tuple(bounds),
+                  "absorb_supply": model.get("absorb_supply"),
+                  "supply_markets": model.get("supply_markets")}
     problem = Problem(products, **common, nonlinear=model.get("nonlinear"),
                       demographics=model.get("demographics"),
                       agents=_saved_agents(model) if agents is None else agents,
                       negative_weights=bool(model.get("negative_weights", False)),
                       lognormal=model.get("lognormal"), nesting=model.get("nesting"),
-                      rho=model.get("rho") or "common")
+                      rho=model.get("rho") or "common", **supply)
     sigma_free = np.array(model["sigma_free"], dtype=bool)  # (K2, K2); (K2, 0) Pi with D = 0
     pi_free = np.array(model["pi_free"], dtype=bool).reshape(len(model["pi_free"]), -1)
     W = np.array(model["W"], dtype=np.float64)
+    M = problem.MD + (0 if problem.supply is None else problem.supply.MS)
     if sigma_free.shape != (problem.K2, problem.K2) or pi_free.shape != (problem.K2, problem.D) \
-            or W.shape != (problem.MD, problem.MD):
+            or W.shape != (M, M):
         raise DataError(f"the saved estimate has Sigma {sigma_free.shape}, Pi {pi_free.shape} "
                         f"and W {W.shape}; the data give K2 = {problem.K2}, D = {problem.D}, "
-                        f"{problem.MD} instruments: not the data the results were estimated on")
+                        f"{M} instruments: not the data the results were estimated on")
     layout = ParameterLayout(sigma_free=sigma_free, pi_free=pi_free, x2_names=problem.X2.names,
                              demographic_names=problem.demographic_names,
                              rho_names=() if problem.nests is None else problem.nests.names)

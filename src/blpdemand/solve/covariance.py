@@ -133,24 +133,31 @@ def parameter_covariance(G: FloatArray, W: FloatArray, S: FloatArray, N: int,
     return V
 
 
-def gmm_covariance(G: FloatArray, W: FloatArray, xi: FloatArray, Z: FloatArray, *, kind: str,
+def gmm_covariance(G: FloatArray, W: FloatArray, xi: FloatArray | tuple[FloatArray, ...],
+                   Z: FloatArray | MomentStack, *, kind: str,
                    clusters: AnyArray | None = None, center: bool = True,
                    identified: np.ndarray | None = None) -> FloatArray:
-    """Covariance of (theta, beta): sandwich for robust/clustered, (G'S^{-1}G)^{-1}/N unadjusted;
-    NaN rows and columns for parameters not ``identified`` (see ``covariance.unidentified``)."""
-    if not (np.all(np.isfinite(G)) and np.all(np.isfinite(xi))):
+    """Covariance of (theta, linear parameters): sandwich for robust/clustered,
+    (G'S^{-1}G)^{-1}/N unadjusted; NaN rows and columns for parameters not ``identified`` (see
+    ``covariance.unidentified``). ``xi`` and ``Z`` are the demand residuals and instruments, or
+    the residuals of every block (a tuple) and the MomentStack (demand and supply)."""
+    residuals = xi if isinstance(xi, tuple) else (xi,)
+    if not (np.all(np.isfinite(G)) and all(np.all(np.isfinite(r)) for r in residuals)):
         return np.full((G.shape[1], G.shape[1]), np.nan)  # the inner loop failed at theta
     nan = np.full((G.shape[1], G.shape[1]), np.nan)
     # an absurd theta (a failed inner loop) can give finite but huge d xi / d theta whose
     # products overflow: NaN standard errors there (the failure itself is warned about)
     with np.errstate(over="ignore", invalid="ignore"):
-        S = moment_covariance(xi, Z, kind=kind, clusters=clusters, center=center)
+        if isinstance(Z, MomentStack):
+            S = stack_covariance(Z, residuals, kind=kind, clusters=clusters, center=center)
+        else:
+            S = moment_covariance(residuals[0], Z, kind=kind, clusters=clusters, center=center)
         if not (np.all(np.isfinite(S)) and np.all(np.isfinite(G.T @ G))):
             return nan
         if kind == "unadjusted":
             W = weighting_matrix(S, what="unadjusted moment covariance")
         try:
-            covariance = parameter_covariance(G, W, S, xi.shape[0], identified)
+            covariance = parameter_covariance(G, W, S, residuals[0].shape[0], identified)
         except np.linalg.LinAlgError:
             return nan
     keep = np.ones(G.shape[1], dtype=bool) if identified is None else identified
@@ -173,9 +180,15 @@ def identified_parameters(problem: Problem, layout: ParameterLayout,
         scale = utility_scales(problem, layout) * np.sqrt(problem.N)
         norms = np.linalg.norm(e.xi_jacobian, axis=0)
         flat[:P] = norms <= IDENTIFICATION_TOLERANCE * np.where(scale > 0, scale, 1.0)
+        if e.omega_jacobian is not None and e.omega_jacobian.shape[1] == P:
+            # a parameter that moves the supply residuals is not flat (f(c) has its own units:
+            # judged against the largest column of d omega / d theta)
+            supply = np.linalg.norm(e.omega_jacobian, axis=0)
+            flat[:P] &= supply <= IDENTIFICATION_TOLERANCE * max(float(supply.max()),
+                                                                 np.finfo(float).tiny)
     bad = unidentified(G, W, flat)
     if bad.any():
-        names = [n for n, b in zip(layout.names + tuple(problem.X1.names), bad) if b]
+        names = [n for n, b in zip(layout.names + linear_names(problem), bad) if b]
         warnings.warn(
             f"not identified at the estimate: {', '.join(names)}; their standard errors are NaN "
             "(the moments do not move with them: a constant demographic, a characteristic "
@@ -183,6 +196,14 @@ def identified_parameters(problem: Problem, layout: ParameterLayout,
             "or a standard deviation at 0 with symmetric nodes)", IdentificationWarning,
             stacklevel=3)
     return np.asarray(~bad)
+
+
+def linear_names(problem: Problem) -> tuple[str, ...]:
+    """Names of the linear parameters over the stack: the X1 columns (beta), then
+    ``gamma[...]`` for the X3 columns of a supply side."""
+    supply = problem.supply
+    gamma = () if supply is None else tuple(f"gamma[{n}]" for n in supply.X3.names)
+    return tuple(problem.X1.names) + gamma
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

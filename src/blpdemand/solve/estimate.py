@@ -38,7 +38,7 @@ from blpdemand.solve.covariance import stack_covariance, weighting_matrix
 from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.gmm import DemandObjective, ObjectiveEvaluation
 from blpdemand.solve.jobs import check_executor, map_jobs
-from blpdemand.solve.moments import demand_stack
+from blpdemand.solve.moments import problem_stack
 from blpdemand.solve.multistart import (
     StartJob,
     StartOutcome,
@@ -217,12 +217,13 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     _check_moments(problem, layout)
     clock = time.perf_counter()
     theta0 = _starting_theta(problem, layout, np.asarray(theta0, dtype=np.float64), config)
+    _check_supply_start(problem, layout, theta0, config)
     bounds = resolve_bounds(problem, layout, np.asarray(theta0), config.bounds)
     binding = binding_bounds(bounds, config.optimizer)
     check_start(layout, theta0, binding)
     clusters = _clusters(problem, config)
     reporter = reporter if reporter is None or config.workers == 1 else SerializedReporter(reporter)
-    Z = demand_stack(problem).Z  # the stacked instruments (the demand block alone)
+    Z = problem_stack(problem).Z  # the stacked instruments (demand, supply)
     W = weighting_matrix(Z.T @ Z / problem.N, what="instrument cross-product Z'Z/N")
     counts = {"iterations": 0, "evaluations": 0, "failures": 0}
 
@@ -288,7 +289,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
         steps[0] = result = mark_at_bounds(result, binding)
         outcomes[best] = dataclasses.replace(outcomes[best], optimization=result, beta=first.beta)
         finished += check_agreement(outcomes, best, 1)
-        S = stack_covariance(objective.stack, (first.xi,), kind=config.weighting,
+        S = stack_covariance(objective.stack, first.residuals, kind=config.weighting,
                              clusters=clusters, center=config.center_moments)
         W = weighting_matrix(S, what=f"{config.weighting} moment covariance at the step-1 estimate")
         outcomes, best, delta = step_starts(2, result.theta, W, first.delta)
@@ -358,11 +359,14 @@ def _check_final(evaluation: ObjectiveEvaluation, config: EstimationConfig) -> N
     """Failures at trial theta are only counted (the line search backs off from them); a failure
     at the estimate itself makes it unreliable: warn or raise."""
     failed = np.asarray(evaluation.failed_markets)
-    if failed.size or not np.all(np.isfinite(evaluation.xi)):
+    if evaluation.failed:
         message = (f"the contraction failed at the estimate in market(s) {failed.tolist()[:10]}; "
                    "tighten the parameter bounds, change the start, or raise the contraction's "
                    "max_evaluations")
-        if not failed.size:
+        costs = evaluation.costs
+        if not failed.size and costs is not None and costs.failure is not None:
+            message = f"the supply side failed at the estimate: {costs.failure}"
+        elif not failed.size:
             message = ("the inner loop converged at the estimate but d delta/d theta or xi is not "
                        "finite (utilities x2'(Sigma nu + Pi y) too large for float64?); rescale "
                        "the X2 columns, tighten the parameter bounds or change the start")
@@ -372,15 +376,32 @@ def _check_final(evaluation: ObjectiveEvaluation, config: EstimationConfig) -> N
         warnings.warn(message, ConvergenceWarning, stacklevel=4)
 
 
+def _check_supply_start(problem: Problem, layout: ParameterLayout, theta0: FloatArray,
+                        config: EstimationConfig) -> None:
+    """The supply side must be defined at the start (positive log costs, regular first-order
+    conditions): the optimizer cannot move from a theta where Q is only a penalty."""
+    if problem.supply is None:
+        return
+    Z = problem_stack(problem).Z
+    objective = DemandObjective(problem, layout, np.eye(Z.shape[1]),
+                                contraction=config.fixed_point, on_failure="warn")
+    start = objective.evaluate(theta0, report=False, gradient=False)
+    if start.costs is not None and start.costs.failure is not None:
+        raise SpecificationError(f"at the starting values: {start.costs.failure}; start from "
+                                 "other sigma/pi (a larger price sensitivity) or clip costs")
+
+
 def _check_step_one(first: ObjectiveEvaluation, result: OptimizationResult) -> None:
     """Step 2's W needs the step-1 residuals: where the contraction failed (xi unconverged or
     not finite) the run stops with a named error instead of weighting by meaningless xi."""
     failed = np.asarray(first.failed_markets).tolist()
-    if not failed and np.all(np.isfinite(first.xi)):
+    if not first.failed:
         return
     from blpdemand.errors import ConvergenceError
     where = (f"the contraction failed in market(s) {failed[:10]}" if failed
              else "the inner loop gave non-finite delta or d delta/d theta")
+    if not failed and first.costs is not None and first.costs.failure is not None:
+        where = f"the supply side failed ({first.costs.failure})"
     raise ConvergenceError(
         f"GMM step 1 ended at theta={np.round(result.theta, 6).tolist()} (objective "
         f"{result.objective:.6g}, {result.status.value}) where {where}, so the step-2 weighting "

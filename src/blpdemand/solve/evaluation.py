@@ -25,7 +25,7 @@ from blpdemand.solve.estimate import (
     _clusters,
 )
 from blpdemand.solve.gmm import DemandObjective, ObjectiveEvaluation
-from blpdemand.solve.moments import demand_stack
+from blpdemand.solve.moments import problem_stack
 from blpdemand.solve.optimizer import (
     OptimizationResult,
     OptimizationStatus,
@@ -42,7 +42,7 @@ def evaluate_outcome(problem: Problem, layout: ParameterLayout, theta: FloatArra
         raise SpecificationError("evaluate needs random coefficients: give sigma=/pi=")
     clock, given = time.perf_counter(), W
     clusters = _clusters(problem, config)
-    Z = demand_stack(problem).Z  # the stacked instruments (the demand block alone)
+    Z = problem_stack(problem).Z  # the stacked instruments (demand, supply)
     W = weighting_matrix(Z.T @ Z / problem.N, what="instrument cross-product Z'Z/N")
     theta = np.asarray(theta, dtype=np.float64)
     objectives: list[DemandObjective] = []
@@ -65,7 +65,7 @@ def evaluate_outcome(problem: Problem, layout: ParameterLayout, theta: FloatArra
     evaluation = at(1 if given is None or config.method == "1s" else 2, W, None)
     if config.method == "2s" and given is None:
         _check_step_one(evaluation, steps[0])
-        S = stack_covariance(objectives[-1].stack, (evaluation.xi,), kind=config.weighting,
+        S = stack_covariance(objectives[-1].stack, evaluation.residuals, kind=config.weighting,
                              clusters=clusters, center=config.center_moments)
         W = weighting_matrix(S, what=f"{config.weighting} moment covariance at theta")
         evaluation = at(2, W, evaluation.delta)

@@ -26,11 +26,12 @@ import numpy as np
 
 from blpdemand._types import AnyArray, FailurePolicy, FloatArray
 from blpdemand.errors import ConvergenceError
+from blpdemand.model.marginal_costs import CostEvaluation, costs_adjoint, evaluate_costs
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.solve.nested_loop import inner_loop
 from blpdemand.solve.fixed_point import FixedPointConfig
-from blpdemand.solve.moments import demand_stack
+from blpdemand.solve.moments import problem_stack
 from blpdemand.solve.progress import EvaluationRecord, Reporter, SilentReporter
 
 
@@ -60,11 +61,30 @@ class ObjectiveEvaluation:
     failed_markets: AnyArray
     adjoint: bool = False
     has_gradient: bool = True
+    gamma: FloatArray = field(default_factory=lambda: np.zeros(0))
+    omega: FloatArray | None = field(default=None, repr=False)
+    omega_jacobian: FloatArray | None = field(default=None, repr=False)
+    costs: CostEvaluation | None = field(default=None, repr=False)
 
     @property
     def failed(self) -> bool:
-        """The inner loop failed here (some market, or non-finite xi): Q is a penalty."""
-        return bool(np.asarray(self.failed_markets).size) or not bool(np.all(np.isfinite(self.xi)))
+        """The inner loop failed here (some market, or non-finite xi), or the supply side did
+        (singular first-order conditions, log of a non-positive cost): Q is a penalty."""
+        return (bool(np.asarray(self.failed_markets).size)
+                or not bool(np.all(np.isfinite(self.xi)))
+                or (self.costs is not None and self.costs.failure is not None))
+
+    @property
+    def residuals(self) -> tuple[FloatArray, ...]:
+        """The residuals of the moment blocks: (xi,) or (xi, omega)."""
+        return (self.xi,) if self.omega is None else (self.xi, self.omega)
+
+    @property
+    def residual_jacobian(self) -> FloatArray:
+        """(B N, P) d r / d theta over the stack at fixed linear parameters."""
+        if self.omega_jacobian is None:
+            return self.xi_jacobian
+        return np.concatenate([self.xi_jacobian, self.omega_jacobian])
 
 
 class DemandObjective:
@@ -83,7 +103,7 @@ class DemandObjective:
         self.layout = layout
         self.W = W
         # the stacked moment blocks (solve.moments): demand alone for now
-        self.stack = demand_stack(problem)
+        self.stack = problem_stack(problem)
         self.Z = self.stack.Z
         self.iv = self.stack.linear_iv(W)
         self.loop = inner_loop(problem, layout, config=contraction)
@@ -99,6 +119,7 @@ class DemandObjective:
         self.contraction_iterations = 0
         self.contraction_evaluations = 0
         self.failures = 0
+        self.supply_failure: str | None = None
         self.failed_markets: set[Any] = set()
         self.last: ObjectiveEvaluation | None = None
         self.best: ObjectiveEvaluation | None = None
@@ -120,6 +141,9 @@ class DemandObjective:
                 return last
             self.last = self._with_jacobian(last)
             return self.last
+        # without exp(mu) cached d delta / d theta is formed, but the supply side still takes
+        # the adjoint route when only the gradient is asked for (no d omega / d theta)
+        supply_adjoint = adjoint and self.layout.P > 0 and self.problem.supply is not None
         adjoint = adjoint and self.layout.P > 0 and self.loop.caches_exp_mu
         # overflow at an extreme trial theta must not stop the optimizer: non-finite results
         # are handled below (a large objective, so the line search backs off)
@@ -153,6 +177,7 @@ class DemandObjective:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 jacobian = self.loop.jacobian(theta, delta)
         evaluation = self._moments(theta, delta, jacobian, result, failed, adjoint=adjoint,
+                                   supply_adjoint=supply_adjoint,
                                    with_gradient=gradient)
         if np.all(np.isfinite(delta)) and result.converged:
             self.delta0 = None  # the inner loop warm-starts from its last converged delta
@@ -176,6 +201,7 @@ class DemandObjective:
 
     def _moments(self, theta: FloatArray, delta: FloatArray, jacobian: FloatArray | None,
                  result: Any, failed: AnyArray, *, adjoint: bool = False,
+                 supply_adjoint: bool = False,
                  with_gradient: bool = True) -> ObjectiveEvaluation:
         P, N = self.layout.P, self.problem.N
         # a market where the contraction failed has no xi(theta): its delta is not the inverse
@@ -183,30 +209,49 @@ class DemandObjective:
         # minimum, seen on sparse grids), so such a theta is infeasible, as a non-finite one
         finite = bool(result.converged) and bool(np.all(np.isfinite(delta))) and (
             jacobian is None or bool(np.all(np.isfinite(jacobian))))
+        costs = None
+        if finite and self.problem.supply is not None:
+            costs = evaluate_costs(self.problem, self.layout, theta, delta,
+                                   None if supply_adjoint else jacobian)
+            if costs.failure is not None:
+                self.supply_failure = costs.failure
+                if self.on_failure == "raise":
+                    raise ConvergenceError(costs.failure)
+            finite = costs.failure is None
         if finite:
             delta_tilde = self.problem.residualize(delta)
-            beta = self.iv.beta(delta_tilde)
-            xi = delta_tilde - self.problem.X1_tilde @ beta
-            g = self.stack.mean_moments((xi,))
+            if costs is None:
+                beta, gamma = self.iv.beta(delta_tilde), np.zeros(0)
+                xi, omega = delta_tilde - self.problem.X1_tilde @ beta, None
+            else:
+                y_tilde = self._within_supply(costs.y)
+                linear = self.iv.beta(self.stack.stack((delta_tilde, y_tilde)))
+                beta, gamma = linear[: self.problem.K1], linear[self.problem.K1:]
+                xi = delta_tilde - self.problem.X1_tilde @ beta
+                omega = y_tilde - self.stack.blocks[1].X @ gamma
+            g = self.stack.mean_moments((xi,) if omega is None else (xi, omega))
             objective = float(N * g @ self.W @ g)
             if P > 0 and adjoint and not with_gradient:
                 gradient = np.full(P, np.nan)  # Q alone was asked for
             elif P > 0 and adjoint:
                 # dQ/dtheta = 2 (d delta/d theta)' M Z~ W g: one adjoint solve per market
-                v = self.problem.residualize(self.Z @ (self.W @ g))
-                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                    gradient = 2.0 * self.loop.gradient(theta, delta, v)
+                gradient = self._adjoint_gradient(theta, delta, g, costs)
                 finite = bool(np.all(np.isfinite(gradient)))
         if not finite:
             # a failed or non-finite inner loop: a large objective, so no line search accepts
             # this theta and no start that ends here can be the best
             bad = 1e10 if self.best is None else max(1e10, 1e3 * self.best.objective)
             nan = np.full(N, np.nan)
+            supply = self.problem.supply
             return ObjectiveEvaluation(
                 theta=theta, delta=delta, xi=nan, beta=np.full(self.problem.K1, np.nan),
                 g=np.full(self.Z.shape[1], np.nan), objective=bad, gradient=np.zeros(P),
                 xi_jacobian=np.full((N, P), np.nan), contraction_iterations=int(result.iterations),
-                contraction_evaluations=int(result.evaluations), failed_markets=failed)
+                contraction_evaluations=int(result.evaluations), failed_markets=failed,
+                gamma=np.full(0 if supply is None else supply.K3, np.nan),
+                omega=None if supply is None else nan, costs=costs,
+                omega_jacobian=None if supply is None else np.full((N, P), np.nan))
+        omega_jacobian: FloatArray | None = None
         if P > 0 and adjoint:
             xi_jacobian = np.zeros((N, 0))
         elif P > 0:
@@ -214,25 +259,70 @@ class DemandObjective:
             # d xi / d theta at fixed beta; the beta(theta) channel drops out of the gradient
             # because X1~' Z W g = 0 at the concentrated beta (first-order condition)
             xi_jacobian = self.problem.residualize(jacobian)
-            gradient = 2.0 * (self.Z.T @ xi_jacobian).T @ (self.W @ g)
+            if costs is not None and supply_adjoint:
+                # d omega / d theta is not formed (``_with_jacobian`` completes it)
+                gradient = self._adjoint_gradient(theta, delta, g, costs, jacobian)
+                adjoint = True
+            else:
+                omega_jacobian = (None if costs is None or costs.y_jacobian is None
+                                  else self._within_supply(costs.y_jacobian))
+                dr = (xi_jacobian if omega_jacobian is None
+                      else self.stack.stack((xi_jacobian, omega_jacobian)))
+                gradient = 2.0 * (self.Z.T @ dr).T @ (self.W @ g)
         else:
             xi_jacobian = np.zeros((N, 0))
+            omega_jacobian = None if omega is None else np.zeros((N, 0))
             gradient = np.zeros(0)
         return ObjectiveEvaluation(
             theta=theta, delta=delta, xi=xi, beta=beta, g=g, objective=objective,
             gradient=gradient, xi_jacobian=xi_jacobian,
             contraction_iterations=int(result.iterations),
             contraction_evaluations=int(result.evaluations), failed_markets=failed,
-            adjoint=P > 0 and adjoint, has_gradient=with_gradient or not (P > 0 and adjoint))
+            adjoint=P > 0 and adjoint, has_gradient=with_gradient or not (P > 0 and adjoint),
+            gamma=gamma, omega=omega, costs=costs,
+            omega_jacobian=omega_jacobian)
+
+    def _within_supply(self, values: FloatArray) -> FloatArray:
+        """Partial out the absorbed supply fixed effects (identity without them)."""
+        supply = self.problem.supply
+        return values if supply is None else supply.residualize(values)
+
+    def _adjoint_gradient(self, theta: FloatArray, delta: FloatArray, g: FloatArray,
+                          costs: CostEvaluation | None,
+                          jacobian: FloatArray | None = None) -> FloatArray:
+        """2 (dy/dtheta)' Z W g by adjoints: the demand block's v = M Z_D~ (W g)_D, and the
+        supply block's u = Z_S (W g)_S through ``costs_adjoint`` (its d delta part joins v);
+        v' d delta / d theta by the inner loop's adjoint, or from ``jacobian`` (N, P) when
+        d delta / d theta was formed (exp(mu) not cached)."""
+        Wg = self.W @ g
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            if costs is None:
+                v = self.problem.residualize(self.Z @ Wg)
+                return 2.0 * self.loop.gradient(theta, delta, v)
+            demand, supply = self.stack.blocks
+            Wg_demand, Wg_supply = self.stack.split(Wg)
+            direct, r = costs_adjoint(self.problem, self.layout, theta, delta, costs,
+                                      self._within_supply(supply.Z @ Wg_supply))
+            v = self.problem.residualize(demand.Z @ Wg_demand) + r
+            through = self.loop.gradient(theta, delta, v) if jacobian is None else v @ jacobian
+            return 2.0 * (through + direct)
 
     def _with_jacobian(self, evaluation: ObjectiveEvaluation) -> ObjectiveEvaluation:
-        """An adjoint evaluation completed with d xi / d theta (from the cached exp(mu))."""
+        """An adjoint evaluation completed with d xi / d theta (from the cached exp(mu)), and
+        d omega / d theta with a supply side."""
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             jacobian = self.loop.jacobian(evaluation.theta, evaluation.delta)
         xi_jacobian = self.problem.residualize(jacobian)
-        gradient = 2.0 * (self.Z.T @ xi_jacobian).T @ (self.W @ evaluation.g)
+        costs, omega_jacobian, dr = evaluation.costs, None, xi_jacobian
+        if self.problem.supply is not None:
+            costs = evaluate_costs(self.problem, self.layout, evaluation.theta,
+                                   evaluation.delta, jacobian)
+            assert costs.y_jacobian is not None
+            omega_jacobian = self._within_supply(costs.y_jacobian)
+            dr = self.stack.stack((xi_jacobian, omega_jacobian))
+        gradient = 2.0 * (self.Z.T @ dr).T @ (self.W @ evaluation.g)
         return dataclasses.replace(evaluation, xi_jacobian=xi_jacobian, gradient=gradient,
-                                   adjoint=False)
+                                   adjoint=False, costs=costs, omega_jacobian=omega_jacobian)
 
     def mark_iteration(self) -> None:
         """Count one optimizer iteration (shown in the progress records)."""

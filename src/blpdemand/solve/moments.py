@@ -122,6 +122,11 @@ class MomentStack:
         """[y_1; ...; y_B]: (B N,) or (B N, P) from each block's (N,) or (N, P)."""
         return per_block[0] if len(per_block) == 1 else np.concatenate(per_block)
 
+    def split(self, vector: FloatArray) -> tuple[FloatArray, ...]:
+        """An (M,) vector over the stacked moments cut into the blocks' (M_b,) pieces."""
+        cuts = np.cumsum([int(b.Z.shape[1]) for b in self.blocks])[:-1]
+        return tuple(np.split(vector, cuts))
+
     def linear_iv(self, W: FloatArray) -> LinearIV:
         """The concentrating IV-GMM step over the stack for weighting matrix W (M, M)."""
         return LinearIV.build(self.X, self.Z, W)
@@ -152,6 +157,15 @@ def demand_block(Z: FloatArray, X1: FloatArray) -> MomentBlock:
     return MomentBlock(name="demand", Z=Z, X=X1)
 
 
-def demand_stack(problem: Problem) -> MomentStack:
-    """The stack of a demand-only problem: the demand block alone (Z_D~, X1~)."""
-    return MomentStack((demand_block(problem.ZD_tilde, problem.X1_tilde),))
+def supply_block(Z: FloatArray, X3: FloatArray) -> MomentBlock:
+    """The supply block: omega = f(p - eta(theta)) - X3 gamma against Z_S (BLP 1995)."""
+    return MomentBlock(name="supply", Z=Z, X=X3)
+
+
+def problem_stack(problem: Problem) -> MomentStack:
+    """The stack of a problem: the demand block (Z_D~, X1~), then the supply block (Z_S~, X3~,
+    supply fixed effects partialled out) when the problem has a supply side."""
+    blocks = [demand_block(problem.ZD_tilde, problem.X1_tilde)]
+    if problem.supply is not None:
+        blocks.append(supply_block(problem.supply.ZS_tilde, problem.supply.X3_tilde))
+    return MomentStack(tuple(blocks))

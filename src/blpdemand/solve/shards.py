@@ -65,6 +65,9 @@ def split_markets(problem: Problem, shards: int) -> list[Problem]:
     [2, 2]
     """
     problem.refuse_nests("splitting markets into shards")
+    if problem.supply is not None:
+        raise SpecificationError("market shards carry the demand side only: a problem with a "
+                                 "supply side is estimated whole (bd.estimate)")
     T = problem.T
     if (isinstance(shards, bool) or not isinstance(shards, (int, np.integer))
             or not 1 <= shards <= T):
