@@ -18,10 +18,12 @@ from blpdemand._types import FloatArray
 from blpdemand.data.absorb import FixedEffects, absorb_fixed_effects
 from blpdemand.data.agents import AgentData, load_agents
 from blpdemand.data.formulation import DesignMatrix, build_matrix, check_rank, parse_absorb
+from blpdemand.data.micro import MicroMoment
 from blpdemand.data.products import ProductData, load_products
 from blpdemand.data.validation import check_magnitude, require_columns, require_finite
 from blpdemand.errors import DataError, SpecificationError
 from blpdemand.instruments.identification import check_identification
+from blpdemand.model.micro import MicroMoments
 from blpdemand.model.parameters import ParameterLayout, make_layout
 
 InstrumentsLike: TypeAlias = "str | Sequence[Any] | pd.DataFrame | np.ndarray | None"
@@ -46,6 +48,9 @@ class Problem:
         how agents came: ``{"source": "frame"}`` or the Integration's fields), so that saved
         results can rebuild the problem from the same data (``load_results``).
 
+    ``micro`` : micro moments (``bd.micro.mean``, ``probability``, ``covariance`` or the
+    general ``bd.micro.MicroMoment``), matched in estimation as a further block of moments.
+
     ``negative_weights=True`` accepts agent data whose weights may be negative (a sparse grid
     built elsewhere, e.g. PyBLP's ``Integration('grid', L)``), with the checks a built-in
     ``Integration('sparse_grid', L)`` gets: nonzero weights, positive per-market sums (a warning
@@ -65,11 +70,13 @@ class Problem:
     linear_formula: str = field(default="", repr=False)
     nonlinear_formula: str | None = field(default=None, repr=False)
     inputs: dict[str, Any] = field(default_factory=dict, repr=False)
+    micro: MicroMoments | None = field(default=None, repr=False)
 
     def __init__(self, products: pd.DataFrame, *, linear: str, nonlinear: str | None = None,
                  demographics: str | None = None, agents: Any = None, absorb: Any = None,
                  instruments: InstrumentsLike = None, endogenous: Sequence[str] = ("prices",),
-                 columns: Mapping[str, str] | None = None, negative_weights: bool = False) -> None:
+                 columns: Mapping[str, str] | None = None, negative_weights: bool = False,
+                 micro: Sequence[MicroMoment] | None = None) -> None:
         if not isinstance(negative_weights, (bool, np.bool_)):
             raise SpecificationError(
                 f"negative_weights must be True or False, got {negative_weights!r}")
@@ -125,6 +132,8 @@ class Problem:
             "absorb": list(fe_columns) or None, "instruments": _instrument_names(instruments),
             "endogenous": list(endogenous), "columns": dict(columns) if columns else None,
             "negative_weights": bool(negative_weights), "agents": _agent_source(agents)})
+        # micro moments (model.micro): survey statistics, every name checked against the data
+        object.__setattr__(self, "micro", None if micro is None else MicroMoments(self, micro))
 
     # ------------------------------------------------------------------ sizes
     @property

@@ -34,6 +34,8 @@ from blpdemand.solve.covariance import (
 from blpdemand.solve.estimate import EstimationConfig, EstimationOutcome, run_estimation
 from blpdemand.solve.evaluation import evaluate_outcome
 from blpdemand.solve.gmm import ObjectiveEvaluation
+from blpdemand.solve.micro import micro_jacobian_rows
+from blpdemand.solve.micro_covariance import stacked_covariance
 from blpdemand.solve.moments import demand_stack
 from blpdemand.solve.optimizer import OptimizationResult, OptimizationStatus, projected_gradient
 from blpdemand.solve.progress import Reporter
@@ -88,6 +90,7 @@ class BLPResults:
     seeds: dict[str, Any] = field(repr=False)
     evaluation_failed_markets: AnyArray = field(repr=False, default_factory=lambda: np.zeros(0))
     unidentified: tuple[str, ...] = ()
+    micro: Any = field(default=None, repr=False)  # MicroValues at the estimate (model.micro)
 
     # ------------------------------------------------------------------ estimates
     @property
@@ -284,6 +287,13 @@ class BLPResults:
             notes.append(str(self.hansen_j))
         return notes
 
+    def micro_moments(self) -> Table:
+        """The micro moments: observed, fitted at the estimate, difference, and the difference
+        in survey standard errors (``results.micro``; see ``results.micro`` module)."""
+        from blpdemand.results.micro import micro_table
+
+        return micro_table(self)
+
     def starts_table(self, *, values: bool | None = None) -> Table:
         """Where each start of each GMM step ended: start, estimate, objective, gradient norm,
         status, and whether it reached the step's reported minimum (objective AND estimates,
@@ -389,9 +399,19 @@ def results_from(problem: Problem, outcome: EstimationOutcome,
     Z = stack.Z
     G = np.column_stack([Z.T @ stack.stack((e.xi_jacobian,)), -(Z.T @ stack.X)]) / N
     kind = config.covariance
+    G = micro_jacobian_rows(G, e.micro_jacobian, e.micro)  # [G_D; -d f/d theta, 0] (micro)
     identified = identified_parameters(problem, outcome.layout, e, outcome.W, G)
-    covariance = gmm_covariance(G, outcome.W, e.xi, Z, kind=kind, clusters=outcome.clusters,
-                                center=config.center_moments, identified=identified)
+    micro = None
+    if problem.micro is None:
+        covariance = gmm_covariance(G, outcome.W, e.xi, Z, kind=kind, clusters=outcome.clusters,
+                                    center=config.center_moments, identified=identified)
+    else:  # S = blockdiag(S_D, S_M) with the surveys' S_M at the estimate (solve.micro)
+        micro = problem.micro.evaluate(outcome.layout, e.theta, e.delta, covariance=True)
+        assert micro.covariance is not None
+        S_M = N * micro.covariance
+        covariance = stacked_covariance(G, outcome.W, e.xi, Z, S_M, kind=kind,
+                                        clusters=outcome.clusters,
+                                        center=config.center_moments, identified=identified)
     return BLPResults(
         problem=problem, layout=outcome.layout, config=config, theta=e.theta, beta=e.beta,
         delta=problem.products.unsort(e.delta), xi=problem.products.unsort(e.xi),
@@ -403,7 +423,7 @@ def results_from(problem: Problem, outcome: EstimationOutcome,
         contraction_iterations=outcome.contraction_iterations,
         contraction_evaluations=outcome.contraction_evaluations,
         contraction_failures=outcome.contraction_failures, time=outcome.time, seeds=outcome.seeds,
-        evaluation_failed_markets=failed,
+        evaluation_failed_markets=failed, micro=micro,
         unidentified=tuple(n for n, ok in zip(outcome.layout.names + tuple(problem.X1.names),
                                               identified) if not ok))
 

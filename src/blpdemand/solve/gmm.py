@@ -30,6 +30,7 @@ from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.solve.contraction import InnerLoop
 from blpdemand.solve.fixed_point import FixedPointConfig
+from blpdemand.solve.micro import micro_contribution, split_weighting
 from blpdemand.solve.moments import demand_stack
 from blpdemand.solve.progress import EvaluationRecord, Reporter, SilentReporter
 
@@ -60,6 +61,9 @@ class ObjectiveEvaluation:
     failed_markets: AnyArray
     adjoint: bool = False
     has_gradient: bool = True
+    # the micro block (solve.micro): MicroValues and d f / d theta (None without micro moments)
+    micro: Any = field(default=None, repr=False)
+    micro_jacobian: FloatArray | None = field(default=None, repr=False)
 
     @property
     def failed(self) -> bool:
@@ -81,11 +85,13 @@ class DemandObjective:
                  delta0: FloatArray | None = None) -> None:
         self.problem = problem
         self.layout = layout
-        self.W = W
+        # W over [demand; micro] (solve.micro): beta is concentrated out with the demand block
+        self.W_full = W
+        self.W, self.W_micro = split_weighting(problem, W)
         # the stacked moment blocks (solve.moments): demand alone for now
         self.stack = demand_stack(problem)
         self.Z = self.stack.Z
-        self.iv = self.stack.linear_iv(W)
+        self.iv = self.stack.linear_iv(self.W)
         self.loop = InnerLoop(problem, layout, config=contraction)
         self.on_failure = on_failure
         self.reporter = reporter if reporter is not None else SilentReporter()
@@ -218,12 +224,20 @@ class DemandObjective:
         else:
             xi_jacobian = np.zeros((N, 0))
             gradient = np.zeros(0)
+        micro = None
+        if self.W_micro is not None:
+            micro = micro_contribution(self.problem, self.layout, self.loop, theta, delta,
+                                       None if adjoint else jacobian, self.W_micro,
+                                       gradient=with_gradient or not adjoint)
+            objective, gradient = objective + micro.objective, gradient + micro.gradient
         return ObjectiveEvaluation(
             theta=theta, delta=delta, xi=xi, beta=beta, g=g, objective=objective,
             gradient=gradient, xi_jacobian=xi_jacobian,
             contraction_iterations=int(result.iterations),
             contraction_evaluations=int(result.evaluations), failed_markets=failed,
-            adjoint=P > 0 and adjoint, has_gradient=with_gradient or not (P > 0 and adjoint))
+            adjoint=P > 0 and adjoint, has_gradient=with_gradient or not (P > 0 and adjoint),
+            micro=None if micro is None else micro.values,
+            micro_jacobian=None if micro is None else micro.jacobian)
 
     def _with_jacobian(self, evaluation: ObjectiveEvaluation) -> ObjectiveEvaluation:
         """An adjoint evaluation completed with d xi / d theta (from the cached exp(mu))."""
@@ -231,8 +245,13 @@ class DemandObjective:
             jacobian = self.loop.jacobian(evaluation.theta, evaluation.delta)
         xi_jacobian = self.problem.residualize(jacobian)
         gradient = 2.0 * (self.Z.T @ xi_jacobian).T @ (self.W @ evaluation.g)
+        micro_jacobian = None
+        if self.W_micro is not None:
+            micro = micro_contribution(self.problem, self.layout, self.loop, evaluation.theta,
+                                       evaluation.delta, jacobian, self.W_micro)
+            gradient, micro_jacobian = gradient + micro.gradient, micro.jacobian
         return dataclasses.replace(evaluation, xi_jacobian=xi_jacobian, gradient=gradient,
-                                   adjoint=False)
+                                   adjoint=False, micro_jacobian=micro_jacobian)
 
     def mark_iteration(self) -> None:
         """Count one optimizer iteration (shown in the progress records)."""
