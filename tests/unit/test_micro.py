@@ -23,11 +23,11 @@ from blpdemand.solve.estimate import EstimationConfig, updated_weighting
 from blpdemand.solve.gmm import DemandObjective
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "simulation"))
-from micro_data import BETA, PI, SIGMA, simulate_micro  # noqa: E402
+from micro_data import BETA, PI, SIGMA, simulate_micro
 
 micro = bd.micro
-KW = dict(linear="1 + prices + x1", nonlinear="0 + prices + x1", demographics="income",
-          instruments=["w", "w2", "rival_x1", "rival_w"])
+KW = {"linear": "1 + prices + x1", "nonlinear": "0 + prices + x1", "demographics": "income",
+      "instruments": ["w", "w2", "rival_x1", "rival_w"]}
 THETA = np.array([SIGMA, PI])  # sigma[x1, x1], pi[prices, income]
 
 
