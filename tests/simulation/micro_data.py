@@ -79,3 +79,29 @@ def survey(data: MicroMarkets, observations: int, *, rng: int = 1) -> dict[str, 
             prices.append(float(price[t][j - 1]))
     y, p = np.array(incomes), np.array(prices)
     return {"cov": float(np.mean(y * p) - y.mean() * p.mean()), "mean": float(y.mean())}
+
+
+def second_choice_survey(data: MicroMarkets, observations: int, *, rng: int = 2
+                         ) -> dict[str, float]:
+    """Draw buyers' first and second choices from the true model (k from s_ik / (1 - s_ij),
+    k != j) and return P(second has x1 > 1 | first has x1 > 1) and P(second: outside | buyer)."""
+    g = np.random.default_rng(rng)
+    T = len(data.probabilities)
+    x1 = [data.products.loc[data.products.market_ids == t, "x1"].to_numpy() for t in range(T)]
+    high_high = high = outside = buyers = 0
+    while buyers < observations:
+        t = int(g.integers(T))
+        s = data.probabilities[t]
+        i = int(g.integers(s.shape[0]))
+        j = int(g.choice(s.shape[1], p=s[i]))
+        if j == 0:
+            continue
+        second = s[i].copy()
+        second[j] = 0.0
+        k = int(g.choice(s.shape[1], p=second / second.sum()))
+        buyers += 1
+        outside += k == 0
+        if x1[t][j - 1] > 1:
+            high += 1
+            high_high += k > 0 and x1[t][k - 1] > 1
+    return {"high_high": high_high / high, "high": float(high), "outside": outside / buyers}

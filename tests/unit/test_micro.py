@@ -143,6 +143,12 @@ KINDS = {
     "covariance": lambda s: micro.covariance("income", "prices", given=micro.inside(),
                                              value=0.1, survey=s),
     "general": _general,
+    "second choice": lambda s: micro.second_choice(
+        first=micro.chose("x1 > 1"), second=micro.chose("x1 <= 1"), value=0.3,
+        survey=micro.Survey("second", 2000, second_choices=True)),
+    "second choice outside": lambda s: micro.second_choice(
+        first=micro.inside(), second=micro.outside(), given=micro.demographic("income > 0"),
+        value=0.3, survey=micro.Survey("second", 2000, second_choices=True)),
 }
 
 
@@ -175,3 +181,45 @@ def test_gradient_matches_finite_differences(data, kind) -> None:  # type: ignor
                                atol=1e-6 * np.max(np.abs(f_numeric)))
     assert np.all(np.isfinite(numeric)) and scale > 0
     assert BETA  # the simulation's truth is what THETA starts from
+
+
+def test_second_choices_equal_the_direct_sum(data) -> None:  # type: ignore[no-untyped-def]
+    """P(second: x1 <= 1 | first: x1 > 1) and P(second: outside | first: inside) at the truth,
+    against the triple sum over (i, j, k != j) of w_i s_ij s_ik / (1 - s_ij)."""
+    survey = micro.Survey("second", 500, markets=(0, 1, 2), second_choices=True)
+    moments = [micro.second_choice(first=micro.chose("x1 > 1"), second=micro.chose("x1 <= 1"),
+                                   value=0.0, survey=survey),
+               micro.second_choice(first=micro.inside(), second=micro.outside(), value=0.0,
+                                   survey=survey)]
+    problem = _problem(data, moments)
+    layout, theta = _layout(problem)
+    delta = bd.solve_delta(problem, layout, theta).delta
+    values = problem.micro.evaluate(layout, theta, delta).values
+    sums = np.zeros(4)
+    for t in (0, 1, 2):
+        s = data.probabilities[t]
+        x1 = np.r_[np.nan, data.products.loc[data.products.market_ids == t, "x1"].to_numpy()]
+        for j in range(1, s.shape[1]):
+            for k in range(s.shape[1]):
+                if k == j:
+                    continue
+                pair = np.sum(s[:, j] * s[:, k] / (1 - s[:, j])) / s.shape[0]
+                if x1[j] > 1:
+                    sums[1] += pair
+                    sums[0] += pair * (k > 0 and x1[k] <= 1)
+                sums[3] += pair
+                sums[2] += pair * (k == 0)
+    np.testing.assert_allclose(values, [sums[0] / sums[1], sums[2] / sums[3]], rtol=1e-12)
+    # the survey covariance of the first statistic by the delta method: parts v1 = 1A 1B and
+    # v2 = 1A are indicators over all (i, j, k) pairs, whose weights sum to 1 in each market
+    m1, m2 = sums[0] / 3, sums[1] / 3
+    C = np.array([[m1 - m1 ** 2, m1 - m1 * m2], [m1 - m1 * m2, m2 - m2 ** 2]]) / 500
+    F = np.array([1 / m2, -m1 / m2 ** 2])
+    covariance = problem.micro.evaluate(layout, theta, delta, covariance=True).covariance
+    assert covariance[0, 0] == pytest.approx(F @ C @ F, rel=1e-10)
+
+
+def test_second_choices_need_a_second_choice_survey() -> None:
+    with pytest.raises(SpecificationError, match="second"):
+        micro.second_choice(first=micro.inside(), second=micro.outside(), value=0.1,
+                            survey=micro.Survey("first only", 100))

@@ -44,7 +44,7 @@ from blpdemand.errors import SpecificationError
 #: agents' demographics (I_t rows), returning an (I_t, 1 + J_t) array (column 0: outside option)
 MarketArray = Callable[[Any, Any, Any], Any]
 
-Side = Literal["choice", "agent"]
+Side = Literal["choice", "agent", "second"]
 INSIDE, OUTSIDE = "@inside", "@outside"
 
 
@@ -61,7 +61,8 @@ class Condition:
 
     def __str__(self) -> str:
         words = {INSIDE: "inside", OUTSIDE: "outside"}
-        return " & ".join(words.get(e, e) for _, e in self.terms)
+        return " & ".join(("second: " if side == "second" else "") + words.get(e, e)
+                          for side, e in self.terms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +119,7 @@ class Survey:
     markets: tuple[Any, ...] | None = None
     sample: Condition | None = None
     weights: MarketArray | None = field(default=None, compare=False)
+    second_choices: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -139,6 +141,9 @@ class Survey:
                                      "as bd.micro.inside()")
         if self.sample is not None and self.weights is not None:
             raise SpecificationError(f"survey {self.name!r}: give sample= or weights=, not both")
+        if self.second_choices and self.weights is not None:
+            raise SpecificationError(f"survey {self.name!r}: a survey of second choices takes "
+                                     "sample= (a condition), not weights=")
         if self.weights is not None and not callable(self.weights):
             raise SpecificationError(f"survey {self.name!r}: weights must be a function "
                                      "(market_id, products, agents) -> (I_t, 1 + J_t) array")
@@ -275,6 +280,44 @@ def covariance(first: str | Variable, second: str | Variable, *,
              MicroPart(f"E[{b}]", d, (b, *g)), MicroPart(f"P({given or 'all'})", d, g))
     return MicroMoment(name=name, value=value, parts=parts, function=_covariance,
                        gradient=_covariance_gradient)
+
+
+def second_choice(*, first: Condition, second: Condition, given: Condition | None = None,
+                  value: float, survey: Survey | None = None, observations: int | None = None,
+                  markets: Sequence[Any] | None = None, name: str | None = None) -> MicroMoment:
+    """P(second choice in B | first choice in A): diversion reported by buyers' second choices.
+
+    = E[1{j in A} 1{k in B}] / E[1{j in A}] over (i, first choice j, second choice k), with
+    s_ik(-j) = s_ik / (1 - s_ij) the probability that k is chosen when j is not available
+    (Berry, Levinsohn and Pakes 2004; Conlon and Gortmaker 2023). ``second`` is built like a
+    first choice (``chose(...)``, ``inside()``, ``outside()``: the second choice is to buy
+    nothing). The survey must be ``Survey(..., second_choices=True)`` (made so when
+    ``observations=`` is given).
+
+    Example: ``bd.micro.second_choice(first=bd.micro.chose("mi == 1"),
+    second=bd.micro.chose("sw == 1"), value=0.2, observations=500)``.
+    """
+    if not isinstance(first, Condition) or not isinstance(second, Condition):
+        raise SpecificationError("second_choice(first=..., second=...) take conditions such as "
+                                 "bd.micro.chose('mi == 1') or bd.micro.outside()")
+    if any(side != "choice" for side, _ in second.terms):
+        raise SpecificationError("second_choice(second=...) is a condition on the product "
+                                 "chosen second: build it with chose(), inside() or outside()")
+    then = Condition(tuple(("second", e) for _, e in second.terms))
+    g: tuple[Condition, ...] = (first,) if given is None else (first, given)
+    label = str(first) if given is None else f"{first} & {given}"
+    name = name or f"P(second: {second} | first: {label})"
+    if survey is None and observations is not None:
+        survey = Survey(name, observations, None if markets is None else tuple(markets),
+                        second_choices=True)
+        observations = markets = None
+    d = _survey(survey, observations, markets, name)
+    if not d.second_choices:
+        raise SpecificationError(f"micro moment {name!r}: survey {d.name!r} does not record "
+                                 "second choices; give Survey(..., second_choices=True)")
+    parts = (MicroPart(f"P({then} & {label})", d, (*g, then)), MicroPart(f"P({label})", d, g))
+    return MicroMoment(name=name, value=value, parts=parts, function=_ratio,
+                       gradient=_ratio_gradient)
 
 
 def _ratio(v: Any) -> float:

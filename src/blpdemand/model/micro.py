@@ -43,9 +43,22 @@ from blpdemand.data.micro import (
 )
 from blpdemand.errors import DataError, SpecificationError
 from blpdemand.model.parameters import ParameterLayout
+from blpdemand.model.second_choice import second_choice_derivatives, second_choice_sums
 
 if TYPE_CHECKING:
     from blpdemand.model.problem import Problem
+
+
+@dataclass(frozen=True, slots=True)
+class Factors:
+    """A declarative part's values a_i c_j e_k: agent (I_total,), first choice (N,) and its
+    outside-option value, second choice (N,) and its outside-option value (ones when unused)."""
+
+    a: FloatArray
+    c: FloatArray
+    c0: float
+    e: FloatArray
+    e0: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,36 +148,37 @@ class MicroMoments:
                 except KeyError:
                     raise DataError(f"survey {s.name!r} covers market {market!r}, which is not "
                                     "in the product data") from None
-        # declarative factors evaluated once: agent (I_total,) and choice (1 + N,) arrays
-        self._agent_factor: list[FloatArray | None] = []
-        self._choice_factor: list[tuple[FloatArray, float] | None] = []
+        # declarative factors evaluated once (``Factors``), the survey's sample's too
+        self._factors: list[Factors | None] = []
         for p in parts:
-            if p.values is not None:
-                self._agent_factor.append(None)
-                self._choice_factor.append(None)
-                continue
-            a = np.ones(agents.I)
-            c, c0 = np.ones(problem.N), 1.0
-            for factor in p.factors:
-                for side, values, outside_value in self._factor(factor, p.name):
-                    if side == "agent":
-                        a = a * values
-                    else:
-                        c, c0 = c * values, c0 * outside_value
-            self._agent_factor.append(a)
-            self._choice_factor.append((c, c0))
-        self._sample: list[tuple[FloatArray, FloatArray, float] | None] = []
-        for s in surveys:
-            if s.sample is None:
-                self._sample.append(None)
-                continue
-            a, c, c0 = np.ones(agents.I), np.ones(problem.N), 1.0
-            for side, values, outside_value in self._factor(s.sample, f"survey {s.name}"):
+            if p.values is not None and p.survey.second_choices:
+                raise SpecificationError(f"micro part {p.name!r}: a survey of second choices "
+                                         "takes declarative parts (bd.micro.second_choice)")
+            self._factors.append(None if p.values is not None else self._combine(
+                p.factors, p.name, second=p.survey.second_choices))
+        self._sample = [None if s.sample is None else self._combine(
+            (s.sample,), f"survey {s.name}", second=s.second_choices) for s in surveys]
+
+    def _combine(self, factors: Sequence[Variable | Condition], where: str, *, second: bool
+                 ) -> Factors:
+        """The product of a part's factors by side: agent, first choice, second choice."""
+        assert self.problem.agents is not None
+        a = np.ones(self.problem.agents.I)
+        c, c0 = np.ones(self.problem.N), 1.0
+        e, e0 = np.ones(self.problem.N), 1.0
+        for factor in factors:
+            for side, values, outside_value in self._factor(factor, where):
                 if side == "agent":
                     a = a * values
+                elif side == "second":
+                    if not second:
+                        raise SpecificationError(
+                            f"micro part {where!r} conditions on second choices, but its survey "
+                            "does not record them; give Survey(..., second_choices=True)")
+                    e, e0 = e * values, e0 * outside_value
                 else:
                     c, c0 = c * values, c0 * outside_value
-            self._sample.append((a, c, c0))
+        return Factors(a, c, c0, e, e0)
 
     # ------------------------------------------------------------------ names
     @property
@@ -179,14 +193,15 @@ class MicroMoments:
                 ) -> list[tuple[str, FloatArray, float]]:
         """(side, values, value at the outside option) for each term of a factor."""
         if isinstance(factor, Condition):
-            out = []
+            out: list[tuple[str, FloatArray, float]] = []
             for side, expression in factor.terms:
                 if expression == INSIDE:
-                    out.append(("choice", np.ones(self.problem.N), 0.0))
+                    out.append((side, np.ones(self.problem.N), 0.0))
                 elif expression == OUTSIDE:
-                    out.append(("choice", np.zeros(self.problem.N), 1.0))
+                    out.append((side, np.zeros(self.problem.N), 1.0))
                 else:
-                    values = self._evaluate(expression, side, where)
+                    on = "agent" if side == "agent" else "choice"
+                    values = self._evaluate(expression, on, where)
                     out.append((side, values.astype(bool).astype(np.float64), 0.0))
             return out
         resolved = (self._resolve(factor.expression, where) if factor.side == "auto"
@@ -240,9 +255,8 @@ class MicroMoments:
         survey = self.surveys[d]
         if survey.weights is not None:
             w_d = self._call(survey.weights, market, rows, people, f"survey {survey.name!r}")
-        elif self._sample[d] is not None:
-            a, c, c0 = self._sample[d]  # type: ignore[misc]
-            w_d = np.outer(a[people], np.r_[c0, c[rows]])
+        elif (sample := self._sample[d]) is not None:
+            w_d = np.outer(sample.a[people], np.r_[sample.c0, sample.c[rows]])
         else:
             w_d = np.ones((I, 1 + J))
         parts = np.flatnonzero(self.part_survey == d)
@@ -252,11 +266,31 @@ class MicroMoments:
             if part.values is not None:
                 values[k] = self._call(part.values, market, rows, people, f"part {part.name!r}")
             else:
-                a = self._agent_factor[p]
-                c, c0 = self._choice_factor[p]  # type: ignore[misc]
-                assert a is not None
-                values[k] = np.outer(a[people], np.r_[c0, c[rows]])
+                f = self._factors[p]
+                assert f is not None
+                values[k] = np.outer(f.a[people], np.r_[f.c0, f.c[rows]])
         return w_d, values
+
+    def _second_factors(self, t: int, d: int, parts: IntArray
+                        ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """a (R, I_t), c and e (R, 1 + J_t) of a second-choice survey's parts, then its
+        normalizer, each times the survey's sample factors."""
+        agents = self.problem.agents
+        assert agents is not None
+        rows, people = self.problem.products.markets.slice(t), agents.markets.slice(t)
+        sample = self._sample[d]
+        factors = [self._factors[p] for p in parts] + [None]
+        a, c, e = [], [], []
+        for f in factors:
+            a.append(np.ones(people.stop - people.start) if f is None else f.a[people])
+            c.append(np.ones(rows.stop - rows.start + 1) if f is None else np.r_[f.c0, f.c[rows]])
+            e.append(np.ones(rows.stop - rows.start + 1) if f is None else np.r_[f.e0, f.e[rows]])
+        A, C, E = np.array(a), np.array(c), np.array(e)
+        if sample is not None:
+            A *= sample.a[people]
+            C *= np.r_[sample.c0, sample.c[rows]]
+            E *= np.r_[sample.e0, sample.e[rows]]
+        return A, C, E
 
     def _call(self, function: Any, market: Any, rows: slice, people: slice, what: str
               ) -> FloatArray:
@@ -295,9 +329,29 @@ class MicroMoments:
             S = _probabilities(delta[rows], coefficients[people] @ x2[rows].T)
             w = agents.weights[people]
             for d in covering:
-                w_d, values = self._market_arrays(t, int(d))
                 parts = np.flatnonzero(self.part_survey == d)
                 r = np.r_[parts, n_parts + d]
+                if self.surveys[d].second_choices:
+                    a, c, e = self._second_factors(t, int(d), parts)
+                    E[r] += second_choice_sums(S, a, c, e) @ w
+                    if covariance:
+                        k = parts.size  # a pair's values: the product, the sample's once
+                        pa = a[:k, None] * a[None, :k] / np.where(a[k] != 0, a[k], 1.0)
+                        pc = c[:k, None] * c[None, :k] / np.where(c[k] != 0, c[k], 1.0)
+                        pe = e[:k, None] * e[None, :k] / np.where(e[k] != 0, e[k], 1.0)
+                        sums = second_choice_sums(S, pa.reshape(k * k, -1), pc.reshape(k * k, -1),
+                                                  pe.reshape(k * k, -1)) @ w
+                        second[np.ix_(parts, parts)] += sums.reshape(k, k)
+                    if derivatives:
+                        assert d_delta is not None and direct is not None
+                        B = second_choice_derivatives(S, a, c, e) * w[None, :, None]
+                        d_delta[r, rows] += B.sum(axis=1)
+                        G = (B.reshape(-1, B.shape[2]) @ np.ascontiguousarray(x2[rows]))
+                        full = np.matmul(G.reshape(B.shape[0], B.shape[1], -1).transpose(0, 2, 1),
+                                         variables[people])
+                        direct[r] += full[:, rows_p, cols_p]
+                    continue
+                w_d, values = self._market_arrays(t, int(d))
                 # AS_rij = A_rij s_ij, with A = [w_d v_p for the parts; w_d]: (R_d, I, 1 + J)
                 AS = np.empty((parts.size + 1, S.shape[0], S.shape[1]))
                 np.multiply(w_d, S, out=AS[-1])
