@@ -43,6 +43,10 @@ def test_survey_covariance_identifies_pi() -> None:
     table = with_micro.micro_moments().to_frame()
     assert abs(float(table["difference / SE"].iloc[0])) <= 2
     assert with_micro.theta[k] == pytest.approx(PI, abs=2 * after)
+    # other standard errors are a new object over the same stack (micro block kept)
+    same = with_micro.with_covariance("robust")
+    np.testing.assert_allclose(same.standard_errors, with_micro.standard_errors, rtol=1e-12)
+    assert np.isfinite(with_micro.with_covariance("unadjusted").standard_errors).all()
 
 
 def test_second_choices_identify_sigma() -> None:

@@ -228,10 +228,17 @@ class BLPResults:
         ids = _cluster_ids(self.problem, clusters) if clusters is not None else self.clusters
         check_kind(kind, ids, self.problem.N)
         identified = np.array([n not in self.unidentified for n in self.names])
-        covariance = gmm_covariance(self.G, self.W, self.problem.products.sort(self.xi),
-                                    self.problem.ZD_tilde, kind=kind,
-                                    clusters=ids, center=self.config.center_moments,
-                                    identified=identified)
+        xi = self.problem.products.sort(self.xi)
+        if self.micro is not None:  # S = blockdiag(S_D, S_M), the surveys' block unchanged
+            assert self.micro.covariance is not None
+            covariance = stacked_covariance(self.G, self.W, xi, self.problem.ZD_tilde,
+                                            self.problem.N * self.micro.covariance, kind=kind,
+                                            clusters=ids, center=self.config.center_moments,
+                                            identified=identified)
+        else:
+            covariance = gmm_covariance(self.G, self.W, xi, self.problem.ZD_tilde, kind=kind,
+                                        clusters=ids, center=self.config.center_moments,
+                                        identified=identified)
         return dataclasses.replace(self, covariance=covariance, covariance_kind=kind, clusters=ids)
 
     # ------------------------------------------------------------------ display
