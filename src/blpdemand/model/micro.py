@@ -42,8 +42,13 @@ from blpdemand.data.micro import (
     names_in,
 )
 from blpdemand.errors import DataError, SpecificationError
+from blpdemand.model.choice_sums import (
+    first_choice_sums,
+    first_choice_terms,
+    second_choice_derivatives,
+    second_choice_sums,
+)
 from blpdemand.model.parameters import ParameterLayout
-from blpdemand.model.second_choice import second_choice_derivatives, second_choice_sums
 
 if TYPE_CHECKING:
     from blpdemand.model.problem import Problem
@@ -158,6 +163,21 @@ class MicroMoments:
                 p.factors, p.name, second=p.survey.second_choices))
         self._sample = [None if s.sample is None else self._combine(
             (s.sample,), f"survey {s.name}", second=s.second_choices) for s in surveys]
+        # a declarative survey's rows (its parts, then its normalizer) stacked once, times its
+        # sample: a (R, I_total), c and e (R, 1 + N) with column 0 the outside option's value
+        self._stacked: list[tuple[FloatArray, FloatArray, FloatArray] | None] = []
+        for d, s in enumerate(surveys):
+            found = [self._factors[p] for p in np.flatnonzero(self.part_survey == d)]
+            if s.weights is not None or any(f is None for f in found):
+                self._stacked.append(None)  # the general form: dense arrays per market
+                continue
+            ones = Factors(np.ones(agents.I), np.ones(problem.N), 1.0, np.ones(problem.N), 1.0)
+            stack = [f for f in found if f is not None] + [ones]
+            sample = self._sample[d] or ones
+            a = np.array([f.a for f in stack]) * sample.a
+            c = np.array([np.r_[f.c0, f.c] for f in stack]) * np.r_[sample.c0, sample.c]
+            e = np.array([np.r_[f.e0, f.e] for f in stack]) * np.r_[sample.e0, sample.e]
+            self._stacked.append((a, c, e))
 
     def _combine(self, factors: Sequence[Variable | Condition], where: str, *, second: bool
                  ) -> Factors:
@@ -271,26 +291,16 @@ class MicroMoments:
                 values[k] = np.outer(f.a[people], np.r_[f.c0, f.c[rows]])
         return w_d, values
 
-    def _second_factors(self, t: int, d: int, parts: IntArray
-                        ) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """a (R, I_t), c and e (R, 1 + J_t) of a second-choice survey's parts, then its
-        normalizer, each times the survey's sample factors."""
+    def _stacked_factors(self, t: int, d: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """a (R, I_t), c and e (R, 1 + J_t) of a declarative survey's rows in market t."""
         agents = self.problem.agents
         assert agents is not None
         rows, people = self.problem.products.markets.slice(t), agents.markets.slice(t)
-        sample = self._sample[d]
-        factors = [self._factors[p] for p in parts] + [None]
-        a, c, e = [], [], []
-        for f in factors:
-            a.append(np.ones(people.stop - people.start) if f is None else f.a[people])
-            c.append(np.ones(rows.stop - rows.start + 1) if f is None else np.r_[f.c0, f.c[rows]])
-            e.append(np.ones(rows.stop - rows.start + 1) if f is None else np.r_[f.e0, f.e[rows]])
-        A, C, E = np.array(a), np.array(c), np.array(e)
-        if sample is not None:
-            A *= sample.a[people]
-            C *= np.r_[sample.c0, sample.c[rows]]
-            E *= np.r_[sample.e0, sample.e[rows]]
-        return A, C, E
+        stacked = self._stacked[d]
+        assert stacked is not None
+        a, c, e = stacked
+        columns = np.r_[0, 1 + np.arange(rows.start, rows.stop)]
+        return a[:, people], c[:, columns], e[:, columns]
 
     def _call(self, function: Any, market: Any, rows: slice, people: slice, what: str
               ) -> FloatArray:
@@ -331,14 +341,31 @@ class MicroMoments:
             for d in covering:
                 parts = np.flatnonzero(self.part_survey == d)
                 r = np.r_[parts, n_parts + d]
+                if self._stacked[d] is not None and not self.surveys[d].second_choices:
+                    a, c, _ = self._stacked_factors(t, int(d))
+                    abar = first_choice_sums(S, a, c)
+                    E[r] += abar @ w
+                    if covariance:
+                        k = parts.size  # a pair's values: the product (the sample is 0/1)
+                        pairs = (c[:k, None] * c[None, :k]).reshape(k * k, -1) @ S.T
+                        pairs *= (a[:k, None] * a[None, :k]).reshape(k * k, -1)
+                        second[np.ix_(parts, parts)] += (pairs @ w).reshape(k, k)
+                    if derivatives:
+                        assert d_delta is not None and direct is not None
+                        through, G = first_choice_terms(S, w, a, c, np.ascontiguousarray(x2[rows]))
+                        d_delta[r, rows] += through
+                        I, R, K2 = G.shape
+                        full = (G.reshape(I, R * K2).T @ variables[people]).reshape(R, K2, -1)
+                        direct[r] += full[:, rows_p, cols_p]
+                    continue
                 if self.surveys[d].second_choices:
-                    a, c, e = self._second_factors(t, int(d), parts)
+                    a, c, e = self._stacked_factors(t, int(d))
                     E[r] += second_choice_sums(S, a, c, e) @ w
                     if covariance:
-                        k = parts.size  # a pair's values: the product, the sample's once
-                        pa = a[:k, None] * a[None, :k] / np.where(a[k] != 0, a[k], 1.0)
-                        pc = c[:k, None] * c[None, :k] / np.where(c[k] != 0, c[k], 1.0)
-                        pe = e[:k, None] * e[None, :k] / np.where(e[k] != 0, e[k], 1.0)
+                        k = parts.size  # a pair's values: the product (the sample is 0/1)
+                        pa = a[:k, None] * a[None, :k]
+                        pc = c[:k, None] * c[None, :k]
+                        pe = e[:k, None] * e[None, :k]
                         sums = second_choice_sums(S, pa.reshape(k * k, -1), pc.reshape(k * k, -1),
                                                   pe.reshape(k * k, -1)) @ w
                         second[np.ix_(parts, parts)] += sums.reshape(k, k)

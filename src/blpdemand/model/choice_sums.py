@@ -1,4 +1,4 @@
-"""Expectations over first and second choices, and their derivatives in the utilities.
+"""Expectations over first and second choices of factored values, and their derivatives.
 
 When j is not available, agent i chooses k with probability s_ik(-j) = s_ik / (1 - s_ij)
 (logit errors; Berry, Levinsohn and Pakes 2004), so a survey of (first j, second k) choices
@@ -54,3 +54,28 @@ def second_choice_derivatives(S: FloatArray, a: FloatArray, c: FloatArray, e: Fl
             + H3.T[:, :, None])
     out: FloatArray = a[:, :, None] * S[None, :, inside] * term
     return out
+
+
+def first_choice_sums(S: FloatArray, a: FloatArray, c: FloatArray) -> FloatArray:
+    """X_ri = a_ri sum_j c_rj s_ij for factored values A_rij = a_ri c_rj: (R, I)."""
+    out: FloatArray = a * (c @ S.T)
+    return out
+
+
+def first_choice_terms(S: FloatArray, w: FloatArray, a: FloatArray, c: FloatArray,
+                       x2: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """The delta and direct channels of d E_r for factored first-choice values.
+
+    With B_ril = s_il (a_ri c_rl - abar_ri), abar_ri = a_ri sum_j c_rj s_ij (l >= 1):
+    returns sum_i w_i B_ril (R, J) and sum_j B_rij x2_jk weighted by w_i, (I, R, K2), whose
+    product with the agents' variables gives the direct channel; never the (R, I, J) array.
+    """
+    inside = S[:, 1:]
+    wa = w[None, :] * a
+    wabar = wa * (c @ S.T)
+    through_delta = c[:, 1:] * (wa @ inside) - wabar @ inside
+    R, J, K2 = c.shape[0], inside.shape[1], x2.shape[1]
+    scaled = (c[:, 1:, None] * x2[None]).transpose(1, 0, 2).reshape(J, R * K2)
+    G = (inside @ scaled).reshape(-1, R, K2) * wa.T[:, :, None]
+    G -= wabar.T[:, :, None] * (inside @ x2)[:, None, :]
+    return through_delta, G
