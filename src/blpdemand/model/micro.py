@@ -18,7 +18,10 @@ B_rij = s_ij (A_rij - abar_ri), abar_ri = sum_{k >= 0} s_ik A_rik. dV_ij = d del
 x2_jk V_ic for theta = Sigma[k, c] (V = nu) or Pi[k, d] (V = y): the delta channel is the
 (R, N) row sum_i w_i B_rij (times d delta / d theta by the implicit function theorem, or an
 adjoint), the direct channel (sum_i w_i (B_r x2)_ik V_ic)_kc. Markets are looped over (a survey
-covers few markets); every array of a market is (R, I_t, 1 + J_t).
+covers few markets). The helpers' parts factor as A_rij = a_ri c_rj (agent and choice factors,
+stacked once per survey): their sums and derivatives are a few matmuls per market
+(``model.choice_sums``, which also holds second choices); the general form's parts are
+(R, I_t, 1 + J_t) arrays per market.
 """
 
 from __future__ import annotations
