@@ -19,6 +19,7 @@ import pytest
 
 import blpdemand as bd
 from blpdemand.cli import main
+from blpdemand.errors import SpecificationError
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "simulation"))
 from micro_data import PI, SIGMA, simulate_micro, survey
@@ -95,6 +96,11 @@ def test_micro_spec_equals_the_python_api(tmp_path: Path) -> None:
     np.testing.assert_allclose([estimates[n] for n in ours.layout.names], ours.theta,
                                rtol=1e-10)
     assert (tmp_path / "out" / "micro.html").exists()
+    # a results file names its micro moments but cannot hold them (code): a named refusal
+    assert saved["model"]["micro"] == ["Cov(income, price | buyer)", "E[income | buyer]"]
+    with pytest.raises(SpecificationError, match="micro"):
+        bd.load_results(tmp_path / "out" / "results.json", products=products,
+                        agents=pd.read_csv(tmp_path / "agents.csv"))
 
 
 @pytest.mark.parametrize("entry, culprit", [
