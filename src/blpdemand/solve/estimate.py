@@ -210,7 +210,9 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     Step 1 starts from theta0 and ``config.starts`` random draws; step 2 from step 1's
     estimate and as many new draws (the lecture: "check that 3-5 different starting values
     give the same theta; for 2-step GMM do this twice, once for each step"). Each step keeps
-    its lowest objective among starts whose inner loop converged.
+    its lowest objective among starts whose inner loop converged. With micro moments
+    (``Problem(micro=...)``) step 1's W is an initial update at theta0, blockdiag(S_D(xi(theta0)),
+    N Cov f(theta0))^{-1} (their block has no 2SLS analogue; as PyBLP's zeroth step).
     """
     if problem.agents is None or layout.P == 0:
         raise SpecificationError("estimate needs random coefficients: give sigma=/pi= with nonzero "
