@@ -103,6 +103,8 @@ def __getattr__(name: str) -> Any:
         value = getattr(module, name)
         globals()[name] = value
         return value
+    if name == "micro":  # bd.micro.mean(...), bd.micro.Survey(...): micro-moment descriptions
+        return importlib.import_module("blpdemand.data.micro")
     if name in {"instruments", "integration", "data", "model", "solve", "results"}:
         return importlib.import_module(f"blpdemand.{name}")
     raise AttributeError(f"module 'blpdemand' has no attribute {name!r}")

@@ -21,6 +21,7 @@ from rich.console import Console
 import blpdemand.instruments as instruments_package
 from blpdemand.cli.bootstrap import check_bootstrap
 from blpdemand.cli.compute import Compute, check_compute, executor_runner, opened
+from blpdemand.cli.micro import micro_moments
 from blpdemand.cli.post import (
     check_contour,
     check_merger,
@@ -127,6 +128,8 @@ def _run(command: str, spec: Spec, report: Report, *, progress: Console, quiet: 
             if evaluations:
                 report.figure("convergence", draw_convergence(evaluations))
         report.table("summary", results.summary())
+        if getattr(results, "micro", None) is not None:
+            report.table("micro", results.micro_moments())
         if getattr(results, "first_stage", None) is not None:
             report.table("first_stage", results.first_stage_table())
         if len(getattr(results, "starts", ())) > 1:
@@ -318,6 +321,8 @@ def _blp(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None, instru
                               if k in model}
 
     kwargs.update(spec.supply)  # [supply]: formula, instruments, costs, conduct, bounds
+    if spec.micro:  # [[micro]]: survey statistics as micro moments (cli.micro)
+        kwargs["micro"] = micro_moments(spec.micro, spec.data.get("micro"), spec.path.name)
 
     def make_problem(source: Any) -> Any:
         return Problem(products, agents=source, instruments=instruments or None,

@@ -43,7 +43,7 @@ _TABLE = ((dict,), "a table")
 _MARKET = ((str, int), "a market id (string or integer)")
 
 SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
-    "data": {"products": _STR, "agents": _STR},
+    "data": {"products": _STR, "agents": _STR, "micro": _STR},
     "model": {"linear": _STR, "nonlinear": _STR, "demographics": _STR, "absorb": _STR_OR_LIST,
               "endogenous": _STRS, "lognormal": _STRS, "nesting": _STR, "rho": _STR},
     "instruments": {"columns": _STRS,
@@ -64,6 +64,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
 # sections whose keys are checked against a library object's keyword arguments
 FORWARDED = ("columns", "integration", "estimation", "logit")
 TOP_LEVEL = ("title",)
+LISTS = ("micro",)  # arrays of tables at the top level: [[micro]] (cli.micro)
 RESERVED_COLUMNS = ("market_ids", "product_ids", "firm_ids", "shares", "prices",
                     "clustering_ids")
 
@@ -87,6 +88,7 @@ class Spec:
     output: dict[str, Any] = field(default_factory=dict)
     compute: dict[str, Any] = field(default_factory=dict)
     comparison: dict[str, Any] = field(default_factory=dict)
+    micro: list[Any] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)
 
     def where(self, key: str) -> str:
@@ -111,13 +113,18 @@ def read_spec(path: str | Path) -> Spec:
 def parse_spec(raw: Mapping[str, Any], path: Path) -> Spec:
     """Check the keys and types of a parsed TOML document and resolve its paths."""
     name = path.name
-    valid = sorted([*TOP_LEVEL, *SCHEMA, *FORWARDED])
+    valid = sorted([*TOP_LEVEL, *LISTS, *SCHEMA, *FORWARDED])
     for key, value in raw.items():
         if key not in valid:
             raise SpecificationError(f"unknown section '{key}' in {name}; "
                                      f"valid: {', '.join(valid)}")
         if key in TOP_LEVEL:
             _check_type(value, _STR, f"'{key}'", name)
+            continue
+        if key in LISTS:
+            if not isinstance(value, list):
+                raise SpecificationError(f"'{key}' in {name} must be an array of tables "
+                                         f"[[{key}]], got {_type_name(value)}")
             continue
         if not isinstance(value, dict):
             raise SpecificationError(f"'{key}' in {name} must be a table [{key}], "
@@ -158,7 +165,7 @@ def parse_spec(raw: Mapping[str, Any], path: Path) -> Spec:
                 estimation=sections["estimation"],
                 logit=sections["logit"], post=sections["post"], output=output,
                 compute=sections["compute"], comparison=_comparison(sections["comparison"], name),
-                raw=dict(raw))
+                micro=list(raw.get("micro", [])), raw=dict(raw))
 
 
 def _supply(section: Mapping[str, Any], name: str) -> dict[str, Any]:

@@ -18,10 +18,12 @@ from blpdemand._types import FloatArray
 from blpdemand.data.absorb import FixedEffects, absorb_fixed_effects
 from blpdemand.data.agents import AgentData, load_agents
 from blpdemand.data.formulation import DesignMatrix, build_matrix, check_rank, parse_absorb
+from blpdemand.data.micro import MicroMoment
 from blpdemand.data.products import ProductData, load_products
 from blpdemand.data.validation import check_magnitude, require_columns, require_finite
 from blpdemand.errors import DataError, SpecificationError
 from blpdemand.instruments.identification import check_identification
+from blpdemand.model.micro import MicroMoments
 from blpdemand.model.nesting import Nests, RhoKind, read_nests
 from blpdemand.model.parameters import ParameterLayout, make_layout
 from blpdemand.model.supply_side import SupplySide, build_supply
@@ -66,6 +68,9 @@ class Problem:
     Verboven 2006; Grigolon and Verboven 2014): products fall into the column's nests, with one
     nesting parameter (``rho="common"``) or one per nest (``"per_nest"``) estimated in theta.
 
+    ``micro`` : micro moments (``bd.micro.mean``, ``probability``, ``covariance`` or the
+    general ``bd.micro.MicroMoment``), matched in estimation as a further block of moments.
+
     ``negative_weights=True`` accepts agent data whose weights may be negative (a sparse grid
     built elsewhere, e.g. PyBLP's ``Integration('grid', L)``), with the checks a built-in
     ``Integration('sparse_grid', L)`` gets: nonzero weights, positive per-market sums (a warning
@@ -88,6 +93,7 @@ class Problem:
     nests: Nests | None = field(default=None, repr=False)
     inputs: dict[str, Any] = field(default_factory=dict, repr=False)
     supply: SupplySide | None = field(default=None, repr=False)
+    micro: MicroMoments | None = field(default=None, repr=False)
 
     def __init__(self, products: pd.DataFrame, *, linear: str, nonlinear: str | None = None,
                  demographics: str | None = None, agents: Any = None, absorb: Any = None,
@@ -98,7 +104,8 @@ class Problem:
                  supply: str | None = None, supply_instruments: InstrumentsLike = None,
                  costs: str = "linear", conduct: Any = "bertrand",
                  costs_bounds: Any = None, absorb_supply: Any = None,
-                 supply_markets: Any = None) -> None:
+                 supply_markets: Any = None,
+                 micro: Sequence[MicroMoment] | None = None) -> None:
         if not isinstance(negative_weights, (bool, np.bool_)):
             raise SpecificationError(
                 f"negative_weights must be True or False, got {negative_weights!r}")
@@ -194,6 +201,13 @@ class Problem:
                     np.asarray(supply_markets)).tolist(),
                 kappa=None if supply_side.kappa is None else [
                     [f, g, w] for (f, g), w in supply_side.kappa.items()])
+        # micro moments (model.micro): survey statistics, every name checked against the data
+        if micro is not None and (supply_side is not None or nesting is not None
+                                  or self.has_lognormal):
+            raise SpecificationError(
+                "micro moments together with a supply side, nests or lognormal coefficients are "
+                "not built yet: match the micro moments with the demand side alone")
+        object.__setattr__(self, "micro", None if micro is None else MicroMoments(self, micro))
 
     # ------------------------------------------------------------------ sizes
     @property

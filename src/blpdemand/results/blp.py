@@ -36,6 +36,8 @@ from blpdemand.solve.covariance import (
 from blpdemand.solve.estimate import EstimationConfig, EstimationOutcome, run_estimation
 from blpdemand.solve.evaluation import evaluate_outcome
 from blpdemand.solve.gmm import ObjectiveEvaluation
+from blpdemand.solve.micro import micro_jacobian_rows
+from blpdemand.solve.micro_covariance import stacked_covariance
 from blpdemand.solve.moments import problem_stack
 from blpdemand.solve.optimizer import OptimizationResult, OptimizationStatus, projected_gradient
 from blpdemand.solve.progress import Reporter
@@ -86,6 +88,7 @@ class BLPResults(PostEstimationMethods):
     gamma: FloatArray = field(default_factory=lambda: np.zeros(0))
     omega: FloatArray | None = field(repr=False, default=None)
     marginal_costs: FloatArray | None = field(repr=False, default=None)
+    micro: Any = field(default=None, repr=False)  # MicroValues at the estimate (model.micro)
 
     # ------------------------------------------------------------------ estimates
     @property
@@ -250,10 +253,17 @@ class BLPResults(PostEstimationMethods):
         residuals: tuple[FloatArray, ...] = (self.problem.products.sort(self.xi),)
         if self.omega is not None:
             residuals += (self.problem.products.sort(self.omega),)
-        covariance = gmm_covariance(self.G, self.W, residuals, problem_stack(self.problem),
-                                    kind=kind,
-                                    clusters=ids, center=self.config.center_moments,
-                                    identified=identified)
+        if self.micro is not None:  # S = blockdiag(S_D, S_M), the surveys' block unchanged
+            assert self.micro.covariance is not None
+            covariance = stacked_covariance(self.G, self.W, residuals[0], self.problem.ZD_tilde,
+                                            self.problem.N * self.micro.covariance, kind=kind,
+                                            clusters=ids, center=self.config.center_moments,
+                                            identified=identified)
+        else:
+            covariance = gmm_covariance(self.G, self.W, residuals, problem_stack(self.problem),
+                                        kind=kind, clusters=ids,
+                                        center=self.config.center_moments,
+                                        identified=identified)
         return dataclasses.replace(self, covariance=covariance, covariance_kind=kind, clusters=ids)
 
     # ------------------------------------------------------------------ display
@@ -314,6 +324,13 @@ class BLPResults(PostEstimationMethods):
         if self.layout.P and self.problem.MD > self.problem.K1 + self.layout.P:
             notes.append(str(self.hansen_j))
         return notes
+
+    def micro_moments(self) -> Table:
+        """The micro moments: observed, fitted at the estimate, difference, and the difference
+        in survey standard errors (``results.micro``; see ``results.micro`` module)."""
+        from blpdemand.results.micro import micro_table
+
+        return micro_table(self)
 
     def starts_table(self, *, values: bool | None = None) -> Table:
         """Where each start of each GMM step ended: start, estimate, objective, gradient norm,
@@ -380,10 +397,20 @@ def results_from(problem: Problem, outcome: EstimationOutcome,
     Z = stack.Z
     G = np.column_stack([Z.T @ e.residual_jacobian, -(Z.T @ stack.X)]) / N
     kind = config.covariance
+    G = micro_jacobian_rows(G, e.micro_jacobian, e.micro)  # [G_D; -d f/d theta, 0] (micro)
     identified = identified_parameters(problem, outcome.layout, e, outcome.W, G)
-    covariance = gmm_covariance(G, outcome.W, e.residuals, stack, kind=kind,
-                                clusters=outcome.clusters, center=config.center_moments,
-                                identified=identified)
+    micro = None
+    if problem.micro is None:
+        covariance = gmm_covariance(G, outcome.W, e.residuals, stack, kind=kind,
+                                    clusters=outcome.clusters, center=config.center_moments,
+                                    identified=identified)
+    else:  # S = blockdiag(S_D, S_M) with the surveys' S_M at the estimate (solve.micro)
+        micro = problem.micro.evaluate(outcome.layout, e.theta, e.delta, covariance=True)
+        assert micro.covariance is not None
+        S_M = N * micro.covariance
+        covariance = stacked_covariance(G, outcome.W, e.xi, Z, S_M, kind=kind,
+                                        clusters=outcome.clusters,
+                                        center=config.center_moments, identified=identified)
     unsort = problem.products.unsort
     return BLPResults(
         problem=problem, layout=outcome.layout, config=config, theta=e.theta, beta=e.beta,
@@ -396,7 +423,7 @@ def results_from(problem: Problem, outcome: EstimationOutcome,
         contraction_iterations=outcome.contraction_iterations,
         contraction_evaluations=outcome.contraction_evaluations,
         contraction_failures=outcome.contraction_failures, time=outcome.time, seeds=outcome.seeds,
-        evaluation_failed_markets=failed,
+        evaluation_failed_markets=failed, micro=micro,
         unidentified=tuple(n for n, ok in zip(outcome.layout.names + linear_names(problem),
                                               identified) if not ok),
         gamma=e.gamma, omega=None if e.omega is None else unsort(e.omega),

@@ -313,6 +313,8 @@ def _model(results: Any) -> dict[str, Any]:
     if isinstance(results, BLPResults):
         model.update(theta=results.theta.tolist(), sigma_free=results.layout.sigma_free.tolist(),
                      pi_free=results.layout.pi_free.tolist(), W=np.asarray(results.W).tolist())
+        if problem.micro is not None:  # their names: the moments themselves are code
+            model["micro"] = list(problem.micro.names)
     elif isinstance(results, LogitResults):
         model["logit"] = {"method": results.method, "covariance": results.covariance_type,
                           "center_moments": bool(results._fit.center_moments)}

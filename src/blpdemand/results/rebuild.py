@@ -60,6 +60,11 @@ def rebuild(saved: SavedResults, products: pd.DataFrame, *, agents: Any, instrum
 def _rebuild_blp(saved: SavedResults, products: pd.DataFrame, common: dict[str, Any],
                  agents: Any) -> Any:
     model = saved.model
+    if model.get("micro"):
+        raise SpecificationError(
+            f"these results matched micro moments {model['micro']}, which a results file does "
+            "not hold (they are code): rebuild the Problem with micro=[...] and call "
+            "bd.evaluate at the saved estimates instead")
     supply: dict[str, Any] = {}
     if model.get("supply") is not None:
         if model.get("supply_instruments") is None:

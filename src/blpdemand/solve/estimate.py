@@ -38,6 +38,7 @@ from blpdemand.solve.covariance import stack_covariance, weighting_matrix
 from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.gmm import DemandObjective, ObjectiveEvaluation
 from blpdemand.solve.jobs import check_executor, map_jobs
+from blpdemand.solve.micro import initial_weighting, with_micro
 from blpdemand.solve.moments import problem_stack
 from blpdemand.solve.multistart import (
     StartJob,
@@ -209,7 +210,9 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     Step 1 starts from theta0 and ``config.starts`` random draws; step 2 from step 1's
     estimate and as many new draws (the lecture: "check that 3-5 different starting values
     give the same theta; for 2-step GMM do this twice, once for each step"). Each step keeps
-    its lowest objective among starts whose inner loop converged.
+    its lowest objective among starts whose inner loop converged. With micro moments
+    (``Problem(micro=...)``) step 1's W is an initial update at theta0, blockdiag(S_D(xi(theta0)),
+    N Cov f(theta0))^{-1} (their block has no 2SLS analogue; as PyBLP's zeroth step).
     """
     if problem.agents is None or layout.P == 0:
         raise SpecificationError("estimate needs random coefficients: give sigma=/pi= with nonzero "
@@ -226,6 +229,8 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     Z = problem_stack(problem).Z  # the stacked instruments (demand, supply)
     W = weighting_matrix(Z.T @ Z / problem.N, what="instrument cross-product Z'Z/N")
     counts = {"iterations": 0, "evaluations": 0, "failures": 0}
+    if problem.micro is not None:  # step 1's W: an initial update at theta0 (solve.micro)
+        W = updated_weighting(problem, layout, theta0, W, config, clusters)
 
     def make(step: int, start: int, W: FloatArray,
              delta0: FloatArray | None = None) -> DemandObjective:
@@ -291,6 +296,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
         finished += check_agreement(outcomes, best, 1)
         S = stack_covariance(objective.stack, first.residuals, kind=config.weighting,
                              clusters=clusters, center=config.center_moments)
+        S = with_micro(problem, layout, S, result.theta, first.delta)
         W = weighting_matrix(S, what=f"{config.weighting} moment covariance at the step-1 estimate")
         outcomes, best, delta = step_starts(2, result.theta, W, first.delta)
         result = outcomes[best].optimization
@@ -326,6 +332,26 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
         contraction_evaluations=counts["evaluations"], contraction_failures=counts["failures"],
         time=time.perf_counter() - clock, clusters=clusters,
         seeds={"starts": config.rng})
+
+
+def updated_weighting(problem: Problem, layout: ParameterLayout, theta: FloatArray,
+                      W_D: FloatArray, config: EstimationConfig,
+                      clusters: AnyArray | None) -> FloatArray:
+    """W = blockdiag(S_D(xi(theta)), S_M(theta))^{-1} at theta: the initial update that micro
+    moments need before step 1 (their block has no 2SLS analogue; PyBLP's zeroth step)."""
+    zeroth = DemandObjective(problem, layout, initial_weighting(problem, W_D),
+                             contraction=config.fixed_point, on_failure=config.on_failure)
+    evaluation = zeroth.evaluate(theta, report=False, adjoint=True, gradient=False)
+    if evaluation.failed:
+        from blpdemand.errors import ConvergenceError
+        raise ConvergenceError(
+            f"the contraction failed at the starting theta in market(s) "
+            f"{np.asarray(evaluation.failed_markets).tolist()[:10]}, so the micro moments' "
+            "initial weighting matrix cannot be computed; change the starting values")
+    S = stack_covariance(zeroth.stack, (evaluation.xi,), kind=config.weighting,
+                         clusters=clusters, center=config.center_moments)
+    S = with_micro(problem, layout, S, theta, evaluation.delta)
+    return weighting_matrix(S, what=f"{config.weighting} moment covariance at the start")
 
 
 def _value(result: OptimizationResult) -> float:

@@ -23,8 +23,10 @@ from blpdemand.solve.estimate import (
     _check_final,
     _check_step_one,
     _clusters,
+    updated_weighting,
 )
 from blpdemand.solve.gmm import DemandObjective, ObjectiveEvaluation
+from blpdemand.solve.micro import with_micro
 from blpdemand.solve.moments import problem_stack
 from blpdemand.solve.optimizer import (
     OptimizationResult,
@@ -62,11 +64,14 @@ def evaluate_outcome(problem: Problem, layout: ParameterLayout, theta: FloatArra
 
     if given is not None:
         W = np.asarray(given, dtype=np.float64)
+    elif problem.micro is not None:  # the initial update micro moments need (solve.micro)
+        W = updated_weighting(problem, layout, theta, W, config, clusters)
     evaluation = at(1 if given is None or config.method == "1s" else 2, W, None)
     if config.method == "2s" and given is None:
         _check_step_one(evaluation, steps[0])
         S = stack_covariance(objectives[-1].stack, evaluation.residuals, kind=config.weighting,
                              clusters=clusters, center=config.center_moments)
+        S = with_micro(problem, layout, S, theta, evaluation.delta)
         W = weighting_matrix(S, what=f"{config.weighting} moment covariance at theta")
         evaluation = at(2, W, evaluation.delta)
     hessian = objectives[-1].hessian(theta) if config.hessian and not evaluation.failed else None

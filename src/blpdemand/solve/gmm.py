@@ -31,6 +31,7 @@ from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.solve.nested_loop import inner_loop
 from blpdemand.solve.fixed_point import FixedPointConfig
+from blpdemand.solve.micro import micro_contribution, split_weighting
 from blpdemand.solve.moments import problem_stack
 from blpdemand.solve.progress import EvaluationRecord, Reporter, SilentReporter
 
@@ -65,6 +66,9 @@ class ObjectiveEvaluation:
     omega: FloatArray | None = field(default=None, repr=False)
     omega_jacobian: FloatArray | None = field(default=None, repr=False)
     costs: CostEvaluation | None = field(default=None, repr=False)
+    # the micro block (solve.micro): MicroValues and d f / d theta (None without micro moments)
+    micro: Any = field(default=None, repr=False)
+    micro_jacobian: FloatArray | None = field(default=None, repr=False)
 
     @property
     def failed(self) -> bool:
@@ -101,11 +105,13 @@ class DemandObjective:
                  delta0: FloatArray | None = None) -> None:
         self.problem = problem
         self.layout = layout
-        self.W = W
+        # W over [demand; micro] (solve.micro): beta is concentrated out with the demand block
+        self.W_full = W
+        self.W, self.W_micro = split_weighting(problem, W)
         # the stacked moment blocks (solve.moments): demand alone for now
         self.stack = problem_stack(problem)
         self.Z = self.stack.Z
-        self.iv = self.stack.linear_iv(W)
+        self.iv = self.stack.linear_iv(self.W)
         self.loop = inner_loop(problem, layout, config=contraction)
         self.on_failure = on_failure
         self.reporter = reporter if reporter is not None else SilentReporter()
@@ -273,6 +279,12 @@ class DemandObjective:
             xi_jacobian = np.zeros((N, 0))
             omega_jacobian = None if omega is None else np.zeros((N, 0))
             gradient = np.zeros(0)
+        micro = None
+        if self.W_micro is not None:
+            micro = micro_contribution(self.problem, self.layout, self.loop, theta, delta,
+                                       None if adjoint else jacobian, self.W_micro,
+                                       gradient=with_gradient or not adjoint)
+            objective, gradient = objective + micro.objective, gradient + micro.gradient
         return ObjectiveEvaluation(
             theta=theta, delta=delta, xi=xi, beta=beta, g=g, objective=objective,
             gradient=gradient, xi_jacobian=xi_jacobian,
@@ -280,7 +292,9 @@ class DemandObjective:
             contraction_evaluations=int(result.evaluations), failed_markets=failed,
             adjoint=P > 0 and adjoint, has_gradient=with_gradient or not (P > 0 and adjoint),
             gamma=gamma, omega=omega, costs=costs,
-            omega_jacobian=omega_jacobian)
+            omega_jacobian=omega_jacobian,
+            micro=None if micro is None else micro.values,
+            micro_jacobian=None if micro is None else micro.jacobian)
 
     def _within_supply(self, values: FloatArray) -> FloatArray:
         """Partial out the absorbed supply fixed effects (identity without them)."""
@@ -321,8 +335,14 @@ class DemandObjective:
             omega_jacobian = self._within_supply(costs.y_jacobian)
             dr = self.stack.stack((xi_jacobian, omega_jacobian))
         gradient = 2.0 * (self.Z.T @ dr).T @ (self.W @ evaluation.g)
+        micro_jacobian = None
+        if self.W_micro is not None:
+            micro = micro_contribution(self.problem, self.layout, self.loop, evaluation.theta,
+                                       evaluation.delta, jacobian, self.W_micro)
+            gradient, micro_jacobian = gradient + micro.gradient, micro.jacobian
         return dataclasses.replace(evaluation, xi_jacobian=xi_jacobian, gradient=gradient,
-                                   adjoint=False, costs=costs, omega_jacobian=omega_jacobian)
+                                   adjoint=False, costs=costs, omega_jacobian=omega_jacobian,
+                                   micro_jacobian=micro_jacobian)
 
     def mark_iteration(self) -> None:
         """Count one optimizer iteration (shown in the progress records)."""

@@ -65,6 +65,9 @@ def split_markets(problem: Problem, shards: int) -> list[Problem]:
     [2, 2]
     """
     problem.refuse_nests("splitting markets into shards")
+    if problem.micro is not None:
+        raise SpecificationError("market shards carry the product-level moments only: a "
+                                 "problem with micro moments is estimated whole (bd.estimate)")
     if problem.supply is not None:
         raise SpecificationError("market shards carry the demand side only: a problem with a "
                                  "supply side is estimated whole (bd.estimate)")
