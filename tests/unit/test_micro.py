@@ -223,3 +223,11 @@ def test_second_choices_need_a_second_choice_survey() -> None:
     with pytest.raises(SpecificationError, match="second"):
         micro.second_choice(first=micro.inside(), second=micro.outside(), value=0.1,
                             survey=micro.Survey("first only", 100))
+
+
+def test_a_weighting_matrix_without_the_micro_block_is_refused(data) -> None:  # type: ignore[no-untyped-def]
+    problem = _problem(data, [KINDS["mean"](micro.Survey("s", 100))])
+    layout, _ = _layout(problem)
+    Z = problem.ZD_tilde
+    with pytest.raises(SpecificationError, match="micro"):
+        DemandObjective(problem, layout, weighting_matrix(Z.T @ Z / problem.N))

@@ -40,15 +40,17 @@ class MicroContribution:
 
 
 def split_weighting(problem: Problem, W: FloatArray) -> tuple[FloatArray, FloatArray | None]:
-    """(W_D, W_M) from a block-diagonal W over [demand; micro] (W_M None without micro)."""
+    """(W_rest, W_M) from a block-diagonal W whose LAST M_M rows and columns are the micro
+    block (after the demand block and any other product-level block); W_M None without
+    micro moments."""
     if problem.micro is None:
         return W, None
     MD, MM = problem.MD, problem.micro.M
-    if W.shape != (MD + MM, MD + MM):
+    if W.ndim != 2 or W.shape[0] != W.shape[1] or W.shape[0] < MD + MM:
         raise SpecificationError(
-            f"with {MM} micro moments W must be ({MD + MM}, {MD + MM}) (demand block, then "
-            f"micro block), got {W.shape}")
-    return W[:MD, :MD], W[MD:, MD:]
+            f"with {MM} micro moments W must be square with at least {MD + MM} rows (the "
+            f"product-level blocks, then the micro block last), got {W.shape}")
+    return W[:-MM, :-MM], W[-MM:, -MM:]
 
 
 def micro_contribution(problem: Problem, layout: ParameterLayout, loop: Any, theta: FloatArray,
