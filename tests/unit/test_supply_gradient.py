@@ -210,3 +210,14 @@ def test_a_parameter_that_moves_only_omega_is_identified() -> None:
         warnings.simplefilter("error")
         identified = identified_parameters(problem, objective.layout, evaluation, objective.W, G)
     assert identified.all()
+
+
+def test_singular_first_order_conditions_are_a_failure_naming_the_market() -> None:
+    # alpha_i = 0 for everyone (no Sigma or Pi on prices): ds/dp = 0, the Bertrand conditions
+    # are singular in every market; the evaluation fails with the market named, no exception
+    objective, theta = objective_at(supply_problem("linear"))
+    theta[3], theta[4] = 0.0, 0.0
+    evaluation = objective.evaluate(theta)
+    assert evaluation.failed and np.isfinite(evaluation.objective)
+    assert objective.supply_failure is not None
+    assert "market 0" in objective.supply_failure and "singular" in objective.supply_failure
