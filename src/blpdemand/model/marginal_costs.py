@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from blpdemand.model.parameters import ParameterLayout
     from blpdemand.model.problem import Problem
 
-BLOCK_BYTES = 16 << 20  # one (T_b, J, I) array of a block
+BLOCK_BYTES = 1 << 20  # one (T_b, J, I) array of a block (a dozen live at once)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,14 +110,15 @@ def _demands(problem: Problem, layout: ParameterLayout, theta: FloatArray, delta
     sigma, pi = layout.unpack(theta)
     nodes = problem.nodes_for(layout)
     coefficients = agent_coefficients(nodes, agents.demographics, sigma, pi)  # (I_total, K2)
-    variables = np.column_stack([nodes, agents.demographics])  # [nu, y]
     for block in blocks:
         x2, coef = problem.X2.values[block.products], coefficients[block.agents]
         utility = delta[block.products][:, :, None] + np.matmul(x2, coef.transpose(0, 2, 1))
         yield block, _Demand(x2=x2, probabilities=choice_probabilities_3d(utility),
                              alpha=coef[:, :, supply.price_column],
                              weights=agents.weights[block.agents],
-                             variables=variables[block.agents])
+                             variables=np.concatenate(  # [nu, y] of the block's agents
+                                 [nodes[block.agents], agents.demographics[block.agents]],
+                                 axis=2))
 
 
 def _parameters(layout: ParameterLayout, price_column: int,
