@@ -92,6 +92,7 @@ class BLPResults:
     gamma: FloatArray = field(default_factory=lambda: np.zeros(0))
     omega: FloatArray | None = field(repr=False, default=None)
     marginal_costs: FloatArray | None = field(repr=False, default=None)
+    supply_failures: int = 0  # trial theta where the supply side failed (a penalty there)
 
     # ------------------------------------------------------------------ estimates
     @property
@@ -271,7 +272,7 @@ class BLPResults:
             clipped = "" if supply.bounds is None else f", clipped to {list(supply.bounds)}"
             kappa = "" if supply.kappa is None else " with partial ownership kappa"
             notes.append(f"supply: {supply.costs} marginal costs{clipped}, conduct "
-                         f"{supply.conduct}{kappa}; gamma: the X3 cost coefficients")
+                         f"{supply.conduct}{kappa}; failed at {self.supply_failures} trial theta")
         notes += self.verdict_notes()
         if eig is not None:
             notes.append(f"Hessian eigenvalues: min {eig.min():.4g}, max {eig.max():.4g}")
@@ -437,7 +438,8 @@ def results_from(problem: Problem, outcome: EstimationOutcome,
         unidentified=tuple(n for n, ok in zip(outcome.layout.names + linear_names(problem),
                                               identified) if not ok),
         gamma=e.gamma, omega=None if e.omega is None else unsort(e.omega),
-        marginal_costs=None if e.costs is None else unsort(e.costs.costs))
+        marginal_costs=None if e.costs is None else unsort(e.costs.costs),
+        supply_failures=outcome.supply_failures)
 
 
 def estimate(problem: Problem, *, sigma: Any = None, pi: Any = None,

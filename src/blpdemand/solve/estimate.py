@@ -34,7 +34,7 @@ from blpdemand.solve.bounds import (
     resolve_bounds,
     start_box,
 )
-from blpdemand.solve.covariance import stack_covariance, weighting_matrix
+from blpdemand.solve.covariance import linear_names, stack_covariance, weighting_matrix
 from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.gmm import DemandObjective, ObjectiveEvaluation
 from blpdemand.solve.jobs import check_executor, map_jobs
@@ -190,6 +190,7 @@ class EstimationOutcome:
     time: float
     clusters: AnyArray | None
     seeds: dict[str, Any]
+    supply_failures: int = 0  # trial theta where the supply side failed (log of c <= 0, ...)
 
 
 def _clusters(problem: Problem, config: EstimationConfig) -> AnyArray | None:
@@ -225,7 +226,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     reporter = reporter if reporter is None or config.workers == 1 else SerializedReporter(reporter)
     Z = problem_stack(problem).Z  # the stacked instruments (demand, supply)
     W = weighting_matrix(Z.T @ Z / problem.N, what="instrument cross-product Z'Z/N")
-    counts = {"iterations": 0, "evaluations": 0, "failures": 0}
+    counts = {"iterations": 0, "evaluations": 0, "failures": 0, "supply_failures": 0}
 
     def make(step: int, start: int, W: FloatArray,
              delta0: FloatArray | None = None) -> DemandObjective:
@@ -237,6 +238,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
         counts["iterations"] += objective.contraction_iterations
         counts["evaluations"] += objective.contraction_evaluations
         counts["failures"] += objective.failures
+        counts["supply_failures"] += objective.supply_failures
 
     generator = np.random.default_rng(config.rng)
     lo, hi = start_box(bounds, data_box(problem, layout, np.asarray(theta0)))
@@ -325,7 +327,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
         bounds=tuple(binding), hessian=hessian, contraction_iterations=counts["iterations"],
         contraction_evaluations=counts["evaluations"], contraction_failures=counts["failures"],
         time=time.perf_counter() - clock, clusters=clusters,
-        seeds={"starts": config.rng})
+        seeds={"starts": config.rng}, supply_failures=counts["supply_failures"])
 
 
 def _value(result: OptimizationResult) -> float:
@@ -345,14 +347,17 @@ def _starting_theta(problem: Problem, layout: ParameterLayout, theta0: FloatArra
 
 
 def _check_moments(problem: Problem, layout: ParameterLayout) -> None:
-    """GMM needs at least as many moments as parameters: M_D >= K1 + P."""
-    needed = problem.K1 + layout.P
-    if problem.MD < needed:
+    """GMM needs at least as many moments as parameters: M_D >= K1 + P, or with a supply side
+    M_D + M_S >= K1 + K3 + P (the supply moments identify theta too)."""
+    supply = problem.supply
+    moments = problem.MD + (0 if supply is None else supply.MS)
+    needed = problem.K1 + layout.P + (0 if supply is None else supply.K3)
+    if moments < needed:
+        names = list(problem.ZD.names) + ([] if supply is None else list(supply.ZS.names))
         raise SpecificationError(
-            f"under-identified: too few instruments: {problem.MD} moment(s) "
-            f"{list(problem.ZD.names)} for {needed} parameter(s) "
-            f"{list(problem.X1.names) + list(layout.names)}; add at least {needed - problem.MD} "
-            "excluded instrument(s) or fix some Sigma/Pi elements at zero")
+            f"under-identified: too few instruments: {moments} moment(s) {names} for {needed} "
+            f"parameter(s) {list(linear_names(problem)) + list(layout.names)}; add at least "
+            f"{needed - moments} excluded instrument(s) or fix some Sigma/Pi elements at zero")
 
 
 def _check_final(evaluation: ObjectiveEvaluation, config: EstimationConfig) -> None:

@@ -126,7 +126,8 @@ class DemandObjective:
         self.contraction_iterations = 0
         self.contraction_evaluations = 0
         self.failures = 0
-        self.supply_failure: str | None = None
+        self.supply_failure: str | None = None  # the last supply-side failure's message
+        self.supply_failures = 0  # trial theta where it failed
         self.failed_markets: set[Any] = set()
         self.last: ObjectiveEvaluation | None = None
         self.best: ObjectiveEvaluation | None = None
@@ -222,6 +223,7 @@ class DemandObjective:
                                    None if supply_adjoint else jacobian, self.supply_blocks)
             if costs.failure is not None:
                 self.supply_failure = costs.failure
+                self.supply_failures += 1
                 if self.on_failure == "raise":
                     raise ConvergenceError(costs.failure)
             finite = costs.failure is None
