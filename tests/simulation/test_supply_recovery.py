@@ -23,10 +23,11 @@ SIGMA = np.diag([1.0, 0.0])  # X2 = x1 + prices
 PI = np.c_[[0.0, -1.0]]      # pi[prices, one] = alpha
 
 
-@pytest.fixture(scope="module")
-def simulated() -> tuple[bd.SimulatedMarkets, pd.DataFrame, pd.DataFrame]:
-    sim = bd.simulate(markets=200, products=6, firms=3, sigma={"x1": 1.0}, draws=200,
-                      pricing="bertrand", gamma=[0.5, 0.5], rho=0.5, rng=11)
+def markets(**options: object) -> tuple[bd.SimulatedMarkets, pd.DataFrame, pd.DataFrame]:
+    """Simulated Bertrand markets (the truth above), with the instruments' extra columns and
+    the constant demographic ``one``."""
+    sim = bd.simulate(sigma={"x1": 1.0}, pricing="bertrand", gamma=[0.5, 0.5], rho=0.5,
+                      **options)
     products = sim.products.copy()
     products["w1x1"] = products["w1"] * products["x1"]
     products["w2x2"] = products["w2"] * products["x2"]
@@ -34,6 +35,11 @@ def simulated() -> tuple[bd.SimulatedMarkets, pd.DataFrame, pd.DataFrame]:
     agents = sim.agents.copy()
     agents["one"] = 1.0
     return sim, products, agents
+
+
+@pytest.fixture(scope="module")
+def simulated() -> tuple[bd.SimulatedMarkets, pd.DataFrame, pd.DataFrame]:
+    return markets(markets=200, products=6, firms=3, draws=200, rng=11)
 
 
 def problem(products: pd.DataFrame, agents: pd.DataFrame, supply: str | None) -> bd.Problem:
@@ -97,14 +103,8 @@ def test_joint_confidence_intervals_cover_the_truth_95_percent_of_the_time():
     truth = np.r_[1.0, -1.0, -0.5, 1.0, -0.5, 0.0, 0.5, 0.5]
     covered = []
     for draw in range(200):
-        sim = bd.simulate(markets=100, products=5, firms=2, sigma={"x1": 1.0}, draws=100,
-                          pricing="bertrand", gamma=[0.5, 0.5], rho=0.5, rng=100 + draw)
-        products = sim.products.copy()
-        products["w1x1"] = products["w1"] * products["x1"]
-        products["w2x2"] = products["w2"] * products["x2"]
-        products["x1sq"] = products["x1"] ** 2
-        agents = sim.agents.copy()
-        agents["one"] = 1.0
+        sim, products, agents = markets(markets=100, products=5, firms=2, draws=100,
+                                        rng=100 + draw)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", OptimizationWarning)  # sigma at its bound, rare
             results = bd.estimate(problem(products, agents, sim.supply), sigma=SIGMA, pi=PI,

@@ -210,3 +210,34 @@ def test_a_parameter_that_moves_only_omega_is_identified() -> None:
         warnings.simplefilter("error")
         identified = identified_parameters(problem, objective.layout, evaluation, objective.W, G)
     assert identified.all()
+
+
+def test_singular_first_order_conditions_are_a_failure_naming_the_market() -> None:
+    # alpha_i = 0 for everyone (no Sigma or Pi on prices): ds/dp = 0, the Bertrand conditions
+    # are singular in every market; the evaluation fails with the market named, no exception
+    objective, theta = objective_at(supply_problem("linear"))
+    theta[3], theta[4] = 0.0, 0.0
+    evaluation = objective.evaluate(theta)
+    assert evaluation.failed and np.isfinite(evaluation.objective)
+    assert objective.supply_failure is not None
+    assert "market 0" in objective.supply_failure and "singular" in objective.supply_failure
+
+
+def test_trial_theta_where_log_costs_fail_are_counted_and_the_estimate_is_unaffected() -> None:
+    # From pi = -3 the line search probes theta where some c = p - eta <= 0 (log undefined):
+    # each is a penalty, counted in results.supply_failures and the summary, and the run ends
+    # where the start pi = -1.2 (no failures) ends (rel 1e-6: two quasi-Newton runs to gtol).
+    # The demand moments alone (7) are fewer than K1 + P = 8: the supply moments identify too.
+    import warnings
+
+    problem = supply_problem("log")
+    config = bd.EstimationConfig(starts=0, hessian=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bd.errors.OptimizationWarning)
+        near = bd.estimate(problem, sigma=SIGMA, pi=PI, config=config)
+        far = bd.estimate(problem, sigma=SIGMA, pi=np.array([[0.0], [0.0], [-3.0]]),
+                          config=config)
+    assert near.converged and far.converged
+    assert near.supply_failures == 0 and far.supply_failures > 0
+    assert f"failed at {far.supply_failures} trial theta" in " ".join(far.summary().notes)
+    np.testing.assert_allclose(far.estimates, near.estimates, rtol=1e-6, atol=1e-6)

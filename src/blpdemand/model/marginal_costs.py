@@ -5,6 +5,11 @@ Sigma nu_i + Pi y_i, eta_t from the conduct's first-order conditions, c = p - et
 f(c) (``model.supply``). With d delta / d theta (the implicit function theorem),
 d y_S / d theta = -f'(c) d eta / d theta; for the gradient alone, ``costs_adjoint`` gives
 u' d y_S / d theta without d delta / d theta (one adjoint solve per market).
+
+Markets of equal size (J_t, I_t) are computed together in blocks of at most
+``BLOCK_BYTES`` of (T_b, J, I) arrays (``supply_blocks``, built once per problem), so that an
+evaluation has no Python loop over markets; the per-market d eta / d theta of the standard
+errors is the exception.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ import numpy as np
 
 from blpdemand._types import BoolArray, FloatArray, IntArray
 from blpdemand.errors import DataError
-from blpdemand.model.pricing import choice_probabilities
+from blpdemand.model.pricing import choice_probabilities_3d
 from blpdemand.model.supply import (
+    block_markups,
     conduct_ownership,
     market_markups,
     markup_adjoint,
@@ -30,6 +36,8 @@ from blpdemand.model.utility import agent_coefficients
 if TYPE_CHECKING:
     from blpdemand.model.parameters import ParameterLayout
     from blpdemand.model.problem import Problem
+
+BLOCK_BYTES = 1 << 20  # one (T_b, J, I) array of a block (a dozen live at once)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,92 +55,140 @@ class CostEvaluation:
 
 
 @dataclass(frozen=True, slots=True)
-class _Market:
-    """One market's pieces: product rows, utility (J, I), alpha, weights, variables, O."""
+class SupplyBlock:
+    """Markets of one size with supply moments: positions (T_b,), product rows (T_b, J), agent
+    rows (T_b, I), ownership (T_b, J, J) (it does not depend on theta)."""
 
-    rows: slice
-    x2: FloatArray
-    utility: FloatArray
-    alpha: FloatArray
-    weights: FloatArray
-    variables: FloatArray
+    markets: IntArray
+    products: IntArray
+    agents: IntArray
     ownership: FloatArray
 
 
-def _parameters(layout: ParameterLayout, price_column: int,
-                variables: FloatArray) -> tuple[IntArray, IntArray, FloatArray]:
-    """X2 row and agent-variable column of each parameter, and (P, I) d alpha_i / d theta_p."""
-    sr, sc = layout.sigma_index
-    pr, pc = layout.pi_index
-    rows = np.concatenate([sr, pr]).astype(np.int64)
-    columns = np.concatenate([sc, layout.K2 + pc]).astype(np.int64)
-    dalpha = np.where((rows == price_column)[:, None], variables[:, columns].T, 0.0)
-    return rows, columns, dalpha
+def supply_blocks(problem: Problem) -> tuple[SupplyBlock, ...]:
+    """The problem's markets with supply moments grouped by (J_t, I_t), in chunks whose
+    (T_b, J, I) arrays stay under ``BLOCK_BYTES``."""
+    supply, agents = problem.supply, problem.agents
+    assert supply is not None and agents is not None
+    pm, am = problem.products.markets, agents.markets
+    J, I = pm.sizes, am.sizes
+    active = np.arange(pm.T)
+    first = np.minimum(pm.offsets[:-1], max(pm.N - 1, 0))  # a market's first row
+    active = active[J > 0] if supply.selected is None else active[
+        supply.selected[first] & (J > 0)]
+    blocks = []
+    for size in sorted({(int(J[t]), int(I[t])) for t in active}):
+        same = active[(J[active] == size[0]) & (I[active] == size[1])]
+        step = max(1, BLOCK_BYTES // max(1, 8 * size[0] * size[1]))
+        for start in range(0, same.size, step):
+            ts = same[start:start + step]
+            products = pm.offsets[ts][:, None] + np.arange(size[0])[None]
+            owners = np.stack([conduct_ownership(
+                None if supply.firm_ids is None else supply.firm_ids[pm.slice(t)], size[0],
+                supply.conduct, supply.kappa) for t in ts.tolist()])
+            blocks.append(SupplyBlock(markets=ts, products=products, ownership=owners,
+                                      agents=am.offsets[ts][:, None] + np.arange(size[1])[None]))
+    return tuple(blocks)
 
 
-def _markets(problem: Problem, layout: ParameterLayout, theta: FloatArray,
-             delta: FloatArray) -> Iterator[_Market]:
+@dataclass(frozen=True, slots=True)
+class _Demand:
+    """A block's demand at theta: x2 (T_b, J, K2), choice probabilities (T_b, J, I), alpha,
+    weights (T_b, I), agent variables (T_b, I, V)."""
+
+    x2: FloatArray
+    probabilities: FloatArray
+    alpha: FloatArray
+    weights: FloatArray
+    variables: FloatArray
+
+
+def _demands(problem: Problem, layout: ParameterLayout, theta: FloatArray, delta: FloatArray,
+             blocks: tuple[SupplyBlock, ...]) -> Iterator[tuple[SupplyBlock, _Demand]]:
     supply, agents = problem.supply, problem.agents
     assert supply is not None and agents is not None
     sigma, pi = layout.unpack(theta)
     nodes = problem.nodes_for(layout)
     coefficients = agent_coefficients(nodes, agents.demographics, sigma, pi)  # (I_total, K2)
-    variables = np.column_stack([nodes, agents.demographics])  # [nu, y]
-    pm, am = problem.products.markets, agents.markets
-    for t in range(pm.T):
-        j, a = pm.slice(t), am.slice(t)
-        x2, coef = problem.X2.values[j], coefficients[a]
-        ownership = conduct_ownership(None if supply.firm_ids is None else supply.firm_ids[j],
-                                      j.stop - j.start, supply.conduct, supply.kappa)
-        yield _Market(rows=j, x2=x2, utility=delta[j][:, None] + x2 @ coef.T,
-                      alpha=coef[:, supply.price_column], weights=agents.weights[a],
-                      variables=variables[a], ownership=ownership)
+    for block in blocks:
+        x2, coef = problem.X2.values[block.products], coefficients[block.agents]
+        utility = delta[block.products][:, :, None] + np.matmul(x2, coef.transpose(0, 2, 1))
+        yield block, _Demand(x2=x2, probabilities=choice_probabilities_3d(utility),
+                             alpha=coef[:, :, supply.price_column],
+                             weights=agents.weights[block.agents],
+                             variables=np.concatenate(  # [nu, y] of the block's agents
+                                 [nodes[block.agents], agents.demographics[block.agents]],
+                                 axis=2))
+
+
+def _parameters(layout: ParameterLayout, price_column: int,
+                variables: FloatArray) -> tuple[IntArray, IntArray, FloatArray]:
+    """X2 row and agent-variable column of each parameter, and d alpha_i / d theta_p
+    ((..., P, I) for variables (..., I, V))."""
+    sr, sc = layout.sigma_index
+    pr, pc = layout.pi_index
+    rows = np.concatenate([sr, pr]).astype(np.int64)
+    columns = np.concatenate([sc, layout.K2 + pc]).astype(np.int64)
+    moved = np.swapaxes(variables[..., columns], -1, -2)
+    dalpha = np.where((rows == price_column)[:, None], moved, 0.0)
+    return rows, columns, dalpha
 
 
 def evaluate_costs(problem: Problem, layout: ParameterLayout, theta: FloatArray,
-                   delta: FloatArray, delta_jacobian: FloatArray | None = None
-                   ) -> CostEvaluation:
+                   delta: FloatArray, delta_jacobian: FloatArray | None = None,
+                   blocks: tuple[SupplyBlock, ...] | None = None) -> CostEvaluation:
     """Markups, marginal costs and y_S = f(c) at theta and the contraction's delta (N,).
 
     ``delta_jacobian`` (N, P) d delta / d theta gives d y_S / d theta as well. A market whose
     first-order conditions are singular, or log costs of c <= 0 (unclipped), give ``failure``
-    and NaN in y, never an exception.
+    and NaN in y, never an exception. Markets without supply moments (``supply_markets``) get
+    NaN costs and y = 0.
     """
     supply = problem.supply
     assert supply is not None
+    blocks = supply_blocks(problem) if blocks is None else blocks
     N, P = problem.N, layout.P
-    eta = np.zeros(N)
+    eta = np.full(N, np.nan)
     jacobian = None if delta_jacobian is None else np.zeros((N, P))
     failure = None
     pm = problem.products.markets
-    selected = supply.selected
-    for t, m in enumerate(_markets(problem, layout, theta, delta)):
-        j = m.rows
-        if selected is not None and not selected[j.start]:
-            eta[j] = np.nan  # no supply moments here (supply_markets): not computed
-            continue
-        try:
-            with np.errstate(all="ignore"):
-                eta[j] = market_markups(m.utility, supply.prices[j], m.alpha, m.weights,
-                                        m.ownership, market_id=pm.ids[t])
-        except DataError as error:
-            eta[j] = np.nan
-            failure = failure or str(error)
-            continue
-        if jacobian is None or delta_jacobian is None:
-            continue
-        rows, columns, dalpha = _parameters(layout, supply.price_column, m.variables)
-        du = m.x2[:, rows].T[:, :, None] * m.variables[:, columns].T[:, None, :]  # (P, J, I)
-        du += delta_jacobian[j].T[:, :, None]
+    for block, demand in _demands(problem, layout, theta, delta, blocks):
         with np.errstate(all="ignore"):
-            jacobian[j] = markup_jacobian(choice_probabilities(m.utility), m.weights, m.alpha,
-                                          m.ownership, eta[j], du, dalpha)
+            try:
+                values, _ = block_markups(demand.probabilities, demand.weights, demand.alpha,
+                                          block.ownership)
+            except np.linalg.LinAlgError:
+                values = np.full(block.products.shape, np.nan)
+        eta[block.products] = values
+        for k in np.flatnonzero(~np.all(np.isfinite(values), axis=1)).tolist():
+            t = int(block.markets[k])  # name the market: the one-market computation's error
+            try:
+                s = demand.probabilities[k]
+                with np.errstate(all="ignore"):  # u = log s - log s_0 gives back s
+                    market_markups(np.log(s) - np.log(1.0 - s.sum(axis=0)),
+                                   supply.prices[pm.slice(t)], demand.alpha[k],
+                                   demand.weights[k], block.ownership[k], market_id=pm.ids[t])
+            except DataError as error:
+                failure = failure or str(error)
+            failure = failure or f"market {pm.ids[t]!r}: markups are not finite"
+        if jacobian is None or delta_jacobian is None or failure is not None:
+            continue
+        rows, columns, dalpha = _parameters(layout, supply.price_column, demand.variables)
+        for k, j in enumerate(block.products):
+            V = demand.variables[k]
+            du = demand.x2[k][:, rows].T[:, :, None] * V[:, columns].T[:, None, :]  # (P, J, I)
+            du += delta_jacobian[j].T[:, :, None]
+            with np.errstate(all="ignore"):
+                jacobian[j] = markup_jacobian(demand.probabilities[k], demand.weights[k],
+                                              demand.alpha[k], block.ownership[k], eta[j], du,
+                                              dalpha[k])
     costs = supply.prices - eta
     with np.errstate(all="ignore"):
         y, derivative, clipped = transform_costs(costs, supply.costs, supply.bounds)
-    if selected is not None:
-        y, derivative = np.where(selected, y, 0.0), np.where(selected, derivative, 0.0)
-        clipped &= selected
+    if supply.selected is not None:
+        y = np.where(supply.selected, y, 0.0)
+        derivative = np.where(supply.selected, derivative, 0.0)
+        clipped &= supply.selected
     if failure is None and not np.all(np.isfinite(y)):
         bad = np.flatnonzero(~np.isfinite(y))
         failure = (f"{bad.size} marginal cost(s) c = p - eta are not positive (first in market "
@@ -145,25 +201,28 @@ def evaluate_costs(problem: Problem, layout: ParameterLayout, theta: FloatArray,
 
 
 def costs_adjoint(problem: Problem, layout: ParameterLayout, theta: FloatArray,
-                  delta: FloatArray, costs: CostEvaluation,
-                  u: FloatArray) -> tuple[FloatArray, FloatArray]:
+                  delta: FloatArray, costs: CostEvaluation, u: FloatArray,
+                  blocks: tuple[SupplyBlock, ...] | None = None
+                  ) -> tuple[FloatArray, FloatArray]:
     """u' d y_S / d theta = direct + r' d delta / d theta for u (N,): returns direct (P,) and
-    r (N,), one adjoint solve per market (``model.supply.markup_adjoint``); the caller adds r to
-    the demand side's adjoint vector, so d delta / d theta is never formed."""
+    r (N,), one adjoint solve per market (``model.supply.markup_adjoint``) over blocks of
+    markets; the caller adds r to the demand side's adjoint vector, so d delta / d theta is
+    never formed."""
     supply = problem.supply
     assert supply is not None
+    blocks = supply_blocks(problem) if blocks is None else blocks
     w = -u * costs.derivative  # u' dy = w' d eta, since dy = -f'(c) d eta
     direct = np.zeros(layout.P)
     r = np.zeros(problem.N)
-    for m in _markets(problem, layout, theta, delta):
-        j = m.rows
-        if not np.any(w[j]):
-            continue
-        rows, columns, dalpha = _parameters(layout, supply.price_column, m.variables)
+    for block, demand in _demands(problem, layout, theta, delta, blocks):
+        rows, columns, dalpha = _parameters(layout, supply.price_column, demand.variables)
         with np.errstate(all="ignore"):
-            d, r_t = markup_adjoint(choice_probabilities(m.utility), m.weights, m.alpha,
-                                    m.ownership, costs.eta[j], w[j], m.x2, m.variables, rows,
-                                    columns, dalpha)
-        direct -= d  # w' d eta = -(d + r_t' d delta)
-        r[j] = -r_t
+            _, A = block_markups(demand.probabilities, demand.weights, demand.alpha,
+                                 block.ownership)
+            d, r_block = markup_adjoint(demand.probabilities, demand.weights, demand.alpha,
+                                        block.ownership, A, costs.eta[block.products],
+                                        w[block.products], demand.x2, demand.variables, rows,
+                                        columns, dalpha)
+        direct -= d.sum(axis=0)  # w' d eta = -(d + r' d delta)
+        r[block.products] = -r_block
     return direct, r

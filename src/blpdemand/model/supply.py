@@ -16,8 +16,9 @@ A = O * (ds/dp)' and A eta = -s,
 
 where d u_ij / d theta_p = d delta_j / d theta_p + d mu_ij / d theta_p moves the choice
 probabilities, d s_ij = s_ij (du_ij - sum_k s_ik du_ik), and the price coefficients alpha_i
-move with theta_p directly. d(ds_k/dp_j) is formed for all P parameters at once: memory
-O(P J I + P J^2) per market.
+move with theta_p directly. ``markup_jacobian`` forms d(ds_k/dp_j) for all P parameters at
+once (memory O(P J I + P J^2) per market, for standard errors); ``markup_adjoint`` gives the
+gradient's w' d eta / d theta for a block of markets in O(J^2 + J I) per market.
 """
 
 from __future__ import annotations
@@ -116,50 +117,82 @@ def transform_costs(costs: FloatArray, kind: str,
     return f, derivative, clipped
 
 
+def block_markups(probabilities: FloatArray, weights: FloatArray, alpha: FloatArray,
+                  ownership: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """eta (T_b, J) and A = O * (ds/dp)' (T_b, J, J) for a block of markets of equal size,
+    eta = -A^{-1} s by one batched solve (0 where O = 0: perfect competition).
+
+    probabilities : (T_b, J, I); weights, alpha : (T_b, I); ownership : (T_b, J, J).
+    Raises np.linalg.LinAlgError where some market's A is singular (the caller names it with
+    ``market_markups``).
+    """
+    weighted = probabilities * (weights * alpha)[:, None, :]
+    jacobian = -np.matmul(weighted, probabilities.transpose(0, 2, 1))  # -Gamma
+    j = np.arange(probabilities.shape[1])
+    jacobian[:, j, j] += weighted.sum(axis=2)  # + Lambda
+    A = ownership * jacobian.transpose(0, 2, 1)
+    shares = np.matmul(probabilities, weights[:, :, None])[:, :, 0]
+    competitive = ~np.any(ownership, axis=(1, 2))
+    safe = np.where(competitive[:, None, None], np.eye(j.size)[None], A)
+    eta = -np.linalg.solve(safe, shares[:, :, None])[:, :, 0]
+    eta[competitive] = 0.0
+    return eta, A
+
+
 def markup_adjoint(probabilities: FloatArray, weights: FloatArray, alpha: FloatArray,
-                   ownership: FloatArray, eta: FloatArray, w: FloatArray, x2: FloatArray,
-                   variables: FloatArray, rows: IntArray, columns: IntArray,
+                   ownership: FloatArray, A: FloatArray, eta: FloatArray, w: FloatArray,
+                   x2: FloatArray, variables: FloatArray, rows: IntArray, columns: IntArray,
                    dalpha: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """w' d eta / d theta = -(direct + r' d delta / d theta) in one market, by one adjoint
-    solve A' lambda = w instead of P solves, never forming a (P, J, I) or (P, J, J) array.
+    """w' d eta / d theta = -(direct + r' d delta / d theta) for a block of markets, by one
+    adjoint solve A' lambda = w per market instead of P, never forming a (P, J, I) array.
 
     With C_kj = lambda_j O_jk eta_k, a = C s, b = C' s (J, I), h_ik = C_kk - a_ik - b_ik,
     lambda' dA eta + lambda' ds = sum_i w_i [dalpha_i sum_k s_ik (C_kk - a_ik)
     + sum_k s_ik (alpha_i (h_ik - hbar_i) + lambda_k - lambdabar_i) du_ik], and du_ik =
     d delta_k + x2_k,row V_i,column: the d delta part is r' d delta / d theta (the caller
-    adds r to the demand adjoint), the rest is ``direct``. Memory O(J^2 + J I).
+    adds r to the demand adjoint), the rest is ``direct``. Memory O(J^2 + J I) per market.
 
     Parameters
     ----------
-    probabilities : (J, I); weights, alpha : (I,); ownership : (J, J); eta, w : (J,);
-    x2 : (J, K2); variables : (I, V) agent variables [nu, y]; rows, columns : (P,) X2 column
-    and variable column of each parameter; dalpha : (P, I) d alpha_i / d theta_p.
+    probabilities : (T_b, J, I); weights, alpha : (T_b, I); ownership, A : (T_b, J, J) (from
+    ``block_markups``); eta, w : (T_b, J); x2 : (T_b, J, K2); variables : (T_b, I, V) agent
+    variables [nu, y]; rows, columns : (P,) X2 column and variable column of each parameter;
+    dalpha : (T_b, P, I) d alpha_i / d theta_p.
 
     Returns
     -------
-    direct : (P,); r : (J,).
+    direct : (T_b, P); r : (T_b, J).
     """
-    J, P = probabilities.shape[0], rows.size
-    if not np.any(ownership):
-        return np.zeros(P), np.zeros(J)
     s = probabilities
-    lam_diagonal, gamma = lambda_gamma(s, weights, alpha)
-    A = ownership * (np.diag(lam_diagonal) - gamma).T
-    lam = np.linalg.solve(A.T, w)
-    C = (lam[:, None] * ownership * eta[None, :]).T  # C_kj = lambda_j O_jk eta_k
+    J = s.shape[1]
+    competitive = ~np.any(ownership, axis=(1, 2))
+    safe = np.where(competitive[:, None, None], np.eye(J)[None], A)
+    lam = np.linalg.solve(safe.transpose(0, 2, 1), w[:, :, None])[:, :, 0]
+    lam[competitive] = 0.0  # eta = 0 does not move: no contribution
+    C = (lam[:, :, None] * ownership * eta[:, None, :]).transpose(0, 2, 1)  # lambda_j O_jk eta_k
     # R_ik = w_i s_ik (alpha_i (h_ik - hbar_i) + lambda_k - lambdabar_i) is never formed: with
     # sab = s * (a + b) (the only (J, I) temporary besides (C + C') s), its row sums and
     # x2' R come from one product [x2 d, x2, x2 lambda, d, lambda]' s and x2' sab
-    sab = s * ((C + C.T) @ s)  # s_i' a_i = s_i' (a_i + b_i) / 2
-    d = np.diag(C)
-    K2 = x2.shape[1]
-    Y = np.column_stack([x2 * d[:, None], x2, x2 * lam[:, None], d, lam]).T @ s
-    sab_sum = sab.sum(axis=0)
-    hbar = Y[3 * K2] - sab_sum  # sum_k s_ik h_ik, h = d - a - b
-    q = Y[3 * K2] - 0.5 * sab_sum  # sum_k s_ik (C_kk - a_ik)
+    sab = s * np.matmul(C + C.transpose(0, 2, 1), s)  # s_i' a_i = s_i' (a_i + b_i) / 2
+    d = np.diagonal(C, axis1=1, axis2=2)
+    K2 = x2.shape[2]
+    L = np.concatenate([x2 * d[:, :, None], x2, x2 * lam[:, :, None], d[:, :, None],
+                        lam[:, :, None]], axis=2)
+    Y = np.matmul(L.transpose(0, 2, 1), s)  # (T_b, 3 K2 + 2, I)
+    sab_sum = sab.sum(axis=1)
+    hbar = Y[:, 3 * K2] - sab_sum  # sum_k s_ik h_ik, h = d - a - b
+    q = Y[:, 3 * K2] - 0.5 * sab_sum  # sum_k s_ik (C_kk - a_ik)
     wa = weights * alpha
-    wc = -weights * (Y[3 * K2 + 1] + alpha * hbar)  # w_i (-lambdabar_i - alpha_i hbar_i)
-    XR = (Y[:K2] - x2.T @ sab) * wa + Y[K2:2 * K2] * wc + Y[2 * K2:3 * K2] * weights
-    r = d * (s @ wa) - sab @ wa + s @ wc + lam * (s @ weights)
-    direct = dalpha @ (weights * q) + np.sum(variables[:, columns].T * XR[rows], axis=1)
+    wc = -weights * (Y[:, 3 * K2 + 1] + alpha * hbar)  # w_i (-lambdabar_i - alpha_i hbar_i)
+    XR = ((Y[:, :K2] - np.matmul(x2.transpose(0, 2, 1), sab)) * wa[:, None]
+          + Y[:, K2:2 * K2] * wc[:, None] + Y[:, 2 * K2:3 * K2] * weights[:, None])
+    r = d * _matvec(s, wa) - _matvec(sab, wa) + _matvec(s, wc) + lam * _matvec(s, weights)
+    direct = (np.matmul(dalpha, (weights * q)[:, :, None])[:, :, 0]
+              + np.sum(variables[:, :, columns].transpose(0, 2, 1) * XR[:, rows], axis=2))
     return direct, r
+
+
+def _matvec(M: FloatArray, v: FloatArray) -> FloatArray:
+    """Batched M v: (T_b, J, I) x (T_b, I) -> (T_b, J)."""
+    out: FloatArray = np.matmul(M, v[:, :, None])[:, :, 0]
+    return out

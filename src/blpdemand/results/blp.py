@@ -89,6 +89,7 @@ class BLPResults(PostEstimationMethods):
     omega: FloatArray | None = field(repr=False, default=None)
     marginal_costs: FloatArray | None = field(repr=False, default=None)
     micro: Any = field(default=None, repr=False)  # MicroValues at the estimate (model.micro)
+    supply_failures: int = 0  # trial theta where the supply side failed (a penalty there)
 
     # ------------------------------------------------------------------ estimates
     @property
@@ -284,7 +285,7 @@ class BLPResults(PostEstimationMethods):
             clipped = "" if supply.bounds is None else f", clipped to {list(supply.bounds)}"
             kappa = "" if supply.kappa is None else " with partial ownership kappa"
             notes.append(f"supply: {supply.costs} marginal costs{clipped}, conduct "
-                         f"{supply.conduct}{kappa}; gamma: the X3 cost coefficients")
+                         f"{supply.conduct}{kappa}; failed at {self.supply_failures} trial theta")
         notes += self.verdict_notes()
         if eig is not None:
             notes.append(f"Hessian eigenvalues: min {eig.min():.4g}, max {eig.max():.4g}")
@@ -427,7 +428,8 @@ def results_from(problem: Problem, outcome: EstimationOutcome,
         unidentified=tuple(n for n, ok in zip(outcome.layout.names + linear_names(problem),
                                               identified) if not ok),
         gamma=e.gamma, omega=None if e.omega is None else unsort(e.omega),
-        marginal_costs=None if e.costs is None else unsort(e.costs.costs))
+        marginal_costs=None if e.costs is None else unsort(e.costs.costs),
+        supply_failures=outcome.supply_failures)
 
 
 def estimate(problem: Problem, *, sigma: Any = None, pi: Any = None, rho: Any = None,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -21,12 +20,11 @@ import numpy as np
 
 from blpdemand._types import AnyArray, FailurePolicy, FloatArray
 from blpdemand.data.validation import check_id_values
-from blpdemand.errors import ConvergenceWarning, OptimizationWarning, SpecificationError
+from blpdemand.errors import SpecificationError
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.solve.bounds import (
     _bound_pairs,
-    at_bounds,
     binding_bounds,
     check_start,
     data_box,
@@ -34,7 +32,7 @@ from blpdemand.solve.bounds import (
     resolve_bounds,
     start_box,
 )
-from blpdemand.solve.covariance import stack_covariance, weighting_matrix
+from blpdemand.solve.covariance import linear_names, stack_covariance, weighting_matrix
 from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.gmm import DemandObjective, ObjectiveEvaluation
 from blpdemand.solve.jobs import check_executor, map_jobs
@@ -50,11 +48,16 @@ from blpdemand.solve.multistart import (
 from blpdemand.solve.optimizer import (
     OPTIMIZERS,
     OptimizationResult,
-    OptimizationStatus,
     contraction_failed,
     newton_polish,
 )
 from blpdemand.solve.progress import Reporter, SerializedReporter
+from blpdemand.solve.verdicts import (
+    at_precision_floor,
+    check_final,
+    check_optimization,
+    check_step_one,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -191,6 +194,7 @@ class EstimationOutcome:
     time: float
     clusters: AnyArray | None
     seeds: dict[str, Any]
+    supply_failures: int = 0  # trial theta where the supply side failed (log of c <= 0, ...)
 
 
 def _clusters(problem: Problem, config: EstimationConfig) -> AnyArray | None:
@@ -228,7 +232,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     reporter = reporter if reporter is None or config.workers == 1 else SerializedReporter(reporter)
     Z = problem_stack(problem).Z  # the stacked instruments (demand, supply)
     W = weighting_matrix(Z.T @ Z / problem.N, what="instrument cross-product Z'Z/N")
-    counts = {"iterations": 0, "evaluations": 0, "failures": 0}
+    counts = {"iterations": 0, "evaluations": 0, "failures": 0, "supply_failures": 0}
     if problem.micro is not None:  # step 1's W: an initial update at theta0 (solve.micro)
         W = updated_weighting(problem, layout, theta0, W, config, clusters)
 
@@ -242,6 +246,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
         counts["iterations"] += objective.contraction_iterations
         counts["evaluations"] += objective.contraction_evaluations
         counts["failures"] += objective.failures
+        counts["supply_failures"] += objective.supply_failures
 
     generator = np.random.default_rng(config.rng)
     lo, hi = start_box(bounds, data_box(problem, layout, np.asarray(theta0)))
@@ -287,10 +292,10 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
             result, first_hessian = newton_polish(objective, objective.hessian, result,
                                                   objective.hessian(result.theta), binding,
                                                   config.gtol)
-            steps[0] = result = _at_precision_floor(result, first_hessian)
+            steps[0] = result = at_precision_floor(result, first_hessian)
         first = objective.evaluate(result.theta, report=False)
         tally(objective)  # step 1's evaluation at its estimate (and Hessian, Newton steps)
-        _check_step_one(first, result)
+        check_step_one(first, result)
         steps[0] = result = mark_at_bounds(result, binding)
         outcomes[best] = dataclasses.replace(outcomes[best], optimization=result, beta=first.beta)
         finished += check_agreement(outcomes, best, 1)
@@ -304,7 +309,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
         steps.append(result)
     before = (objective.contraction_iterations, objective.contraction_evaluations)
     # the Hessian is also computed, even with hessian=False, to judge a run that stalled on
-    # line-search precision (see _at_precision_floor)
+    # line-search precision (see solve.verdicts.at_precision_floor)
     needed = config.hessian or not result.converged
     evaluation = objective.evaluate(result.theta, report=False)
     hessian = objective.hessian(result.theta) if needed and not evaluation.failed else None
@@ -315,7 +320,7 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
         steps[-1] = result = polished
         if moved:
             evaluation = objective.evaluate(result.theta, report=False)
-        steps[-1] = _at_precision_floor(steps[-1], hessian)
+        steps[-1] = at_precision_floor(steps[-1], hessian)
     counts["iterations"] += objective.contraction_iterations - before[0]
     counts["evaluations"] += objective.contraction_evaluations - before[1]
     steps[-1] = mark_at_bounds(steps[-1], binding)
@@ -324,14 +329,14 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     outcomes[best] = dataclasses.replace(outcomes[best], optimization=steps[-1],
                                          beta=None if evaluation.failed else evaluation.beta)
     finished += check_agreement(outcomes, best, len(steps))
-    _check_optimization(steps, config, layout, binding)
-    _check_final(evaluation, config)
+    check_optimization(steps, config, layout, binding)
+    check_final(evaluation, config)
     return EstimationOutcome(
         layout=layout, evaluation=evaluation, W=W, steps=tuple(steps), starts=tuple(finished),
         bounds=tuple(binding), hessian=hessian, contraction_iterations=counts["iterations"],
         contraction_evaluations=counts["evaluations"], contraction_failures=counts["failures"],
         time=time.perf_counter() - clock, clusters=clusters,
-        seeds={"starts": config.rng})
+        seeds={"starts": config.rng}, supply_failures=counts["supply_failures"])
 
 
 def updated_weighting(problem: Problem, layout: ParameterLayout, theta: FloatArray,
@@ -372,35 +377,17 @@ def _starting_theta(problem: Problem, layout: ParameterLayout, theta0: FloatArra
 
 
 def _check_moments(problem: Problem, layout: ParameterLayout) -> None:
-    """GMM needs at least as many moments as parameters: M_D >= K1 + P."""
-    needed = problem.K1 + layout.P
-    if problem.MD < needed:
+    """GMM needs at least as many moments as parameters: M_D >= K1 + P, or with a supply side
+    M_D + M_S >= K1 + K3 + P (the supply moments identify theta too)."""
+    supply = problem.supply
+    moments = problem.MD + (0 if supply is None else supply.MS)
+    needed = problem.K1 + layout.P + (0 if supply is None else supply.K3)
+    if moments < needed:
+        names = list(problem.ZD.names) + ([] if supply is None else list(supply.ZS.names))
         raise SpecificationError(
-            f"under-identified: too few instruments: {problem.MD} moment(s) "
-            f"{list(problem.ZD.names)} for {needed} parameter(s) "
-            f"{list(problem.X1.names) + list(layout.names)}; add at least {needed - problem.MD} "
-            "excluded instrument(s) or fix some Sigma/Pi elements at zero")
-
-
-def _check_final(evaluation: ObjectiveEvaluation, config: EstimationConfig) -> None:
-    """Failures at trial theta are only counted (the line search backs off from them); a failure
-    at the estimate itself makes it unreliable: warn or raise."""
-    failed = np.asarray(evaluation.failed_markets)
-    if evaluation.failed:
-        message = (f"the contraction failed at the estimate in market(s) {failed.tolist()[:10]}; "
-                   "tighten the parameter bounds, change the start, or raise the contraction's "
-                   "max_evaluations")
-        costs = evaluation.costs
-        if not failed.size and costs is not None and costs.failure is not None:
-            message = f"the supply side failed at the estimate: {costs.failure}"
-        elif not failed.size:
-            message = ("the inner loop converged at the estimate but d delta/d theta or xi is not "
-                       "finite (utilities x2'(Sigma nu + Pi y) too large for float64?); rescale "
-                       "the X2 columns, tighten the parameter bounds or change the start")
-        if config.on_failure == "raise":
-            from blpdemand.errors import ConvergenceError
-            raise ConvergenceError(message)
-        warnings.warn(message, ConvergenceWarning, stacklevel=4)
+            f"under-identified: too few instruments: {moments} moment(s) {names} for {needed} "
+            f"parameter(s) {list(linear_names(problem)) + list(layout.names)}; add at least "
+            f"{needed - moments} excluded instrument(s) or fix some Sigma/Pi elements at zero")
 
 
 def _check_supply_start(problem: Problem, layout: ParameterLayout, theta0: FloatArray,
@@ -416,85 +403,3 @@ def _check_supply_start(problem: Problem, layout: ParameterLayout, theta0: Float
     if start.costs is not None and start.costs.failure is not None:
         raise SpecificationError(f"at the starting values: {start.costs.failure}; start from "
                                  "other sigma/pi (a larger price sensitivity) or clip costs")
-
-
-def _check_step_one(first: ObjectiveEvaluation, result: OptimizationResult) -> None:
-    """Step 2's W needs the step-1 residuals: where the contraction failed (xi unconverged or
-    not finite) the run stops with a named error instead of weighting by meaningless xi."""
-    failed = np.asarray(first.failed_markets).tolist()
-    if not first.failed:
-        return
-    from blpdemand.errors import ConvergenceError
-    where = (f"the contraction failed in market(s) {failed[:10]}" if failed
-             else "the inner loop gave non-finite delta or d delta/d theta")
-    if not failed and first.costs is not None and first.costs.failure is not None:
-        where = f"the supply side failed ({first.costs.failure})"
-    raise ConvergenceError(
-        f"GMM step 1 ended at theta={np.round(result.theta, 6).tolist()} (objective "
-        f"{result.objective:.6g}, {result.status.value}) where {where}, so the step-2 weighting "
-        "matrix cannot be computed from its residuals xi; change the starting values, tighten "
-        "the parameter bounds, or raise the contraction's max_evaluations")
-
-
-def _at_precision_floor(step: OptimizationResult, hessian: FloatArray) -> OptimizationResult:
-    """Count a run as converged when its gradient is at the floor a line search on Q can reach.
-
-    A step of size |g| / lambda_max lowers Q by about |g|^2 / (2 lambda_max), invisible once it
-    is below the noise in Q, about 10 eps |Q| for an inner loop solved to 1e-14: gradients under
-    sqrt(20 eps |Q| lambda_max) cannot be resolved, so an optimizer stopping there ("precision
-    loss") is at the minimum if the Hessian is positive definite.
-    """
-    if step.converged or step.theta.size == 0 or not np.all(np.isfinite(hessian)):
-        return step
-    eigenvalues = np.linalg.eigvalsh(hessian)
-    floor = float(np.sqrt(20 * np.finfo(float).eps * max(1.0, abs(step.objective))
-                          * max(float(eigenvalues.max()), 0.0)))
-    if eigenvalues.min() > 0 and step.projected_gradient_norm <= floor:
-        return dataclasses.replace(step, status=OptimizationStatus.CONVERGED,
-                                   message=f"{step.message} (gradient at the line-search "
-                                           f"precision floor {floor:.2g})")
-    return step
-
-
-def _check_optimization(steps: Sequence[OptimizationResult], config: EstimationConfig,
-                        layout: ParameterLayout, bounds: Sequence[tuple[float, float]]) -> None:
-    """Warn (or raise) for each step that did not converge; name the parameters of an
-    estimate on a bound. A failed inner loop at the estimate is ``_check_final``'s."""
-    failures: list[str] = []
-    for k, step in enumerate(steps, start=1):
-        if step.status is OptimizationStatus.CONTRACTION_FAILED:
-            continue  # _check_final names the markets; the optimizer only met penalties there
-        # (step 2 starts at step 1's estimate, where staying is no trap when it converged)
-        if step.stayed_at_start and not (k == 2 and step.converged):
-            warnings.warn(f"GMM step {k}: the optimizer returned its starting values "
-                          f"({step.iterations} iterations); the estimate may be the start, not a "
-                          "minimum. Try another start or optimizer", OptimizationWarning,
-                          stacklevel=4)
-        if step.stopped_by_limit:
-            failures.append(f"GMM step {k}: the optimizer {step.status.value} ({step.message}) "
-                            f"with projected gradient inf-norm {step.projected_gradient_norm:.3g}; "
-                            "raise max_iterations or change the start")
-        elif step.status is OptimizationStatus.NOT_CONVERGED:
-            failures.append(f"GMM step {k}: the optimizer stopped with projected gradient inf-norm "
-                            f"{step.projected_gradient_norm:.3g} > gtol max(1, Q) = "
-                            f"{config.gtol * max(1.0, abs(step.objective)):.3g} "
-                            f"({step.message}); raise max_iterations, loosen gtol or change the "
-                            "start")
-    for message in failures:
-        if config.on_failure == "raise":
-            from blpdemand.errors import ConvergenceError
-            raise ConvergenceError(message)
-        warnings.warn(message, OptimizationWarning, stacklevel=4)
-    last = steps[-1]
-    if last.status is OptimizationStatus.AT_BOUND:
-        active = at_bounds(last.theta, bounds)
-        where = ", ".join(f"{layout.names[k]} = {bound:g}" for k, bound in active)
-        names = [layout.names[k] for k, _ in active]
-        meaning = ("; a standard deviation at 0 means no heterogeneity is found in that "
-                   "characteristic" if any(n.startswith("sigma[") for n in names) else "")
-        meaning += ("; rho at 0 means no correlation within nests is found (the model without "
-                    "nests)" if any(n.startswith("rho") for n in names) else "")
-        warnings.warn(f"the estimate is on a bound: {where}. It minimizes Q within the bounds; "
-                      "standard errors and t-tests assume an interior estimate and are not "
-                      f"valid for a parameter on its bound{meaning}", OptimizationWarning,
-                      stacklevel=4)

@@ -20,8 +20,6 @@ from blpdemand.solve.covariance import stack_covariance, weighting_matrix
 from blpdemand.solve.estimate import (
     EstimationConfig,
     EstimationOutcome,
-    _check_final,
-    _check_step_one,
     _clusters,
     updated_weighting,
 )
@@ -33,6 +31,7 @@ from blpdemand.solve.optimizer import (
     OptimizationStatus,
     contraction_failed,
 )
+from blpdemand.solve.verdicts import check_final, check_step_one
 
 
 def evaluate_outcome(problem: Problem, layout: ParameterLayout, theta: FloatArray,
@@ -68,7 +67,7 @@ def evaluate_outcome(problem: Problem, layout: ParameterLayout, theta: FloatArra
         W = updated_weighting(problem, layout, theta, W, config, clusters)
     evaluation = at(1 if given is None or config.method == "1s" else 2, W, None)
     if config.method == "2s" and given is None:
-        _check_step_one(evaluation, steps[0])
+        check_step_one(evaluation, steps[0])
         S = stack_covariance(objectives[-1].stack, evaluation.residuals, kind=config.weighting,
                              clusters=clusters, center=config.center_moments)
         S = with_micro(problem, layout, S, theta, evaluation.delta)
@@ -78,7 +77,7 @@ def evaluate_outcome(problem: Problem, layout: ParameterLayout, theta: FloatArra
     if evaluation.failed:  # one verdict with estimate: failed markets are no result
         steps[-1] = contraction_failed(steps[-1],
                                        np.asarray(evaluation.failed_markets).tolist())
-    _check_final(evaluation, config)
+    check_final(evaluation, config)
     return EstimationOutcome(
         layout=layout, evaluation=evaluation, W=W, steps=tuple(steps), starts=(),
         bounds=tuple(_bounds(problem, layout, theta, config)), hessian=hessian,

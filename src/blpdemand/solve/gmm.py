@@ -26,7 +26,12 @@ import numpy as np
 
 from blpdemand._types import AnyArray, FailurePolicy, FloatArray
 from blpdemand.errors import ConvergenceError
-from blpdemand.model.marginal_costs import CostEvaluation, costs_adjoint, evaluate_costs
+from blpdemand.model.marginal_costs import (
+    CostEvaluation,
+    costs_adjoint,
+    evaluate_costs,
+    supply_blocks,
+)
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.solve.fixed_point import FixedPointConfig
@@ -110,6 +115,8 @@ class DemandObjective:
         self.W, self.W_micro = split_weighting(problem, W)
         # the stacked moment blocks (solve.moments): demand alone for now
         self.stack = problem_stack(problem)
+        # markets grouped for the supply side's batched kernels (None without a supply side)
+        self.supply_blocks = None if problem.supply is None else supply_blocks(problem)
         self.Z = self.stack.Z
         self.iv = self.stack.linear_iv(self.W)
         self.loop = inner_loop(problem, layout, config=contraction)
@@ -125,7 +132,8 @@ class DemandObjective:
         self.contraction_iterations = 0
         self.contraction_evaluations = 0
         self.failures = 0
-        self.supply_failure: str | None = None
+        self.supply_failure: str | None = None  # the last supply-side failure's message
+        self.supply_failures = 0  # trial theta where it failed
         self.failed_markets: set[Any] = set()
         self.last: ObjectiveEvaluation | None = None
         self.best: ObjectiveEvaluation | None = None
@@ -218,9 +226,10 @@ class DemandObjective:
         costs = None
         if finite and self.problem.supply is not None:
             costs = evaluate_costs(self.problem, self.layout, theta, delta,
-                                   None if supply_adjoint else jacobian)
+                                   None if supply_adjoint else jacobian, self.supply_blocks)
             if costs.failure is not None:
                 self.supply_failure = costs.failure
+                self.supply_failures += 1
                 if self.on_failure == "raise":
                     raise ConvergenceError(costs.failure)
             finite = costs.failure is None
@@ -316,7 +325,8 @@ class DemandObjective:
             demand, supply = self.stack.blocks
             Wg_demand, Wg_supply = self.stack.split(Wg)
             direct, r = costs_adjoint(self.problem, self.layout, theta, delta, costs,
-                                      self._within_supply(supply.Z @ Wg_supply))
+                                      self._within_supply(supply.Z @ Wg_supply),
+                                      self.supply_blocks)
             v = self.problem.residualize(demand.Z @ Wg_demand) + r
             through = self.loop.gradient(theta, delta, v) if jacobian is None else v @ jacobian
             return 2.0 * (through + direct)
@@ -330,7 +340,7 @@ class DemandObjective:
         costs, omega_jacobian, dr = evaluation.costs, None, xi_jacobian
         if self.problem.supply is not None:
             costs = evaluate_costs(self.problem, self.layout, evaluation.theta,
-                                   evaluation.delta, jacobian)
+                                   evaluation.delta, jacobian, self.supply_blocks)
             assert costs.y_jacobian is not None
             omega_jacobian = self._within_supply(costs.y_jacobian)
             dr = self.stack.stack((xi_jacobian, omega_jacobian))

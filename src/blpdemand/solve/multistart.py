@@ -87,7 +87,8 @@ def run_start(job: StartJob) -> StartRun:
                       on_iteration=objective.mark_iteration)
     end = objective.evaluate(result.theta, report=False, adjoint=True)
     work = {"iterations": objective.contraction_iterations,
-            "evaluations": objective.contraction_evaluations, "failures": objective.failures}
+            "evaluations": objective.contraction_evaluations, "failures": objective.failures,
+            "supply_failures": objective.supply_failures}
     result = mark_at_bounds(result, job.binding)
     if end.failed:  # the optimizer ended where the inner loop fails: never the best
         result = contraction_failed(result, np.asarray(end.failed_markets).tolist())
