@@ -101,25 +101,44 @@ def nested_probabilities(V: FloatArray, onehot: BoolArray, lam: FloatArray
                                onehot=onehot)
 
 
-def block_nested_shares(e: FloatArray, E: FloatArray, membership: FloatArray, lam: FloatArray,
-                        weights: FloatArray) -> FloatArray:
-    """(T_b, J) shares s_j = sum_i w_i s_ij from exp(delta_j / lambda_g) and exp(mu_ij /
-    lambda_g), in two reads of the (T_b, J, I) array (no exponential of it):
-
-        D_ig = sum_{k in g} e_k E_ki,  r_gi = w_i s_{g,i} / D_ig,  s_j = e_j sum_i E_ji r_{g(j)i}.
-
-    e : (T_b, J) exp(delta / lambda) (0 in padded slots); E : (T_b, J, I) exp(mu / lambda);
-    membership : (T_b, J, G) nest indicators; lam : (G,); weights : (T_b, I). The caller
-    keeps delta / lambda and mu / lambda small enough that neither overflows.
-    """
-    D = np.matmul(membership.transpose(0, 2, 1) * e[:, None, :], E)  # (T_b, G, I)
-    with np.errstate(divide="ignore"):
-        inclusive = lam[None, :, None] * np.log(D)  # log D^lambda, -inf for an empty nest
-    denominator = 1.0 + np.exp(inclusive).sum(axis=1)  # (T_b, I)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.where(D > 0, np.exp(inclusive) / D, 0.0) * (weights / denominator)[:, None, :]
-    out: FloatArray = e * (np.matmul(E, r.transpose(0, 2, 1)) * membership).sum(axis=2)
+def nest_maxima(values: FloatArray, onehot: BoolArray) -> FloatArray:
+    """(T_b, G, ...) max over the products of each nest of ``values`` (T_b, J, ...), 0 for a
+    nest with no product in the market."""
+    G = onehot.shape[2]
+    shape = onehot.shape[:2] + (1,) * (values.ndim - 2)
+    top = np.stack([np.where(onehot[:, :, g].reshape(shape), values, -np.inf).max(
+        axis=1, initial=-np.inf) for g in range(G)], axis=1)
+    out: FloatArray = np.where(np.isfinite(top), top, 0.0)
     return out
+
+
+def block_nested_shares(e: FloatArray, E: FloatArray, membership: FloatArray, lam: FloatArray,
+                        weights: FloatArray, log_shift: FloatArray
+                        ) -> tuple[FloatArray, bool]:
+    """(T_b, J) shares s_j = sum_i w_i s_ij in two reads of the (T_b, J, I) array, no
+    exponential of it, and whether no nest's sum underflowed:
+
+        D_ig = e^{c_gi} A_ig,  A_ig = sum_{k in g} e_k E_ki,  s_{g,i} = D_ig^lambda_g /
+        (1 + sum_h D_ih^lambda_h),  s_j = e_j sum_i E_ji w_i s_{g(j),i} / A_{g(j)i}.
+
+    e : (T_b, J) exp(delta / lambda - shift) (0 in padded slots); E : (T_b, J, I)
+    exp(mu / lambda - shift) (each at most 1: shifted by their maxima within nests);
+    log_shift : (T_b, G, I) c, the sum of those shifts; membership : (T_b, J, G) nest
+    indicators; lam : (G,); weights : (T_b, I).
+    """
+    A = np.matmul(membership.transpose(0, 2, 1) * e[:, None, :], E)  # (T_b, G, I)
+    present = np.asarray(membership.any(axis=1))[:, :, None]  # (T_b, G, 1)
+    if np.any(present & (A <= 0)):  # every product of a nest underflowed: not resolvable here
+        return np.zeros(e.shape), False
+    with np.errstate(divide="ignore"):
+        inclusive = np.where(present, lam[None, :, None] * (log_shift + np.log(A)), -np.inf)
+    top = np.maximum(inclusive.max(axis=1, initial=0.0), 0.0)  # (T_b, I)
+    log_denominator = top + np.log(np.exp(-top) + np.exp(inclusive - top[:, None]).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(present, np.exp(inclusive - log_denominator[:, None]) / A, 0.0)
+    r *= weights[:, None, :]
+    out: FloatArray = e * (np.matmul(E, r.transpose(0, 2, 1)) * membership).sum(axis=2)
+    return out, True
 
 
 def _codes(onehot: BoolArray) -> IntArray:

@@ -22,12 +22,13 @@ import numpy as np
 from blpdemand._types import BoolArray, FloatArray, IntArray
 from blpdemand.errors import SpecificationError
 from blpdemand.model.derivatives import delta_theta_jacobian
+from blpdemand.model.nesting import within_shares
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.model.rcnl import (
-    PLAIN_EXP,
     NestedProbabilities,
     block_nested_shares,
+    nest_maxima,
     nest_membership,
     nested_delta_jacobian,
     nested_probabilities,
@@ -50,7 +51,9 @@ from blpdemand.solve.market_blocks import (
     _prepare,
 )
 
-NEWTON_RHO = 0.75  # "auto" solves by Newton's method where some rho exceeds this
+NEWTON_RHO = 1.0  # "auto" solves by Newton's method where some rho exceeds this (never: at rho
+# near 1 Newton's steps overshoot the nearly discontinuous shares and its safeguard falls back
+# to damped steps, slower than SQUAREM from the rho-adjusted start)
 
 
 class NestedContractionMap:
@@ -64,11 +67,11 @@ class NestedContractionMap:
         self.membership = onehot.astype(np.float64)
         self.lam_j = np.where(self.real, self.membership @ lam, 1.0)
         self.log_shares = np.log(shares)
-        # exp(mu / lambda) once per theta: each step then needs exp(delta / lambda) only
+        # exp(mu / lambda - m_g) once per theta (m_g its maximum in the nest, per agent): each
+        # step then needs exp(delta / lambda - c_g) only, c_g delta / lambda's maximum in the nest
         scaled = mu / self.lam_j[:, :, None]
-        self.E: FloatArray | None = None
-        if np.abs(scaled).max(initial=0.0) <= PLAIN_EXP / 2:
-            self.E = np.exp(scaled) * self.real[:, :, None]
+        self.m = nest_maxima(scaled, onehot)  # (T_b, G, I)
+        self.E = np.exp(scaled - self.membership @ self.m) * self.real[:, :, None]
 
     def _shares(self, x: FloatArray) -> tuple[NestedProbabilities, FloatArray]:
         p = nested_probabilities(x[:, :, None] + self.mu, self.onehot, self.lam)
@@ -77,13 +80,13 @@ class NestedContractionMap:
 
     def evaluate(self, x: FloatArray) -> FloatArray:
         scaled = x / self.lam_j
-        # exp(delta / lambda) exp(mu / lambda) neither overflows nor underflows to 0 here
-        if (self.E is not None and scaled.max(initial=0.0) <= PLAIN_EXP / 2
-                and scaled.min(initial=0.0) >= -PLAIN_EXP):
-            s = block_nested_shares(np.exp(scaled) * self.real, self.E, self.membership,
-                                    self.lam, self.weights)
+        c = nest_maxima(scaled, self.onehot)  # (T_b, G)
+        e = np.exp(scaled - np.einsum("tjg,tg->tj", self.membership, c)) * self.real
+        s, resolved = block_nested_shares(e, self.E, self.membership, self.lam, self.weights,
+                                          c[:, :, None] + self.m)
+        if resolved and np.all(np.isfinite(s)):
             s = np.where(self.real, s, 1.0)
-        else:
+        else:  # a whole nest underflowed for some agent: log-sum-exp over (j, i)
             s = self._shares(x)[1]
         out: FloatArray = x + self.lam_j * (self.log_shares - np.log(s))
         return out
@@ -101,7 +104,7 @@ class NestedContractionMap:
         self.mu, self.onehot, self.weights = self.mu[keep], self.onehot[keep], self.weights[keep]
         self.real, self.lam_j = self.real[keep], self.lam_j[keep]
         self.membership, self.log_shares = self.membership[keep], self.log_shares[keep]
-        self.E = None if self.E is None else self.E[keep]
+        self.E, self.m = self.E[keep], self.m[keep]
 
 
 class NestedInnerLoop:
@@ -130,12 +133,31 @@ class NestedInnerLoop:
                                        self.G, b.block.product_pad) for b in self.blocks]
         self.lognormal = problem.lognormal if problem.has_lognormal else None
         self._last_delta: FloatArray | None = None
+        self._last_rho: FloatArray | None = None  # (N,) each row's rho at the last delta
+        self.log_within = np.log(within_shares(problem.products.shares, nests.cells))
 
     # ------------------------------------------------------------------ pieces at theta
     def _lambda(self, theta: FloatArray) -> FloatArray:
         """(G,) lambda_g = 1 - rho_g."""
         rho = self.layout.rho(theta)
         return 1.0 - (rho if self.per_nest else np.full(self.G, float(rho[0])))
+
+    def _row_rho(self, theta: FloatArray) -> FloatArray:
+        """(N,) rho_g of each product's nest."""
+        assert self.problem.nests is not None
+        out: FloatArray = (1.0 - self._lambda(theta))[self.problem.nests.codes]
+        return out
+
+    def _start(self, theta: FloatArray) -> FloatArray:
+        """The warm start at theta: the last delta moved by -(rho' - rho) log s_{j|g} (exact for
+        the nested logit, where delta = log(s_j / s_0) - rho_g log s_{j|g}; Berry 1994), or that
+        nested-logit delta itself before any solve. A jump of rho towards 1 otherwise leaves
+        the damped contraction hundreds of steps from its fixed point."""
+        rho = self._row_rho(theta)
+        if self._last_delta is None or self._last_rho is None:
+            out: FloatArray = self.problem.products.logit_delta - rho * self.log_within
+            return out
+        return self._last_delta - (rho - self._last_rho) * self.log_within
 
     def _mu(self, data: _Block, mapping: FloatArray) -> FloatArray:
         coefficients = np.matmul(data.variables, mapping)
@@ -166,8 +188,7 @@ class NestedInnerLoop:
         if delta0 is not None:
             start = _start(delta0, problem.N)
         else:
-            start = (self._last_delta if self._last_delta is not None
-                     else problem.products.logit_delta)
+            start = self._start(theta)
         mapping, lam = _coefficient_map(self.layout, theta), self._lambda(theta)
         config = self.newton if self.auto and lam.min() < 1.0 - NEWTON_RHO else self.config
         tally = BlockTally(start.copy())
@@ -182,7 +203,7 @@ class NestedInnerLoop:
         if not result.converged:
             _on_failure(self.config, result)
         else:
-            self._last_delta = tally.delta
+            self._last_delta, self._last_rho = tally.delta, self._row_rho(theta)
         return result
 
     def shares(self, theta: FloatArray, delta: FloatArray) -> FloatArray:
