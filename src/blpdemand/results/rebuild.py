@@ -49,6 +49,8 @@ def rebuild(saved: SavedResults, products: pd.DataFrame, *, agents: Any, instrum
             raise SpecificationError("clustered logit results cannot be rebuilt (cluster ids are "
                                      "not saved); re-run bd.estimate_logit with clusters=")
         results: Any = estimate_logit(products, **common, method=logit.get("method", "2sls"),
+                                      nesting=model.get("nesting"),
+                                      rho=model.get("rho") or "common",
                                       covariance=logit.get("covariance", "robust"),
                                       center_moments=bool(logit.get("center_moments", False)))
     else:

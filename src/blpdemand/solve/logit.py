@@ -78,6 +78,9 @@ def logit_problem(products: pd.DataFrame, *, linear: str, instruments: Instrumen
     "rho[g]" per nest) join X1 as endogenous regressors; without it, a 'nesting_ids' column in
     the data is warned about (UnusedNestingWarning).
     """
+    given = {"linear": linear, "endogenous": list((endogenous,) if isinstance(endogenous, str)
+                                                  else endogenous),
+             "nesting": nesting, "rho": rho if nesting is not None else None}
     if nesting is None:
         warn_unused_nesting(products, stacklevel=4)  # the caller of estimate_logit
     else:
@@ -86,7 +89,9 @@ def logit_problem(products: pd.DataFrame, *, linear: str, instruments: Instrumen
         endogenous = ((endogenous,) if isinstance(endogenous, str) else tuple(endogenous))
         endogenous = (*endogenous, *names)
     if method == "ols":
-        return Problem(products, linear=linear, absorb=absorb, endogenous=(), columns=columns)
+        problem = Problem(products, linear=linear, absorb=absorb, endogenous=(), columns=columns)
+        problem.inputs.update(given)  # as the user wrote them: saved results rebuild from these
+        return problem
     if instruments is None or (not isinstance(instruments, (pd.DataFrame, np.ndarray))
                                and len(instruments) == 0):
         raise SpecificationError(
@@ -98,6 +103,7 @@ def logit_problem(products: pd.DataFrame, *, linear: str, instruments: Instrumen
         raise SpecificationError(
             f"none of the endogenous regressors {list(endogenous)} is in the linear formula "
             f"{list(problem.X1.names)}; add 'prices' to linear= or set endogenous=")
+    problem.inputs.update(given)  # as the user wrote them: saved results rebuild from these
     return problem
 
 
