@@ -397,7 +397,7 @@ def _check_supply_start(problem: Problem, layout: ParameterLayout, theta0: Float
     if problem.supply is None:
         return
     Z = problem_stack(problem).Z
-    objective = DemandObjective(problem, layout, np.eye(Z.shape[1]),
+    objective = DemandObjective(problem, layout, initial_weighting(problem, np.eye(Z.shape[1])),
                                 contraction=config.fixed_point, on_failure="warn")
     start = objective.evaluate(theta0, report=False, gradient=False)
     if start.costs is not None and start.costs.failure is not None:
