@@ -21,12 +21,11 @@ import numpy as np
 
 from blpdemand._types import AnyArray, FailurePolicy, FloatArray
 from blpdemand.data.validation import check_id_values
-from blpdemand.errors import ConvergenceWarning, OptimizationWarning, SpecificationError
+from blpdemand.errors import ConvergenceWarning, SpecificationError
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.solve.bounds import (
     _bound_pairs,
-    at_bounds,
     binding_bounds,
     check_start,
     data_box,
@@ -50,11 +49,12 @@ from blpdemand.solve.multistart import (
 from blpdemand.solve.optimizer import (
     OPTIMIZERS,
     OptimizationResult,
-    OptimizationStatus,
     contraction_failed,
     newton_polish,
 )
 from blpdemand.solve.progress import Reporter, SerializedReporter
+from blpdemand.solve.sharded_gmm import ShardedDemandObjective, ShardPool
+from blpdemand.solve.step_checks import _at_precision_floor, _check_optimization
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,6 +107,12 @@ class EstimationConfig:
         ``ProcessPoolExecutor(2)``) or a ``dask.distributed.Client``; each start is a picklable
         ``StartJob`` run by ``run_start``, so the results equal the sequential run's (the same
         operations in the same order). Overrides ``workers``.
+    shards : None (default), or split the markets into this many shards (``split_markets``)
+        for the whole estimate: every contraction, gradient, the step-2 W, the Hessian and the
+        standard errors' d xi/d theta are computed shard by shard (``solve.sharded_gmm``),
+        on ``workers`` threads here, or on a ``dask.distributed.Client`` given as
+        ``executor`` (shards scattered once; a process pool is refused); the starts then run
+        one after another. Demand side only: supply, micro moments and nests are refused.
     """
 
     optimizer: str = "l-bfgs-b"
@@ -127,6 +133,7 @@ class EstimationConfig:
     workers: int = 1
     runner: Callable[[Sequence[Callable[[], Any]]], list[Any]] | None = None
     executor: Any = None
+    shards: int | None = None
 
     def __post_init__(self) -> None:
         from blpdemand._checks import check_field_types
@@ -151,6 +158,9 @@ class EstimationConfig:
         if not np.issubdtype(type(self.workers), np.integer) or self.workers < 1:  # bool is not
             raise SpecificationError(f"workers={self.workers!r} must be an integer >= 1 (threads)")
         check_executor(self.executor)
+        if self.shards is not None and (not np.issubdtype(type(self.shards), np.integer)
+                                        or self.shards < 1):
+            raise SpecificationError(f"shards={self.shards!r} must be an integer >= 1 or None")
         if "clustered" in (self.weighting, self.covariance) and self.clusters is None:
             raise SpecificationError("clustered weighting or covariance needs clusters='<column>'")
         if self.contraction is None:
@@ -205,6 +215,17 @@ def _clusters(problem: Problem, config: EstimationConfig) -> AnyArray | None:
 
 def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray,
                    config: EstimationConfig, reporter: Reporter | None = None) -> EstimationOutcome:
+    """Run one- or two-step GMM (``_estimate``), over market shards with ``config.shards``."""
+    if config.shards is None:
+        return _estimate(problem, layout, theta0, config, reporter, None)
+    with ShardPool(problem, config.shards, executor=config.executor,
+                   workers=config.workers) as pool:
+        return _estimate(problem, layout, theta0, config, reporter, pool)
+
+
+def _estimate(problem: Problem, layout: ParameterLayout, theta0: FloatArray,
+              config: EstimationConfig, reporter: Reporter | None,
+              pool: ShardPool | None) -> EstimationOutcome:
     """Run one- or two-step GMM, each step from several starts, and return the outcome.
 
     Step 1 starts from theta0 and ``config.starts`` random draws; step 2 from step 1's
@@ -232,13 +253,17 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     if problem.micro is not None:  # step 1's W: an initial update at theta0 (solve.micro)
         W = updated_weighting(problem, layout, theta0, W, config, clusters)
 
-    def make(step: int, start: int, W: FloatArray,
-             delta0: FloatArray | None = None) -> DemandObjective:
+    def make(step: int, start: int, W: FloatArray, delta0: FloatArray | None = None
+             ) -> DemandObjective | ShardedDemandObjective:
+        if pool is not None:
+            return pool.objective(problem, layout, W, contraction=config.fixed_point,
+                                  on_failure=config.on_failure, reporter=reporter, step=step,
+                                  start=start, clock=clock, delta0=delta0)
         return DemandObjective(problem, layout, W, contraction=config.fixed_point,
                                on_failure=config.on_failure, reporter=reporter, step=step,
                                start=start, clock=clock, delta0=delta0)
 
-    def tally(objective: DemandObjective) -> None:
+    def tally(objective: DemandObjective | ShardedDemandObjective) -> None:
         counts["iterations"] += objective.contraction_iterations
         counts["evaluations"] += objective.contraction_evaluations
         counts["failures"] += objective.failures
@@ -257,9 +282,11 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
                          binding=tuple(binding), gtol=config.gtol,
                          max_iterations=config.max_iterations, contraction=config.fixed_point,
                          on_failure=config.on_failure, delta0=delta0, clock=clock,
-                         reporter=None if config.executor is not None else reporter)
+                         reporter=reporter if config.executor is None or pool else None)
                 for k, start in enumerate(starts)]
-        if config.runner is not None:  # a caller's runner (the CLI's progress bar) takes closures
+        if pool is not None:  # the starts one after another, each over the shards
+            ran = [pool.run_start(job) for job in jobs]
+        elif config.runner is not None:  # a caller's runner (the CLI's progress bar) takes closures
             ran = config.runner([functools.partial(run_start, job) for job in jobs])
         else:
             ran = map_jobs(run_start, jobs, workers=config.workers, executor=config.executor)
@@ -433,67 +460,3 @@ def _check_step_one(first: ObjectiveEvaluation, result: OptimizationResult) -> N
         f"{result.objective:.6g}, {result.status.value}) where {where}, so the step-2 weighting "
         "matrix cannot be computed from its residuals xi; change the starting values, tighten "
         "the parameter bounds, or raise the contraction's max_evaluations")
-
-
-def _at_precision_floor(step: OptimizationResult, hessian: FloatArray) -> OptimizationResult:
-    """Count a run as converged when its gradient is at the floor a line search on Q can reach.
-
-    A step of size |g| / lambda_max lowers Q by about |g|^2 / (2 lambda_max), invisible once it
-    is below the noise in Q, about 10 eps |Q| for an inner loop solved to 1e-14: gradients under
-    sqrt(20 eps |Q| lambda_max) cannot be resolved, so an optimizer stopping there ("precision
-    loss") is at the minimum if the Hessian is positive definite.
-    """
-    if step.converged or step.theta.size == 0 or not np.all(np.isfinite(hessian)):
-        return step
-    eigenvalues = np.linalg.eigvalsh(hessian)
-    floor = float(np.sqrt(20 * np.finfo(float).eps * max(1.0, abs(step.objective))
-                          * max(float(eigenvalues.max()), 0.0)))
-    if eigenvalues.min() > 0 and step.projected_gradient_norm <= floor:
-        return dataclasses.replace(step, status=OptimizationStatus.CONVERGED,
-                                   message=f"{step.message} (gradient at the line-search "
-                                           f"precision floor {floor:.2g})")
-    return step
-
-
-def _check_optimization(steps: Sequence[OptimizationResult], config: EstimationConfig,
-                        layout: ParameterLayout, bounds: Sequence[tuple[float, float]]) -> None:
-    """Warn (or raise) for each step that did not converge; name the parameters of an
-    estimate on a bound. A failed inner loop at the estimate is ``_check_final``'s."""
-    failures: list[str] = []
-    for k, step in enumerate(steps, start=1):
-        if step.status is OptimizationStatus.CONTRACTION_FAILED:
-            continue  # _check_final names the markets; the optimizer only met penalties there
-        # (step 2 starts at step 1's estimate, where staying is no trap when it converged)
-        if step.stayed_at_start and not (k == 2 and step.converged):
-            warnings.warn(f"GMM step {k}: the optimizer returned its starting values "
-                          f"({step.iterations} iterations); the estimate may be the start, not a "
-                          "minimum. Try another start or optimizer", OptimizationWarning,
-                          stacklevel=4)
-        if step.stopped_by_limit:
-            failures.append(f"GMM step {k}: the optimizer {step.status.value} ({step.message}) "
-                            f"with projected gradient inf-norm {step.projected_gradient_norm:.3g}; "
-                            "raise max_iterations or change the start")
-        elif step.status is OptimizationStatus.NOT_CONVERGED:
-            failures.append(f"GMM step {k}: the optimizer stopped with projected gradient inf-norm "
-                            f"{step.projected_gradient_norm:.3g} > gtol max(1, Q) = "
-                            f"{config.gtol * max(1.0, abs(step.objective)):.3g} "
-                            f"({step.message}); raise max_iterations, loosen gtol or change the "
-                            "start")
-    for message in failures:
-        if config.on_failure == "raise":
-            from blpdemand.errors import ConvergenceError
-            raise ConvergenceError(message)
-        warnings.warn(message, OptimizationWarning, stacklevel=4)
-    last = steps[-1]
-    if last.status is OptimizationStatus.AT_BOUND:
-        active = at_bounds(last.theta, bounds)
-        where = ", ".join(f"{layout.names[k]} = {bound:g}" for k, bound in active)
-        names = [layout.names[k] for k, _ in active]
-        meaning = ("; a standard deviation at 0 means no heterogeneity is found in that "
-                   "characteristic" if any(n.startswith("sigma[") for n in names) else "")
-        meaning += ("; rho at 0 means no correlation within nests is found (the model without "
-                    "nests)" if any(n.startswith("rho") for n in names) else "")
-        warnings.warn(f"the estimate is on a bound: {where}. It minimizes Q within the bounds; "
-                      "standard errors and t-tests assume an interior estimate and are not "
-                      f"valid for a parameter on its bound{meaning}", OptimizationWarning,
-                      stacklevel=4)
