@@ -338,6 +338,8 @@ def _blp(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None, instru
     if compute is not None and compute.scheduler == "threads":
         options["workers"] = compute.workers
     config = EstimationConfig(**options)  # validates workers before the runner uses it
+    if config.shards is not None and executor is not None:  # shards live on [compute]'s workers
+        config = dataclasses.replace(config, executor=executor)
     reporter = RichReporter(console, quiet=quiet, checkpoint=checkpoint)
     if executor is not None:  # the starts as jobs there; their rows shown here as they finish
         assert compute is not None

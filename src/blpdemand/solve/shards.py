@@ -487,7 +487,8 @@ def _place(client: Any, shards: list[Any]) -> list[tuple[Any, str]]:
             from distributed import wait
 
             future = shard
-            wait([future])  # type: ignore[no-untyped-call]
+            with client.as_current():  # also a client that is not the default one
+                wait([future])  # type: ignore[no-untyped-call]
             holders = client.who_has([future]).get(future.key) or ()
             if not holders:
                 raise SpecificationError(f"shard {s} is not a Problem nor a finished future "
