@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from blpdemand.cli.compute import run_executor
 from blpdemand.cli.report import Report, head_rows
 from blpdemand.cli.spec import Spec, check_keys, firm_mapping, like_column
 from blpdemand.errors import SpecificationError
@@ -90,7 +91,7 @@ def _profiles(spec: Spec, results: Any, report: Report) -> None:
     """Q along each nonlinear parameter, the others at the estimate (a panel each)."""
     from blpdemand.results.diagnostics import ObjectiveProfile
 
-    profile = ObjectiveProfile.from_results(results, workers=_cores())
+    profile = ObjectiveProfile.from_results(results, workers=_cores(), executor=run_executor())
     report.table("objective_profiles", profile.table(), show=False)
     report.figure("objective_profiles", profile.plot, panels=len(profile.names))
 
@@ -119,8 +120,8 @@ def _contour(spec: Spec, results: Any, report: Report) -> None:
         raise SpecificationError(f"[post] contour in {spec.path.name} needs two nonlinear "
                                  f"parameters; the model has {len(results.theta)}")
     report.figure("objective_contour",
-                  ObjectiveContour.from_results(results, parameters=parameters,
-                                                workers=_cores()).plot)
+                  ObjectiveContour.from_results(results, parameters=parameters, workers=_cores(),
+                                                executor=run_executor()).plot)
 
 
 def _diversion(results: Any, report: Report, market: Any) -> None:
