@@ -4,7 +4,8 @@ on ``[compute]``'s threads or Dask LocalCluster.
 Reference: the same spec without shards (one process), run in the same test. The shards'
 sums run in another order, so results.json's estimates and objective are compared to 1e-10
 relative (both runs driven to the minimum with gtol 1e-10; solve-level measurements in
-tests/unit/test_shards_estimate.py: 8e-13), not for equality. Errors: a process pool is
+tests/unit/test_shards_estimate.py: 8e-13), not for equality. [post] profiles and stability
+run as jobs on [compute]'s workers and equal the sequential tables. Errors: a process pool is
 refused naming [estimation] shards before any pool starts.
 """
 
@@ -41,10 +42,11 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _run(folder: Path, name: str, extra: str = "") -> dict[str, Any]:
+def _run(folder: Path, name: str, extra: str = "",
+         agents: str = 'agents = "agents.csv"\n') -> dict[str, Any]:
     spec = folder / f"{name}.toml"
     spec.write_text(
-        '[data]\nproducts = "products.csv"\nagents = "agents.csv"\n'
+        '[data]\nproducts = "products.csv"\n' + agents +
         '[model]\nlinear = "1 + prices + x1 + x2"\nnonlinear = "0 + x1"\n'
         '[instruments]\ncolumns = ["w1", "w2", "rival_x1", "rival_x2"]\n'
         "[parameters]\nsigma = [[0.5]]\n"
@@ -75,6 +77,20 @@ def test_shards_on_threads_and_a_local_cluster_equal_one_process(data: Path) -> 
         assert a.size == 10 and a.shape == b.shape  # sigma and 4 betas: estimates and SEs
         np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-10 * np.abs(a).max(), err_msg=name)
         assert saved["objective"] == pytest.approx(one["objective"], rel=1e-10)
+
+
+def test_post_profiles_and_stability_on_a_local_cluster_equal_the_sequential_ones(
+        data: Path) -> None:
+    # Reference: the same [post] run in this process; each profile line and each stability
+    # re-estimation is a job doing the same floating-point work on a worker: equal tables
+    post = "[post]\nprofiles = true\nstability = [1, 2]\n"
+    rule = '[integration]\nkind = "sobol"\nsize = 30\nrng = 1\n'
+    one = _run(data, "post_one", post, agents=rule)
+    local = _run(data, "post_local", post + '[compute]\nscheduler = "local"\nworkers = 2',
+                 agents=rule)
+    for table in ("objective_profiles", "draws_stability"):
+        assert local["tables"][table] == one["tables"][table], table
+    assert len(one["tables"]["draws_stability"]["index"]) == 5  # sigma and 4 betas
 
 
 def test_shards_on_a_process_pool_are_refused_by_name(data: Path) -> None:

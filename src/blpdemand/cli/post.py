@@ -103,7 +103,8 @@ def _stability(spec: Spec, results: Any, report: Report, refit: dict[str, Any]) 
     chosen = spec.post["stability"]
     factors = (1, 2, 4) if chosen is True else tuple(int(f) for f in chosen)
     stability = DrawsStability.from_results(results, refit["integration"], factors=factors,
-                                            make_problem=refit["make_problem"])
+                                            make_problem=refit["make_problem"],
+                                            executor=run_executor())
     table = stability.table()
     report.table("draws_stability", table)
     report.figure("draws_stability", stability.plot)

@@ -9,6 +9,8 @@ only when plotting); ``table()`` gives the numbers as a Table.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +26,7 @@ from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.results.blp import BLPResults, estimate
 from blpdemand.results.tables import Table
+from blpdemand.solve.estimate import EstimationConfig
 from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.gmm import DemandObjective
 from blpdemand.solve.jobs import map_jobs
@@ -225,26 +228,29 @@ class DrawsStability:
     @classmethod
     def from_results(cls, results: BLPResults, integration: Integration, *,
                      make_problem: Callable[[Integration], Problem] | None = None,
-                     factors: Sequence[int] = (1, 2, 4),
-                     runner: Callable[..., Any] = map) -> DrawsStability:
+                     factors: Sequence[int] = (1, 2, 4), runner: Callable[..., Any] = map,
+                     workers: int = 1, executor: Any = None) -> DrawsStability:
         """Re-estimate under ``integration.refined(f)`` for each factor, from the original start.
 
         ``make_problem(rule)`` builds the problem with ``agents=rule``; without it the results'
-        problem gets new agents from the rule (problems without demographics only).
+        problem gets new agents from the rule (problems without demographics only). Each
+        re-estimation is a job (``reestimate``): on ``workers`` threads, or on ``executor`` (a
+        ``concurrent.futures.Executor`` or ``dask.distributed.Client``; ``make_problem`` must
+        then be picklable, e.g. a module-level function or a functools.partial of one), with
+        the results' config less its runner and executor; ``runner`` is used otherwise.
         """
         if make_problem is None:
             if results.problem.D > 0:
                 raise SpecificationError(
                     "the problem has demographics: pass make_problem=lambda rule: Problem(..., "
                     "agents=rule) so the refined rule can draw them")
-            make_problem = lambda rule: _with_agents(results.problem, rule)
+            make_problem = functools.partial(_with_agents, results.problem)
 
         sigma, pi = results.layout.unpack(results.steps[0].start)  # the original start
-
-        def run(rule: Integration) -> pd.Series:
-            refit = estimate(make_problem(rule), sigma=sigma, pi=pi, config=results.config)
-            return pd.Series(refit.estimates, index=list(refit.names))
-
+        config = dataclasses.replace(results.config, runner=None, executor=None)
+        run = functools.partial(reestimate, make_problem, sigma, pi, config)
+        if executor is not None or workers > 1:
+            runner = functools.partial(_map_jobs, workers=workers, executor=executor)
         return cls(report=draws_stability(run, integration, factors=factors, runner=runner))
 
     def table(self) -> Table:
@@ -266,6 +272,18 @@ class DrawsStability:
         ax.set_xticks(range(len(self.report.names)), self.report.names, rotation=45, ha="right")
         ax.set_ylabel("relative change")
         return ax
+
+
+def reestimate(make_problem: Callable[[Integration], Problem], sigma: Any, pi: Any,
+               config: EstimationConfig, rule: Integration) -> pd.Series:
+    """The estimates (theta, beta) of ``make_problem(rule)`` from sigma, pi: a stability job."""
+    refit = estimate(make_problem(rule), sigma=sigma, pi=pi, config=config)
+    return pd.Series(refit.estimates, index=list(refit.names))
+
+
+def _map_jobs(function: Callable[[Any], Any], items: Sequence[Any], *, workers: int,
+              executor: Any) -> list[Any]:
+    return map_jobs(function, items, workers=workers, executor=executor)
 
 
 def _with_agents(problem: Problem, rule: Integration) -> Problem:
