@@ -13,7 +13,9 @@ runs becomes ~1e-7 in H (measured 5e-7 relative), so H is compared to 1e-5.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,6 +24,7 @@ from test_shards import _problem
 import blpdemand as bd
 from blpdemand.errors import SpecificationError
 from blpdemand.model.problem import Problem
+from blpdemand.solve.progress import RecordingReporter
 
 # gtol 1e-10: the optimizer is driven (l-bfgs-b, then Newton steps) to the minimum itself. At
 # the default 1e-6 it stops anywhere in a ball of ~1e-7 around it, and sums in another order
@@ -73,19 +76,54 @@ def test_absorbed_market_effects_estimate_on_shards_as_in_one_process() -> None:
     _same_results(one, sharded)
 
 
-def test_two_step_estimate_on_a_dask_cluster_of_two_processes_equals_one_process(
-        problem: Problem, whole: bd.BLPResults) -> None:
+@pytest.fixture(scope="module")
+def client() -> Any:
     distributed = pytest.importorskip("distributed")
-    from blpdemand.solve.shards import release_token
-
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address="127.0.0.1:0") as cluster, \
             distributed.Client(cluster) as client:
-        config = bd.EstimationConfig(shards=2, executor=client, **CONFIG)
-        _same_results(whole, bd.estimate(problem, sigma=[0.5], config=config))
-        # every objective's state was released on the workers, and the shards' data too
-        assert sum(len(state) for state in client.run(_held).values()) == 0
-        assert client.run(release_token, "none") and not client.who_has()
+        yield client
+
+
+@pytest.mark.parametrize("count", [2, 4])
+def test_two_step_estimate_on_a_dask_cluster_of_two_processes_equals_one_process(
+        problem: Problem, whole: bd.BLPResults, client: Any, count: int) -> None:
+    from blpdemand.solve.shards import release_token
+
+    config = bd.EstimationConfig(shards=count, executor=client, **CONFIG)
+    _same_results(whole, bd.estimate(problem, sigma=[0.5], config=config))
+    # every objective's state was released on the workers, and the shards' data too (the
+    # scheduler forgets cancelled data asynchronously: polled for up to 10 s)
+    assert sum(len(state) for state in client.run(_held).values()) == 0
+    deadline = time.monotonic() + 10
+    while client.who_has() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.run(release_token, "none") and not client.who_has()
+
+
+def test_progress_records_are_the_one_process_evaluations(problem: Problem) -> None:
+    # Reference: the records of the one-process estimate, one per evaluation of Q. The paths
+    # are the same until the optimizer reaches Q's noise floor, where roundoff decides how many
+    # more line-search trials it makes (seen: 4 more in one start): records are compared for
+    # each start up to Q within 1e-9 of its lowest value
+    records = []
+    for shards in (None, 3):
+        reporter = RecordingReporter()
+        bd.estimate(problem, sigma=[0.5], reporter=reporter,
+                    config=bd.EstimationConfig(shards=shards, **CONFIG))
+        records.append(reporter.records)
+    one, sharded = records
+    starts = sorted({(r.step, r.start) for r in one})
+    assert starts == sorted({(r.step, r.start) for r in sharded}) and len(starts) == 4
+    for start in starts:
+        a, b = ([r for r in rs if (r.step, r.start) == start] for rs in (one, sharded))
+        floor = min(r.objective for r in a) * (1 + 1e-9)
+        a, b = ([r for r in rs if r.objective > floor] for rs in (a, b))
+        assert len(a) == len(b) >= 3
+        for x, y in zip(a, b):
+            assert (x.evaluation, x.iteration) == (y.evaluation, y.iteration)
+            assert y.objective == pytest.approx(x.objective, rel=1e-10)
+            np.testing.assert_allclose(y.theta, x.theta, rtol=1e-10)
 
 
 def _held() -> list[object]:
