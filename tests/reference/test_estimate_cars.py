@@ -38,15 +38,21 @@ BOUNDS = (0.01, 0.5)
 GTOL = 1e-8
 
 
-@pytest.mark.slow
-def test_cars_random_price_coefficient_matches_pyblp(cars: pd.DataFrame) -> None:
+def _cars_data(cars: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Products with shares = sales / (households / 2.5) and the excluded instruments: RXR and
+    the course-convention differentiation instruments (local, quadratic) on hp and log weight."""
     data = cars.rename(columns={"price": "prices"})
     data["market_ids"] = data["year"]
     data["shares"] = data["sales"] / (data["number_households"] / 2.5)
     gh = pd.concat([bd.build_differentiation_instruments(data, "hp + np.log(weight)",
                                                          convention="course", version=v)
                     for v in ("local", "quadratic")], axis=1)
-    excluded = ["RXR", *gh.columns]
+    return data, gh, ["RXR", *gh.columns]
+
+
+@pytest.mark.slow
+def test_cars_random_price_coefficient_matches_pyblp(cars: pd.DataFrame) -> None:
+    data, gh, excluded = _cars_data(cars)
     frame = pd.concat([data, gh], axis=1)
     problem = bd.Problem(frame, linear=LINEAR, nonlinear="0 + prices",
                          agents=bd.Integration("sobol", 200, rng=0), absorb=ABSORB,
@@ -114,13 +120,7 @@ def test_cars_lognormal_price_coefficient_has_no_positive_own_elasticity(
     """The cars problem above with the price coefficient -exp(pi_0 + sigma nu) (issue 20): every
     consumer dislikes price, so every own-price elasticity is negative, and the estimate is an
     interior, converged minimum with finite standard errors."""
-    data = cars.rename(columns={"price": "prices"})
-    data["market_ids"] = data["year"]
-    data["shares"] = data["sales"] / (data["number_households"] / 2.5)
-    gh = pd.concat([bd.build_differentiation_instruments(data, "hp + np.log(weight)",
-                                                         convention="course", version=v)
-                    for v in ("local", "quadratic")], axis=1)
-    excluded = ["RXR", *gh.columns]
+    data, gh, excluded = _cars_data(cars)
     problem = bd.Problem(pd.concat([data, gh], axis=1), linear=LINEAR.replace("prices + ", ""),
                          nonlinear="0 + prices", demographics="1", lognormal=["prices"],
                          agents=bd.Integration("sobol", 200, rng=0), absorb=ABSORB,

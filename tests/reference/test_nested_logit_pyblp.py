@@ -119,3 +119,25 @@ def test_product_fixed_effects_absorbed(products: pd.DataFrame) -> None:
                                  nesting="nesting_ids", instruments=INSTRUMENTS,
                                  center_moments=True)
     _compare(ours, reference, ["rho"])
+
+
+def test_merger_prices_equal_pyblp(products: pd.DataFrame) -> None:
+    # The tutorial's 2-step nested logit; firm 2 merges into firm 1 at the costs each tool
+    # implies. Prices solve the nested Bertrand first-order conditions in both (ours: the
+    # markup equation p = c + eta(p)); they agree to the FOC tolerance (1e-12) amplified by
+    # the estimates' 1e-9 difference and 1 / (1 - rho) ~ 9: 1e-7 of the price scale.
+    reference = _pyblp(products, method="2s", rho=0.7)
+    ours = bd.estimate_logit(products, linear="0 + prices", nesting="nesting_ids",
+                             instruments=[*INSTRUMENTS, "demand_instruments20"],
+                             method="2s-gmm", center_moments=True)
+    merged = products["firm_ids"].replace(2, 1).to_numpy()
+    with np.errstate(all="ignore"), pytest.warns(EconomicWarning):  # costs below zero
+        costs = bd.compute_costs(ours)
+        theirs = np.ravel(reference.compute_prices(firm_ids=merged[:, None],
+                                                   costs=reference.compute_costs()))
+    counterfactual = bd.compute_prices(ours, firm_ids=merged, costs=costs)
+    assert all(s.converged for s in counterfactual.status)
+    assert np.abs(counterfactual.prices - theirs).max() <= 1e-7 * np.abs(theirs).max()
+    # the merged firm raises its prices; consumer surplus falls
+    assert np.all(counterfactual.prices[merged == 1] >= products["prices"][merged == 1] - 1e-12)
+    assert np.all(counterfactual.consumer_surplus <= counterfactual.consumer_surplus_before)

@@ -151,3 +151,21 @@ def test_post_estimation_equals_pyblp(simulated: dict[str, Any]) -> None:
                       ("costs", costs)):
         scale = np.nanmax(np.abs(expected[name]))
         assert np.nanmax(np.abs(got - expected[name])) <= 1e-9 * scale, name
+
+
+def test_merger_prices_equal_pyblp(simulated: dict[str, Any]) -> None:
+    # at the same theta and W (so the same demand): firm 1 buys firm 2; both solve the nested
+    # Bertrand FOCs at the costs each implies (ours by the zeta fixed point with the nested
+    # Lambda and Gamma), to the FOC tolerance: 1e-8 of the price scale
+    ours = bd.evaluate(simulated["ours"], sigma=[[SIGMA]], rho=RHO,
+                       config=bd.EstimationConfig(method="1s", contraction=TIGHT))
+    theirs = _pyblp(simulated["theirs"], method="1s", optimization=pyblp.Optimization("return"))
+    firms = ours.problem.products.unsort(ours.problem.products.array("firm_ids"))
+    merged = np.where(firms == 2, 1, firms)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = np.ravel(theirs.compute_prices(firm_ids=merged[:, None],
+                                                  costs=theirs.compute_costs()))
+        counterfactual = bd.compute_prices(ours, firm_ids=merged, costs=bd.compute_costs(ours))
+    assert all(s.converged for s in counterfactual.status)
+    assert np.abs(counterfactual.prices - expected).max() <= 1e-8 * np.abs(expected).max()

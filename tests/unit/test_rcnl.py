@@ -121,12 +121,24 @@ def test_what_is_not_built_for_nests_says_so() -> None:
 
     problem = _problem()
     results = bd.estimate(problem, sigma=[0.6], rho=0.5, config=bd.EstimationConfig(starts=0))
-    for compute in (lambda: bd.simulate_merger(results, [0, 1]),
-                    lambda: bd.compute_consumer_surplus(results),
-                    lambda: bd.compute_long_run_diversion_ratios(results),
+    for compute in (lambda: bd.compute_long_run_diversion_ratios(results),
                     lambda: bd.bootstrap(results, draws=3),
                     lambda: bd.optimal_instruments(results),
                     lambda: bd.estimate_approximation(problem),
                     lambda: split_markets(problem, 2)):
         with pytest.raises(SpecificationError, match="nested logit"):
             compute()
+
+
+def test_consumer_surplus_with_rho_zero_is_the_plain_models() -> None:
+    # rho = 0: the nested log-sum is the logit's, so CS equals the plain problem's at the same
+    # theta and beta (a closed form check of NestedMarketDemand.surplus)
+    nested = _problem()
+    products, agents, instruments = _data()
+    plain = bd.Problem(products.drop(columns="nesting_ids"), linear="1 + prices + x1 + x2",
+                       nonlinear="0 + x1", agents=agents, instruments=instruments)
+    config = bd.EstimationConfig(method="1s", contraction=TIGHT)
+    ours = bd.evaluate(nested, sigma=[0.7], rho=0.0, config=config)
+    reference = bd.evaluate(plain, sigma=[0.7], config=config)
+    np.testing.assert_allclose(bd.compute_consumer_surplus(ours),
+                               bd.compute_consumer_surplus(reference), rtol=1e-10)

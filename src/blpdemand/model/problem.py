@@ -202,11 +202,10 @@ class Problem:
                 kappa=None if supply_side.kappa is None else [
                     [f, g, w] for (f, g), w in supply_side.kappa.items()])
         # micro moments (model.micro): survey statistics, every name checked against the data
-        if micro is not None and (supply_side is not None or nesting is not None
-                                  or self.has_lognormal):
+        if micro is not None and (nesting is not None or self.has_lognormal):
             raise SpecificationError(
-                "micro moments together with a supply side, nests or lognormal coefficients are "
-                "not built yet: match the micro moments with the demand side alone")
+                "micro moments together with nests or lognormal coefficients are not built "
+                "yet: their predicted values need that model's choice probabilities")
         object.__setattr__(self, "micro", None if micro is None else MicroMoments(self, micro))
 
     # ------------------------------------------------------------------ sizes

@@ -255,7 +255,7 @@ class BLPResults(PostEstimationMethods):
             residuals += (self.problem.products.sort(self.omega),)
         if self.micro is not None:  # S = blockdiag(S_D, S_M), the surveys' block unchanged
             assert self.micro.covariance is not None
-            covariance = stacked_covariance(self.G, self.W, residuals[0], self.problem.ZD_tilde,
+            covariance = stacked_covariance(self.G, self.W, residuals, problem_stack(self.problem),
                                             self.problem.N * self.micro.covariance, kind=kind,
                                             clusters=ids, center=self.config.center_moments,
                                             identified=identified)
@@ -408,7 +408,7 @@ def results_from(problem: Problem, outcome: EstimationOutcome,
         micro = problem.micro.evaluate(outcome.layout, e.theta, e.delta, covariance=True)
         assert micro.covariance is not None
         S_M = N * micro.covariance
-        covariance = stacked_covariance(G, outcome.W, e.xi, Z, S_M, kind=kind,
+        covariance = stacked_covariance(G, outcome.W, e.residuals, stack, S_M, kind=kind,
                                         clusters=outcome.clusters,
                                         center=config.center_moments, identified=identified)
     unsort = problem.products.unsort

@@ -27,11 +27,11 @@ from blpdemand.errors import (
     EconomicWarning,
 )
 from blpdemand.model.fitted import FittedDemand
+from blpdemand.model.nested_demand import NestedMarketDemand, solve_nested_prices
 from blpdemand.model.pricing import (
     MarketDemand,
     PricingConfig,
     PricingStatus,
-    market_demands,
     nonnegative_alpha,
     solve_prices,
 )
@@ -42,7 +42,7 @@ from blpdemand.results.costs import (
     ownership_matrices,
     per_product,
 )
-from blpdemand.results.elasticities import as_fitted
+from blpdemand.results.elasticities import as_fitted, model_demands
 from blpdemand.results.surplus import market_surplus
 from blpdemand.results.tables import Table
 
@@ -197,10 +197,10 @@ def compute_prices(results: Any, *, firm_ids: Any = None, ownership: Any = None,
     >>> cf.price_changes, cf.consumer_surplus_change, cf.failed_markets  # doctest: +SKIP
     """
     config = PricingConfig() if config is None else config
-    fitted = as_fitted(results)
+    fitted = as_fitted(results, nested=True)
     products = fitted.problem.products
     markets = products.markets
-    demands = market_demands(fitted)
+    demands = model_demands(fitted)
     if costs is None:
         implied = products.sort(compute_costs(fitted))
         bad = ~np.isfinite(implied)
@@ -237,6 +237,8 @@ def compute_prices(results: Any, *, firm_ids: Any = None, ownership: Any = None,
         if np.any(demand.alpha >= 0):  # CS needs alpha_i < 0; prices do not
             undefined.append(np.asarray(demand.market_id).tolist())
             return np.nan
+        if isinstance(demand, NestedMarketDemand):
+            return demand.surplus(at)
         return market_surplus(demand, at)
 
     for t, demand in enumerate(demands):
@@ -244,7 +246,10 @@ def compute_prices(results: Any, *, firm_ids: Any = None, ownership: Any = None,
         mask = available[rows]
         idx = np.flatnonzero(mask) + rows.start
         sub = demand.subset(mask)
-        solution = solve_prices(sub, effective[idx], owners[t][np.ix_(mask, mask)], config=config)
+        owner = owners[t][np.ix_(mask, mask)]
+        solution = (solve_nested_prices(sub, effective[idx], owner, config=config)
+                    if isinstance(sub, NestedMarketDemand)
+                    else solve_prices(sub, effective[idx], owner, config=config))
         if nonnegative_alpha(sub):
             capped.append(t)
         status.append(solution.status)
@@ -288,7 +293,7 @@ def simulate_merger(results: Any, merging: Sequence[object], *,
     >>> cf = simulate_merger(results, [1, 2])          # doctest: +SKIP
     >>> cf.summary()                                   # doctest: +SKIP
     """
-    fitted = as_fitted(results)
+    fitted = as_fitted(results, nested=True)
     merging = list(merging)
     if len(merging) < 2:
         raise DataError(f"a merger needs at least two firms, got {merging}")

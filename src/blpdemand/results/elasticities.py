@@ -18,7 +18,8 @@ import pandas as pd
 from blpdemand._types import AnyArray, FloatArray, IntArray
 from blpdemand.errors import SpecificationError
 from blpdemand.model.fitted import FittedDemand
-from blpdemand.model.nesting import nested_share_jacobian
+from blpdemand.model.nested_demand import NestedMarketDemand
+from blpdemand.model.nesting import nested_share_jacobian, within_shares
 from blpdemand.model.pricing import MarketDemand, market_demands, share_jacobian
 from blpdemand.model.rcnl import nest_membership, nested_delta_jacobian, nested_probabilities
 from blpdemand.results.sanity import elasticity_check, usable_fitted, warns
@@ -176,6 +177,35 @@ def rcnl_jacobians(fitted: FittedDemand, name: str = "prices") -> list[FloatArra
         codes = nests.codes[markets.slice(t)][None, :]
         p = nested_probabilities(demand.utility[None], nest_membership(codes, G, None), lam)
         out.append(nested_delta_jacobian(p, (demand.weights * demand.alpha)[None])[0])
+    return out
+
+
+def model_demands(fitted: FittedDemand) -> list[MarketDemand]:
+    """One demand per market for the model the results hold: MarketDemand (random
+    coefficients or logit), or NestedMarketDemand with the nests of a nested logit (V_j =
+    delta_j - rho_g log s_{j|g}, one agent) or of a random-coefficients nested logit."""
+    demands = market_demands(fitted)
+    problem = fitted.problem
+    if fitted.nests is not None:
+        nests, codes = fitted.nests, fitted.nests.codes
+        lam = 1.0 - fitted.nests.rho_by_nest(fitted.beta, problem.X1.names)
+        within = np.log(within_shares(problem.products.shares, nests.cells))
+        V = fitted.delta - fitted.rho * within
+    elif problem.nests is not None:
+        nests, codes = problem.nests, problem.nests.codes
+        rho = fitted.layout.rho(fitted.theta)
+        lam = 1.0 - (rho if nests.per_nest else np.full(nests.labels.size, float(rho[0])))
+        V = None
+    else:
+        return demands
+    markets = problem.products.markets
+    out: list[MarketDemand] = []
+    for t, demand in enumerate(demands):
+        rows = markets.slice(t)
+        utility = demand.utility if V is None else V[rows][:, None]
+        out.append(NestedMarketDemand(market_id=demand.market_id, prices=demand.prices,
+                                      utility=utility, alpha=demand.alpha,
+                                      weights=demand.weights, nests=codes[rows], lam=lam))
     return out
 
 

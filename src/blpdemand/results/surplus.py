@@ -17,10 +17,11 @@ import numpy as np
 
 from blpdemand._types import FloatArray
 from blpdemand.errors import SpecificationError
+from blpdemand.model.nested_demand import NestedMarketDemand
 from blpdemand.model.nesting import within_shares
-from blpdemand.model.pricing import MarketDemand, log_sum, market_demands
+from blpdemand.model.pricing import MarketDemand, log_sum
 from blpdemand.results.costs import per_product
-from blpdemand.results.elasticities import as_fitted
+from blpdemand.results.elasticities import as_fitted, model_demands
 
 
 def market_surplus(demand: MarketDemand, prices: FloatArray | None = None) -> float:
@@ -49,7 +50,6 @@ def compute_consumer_surplus(results: Any, *, prices: Any = None,
     >>> cs = compute_consumer_surplus(results)                 # doctest: +SKIP
     """
     fitted = as_fitted(results, nested=True)
-    fitted.problem.refuse_nests("consumer surplus")
     markets = fitted.problem.products.markets
     p = None if prices is None else per_product(fitted, prices, "prices")
     available = (np.ones(markets.N, dtype=bool) if keep is None
@@ -57,11 +57,13 @@ def compute_consumer_surplus(results: Any, *, prices: Any = None,
     if fitted.nests is not None:
         return _nested_surplus(fitted, p, available)
     out = np.empty(markets.T)
-    for t, demand in enumerate(market_demands(fitted)):
+    for t, demand in enumerate(model_demands(fitted)):
         rows = markets.slice(t)
         prices_t = demand.prices if p is None else p[rows]
         mask = available[rows]
-        out[t] = market_surplus(demand.subset(mask), prices_t[mask])
+        sub = demand.subset(mask)
+        out[t] = (sub.surplus(prices_t[mask]) if isinstance(sub, NestedMarketDemand)
+                  else market_surplus(sub, prices_t[mask]))
     return out
 
 

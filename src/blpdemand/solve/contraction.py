@@ -47,7 +47,7 @@ from blpdemand.model.derivatives import adjoint_theta_gradient
 from blpdemand.model.parameters import ParameterLayout, make_layout
 from blpdemand.model.problem import Problem
 from blpdemand.model.shares import block_shares
-from blpdemand.model.utility import ExpUtility
+from blpdemand.model.utility import ExpUtility, MarketBlock
 from blpdemand.solve.block_inversion import compiled_available, invert_block
 from blpdemand.solve.fixed_point import FixedPointConfig, FixedPointResult, FixedPointStatus
 from blpdemand.solve.jobs import run_jobs
@@ -90,6 +90,36 @@ class ContractionResult:
     jacobian: FloatArray | None = None
     status: FixedPointStatus = FixedPointStatus.CONVERGED
     max_change: float = 0.0
+
+
+class BlockTally:
+    """delta and the counts of an inner loop solved block by block: each block's
+    FixedPointResult is scattered into ``delta`` and summed; ``result`` makes the record."""
+
+    def __init__(self, delta: FloatArray) -> None:
+        self.delta = delta
+        self.failed: list[int] = []
+        self.evaluations = self.iterations = self.worst = 0
+        self.max_change = 0.0
+
+    def add(self, block: MarketBlock, fp: FixedPointResult) -> None:
+        block.scatter_products(fp.x, self.delta)
+        self.evaluations += int(fp.evaluations.sum())
+        self.iterations = max(self.iterations, int(fp.evaluations.max()))
+        finite = fp.change[np.isfinite(fp.change)]
+        self.max_change = max(self.max_change, float(finite.max()) if finite.size else np.inf)
+        self.worst = max(self.worst, int(fp.codes.max()))
+        self.failed.extend(int(t) for t in block.positions[fp.failed])
+
+    def result(self, problem: Problem, jacobian: FloatArray | None) -> ContractionResult:
+        """The ContractionResult (no Jacobian where some market failed)."""
+        failed = sorted(self.failed)
+        return ContractionResult(
+            delta=self.delta, converged=not failed, iterations=self.iterations,
+            evaluations=self.evaluations,
+            failed_markets=problem.products.markets.ids[np.asarray(failed, dtype=np.int64)],
+            jacobian=None if failed else jacobian, status=list(FixedPointStatus)[self.worst],
+            max_change=self.max_change)
 
 
 class InnerLoop:
@@ -193,31 +223,15 @@ class InnerLoop:
             start = problem.products.logit_delta
         delta = start.copy()
         jac = np.zeros((problem.N, layout.P)) if jacobian else None
-        failed: list[int] = []
-        evaluations = iterations = 0
-        max_change = 0.0
-        worst = 0
+        tally = BlockTally(delta)
         outcomes = self._each(functools.partial(self._solve_block, mapping=mapping, store=store,
                                                 start=start, jacobian=jacobian))
         for data, (fp, jac_block) in zip(self.blocks, outcomes):
-            data.block.scatter_products(fp.x, delta)
-            evaluations += int(fp.evaluations.sum())
-            iterations = max(iterations, int(fp.evaluations.max()))
-            finite = fp.change[np.isfinite(fp.change)]
-            max_change = max(max_change, float(finite.max()) if finite.size else np.inf)
-            worst = max(worst, int(fp.codes.max()))
-            if fp.failed.size:
-                failed.extend(int(t) for t in data.block.positions[fp.failed])
-            elif jac is not None and jac_block is not None:
+            tally.add(data.block, fp)
+            if not fp.failed.size and jac is not None and jac_block is not None:
                 data.block.scatter_products(jac_block, jac)
-        failed.sort()
-        ids = problem.products.markets.ids[np.asarray(failed, dtype=np.int64)]
-        result = ContractionResult(
-            delta=delta, converged=not failed, iterations=iterations, evaluations=evaluations,
-            failed_markets=ids, jacobian=None if failed else jac,
-            status=list(FixedPointStatus)[worst],
-            max_change=max_change)
-        if failed:
+        result = tally.result(problem, jac)
+        if not result.converged:
             _on_failure(config, result)
         else:
             self._last_delta = delta

@@ -364,8 +364,9 @@ def _estimate(problem: Problem, layout: ParameterLayout, theta0: FloatArray,
 def updated_weighting(problem: Problem, layout: ParameterLayout, theta: FloatArray,
                       W_D: FloatArray, config: EstimationConfig,
                       clusters: AnyArray | None) -> FloatArray:
-    """W = blockdiag(S_D(xi(theta)), S_M(theta))^{-1} at theta: the initial update that micro
-    moments need before step 1 (their block has no 2SLS analogue; PyBLP's zeroth step)."""
+    """W = blockdiag(S(r(theta)), S_M(theta))^{-1} at theta, S over the product-level blocks
+    (demand, and supply with one): the initial update that micro moments need before step 1
+    (their block has no 2SLS analogue; PyBLP's zeroth step)."""
     zeroth = DemandObjective(problem, layout, initial_weighting(problem, W_D),
                              contraction=config.fixed_point, on_failure=config.on_failure)
     evaluation = zeroth.evaluate(theta, report=False, adjoint=True, gradient=False)
@@ -375,7 +376,7 @@ def updated_weighting(problem: Problem, layout: ParameterLayout, theta: FloatArr
             f"the contraction failed at the starting theta in market(s) "
             f"{np.asarray(evaluation.failed_markets).tolist()[:10]}, so the micro moments' "
             "initial weighting matrix cannot be computed; change the starting values")
-    S = stack_covariance(zeroth.stack, (evaluation.xi,), kind=config.weighting,
+    S = stack_covariance(zeroth.stack, evaluation.residuals, kind=config.weighting,
                          clusters=clusters, center=config.center_moments)
     S = with_micro(problem, layout, S, theta, evaluation.delta)
     return weighting_matrix(S, what=f"{config.weighting} moment covariance at the start")

@@ -29,10 +29,10 @@ from blpdemand.errors import ConvergenceError
 from blpdemand.model.marginal_costs import CostEvaluation, costs_adjoint, evaluate_costs
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
-from blpdemand.solve.nested_loop import inner_loop
 from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.micro import micro_contribution, split_weighting
 from blpdemand.solve.moments import problem_stack
+from blpdemand.solve.nested_loop import inner_loop
 from blpdemand.solve.progress import EvaluationRecord, Reporter, SilentReporter
 
 

@@ -35,15 +35,20 @@ from blpdemand.model.rcnl import (
     nested_theta_jacobian,
 )
 from blpdemand.model.utility import lognormal_coefficients
-from blpdemand.solve.contraction import ContractionResult, InnerLoop, _on_failure, _start
-from blpdemand.solve.fixed_point import FixedPointConfig, FixedPointStatus, solve_fixed_point
+from blpdemand.solve.contraction import (
+    BlockTally,
+    ContractionResult,
+    InnerLoop,
+    _on_failure,
+    _start,
+)
+from blpdemand.solve.fixed_point import FixedPointConfig, solve_fixed_point
 from blpdemand.solve.market_blocks import (
     _Block,
     _coefficient_map,
     _derivative_variables,
     _prepare,
 )
-
 
 NEWTON_RHO = 0.75  # "auto" solves by Newton's method where some rho exceeds this
 
@@ -165,34 +170,19 @@ class NestedInnerLoop:
                      else problem.products.logit_delta)
         mapping, lam = _coefficient_map(self.layout, theta), self._lambda(theta)
         config = self.newton if self.auto and lam.min() < 1.0 - NEWTON_RHO else self.config
-        delta = start.copy()
-        failed: list[int] = []
-        evaluations = iterations = worst = 0
-        max_change = 0.0
+        tally = BlockTally(start.copy())
         for b, data in enumerate(self.blocks):
             system = NestedContractionMap(self._mu(data, mapping), self.onehot[b], lam,
                                           data.weights, data.shares)
             with np.errstate(all="ignore"):
                 fp = solve_fixed_point(system, data.block.gather_products(start), config)
-            data.block.scatter_products(fp.x, delta)
-            evaluations += int(fp.evaluations.sum())
-            iterations = max(iterations, int(fp.evaluations.max()))
-            finite = fp.change[np.isfinite(fp.change)]
-            max_change = max(max_change, float(finite.max()) if finite.size else np.inf)
-            worst = max(worst, int(fp.codes.max()))
-            failed.extend(int(t) for t in data.block.positions[fp.failed])
-        failed.sort()
-        jac = None
-        if jacobian and not failed:
-            jac = self.jacobian(theta, delta)
-        result = ContractionResult(
-            delta=delta, converged=not failed, iterations=iterations, evaluations=evaluations,
-            failed_markets=problem.products.markets.ids[np.asarray(failed, dtype=np.int64)],
-            jacobian=jac, status=list(FixedPointStatus)[worst], max_change=max_change)
-        if failed:
+            tally.add(data.block, fp)
+        jac = self.jacobian(theta, tally.delta) if jacobian and not tally.failed else None
+        result = tally.result(problem, jac)
+        if not result.converged:
             _on_failure(self.config, result)
         else:
-            self._last_delta = delta
+            self._last_delta = tally.delta
         return result
 
     def shares(self, theta: FloatArray, delta: FloatArray) -> FloatArray:
