@@ -141,3 +141,23 @@ def test_bad_shard_options_are_refused_by_name(problem: Problem) -> None:
     with ThreadPoolExecutor(1) as pool, pytest.raises(SpecificationError,
                                                      match="shards=2 with executor="):
         bd.estimate(problem, sigma=[0.5], config=bd.EstimationConfig(shards=2, executor=pool))
+
+
+def test_supply_micro_and_nests_are_refused_by_name() -> None:
+    # market shards carry the demand side only (solve.shards.split_markets)
+    import test_micro  # puts tests/simulation (micro_data) on the path
+    from test_rcnl import _problem as nested_problem
+    from test_supply_gradient import supply_problem
+
+    config = bd.EstimationConfig(shards=2)
+    with pytest.raises(SpecificationError, match="shards.*supply side"):
+        bd.estimate(supply_problem(), sigma=np.diag([0.6, 0.8, 0.0]), pi=[[0.1], [0.0], [0.0]],
+                    config=config)
+    with pytest.raises(SpecificationError, match="shards.*nested logit"):
+        bd.estimate(nested_problem(), sigma=[0.5], rho=0.3, config=config)
+    data = test_micro.simulate_micro(markets=6, products=4, agents=40, rng=5)
+    moments = [bd.micro.probability(chose=bd.micro.inside(), value=0.5, observations=10)]
+    micro_problem = bd.Problem(data.products, agents=data.agents, micro=moments, **test_micro.KW)
+    with pytest.raises(SpecificationError, match="shards.*micro moments"):
+        bd.estimate(micro_problem, sigma=np.diag([0.0, 1.0]), pi=np.array([[0.5], [0.0]]),
+                    config=config)
