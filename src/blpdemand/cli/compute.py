@@ -6,7 +6,8 @@
 processes; ``"tcp://host:port"`` on the workers of a running Dask scheduler. The pool or
 cluster lives for the run only (``opened``): it is closed on success, on errors and on
 Ctrl-C. The starts of each GMM step and the ``[post.bootstrap]`` draws go to it; every job is
-data (``StartJob``), so the results are bit for bit the sequential ones.
+data (``StartJob``), so the results are bit for bit the sequential ones. With ``[estimation]
+shards = k`` the markets' shards go to it instead (threads or Dask; ``solve.sharded_gmm``).
 
 ``executor_runner`` is the estimator's ``runner`` seam for an executor: it submits the starts,
 advances a progress bar as they finish on any worker, shows each start's evaluation rows (and
@@ -110,6 +111,11 @@ def check_compute(spec: Spec, command: str) -> Compute | None:
             f"[estimation] workers and {SECTION} in {name} both say where the starts run; "
             f"keep {SECTION} (scheduler = \"threads\", workers = N for threads) and remove "
             f"workers from [estimation]")
+    if scheduler == "processes" and spec.estimation.get("shards") is not None:
+        raise SpecificationError(
+            f"[estimation] shards with {SECTION} scheduler = \"processes\" in {name}: each "
+            f"shard keeps its inner loop on the worker that holds it, which a process pool "
+            f"cannot address; use scheduler = \"local\", a Dask address, or \"threads\"")
     compute = Compute(scheduler=scheduler, workers=(workers if workers is not None else
                                                     usable_cores() if scheduler in POOLS
                                                     else None))

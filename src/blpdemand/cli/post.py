@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from blpdemand.cli.compute import run_executor
 from blpdemand.cli.report import Report, head_rows
 from blpdemand.cli.spec import Spec, check_keys, firm_mapping, like_column
 from blpdemand.errors import SpecificationError
@@ -90,7 +91,7 @@ def _profiles(spec: Spec, results: Any, report: Report) -> None:
     """Q along each nonlinear parameter, the others at the estimate (a panel each)."""
     from blpdemand.results.diagnostics import ObjectiveProfile
 
-    profile = ObjectiveProfile.from_results(results, workers=_cores())
+    profile = ObjectiveProfile.from_results(results, workers=_cores(), executor=run_executor())
     report.table("objective_profiles", profile.table(), show=False)
     report.figure("objective_profiles", profile.plot, panels=len(profile.names))
 
@@ -102,7 +103,8 @@ def _stability(spec: Spec, results: Any, report: Report, refit: dict[str, Any]) 
     chosen = spec.post["stability"]
     factors = (1, 2, 4) if chosen is True else tuple(int(f) for f in chosen)
     stability = DrawsStability.from_results(results, refit["integration"], factors=factors,
-                                            make_problem=refit["make_problem"])
+                                            make_problem=refit["make_problem"],
+                                            executor=run_executor())
     table = stability.table()
     report.table("draws_stability", table)
     report.figure("draws_stability", stability.plot)
@@ -119,8 +121,8 @@ def _contour(spec: Spec, results: Any, report: Report) -> None:
         raise SpecificationError(f"[post] contour in {spec.path.name} needs two nonlinear "
                                  f"parameters; the model has {len(results.theta)}")
     report.figure("objective_contour",
-                  ObjectiveContour.from_results(results, parameters=parameters,
-                                                workers=_cores()).plot)
+                  ObjectiveContour.from_results(results, parameters=parameters, workers=_cores(),
+                                                executor=run_executor()).plot)
 
 
 def _diversion(results: Any, report: Report, market: Any) -> None:

@@ -6,6 +6,7 @@ No estimation logic lives here: every number comes from ``blpdemand``'s public f
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import inspect
 import pkgutil
@@ -287,7 +288,6 @@ def _blp(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None, instru
          *, console: Console, quiet: bool, checkpoint: Callable[[], None] | None = None,
          compute: Compute | None = None, executor: Any = None) -> Any:
     from blpdemand.integration.rule import Integration
-    from blpdemand.model.problem import Problem
     from blpdemand.results.blp import estimate
     from blpdemand.solve.estimate import EstimationConfig
 
@@ -324,9 +324,9 @@ def _blp(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None, instru
     if spec.micro:  # [[micro]]: survey statistics as micro moments (cli.micro)
         kwargs["micro"] = micro_moments(spec.micro, spec.data.get("micro"), spec.path.name)
 
-    def make_problem(source: Any) -> Any:
-        return Problem(products, agents=source, instruments=instruments or None,
-                       columns=spec.columns or None, **kwargs)
+    # picklable: [post] stability re-estimates with it on [compute]'s workers
+    make_problem = functools.partial(build_problem, products, instruments or None,
+                                     spec.columns or None, kwargs)
 
     problem = make_problem(agent_source)
     valid = tuple(n for n in keyword_names(EstimationConfig) if n not in NOT_FROM_SPEC)
@@ -338,6 +338,8 @@ def _blp(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None, instru
     if compute is not None and compute.scheduler == "threads":
         options["workers"] = compute.workers
     config = EstimationConfig(**options)  # validates workers before the runner uses it
+    if config.shards is not None and executor is not None:  # shards live on [compute]'s workers
+        config = dataclasses.replace(config, executor=executor)
     reporter = RichReporter(console, quiet=quiet, checkpoint=checkpoint)
     if executor is not None:  # the starts as jobs there; their rows shown here as they finish
         assert compute is not None
@@ -354,6 +356,14 @@ def _blp(spec: Spec, products: pd.DataFrame, agents: pd.DataFrame | None, instru
                        rho=spec.parameters.get("rho"), config=config, reporter=reporter)
     refit = {"integration": agent_source, "make_problem": make_problem}
     return results, reporter.records, refit
+
+
+def build_problem(products: Any, instruments: Any, columns: Any, kwargs: dict[str, Any],
+                  source: Any) -> Any:
+    """The spec's Problem with agents (or an integration rule) ``source``."""
+    from blpdemand.model.problem import Problem
+
+    return Problem(products, agents=source, instruments=instruments, columns=columns, **kwargs)
 
 
 def run_command(args: Any, *, interrupts: Interrupts | None = None) -> int:

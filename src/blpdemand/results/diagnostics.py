@@ -9,6 +9,7 @@ only when plotting); ``table()`` gives the numbers as a Table.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,25 +22,51 @@ from blpdemand._types import FloatArray
 from blpdemand.errors import SpecificationError
 from blpdemand.integration.rule import Integration
 from blpdemand.integration.stability import StabilityReport, draws_stability
+from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.results.blp import BLPResults, estimate
 from blpdemand.results.tables import Table
+from blpdemand.solve.estimate import EstimationConfig
+from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.gmm import DemandObjective
-from blpdemand.solve.jobs import run_jobs
+from blpdemand.solve.jobs import map_jobs
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointsJob:
+    """Q at each row of ``points`` (n, P) with the results' last W, warm-started from the
+    estimate's delta: data, so threads, processes or Dask workers run it (``q_at_points``)."""
+
+    problem: Problem
+    layout: ParameterLayout
+    W: FloatArray = field(repr=False)
+    contraction: FixedPointConfig
+    delta0: FloatArray = field(repr=False)
+    points: FloatArray
 
 
 def _objective(results: BLPResults) -> DemandObjective:
-    """Q(theta) with the weighting matrix of the results' last GMM step, warm-started from
-    the estimate's delta."""
+    """Q(theta) with the results' last W, warm-started from the estimate's delta."""
     return DemandObjective(results.problem, results.layout, results.W,
                            contraction=results.config.fixed_point,
                            delta0=results.problem.products.sort(results.delta))
 
 
-def _values(results: BLPResults, points: FloatArray) -> FloatArray:
-    """Q at each row of ``points`` (n, P), in order, with one objective (warm starts): a job."""
-    q = _objective(results)
-    return np.array([q.objective(point) for point in points])
+def q_at_points(job: PointsJob) -> FloatArray:
+    """Q at the job's points, in order, with one objective (each warm-starts the next)."""
+    q = DemandObjective(job.problem, job.layout, job.W, contraction=job.contraction,
+                        delta0=job.delta0)
+    return np.array([q.objective(point) for point in job.points])
+
+
+def _jobs(results: BLPResults, lines: list[FloatArray], workers: int,
+          executor: Any) -> FloatArray:
+    """Q on each line of points, a job per line (the same values on any executor)."""
+    delta0 = results.problem.products.sort(results.delta)
+    jobs = [PointsJob(problem=results.problem, layout=results.layout, W=results.W,
+                      contraction=results.config.fixed_point, delta0=delta0, points=line)
+            for line in lines]
+    return np.array(map_jobs(q_at_points, jobs, workers=workers, executor=executor))
 
 
 def _half_width(results: BLPResults, k: int, width: float) -> float:
@@ -66,9 +93,10 @@ class ObjectiveProfile:
 
     @classmethod
     def from_results(cls, results: BLPResults, *, points: int = 11, width: float = 3.0,
-                     workers: int = 1) -> ObjectiveProfile:
+                     workers: int = 1, executor: Any = None) -> ObjectiveProfile:
         """Evaluate Q on ``points`` values within max(width SE, 25% |theta|) of each estimate;
-        each parameter's line is a job (``workers`` threads; the same values for any)."""
+        each parameter's line is a job (``workers`` threads, or ``executor``: a
+        ``concurrent.futures.Executor`` or ``dask.distributed.Client``; the same values)."""
         if points < 3:
             raise SpecificationError(f"points={points} must be >= 3")
         theta = results.theta
@@ -79,8 +107,8 @@ class ObjectiveProfile:
             grids[k] = theta[k] + np.linspace(-h, h, points)
             line = np.tile(theta, (points, 1))
             line[:, k] = grids[k]
-            lines.append(functools.partial(_values, results, line))
-        values = np.array(run_jobs(lines, workers=workers)).reshape(theta.size, points)
+            lines.append(line)
+        values = _jobs(results, lines, workers, executor).reshape(theta.size, points)
         return cls(names=results.layout.names, estimate=theta.copy(), objective=results.objective,
                    grids=grids, values=values)
 
@@ -142,9 +170,10 @@ class ObjectiveContour:
 
     @classmethod
     def from_results(cls, results: BLPResults, *, parameters: Sequence[int | str] = (0, 1),
-                     points: int = 9, width: float = 3.0, workers: int = 1) -> ObjectiveContour:
+                     points: int = 9, width: float = 3.0, workers: int = 1,
+                     executor: Any = None) -> ObjectiveContour:
         """Evaluate Q on a points x points grid of two parameters (indices or names); each
-        row of the grid is a job (``workers`` threads; the same values for any)."""
+        row of the grid is a job (``workers`` threads or ``executor``; the same values)."""
         names = results.layout.names
         index = [names.index(p) if isinstance(p, str) else int(p) for p in parameters]
         if len(index) != 2 or len(set(index)) != 2 or not all(0 <= i < len(names) for i in index):
@@ -158,8 +187,8 @@ class ObjectiveContour:
         for yv in y:
             row = np.tile(theta, (points, 1))
             row[:, a], row[:, b] = x, yv
-            rows.append(functools.partial(_values, results, row))
-        values = np.array(run_jobs(rows, workers=workers)).reshape(points, points)
+            rows.append(row)
+        values = _jobs(results, rows, workers, executor).reshape(points, points)
         return cls(names=(names[a], names[b]), estimate=theta[[a, b]].copy(), x=x, y=y,
                    values=values)
 
@@ -199,26 +228,29 @@ class DrawsStability:
     @classmethod
     def from_results(cls, results: BLPResults, integration: Integration, *,
                      make_problem: Callable[[Integration], Problem] | None = None,
-                     factors: Sequence[int] = (1, 2, 4),
-                     runner: Callable[..., Any] = map) -> DrawsStability:
+                     factors: Sequence[int] = (1, 2, 4), runner: Callable[..., Any] = map,
+                     workers: int = 1, executor: Any = None) -> DrawsStability:
         """Re-estimate under ``integration.refined(f)`` for each factor, from the original start.
 
         ``make_problem(rule)`` builds the problem with ``agents=rule``; without it the results'
-        problem gets new agents from the rule (problems without demographics only).
+        problem gets new agents from the rule (problems without demographics only). Each
+        re-estimation is a job (``reestimate``): on ``workers`` threads, or on ``executor`` (a
+        ``concurrent.futures.Executor`` or ``dask.distributed.Client``; ``make_problem`` must
+        then be picklable, e.g. a module-level function or a functools.partial of one), with
+        the results' config less its runner and executor; ``runner`` is used otherwise.
         """
         if make_problem is None:
             if results.problem.D > 0:
                 raise SpecificationError(
                     "the problem has demographics: pass make_problem=lambda rule: Problem(..., "
                     "agents=rule) so the refined rule can draw them")
-            make_problem = lambda rule: _with_agents(results.problem, rule)
+            make_problem = functools.partial(_with_agents, results.problem)
 
         sigma, pi = results.layout.unpack(results.steps[0].start)  # the original start
-
-        def run(rule: Integration) -> pd.Series:
-            refit = estimate(make_problem(rule), sigma=sigma, pi=pi, config=results.config)
-            return pd.Series(refit.estimates, index=list(refit.names))
-
+        config = dataclasses.replace(results.config, runner=None, executor=None)
+        run = functools.partial(reestimate, make_problem, sigma, pi, config)
+        if executor is not None or workers > 1:
+            runner = functools.partial(_map_jobs, workers=workers, executor=executor)
         return cls(report=draws_stability(run, integration, factors=factors, runner=runner))
 
     def table(self) -> Table:
@@ -240,6 +272,18 @@ class DrawsStability:
         ax.set_xticks(range(len(self.report.names)), self.report.names, rotation=45, ha="right")
         ax.set_ylabel("relative change")
         return ax
+
+
+def reestimate(make_problem: Callable[[Integration], Problem], sigma: Any, pi: Any,
+               config: EstimationConfig, rule: Integration) -> pd.Series:
+    """The estimates (theta, beta) of ``make_problem(rule)`` from sigma, pi: a stability job."""
+    refit = estimate(make_problem(rule), sigma=sigma, pi=pi, config=config)
+    return pd.Series(refit.estimates, index=list(refit.names))
+
+
+def _map_jobs(function: Callable[[Any], Any], items: Sequence[Any], *, workers: int,
+              executor: Any) -> list[Any]:
+    return map_jobs(function, items, workers=workers, executor=executor)
 
 
 def _with_agents(problem: Problem, rule: Integration) -> Problem:

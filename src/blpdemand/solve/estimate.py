@@ -52,6 +52,7 @@ from blpdemand.solve.optimizer import (
     newton_polish,
 )
 from blpdemand.solve.progress import Reporter, SerializedReporter
+from blpdemand.solve.sharded_gmm import ShardedDemandObjective, ShardPool
 from blpdemand.solve.verdicts import (
     at_precision_floor,
     check_final,
@@ -110,6 +111,12 @@ class EstimationConfig:
         ``ProcessPoolExecutor(2)``) or a ``dask.distributed.Client``; each start is a picklable
         ``StartJob`` run by ``run_start``, so the results equal the sequential run's (the same
         operations in the same order). Overrides ``workers``.
+    shards : None (default), or split the markets into this many shards (``split_markets``)
+        for the whole estimate: every contraction, gradient, the step-2 W, the Hessian and the
+        standard errors' d xi/d theta are computed shard by shard (``solve.sharded_gmm``),
+        on ``workers`` threads here, or on a ``dask.distributed.Client`` given as
+        ``executor`` (shards scattered once; a process pool is refused); the starts then run
+        one after another. Demand side only: supply, micro moments and nests are refused.
     """
 
     optimizer: str = "l-bfgs-b"
@@ -130,6 +137,7 @@ class EstimationConfig:
     workers: int = 1
     runner: Callable[[Sequence[Callable[[], Any]]], list[Any]] | None = None
     executor: Any = None
+    shards: int | None = None
 
     def __post_init__(self) -> None:
         from blpdemand._checks import check_field_types
@@ -154,6 +162,9 @@ class EstimationConfig:
         if not np.issubdtype(type(self.workers), np.integer) or self.workers < 1:  # bool is not
             raise SpecificationError(f"workers={self.workers!r} must be an integer >= 1 (threads)")
         check_executor(self.executor)
+        if self.shards is not None and (not np.issubdtype(type(self.shards), np.integer)
+                                        or self.shards < 1):
+            raise SpecificationError(f"shards={self.shards!r} must be an integer >= 1 or None")
         if "clustered" in (self.weighting, self.covariance) and self.clusters is None:
             raise SpecificationError("clustered weighting or covariance needs clusters='<column>'")
         if self.contraction is None:
@@ -209,6 +220,17 @@ def _clusters(problem: Problem, config: EstimationConfig) -> AnyArray | None:
 
 def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray,
                    config: EstimationConfig, reporter: Reporter | None = None) -> EstimationOutcome:
+    """Run one- or two-step GMM (``_estimate``), over market shards with ``config.shards``."""
+    if config.shards is None:
+        return _estimate(problem, layout, theta0, config, reporter, None)
+    with ShardPool(problem, config.shards, executor=config.executor,
+                   workers=config.workers) as pool:
+        return _estimate(problem, layout, theta0, config, reporter, pool)
+
+
+def _estimate(problem: Problem, layout: ParameterLayout, theta0: FloatArray,
+              config: EstimationConfig, reporter: Reporter | None,
+              pool: ShardPool | None) -> EstimationOutcome:
     """Run one- or two-step GMM, each step from several starts, and return the outcome.
 
     Step 1 starts from theta0 and ``config.starts`` random draws; step 2 from step 1's
@@ -236,13 +258,17 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
     if problem.micro is not None:  # step 1's W: an initial update at theta0 (solve.micro)
         W = updated_weighting(problem, layout, theta0, W, config, clusters)
 
-    def make(step: int, start: int, W: FloatArray,
-             delta0: FloatArray | None = None) -> DemandObjective:
+    def make(step: int, start: int, W: FloatArray, delta0: FloatArray | None = None
+             ) -> DemandObjective | ShardedDemandObjective:
+        if pool is not None:
+            return pool.objective(problem, layout, W, contraction=config.fixed_point,
+                                  on_failure=config.on_failure, reporter=reporter, step=step,
+                                  start=start, clock=clock, delta0=delta0)
         return DemandObjective(problem, layout, W, contraction=config.fixed_point,
                                on_failure=config.on_failure, reporter=reporter, step=step,
                                start=start, clock=clock, delta0=delta0)
 
-    def tally(objective: DemandObjective) -> None:
+    def tally(objective: DemandObjective | ShardedDemandObjective) -> None:
         counts["iterations"] += objective.contraction_iterations
         counts["evaluations"] += objective.contraction_evaluations
         counts["failures"] += objective.failures
@@ -262,9 +288,11 @@ def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray
                          binding=tuple(binding), gtol=config.gtol,
                          max_iterations=config.max_iterations, contraction=config.fixed_point,
                          on_failure=config.on_failure, delta0=delta0, clock=clock,
-                         reporter=None if config.executor is not None else reporter)
+                         reporter=reporter if config.executor is None or pool else None)
                 for k, start in enumerate(starts)]
-        if config.runner is not None:  # a caller's runner (the CLI's progress bar) takes closures
+        if pool is not None:  # the starts one after another, each over the shards
+            ran = [pool.run_start(job) for job in jobs]
+        elif config.runner is not None:  # a caller's runner (the CLI's progress bar) takes closures
             ran = config.runner([functools.partial(run_start, job) for job in jobs])
         else:
             ran = map_jobs(run_start, jobs, workers=config.workers, executor=config.executor)

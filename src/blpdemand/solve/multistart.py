@@ -12,6 +12,7 @@ import dataclasses
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -82,6 +83,11 @@ def run_start(job: StartJob) -> StartRun:
                                 on_failure=job.on_failure, reporter=job.reporter,
                                 step=job.step, start=job.index, clock=job.clock,
                                 delta0=job.delta0)
+    return run_start_on(objective, job)
+
+
+def run_start_on(objective: Any, job: StartJob) -> StartRun:
+    """``run_start`` with a given objective (a DemandObjective or one over market shards)."""
     result = minimize(objective, job.theta0, method=job.optimizer, bounds=job.bounds,
                       gtol=job.gtol, max_iterations=job.max_iterations,
                       on_iteration=objective.mark_iteration)

@@ -151,14 +151,16 @@ def _subproblem(problem: Problem, a: int, b: int) -> Problem:
 
 
 # ---------------------------------------------------------------------- one shard
-Step: TypeAlias = Literal["setup", "moments", "gradient", "covariance", "release"]
+Step: TypeAlias = Literal["setup", "moments", "gradient", "covariance", "delta", "jacobian",
+                          "release"]
 
 
 @dataclass(frozen=True, slots=True)
 class ShardRequest:
-    """What a shard is asked: ``setup`` (Z'X1, Z'Z, N), ``moments`` at theta, ``gradient``
-    at the last theta with u = W g, ``covariance`` at the last theta with u = beta, or
-    ``release`` (drop its state)."""
+    """What a shard is asked: ``setup`` (Z'X1, Z'Z, N), ``moments`` at theta (the first
+    from ``delta0``, the shard's rows of a warm start), ``gradient`` at the last theta with
+    u = W g, ``covariance`` at the last theta with u = beta, ``delta`` or ``jacobian`` (its
+    delta or d delta/d theta at the last theta), or ``release`` (drop its state)."""
 
     token: str
     shard: int
@@ -167,6 +169,7 @@ class ShardRequest:
     contraction: FixedPointConfig | None = None
     theta: FloatArray | None = None
     u: FloatArray | None = None
+    delta0: FloatArray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +195,7 @@ class _Shard:
         self.loop = InnerLoop(problem, layout, config=contraction)
         self.theta: FloatArray | None = None
         self.delta: FloatArray | None = None
+        self.start: FloatArray | None = None  # a warm start, used until a solve converges
 
     def answer(self, request: ShardRequest) -> ShardReply:
         p = self.problem
@@ -200,12 +204,15 @@ class _Shard:
             return ShardReply(values=np.hstack([Z.T @ p.X1_tilde, Z.T @ Z]), N=p.N)
         theta = np.asarray(request.theta, dtype=np.float64)
         if request.step == "moments":
+            if request.delta0 is not None and self.theta is None:
+                self.start = np.asarray(request.delta0, dtype=np.float64)
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                result = self.loop.solve(theta)
+                result = self.loop.solve(theta, delta0=self.start)
                 if not result.converged:  # a warm start from a wild theta: retry cold
                     result = self.loop.solve(theta, delta0=p.products.logit_delta)
             self.theta, self.delta = theta, np.asarray(result.delta, dtype=np.float64)
             ok = result.converged and bool(np.all(np.isfinite(self.delta)))
+            self.start = None if ok else self.start
             values = Z.T @ p.residualize(self.delta) if ok else np.full(Z.shape[1], np.nan)
             return ShardReply(values=values, N=p.N, converged=ok,
                               failed_markets=np.asarray(result.failed_markets),
@@ -214,6 +221,11 @@ class _Shard:
         if self.delta is None or self.theta is None or not np.array_equal(theta, self.theta):
             raise SpecificationError(f"shard {request.shard} was asked for its {request.step} at "
                                      "a theta whose moments it has not computed")
+        if request.step in ("delta", "jacobian"):
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                values = (self.delta if request.step == "delta"
+                          else self.loop.jacobian(theta, self.delta))
+            return ShardReply(values=np.asarray(values, dtype=np.float64), N=p.N)
         if request.step == "covariance":
             xi = p.residualize(self.delta) - p.X1_tilde @ np.asarray(request.u, dtype=np.float64)
             g = Z * xi[:, None]
@@ -288,11 +300,13 @@ class ShardedObjective:
         ``dask.distributed.Client`` (shards scattered once, each pinned to a worker that keeps
         its inner loop between evaluations). Call ``close()`` (or use ``with``) to release
         the workers' state.
+    delta0 : (N,) warm start of the first contractions (rows in shard order), or None.
     """
 
     def __init__(self, shards: Sequence[Any], layout: ParameterLayout,
                  W: FloatArray | None = None, *, contraction: FixedPointConfig | None = None,
-                 executor: Any = None, workers: int = 1) -> None:
+                 executor: Any = None, workers: int = 1,
+                 delta0: FloatArray | None = None) -> None:
         check_executor(executor)
         if not shards:
             raise SpecificationError("ShardedObjective needs at least one shard")
@@ -309,8 +323,12 @@ class ShardedObjective:
             self._local = [_Shard(p, layout, contraction) for p in shards]
         else:
             self._remote = _place(executor, list(shards))
+        self._delta0: list[FloatArray] | None = None  # sent until a solve converges
         setup = self._ask("setup")
-        self.N = sum(r.N for r in setup)
+        self.N, self.sizes = sum(r.N for r in setup), [r.N for r in setup]
+        if delta0 is not None:
+            self._delta0 = np.split(np.asarray(delta0, dtype=np.float64),
+                                    np.cumsum(self.sizes)[:-1])
         K1 = setup[0].values.shape[1] - setup[0].values.shape[0]
         stacked = np.sum([r.values for r in setup], axis=0)
         self.ZX, self.ZZ = stacked[:, :K1], stacked[:, K1:]
@@ -335,8 +353,10 @@ class ShardedObjective:
     def _ask(self, step: Step, theta: FloatArray | None = None,
              u: FloatArray | None = None) -> list[ShardReply]:
         """Send one request to every shard; replies in shard order."""
+        starts = self._delta0 if step == "moments" else None
         requests = [ShardRequest(token=self.token, shard=s, step=step, layout=self.layout,
-                                 contraction=self.contraction, theta=theta, u=u)
+                                 contraction=self.contraction, theta=theta, u=u,
+                                 delta0=None if starts is None else starts[s])
                     for s in range(self.shards)]
         if self.executor is None:
             return run_jobs([_Bound(shard, r) for shard, r in zip(self._local, requests)],
@@ -357,6 +377,7 @@ class ShardedObjective:
         failed = np.concatenate([np.asarray(r.failed_markets) for r in replies])
         P = self.layout.P
         finite = all(r.converged for r in replies)
+        self._delta0 = None if finite else self._delta0
         if finite:
             Zdelta = np.sum([r.values for r in replies], axis=0)
             beta = self.projector @ Zdelta
@@ -389,9 +410,13 @@ class ShardedObjective:
         """Q(theta) only."""
         return self.evaluate(theta).objective
 
-    def gradient(self, theta: FloatArray) -> FloatArray:
-        """dQ/dtheta only."""
-        return self.evaluate(theta).gradient
+    def gather(self, theta: FloatArray, *, jacobian: bool = False) -> FloatArray:
+        """delta (N,), or d delta/d theta (N, P) with ``jacobian``, at theta from the shards
+        (rows in shard order): N (or N P) floats travel, once per call."""
+        self.evaluate(theta)
+        parts = [r.values for r in self._ask("jacobian" if jacobian else "delta",
+                                             np.array(theta, dtype=np.float64))]
+        return np.concatenate(parts)
 
     def moment_covariance(self, theta: FloatArray, *,
                           kind: Literal["robust", "unadjusted"] = "robust") -> FloatArray:
@@ -462,7 +487,8 @@ def _place(client: Any, shards: list[Any]) -> list[tuple[Any, str]]:
             from distributed import wait
 
             future = shard
-            wait([future])  # type: ignore[no-untyped-call]
+            with client.as_current():  # also a client that is not the default one
+                wait([future])  # type: ignore[no-untyped-call]
             holders = client.who_has([future]).get(future.key) or ()
             if not holders:
                 raise SpecificationError(f"shard {s} is not a Problem nor a finished future "
