@@ -49,13 +49,8 @@ def petrin(data_path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
     return products, agents, values
 
 
-def _pyblp(products: pd.DataFrame, agents: pd.DataFrame, values: pd.Series,  # type: ignore[no-untyped-def]
-           **options):
-    """The tutorial's problem and micro moments, solved at the starting theta (``options``:
-    another optimization, W_type, ...)."""
-    pyblp.options.verbose = False
-    problem = pyblp.Problem((pyblp.Formulation(X1), pyblp.Formulation(X2)), products,
-                            pyblp.Formulation("1 + " + DEMOGRAPHICS), agents)
+def _pyblp_moments(values: pd.Series) -> list:  # type: ignore[type-arg]
+    """The tutorial's ten CEX statistics as PyBLP micro moments (ratios of parts)."""
     cex = pyblp.MicroDataset(name="CEX", observations=29125,
                              compute_weights=lambda t, p, a: np.ones((a.size, 1 + p.size)))
 
@@ -71,23 +66,17 @@ def _pyblp(products: pd.DataFrame, agents: pd.DataFrame, values: pd.Series,  # t
     moments = []
     for x, column in zip(TYPES, range(7, 11)):
         buyers = part(f"E[{x}]", 0, column)
-        moments.append(ratio(f"E[age | {x}]", values[f"E[age | {x}]"],
-                             [part(f"E[age {x}]", 5, column), buyers]))
-        moments.append(ratio(f"E[fs | {x}]", values[f"E[fs | {x}]"],
-                             [part(f"E[fs {x}]", 6, column), buyers]))
+        for demographic, d in (("age", 5), ("fs", 6)):
+            moments.append(ratio(f"E[{demographic} | {x}]", values[f"E[{demographic} | {x}]"],
+                                 [part(f"E[{demographic} {x}]", d, column), buyers]))
     for group, d in (("mid", 7), ("high", 8)):
         moments.append(ratio(f"E[new | {group}]", values[f"E[new | {group}]"],
                              [part(f"E[new {group}]", d, 0), part(f"E[{group}]", d, 0, 1.0)]))
-    pi = np.column_stack([np.zeros(11), PI])  # PyBLP's agent formulation has a constant
-    solve = {"method": "1s", "optimization": pyblp.Optimization("return"),
-             "iteration": pyblp.Iteration("squarem", {"atol": 1e-14}),
-             "check_optimality": "gradient", **options}
-    with np.errstate(all="ignore"):
-        return problem.solve(sigma=SIGMA, pi=pi, micro_moments=moments, **solve)
+    return moments
 
 
-def _ours(products: pd.DataFrame, agents: pd.DataFrame, values: pd.Series,
-          config: bd.EstimationConfig | None = None, *, run=bd.evaluate) -> bd.BLPResults:  # type: ignore[no-untyped-def]
+def _ours_moments(values: pd.Series) -> list[bd.micro.MicroMoment]:
+    """The same statistics in bd.micro's words."""
     cex = bd.micro.Survey("CEX", observations=29125)
     moments = []
     for x in TYPES:
@@ -98,6 +87,28 @@ def _ours(products: pd.DataFrame, agents: pd.DataFrame, values: pd.Series,
         moments.append(bd.micro.probability(chose=bd.micro.inside(),
                                             given=bd.micro.demographic(f"{group} == 1"),
                                             value=values[f"E[new | {group}]"], survey=cex))
+    return moments
+
+
+def _pyblp(products: pd.DataFrame, agents: pd.DataFrame, values: pd.Series,  # type: ignore[no-untyped-def]
+           **options):
+    """The tutorial's problem and micro moments, solved at the starting theta (``options``:
+    another optimization, W_type, ...)."""
+    pyblp.options.verbose = False
+    problem = pyblp.Problem((pyblp.Formulation(X1), pyblp.Formulation(X2)), products,
+                            pyblp.Formulation("1 + " + DEMOGRAPHICS), agents)
+    moments = _pyblp_moments(values)
+    pi = np.column_stack([np.zeros(11), PI])  # PyBLP's agent formulation has a constant
+    solve = {"method": "1s", "optimization": pyblp.Optimization("return"),
+             "iteration": pyblp.Iteration("squarem", {"atol": 1e-14}),
+             "check_optimality": "gradient", **options}
+    with np.errstate(all="ignore"):
+        return problem.solve(sigma=SIGMA, pi=pi, micro_moments=moments, **solve)
+
+
+def _ours(products: pd.DataFrame, agents: pd.DataFrame, values: pd.Series,
+          config: bd.EstimationConfig | None = None, *, run=bd.evaluate) -> bd.BLPResults:  # type: ignore[no-untyped-def]
+    moments = _ours_moments(values)
     instruments = [c for c in products.columns if c.startswith("demand_instruments")]
     problem = bd.Problem(products, linear=X1, nonlinear=X2, demographics=DEMOGRAPHICS,
                          agents=agents, instruments=instruments, micro=moments)
@@ -194,30 +205,10 @@ def _supply_problem(products: pd.DataFrame, agents: pd.DataFrame,  # type: ignor
     pi = PI.copy()
     pi[1] = -pi[1]
     pyblp.options.verbose = False
-    cex = pyblp.MicroDataset(name="CEX", observations=29125,
-                             compute_weights=lambda t, p, a: np.ones((a.size, 1 + p.size)))
     problem = pyblp.Problem((pyblp.Formulation(X1), pyblp.Formulation(x2),
                              pyblp.Formulation(X3)), products,
                             pyblp.Formulation("1 + " + DEMOGRAPHICS), agents, costs_type="log")
-
-    def part(name: str, d: int, x: int, outside: float = 0.0):  # type: ignore[no-untyped-def]
-        return pyblp.MicroPart(name=name, dataset=cex, compute_values=lambda t, p, a: np.outer(
-            a.demographics[:, d], np.r_[outside, p.X2[:, x]]))
-
-    def ratio(name: str, value: float, parts: list) -> object:  # type: ignore[type-arg]
-        return pyblp.MicroMoment(name=name, value=value, parts=parts,
-                                 compute_value=lambda v: v[0] / v[1],
-                                 compute_gradient=lambda v: [1 / v[1], -v[0] / v[1] ** 2])
-
-    moments = []
-    for x, column in zip(TYPES, range(7, 11)):
-        buyers = part(f"E[{x}]", 0, column)
-        for demographic, d in (("age", 5), ("fs", 6)):
-            moments.append(ratio(f"E[{demographic} | {x}]", values[f"E[{demographic} | {x}]"],
-                                 [part(f"E[{demographic} {x}]", d, column), buyers]))
-    for group, d in (("mid", 7), ("high", 8)):
-        moments.append(ratio(f"E[new | {group}]", values[f"E[new | {group}]"],
-                             [part(f"E[new {group}]", d, 0), part(f"E[{group}]", d, 0, 1.0)]))
+    moments = _pyblp_moments(values)
 
     def pyblp_solve(optimization):  # type: ignore[no-untyped-def]
         with np.errstate(all="ignore"):
@@ -227,18 +218,7 @@ def _supply_problem(products: pd.DataFrame, agents: pd.DataFrame,  # type: ignor
                                  iteration=pyblp.Iteration("squarem", {"atol": 1e-14}),
                                  check_optimality="gradient")
 
-    cex_ours = bd.micro.Survey("CEX", observations=29125)
-    ours_moments = []
-    for x in TYPES:
-        for demographic in ("age", "fs"):
-            ours_moments.append(bd.micro.mean(demographic, given=bd.micro.chose(f"{x} == 1"),
-                                              value=values[f"E[{demographic} | {x}]"],
-                                              survey=cex_ours))
-    for group in ("mid", "high"):
-        ours_moments.append(bd.micro.probability(chose=bd.micro.inside(),
-                                                 given=bd.micro.demographic(f"{group} == 1"),
-                                                 value=values[f"E[new | {group}]"],
-                                                 survey=cex_ours))
+    ours_moments = _ours_moments(values)
     ours_problem = bd.Problem(
         products, linear=X1, nonlinear=x2, demographics=DEMOGRAPHICS, agents=agents,
         instruments=[c for c in products.columns if c.startswith("demand_instruments")],
