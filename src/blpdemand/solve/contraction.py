@@ -60,6 +60,7 @@ from blpdemand.solve.market_blocks import (  # noqa: F401 (_parameter_index: tes
     _parameter_index,
     _prepare,
 )
+from blpdemand.solve.warm_start import DeltaPredictor
 
 __all__ = ["ContractionResult", "InnerLoop", "compute_shares", "delta_jacobian", "solve_delta"]
 
@@ -113,6 +114,7 @@ class InnerLoop:
         self._utilities: dict[int, ExpUtility] = {}
         self._result: ContractionResult | None = None
         self._last_delta: FloatArray | None = None
+        self._predictor = DeltaPredictor(layout.P)
         self._pool: ThreadPoolExecutor | None = None
 
     @property
@@ -183,12 +185,15 @@ class InnerLoop:
             if cached.converged:
                 result = dataclasses.replace(cached, jacobian=self.jacobian(theta, cached.delta))
                 self._result = result
+                self._predictor.record(theta, result.delta, result.jacobian)
                 return result
         problem, layout, config = self.problem, self.layout, self.config
         if delta0 is not None:
             start = _start(delta0, problem.N)
         elif self._last_delta is not None:
-            start = self._last_delta
+            # the last solution moved along the secant (or tangent) of the ones before it
+            predicted = self._predictor.predict(theta)
+            start = self._last_delta if predicted is None else predicted
         else:
             start = problem.products.logit_delta
         delta = start.copy()
@@ -221,6 +226,7 @@ class InnerLoop:
             _on_failure(config, result)
         else:
             self._last_delta = delta
+            self._predictor.record(theta, delta, jac)
         self._result = result
         return result
 
