@@ -28,6 +28,7 @@ __all__ = ["DeltaPredictor"]
 
 _HISTORY = 6  # solutions kept (the steps span at most this many directions less one)
 _REACH = 2.0  # largest |c_k|: no extrapolation far beyond the steps taken
+_NEAR = 4.0  # secants from solutions within this many times the step from the last one
 
 
 class DeltaPredictor:
@@ -65,12 +66,17 @@ class DeltaPredictor:
             if np.max(np.abs(theta - at)) <= np.max(np.abs(step)):  # no farther than the last
                 guess = base + jacobian @ (theta - at)
                 return guess if np.all(np.isfinite(guess)) else last
-        if len(self._deltas) < 2:
+        # secants only from solutions about as near as theta: over longer ones the curvature of
+        # delta(theta) makes them worse than no step at all (a far line-search trial)
+        reach = _NEAR * float(np.max(np.abs(step)))
+        near = [k for k, t in enumerate(list(self._thetas)[:-1])
+                if float(np.max(np.abs(t - last_theta))) <= reach]
+        if not near:
             return last
-        Theta = np.column_stack([t - last_theta for t in list(self._thetas)[:-1]])
+        Theta = np.column_stack([self._thetas[k] - last_theta for k in near])
         c = np.linalg.lstsq(Theta, step, rcond=1e-8)[0]
         if not np.all(np.isfinite(c)) or np.max(np.abs(c)) > _REACH:
             return last
-        D = np.column_stack([d - last for d in list(self._deltas)[:-1]])
+        D = np.column_stack([self._deltas[k] - last for k in near])
         guess = last + D @ c
         return guess if np.all(np.isfinite(guess)) else last
