@@ -54,12 +54,12 @@ def counting_exp_cells() -> Iterator[list[int]]:
     original = market_blocks.exp_utility
     cells = [0]
 
-    def counted(block: Any, x2: Any, coefficients: Any, weights: Any) -> Any:
+    def counted(block: Any, x2: Any, coefficients: Any, weights: Any, **options: Any) -> Any:
         T_b, J, I = x2.shape[0], x2.shape[1], coefficients.shape[1]
         n = np.full(T_b, J) if block.product_pad is None else J - block.product_pad.sum(axis=1)
         m = np.full(T_b, I) if block.agent_pad is None else I - block.agent_pad.sum(axis=1)
         cells[0] += int(np.sum(n * m))
-        return original(block, x2, coefficients, weights)
+        return original(block, x2, coefficients, weights, **options)
 
     market_blocks.exp_utility = counted
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from contraction_data import nevo_tutorial
+from contraction_data import nevo_tutorial, simulated
 
 from blpdemand.solve.contraction import InnerLoop
 from blpdemand.solve.warm_start import DeltaPredictor
@@ -79,3 +79,28 @@ def test_predicted_starts_give_the_same_delta_in_fewer_evaluations(nevo):
     assert np.max(np.abs(before - cold.delta)) < 0.1 * np.max(np.abs(last - cold.delta))
     from_last = InnerLoop(problem, layout).solve(path[-1], delta0=last)
     assert result.evaluations < from_last.evaluations
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_exp_mu_memory_is_reused_across_thetas_with_the_same_numbers(nevo, padded):
+    # Reference: a fresh inner loop at the same theta (bit for bit: every cell of the reused
+    # memory is overwritten, padded slots included), and the memory itself (the old theta's
+    # exp(mu) holds the new one)
+    problem, layout, theta = simulated()[:3] if padded else nevo
+    loop = InnerLoop(problem, layout)
+    assert loop.caches_exp_mu
+    first = loop.solve(theta)
+    memory = loop._utilities[0].exp_mu
+    assert first.converged
+    memory[...] = np.nan  # whatever the old theta left there must be overwritten
+    other = theta * 1.05
+    again = loop.solve(other, delta0=problem.products.logit_delta)
+    assert loop._utilities[0].exp_mu is memory
+    assert not padded or loop.blocks[0].block.product_pad is not None
+    fresh = InnerLoop(problem, layout).solve(other, delta0=problem.products.logit_delta)
+    np.testing.assert_array_equal(again.delta, fresh.delta)
+    v = np.linspace(-1.0, 1.0, problem.N)
+    fresh_loop = InnerLoop(problem, layout)
+    fresh_loop.solve(other, delta0=problem.products.logit_delta)
+    np.testing.assert_array_equal(loop.gradient(other, again.delta, v),
+                                  fresh_loop.gradient(other, fresh.delta, v))

@@ -112,6 +112,7 @@ class InnerLoop:
         self.lognormal = problem.lognormal if problem.has_lognormal else None
         self._key: bytes | None = None
         self._utilities: dict[int, ExpUtility] = {}
+        self._spare: dict[int, FloatArray] = {}  # exp(mu) memory of the last theta, per block
         self._result: ContractionResult | None = None
         self._last_delta: FloatArray | None = None
         self._predictor = DeltaPredictor(layout.P)
@@ -128,13 +129,16 @@ class InnerLoop:
         theta = np.asarray(theta, dtype=np.float64)
         key = theta.tobytes()
         if key != self._key:
+            # the cached exp(mu) of the old theta becomes the memory of the new one's
+            self._spare = {b: u.exp_mu for b, u in self._utilities.items()}
             self._key, self._utilities, self._result = key, {}, None
         return _coefficient_map(self.layout, theta), self.caches_exp_mu
 
     def _utility(self, b: int, mapping: FloatArray, store: bool) -> ExpUtility:
         utility = self._utilities.get(b)
         if utility is None:
-            utility = _block_utility(self.blocks[b], mapping, self.lognormal)
+            spare = self._spare.pop(b, None) if store else None
+            utility = _block_utility(self.blocks[b], mapping, self.lognormal, out=spare)
             if store:
                 self._utilities[b] = utility
         return utility

@@ -168,7 +168,8 @@ class DemandObjective:
             start = retries.pop(0)
             if start is None:
                 start = retries.pop(0)
-            start = self._restart_failed(result, start)
+            if start is not None:
+                start = self._restart_failed(result, start)
         failed = np.asarray(result.failed_markets)
         if not result.converged:
             self.failures += 1
