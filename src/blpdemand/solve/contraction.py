@@ -265,6 +265,9 @@ class InnerLoop:
 
         for data, values in zip(self.blocks, self._each(block)):
             data.block.scatter_products(values, out)
+        result = self._result  # the last solve's, if it was at this theta
+        if result is not None and result.converged and np.array_equal(delta, result.delta):
+            self._predictor.record(theta, result.delta, out)  # d delta / d theta at a solution
         return out
 
     def gradient(self, theta: FloatArray, delta: FloatArray, v: FloatArray) -> FloatArray:

@@ -11,7 +11,8 @@ d delta / d theta on the span of the steps taken so far (the optimizer's line-se
 and iterations; Broyden's idea applied to the start only, never to the solution). Where the
 exact d delta / d theta at a solution delta_t is known (it is formed for standard errors, before
 the Hessian's finite differences) and theta is no farther from theta_t than from theta_m,
-delta_t + (d delta / d theta)(theta - theta_t) instead. The
+delta_t + (d delta / d theta)(theta - theta_t) instead, within 1% of theta_t (further
+away the curvature of delta(theta) can make a straight line worse than no step). The
 fixed point is solved to the same tolerance from whichever start: only the number of
 iterations changes.
 """
@@ -28,6 +29,7 @@ __all__ = ["DeltaPredictor"]
 
 _HISTORY = 6  # solutions kept (the steps span at most this many directions less one)
 _REACH = 2.0  # largest |c_k|: no extrapolation far beyond the steps taken
+_TANGENT = 1e-2  # the tangent prediction within this relative distance of its point
 _NEAR = 4.0  # secants from solutions within this many times the step from the last one
 
 
@@ -63,7 +65,10 @@ class DeltaPredictor:
             return last
         if self._tangent is not None:  # first order from the exact d delta / d theta
             at, base, jacobian = self._tangent
-            if np.max(np.abs(theta - at)) <= np.max(np.abs(step)):  # no farther than the last
+            distance = float(np.max(np.abs(theta - at)))
+            # near its point (the Hessian's steps) and no farther from it than from the last
+            if (distance <= _TANGENT * max(1.0, float(np.max(np.abs(at))))
+                    and distance <= np.max(np.abs(step))):
                 guess = base + jacobian @ (theta - at)
                 return guess if np.all(np.isfinite(guess)) else last
         # secants only from solutions about as near as theta: over longer ones the curvature of
