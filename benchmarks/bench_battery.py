@@ -219,7 +219,7 @@ def main() -> None:
         with counting_exp_cells() as cells:
             counted = run()
         floor = floor_seconds(problem, counted.contraction_evaluations, cells[0], measured)
-        ours_columns = f"{seconds:8.2f} {floor:7.3f} {seconds / floor:5.1f}x"
+        ours_columns = f"{seconds:8.3f} {floor:7.3f} {seconds / floor:5.1f}x"
         if args.no_pyblp:
             print(f"{name:11s} {len(case.products):6d} {ours_columns}")
             continue

@@ -163,7 +163,7 @@ def row(case: dict[str, Any], repeat: int, with_pyblp: bool) -> None:
     best = interleaved(functions, repeat)
     ours_time, ours = best["ours"]
     o = ours.optimization
-    print(f"{case['name']:>5} ours : {ours_time:7.2f} s, Q = {ours.objective:.10g}, converged "
+    print(f"{case['name']:>5} ours : {ours_time:7.3f} s, Q = {ours.objective:.10g}, converged "
           f"{ours.converged}, {o.iterations} iterations, {o.evaluations} objective evaluations, "
           f"{ours.contraction_evaluations} contraction evaluations", flush=True)
     with counting_exp_cells() as cells:  # an untimed run, the same work as the timed ones
