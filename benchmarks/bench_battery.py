@@ -16,8 +16,10 @@ the instruments are cost shifters with rivals' sums of x. Both tools start from 
 values, use bfgs with the same gradient tolerance and one start (PyBLP runs one), and one
 BLAS thread. Printed per problem: both wall times (ours best of ``--repeat`` after a warm-up,
 PyBLP one run), the ratio, both objectives and the largest relative difference of theta
-(both tools order theta as Sigma's free elements column by column, then Pi's). The floor
-column of issue 23 (share evaluations x 2 J I flops at the measured rate) is not here yet.
+(both tools order theta as Sigma's free elements column by column, then Pi's), and the floor
+of issue 23 (benchmarks/floor.py: share evaluations x 2 J I flops at the measured dgemm rate
+plus exp(mu) per theta at numpy's measured exp rate, from an untimed run of ours) with our
+time over it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 import blpdemand as bd
+from floor import counting_exp_cells, floor_seconds, rates
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,10 @@ INSTRUMENTS = [f"demand_instruments{k}" for k in range(5)]
 
 
 def ours(case: Case) -> Callable[[], bd.BLPResults]:
+    return ours_with_problem(case)[0]
+
+
+def ours_with_problem(case: Case) -> tuple[Callable[[], bd.BLPResults], bd.Problem]:
     agents: Any = case.agents
     if case.integration is not None:
         agents = bd.Integration(*case.integration)
@@ -156,7 +163,7 @@ def ours(case: Case) -> Callable[[], bd.BLPResults]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return bd.estimate(problem, sigma=case.sigma, pi=case.pi, config=config)
-    return run
+    return run, problem
 
 
 def theirs(case: Case) -> Callable[[], Any]:
@@ -200,20 +207,26 @@ def main() -> None:
     args = parser.parse_args()
     builders = cases(np.random.default_rng(20261207))
     chosen = args.problems or list(builders)
-    print(f"{'problem':11s} {'N':>6s} {'ours':>8s} {'PyBLP':>8s} {'ratio':>6s} "
-          f"{'Q ours':>12s} {'Q PyBLP':>12s} {'theta gap':>9s}")
+    measured = rates()
+    print(f"floor rates: dgemm {measured[0] / 1e9:.1f} GFlop/s, exp {measured[1] * 1e9:.2f} ns")
+    print(f"{'problem':11s} {'N':>6s} {'ours':>8s} {'floor':>7s} {'/floor':>6s} {'PyBLP':>8s} "
+          f"{'ratio':>6s} {'Q ours':>12s} {'Q PyBLP':>12s} {'theta gap':>9s}")
     for name in chosen:
         case = builders[name]()
-        run = ours(case)
+        run, problem = ours_with_problem(case)
         run()  # warm: blocks, kernels
         seconds, mine = best(run, args.repeat)
+        with counting_exp_cells() as cells:
+            counted = run()
+        floor = floor_seconds(problem, counted.contraction_evaluations, cells[0], measured)
+        ours_columns = f"{seconds:8.3f} {floor:7.3f} {seconds / floor:5.1f}x"
         if args.no_pyblp:
-            print(f"{name:11s} {len(case.products):6d} {seconds:8.2f}")
+            print(f"{name:11s} {len(case.products):6d} {ours_columns}")
             continue
         them_seconds, them = best(theirs(case), 1)
         gap = np.max(np.abs(mine.theta - np.asarray(them.theta).ravel())
                      / np.maximum(np.abs(mine.theta), 1e-12))
-        print(f"{name:11s} {len(case.products):6d} {seconds:8.2f} {them_seconds:8.2f} "
+        print(f"{name:11s} {len(case.products):6d} {ours_columns} {them_seconds:8.2f} "
               f"{them_seconds / seconds:6.1f} {mine.objective:12.6g} "
               f"{float(them.objective):12.6g} {gap:9.1e}")
 

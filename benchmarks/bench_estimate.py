@@ -18,7 +18,9 @@ inf-norm gradient tolerance 1e-6, SQUAREM inner loop at 1e-14, robust standard e
 Printed per problem: wall time of each tool (ours: ``bd.estimate`` including the Hessian and
 standard errors; PyBLP: ``Problem.solve`` including its standard errors), the ratio, the
 objective of each, the max relative difference of (theta, beta), optimizer iterations and
-objective evaluations, and contraction evaluations summed over markets.
+objective evaluations, and contraction evaluations summed over markets; and the floor of
+issue 23 (benchmarks/floor.py: share evaluations x 2 J I flops at the measured dgemm rate plus
+exp(mu) per theta at numpy's measured exp rate) with our time over it.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 import blpdemand as bd
+from floor import counting_exp_cells, floor_seconds, rates
 
 DATA = Path(os.environ.get("BLPDEMAND_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 GTOL = 1e-6
@@ -148,6 +151,9 @@ def interleaved(functions: dict[str, Callable[[], Any]], repeat: int) -> dict[st
     return best
 
 
+RATES: list[tuple[float, float]] = []  # (dgemm flop/s, s per exp), measured once in main
+
+
 def row(case: dict[str, Any], repeat: int, with_pyblp: bool) -> None:
     functions: dict[str, Callable[[], Any]] = {"ours": lambda: ours_estimate(case)}
     case["ours"].products.logit_delta  # noqa: B018 (data preparation is not timed)
@@ -157,9 +163,15 @@ def row(case: dict[str, Any], repeat: int, with_pyblp: bool) -> None:
     best = interleaved(functions, repeat)
     ours_time, ours = best["ours"]
     o = ours.optimization
-    print(f"{case['name']:>5} ours : {ours_time:7.2f} s, Q = {ours.objective:.10g}, converged "
+    print(f"{case['name']:>5} ours : {ours_time:7.3f} s, Q = {ours.objective:.10g}, converged "
           f"{ours.converged}, {o.iterations} iterations, {o.evaluations} objective evaluations, "
           f"{ours.contraction_evaluations} contraction evaluations", flush=True)
+    with counting_exp_cells() as cells:  # an untimed run, the same work as the timed ones
+        counted = ours_estimate(case)
+    floor = floor_seconds(case["ours"], counted.contraction_evaluations, cells[0], RATES[0])
+    print(f"{case['name']:>5} floor: {floor:7.3f} s (share evaluations x 2 J I at "
+          f"{RATES[0][0] / 1e9:.1f} GFlop/s + {cells[0]:,} exp(mu) cells at "
+          f"{RATES[0][1] * 1e9:.2f} ns); ours / floor {ours_time / floor:.1f}x", flush=True)
     if not with_pyblp:
         return
     theirs_time, theirs = best["pyblp"]
@@ -191,6 +203,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     builders = {"nevo": nevo, "blp": blp, "blp6": blp6}
+    RATES.append(rates())
     for name in args.problems:
         case = builders[name]()
         if args.profile:

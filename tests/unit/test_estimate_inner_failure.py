@@ -70,3 +70,30 @@ def test_the_penalty_for_a_failed_inner_loop_is_never_the_best_point(problem):
     assert not np.all(np.isfinite(bad.xi)) and objective.best is None
     good = objective.evaluate(np.array([1.0]), report=False)
     assert np.all(np.isfinite(good.xi)) and objective.best is good
+
+
+def test_a_retry_restarts_only_the_failed_markets(problem):
+    # Reference: closed form. After a failed solve, the retry starts the failed markets from the
+    # retry's delta and every other market from the solution it found (one share evaluation to
+    # confirm instead of a new solve); NaN in a converged market's rows, or every market
+    # failed, keeps the retry's delta everywhere.
+    from types import SimpleNamespace
+
+    layout, _ = problem.layout([1.0])
+    Z = problem.ZD_tilde
+    objective = DemandObjective(problem, layout, np.linalg.inv(Z.T @ Z / problem.N))
+    markets = problem.products.markets
+    solved, retry = np.linspace(-3.0, -1.0, problem.N), np.full(problem.N, 7.0)
+    failed_ids = markets.ids[[2, 5]]
+    rows = np.zeros(problem.N, dtype=bool)
+    for t in (2, 5):
+        rows[markets.slice(t)] = True
+    start = objective._restart_failed(SimpleNamespace(delta=solved, failed_markets=failed_ids),
+                                      retry)
+    np.testing.assert_array_equal(start[rows], 7.0)
+    np.testing.assert_array_equal(start[~rows], solved[~rows])
+    broken = solved.copy()
+    broken[~rows] = np.nan
+    every = SimpleNamespace(delta=solved, failed_markets=markets.ids)
+    for result in (SimpleNamespace(delta=broken, failed_markets=failed_ids), every):
+        np.testing.assert_array_equal(objective._restart_failed(result, retry), retry)

@@ -200,7 +200,7 @@ class ExpUtility:
 
 
 def exp_utility(block: MarketBlock, x2: FloatArray, coefficients: FloatArray,
-                weights: FloatArray) -> ExpUtility:
+                weights: FloatArray, out: FloatArray | None = None) -> ExpUtility:
     """exp(mu) for a block, overflow-safe.
 
     Computed for the whole block at once, or market by market on the real rows when the block
@@ -213,9 +213,16 @@ def exp_utility(block: MarketBlock, x2: FloatArray, coefficients: FloatArray,
     x2 : (T_b, J, K2) gathered X2 (zero in padded slots).
     coefficients : (T_b, I, K2) gathered Sigma nu_i + Pi y_i.
     weights : (T_b, I) gathered weights (zero in padded slots).
+    out : a (T_b, J, I) float64 C-contiguous array no longer needed (the block's exp(mu) at
+        an earlier theta) to hold the result: every cell is written. Reusing it spares the
+        page faults of fresh memory (the allocator returns blocks of megabytes to the system
+        when they are freed: about 24,000 faults, 93 MiB touched anew, per estimate of the
+        battery's unequal markets).
     """
     T_b, J, I = x2.shape[0], x2.shape[1], coefficients.shape[1]
-    mu = np.empty((T_b, J, I))
+    usable = (out is not None and out.shape == (T_b, J, I) and out.dtype == np.float64
+              and out.flags.c_contiguous and out.flags.writeable)
+    mu = out if usable and out is not None else np.empty((T_b, J, I))
     outside = np.ones((T_b, I))
     transposed = np.ascontiguousarray(coefficients.transpose(0, 2, 1))  # (T_b, K2, I): gemm-ready
     shifted = 0

@@ -60,6 +60,7 @@ from blpdemand.solve.market_blocks import (  # noqa: F401 (_parameter_index: tes
     _parameter_index,
     _prepare,
 )
+from blpdemand.solve.warm_start import DeltaPredictor
 
 __all__ = ["ContractionResult", "InnerLoop", "compute_shares", "delta_jacobian", "solve_delta"]
 
@@ -141,8 +142,10 @@ class InnerLoop:
         self.lognormal = problem.lognormal if problem.has_lognormal else None
         self._key: bytes | None = None
         self._utilities: dict[int, ExpUtility] = {}
+        self._spare: dict[int, FloatArray] = {}  # exp(mu) memory of the last theta, per block
         self._result: ContractionResult | None = None
         self._last_delta: FloatArray | None = None
+        self._predictor = DeltaPredictor(layout.P)
         self._pool: ThreadPoolExecutor | None = None
 
     @property
@@ -156,13 +159,16 @@ class InnerLoop:
         theta = np.asarray(theta, dtype=np.float64)
         key = theta.tobytes()
         if key != self._key:
+            # the cached exp(mu) of the old theta becomes the memory of the new one's
+            self._spare = {b: u.exp_mu for b, u in self._utilities.items()}
             self._key, self._utilities, self._result = key, {}, None
         return _coefficient_map(self.layout, theta), self.caches_exp_mu
 
     def _utility(self, b: int, mapping: FloatArray, store: bool) -> ExpUtility:
         utility = self._utilities.get(b)
         if utility is None:
-            utility = _block_utility(self.blocks[b], mapping, self.lognormal)
+            spare = self._spare.pop(b, None) if store else None
+            utility = _block_utility(self.blocks[b], mapping, self.lognormal, out=spare)
             if store:
                 self._utilities[b] = utility
         return utility
@@ -213,12 +219,15 @@ class InnerLoop:
             if cached.converged:
                 result = dataclasses.replace(cached, jacobian=self.jacobian(theta, cached.delta))
                 self._result = result
+                self._predictor.record(theta, result.delta, result.jacobian)
                 return result
         problem, layout, config = self.problem, self.layout, self.config
         if delta0 is not None:
             start = _start(delta0, problem.N)
         elif self._last_delta is not None:
-            start = self._last_delta
+            # the last solution moved along the secant (or tangent) of the ones before it
+            predicted = self._predictor.predict(theta)
+            start = self._last_delta if predicted is None else predicted
         else:
             start = problem.products.logit_delta
         delta = start.copy()
@@ -235,6 +244,7 @@ class InnerLoop:
             _on_failure(config, result)
         else:
             self._last_delta = delta
+            self._predictor.record(theta, delta, jac)
         self._result = result
         return result
 
@@ -269,6 +279,9 @@ class InnerLoop:
 
         for data, values in zip(self.blocks, self._each(block)):
             data.block.scatter_products(values, out)
+        result = self._result  # the last solve's, if it was at this theta
+        if result is not None and result.converged and np.array_equal(delta, result.delta):
+            self._predictor.record(theta, result.delta, out)  # d delta / d theta at a solution
         return out
 
     def gradient(self, theta: FloatArray, delta: FloatArray, v: FloatArray) -> FloatArray:

@@ -176,6 +176,8 @@ class DemandObjective:
             start = retries.pop(0)
             if start is None:
                 start = retries.pop(0)
+            if start is not None:
+                start = self._restart_failed(result, start)
         failed = np.asarray(result.failed_markets)
         if not result.converged:
             self.failures += 1
@@ -212,6 +214,17 @@ class DemandObjective:
                 gradient_norm=float(np.max(np.abs(evaluation.gradient), initial=0.0)),
                 theta=theta))
         return evaluation
+
+    def _restart_failed(self, result: Any, start: FloatArray) -> FloatArray:
+        """The retry's start: ``start`` in the markets that failed, the solution found in the
+        others (each then takes one share evaluation to confirm it instead of a new solve;
+        at an extreme trial theta one market can fail while the rest take thousands)."""
+        markets = self.problem.products.markets
+        rows = np.isin(markets.ids, np.asarray(result.failed_markets))[markets.codes]
+        delta = np.asarray(result.delta, dtype=np.float64)
+        if rows.all() or not np.all(np.isfinite(delta[~rows])):
+            return start
+        return np.where(rows, start, delta)
 
     def _moments(self, theta: FloatArray, delta: FloatArray, jacobian: FloatArray | None,
                  result: Any, failed: AnyArray, *, adjoint: bool = False,

@@ -95,11 +95,12 @@ def _coefficient_map(layout: ParameterLayout, theta: FloatArray) -> FloatArray:
 
 
 def _block_utility(data: _Block, mapping: FloatArray,
-                   lognormal: FloatArray | None = None) -> ExpUtility:
+                   lognormal: FloatArray | None = None,
+                   out: FloatArray | None = None) -> ExpUtility:
     coefficients = np.matmul(data.variables, mapping)
     if lognormal is not None:
         coefficients = lognormal_coefficients(coefficients, lognormal)
-    return exp_utility(data.block, data.x2, coefficients, data.weights)
+    return exp_utility(data.block, data.x2, coefficients, data.weights, out=out)
 
 
 def _derivative_variables(data: _Block, layout: ParameterLayout, mapping: FloatArray,
