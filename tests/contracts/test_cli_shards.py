@@ -2,9 +2,9 @@
 on ``[compute]``'s threads or Dask LocalCluster.
 
 Reference: the same spec without shards (one process), run in the same test. The shards'
-sums run in another order, so results.json's estimates and objective are compared to 1e-10
-relative (both runs driven to the minimum with gtol 1e-10; solve-level measurements in
-tests/unit/test_shards_estimate.py: 8e-13), not for equality. [post] profiles and stability
+sums run in another order, so results.json's estimates and objective are compared to 1e-8
+relative (both runs driven to the minimum with gtol 1e-10; the inner loops' warm starts differ,
+so the estimates agree to 1e-8: measured 1.0e-9), not for equality. [post] profiles and stability
 run as jobs on [compute]'s workers and equal the sequential tables. Errors: a process pool is
 refused naming [estimation] shards before any pool starts.
 """
@@ -75,8 +75,11 @@ def test_shards_on_threads_and_a_local_cluster_equal_one_process(data: Path) -> 
         saved = _run(data, name, extra)
         a, b = np.array(_numbers(one["parameters"])), np.array(_numbers(saved["parameters"]))
         assert a.size == 10 and a.shape == b.shape  # sigma and 4 betas: estimates and SEs
-        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-10 * np.abs(a).max(), err_msg=name)
-        assert saved["objective"] == pytest.approx(one["objective"], rel=1e-10)
+        # each shard solves delta to 1e-14 from its own predicted warm start (solve.warm_start),
+        # one process from another: the minimizer moves by H^-1 times that gradient noise,
+        # measured 1.0e-9 relative (SEs follow it), Q 1e-10
+        np.testing.assert_allclose(b, a, rtol=1e-8, atol=1e-8 * np.abs(a).max(), err_msg=name)
+        assert saved["objective"] == pytest.approx(one["objective"], rel=1e-9)
 
 
 def test_post_profiles_and_stability_on_a_local_cluster_equal_the_sequential_ones(

@@ -3,11 +3,12 @@
 Reference: ``bd.estimate`` on the whole problem with the same config but ``shards=None``, run
 in the same test. The shards solve the same per-market contractions from the same starts
 (warm starts sliced per shard) and the client forms xi, beta, S and d xi/d theta from the
-gathered delta and d delta/d theta with the one-process formulas; only the order of sums in
-Z'delta and the adjoint gradient differs. With both optimizers driven to the minimum (gtol
-1e-10, below) estimates, SEs and Q agree within 8e-13 relative (measured, 2 and 4 shards, on
-threads and on Dask alike) and W within 1.4e-13 of its largest element, so they are compared
-to 1e-10. The Hessian is forward
+gathered delta and d delta/d theta with the one-process formulas; the order of sums in
+Z'delta and the adjoint gradient differs, and each inner loop predicts its warm starts from its
+own history (solve.warm_start), so delta agrees to the contraction's 1e-14, not exactly. With
+both optimizers driven to the minimum (gtol 1e-10, below) estimates and SEs agree within 1e-10
+relative (measured 8e-13 before the predicted warm starts, about 1e-10 with them), Q and W
+within 1.2e-10 (compared to 1e-9). The Hessian is forward
 differences of the gradient with h = 1e-6: a gradient difference of ~1e-13 between the two
 runs becomes ~1e-7 in H (measured 2e-7 to 5e-7 relative), so H is compared to 1e-5.
 """
@@ -47,10 +48,15 @@ def _same_results(one: bd.BLPResults, sharded: bd.BLPResults) -> None:
     for name in ("theta", "beta", "theta_se", "beta_se", "delta", "xi"):
         a, b = np.atleast_1d(getattr(one, name)), np.atleast_1d(getattr(sharded, name))
         np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-10 * np.abs(a).max(), err_msg=name)
-    assert sharded.objective == pytest.approx(one.objective, rel=1e-10)
+    # Q is first order in the inner loop's error: each shard's delta is solved to 1e-14 from
+    # its own predicted warm start (solve.warm_start), one process from another, and
+    # N g'W dg moves Q by about 1e-10 relative here (measured 1.1e-10 with 4 shards)
+    assert sharded.objective == pytest.approx(one.objective, rel=1e-9)
+    # W = S(xi at step 1's estimate)^{-1}, and G and the covariance at the estimate, inherit the
+    # same inner-loop difference through xi: measured 1.2e-10 of W's largest element
     for name in ("W", "covariance", "G"):
         a, b = getattr(one, name), getattr(sharded, name)
-        np.testing.assert_allclose(b, a, rtol=0, atol=1e-10 * np.abs(a).max(), err_msg=name)
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-9 * np.abs(a).max(), err_msg=name)
     assert one.hessian is not None and sharded.hessian is not None
     np.testing.assert_allclose(sharded.hessian, one.hessian, rtol=1e-5)
     # the same starts ended at the same places in both GMM steps: the starts not reported are
