@@ -80,10 +80,13 @@ class NestedContractionMap:
 
     def evaluate(self, x: FloatArray) -> FloatArray:
         scaled = x / self.lam_j
-        c = nest_maxima(scaled, self.onehot)  # (T_b, G)
-        e = np.exp(scaled - np.einsum("tjg,tg->tj", self.membership, c)) * self.real
+        # shifted by the market's largest delta / lambda (a nest whose every product lies ~700
+        # below it underflows: then the log-sum-exp path below)
+        c = np.where(self.real, scaled, -np.inf).max(axis=1, initial=-np.inf)  # (T_b,)
+        c = np.where(np.isfinite(c), c, 0.0)
+        e = np.exp(scaled - c[:, None]) * self.real
         s, resolved = block_nested_shares(e, self.E, self.membership, self.lam, self.weights,
-                                          c[:, :, None] + self.m)
+                                          c[:, None, None] + self.m)
         if resolved and np.all(np.isfinite(s)):
             s = np.where(self.real, s, 1.0)
         else:  # a whole nest underflowed for some agent: log-sum-exp over (j, i)
