@@ -47,6 +47,17 @@ def nevo_agents(data_path: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
+def nevo_nested_products(nevo_products: pd.DataFrame) -> pd.DataFrame:
+    """Nevo with PyBLP's nested-logit tutorial nests (mushy) and its nest-size instrument,
+    demand_instruments20 (products in the market's nest)."""
+    data = nevo_products.copy()
+    data["nesting_ids"] = data["mushy"]
+    data["demand_instruments20"] = (data.groupby(["market_ids", "nesting_ids"])["shares"]
+                                    .transform("size").astype(float))
+    return data
+
+
+@pytest.fixture(scope="session")
 def blp_products(data_path: Path) -> pd.DataFrame:
     return pd.read_csv(data_path / "blp_products.csv")
 

@@ -36,12 +36,8 @@ INSTRUMENTS = [f"demand_instruments{k}" for k in range(20)]
 
 
 @pytest.fixture(scope="module")
-def products(nevo_products: pd.DataFrame) -> pd.DataFrame:
-    data = nevo_products.copy()
-    data["nesting_ids"] = data["mushy"]
-    data["demand_instruments20"] = (data.groupby(["market_ids", "nesting_ids"])["shares"]
-                                    .transform("size").astype(float))
-    return data
+def products(nevo_nested_products: pd.DataFrame) -> pd.DataFrame:
+    return nevo_nested_products
 
 
 def _pyblp(products: pd.DataFrame, *, method: str, rho: object, absorb: str | None = None,

@@ -20,12 +20,8 @@ INSTRUMENTS = [f"demand_instruments{k}" for k in range(21)]
 
 
 @pytest.fixture(scope="module")
-def products(nevo_products: pd.DataFrame) -> pd.DataFrame:
-    data = nevo_products.copy()
-    data["nesting_ids"] = data["mushy"]
-    data["demand_instruments20"] = (data.groupby(["market_ids", "nesting_ids"])["shares"]
-                                    .transform("size").astype(float))
-    return data
+def products(nevo_nested_products: pd.DataFrame) -> pd.DataFrame:
+    return nevo_nested_products
 
 
 def test_nested_consumer_surplus_equals_pyblps(products: pd.DataFrame) -> None:
