@@ -22,12 +22,11 @@ import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from rich.console import Console
 
 import blpdemand as bd
-from blpdemand.cli.report import Report, draw_convergence
 from blpdemand.results.diagnostics import ObjectiveProfile
-from blpdemand.results.plots import ElasticityHeatmap
+from blpdemand.results.figures import render
+from blpdemand.results.plots import ConvergencePlot, ElasticityHeatmap
 from blpdemand.solve.progress import EvaluationRecord
 
 J = 60
@@ -163,8 +162,7 @@ def test_profile_panels_ticks_do_not_overlap(tmp_path: Path,
     profile = ObjectiveProfile(names=tuple(f"p{k}" for k in range(13)), estimate=grids[:, 5],
                                objective=4.56, grids=grids, values=values)
     captured = _Captured(monkeypatch)
-    report = Report(Console(file=None, quiet=True), tmp_path)
-    report.figure("objective_profiles", profile.plot, panels=13)
+    render(tmp_path / "objective_profiles.png", profile.plot, panels=13)
     (fig,) = captured.figures
     renderer = FigureCanvasAgg(fig).get_renderer()
     fig.canvas.draw()
@@ -182,8 +180,7 @@ def test_convergence_evaluations_are_whole_numbers(tmp_path: Path,
                                 theta=np.array([0.5]))
                for k in (1, 2, 3)]
     captured = _Captured(monkeypatch)
-    Report(Console(file=None, quiet=True), tmp_path).figure("convergence",
-                                                             draw_convergence(records))
+    render(tmp_path / "convergence.png", ConvergencePlot(records))
     (fig,) = captured.figures
     ticks = [t.get_loc() for t in fig.axes[0].xaxis.get_major_ticks()]
     low, high = sorted(fig.axes[0].get_xlim())

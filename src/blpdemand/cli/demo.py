@@ -26,6 +26,7 @@ from blpdemand.instruments.differentiation import build_differentiation_instrume
 from blpdemand.integration.rule import Integration
 from blpdemand.model.problem import Problem
 from blpdemand.model.simulation import SimulatedMarkets, simulate
+from blpdemand.results.blp import BLPResults, estimate
 from blpdemand.results.costs import compute_costs
 from blpdemand.results.counterfactual import (
     Counterfactual,
@@ -34,7 +35,6 @@ from blpdemand.results.counterfactual import (
     simulate_merger,
 )
 from blpdemand.results.elasticities import compute_elasticities
-from blpdemand.results.blp import BLPResults, estimate
 from blpdemand.results.logit import LogitResults, estimate_logit
 from blpdemand.results.tables import Table
 

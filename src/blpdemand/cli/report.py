@@ -16,6 +16,7 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from blpdemand.cli.figures import FigureWorker
 from blpdemand.errors import SpecificationError
 from blpdemand.results.io import save_results
 from blpdemand.results.tables import Table
@@ -63,36 +64,6 @@ class RichReporter:
             f"{record.time:>7.2f}s {record.contraction_iterations:>7} "
             f"{record.contraction_evaluations:>7} {record.objective:>14.8g} "
             f"{record.gradient_norm:>11.4e}  {shown}", highlight=False, soft_wrap=True)
-
-
-def draw_convergence(records: Sequence[EvaluationRecord]) -> Callable[[Any], Any]:
-    """A drawing of the objective and the gradient inf-norm at each evaluation, per
-    (step, start)."""
-
-    def draw(ax: Any) -> Any:
-        from matplotlib.ticker import MaxNLocator
-
-        runs: dict[tuple[int, int], list[EvaluationRecord]] = {}
-        for r in records:
-            runs.setdefault((r.step, r.start), []).append(r)
-        right = ax.twinx()
-        for (step, start), rows in runs.items():
-            x = [r.evaluation for r in rows]
-            label = f"step {step}" + (f", start {start}" if len(runs) > 2 or start else "")
-            line = ax.plot(x, [r.objective for r in rows], label=label)[0]
-            right.plot(x, [max(r.gradient_norm, 1e-300) for r in rows], linestyle=":",
-                       color=line.get_color())
-        ax.set_yscale("symlog")
-        right.set_yscale("log")
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))  # evaluations count
-        ax.set_xlabel("objective evaluation")
-        ax.set_ylabel("objective Q(theta) (solid)")
-        right.set_ylabel("gradient inf-norm (dotted)")
-        ax.set_title("Convergence of the GMM objective")
-        ax.legend(loc="upper right", fontsize=7, ncol=2 if len(runs) > 5 else 1)
-        return ax
-
-    return draw
 
 
 def progress_runner(console: Console, description: str = "starts", *, workers: int = 1,
@@ -147,6 +118,7 @@ class Report:
         self.written: list[Path] = []
         self.started = time.perf_counter()
         self._deferred: list[Table] | None = None
+        self._figures: FigureWorker | None = None
 
     def table(self, name: str, table: Table, *, show: Table | bool = True,
               files: Table | None = None) -> None:
@@ -205,30 +177,34 @@ class Report:
 
     def figure(self, name: str, draw: Callable[[Any], Any], *, panels: int = 1) -> None:
         """Draw onto fresh matplotlib axes with ``draw(ax)`` and save ``{name}.png``;
-        ``panels > 1`` passes a list of that many axes (three to a row)."""
+        ``panels > 1`` passes a list of that many axes (three to a row). The figure is drawn
+        beside the run (``cli.figures``); ``wait_figures`` collects it."""
         self.checkpoint()
         if self.directory is None or not self.plots:
             return
-        from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
-
-        from blpdemand.results.plots import readable_ticks
-
-        if panels == 1:
-            fig = Figure(figsize=(7, 5))
-            draw(fig.subplots())
-        else:
-            cols = min(panels, 3)
-            rows = -(-panels // cols)
-            fig = Figure(figsize=(4 * cols, 3 * rows))
-            axes = list(fig.subplots(rows, cols, squeeze=False).ravel())
-            for extra in axes[panels:]:
-                extra.set_visible(False)
-            draw(axes[:panels])
-        readable_ticks(fig)  # lays the figure out; numeric tick labels that do not collide
         path = self._folder() / file_name(f"{name}.png")
-        fig.savefig(path, dpi=120)
+        self.prepare_figures().draw(path, draw, panels)
         self.written.append(path)
         self.checkpoint()  # matplotlib's weakref callbacks may have swallowed an interrupt
+
+    def prepare_figures(self) -> FigureWorker:
+        """The processes that draw this report's figures, started now (so that loading
+        matplotlib overlaps what runs before the first figure)."""
+        if self._figures is None:
+            self._figures = FigureWorker()
+        return self._figures
+
+    def wait_figures(self) -> None:
+        """Every figure sent is drawn and saved (its warnings replayed here)."""
+        if self._figures is not None:
+            self._figures.wait(self.checkpoint)
+
+    def close(self, *, abort: bool = False) -> None:
+        """Stop the figure process, at once with ``abort`` (no figure is written into the
+        folder after this returns)."""
+        if self._figures is not None:
+            self._figures.close(abort=abort)
+            self._figures = None
 
     def save(self, results: Any, *, spec: Mapping[str, Any],
              post_estimation: Mapping[str, Any]) -> Path | None:

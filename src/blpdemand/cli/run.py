@@ -34,7 +34,6 @@ from blpdemand.cli.report import (
     OutputFolder,
     Report,
     RichReporter,
-    draw_convergence,
     progress_runner,
 )
 from blpdemand.cli.spec import (
@@ -46,6 +45,7 @@ from blpdemand.cli.spec import (
     read_table,
 )
 from blpdemand.errors import BLPDemandError, SpecificationError
+from blpdemand.results.plots import ConvergencePlot
 
 if TYPE_CHECKING:
     from blpdemand.cli import Interrupts
@@ -80,6 +80,7 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
     if directory is None:
         directory = Path.cwd() / f"{spec.path.stem}-results"
     folder = OutputFolder(Path(directory))
+    report: Report | None = None
     try:  # from the staging folder's creation on, any failure or interrupt deletes it
         report = Report(console, folder.open(), latex=spec.output.get("latex", True),
                         html=spec.output.get("html", True), plots=spec.output.get("plots", True),
@@ -87,13 +88,19 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
                         checkpoint=interrupts.check if interrupts is not None else None)
         shield = interrupts.shielded if interrupts is not None else nullcontext
         check = interrupts.check if interrupts is not None else (lambda: None)
+        if command == "estimate":
+            report.prepare_figures()  # matplotlib loads beside the estimation
         with opened(compute, shield=shield, check=check) as executor:  # closed before the move
             results = _run(command, spec, report, progress=progress, quiet=quiet,
                            compute=compute, executor=executor)
+        report.close()
         written = folder.commit(interrupts)
     except BaseException:
+        if report is not None:
+            report.close(abort=True)  # no figure is written into the folder after this
         folder.discard(interrupts)
         raise
+    assert report is not None
     report.finish(folder.shown if written is not None else None)
     return results
 
@@ -127,7 +134,7 @@ def _run(command: str, spec: Spec, report: Report, *, progress: Console, quiet: 
                                                checkpoint=report.checkpoint,
                                                compute=compute, executor=executor)
             if evaluations:
-                report.figure("convergence", draw_convergence(evaluations))
+                report.figure("convergence", ConvergencePlot(evaluations))
         report.table("summary", results.summary())
         if getattr(results, "micro", None) is not None:
             report.table("micro", results.micro_moments())
@@ -139,6 +146,7 @@ def _run(command: str, spec: Spec, report: Report, *, progress: Console, quiet: 
                                runner=progress_runner(progress, "post-estimation",
                                                       checkpoint=report.checkpoint)
                                if not quiet else _checked(report.checkpoint))
+        report.wait_figures()  # their warnings are caught here with the others
         for w in records:  # library maintenance notices are not the user's business
             if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning,
                                            FutureWarning)):

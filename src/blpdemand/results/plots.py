@@ -5,6 +5,7 @@ matplotlib is imported only when drawing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ import pandas as pd
 from blpdemand._types import FloatArray
 from blpdemand.results.elasticities import MarketMatrices, as_fitted, compute_elasticities
 from blpdemand.results.tables import top_by_share
+from blpdemand.solve.progress import EvaluationRecord
 
 TOP_PRODUCTS = 25  # products a heatmap or a LaTeX/HTML matrix shows: the largest shares
 MAX_TICK_LABELS = 25  # tick labels per heatmap axis (more overlap at the report's size)
@@ -198,3 +200,34 @@ def _collide(axis: Any, renderer: Any) -> bool:
              if t.label1.get_visible() and t.label1.get_text()]
     return any(min(p.x1, q.x1) - max(p.x0, q.x0) > 0.5 and min(p.y1, q.y1) - max(p.y0, q.y0) > 0.5
                for k, p in enumerate(boxes) for q in boxes[k + 1:])
+
+
+@dataclass(frozen=True)
+class ConvergencePlot:
+    """A drawing of the objective and the gradient inf-norm at each evaluation, per
+    (step, start): ``ConvergencePlot(records)(ax)`` (picklable, so drawn in another process)."""
+
+    records: Sequence[EvaluationRecord]
+
+    def __call__(self, ax: Any) -> Any:
+        from matplotlib.ticker import MaxNLocator
+
+        runs: dict[tuple[int, int], list[EvaluationRecord]] = {}
+        for r in self.records:
+            runs.setdefault((r.step, r.start), []).append(r)
+        right = ax.twinx()
+        for (step, start), rows in runs.items():
+            x = [r.evaluation for r in rows]
+            label = f"step {step}" + (f", start {start}" if len(runs) > 2 or start else "")
+            line = ax.plot(x, [r.objective for r in rows], label=label)[0]
+            right.plot(x, [max(r.gradient_norm, 1e-300) for r in rows], linestyle=":",
+                       color=line.get_color())
+        ax.set_yscale("symlog")
+        right.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))  # evaluations count
+        ax.set_xlabel("objective evaluation")
+        ax.set_ylabel("objective Q(theta) (solid)")
+        right.set_ylabel("gradient inf-norm (dotted)")
+        ax.set_title("Convergence of the GMM objective")
+        ax.legend(loc="upper right", fontsize=7, ncol=2 if len(runs) > 5 else 1)
+        return ax

@@ -1,0 +1,159 @@
+"""The command line's figures, drawn by a helper process while the run goes on.
+
+Laying out and rasterizing one figure with matplotlib costs 0.1-0.6 s (tick labels dominate),
+and a run draws several after its estimation, one after another. A ``FigureWorker`` starts one
+Python process (``python -m blpdemand.results.figures``) when the report opens, so that loading
+matplotlib there overlaps the estimation here, and hands it each figure (a picklable drawing
+and the path of its PNG) through a private folder; it draws them on another core while the run
+computes its next outputs. ``wait`` collects them before the output folder is moved into place
+and replays their warnings here; ``close(abort=True)`` kills the process on a failure or
+Ctrl-C (the process is in its own session, so a terminal's Ctrl-C reaches only the command).
+Where the process cannot start, or a drawing cannot be pickled, the figure is drawn in this
+process by the same ``render``, so the PNG is the same either way.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from blpdemand.errors import BLPDemandError
+from blpdemand.results.figures import Caught, Drawing, Outcome, render
+
+
+class FigureWorker:
+    """Figures drawn by a helper process (or in this one: ``background`` is then False)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[int, Path] = {}
+        self._answers: queue.Queue[str | None] = queue.Queue()
+        self._folder = Path(tempfile.mkdtemp(prefix="blpdemand-figures-"))
+        self._jobs = 0
+        self._process: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        try:
+            with open(self._folder / "stderr.txt", "wb") as stderr:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-m", "blpdemand.results.figures", str(self._folder)],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                    env=env, start_new_session=True)
+        except OSError:  # no interpreter to start (a frozen application): drawn here
+            return
+        stdout = self._process.stdout
+        assert stdout is not None
+        self._reader = threading.Thread(target=_read_answers, args=(stdout, self._answers),
+                                        daemon=True)
+        self._reader.start()
+
+    @property
+    def background(self) -> bool:
+        return self._process is not None
+
+    def draw(self, path: Path, draw: Drawing, panels: int = 1) -> None:
+        """Draw and save one figure: sent to the process, or drawn here (warnings raised
+        here)."""
+        job = _pickled((path, draw, panels))
+        if self._process is None or job is None or self._process.poll() is not None:
+            _replay(render(path, draw, panels))
+            return
+        k = self._jobs
+        self._jobs += 1
+        (self._folder / f"job-{k}.pkl").write_bytes(job)
+        assert self._process.stdin is not None
+        try:
+            self._process.stdin.write(f"{k}\n")
+            self._process.stdin.flush()
+        except OSError:  # the process has ended: its figures are drawn here
+            _replay(render(path, draw, panels))
+            return
+        self._pending[k] = path
+
+    def wait(self, checkpoint: Callable[[], None]) -> None:
+        """Wait for every figure sent (asking ``checkpoint`` every 0.1 s), replay their
+        warnings in the order they were sent, and raise the first drawing's error."""
+        done: dict[int, Outcome] = {}
+        while len(done) < len(self._pending):
+            checkpoint()
+            try:
+                answer = self._answers.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if answer is None:
+                raise BLPDemandError(self._ended())
+            k = int(answer)
+            done[k] = pickle.loads((self._folder / f"result-{k}.pkl").read_bytes())
+        self._pending = {}
+        for k in sorted(done):
+            outcome = done[k]
+            _replay(outcome.caught)
+            if isinstance(outcome.error, BaseException):
+                raise outcome.error
+            if outcome.error is not None:
+                raise BLPDemandError(f"drawing a figure failed: {outcome.error}")
+
+    def close(self, *, abort: bool = False) -> None:
+        """End the process (at once with ``abort``, else after the figures it has) and delete
+        the private folder: no figure is written after this returns."""
+        process, self._process = self._process, None
+        if process is not None:
+            if abort:
+                process.kill()
+            elif process.stdin is not None:
+                try:
+                    process.stdin.close()  # the process ends after its last job
+                except OSError:
+                    pass
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            if self._reader is not None:
+                self._reader.join(timeout=5)  # it has read the end of the answers
+            for pipe in (process.stdin, process.stdout):
+                if pipe is not None:
+                    try:
+                        pipe.close()
+                    except OSError:  # stdin's last flush into a killed process
+                        pass
+        self._pending = {}
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+    def _ended(self) -> str:
+        assert self._process is not None
+        code = self._process.wait()
+        tail = (self._folder / "stderr.txt").read_text(errors="replace").strip()[-1500:]
+        return (f"the process drawing the figures ended (exit code {code}) before it drew "
+                f"{', '.join(p.name for p in self._pending.values())}"
+                + (f":\n{tail}" if tail else ""))
+
+
+def _read_answers(stdout: IO[str], answers: queue.Queue[str | None]) -> None:
+    """The job numbers the process answers, then None when it closes its end."""
+    for line in stdout:
+        answers.put(line.strip())
+    answers.put(None)
+
+
+def _pickled(job: tuple[Path, Drawing, int]) -> bytes | None:
+    """The job as bytes (None for a drawing that cannot travel, e.g. a closure)."""
+    try:
+        return pickle.dumps(job)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return None
+
+
+def _replay(caught: Caught) -> None:
+    for category, message in caught:
+        warnings.warn(message, category, stacklevel=3)
