@@ -203,7 +203,7 @@ def _entrant_utility(fitted: FittedDemand, new: pd.DataFrame, start: FloatArray,
     absorbed = problem.fixed_effects is not None
     x2 = None
     if problem.K2 > 0 and problem.agents is not None:
-        x2 = _rows(problem.nonlinear_formula, problem.X2, frame, fitted, "nonlinear", None)
+        x2 = formula_rows(problem.nonlinear_formula, problem.X2, frame, fitted, "nonlinear", None)
     if "delta" in new.columns:
         if xi is not None:
             raise SpecificationError("new_products has a 'delta' column, which already includes "
@@ -219,7 +219,7 @@ def _entrant_utility(fitted: FittedDemand, new: pd.DataFrame, start: FloatArray,
             "new_products (e.g. its brand's estimated effect, from results.fixed_effects), or "
             "its whole mean utility in a "
             "'delta' column (with its 'prices')")
-    x1 = _rows(problem.linear_formula, problem.X1, frame, fitted, "linear",
+    x1 = formula_rows(problem.linear_formula, problem.X1, frame, fitted, "linear",
                False if absorbed else None)
     delta = x1 @ fitted.beta + _entrant_values(new, xi, "xi", 0.0)
     if absorbed:
@@ -227,8 +227,8 @@ def _entrant_utility(fitted: FittedDemand, new: pd.DataFrame, start: FloatArray,
     return delta, x2
 
 
-def _rows(formula: str | None, stored: DesignMatrix, frame: pd.DataFrame, fitted: FittedDemand,
-          what: str, intercept: bool | None) -> FloatArray:
+def formula_rows(formula: str | None, stored: DesignMatrix, frame: pd.DataFrame,
+                 fitted: FittedDemand, what: str, intercept: bool | None) -> FloatArray:
     """The formula evaluated on the new rows with the estimation data's columns and levels.
 
     The formula is evaluated on the estimation data followed by the new rows, so categorical
