@@ -25,7 +25,7 @@ def test_cli_demo_prints_every_part(capsys: pytest.CaptureFixture[str], report: 
     assert main(["demo"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     for heading in ("1. Logit demand: OLS vs IV", "2. Random coefficients (BLP)",
-                    f"3. Merger of firms {list(MERGING)}"):
+                    f"3. Merger of firms {list(MERGING)}", "4. Demand and supply together"):
         assert heading in out
     match = re.search(r"sigma\[hp, hp\] │ (-?[\d.]+) │ +│ (-?[\d.]+) │ (-?[\d.]+)", out)
     assert match, out
@@ -35,6 +35,21 @@ def test_cli_demo_prints_every_part(capsys: pytest.CaptureFixture[str], report: 
     assert sigma == pytest.approx(body.loc["sigma[hp, hp]", "BLP"], abs=5e-5)
     assert se == pytest.approx(body.loc["sigma[hp, hp]", "BLP s.e."], abs=5e-5)
     assert "all markets converged" in out and "Merger simulation" in out
+
+
+def test_joint_demand_and_supply_recover_the_truth(report: DemoReport) -> None:
+    # Reference: the simulation's true demand and log-cost parameters (gamma_0 = 0, gamma_w = 1);
+    # tolerance: 3 standard errors for every parameter, as for BLP (fixed seed: deterministic).
+    # The joint price coefficient equals the demand-only one within their standard errors.
+    joint = report.joint
+    assert joint is not None and joint.converged and report.joint_comparison is not None
+    body = report.joint_comparison.to_frame()
+    assert list(body.index[-3:]) == ["gamma[1]", "gamma[w1]", "gamma[w2]"]
+    np.testing.assert_array_equal(body["truth"].to_numpy()[-3:], [0.0, 1.0, 1.0])
+    np.testing.assert_array_less(np.abs(body["(joint - truth) / s.e."].to_numpy()), 3.0)
+    np.testing.assert_allclose(joint.gamma, body["joint"].to_numpy()[-3:], rtol=0)
+    gap = abs(body.loc["prices", "joint"] - body.loc["prices", "demand only"])
+    assert gap < body.loc["prices", "s.e."]
 
 
 def test_iv_removes_the_ols_bias(report: DemoReport) -> None:

@@ -192,7 +192,7 @@ def evaluate_costs(problem: Problem, layout: ParameterLayout, theta: FloatArray,
     if failure is None and not np.all(np.isfinite(y)):
         bad = np.flatnonzero(~np.isfinite(y))
         failure = (f"{bad.size} marginal cost(s) c = p - eta are not positive (first in market "
-                   f"{pm.ids[pm.codes[bad[0]]]!r}: c = {costs[bad[0]]:.4g}), so log costs are "
+                   f"{np.asarray(pm.ids)[pm.codes[bad[0]]].item()!r}: c = {costs[bad[0]]:.4g}), so log costs are "
                    f"undefined at theta={np.asarray(theta).tolist()}; set costs_bounds=(0.001, "
                    "None) to clip them, or use costs='linear'")
     y_jacobian = None if jacobian is None else -derivative[:, None] * jacobian
