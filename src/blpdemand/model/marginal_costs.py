@@ -191,8 +191,9 @@ def evaluate_costs(problem: Problem, layout: ParameterLayout, theta: FloatArray,
         clipped &= supply.selected
     if failure is None and not np.all(np.isfinite(y)):
         bad = np.flatnonzero(~np.isfinite(y))
+        market = np.asarray(pm.ids)[pm.codes[bad[0]]].item()  # as the user wrote it
         failure = (f"{bad.size} marginal cost(s) c = p - eta are not positive (first in market "
-                   f"{np.asarray(pm.ids)[pm.codes[bad[0]]].item()!r}: c = {costs[bad[0]]:.4g}), so log costs are "
+                   f"{market!r}: c = {costs[bad[0]]:.4g}), so log costs are "
                    f"undefined at theta={np.asarray(theta).tolist()}; set costs_bounds=(0.001, "
                    "None) to clip them, or use costs='linear'")
     y_jacobian = None if jacobian is None else -derivative[:, None] * jacobian
