@@ -27,7 +27,6 @@ from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.model.rcnl import (
     NestedProbabilities,
-    block_nested_shares,
     nest_maxima,
     nest_membership,
     nested_delta_jacobian,
@@ -35,6 +34,7 @@ from blpdemand.model.rcnl import (
     nested_rho_jacobian,
     nested_theta_jacobian,
 )
+from blpdemand.model.rcnl_compiled import nested_step, prepared
 from blpdemand.model.utility import lognormal_coefficients
 from blpdemand.solve.contraction import (
     BlockTally,
@@ -72,6 +72,13 @@ class NestedContractionMap:
         scaled = mu / self.lam_j[:, :, None]
         self.m = nest_maxima(scaled, onehot)  # (T_b, G, I)
         self.E = np.exp(scaled - self.membership @ self.m) * self.real[:, :, None]
+        self.codes: IntArray = onehot.argmax(axis=2)  # (T_b, J) nest of each slot
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """The compiled step's arrays in its layout (no conversion per step)."""
+        for name in ("E", "m", "codes", "real", "lam", "weights", "log_shares", "lam_j"):
+            setattr(self, name, prepared(getattr(self, name)))
 
     def _shares(self, x: FloatArray) -> tuple[NestedProbabilities, FloatArray]:
         p = nested_probabilities(x[:, :, None] + self.mu, self.onehot, self.lam)
@@ -79,20 +86,16 @@ class NestedContractionMap:
         return p, np.where(self.real, s, 1.0)
 
     def evaluate(self, x: FloatArray) -> FloatArray:
-        scaled = x / self.lam_j
-        # shifted by the market's largest delta / lambda (a nest whose every product lies ~700
-        # below it underflows: then the log-sum-exp path below)
-        c = np.where(self.real, scaled, -np.inf).max(axis=1, initial=-np.inf)  # (T_b,)
-        c = np.where(np.isfinite(c), c, 0.0)
-        e = np.exp(scaled - c[:, None]) * self.real
-        s, resolved = block_nested_shares(e, self.E, self.membership, self.lam, self.weights,
-                                          c[:, None, None] + self.m)
-        if resolved and np.all(np.isfinite(s)):
-            s = np.where(self.real, s, 1.0)
-        else:  # a whole nest underflowed for some agent: log-sum-exp over (j, i)
-            s = self._shares(x)[1]
-        out: FloatArray = x + self.lam_j * (self.log_shares - np.log(s))
-        return out
+        # compiled (model.rcnl_compiled; model.rcnl.block_nested_shares is its numpy twin):
+        # exp(delta / lambda) shifted by the market's largest delta / lambda; where a nest whose
+        # every product lies ~700 below it underflows, the log-sum-exp path below
+        out, resolved = nested_step(x, self.E, self.m, self.codes, self.real, self.lam,
+                                    self.weights, self.log_shares, self.lam_j)
+        if resolved:
+            return out
+        s = self._shares(x)[1]
+        fallback: FloatArray = x + self.lam_j * (self.log_shares - np.log(s))
+        return fallback
 
     def residual_jacobian(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
         p, s = self._shares(x)
@@ -107,7 +110,8 @@ class NestedContractionMap:
         self.mu, self.onehot, self.weights = self.mu[keep], self.onehot[keep], self.weights[keep]
         self.real, self.lam_j = self.real[keep], self.lam_j[keep]
         self.membership, self.log_shares = self.membership[keep], self.log_shares[keep]
-        self.E, self.m = self.E[keep], self.m[keep]
+        self.E, self.m, self.codes = self.E[keep], self.m[keep], self.codes[keep]
+        self._prepare()
 
 
 class NestedInnerLoop:
