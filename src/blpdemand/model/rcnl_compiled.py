@@ -38,9 +38,8 @@ def _step(x, E, m, codes, real, lam, weights, log_shares,  # type: ignore[no-unt
     out = np.empty((T, J))
     ok = True
     e = np.empty(J)
-    s = np.empty(J)
-    A = np.empty(G)
-    inclusive = np.empty(G)
+    A = np.empty((G, I))  # A_gi, then w_i s_{g,i} / A_gi
+    L = np.empty(G)  # one agent's inclusive values lambda_g log D_gi, then their exponentials
     present = np.empty(G, dtype=np.bool_)
     for t in range(T):
         c = -np.inf
@@ -50,43 +49,37 @@ def _step(x, E, m, codes, real, lam, weights, log_shares,  # type: ignore[no-unt
         if not math.isfinite(c):
             c = 0.0
         present[:] = False
-        for j in range(J):
-            s[j] = 0.0
+        A[:, :] = 0.0
+        for j in range(J):  # A_gi = sum_{k in g} e_k E_ki: rows of E read in order
             if real[t, j]:
                 e[j] = math.exp(x[t, j] / lam_j[t, j] - c)
-                present[codes[t, j]] = True
-            else:
-                e[j] = 0.0
-        for i in range(I):
-            A[:] = 0.0
-            for j in range(J):
-                if real[t, j]:
-                    A[codes[t, j]] += e[j] * E[t, j, i]
-            top = 0.0
+                g = codes[t, j]
+                present[g] = True
+                for i in range(I):
+                    A[g, i] += e[j] * E[t, j, i]
+        for i in range(I):  # nest shares s_{g,i}, overflow-safe across nests: one log and
+            top = 0.0  # one exp per (g, i), the inclusive values kept in L
             for g in range(G):
-                inclusive[g] = -np.inf
+                L[g] = -np.inf
                 if present[g]:
-                    if A[g] > 0.0:
-                        inclusive[g] = lam[g] * (c + m[t, g, i] + math.log(A[g]))
-                        top = max(top, inclusive[g])
+                    if A[g, i] > 0.0:
+                        L[g] = lam[g] * (c + m[t, g, i] + math.log(A[g, i]))
+                        top = max(top, L[g])
                     else:
                         ok = False
             total = math.exp(-top)
             for g in range(G):
-                if present[g] and A[g] > 0.0:
-                    total += math.exp(inclusive[g] - top)
-            log_denominator = top + math.log(total)
-            for g in range(G):  # w_i s_{g,i} / A_gi, kept in A
-                if present[g] and A[g] > 0.0:
-                    A[g] = weights[t, i] * math.exp(inclusive[g] - log_denominator) / A[g]
-                else:
-                    A[g] = 0.0
-            for j in range(J):
-                if real[t, j]:
-                    s[j] += E[t, j, i] * A[codes[t, j]]
-        for j in range(J):
+                L[g] = math.exp(L[g] - top) if L[g] > -np.inf else 0.0
+                total += L[g]
+            for g in range(G):  # w_i s_{g,i} / A_gi
+                A[g, i] = weights[t, i] * L[g] / total / A[g, i] if L[g] > 0.0 else 0.0
+        for j in range(J):  # s_j = e_j sum_i E_ji w_i s_{g(j),i} / A_{g(j)i}
             if real[t, j]:
-                share = e[j] * s[j]
+                g = codes[t, j]
+                total = 0.0
+                for i in range(I):
+                    total += E[t, j, i] * A[g, i]
+                share = e[j] * total
                 if not share > 0.0 or not math.isfinite(share):
                     ok = False
                     share = 1.0
