@@ -54,8 +54,11 @@ class DeltaPredictor:
         if jacobian is not None:
             self._tangent = (theta, delta, jacobian)
 
-    def predict(self, theta: FloatArray) -> FloatArray | None:
-        """A starting delta at theta (None before the first solution)."""
+    def predict(self, theta: FloatArray, default: FloatArray | None = None
+                ) -> FloatArray | None:
+        """A starting delta at theta (None before the first solution); ``default`` (e.g. the
+        last solution moved by a known exact shift) where neither a tangent nor a secant
+        applies, else the last solution."""
         if not self._deltas:
             return None
         theta = np.asarray(theta, dtype=np.float64)
@@ -63,6 +66,7 @@ class DeltaPredictor:
         step = theta - last_theta
         if not np.any(step):
             return last
+        fallback = last if default is None else default
         if self._tangent is not None:  # first order from the exact d delta / d theta
             at, base, jacobian = self._tangent
             distance = float(np.max(np.abs(theta - at)))
@@ -70,18 +74,18 @@ class DeltaPredictor:
             if (distance <= _TANGENT * max(1.0, float(np.max(np.abs(at))))
                     and distance <= np.max(np.abs(step))):
                 guess = base + jacobian @ (theta - at)
-                return guess if np.all(np.isfinite(guess)) else last
+                return guess if np.all(np.isfinite(guess)) else fallback
         # secants only from solutions about as near as theta: over longer ones the curvature of
         # delta(theta) makes them worse than no step at all (a far line-search trial)
         reach = _NEAR * float(np.max(np.abs(step)))
         near = [k for k, t in enumerate(list(self._thetas)[:-1])
                 if float(np.max(np.abs(t - last_theta))) <= reach]
         if not near:
-            return last
+            return fallback
         Theta = np.column_stack([self._thetas[k] - last_theta for k in near])
         c = np.linalg.lstsq(Theta, step, rcond=1e-8)[0]
         if not np.all(np.isfinite(c)) or np.max(np.abs(c)) > _REACH:
-            return last
+            return fallback
         D = np.column_stack([self._deltas[k] - last for k in near])
         guess = last + D @ c
-        return guess if np.all(np.isfinite(guess)) else last
+        return guess if np.all(np.isfinite(guess)) else fallback
