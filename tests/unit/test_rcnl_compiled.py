@@ -72,3 +72,42 @@ def test_an_underflowed_nest_is_reported_not_returned() -> None:
     _, ok = nested_step(x, *(prepared(a) for a in (E, m, codes, real, lam, weights,
                                                    np.log(shares), lam_j)))
     assert not ok
+
+
+import pytest  # noqa: E402
+
+from blpdemand.model.rcnl import (  # noqa: E402
+    nested_delta_jacobian,
+    nested_rho_jacobian,
+    nested_theta_jacobian,
+)
+from blpdemand.model.rcnl_compiled import nested_jacobians  # noqa: E402
+
+
+@pytest.mark.parametrize("per_nest", [False, True])
+def test_the_compiled_jacobians_equal_the_numpy_twins(per_nest: bool) -> None:
+    # d s / d delta, d s / d theta (two Sigma/Pi-like parameters) and d s / d rho on a block
+    # with padded slots and a nest absent from a market; tolerance: 1e-12 of each matrix's
+    # largest entry (sums over I = 9 agents of products of probabilities, in another order)
+    rng = np.random.default_rng(11)
+    x, mu, onehot, real, lam, weights, _, codes = _block(rng)
+    V = x[:, :, None] + mu
+    x2 = rng.normal(size=(*x.shape, 2))
+    variables = rng.normal(size=(x.shape[0], mu.shape[2], 3))
+    rows, columns = np.array([0, 1]), np.array([2, 0])
+    p = nested_probabilities(V, onehot, lam)
+    expected_delta = nested_delta_jacobian(p, weights)
+    expected_theta = np.concatenate([nested_theta_jacobian(p, weights, x2, variables, rows,
+                                                           columns),
+                                     nested_rho_jacobian(p, weights, lam, per_nest)], axis=2)
+    got_delta, got_theta = nested_jacobians(V, codes, real, lam, weights, x2, variables, rows,
+                                            columns, per_nest)
+    mask = real[:, :, None] & real[:, None, :]
+    np.testing.assert_allclose(np.where(mask, got_delta, 0.0), np.where(mask, expected_delta,
+                                                                         0.0),
+                               rtol=0, atol=1e-12 * np.abs(expected_delta).max())
+    rows_real = real[:, :, None]
+    assert got_theta.shape == expected_theta.shape
+    np.testing.assert_allclose(np.where(rows_real, got_theta, 0.0),
+                               np.where(rows_real, expected_theta, 0.0),
+                               rtol=0, atol=1e-12 * np.abs(expected_theta).max())

@@ -24,10 +24,10 @@ import numpy as np
 from blpdemand._types import BoolArray, FloatArray, IntArray
 from blpdemand.model.adjoint_compiled import as_kernel_array, compile_kernel, readonly
 
-__all__ = ["nested_step", "prepared"]
+__all__ = ["nested_jacobians", "nested_step", "prepared"]
 
 _F1, _F2, _F3 = readonly(1), readonly(2), readonly(3)
-_I2, _B2 = readonly(2, numba.int64), readonly(2, numba.boolean)
+_I1, _I2, _B2 = readonly(1, numba.int64), readonly(2, numba.int64), readonly(2, numba.boolean)
 
 
 @compile_kernel((_F2, _F3, _F3, _I2, _B2, _F1, _F2, _F2, _F2))
@@ -87,6 +87,127 @@ def _step(x, E, m, codes, real, lam, weights, log_shares,  # type: ignore[no-unt
             else:
                 out[t, j] = x[t, j] + lam_j[t, j] * log_shares[t, j]
     return out, ok
+
+
+@compile_kernel((_F3, _I2, _B2, _F1, _F2, _F3, _F3, _I1, _I1, numba.boolean))
+def _jacobians(V, codes, real, lam, weights, x2, variables,  # type: ignore[no-untyped-def]
+               rows, columns, per_nest):
+    T, J, I = V.shape
+    G = lam.shape[0]
+    Q = rows.shape[0]
+    R = G if per_nest else 1
+    ds_ddelta = np.zeros((T, J, J))
+    ds_dtheta = np.zeros((T, J, Q + R))
+    scaled = np.empty(J)
+    within = np.empty(J)
+    s = np.empty(J)
+    a = np.empty(J)
+    top = np.empty(G)
+    D = np.empty(G)  # sum_{k in g} exp(V_k / lambda_g - top_g), then nest shares
+    log_D = np.empty(G)
+    V_bar = np.empty(G)
+    slope = np.empty(G)  # I'_g = log D_g - V_bar_g / lambda_g
+    sums = np.empty(G)
+    for t in range(T):
+        for i in range(I):
+            w = weights[t, i]
+            if w == 0.0:
+                continue
+            top[:] = -np.inf
+            for j in range(J):
+                if real[t, j]:
+                    g = codes[t, j]
+                    scaled[j] = V[t, j, i] / lam[g]
+                    top[g] = max(top[g], scaled[j])
+            D[:] = 0.0
+            for j in range(J):
+                if real[t, j]:
+                    g = codes[t, j]
+                    within[j] = math.exp(scaled[j] - top[g])
+                    D[g] += within[j]
+            best = 0.0  # the outside good's inclusive value
+            for g in range(G):
+                if D[g] > 0.0:
+                    log_D[g] = top[g] + math.log(D[g])
+                    best = max(best, lam[g] * log_D[g])
+            total = math.exp(-best)
+            for g in range(G):
+                if D[g] > 0.0:
+                    total += math.exp(lam[g] * log_D[g] - best)
+            V_bar[:] = 0.0
+            for j in range(J):
+                if real[t, j]:
+                    within[j] /= D[codes[t, j]]
+            for g in range(G):
+                D[g] = math.exp(lam[g] * log_D[g] - best) / total if D[g] > 0.0 else 0.0
+            for j in range(J):
+                if real[t, j]:
+                    g = codes[t, j]
+                    s[j] = within[j] * D[g]
+                    V_bar[g] += within[j] * V[t, j, i]
+            for g in range(G):
+                slope[g] = log_D[g] - V_bar[g] / lam[g] if D[g] > 0.0 else 0.0
+            # d s_j / d delta_k = sum_i w_i s_ij [1{j=k} / lambda_g - 1{g=h} (1/lambda_g - 1)
+            #                     s_{k|g,i} - s_ik]
+            for j in range(J):
+                if not real[t, j]:
+                    continue
+                g = codes[t, j]
+                ws = w * s[j]
+                factor = 1.0 / lam[g] - 1.0
+                for k in range(J):
+                    if real[t, k]:
+                        value = -s[k]
+                        if codes[t, k] == g:
+                            value -= factor * within[k]
+                        ds_ddelta[t, j, k] += ws * value
+                ds_ddelta[t, j, j] += ws / lam[g]
+            # Sigma and Pi: d mu_ij / d theta_q = x2_j,rows[q] variables_i,columns[q]
+            for q in range(Q):
+                v = variables[t, i, columns[q]]
+                mean = 0.0
+                sums[:] = 0.0
+                for j in range(J):
+                    if real[t, j]:
+                        a[j] = x2[t, j, rows[q]] * v
+                        mean += s[j] * a[j]
+                        sums[codes[t, j]] += within[j] * a[j]
+                for j in range(J):
+                    if real[t, j]:
+                        g = codes[t, j]
+                        inner = a[j] / lam[g] - (1.0 / lam[g] - 1.0) * sums[g] - mean
+                        ds_dtheta[t, j, q] += w * s[j] * inner
+            # rho: d s_ij / d lambda_h = s_ij (1{g=h} own_j - s_{h,i} I'_h), d lambda = -d rho
+            across = 0.0
+            for g in range(G):
+                across += D[g] * slope[g]
+            for j in range(J):
+                if real[t, j]:
+                    g = codes[t, j]
+                    own = -(V[t, j, i] - V_bar[g]) / lam[g] ** 2 + slope[g]
+                    ws = w * s[j]
+                    if per_nest:
+                        for h in range(G):
+                            ds_dtheta[t, j, Q + h] += ws * D[h] * slope[h]
+                        ds_dtheta[t, j, Q + g] -= ws * own
+                    else:
+                        ds_dtheta[t, j, Q] += ws * (across - own)
+    return ds_ddelta, ds_dtheta
+
+
+def nested_jacobians(V: FloatArray, codes: IntArray, real: BoolArray, lam: FloatArray,
+                     weights: FloatArray, x2: FloatArray, variables: FloatArray,
+                     rows: IntArray, columns: IntArray, per_nest: bool
+                     ) -> tuple[FloatArray, FloatArray]:
+    """(T_b, J, J) d s / d delta and (T_b, J, Q + R) d s / d [theta_q..., rho] of a block, in
+    one pass per agent (``model.rcnl``'s nested_delta_jacobian, nested_theta_jacobian and
+    nested_rho_jacobian, without their (T_b, J, I) temporaries). V : (T_b, J, I) utilities
+    delta + mu; d mu_ij / d theta_q = x2_j,rows[q] variables_i,columns[q]; R = G rho per nest
+    (``per_nest``) or one common rho."""
+    out: tuple[FloatArray, FloatArray] = _jacobians(
+        prepared(V), prepared(codes), prepared(real), prepared(lam), prepared(weights),
+        prepared(x2), prepared(variables), prepared(rows), prepared(columns), bool(per_nest))
+    return out
 
 
 def nested_step(x: FloatArray, E: FloatArray, m: FloatArray, codes: IntArray, real: BoolArray,

@@ -31,10 +31,8 @@ from blpdemand.model.rcnl import (
     nest_membership,
     nested_delta_jacobian,
     nested_probabilities,
-    nested_rho_jacobian,
-    nested_theta_jacobian,
 )
-from blpdemand.model.rcnl_compiled import nested_step, prepared
+from blpdemand.model.rcnl_compiled import nested_jacobians, nested_step, prepared
 from blpdemand.model.utility import lognormal_coefficients
 from blpdemand.solve.contraction import (
     BlockTally,
@@ -180,17 +178,18 @@ class NestedInnerLoop:
         return mu
 
     def _block_jacobian(self, b: int, theta: FloatArray, delta_block: FloatArray) -> FloatArray:
+        """(T_b, J, P) d delta / d theta of block b at its solved delta: the share derivatives
+        in one compiled pass per agent (``model.rcnl_compiled.nested_jacobians``)."""
         data, mapping, lam = self.blocks[b], _coefficient_map(self.layout, theta), \
             self._lambda(theta)
-        p = nested_probabilities(delta_block[:, :, None] + self._mu(data, mapping),
-                                 self.onehot[b], lam)
+        V = delta_block[:, :, None] + self._mu(data, mapping)
         variables, rows, columns = _derivative_variables(data, self.layout, mapping,
                                                          self.lognormal)
-        ds_dtheta = np.concatenate(
-            [nested_theta_jacobian(p, data.weights, data.x2, variables, rows, columns),
-             nested_rho_jacobian(p, data.weights, lam, self.per_nest)], axis=2)
-        return delta_theta_jacobian(nested_delta_jacobian(p, data.weights), ds_dtheta,
-                                    data.block.product_pad)
+        onehot = self.onehot[b]
+        ds_ddelta, ds_dtheta = nested_jacobians(V, onehot.argmax(axis=2), np.any(onehot, axis=2),
+                                                lam, data.weights, data.x2, variables, rows,
+                                                columns, self.per_nest)
+        return delta_theta_jacobian(ds_ddelta, ds_dtheta, data.block.product_pad)
 
     # ------------------------------------------------------------------ the interface
     def solve(self, theta: FloatArray, *, delta0: FloatArray | None = None,
