@@ -263,5 +263,7 @@ def problem_stack(problem: Problem) -> MomentStack:
     if supply.covariance is None:
         return MomentStack(tuple(blocks))
     ZC = supply.covariance.ZC.values  # zero outside ``supply_markets``, as Z_S
-    blocks.append(covariance_block(ZC if supply.selected is None else ZC * supply.selected[:, None]))
+    if supply.selected is not None:
+        ZC = ZC * supply.selected[:, None]
+    blocks.append(covariance_block(ZC))
     return MomentStack(tuple(blocks), mean=supply.covariance.mean)
