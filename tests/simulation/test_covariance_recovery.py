@@ -12,6 +12,7 @@ prices (Pi on a constant demographic, one agent per market).
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,15 +24,20 @@ from blpdemand.errors import OptimizationWarning, SpecificationError
 ALPHA, BETA0 = -2.0, -0.5
 
 
-def simulated_problem(rng: int, columns: list[str] | None = None, *, T: int = 200,
-                      mean: float = 0.0) -> bd.Problem:
+def markets(rng: int, T: int = 200) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     sim = bd.simulate(markets=T, products=5, firms=2, alpha=ALPHA, rho=0.0, pricing="bertrand",
                       xi_sd=0.5, eta_sd=0.3, rng=rng)
     agents = pd.DataFrame({"market_ids": np.arange(T), "weights": 1.0, "nodes0": 0.0,
                            "one": 1.0})
     assert sim.supply is not None and sim.truth["rho"] == 0.0
-    return bd.Problem(sim.products, linear="1 + x1 + x2", nonlinear="0 + prices",
-                      demographics="0 + one", agents=agents, supply=sim.supply, costs="log",
+    return sim.products, agents, sim.supply
+
+
+def simulated_problem(rng: int, columns: list[str] | None = None, *, T: int = 200,
+                      mean: float = 0.0) -> bd.Problem:
+    products, agents, supply = markets(rng, T)
+    return bd.Problem(products, linear="1 + x1 + x2", nonlinear="0 + prices",
+                      demographics="0 + one", agents=agents, supply=supply, costs="log",
                       covariance_restrictions=columns, covariance_moments_mean=mean)
 
 
@@ -69,6 +75,22 @@ def test_the_mean_sets_the_fitted_covariance() -> None:
     assert moved.converged
     assert abs(float(moved.theta[0] - base.theta[0])) > 2 * float(base.theta_se[0])
     assert abs(float(np.mean(moved.xi * moved.omega)) - 0.02) < 1e-10  # type: ignore[operator]
+
+
+def test_saved_results_rebuild_the_restrictions(tmp_path: Any) -> None:
+    # save_results / load_results(products=..., agents=...) rebuild the Problem with the same
+    # covariance instruments and mean, and re-evaluate at the saved estimate (same numbers)
+    results = bd.estimate(simulated_problem(1, ["1", "x1"], mean=0.01), pi=[[-1.5]],
+                          config=CONFIG)
+    path = bd.save_results(results, tmp_path / "covariance.json")
+    products, agents, _ = markets(1)
+    back = bd.load_results(path, products=products, agents=agents)
+    supply = back.problem.supply
+    assert supply is not None and supply.covariance is not None
+    assert supply.covariance.columns == ("1", "x1") and supply.covariance.mean == 0.01
+    np.testing.assert_allclose(back.estimates, results.estimates, rtol=1e-10)
+    np.testing.assert_allclose(back.standard_errors, results.standard_errors, rtol=1e-8)
+    assert back.hansen_j.df == results.hansen_j.df == 1
 
 
 @pytest.mark.slow

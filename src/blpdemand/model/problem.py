@@ -404,6 +404,8 @@ def _instrument_matrix(instruments: InstrumentsLike, data: ProductData) -> Desig
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise SpecificationError(f"instrument {dup!r} is given more than once")
+    if not blocks:  # an empty list (saved results of a problem without excluded instruments)
+        return DesignMatrix(values=np.zeros((data.N, 0)), names=())
     return DesignMatrix(values=np.column_stack(blocks), names=tuple(names))
 
 
