@@ -74,6 +74,7 @@ _API: dict[str, str] = {
     "compute_long_run_diversion_ratios": "blpdemand.results.diversion",
     "compute_markups": "blpdemand.results.costs",
     "compute_costs": "blpdemand.results.costs",
+    "compute_supply_costs": "blpdemand.results.supply_costs",
     "compute_profits": "blpdemand.results.costs",
     "compute_prices": "blpdemand.results.counterfactual",
     "compute_shares": "blpdemand.results.shares",
