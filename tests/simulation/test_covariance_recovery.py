@@ -91,6 +91,11 @@ def test_saved_results_rebuild_the_restrictions(tmp_path: Any) -> None:
     np.testing.assert_allclose(back.estimates, results.estimates, rtol=1e-10)
     np.testing.assert_allclose(back.standard_errors, results.standard_errors, rtol=1e-8)
     assert back.hansen_j.df == results.hansen_j.df == 1
+    # with_covariance rebuilds S over the three blocks: robust again gives the same matrix
+    again = results.with_covariance("robust")
+    np.testing.assert_allclose(again.covariance, results.covariance, rtol=1e-12)
+    clustered = results.with_covariance("clustered", clusters="market_ids")
+    assert np.all(np.isfinite(clustered.standard_errors))
 
 
 @pytest.mark.slow
