@@ -77,6 +77,19 @@ def test_the_mean_sets_the_fitted_covariance() -> None:
     assert abs(float(np.mean(moved.xi * moved.omega)) - 0.02) < 1e-10  # type: ignore[operator]
 
 
+def test_a_bound_on_alpha_excludes_the_upper_root() -> None:
+    # MacKay and Miller's second solution: E[xi omega] = 0 also holds near alpha = 0+ (here
+    # pi = 0.0007 with Q = 4e-21, reached by the default's random start from 0.82), where
+    # demand barely slopes; exactly identified, Q = 0 at both roots, so the lowest Q cannot
+    # choose between them. Bounding the price coefficient below zero leaves the lower root:
+    # all 5 default starts end at it (measured: within 1e-7 of each other).
+    config = bd.EstimationConfig(bounds={"pi[prices, one]": (-10.0, -0.01)})
+    results = bd.estimate(simulated_problem(1, ["1"]), pi=[[-1.5]], config=config)
+    assert results.converged and len(results.starts) == 5
+    assert all(s.same for s in results.starts)
+    assert abs(float(results.theta[0]) - ALPHA) < 3 * float(results.theta_se[0])
+
+
 def test_saved_results_rebuild_the_restrictions(tmp_path: Any) -> None:
     # save_results / load_results(products=..., agents=...) rebuild the Problem with the same
     # covariance instruments and mean, and re-evaluate at the saved estimate (same numbers)
