@@ -84,3 +84,35 @@ def test_supply_section_needs_a_formula(tmp_path: Path) -> None:
     with pytest.raises(SpecificationError, match=r"\[supply\].*formula"):
         parse_spec({"data": {"products": "p.csv"}, "model": {"linear": "1"},
                     "supply": {"costs": "log"}}, tmp_path / "s.toml")
+
+
+def test_supply_section_covariance_restrictions_like_the_api(tmp_path: Path) -> None:
+    # [supply] covariance = [...] and covariance_mean: the same estimate as the API's
+    # covariance_restrictions / covariance_moments_mean (rel 1e-10: the same computation)
+    products, agents = _data(tmp_path)
+    spec = SPEC.replace("lower = 0.001", 'lower = 0.001\ncovariance = ["1", "x1"]\n'
+                        "covariance_mean = 0.01")
+    (tmp_path / "spec.toml").write_text(spec)
+    out = tmp_path / "out"
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        assert main(["estimate", str(tmp_path / "spec.toml"), "--output", str(out)]) == 0
+    record = json.loads(next(out.glob("*.json")).read_text())
+    rows = {r["name"]: r for r in record["parameters"]}
+    problem = bd.Problem(products, linear="1 + x1 + x2", nonlinear="0 + x1 + prices",
+                         demographics="0 + one", agents=agents, instruments=["w1", "w2", "w1x1"],
+                         supply="1 + w1 + w2", supply_instruments=["x1", "x2"], costs="log",
+                         costs_bounds=(0.001, None), covariance_restrictions=["1", "x1"],
+                         covariance_moments_mean=0.01)
+    api = bd.estimate(problem, sigma=np.diag([1.0, 0.0]), pi=np.c_[[0.0, -1.2]],
+                      config=bd.EstimationConfig(starts=0, hessian=False))
+    cli = np.array([rows[n]["estimate"] for n in api.names])
+    np.testing.assert_allclose(cli, api.estimates, rtol=1e-10)
+    assert record["model"]["covariance_restrictions"] == ["1", "x1"]
+
+
+def test_supply_section_covariance_entries_are_strings(tmp_path: Path) -> None:
+    from blpdemand.cli.spec import parse_spec
+
+    with pytest.raises(SpecificationError, match="covariance"):
+        parse_spec({"data": {"products": "p.csv"}, "model": {"linear": "1"},
+                    "supply": {"formula": "1 + w1", "covariance": [1]}}, tmp_path / "s.toml")

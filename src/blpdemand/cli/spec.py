@@ -51,7 +51,9 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
     "parameters": {"sigma": _MATRIX, "pi": _MATRIX,
                    "rho": ((float, int, list), "a number or a list of numbers, one per nest")},
     "supply": {"formula": _STR, "instruments": _STRS, "costs": _STR, "conduct": _STR,
-               "lower": ((int, float), "a number"), "upper": ((int, float), "a number")},
+               "lower": ((int, float), "a number"), "upper": ((int, float), "a number"),
+               "covariance": ((bool, list), "true or a list of covariance instrument columns"),
+               "covariance_mean": ((int, float), "a number")},
     "post": {"elasticities": _BOOL, "diversion": _BOOL, "costs": _BOOL, "market": _MARKET,
              "merger": _TABLE, "profiles": _BOOL, "bootstrap": _TABLE,
              "contour": ((bool, list), "true or a list of two parameter names"),
@@ -170,7 +172,9 @@ def parse_spec(raw: Mapping[str, Any], path: Path) -> Spec:
 
 def _supply(section: Mapping[str, Any], name: str) -> dict[str, Any]:
     """[supply] as Problem keywords: formula -> supply (X3), instruments -> supply_instruments,
-    costs, conduct, lower/upper -> costs_bounds (either side may be left out)."""
+    costs, conduct, lower/upper -> costs_bounds (either side may be left out), covariance
+    (true or columns, "1" the constant) -> covariance_restrictions, covariance_mean ->
+    covariance_moments_mean."""
     if not section:
         return {}
     if "formula" not in section:
@@ -183,6 +187,12 @@ def _supply(section: Mapping[str, Any], name: str) -> dict[str, Any]:
     out.update({k: section[k] for k in ("costs", "conduct") if k in section})
     if "lower" in section or "upper" in section:
         out["costs_bounds"] = (section.get("lower"), section.get("upper"))
+    for item in section["covariance"] if isinstance(section.get("covariance"), list) else []:
+        _check_type(item, _STR, "[supply] covariance entries", name)
+    if section.get("covariance") not in (None, False):  # E[(xi omega - m) z_C] = 0
+        out["covariance_restrictions"] = section["covariance"]
+    if "covariance_mean" in section:
+        out["covariance_moments_mean"] = float(section["covariance_mean"])
     return out
 
 

@@ -7,6 +7,7 @@ Demand instruments Z_D stack the exogenous columns of X1 and the excluded instru
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -23,6 +24,10 @@ from blpdemand.data.products import ProductData, load_products
 from blpdemand.data.validation import check_magnitude, require_columns, require_finite
 from blpdemand.errors import DataError, SpecificationError
 from blpdemand.instruments.identification import check_identification
+from blpdemand.model.covariance_restrictions import (
+    build_covariance_restrictions,
+    restrictions_spec,
+)
 from blpdemand.model.micro import MicroMoments
 from blpdemand.model.nesting import Nests, RhoKind, read_nests
 from blpdemand.model.parameters import ParameterLayout, make_layout
@@ -57,6 +62,9 @@ class Problem:
         supply fixed effects partialled out of f(c), X3 and Z_S, ``supply_markets`` the
         market ids whose products give supply moments (default all). The price
         coefficients must come from X2 (Sigma/Pi on 'prices'), since the markups depend on them.
+        ``covariance_restrictions`` True or covariance instrument columns ("1" the constant)
+        add the moments E[(xi omega - m) z_C] = 0, m = ``covariance_moments_mean`` (MacKay and
+        Miller 2023; ``model.covariance_restrictions``), usable without excluded instruments.
 
     ``lognormal=["prices"]`` makes the listed X2 columns' coefficients lognormal:
     s_k exp(pi_k0 + Sigma_k nu_i + Pi_k y_i), negative for prices (every consumer dislikes a
@@ -104,7 +112,8 @@ class Problem:
                  supply: str | None = None, supply_instruments: InstrumentsLike = None,
                  costs: str = "linear", conduct: Any = "bertrand",
                  costs_bounds: Any = None, absorb_supply: Any = None,
-                 supply_markets: Any = None,
+                 supply_markets: Any = None, covariance_restrictions: Any = None,
+                 covariance_moments_mean: float = 0.0,
                  micro: Sequence[MicroMoment] | None = None) -> None:
         if not isinstance(negative_weights, (bool, np.bool_)):
             raise SpecificationError(
@@ -159,6 +168,18 @@ class Problem:
             raise SpecificationError("supply_instruments/costs_bounds/absorb_supply/"
                                      "supply_markets given but no supply "
                                      "formula; add supply='1 + ...' (X3) or drop them")
+        if covariance_restrictions not in (None, False):
+            if supply_side is None:
+                raise SpecificationError(
+                    "covariance_restrictions need a supply side (they restrict E[xi omega], "
+                    "omega the cost shock): add supply='1 + ...' (X3) with 'prices' in the "
+                    "nonlinear formula, or drop covariance_restrictions")
+            restrictions = build_covariance_restrictions(data, covariance_restrictions,
+                                                         covariance_moments_mean)
+            supply_side = dataclasses.replace(supply_side, covariance=restrictions)
+        elif covariance_moments_mean != 0:
+            raise SpecificationError("covariance_moments_mean given without "
+                                     "covariance_restrictions; add covariance_restrictions=True")
         object.__setattr__(self, "supply", supply_side)
         object.__setattr__(self, "products", data)
         object.__setattr__(self, "X1", X1)
@@ -200,12 +221,18 @@ class Problem:
                 supply_markets=None if supply_markets is None else np.atleast_1d(
                     np.asarray(supply_markets)).tolist(),
                 kappa=None if supply_side.kappa is None else [
-                    [f, g, w] for (f, g), w in supply_side.kappa.items()])
+                    [f, g, w] for (f, g), w in supply_side.kappa.items()],
+                covariance_restrictions=restrictions_spec(covariance_restrictions),
+                covariance_moments_mean=float(covariance_moments_mean))
         # micro moments (model.micro): survey statistics, every name checked against the data
         if micro is not None and (nesting is not None or self.has_lognormal):
             raise SpecificationError(
                 "micro moments together with nests or lognormal coefficients are not built "
                 "yet: their predicted values need that model's choice probabilities")
+        if micro is not None and supply_side is not None and supply_side.covariance is not None:
+            raise SpecificationError(
+                "micro moments together with covariance_restrictions are not built yet: drop "
+                "one of them")
         object.__setattr__(self, "micro", None if micro is None else MicroMoments(self, micro))
 
     # ------------------------------------------------------------------ sizes
@@ -377,6 +404,8 @@ def _instrument_matrix(instruments: InstrumentsLike, data: ProductData) -> Desig
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise SpecificationError(f"instrument {dup!r} is given more than once")
+    if not blocks:  # an empty list (saved results of a problem without excluded instruments)
+        return DesignMatrix(values=np.zeros((data.N, 0)), names=())
     return DesignMatrix(values=np.column_stack(blocks), names=tuple(names))
 
 

@@ -19,6 +19,7 @@ from blpdemand.data.formulation import DesignMatrix, build_matrix, check_rank, p
 from blpdemand.data.products import ProductData
 from blpdemand.data.validation import check_magnitude
 from blpdemand.errors import DataError, SpecificationError
+from blpdemand.model.covariance_restrictions import CovarianceRestrictions
 
 Kappa = Mapping[tuple[object, object], float]
 CONDUCTS = ("bertrand", "monopoly", "perfect")
@@ -43,6 +44,8 @@ class SupplySide:
         outside ``selected`` set to zero.
     selected : (N,) bool, the rows of the markets with supply moments (``supply_markets``), or
         None for all: elsewhere no costs are computed and z_S omega = 0.
+    covariance : covariance restrictions E[(xi omega - m) z_C] = 0 (MacKay and Miller 2023;
+        ``model.covariance_restrictions``) or None.
     """
 
     X3: DesignMatrix
@@ -59,6 +62,7 @@ class SupplySide:
     X3_tilde: FloatArray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
     ZS_tilde: FloatArray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
     selected: np.ndarray | None = field(default=None, repr=False)
+    covariance: CovarianceRestrictions | None = field(default=None, repr=False)
 
     @property
     def K3(self) -> int:

@@ -23,6 +23,7 @@ from blpdemand.errors import SpecificationError
 from blpdemand.model.fitted import FittedDemand
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
+from blpdemand.results.covariance_restrictions import covariance_moments, covariance_notes
 from blpdemand.results.post_methods import PostEstimationMethods
 from blpdemand.results.tables import Table, coefficient_table
 from blpdemand.solve.bounds import at_bounds
@@ -214,7 +215,7 @@ class BLPResults(PostEstimationMethods):
         from scipy.stats import chi2  # here: importing scipy.stats costs 0.3 s (issue 23)
 
         supply = self.problem.supply
-        extra = 0 if supply is None else supply.MS - supply.K3
+        extra = 0 if supply is None else supply.MS - supply.K3 + covariance_moments(supply)
         df = int(self.problem.MD - self.problem.K1 - self.layout.P + extra)
         statistic = float(self.objective)
         p_value = float(chi2.sf(statistic, df)) if df > 0 and np.isfinite(statistic) else np.nan
@@ -253,7 +254,8 @@ class BLPResults(PostEstimationMethods):
         identified = np.array([n not in self.unidentified for n in self.names])
         residuals: tuple[FloatArray, ...] = (self.problem.products.sort(self.xi),)
         if self.omega is not None:
-            residuals += (self.problem.products.sort(self.omega),)
+            residuals = problem_stack(self.problem).residuals(
+                residuals[0], self.problem.products.sort(self.omega))
         if self.micro is not None:  # S = blockdiag(S_D, S_M), the surveys' block unchanged
             assert self.micro.covariance is not None
             covariance = stacked_covariance(self.G, self.W, residuals, problem_stack(self.problem),
@@ -286,6 +288,7 @@ class BLPResults(PostEstimationMethods):
             kappa = "" if supply.kappa is None else " with partial ownership kappa"
             notes.append(f"supply: {supply.costs} marginal costs{clipped}, conduct "
                          f"{supply.conduct}{kappa}; failed at {self.supply_failures} trial theta")
+            notes += covariance_notes(self)
         notes += self.verdict_notes()
         if eig is not None:
             notes.append(f"Hessian eigenvalues: min {eig.min():.4g}, max {eig.max():.4g}")
@@ -322,7 +325,7 @@ class BLPResults(PostEstimationMethods):
                 notes.append(f"GMM step {step}: {reached} of {len(runs)} starts reached the "
                              "reported minimum" + (f", {higher} ended at higher local minima"
                                                    if higher else ""))
-        if self.layout.P and self.problem.MD > self.problem.K1 + self.layout.P:
+        if self.layout.P and self.hansen_j.df > 0:
             notes.append(str(self.hansen_j))
         return notes
 
@@ -395,8 +398,8 @@ def results_from(problem: Problem, outcome: EstimationOutcome,
     failed = np.asarray(e.failed_markets)
     # G = d g / d(theta, linear) over the stack: [Z' dr/dtheta, -Z' X] / N
     stack = problem_stack(problem)
-    Z = stack.Z
-    G = np.column_stack([Z.T @ e.residual_jacobian, -(Z.T @ stack.X)]) / N
+    G = stack.moment_jacobian((e.xi_jacobian,) if e.omega_jacobian is None
+                              else (e.xi_jacobian, e.omega_jacobian), e.residuals)
     kind = config.covariance
     G = micro_jacobian_rows(G, e.micro_jacobian, e.micro)  # [G_D; -d f/d theta, 0] (micro)
     identified = identified_parameters(problem, outcome.layout, e, outcome.W, G)

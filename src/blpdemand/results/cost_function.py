@@ -23,6 +23,7 @@ import pandas as pd
 
 from blpdemand._types import FloatArray
 from blpdemand.errors import DataError, SpecificationError
+from blpdemand.model.supply import transform_costs
 from blpdemand.model.supply_side import SupplySide
 from blpdemand.results.entry import formula_rows
 
@@ -45,12 +46,6 @@ def _inverse(values: FloatArray, costs: str) -> FloatArray:
     return np.exp(values) if costs == "log" else values
 
 
-def _transform(costs_values: FloatArray, costs: str) -> FloatArray:
-    """f: the identity for linear costs, log for log costs."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log(costs_values) if costs == "log" else costs_values
-
-
 def _fitted_index(results: Any, supply: SupplySide) -> FloatArray:
     """(N,) x3' gamma plus the absorbed supply effects, user row order: X3 gamma when nothing
     is absorbed, else f(c) - omega (NaN in markets without supply moments)."""
@@ -58,8 +53,11 @@ def _fitted_index(results: Any, supply: SupplySide) -> FloatArray:
     if supply.fixed_effects is None:
         index: FloatArray = products.unsort(supply.X3.values @ results.gamma)
         return index
-    absorbed: FloatArray = _transform(np.asarray(results.marginal_costs), supply.costs)
-    return absorbed - np.asarray(results.omega, dtype=np.float64)
+    # y = f(c) as estimation formed it (c clipped by costs_bounds)
+    y, _, _ = transform_costs(np.asarray(results.marginal_costs, dtype=np.float64), supply.costs,
+                              supply.bounds)
+    absorbed: FloatArray = y - np.asarray(results.omega, dtype=np.float64)
+    return absorbed
 
 
 def fitted_costs(results: Any) -> FloatArray:

@@ -24,6 +24,7 @@ from blpdemand.results.blp import results_from
 from blpdemand.results.logit import estimate_logit
 from blpdemand.solve.estimate import EstimationConfig
 from blpdemand.solve.evaluation import evaluate_outcome
+from blpdemand.solve.moments import problem_stack
 
 if TYPE_CHECKING:
     from blpdemand.results.io import SavedResults  # types only: io calls this module
@@ -80,7 +81,9 @@ def _rebuild_blp(saved: SavedResults, products: pd.DataFrame, common: dict[str, 
                               else model.get("conduct", "bertrand")),
                   "costs_bounds": None if bounds is None else tuple(bounds),
                   "absorb_supply": model.get("absorb_supply"),
-                  "supply_markets": model.get("supply_markets")}
+                  "supply_markets": model.get("supply_markets"),
+                  "covariance_restrictions": model.get("covariance_restrictions"),
+                  "covariance_moments_mean": model.get("covariance_moments_mean", 0.0)}
     problem = Problem(products, **common, nonlinear=model.get("nonlinear"),
                       demographics=model.get("demographics"),
                       agents=_saved_agents(model) if agents is None else agents,
@@ -90,7 +93,7 @@ def _rebuild_blp(saved: SavedResults, products: pd.DataFrame, common: dict[str, 
     sigma_free = np.array(model["sigma_free"], dtype=bool)  # (K2, K2); (K2, 0) Pi with D = 0
     pi_free = np.array(model["pi_free"], dtype=bool).reshape(len(model["pi_free"]), -1)
     W = np.array(model["W"], dtype=np.float64)
-    M = problem.MD + (0 if problem.supply is None else problem.supply.MS)
+    M = problem_stack(problem).M
     if sigma_free.shape != (problem.K2, problem.K2) or pi_free.shape != (problem.K2, problem.D) \
             or W.shape != (M, M):
         raise DataError(f"the saved estimate has Sigma {sigma_free.shape}, Pi {pi_free.shape} "

@@ -21,6 +21,7 @@ from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.solve import weighting
 from blpdemand.solve.bounds import utility_scales
+from blpdemand.solve.concentrated_covariance import concentrated_covariance
 from blpdemand.solve.gmm import ObjectiveEvaluation
 from blpdemand.solve.moments import MomentBlock, MomentStack
 
@@ -157,7 +158,14 @@ def gmm_covariance(G: FloatArray, W: FloatArray, xi: FloatArray | tuple[FloatArr
         if kind == "unadjusted":
             W = weighting_matrix(S, what="unadjusted moment covariance")
         try:
-            covariance = parameter_covariance(G, W, S, residuals[0].shape[0], identified)
+            if isinstance(Z, MomentStack) and Z.covariance is not None:
+                # beta, gamma concentrated out by the linear blocks alone (solve.moments)
+                MU = Z.M - int(Z.covariance.Z.shape[1])
+                P = G.shape[1] - sum(int(b.X.shape[1]) for b in Z.linear)
+                covariance = concentrated_covariance(G, W, S, residuals[0].shape[0], P=P,
+                                                     MU=MU, identified=identified)
+            else:
+                covariance = parameter_covariance(G, W, S, residuals[0].shape[0], identified)
         except np.linalg.LinAlgError:
             return nan
     keep = np.ones(G.shape[1], dtype=bool) if identified is None else identified

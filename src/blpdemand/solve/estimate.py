@@ -406,12 +406,15 @@ def _starting_theta(problem: Problem, layout: ParameterLayout, theta0: FloatArra
 
 def _check_moments(problem: Problem, layout: ParameterLayout) -> None:
     """GMM needs at least as many moments as parameters: M_D >= K1 + P, or with a supply side
-    M_D + M_S >= K1 + K3 + P (the supply moments identify theta too)."""
+    M_D + M_S (+ M_C) >= K1 + K3 + P (the supply moments and covariance restrictions identify
+    theta too)."""
     supply = problem.supply
-    moments = problem.MD + (0 if supply is None else supply.MS)
+    covariance = None if supply is None else supply.covariance
+    moments = problem_stack(problem).M
     needed = problem.K1 + layout.P + (0 if supply is None else supply.K3)
     if moments < needed:
         names = list(problem.ZD.names) + ([] if supply is None else list(supply.ZS.names))
+        names += [] if covariance is None else [f"xi*omega*{c}" for c in covariance.columns]
         raise SpecificationError(
             f"under-identified: too few instruments: {moments} moment(s) {names} for {needed} "
             f"parameter(s) {list(linear_names(problem)) + list(layout.names)}; add at least "

@@ -74,6 +74,8 @@ class ObjectiveEvaluation:
     # the micro block (solve.micro): MicroValues and d f / d theta (None without micro moments)
     micro: Any = field(default=None, repr=False)
     micro_jacobian: FloatArray | None = field(default=None, repr=False)
+    # covariance restrictions (solve.moments): xi omega - m (N,), None without them
+    covariance_residual: FloatArray | None = field(default=None, repr=False)
 
     @property
     def failed(self) -> bool:
@@ -85,8 +87,12 @@ class ObjectiveEvaluation:
 
     @property
     def residuals(self) -> tuple[FloatArray, ...]:
-        """The residuals of the moment blocks: (xi,) or (xi, omega)."""
-        return (self.xi,) if self.omega is None else (self.xi, self.omega)
+        """The residuals of the moment blocks: (xi,), (xi, omega) or (xi, omega, xi omega - m)."""
+        if self.omega is None:
+            return (self.xi,)
+        if self.covariance_residual is None:
+            return (self.xi, self.omega)
+        return (self.xi, self.omega, self.covariance_residual)
 
     @property
     def residual_jacobian(self) -> FloatArray:
@@ -257,13 +263,14 @@ class DemandObjective:
                 beta, gamma = linear[: self.problem.K1], linear[self.problem.K1:]
                 xi = delta_tilde - self.problem.X1_tilde @ beta
                 omega = y_tilde - self.stack.blocks[1].X @ gamma
-            g = self.stack.mean_moments((xi,) if omega is None else (xi, omega))
+            residuals = self.stack.residuals(xi, omega)
+            g = self.stack.mean_moments(residuals)
             objective = float(N * g @ self.W @ g)
             if P > 0 and adjoint and not with_gradient:
                 gradient = np.full(P, np.nan)  # Q alone was asked for
             elif P > 0 and adjoint:
                 # dQ/dtheta = 2 (d delta/d theta)' M Z~ W g: one adjoint solve per market
-                gradient = self._adjoint_gradient(theta, delta, g, costs)
+                gradient = self._adjoint_gradient(theta, delta, g, costs, residuals)
                 finite = bool(np.all(np.isfinite(gradient)))
         if not finite:
             # a failed or non-finite inner loop: a large objective, so no line search accepts
@@ -278,7 +285,8 @@ class DemandObjective:
                 contraction_evaluations=int(result.evaluations), failed_markets=failed,
                 gamma=np.full(0 if supply is None else supply.K3, np.nan),
                 omega=None if supply is None else nan, costs=costs,
-                omega_jacobian=None if supply is None else np.full((N, P), np.nan))
+                omega_jacobian=None if supply is None else np.full((N, P), np.nan),
+                covariance_residual=None if self.stack.covariance is None else nan)
         omega_jacobian: FloatArray | None = None
         if P > 0 and adjoint:
             xi_jacobian = np.zeros((N, 0))
@@ -289,14 +297,12 @@ class DemandObjective:
             xi_jacobian = self.problem.residualize(jacobian)
             if costs is not None and supply_adjoint:
                 # d omega / d theta is not formed (``_with_jacobian`` completes it)
-                gradient = self._adjoint_gradient(theta, delta, g, costs, jacobian)
+                gradient = self._adjoint_gradient(theta, delta, g, costs, residuals, jacobian)
                 adjoint = True
             else:
                 omega_jacobian = (None if costs is None or costs.y_jacobian is None
                                   else self._within_supply(costs.y_jacobian))
-                dr = (xi_jacobian if omega_jacobian is None
-                      else self.stack.stack((xi_jacobian, omega_jacobian)))
-                gradient = 2.0 * (self.Z.T @ dr).T @ (self.W @ g)
+                gradient = self._jacobian_gradient(xi_jacobian, omega_jacobian, g, residuals)
         else:
             xi_jacobian = np.zeros((N, 0))
             omega_jacobian = None if omega is None else np.zeros((N, 0))
@@ -316,31 +322,44 @@ class DemandObjective:
             gamma=gamma, omega=omega, costs=costs,
             omega_jacobian=omega_jacobian,
             micro=None if micro is None else micro.values,
-            micro_jacobian=None if micro is None else micro.jacobian)
+            micro_jacobian=None if micro is None else micro.jacobian,
+            covariance_residual=None if len(residuals) < 3 else residuals[2])
 
     def _within_supply(self, values: FloatArray) -> FloatArray:
         """Partial out the absorbed supply fixed effects (identity without them)."""
         supply = self.problem.supply
         return values if supply is None else supply.residualize(values)
 
+    def _jacobian_gradient(self, xi_jacobian: FloatArray, omega_jacobian: FloatArray | None,
+                           g: FloatArray, residuals: tuple[FloatArray, ...]) -> FloatArray:
+        """2 (Z' dr/dtheta)' W g from the formed Jacobians; with covariance restrictions
+        2 sum_b v_b' dy_b/dtheta with the projected weights v (``adjoint_weights``)."""
+        if self.stack.covariance is None:
+            dr = (xi_jacobian if omega_jacobian is None
+                  else self.stack.stack((xi_jacobian, omega_jacobian)))
+            out: FloatArray = 2.0 * (self.Z.T @ dr).T @ (self.W @ g)
+            return out
+        assert omega_jacobian is not None
+        v_demand, v_supply = self.stack.adjoint_weights(self.iv, self.W @ g, residuals)
+        return 2.0 * (v_demand @ xi_jacobian + v_supply @ omega_jacobian)
+
     def _adjoint_gradient(self, theta: FloatArray, delta: FloatArray, g: FloatArray,
-                          costs: CostEvaluation | None,
+                          costs: CostEvaluation | None, residuals: tuple[FloatArray, ...],
                           jacobian: FloatArray | None = None) -> FloatArray:
         """2 (dy/dtheta)' Z W g by adjoints: the demand block's v = M Z_D~ (W g)_D, and the
         supply block's u = Z_S (W g)_S through ``costs_adjoint`` (its d delta part joins v);
         v' d delta / d theta by the inner loop's adjoint, or from ``jacobian`` (N, P) when
-        d delta / d theta was formed (exp(mu) not cached)."""
+        d delta / d theta was formed (exp(mu) not cached). Covariance restrictions change
+        the weights only (``MomentStack.adjoint_weights``)."""
         Wg = self.W @ g
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             if costs is None:
                 v = self.problem.residualize(self.Z @ Wg)
                 return 2.0 * self.loop.gradient(theta, delta, v)
-            demand, supply = self.stack.blocks
-            Wg_demand, Wg_supply = self.stack.split(Wg)
+            v_demand, v_supply = self.stack.adjoint_weights(self.iv, Wg, residuals)
             direct, r = costs_adjoint(self.problem, self.layout, theta, delta, costs,
-                                      self._within_supply(supply.Z @ Wg_supply),
-                                      self.supply_blocks)
-            v = self.problem.residualize(demand.Z @ Wg_demand) + r
+                                      self._within_supply(v_supply), self.supply_blocks)
+            v = self.problem.residualize(v_demand) + r
             through = self.loop.gradient(theta, delta, v) if jacobian is None else v @ jacobian
             return 2.0 * (through + direct)
 
@@ -350,14 +369,14 @@ class DemandObjective:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             jacobian = self.loop.jacobian(evaluation.theta, evaluation.delta)
         xi_jacobian = self.problem.residualize(jacobian)
-        costs, omega_jacobian, dr = evaluation.costs, None, xi_jacobian
+        costs, omega_jacobian = evaluation.costs, None
         if self.problem.supply is not None:
             costs = evaluate_costs(self.problem, self.layout, evaluation.theta,
                                    evaluation.delta, jacobian, self.supply_blocks)
             assert costs.y_jacobian is not None
             omega_jacobian = self._within_supply(costs.y_jacobian)
-            dr = self.stack.stack((xi_jacobian, omega_jacobian))
-        gradient = 2.0 * (self.Z.T @ dr).T @ (self.W @ evaluation.g)
+        gradient = self._jacobian_gradient(xi_jacobian, omega_jacobian, evaluation.g,
+                                           evaluation.residuals)
         micro_jacobian = None
         if self.W_micro is not None:
             micro = micro_contribution(self.problem, self.layout, self.loop, evaluation.theta,
