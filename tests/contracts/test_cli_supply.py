@@ -8,6 +8,7 @@ import contextlib
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -59,13 +60,19 @@ def _data(folder: Path) -> tuple[object, object]:
     return products, agents
 
 
-def test_supply_section_estimates_gamma_like_the_api(tmp_path: Path) -> None:
-    products, agents = _data(tmp_path)
-    (tmp_path / "spec.toml").write_text(SPEC)
+def _run(tmp_path: Path, spec: str) -> dict[str, Any]:
+    """Run ``blpdemand estimate`` on ``spec``; its results.json."""
+    (tmp_path / "spec.toml").write_text(spec)
     out = tmp_path / "out"
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
         assert main(["estimate", str(tmp_path / "spec.toml"), "--output", str(out)]) == 0
-    record = json.loads(next(out.glob("*.json")).read_text())
+    record: dict[str, Any] = json.loads(next(out.glob("*.json")).read_text())
+    return record
+
+
+def test_supply_section_estimates_gamma_like_the_api(tmp_path: Path) -> None:
+    products, agents = _data(tmp_path)
+    record = _run(tmp_path, SPEC)
     rows = {r["name"]: r for r in record["parameters"]}
     problem = bd.Problem(products, linear="1 + x1 + x2", nonlinear="0 + x1 + prices",
                          demographics="0 + one", agents=agents, instruments=["w1", "w2", "w1x1"],
@@ -92,11 +99,7 @@ def test_supply_section_covariance_restrictions_like_the_api(tmp_path: Path) -> 
     products, agents = _data(tmp_path)
     spec = SPEC.replace("lower = 0.001", 'lower = 0.001\ncovariance = ["1", "x1"]\n'
                         "covariance_mean = 0.01")
-    (tmp_path / "spec.toml").write_text(spec)
-    out = tmp_path / "out"
-    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-        assert main(["estimate", str(tmp_path / "spec.toml"), "--output", str(out)]) == 0
-    record = json.loads(next(out.glob("*.json")).read_text())
+    record = _run(tmp_path, spec)
     rows = {r["name"]: r for r in record["parameters"]}
     problem = bd.Problem(products, linear="1 + x1 + x2", nonlinear="0 + x1 + prices",
                          demographics="0 + one", agents=agents, instruments=["w1", "w2", "w1x1"],

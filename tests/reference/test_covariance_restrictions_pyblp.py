@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from supply_markets import supply_data
 
 import blpdemand as bd
 from blpdemand.solve.covariance import stack_covariance
@@ -163,15 +164,7 @@ PI = np.array([[0.0], [0.0], [-1.2]])
 def random_coefficients(costs: str) -> tuple[bd.Problem, Any]:
     """Random coefficients on 1, x1 and prices (with a covariance), Pi on income for prices,
     excluded demand (w1, w2, w1 x1, w2^2) and supply (x1, x2) instruments, Z_C = [1, x1]."""
-    sim = bd.simulate(markets=10, products=5, firms=2, sigma={"1": 0.6, "x1": 0.8}, draws=30,
-                      pricing="bertrand", rng=5)
-    agents = sim.agents.copy()
-    draws = np.random.default_rng(6)
-    agents["nodes2"] = draws.standard_normal(len(agents))
-    agents["income"] = draws.uniform(0.5, 1.5, len(agents))
-    products = sim.products.copy()
-    products["z3"] = products["w1"] * products["x1"]
-    products["z4"] = products["w2"] ** 2
+    products, agents = supply_data()
     mine = bd.Problem(products, linear="1 + x1 + x2", nonlinear="1 + x1 + prices",
                       demographics="0 + income", agents=agents,
                       instruments=["w1", "w2", "z3", "z4"], supply="1 + w1 + w2",

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from supply_markets import central, supply_data
 
 import blpdemand as bd
 from blpdemand.errors import DataError, SpecificationError
@@ -29,15 +30,7 @@ PI = np.array([[0.0], [0.0], [-1.2]])
 
 
 def products_and_agents() -> tuple[Any, Any]:
-    sim = bd.simulate(markets=10, products=5, firms=2, sigma={"1": 0.6, "x1": 0.8}, draws=30,
-                      pricing="bertrand", rng=5)
-    agents = sim.agents.copy()
-    draws = np.random.default_rng(6)
-    agents["nodes2"] = draws.standard_normal(len(agents))
-    agents["income"] = draws.uniform(0.5, 1.5, len(agents))
-    products = sim.products.copy()
-    products["z3"] = products["w1"] * products["x1"]
-    products["z4"] = products["w2"] ** 2
+    products, agents = supply_data()
     return products, agents
 
 
@@ -62,17 +55,6 @@ def objective_at(problem: bd.Problem, full: bool) -> tuple[DemandObjective, np.n
         first = DemandObjective(problem, layout, W).evaluate(theta)
         W = weighting_matrix(stack_covariance(stack, first.residuals))
     return DemandObjective(problem, layout, W), theta
-
-
-def central(function: Any, theta: np.ndarray) -> np.ndarray:
-    columns = []
-    for p in range(theta.size):
-        h = 1e-5 * max(1.0, abs(theta[p]))
-        up, down = theta.copy(), theta.copy()
-        up[p] += h
-        down[p] -= h
-        columns.append((np.asarray(function(up)) - np.asarray(function(down))) / (2 * h))
-    return np.stack(columns, axis=-1)
 
 
 CASES = {"linear": ("linear", None, None, 0.0), "log": ("log", None, None, 0.0),

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from supply_markets import central, supply_data
 
 import blpdemand as bd
 from blpdemand.solve.covariance import weighting_matrix
@@ -24,15 +25,7 @@ from blpdemand.solve.moments import problem_stack
 def supply_problem(costs: str = "linear", conduct: Any = "bertrand",
                    bounds: Any = None, absorb: str | None = None,
                    markets: Any = None) -> bd.Problem:
-    sim = bd.simulate(markets=10, products=5, firms=2, sigma={"1": 0.6, "x1": 0.8}, draws=30,
-                      pricing="bertrand", rng=5)
-    agents = sim.agents.copy()
-    draws = np.random.default_rng(6)
-    agents["nodes2"] = draws.standard_normal(len(agents))
-    agents["income"] = draws.uniform(0.5, 1.5, len(agents))
-    products = sim.products.copy()
-    products["z3"] = products["w1"] * products["x1"]
-    products["z4"] = products["w2"] ** 2
+    products, agents = supply_data()
     return bd.Problem(products, linear="1 + x1 + x2", nonlinear="1 + x1 + prices",
                       demographics="0 + income", agents=agents,
                       instruments=["w1", "w2", "z3", "z4"], supply="1 + w1 + w2",
@@ -48,17 +41,6 @@ def objective_at(problem: bd.Problem) -> tuple[DemandObjective, np.ndarray]:
     layout, theta = problem.layout(SIGMA, PI)
     Z = problem_stack(problem).Z
     return DemandObjective(problem, layout, weighting_matrix(Z.T @ Z / problem.N)), theta
-
-
-def central(function: Any, theta: np.ndarray) -> np.ndarray:
-    columns = []
-    for p in range(theta.size):
-        h = 1e-5 * max(1.0, abs(theta[p]))
-        up, down = theta.copy(), theta.copy()
-        up[p] += h
-        down[p] -= h
-        columns.append((np.asarray(function(up)) - np.asarray(function(down))) / (2 * h))
-    return np.stack(columns, axis=-1)
 
 
 @pytest.mark.parametrize(("costs", "conduct", "absorb", "markets"), [
