@@ -29,6 +29,7 @@ from blpdemand.model.supply import (
     market_markups,
     markup_adjoint,
     markup_jacobian,
+    markup_matrix,
     transform_costs,
 )
 from blpdemand.model.utility import agent_coefficients
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from blpdemand.model.problem import Problem
 
 BLOCK_BYTES = 1 << 20  # one (T_b, J, I) array of a block (a dozen live at once)
+KEPT_BYTES = 64 << 20  # probabilities and A of every block kept for the adjoint up to this
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,15 +136,20 @@ def _parameters(layout: ParameterLayout, price_column: int,
     return rows, columns, dalpha
 
 
+Kept = list[tuple["_Demand", FloatArray]]  # each block's demand and A = O * (ds/dp)'
+
+
 def evaluate_costs(problem: Problem, layout: ParameterLayout, theta: FloatArray,
                    delta: FloatArray, delta_jacobian: FloatArray | None = None,
-                   blocks: tuple[SupplyBlock, ...] | None = None) -> CostEvaluation:
+                   blocks: tuple[SupplyBlock, ...] | None = None,
+                   keep: Kept | None = None) -> CostEvaluation:
     """Markups, marginal costs and y_S = f(c) at theta and the contraction's delta (N,).
 
     ``delta_jacobian`` (N, P) d delta / d theta gives d y_S / d theta as well. A market whose
     first-order conditions are singular, or log costs of c <= 0 (unclipped), give ``failure``
     and NaN in y, never an exception. Markets without supply moments (``supply_markets``) get
-    NaN costs and y = 0.
+    NaN costs and y = 0. ``keep`` (a list) receives every block's demand and A when all fit
+    ``KEPT_BYTES`` (else it stays empty), for ``costs_adjoint`` at the same theta.
     """
     supply = problem.supply
     assert supply is not None
@@ -152,14 +159,21 @@ def evaluate_costs(problem: Problem, layout: ParameterLayout, theta: FloatArray,
     jacobian = None if delta_jacobian is None else np.zeros((N, P))
     failure = None
     pm = problem.products.markets
+    kept: Kept | None = [] if keep is not None else None
+    size = 0
     for block, demand in _demands(problem, layout, theta, delta, blocks):
         with np.errstate(all="ignore"):
             try:
-                values, _ = block_markups(demand.probabilities, demand.weights, demand.alpha,
+                values, A = block_markups(demand.probabilities, demand.weights, demand.alpha,
                                           block.ownership)
             except np.linalg.LinAlgError:
-                values = np.full(block.products.shape, np.nan)
+                values, A = np.full(block.products.shape, np.nan), None
         eta[block.products] = values
+        size += demand.probabilities.nbytes + (0 if A is None else A.nbytes)
+        if kept is not None and A is not None and size <= KEPT_BYTES:
+            kept.append((demand, A))
+        else:
+            kept = None
         for k in np.flatnonzero(~np.all(np.isfinite(values), axis=1)).tolist():
             t = int(block.markets[k])  # name the market: the one-market computation's error
             try:
@@ -197,29 +211,35 @@ def evaluate_costs(problem: Problem, layout: ParameterLayout, theta: FloatArray,
                    f"undefined at theta={np.asarray(theta).tolist()}; set costs_bounds=(0.001, "
                    "None) to clip them, or use costs='linear'")
     y_jacobian = None if jacobian is None else -derivative[:, None] * jacobian
+    if keep is not None and kept is not None:
+        keep.extend(kept)
     return CostEvaluation(eta=eta, costs=costs, y=y, derivative=derivative,
                           y_jacobian=y_jacobian, clipped=clipped, failure=failure)
 
 
 def costs_adjoint(problem: Problem, layout: ParameterLayout, theta: FloatArray,
                   delta: FloatArray, costs: CostEvaluation, u: FloatArray,
-                  blocks: tuple[SupplyBlock, ...] | None = None
+                  blocks: tuple[SupplyBlock, ...] | None = None, kept: Kept | None = None
                   ) -> tuple[FloatArray, FloatArray]:
     """u' d y_S / d theta = direct + r' d delta / d theta for u (N,): returns direct (P,) and
     r (N,), one adjoint solve per market (``model.supply.markup_adjoint``) over blocks of
     markets; the caller adds r to the demand side's adjoint vector, so d delta / d theta is
-    never formed."""
+    never formed. ``kept``: what ``evaluate_costs`` kept at this theta (reused, not formed
+    again)."""
     supply = problem.supply
     assert supply is not None
     blocks = supply_blocks(problem) if blocks is None else blocks
     w = -u * costs.derivative  # u' dy = w' d eta, since dy = -f'(c) d eta
     direct = np.zeros(layout.P)
     r = np.zeros(problem.N)
-    for block, demand in _demands(problem, layout, theta, delta, blocks):
+    kept = kept if kept and len(kept) == len(blocks) else None
+    pairs = (zip(blocks, (demand for demand, _ in kept)) if kept is not None
+             else _demands(problem, layout, theta, delta, blocks))
+    for b, (block, demand) in enumerate(pairs):
         rows, columns, dalpha = _parameters(layout, supply.price_column, demand.variables)
         with np.errstate(all="ignore"):
-            _, A = block_markups(demand.probabilities, demand.weights, demand.alpha,
-                                 block.ownership)
+            A = kept[b][1] if kept is not None else markup_matrix(  # eta known: no solve again
+                demand.probabilities, demand.weights, demand.alpha, block.ownership)
             d, r_block = markup_adjoint(demand.probabilities, demand.weights, demand.alpha,
                                         block.ownership, A, costs.eta[block.products],
                                         w[block.products], demand.x2, demand.variables, rows,

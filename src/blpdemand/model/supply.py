@@ -117,6 +117,18 @@ def transform_costs(costs: FloatArray, kind: str,
     return f, derivative, clipped
 
 
+def markup_matrix(probabilities: FloatArray, weights: FloatArray, alpha: FloatArray,
+                  ownership: FloatArray) -> FloatArray:
+    """(T_b, J, J) A = O * (ds/dp)' for a block of markets of equal size, ds/dp = Lambda -
+    Gamma; probabilities : (T_b, J, I); weights, alpha : (T_b, I); ownership : (T_b, J, J)."""
+    weighted = probabilities * (weights * alpha)[:, None, :]
+    jacobian = -np.matmul(weighted, probabilities.transpose(0, 2, 1))  # -Gamma
+    j = np.arange(probabilities.shape[1])
+    jacobian[:, j, j] += weighted.sum(axis=2)  # + Lambda
+    A: FloatArray = ownership * jacobian.transpose(0, 2, 1)
+    return A
+
+
 def block_markups(probabilities: FloatArray, weights: FloatArray, alpha: FloatArray,
                   ownership: FloatArray) -> tuple[FloatArray, FloatArray]:
     """eta (T_b, J) and A = O * (ds/dp)' (T_b, J, J) for a block of markets of equal size,
@@ -126,11 +138,8 @@ def block_markups(probabilities: FloatArray, weights: FloatArray, alpha: FloatAr
     Raises np.linalg.LinAlgError where some market's A is singular (the caller names it with
     ``market_markups``).
     """
-    weighted = probabilities * (weights * alpha)[:, None, :]
-    jacobian = -np.matmul(weighted, probabilities.transpose(0, 2, 1))  # -Gamma
+    A = markup_matrix(probabilities, weights, alpha, ownership)
     j = np.arange(probabilities.shape[1])
-    jacobian[:, j, j] += weighted.sum(axis=2)  # + Lambda
-    A = ownership * jacobian.transpose(0, 2, 1)
     shares = np.matmul(probabilities, weights[:, :, None])[:, :, 0]
     competitive = ~np.any(ownership, axis=(1, 2))
     safe = np.where(competitive[:, None, None], np.eye(j.size)[None], A)

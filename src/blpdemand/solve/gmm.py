@@ -28,6 +28,7 @@ from blpdemand._types import AnyArray, FailurePolicy, FloatArray
 from blpdemand.errors import ConvergenceError
 from blpdemand.model.marginal_costs import (
     CostEvaluation,
+    Kept,
     costs_adjoint,
     evaluate_costs,
     supply_blocks,
@@ -143,6 +144,7 @@ class DemandObjective:
         self.failed_markets: set[Any] = set()
         self.last: ObjectiveEvaluation | None = None
         self.best: ObjectiveEvaluation | None = None
+        self._kept: tuple[FloatArray, Kept] | None = None  # evaluate_costs' blocks at a theta
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, theta: FloatArray, *, report: bool = True, adjoint: bool = False,
@@ -244,8 +246,10 @@ class DemandObjective:
             jacobian is None or bool(np.all(np.isfinite(jacobian))))
         costs = None
         if finite and self.problem.supply is not None:
+            self._kept = (np.array(theta, dtype=np.float64), [])
             costs = evaluate_costs(self.problem, self.layout, theta, delta,
-                                   None if supply_adjoint else jacobian, self.supply_blocks)
+                                   None if supply_adjoint else jacobian, self.supply_blocks,
+                                   keep=self._kept[1])
             if costs.failure is not None:
                 self.supply_failure = costs.failure
                 self.supply_failures += 1
@@ -357,8 +361,11 @@ class DemandObjective:
                 v = self.problem.residualize(self.Z @ Wg)
                 return 2.0 * self.loop.gradient(theta, delta, v)
             v_demand, v_supply = self.stack.adjoint_weights(self.iv, Wg, residuals)
+            kept, self._kept = self._kept, None  # the blocks' demand at this theta, once
             direct, r = costs_adjoint(self.problem, self.layout, theta, delta, costs,
-                                      self._within_supply(v_supply), self.supply_blocks)
+                                      self._within_supply(v_supply), self.supply_blocks,
+                                      kept[1] if kept is not None
+                                      and np.array_equal(kept[0], theta) else None)
             v = self.problem.residualize(v_demand) + r
             through = self.loop.gradient(theta, delta, v) if jacobian is None else v @ jacobian
             return 2.0 * (through + direct)
