@@ -40,6 +40,7 @@ from blpdemand.solve.contraction import InnerLoop
 from blpdemand.solve.covariance import weighting_matrix
 from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.jobs import check_executor, run_jobs
+from blpdemand.solve.shard_workers import collect, is_dask, memory_limits, place
 
 __all__ = ["ShardEvaluation", "ShardedObjective", "run_shard", "split_markets"]
 
@@ -301,16 +302,18 @@ class ShardedObjective:
         its inner loop between evaluations). Call ``close()`` (or use ``with``) to release
         the workers' state.
     delta0 : (N,) warm start of the first contractions (rows in shard order), or None.
+    sizes : products per shard, for the error naming a lost shard before its setup reply
+        (known here when the shards are Problems).
     """
 
     def __init__(self, shards: Sequence[Any], layout: ParameterLayout,
                  W: FloatArray | None = None, *, contraction: FixedPointConfig | None = None,
-                 executor: Any = None, workers: int = 1,
-                 delta0: FloatArray | None = None) -> None:
+                 executor: Any = None, workers: int = 1, delta0: FloatArray | None = None,
+                 sizes: Sequence[int] | None = None) -> None:
         check_executor(executor)
         if not shards:
             raise SpecificationError("ShardedObjective needs at least one shard")
-        if executor is not None and not _is_dask(executor):
+        if executor is not None and not is_dask(executor):
             raise SpecificationError(
                 f"executor={executor!r}: shards keep state on their workers, so give a "
                 "dask.distributed.Client, or executor=None for shards in this process")
@@ -319,10 +322,15 @@ class ShardedObjective:
         self.token = uuid.uuid4().hex
         self._local: list[_Shard] = []
         self._remote: list[tuple[Any, str]] = []  # (future of the shard's Problem, worker)
+        self._limits: dict[str, int] = {}  # each worker's memory_limit, for a lost shard's error
+        self._known_sizes: list[int] = []  # products per shard before setup (0: unknown)
         if executor is None:
             self._local = [_Shard(p, layout, contraction) for p in shards]
         else:
-            self._remote = _place(executor, list(shards))
+            self._known_sizes = [s.N if isinstance(s, Problem) else 0 for s in shards] if (
+                sizes is None) else list(sizes)
+            self._remote = place(executor, list(shards))
+            self._limits = memory_limits(executor)
         self._delta0: list[FloatArray] | None = None  # sent until a solve converges
         setup = self._ask("setup")
         self.N, self.sizes = sum(r.N for r in setup), [r.N for r in setup]
@@ -364,7 +372,10 @@ class ShardedObjective:
         futures = [self.executor.submit(run_shard, request, data, workers=[address],
                                         allow_other_workers=False, pure=False)
                    for request, (data, address) in zip(requests, self._remote)]
-        return [future.result() for future in futures]
+        replies: list[ShardReply] = collect(
+            self.executor, futures, [address for _, address in self._remote], step=step,
+            sizes=getattr(self, "sizes", self._known_sizes), limits=self._limits)
+        return replies
 
     def evaluate(self, theta: FloatArray) -> ShardEvaluation:
         """Q, dQ/dtheta, beta and g at theta (two passes over the shards)."""
@@ -465,35 +476,3 @@ class _Bound:
 
     def __call__(self) -> ShardReply:
         return self.shard.answer(self.request)
-
-
-def _is_dask(executor: Any) -> bool:
-    return all(callable(getattr(executor, name, None))
-               for name in ("scatter", "run", "who_has", "scheduler_info"))
-
-
-def _place(client: Any, shards: list[Any]) -> list[tuple[Any, str]]:
-    """Scatter each shard Problem once to a worker (round robin) or find where a shard future
-    lives; return (future, worker address) per shard."""
-    workers = sorted(client.scheduler_info()["workers"])
-    if not workers:
-        raise SpecificationError("the Dask client has no workers to hold the shards")
-    placed = []
-    for s, shard in enumerate(shards):
-        if isinstance(shard, Problem):
-            address = workers[s % len(workers)]
-            [future] = client.scatter([shard], workers=[address], broadcast=False, hash=False)
-        else:
-            from distributed import wait
-
-            future = shard
-            with client.as_current():  # also a client that is not the default one
-                wait([future])  # type: ignore[no-untyped-call]
-            holders = client.who_has([future]).get(future.key) or ()
-            if not holders:
-                raise SpecificationError(f"shard {s} is not a Problem nor a finished future "
-                                         "held by a worker; scatter it first")
-            address = min(holders)
-        placed.append((future, address))
-    return placed
-
