@@ -99,7 +99,7 @@ def test_jobs_of_workers_that_die_rerun_and_give_the_sequential_results(client: 
     from test_shards import _problem
 
     small = _problem()
-    config = dict(starts=3, rng=1, method="1s")
+    config = {"starts": 3, "rng": 1, "method": "1s"}
     sequential = bd.estimate(small, sigma=[0.5], config=bd.EstimationConfig(**config))
     for module, name in (("blpdemand.solve.multistart", "minimize"),
                          ("blpdemand.results.bootstrap", "InnerLoop")):

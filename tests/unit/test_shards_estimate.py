@@ -215,22 +215,27 @@ def test_a_shard_worker_restarted_or_paused_is_a_named_error_not_a_hang(
     # start, the shard and the worker (benchmarks/bench_shards_memory.py: the real limit)
     from blpdemand.errors import WorkerLostError
     from blpdemand.solve import shard_workers
+    from blpdemand.solve.shards import ShardedObjective, split_markets
 
     monkeypatch.setattr(shard_workers, "POLL_S", 0.1)
     monkeypatch.setattr(shard_workers, "PAUSED_S", 1.0)
     config = bd.EstimationConfig(shards=2, executor=client, **CONFIG)
-    first = sorted(client.scheduler_info()["workers"])[0]  # holds shard 0 (round robin)
+    first = min(client.scheduler_info()["workers"])  # holds shard 0 (round robin)
     client.run(_answer_exits, workers=[first])
     with pytest.raises(WorkerLostError, match=r"start 0 of GMM step 1: market shard 0 of 2 "
                        rf"\(\d+ products\) .*worker {first} was restarted or left"):
         bd.estimate(problem, sigma=[0.5], config=config)
     client.wait_for_workers(2)
-    first = sorted(client.scheduler_info()["workers"])[0]
-    client.run(_pause, True, workers=[first])
-    start = time.monotonic()
-    try:
-        with pytest.raises(WorkerLostError, match=rf"shard 0 of 2 .*{first} has been paused"):
-            bd.estimate(problem, sigma=[0.5], config=config)
-    finally:
-        client.run(_pause, False, workers=[first])
+    layout, _ = problem.layout(sigma=[0.5])
+    with ShardedObjective(split_markets(problem, 2), layout, executor=client) as objective:
+        objective(np.array([0.5]))
+        first = objective._remote[0][1]  # the worker holding shard 0
+        client.run(_pause, True, workers=[first])
+        start = time.monotonic()
+        try:
+            with pytest.raises(WorkerLostError, match=rf"shard 0 of 2 \(\d+ products\) .*"
+                               rf"moments: .*{first} has been paused for 1 s"):
+                objective(np.array([0.6]))
+        finally:
+            client.run(_pause, False, workers=[first])
     assert time.monotonic() - start < 20

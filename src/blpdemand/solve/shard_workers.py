@@ -14,18 +14,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from concurrent.futures import CancelledError
 from typing import Any
 
 from blpdemand.errors import SpecificationError, WorkerLostError
 from blpdemand.model.problem import Problem
 from blpdemand.solve.jobs import named_error
 
-__all__ = ["collect", "is_dask", "memory_limits", "place"]
+__all__ = ["cache_budget", "collect", "is_dask", "memory_limits", "place"]
 
 #: seconds between looks at the holders while replies are pending
 POLL_S = 1.0
 #: seconds a holder may stay paused with a reply pending before the shard is reported lost
 PAUSED_S = 30.0
+
+
+_RUNNING = ("running", "Status.running")  # a worker's status as scheduler_info gives it
 
 
 def is_dask(executor: Any) -> bool:
@@ -37,9 +41,12 @@ def is_dask(executor: Any) -> bool:
 def place(client: Any, shards: list[Any]) -> list[tuple[Any, str]]:
     """Scatter each shard Problem once to a worker (round robin) or find where a shard future
     lives; return (future, worker address) per shard."""
-    workers = sorted(client.scheduler_info()["workers"])
+    info = client.scheduler_info()["workers"]
+    workers = sorted(a for a, w in info.items() if str(w.get("status")) in _RUNNING)
     if not workers:
-        raise SpecificationError("the Dask client has no workers to hold the shards")
+        raise SpecificationError(f"the Dask client has no running workers to hold the shards "
+                                 f"({len(info)} paused or closing); start workers, or give "
+                                 "them more memory")
     placed = []
     for s, shard in enumerate(shards):
         if isinstance(shard, Problem):
@@ -58,6 +65,29 @@ def place(client: Any, shards: list[Any]) -> list[tuple[Any, str]]:
             address = min(holders)
         placed.append((future, address))
     return placed
+
+
+def cache_budget() -> int:
+    """Bytes a shard's inner loop may keep exp(mu) in on this Dask worker: half the room left
+    below the worker's pause threshold (the other half for the contraction's and the
+    adjoint's transients); unlimited outside a worker or without a ``memory_limit``. Without
+    it a shard small enough for the default 256 MiB cache could push a worker that holds the
+    uncached larger shard comfortably past its pause threshold."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):  # not in a Dask worker
+        return 1 << 62
+    limit = getattr(getattr(worker, "memory_manager", None), "memory_limit", None)
+    if not limit:
+        return 1 << 62
+    import dask
+    import psutil
+
+    pause = dask.config.get("distributed.worker.memory.pause") or 1.0
+    room = pause * limit - psutil.Process().memory_info().rss
+    return max(0, int(room / 2))
 
 
 def memory_limits(client: Any) -> dict[str, int]:
@@ -80,13 +110,13 @@ def collect(client: Any, futures: Sequence[Any], addresses: Sequence[str], *, st
             break
         except TimeoutError:
             pass
-        except Exception:  # some were cancelled (a holder restarted): named below
+        except CancelledError:  # some were cancelled (a holder restarted): named below
             break
         workers = client.scheduler_info()["workers"]
         now = time.monotonic()
         for k, (future, address) in enumerate(zip(futures, addresses)):
             status = None if address not in workers else str(workers[address].get("status"))
-            if future.done() or status in ("running", "Status.running"):
+            if future.done() or status in _RUNNING:
                 paused.pop(address, None)
                 continue
             if status is None or now - paused.setdefault(address, now) >= PAUSED_S:
@@ -100,8 +130,8 @@ def collect(client: Any, futures: Sequence[Any], addresses: Sequence[str], *, st
             replies.append(future.result())
         except Exception as error:
             client.cancel(list(futures))
-            if future.status in ("cancelled", "lost") or type(error).__name__ in (
-                    "FutureCancelledError", "CancelledError", "KilledWorker"):
+            if future.status in ("cancelled", "lost") or isinstance(error, CancelledError) or (
+                    type(error).__name__ == "KilledWorker"):
                 raise _lost(k, address, step, sizes, limits, "was restarted or left the "
                             "cluster") from error
             raise named_error(f"shard {k} ({step})", error) from error

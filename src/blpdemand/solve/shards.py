@@ -40,7 +40,13 @@ from blpdemand.solve.contraction import InnerLoop
 from blpdemand.solve.covariance import weighting_matrix
 from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.jobs import check_executor, run_jobs
-from blpdemand.solve.shard_workers import collect, is_dask, memory_limits, place
+from blpdemand.solve.shard_workers import (
+    cache_budget,
+    collect,
+    is_dask,
+    memory_limits,
+    place,
+)
 
 __all__ = ["ShardEvaluation", "ShardedObjective", "run_shard", "split_markets"]
 
@@ -191,9 +197,9 @@ class _Shard:
     """One shard's inner loop and last delta; lives where the shard's data are."""
 
     def __init__(self, problem: Problem, layout: ParameterLayout,
-                 contraction: FixedPointConfig | None) -> None:
+                 contraction: FixedPointConfig | None, cache_bytes: int = 256 << 20) -> None:
         self.problem = problem
-        self.loop = InnerLoop(problem, layout, config=contraction)
+        self.loop = InnerLoop(problem, layout, config=contraction, cache_bytes=cache_bytes)
         self.theta: FloatArray | None = None
         self.delta: FloatArray | None = None
         self.start: FloatArray | None = None  # a warm start, used until a solve converges
@@ -243,7 +249,8 @@ _STATE_LOCK = threading.Lock()
 
 def run_shard(request: ShardRequest, problem: Problem) -> ShardReply:
     """Answer a request on the worker holding ``problem``: the shard's inner loop is kept in
-    this process under (token, shard) between evaluations (warm starts, cached exp(mu))."""
+    this process under (token, shard) between evaluations (warm starts, and exp(mu) cached
+    where it fits the worker's memory headroom, ``cache_budget``)."""
     key = (request.token, request.shard)
     with _STATE_LOCK:
         if request.step == "release":
@@ -251,7 +258,8 @@ def run_shard(request: ShardRequest, problem: Problem) -> ShardReply:
             return ShardReply(values=np.zeros(0))
         state = _STATE.get(key)
     if state is None or state.problem is not problem:  # built outside the lock (it is slow)
-        state = _Shard(problem, request.layout, request.contraction)
+        state = _Shard(problem, request.layout, request.contraction,
+                       cache_bytes=min(256 << 20, cache_budget()))
         with _STATE_LOCK:
             _STATE[key] = state
     return state.answer(request)
