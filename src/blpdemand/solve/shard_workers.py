@@ -99,7 +99,8 @@ def memory_limits(client: Any) -> dict[str, int]:
 def collect(client: Any, futures: Sequence[Any], addresses: Sequence[str], *, step: str,
             sizes: Sequence[int], limits: dict[str, int]) -> list[Any]:
     """The shards' replies in shard order. A holder that leaves the cluster (restarted by its
-    nanny), or stays paused for ``PAUSED_S`` with a reply pending, raises WorkerLostError; a
+    nanny), or stays paused (or closing) for ``PAUSED_S`` with a reply pending, raises
+    WorkerLostError; a
     shard's job that raises is reported as shard k's (``named_error``)."""
     from distributed import wait
 
@@ -123,7 +124,7 @@ def collect(client: Any, futures: Sequence[Any], addresses: Sequence[str], *, st
                 client.cancel(list(futures))
                 raise _lost(k, address, step, sizes, limits,
                             "left the cluster" if status is None else
-                            f"has been paused for {PAUSED_S:g} s")
+                            f"has been {status.removeprefix('Status.')} for {PAUSED_S:g} s")
     replies = []
     for k, (future, address) in enumerate(zip(futures, addresses)):
         try:
