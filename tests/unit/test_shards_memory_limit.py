@@ -30,8 +30,8 @@ distributed = pytest.importorskip("distributed")  # the [dask] extra; CI install
 MIB = 1 << 20
 
 
-def _problem(markets: int) -> bd.Problem:
-    sim = bd.simulate(markets=markets, products=50, sigma={"x1": 1.0}, draws=1000, rng=3)
+def _problem(markets: int, products: int = 50, draws: int = 1000) -> bd.Problem:
+    sim = bd.simulate(markets=markets, products=products, sigma={"x1": 1.0}, draws=draws, rng=3)
     frame = sim.products.copy()
     for column in ("x1", "x2"):
         frame[f"rival_{column}"] = (frame.groupby("market_ids")[column].transform("sum")
@@ -46,7 +46,7 @@ def _warm() -> int:
 
     import psutil
 
-    tiny = _problem(2)
+    tiny = _problem(4, 3, 5)
     layout, _ = tiny.layout(sigma=[0.5])
     ShardedObjective([tiny], layout)(np.array([0.5]))
     gc.collect()

@@ -107,7 +107,8 @@ def collect(client: Any, futures: Sequence[Any], addresses: Sequence[str], *, st
     paused: dict[str, float] = {}
     while True:
         try:
-            wait(futures, timeout=POLL_S)  # type: ignore[no-untyped-call]
+            with client.as_current():  # also a client that is not the default one
+                wait(futures, timeout=POLL_S)  # type: ignore[no-untyped-call]
             break
         except TimeoutError:
             pass
