@@ -104,8 +104,8 @@ def test_results_estimated_on_an_executor_save_and_rebuild(tmp_path: Any) -> Non
 def test_a_start_or_a_bootstrap_draw_that_raises_is_named(
         problem: bd.Problem, monkeypatch: pytest.MonkeyPatch) -> None:
     # a job's error is never dropped: reported with the start or draw that raised it, in
-    # sequence, on threads, through a runner and on executors alike (solve.jobs.named_error).
-    # Ours keep their type; anything else is a JobError caused by the original
+    # sequence, on threads and on executors alike (solve.jobs.named_error). Ours keep their
+    # type; anything else is a JobError caused by the original
     from blpdemand.errors import ConvergenceError, JobError
     from blpdemand.results import bootstrap as bootstrap_module
     from blpdemand.solve import multistart
@@ -120,11 +120,8 @@ def test_a_start_or_a_bootstrap_draw_that_raises_is_named(
         return minimize(objective, *args, **kwargs)
 
     monkeypatch.setattr(multistart, "minimize", failing)
-    def runner(jobs: Any) -> list[Any]:  # a caller's runner of closures (the CLI's bar)
-        return [job() for job in jobs]
-
-    for options in ({"workers": 1}, {"workers": 2}, {"runner": runner}):
-        config = bd.EstimationConfig(starts=2, rng=1, method="1s", **options)
+    for workers in (1, 2):
+        config = bd.EstimationConfig(starts=2, rng=1, method="1s", workers=workers)
         with pytest.raises(JobError, match="^start 2 of GMM step 1 raised ValueError: boom$") \
                 as raised:
             bd.estimate(problem, sigma=[0.5], config=config)

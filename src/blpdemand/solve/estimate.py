@@ -35,7 +35,7 @@ from blpdemand.solve.bounds import (
 from blpdemand.solve.covariance import linear_names, stack_covariance, weighting_matrix
 from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.gmm import DemandObjective, ObjectiveEvaluation
-from blpdemand.solve.jobs import check_executor, map_jobs, run_jobs, run_named
+from blpdemand.solve.jobs import check_executor, map_jobs, run_jobs
 from blpdemand.solve.micro import initial_weighting, with_micro
 from blpdemand.solve.moments import problem_stack
 from blpdemand.solve.multistart import (
@@ -298,8 +298,7 @@ def _estimate(problem: Problem, layout: ParameterLayout, theta0: FloatArray,
             ran = run_jobs([functools.partial(pool.run_start, job) for job in jobs],
                            workers=pool.starts_at_once, names=names)
         elif config.runner is not None:  # a caller's runner (the CLI's progress bar) takes closures
-            ran = config.runner([functools.partial(run_named, run_start, job, name)
-                                 for job, name in zip(jobs, names)])
+            ran = config.runner([functools.partial(run_start, job) for job in jobs])
         else:
             ran = map_jobs(run_start, jobs, workers=config.workers, executor=config.executor,
                            names=names)

@@ -53,15 +53,6 @@ def named_error(name: str, error: Exception) -> Exception:
     return JobError(f"{name} raised {type(error).__name__}: {error}")
 
 
-def run_named(function: Callable[[Item], T], item: Item, name: str) -> T:
-    """function(item), an error reported as job ``name``'s (for runners that take closures:
-    ``functools.partial(run_named, function, item, name)`` is picklable when both are)."""
-    try:
-        return function(item)
-    except Exception as error:
-        raise named_error(name, error) from error
-
-
 def _results(futures: Sequence[Any], names: Sequence[str] | None) -> list[Any]:
     """future.result() for each future, in order; the first failure reported by name."""
     out = []
