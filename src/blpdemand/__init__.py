@@ -17,6 +17,8 @@ _API: dict[str, str] = {
     "DataError": "blpdemand.errors",
     "SpecificationError": "blpdemand.errors",
     "ConvergenceError": "blpdemand.errors",
+    "JobError": "blpdemand.errors",
+    "WorkerLostError": "blpdemand.errors",
     # data and model
     "load_products": "blpdemand.data.products",
     "MarketIndex": "blpdemand.data.markets",

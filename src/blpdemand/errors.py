@@ -22,6 +22,17 @@ class ConvergenceError(BLPDemandError, RuntimeError):
     """An iterative routine failed and the failure policy says to raise."""
 
 
+class JobError(BLPDemandError, RuntimeError):
+    """A job (a start, a bootstrap draw, a market shard's evaluation) raised an error that is
+    not one of ours, or its worker was lost; the message names the job."""
+
+
+class WorkerLostError(JobError):
+    """A Dask worker holding a market shard left the cluster or stopped taking work: Dask's
+    memory manager pauses a worker at 80% of its ``memory_limit`` and restarts it at 95%, and a
+    restarted worker has lost the shard's data and inner loop."""
+
+
 class BLPDemandWarning(UserWarning):
     """Base class of every warning issued by blpdemand."""
 

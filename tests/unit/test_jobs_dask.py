@@ -78,3 +78,41 @@ def test_a_bootstrap_of_200_draws_through_dask_equals_the_sequential_one(nevo: b
     assert np.array_equal(sequential.theta, cluster.theta)
     for a, b in zip(sequential.fitted, cluster.fitted):
         assert np.array_equal(a.delta, b.delta)
+
+
+def _exit_at(module: str, name: str) -> None:
+    """On this worker, make ``module.name`` end the process: the first attempt of a job that
+    calls it dies with its worker; the nanny starts a fresh process (without this patch)."""
+    import importlib
+    import os
+
+    setattr(importlib.import_module(module), name, lambda *args, **kwargs: os._exit(1))
+
+
+def test_jobs_of_workers_that_die_rerun_and_give_the_sequential_results(client: Any) -> None:
+    # Reference: the sequential run. Both workers are made to die in the first job they run
+    # (a start's optimizer, a bootstrap block's inner loop); Dask runs those jobs again on the
+    # restarted workers (its retries: a job may take down distributed.scheduler.allowed-failures
+    # workers, 3 by default), and each job computes the same numbers there: compared for
+    # equality. The workers' addresses change with the restarts, which shows they died.
+    from test_jobs_executors import _same
+    from test_shards import _problem
+
+    small = _problem()
+    config = {"starts": 3, "rng": 1, "method": "1s"}
+    sequential = bd.estimate(small, sigma=[0.5], config=bd.EstimationConfig(**config))
+    for module, name in (("blpdemand.solve.multistart", "minimize"),
+                         ("blpdemand.results.bootstrap", "InnerLoop")):
+        client.wait_for_workers(2)
+        before = set(client.scheduler_info()["workers"])
+        client.run(_exit_at, module, name)
+        if name == "minimize":
+            _same(bd.estimate(small, sigma=[0.5],
+                              config=bd.EstimationConfig(**config, executor=client)), sequential)
+        else:
+            draws = bd.bootstrap(sequential, draws=12, rng=0, executor=client)
+            expected = bd.bootstrap(sequential, draws=12, rng=0)
+            assert np.array_equal(draws.theta, expected.theta)
+            for a, b in zip(draws.fitted, expected.fitted):
+                assert np.array_equal(a.delta, b.delta)
+        assert not before & set(client.scheduler_info()["workers"])

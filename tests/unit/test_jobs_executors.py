@@ -99,3 +99,49 @@ def test_results_estimated_on_an_executor_save_and_rebuild(tmp_path: Any) -> Non
     again = bd.load_results(path, products=frame, agents=sim.agents)
     np.testing.assert_allclose(again.estimates, live.estimates, rtol=1e-10)
     assert again.config.executor is None
+
+
+def test_a_start_or_a_bootstrap_draw_that_raises_is_named(
+        problem: bd.Problem, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a job's error is never dropped: reported with the start or draw that raised it, in
+    # sequence, on threads and on executors alike (solve.jobs.named_error). Ours keep their
+    # type; anything else is a JobError caused by the original
+    from blpdemand.errors import ConvergenceError, JobError
+    from blpdemand.results import bootstrap as bootstrap_module
+    from blpdemand.solve import multistart
+
+    minimize = multistart.minimize
+
+    def failing(objective: Any, *args: Any, **kwargs: Any) -> Any:
+        if objective.start == 2:
+            raise ValueError("boom")
+        if objective.start == 1 and objective.step == 2:
+            raise ConvergenceError("stalled")
+        return minimize(objective, *args, **kwargs)
+
+    monkeypatch.setattr(multistart, "minimize", failing)
+    for workers in (1, 2):
+        config = bd.EstimationConfig(starts=2, rng=1, method="1s", workers=workers)
+        with pytest.raises(JobError, match="^start 2 of GMM step 1 raised ValueError: boom$") \
+                as raised:
+            bd.estimate(problem, sigma=[0.5], config=config)
+        assert isinstance(raised.value.__cause__, ValueError)
+    with pytest.raises(ConvergenceError, match="^start 1 of GMM step 2: stalled$"):
+        bd.estimate(problem, sigma=[0.5],
+                    config=bd.EstimationConfig(starts=1, rng=1, method="2s"))
+    monkeypatch.undo()
+
+    results = bd.estimate(problem, sigma=[0.5], config=bd.EstimationConfig(method="1s"))
+    inner_loop = bootstrap_module.InnerLoop
+
+    class Failing(inner_loop):  # type: ignore[misc, valid-type]
+        def solve(self, theta: Any, **kwargs: Any) -> Any:
+            if theta[0] == 0.123:
+                raise FloatingPointError("overflow")
+            return super().solve(theta, **kwargs)
+
+    monkeypatch.setattr(bootstrap_module, "InnerLoop", Failing)
+    with pytest.raises(JobError, match=r"^bootstrap draws 0\.\.2: bootstrap draw 1 raised "
+                       "FloatingPointError: overflow$"):
+        bd.BootstrapDraws.from_parameters(results, [[0.5], [0.123], [0.6]],
+                                          np.tile(results.beta, (3, 1)))

@@ -86,8 +86,9 @@ def test_absorbed_market_effects_estimate_on_shards_as_in_one_process() -> None:
 @pytest.fixture(scope="module")
 def client() -> Any:
     distributed = pytest.importorskip("distributed")
+    # memory_limit=0: no memory monitor, which would resume the worker paused by hand below
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address="127.0.0.1:0") as cluster, \
+                                  memory_limit=0, dashboard_address="127.0.0.1:0") as cluster, \
             distributed.Client(cluster) as client:
         yield client
 
@@ -168,3 +169,73 @@ def test_supply_micro_and_nests_are_refused_by_name() -> None:
     with pytest.raises(SpecificationError, match="shards.*micro moments"):
         bd.estimate(micro_problem, sigma=np.diag([0.0, 1.0]), pi=np.array([[0.5], [0.0]]),
                     config=config)
+
+
+def test_starts_at_once_on_dask_equal_the_starts_one_after_another(
+        problem: Problem, client: Any) -> None:
+    # Reference: the same sharded estimate with its starts one after another (workers=1).
+    # Each start has its own objective and, on every worker, its own inner loop per shard, so
+    # running two at once changes no operation: compared for equality
+    runs = []
+    for workers in (1, 2):
+        reporter = RecordingReporter()
+        config = bd.EstimationConfig(shards=2, executor=client, workers=workers, **CONFIG)
+        runs.append((bd.estimate(problem, sigma=[0.5], reporter=reporter, config=config),
+                     reporter.records))
+    (one, _), (two, records) = runs
+    for name in ("theta", "beta", "theta_se", "delta", "W"):
+        assert np.array_equal(getattr(one, name), getattr(two, name)), name
+    assert [s.optimization.theta.tolist() for s in one.starts] == [
+        s.optimization.theta.tolist() for s in two.starts]
+    # the two starts of step 1 ran at once: their records interleave
+    order = [r.start for r in records if r.step == 1]
+    assert order.index(1) < len(order) - 1 - order[::-1].index(0)
+
+
+def _answer_exits() -> None:
+    import os
+
+    from blpdemand.solve import shards
+
+    shards._Shard.answer = lambda self, request: os._exit(1)  # type: ignore[method-assign]
+
+
+def _pause(paused: bool, dask_worker: Any) -> None:
+    from distributed.core import Status
+
+    dask_worker.status = Status.paused if paused else Status.running
+
+
+def test_a_shard_worker_restarted_or_paused_is_a_named_error_not_a_hang(
+        problem: Problem, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Dask's memory manager restarts a worker past 95% of its memory_limit (the nanny kills
+    # it: here os._exit when it answers a shard) and pauses one past 80% (it then starts no
+    # task: here its status set by hand). The shard's data and inner loop are gone with a
+    # restarted worker and a paused one never answers: both are WorkerLostError naming the
+    # start, the shard and the worker (benchmarks/bench_shards_memory.py: the real limit)
+    from blpdemand.errors import WorkerLostError
+    from blpdemand.solve import shard_workers
+    from blpdemand.solve.shards import ShardedObjective, split_markets
+
+    monkeypatch.setattr(shard_workers, "POLL_S", 0.1)
+    monkeypatch.setattr(shard_workers, "PAUSED_S", 1.0)
+    config = bd.EstimationConfig(shards=2, executor=client, **CONFIG)
+    first = min(client.scheduler_info()["workers"])  # holds shard 0 (round robin)
+    client.run(_answer_exits, workers=[first])
+    with pytest.raises(WorkerLostError, match=r"start 0 of GMM step 1: market shard 0 of 2 "
+                       rf"\(\d+ products\) .*worker {first} was restarted or left"):
+        bd.estimate(problem, sigma=[0.5], config=config)
+    client.wait_for_workers(2)
+    layout, _ = problem.layout(sigma=[0.5])
+    with ShardedObjective(split_markets(problem, 2), layout, executor=client) as objective:
+        objective(np.array([0.5]))
+        first = objective._remote[0][1]  # the worker holding shard 0
+        client.run(_pause, True, workers=[first])
+        start = time.monotonic()
+        try:
+            with pytest.raises(WorkerLostError, match=rf"shard 0 of 2 \(\d+ products\) .*"
+                               rf"moments: .*{first} has been paused for 1 s"):
+                objective(np.array([0.6]))
+        finally:
+            client.run(_pause, False, workers=[first])
+    assert time.monotonic() - start < 20

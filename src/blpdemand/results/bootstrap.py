@@ -43,7 +43,7 @@ from blpdemand.results.logit import LogitResults
 from blpdemand.results.tables import Table
 from blpdemand.solve.contraction import InnerLoop
 from blpdemand.solve.fixed_point import FixedPointConfig
-from blpdemand.solve.jobs import run_jobs
+from blpdemand.solve.jobs import named_error, run_jobs
 
 if TYPE_CHECKING:  # BLPResults' own bootstrap() calls this module: no run-time import back
     from blpdemand.results.blp import BLPResults
@@ -134,9 +134,11 @@ class BootstrapDraws:
         # each draw is solved from the estimate's delta: the chunking changes no number
         parts = min(B, EXECUTOR_CHUNKS) if executor is not None else min(int(workers), B)
         chunks = np.array_split(np.arange(B), parts)
-        jobs = [functools.partial(_solve_chunk, estimate, theta[c], beta[c], hold, config)
-                for c in chunks]
-        deltas = [d for part in run_jobs(jobs, workers=workers, executor=executor) for d in part]
+        jobs = [functools.partial(_solve_chunk, estimate, theta[c], beta[c], hold, config,
+                                  int(c[0])) for c in chunks]
+        names = [f"bootstrap draws {c[0]}..{c[-1]}" for c in chunks]
+        deltas = [d for part in run_jobs(jobs, workers=workers, executor=executor, names=names)
+                  for d in part]
         kept = np.array([d is not None for d in deltas], dtype=bool)
         dropped = np.flatnonzero(~kept)
         if dropped.size:
@@ -311,8 +313,9 @@ def _matrix(values: Any, width: int, what: str, order: str) -> FloatArray:
 
 
 def _solve_chunk(estimate: FittedDemand, theta: FloatArray, beta: FloatArray, hold: str,
-                 config: FixedPointConfig) -> list[FloatArray | None]:
-    """delta_b (sorted order) for each draw of one chunk, None where the contraction failed."""
+                 config: FixedPointConfig, first: int = 0) -> list[FloatArray | None]:
+    """delta_b (sorted order) for each draw of one chunk (draws first, first + 1, ...), None
+    where the contraction failed; a draw that raises is named."""
     problem = estimate.problem
     if hold == "xi":
         return [estimate.delta + problem.X1.values @ (b - estimate.beta) for b in beta]
@@ -320,9 +323,12 @@ def _solve_chunk(estimate: FittedDemand, theta: FloatArray, beta: FloatArray, ho
         return [estimate.delta.copy() for _ in beta]
     loop = InnerLoop(problem, estimate.layout, config=config, cache_bytes=0)  # one per thread
     out: list[FloatArray | None] = []
-    for t in theta:
-        with np.errstate(all="ignore"):  # absurd draws: overflow is reported as a failure
-            result = loop.solve(t, delta0=estimate.delta)
+    for b, t in enumerate(theta, start=first):
+        try:
+            with np.errstate(all="ignore"):  # absurd draws: overflow is reported as a failure
+                result = loop.solve(t, delta0=estimate.delta)
+        except Exception as error:
+            raise named_error(f"bootstrap draw {b}", error) from error
         ok = result.converged and bool(np.all(np.isfinite(result.delta)))
         out.append(result.delta if ok else None)
     return out

@@ -35,7 +35,7 @@ from blpdemand.solve.bounds import (
 from blpdemand.solve.covariance import linear_names, stack_covariance, weighting_matrix
 from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.gmm import DemandObjective, ObjectiveEvaluation
-from blpdemand.solve.jobs import check_executor, map_jobs
+from blpdemand.solve.jobs import check_executor, map_jobs, run_jobs
 from blpdemand.solve.micro import initial_weighting, with_micro
 from blpdemand.solve.moments import problem_stack
 from blpdemand.solve.multistart import (
@@ -115,8 +115,11 @@ class EstimationConfig:
         for the whole estimate: every contraction, gradient, the step-2 W, the Hessian and the
         standard errors' d xi/d theta are computed shard by shard (``solve.sharded_gmm``),
         on ``workers`` threads here, or on a ``dask.distributed.Client`` given as
-        ``executor`` (shards scattered once; a process pool is refused); the starts then run
-        one after another. Demand side only: supply, micro moments and nests are refused.
+        ``executor`` (shards scattered once; a process pool is refused). On Dask, ``workers``
+        starts of a step run at once, each over all shards with its own inner loop per shard
+        (same results; a worker then holds ``workers`` shard states, so memory grows with
+        it); on threads here the starts run one after another. Demand side only: supply,
+        micro moments and nests are refused.
     """
 
     optimizer: str = "l-bfgs-b"
@@ -290,12 +293,15 @@ def _estimate(problem: Problem, layout: ParameterLayout, theta0: FloatArray,
                          on_failure=config.on_failure, delta0=delta0, clock=clock,
                          reporter=reporter if config.executor is None or pool else None)
                 for k, start in enumerate(starts)]
-        if pool is not None:  # the starts one after another, each over the shards
-            ran = [pool.run_start(job) for job in jobs]
+        names = [f"start {k} of GMM step {step}" for k in range(len(jobs))]
+        if pool is not None:  # each start over all the shards; on Dask, workers at a time
+            ran = run_jobs([functools.partial(pool.run_start, job) for job in jobs],
+                           workers=pool.starts_at_once, names=names)
         elif config.runner is not None:  # a caller's runner (the CLI's progress bar) takes closures
             ran = config.runner([functools.partial(run_start, job) for job in jobs])
         else:
-            ran = map_jobs(run_start, jobs, workers=config.workers, executor=config.executor)
+            ran = map_jobs(run_start, jobs, workers=config.workers, executor=config.executor,
+                           names=names)
         for run in ran:
             for key in counts:
                 counts[key] += run.work[key]

@@ -28,11 +28,10 @@ from blpdemand.solve.gmm import ObjectiveEvaluation
 from blpdemand.solve.moments import problem_stack
 from blpdemand.solve.multistart import StartJob, StartRun, run_start_on
 from blpdemand.solve.progress import EvaluationRecord, Reporter, SilentReporter
+from blpdemand.solve.shard_workers import is_dask, place
 from blpdemand.solve.shards import (
     ShardedObjective,
     ShardEvaluation,
-    _is_dask,
-    _place,
     split_markets,
 )
 
@@ -56,7 +55,7 @@ class ShardedDemandObjective:
             delta0 = None  # as DemandObjective: a warm start with a failed market is not used
         self.sharded = ShardedObjective(pool.parts, layout, W, contraction=contraction,
                                         executor=pool.executor, workers=pool.workers,
-                                        delta0=delta0)
+                                        delta0=delta0, sizes=pool.sizes)
         self.on_failure = on_failure
         self.reporter = reporter if reporter is not None else SilentReporter()
         self.step, self.start = step, start
@@ -173,15 +172,19 @@ class ShardPool:
 
     def __init__(self, problem: Problem, shards: int, *, executor: Any = None,
                  workers: int = 1) -> None:
-        if executor is not None and not _is_dask(executor):
+        if executor is not None and not is_dask(executor):
             raise SpecificationError(
                 f"shards={shards} with executor={executor!r}: shards keep their inner loops on "
                 "the workers that hold them, which a process pool cannot address; give a "
                 "dask.distributed.Client, or executor=None for shards on threads here")
         parts = split_markets(problem, shards)
         self.executor, self.workers = executor, int(workers)
+        self.sizes = [p.N for p in parts]
+        #: starts run at once over the shards: on Dask the client's threads only wait for the
+        #: workers, so ``workers`` of them; here the threads already go to the shards
+        self.starts_at_once = self.workers if executor is not None else 1
         self.parts: list[Any] = list(parts) if executor is None else [
-            future for future, _ in _place(executor, list(parts))]
+            future for future, _ in place(executor, list(parts))]
         self.objectives: list[ShardedDemandObjective] = []
 
     def objective(self, problem: Problem, layout: ParameterLayout, W: FloatArray,

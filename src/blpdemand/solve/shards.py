@@ -40,6 +40,13 @@ from blpdemand.solve.contraction import InnerLoop
 from blpdemand.solve.covariance import weighting_matrix
 from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.jobs import check_executor, run_jobs
+from blpdemand.solve.shard_workers import (
+    cache_budget,
+    collect,
+    is_dask,
+    memory_limits,
+    place,
+)
 
 __all__ = ["ShardEvaluation", "ShardedObjective", "run_shard", "split_markets"]
 
@@ -190,9 +197,9 @@ class _Shard:
     """One shard's inner loop and last delta; lives where the shard's data are."""
 
     def __init__(self, problem: Problem, layout: ParameterLayout,
-                 contraction: FixedPointConfig | None) -> None:
+                 contraction: FixedPointConfig | None, cache_bytes: int = 256 << 20) -> None:
         self.problem = problem
-        self.loop = InnerLoop(problem, layout, config=contraction)
+        self.loop = InnerLoop(problem, layout, config=contraction, cache_bytes=cache_bytes)
         self.theta: FloatArray | None = None
         self.delta: FloatArray | None = None
         self.start: FloatArray | None = None  # a warm start, used until a solve converges
@@ -242,7 +249,8 @@ _STATE_LOCK = threading.Lock()
 
 def run_shard(request: ShardRequest, problem: Problem) -> ShardReply:
     """Answer a request on the worker holding ``problem``: the shard's inner loop is kept in
-    this process under (token, shard) between evaluations (warm starts, cached exp(mu))."""
+    this process under (token, shard) between evaluations (warm starts, and exp(mu) cached
+    where it fits the worker's memory headroom, ``cache_budget``)."""
     key = (request.token, request.shard)
     with _STATE_LOCK:
         if request.step == "release":
@@ -250,7 +258,8 @@ def run_shard(request: ShardRequest, problem: Problem) -> ShardReply:
             return ShardReply(values=np.zeros(0))
         state = _STATE.get(key)
     if state is None or state.problem is not problem:  # built outside the lock (it is slow)
-        state = _Shard(problem, request.layout, request.contraction)
+        state = _Shard(problem, request.layout, request.contraction,
+                       cache_bytes=min(256 << 20, cache_budget()))
         with _STATE_LOCK:
             _STATE[key] = state
     return state.answer(request)
@@ -301,16 +310,18 @@ class ShardedObjective:
         its inner loop between evaluations). Call ``close()`` (or use ``with``) to release
         the workers' state.
     delta0 : (N,) warm start of the first contractions (rows in shard order), or None.
+    sizes : products per shard, for the error naming a lost shard before its setup reply
+        (known here when the shards are Problems).
     """
 
     def __init__(self, shards: Sequence[Any], layout: ParameterLayout,
                  W: FloatArray | None = None, *, contraction: FixedPointConfig | None = None,
-                 executor: Any = None, workers: int = 1,
-                 delta0: FloatArray | None = None) -> None:
+                 executor: Any = None, workers: int = 1, delta0: FloatArray | None = None,
+                 sizes: Sequence[int] | None = None) -> None:
         check_executor(executor)
         if not shards:
             raise SpecificationError("ShardedObjective needs at least one shard")
-        if executor is not None and not _is_dask(executor):
+        if executor is not None and not is_dask(executor):
             raise SpecificationError(
                 f"executor={executor!r}: shards keep state on their workers, so give a "
                 "dask.distributed.Client, or executor=None for shards in this process")
@@ -319,10 +330,15 @@ class ShardedObjective:
         self.token = uuid.uuid4().hex
         self._local: list[_Shard] = []
         self._remote: list[tuple[Any, str]] = []  # (future of the shard's Problem, worker)
+        self._limits: dict[str, int] = {}  # each worker's memory_limit, for a lost shard's error
+        self._known_sizes: list[int] = []  # products per shard before setup (0: unknown)
         if executor is None:
             self._local = [_Shard(p, layout, contraction) for p in shards]
         else:
-            self._remote = _place(executor, list(shards))
+            self._known_sizes = [s.N if isinstance(s, Problem) else 0 for s in shards] if (
+                sizes is None) else list(sizes)
+            self._remote = place(executor, list(shards))
+            self._limits = memory_limits(executor)
         self._delta0: list[FloatArray] | None = None  # sent until a solve converges
         setup = self._ask("setup")
         self.N, self.sizes = sum(r.N for r in setup), [r.N for r in setup]
@@ -364,7 +380,10 @@ class ShardedObjective:
         futures = [self.executor.submit(run_shard, request, data, workers=[address],
                                         allow_other_workers=False, pure=False)
                    for request, (data, address) in zip(requests, self._remote)]
-        return [future.result() for future in futures]
+        replies: list[ShardReply] = collect(
+            self.executor, futures, [address for _, address in self._remote], step=step,
+            sizes=getattr(self, "sizes", self._known_sizes), limits=self._limits)
+        return replies
 
     def evaluate(self, theta: FloatArray) -> ShardEvaluation:
         """Q, dQ/dtheta, beta and g at theta (two passes over the shards)."""
@@ -465,35 +484,3 @@ class _Bound:
 
     def __call__(self) -> ShardReply:
         return self.shard.answer(self.request)
-
-
-def _is_dask(executor: Any) -> bool:
-    return all(callable(getattr(executor, name, None))
-               for name in ("scatter", "run", "who_has", "scheduler_info"))
-
-
-def _place(client: Any, shards: list[Any]) -> list[tuple[Any, str]]:
-    """Scatter each shard Problem once to a worker (round robin) or find where a shard future
-    lives; return (future, worker address) per shard."""
-    workers = sorted(client.scheduler_info()["workers"])
-    if not workers:
-        raise SpecificationError("the Dask client has no workers to hold the shards")
-    placed = []
-    for s, shard in enumerate(shards):
-        if isinstance(shard, Problem):
-            address = workers[s % len(workers)]
-            [future] = client.scatter([shard], workers=[address], broadcast=False, hash=False)
-        else:
-            from distributed import wait
-
-            future = shard
-            with client.as_current():  # also a client that is not the default one
-                wait([future])  # type: ignore[no-untyped-call]
-            holders = client.who_has([future]).get(future.key) or ()
-            if not holders:
-                raise SpecificationError(f"shard {s} is not a Problem nor a finished future "
-                                         "held by a worker; scatter it first")
-            address = min(holders)
-        placed.append((future, address))
-    return placed
-
