@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 
 import blpdemand as bd
+from blpdemand.model.demand import market_demands
 from blpdemand.model.pricing import (
     PricingConfig,
     PricingStatus,
     _zeta_iteration,
     _zeta_iteration_numpy,
-    market_demands,
     ownership_matrix,
 )
 

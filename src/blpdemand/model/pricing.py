@@ -14,7 +14,6 @@ Everything here is a pure function of data and parameters, one market at a time.
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -24,8 +23,6 @@ import numpy as np
 from blpdemand._checks import check_field_types
 from blpdemand._types import AnyArray, BoolArray, FloatArray
 from blpdemand.errors import ConvergenceError, DataError, SpecificationError
-from blpdemand.model.fitted import FittedDemand
-from blpdemand.model.utility import agent_coefficients as random_coefficients
 
 Method = Literal["zeta", "newton"]
 Fallback = Literal["newton", "none"]
@@ -340,79 +337,75 @@ def _newton(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,
     return prices, PricingStatus.MAX_ITERATIONS, config.newton_iterations
 
 
-# ---------------------------------------------------------------- demand from estimates
-_TOKEN = r"(?<![A-Za-z0-9_.]){}(?![A-Za-z0-9_])"
+def solve_block_prices(utility: FloatArray, alpha: FloatArray, weights: FloatArray,
+                       base: FloatArray, costs: FloatArray, ownership: FloatArray, *,
+                       available: BoolArray | None = None, start: FloatArray | None = None,
+                       market_ids: AnyArray | None = None,
+                       config: PricingConfig | None = None
+                       ) -> tuple[FloatArray, list[PriceSolution]]:
+    """Bertrand-Nash prices of a block of T_b markets of equal size, with the rules of
+    ``solve_prices`` in each market, on one call of the compiled zeta fixed point.
 
-
-def coefficient_columns(fitted: FittedDemand, name: str) -> tuple[int | None, int | None]:
-    """Positions of column ``name`` in X1 and X2 (None if absent).
-
-    Raises SpecificationError when ``name`` enters some column nonlinearly (``log(prices)``,
-    ``prices:sugar``, ``I(prices**2)``): derivatives here assume u is linear in ``name``.
+    utility (T_b, J, I) at prices ``base`` (T_b, J); alpha, weights (T_b, I); costs (T_b, J);
+    ownership (T_b, J, J); available (T_b, J) bool, the products in the choice set (default
+    all); start (T_b, J) (default ``base``). Returns (T_b, J) prices (NaN for unavailable
+    products and failed markets) and one PriceSolution per market (prices of its available
+    products). Newton's method (``config.method`` or the fallback) runs market by market.
     """
-    problem = fitted.problem
-    if not isinstance(name, str):
-        raise SpecificationError(f"name={name!r} must be a column name of X1 or X2, e.g. 'prices'")
-    pattern = re.compile(_TOKEN.format(re.escape(name)))
-    for what, names in (("X1", problem.X1.names), ("X2", problem.X2.names)):
-        for column in names:
-            if column != name and pattern.search(column):
-                raise SpecificationError(
-                    f"{name!r} enters {what} column {column!r} nonlinearly; post-estimation "
-                    f"derivatives need {name!r} to enter utility linearly (as the column "
-                    f"{name!r} in X1 and/or X2); this is not supported yet")
-    k1 = problem.X1.names.index(name) if name in problem.X1.names else None
-    k2 = problem.X2.names.index(name) if name in problem.X2.names else None
-    if k1 is None and k2 is None:
-        raise SpecificationError(
-            f"{name!r} is neither in X1 {list(problem.X1.names)} nor in X2 "
-            f"{list(problem.X2.names)}; derivatives are taken with respect to a model column")
-    return k1, k2
+    from blpdemand.model.pricing_compiled import zeta_fixed_points
 
-
-def agent_coefficients(fitted: FittedDemand) -> FloatArray:
-    """(I, K2) random coefficients Sigma nu_i + Pi y_i of every agent (sorted agent rows),
-    s_k exp(.) on lognormal columns."""
-    problem = fitted.problem
-    if problem.agents is None or problem.K2 == 0:
-        return np.zeros((0, problem.K2))
-    sigma, pi = fitted.layout.unpack(fitted.theta)
-    return random_coefficients(problem.nodes_for(fitted.layout), problem.agents.demographics,
-                               sigma, pi, problem.lognormal)
-
-
-def market_demands(fitted: FittedDemand, name: str = "prices") -> list[MarketDemand]:
-    """One MarketDemand per market (market order of the problem) from estimates.
-
-    ``alpha`` holds d u_ij / d x_j for the column ``name`` (default prices): the X1
-    coefficient plus the agent's X2 random coefficient. Logit problems have one agent of
-    weight 1 per market. ``prices`` holds the values of ``name`` in the data.
-    """
-    problem = fitted.problem
-    k1, k2 = coefficient_columns(fitted, name)
-    mean = float(fitted.beta[k1]) if k1 is not None else 0.0
-    values = (problem.X1.values[:, k1] if k1 is not None else problem.X2.values[:, k2])
-    pm = problem.products.markets
-    delta = np.asarray(fitted.delta, dtype=np.float64)
-    out = []
-    if problem.agents is None or problem.K2 == 0:
-        for t in range(pm.T):
-            rows = pm.slice(t)
-            out.append(MarketDemand(market_id=pm.ids[t], prices=values[rows].astype(np.float64),
-                                    utility=delta[rows][:, None], alpha=np.array([mean]),
-                                    weights=np.ones(1)))
-        return out
-    coefficients = agent_coefficients(fitted)
-    am = problem.agents.markets
-    for t in range(pm.T):
-        rows, arows = pm.slice(t), am.slice(t)
-        coef = coefficients[arows]
-        utility = delta[rows][:, None] + problem.X2.values[rows] @ coef.T
-        alpha = mean + (coef[:, k2] if k2 is not None else np.zeros(coef.shape[0]))
-        out.append(MarketDemand(market_id=pm.ids[t], prices=values[rows].astype(np.float64),
-                                utility=utility, alpha=np.asarray(alpha, dtype=np.float64),
-                                weights=problem.agents.weights[arows]))
-    return out
+    config = PricingConfig() if config is None else config
+    T, J, _ = utility.shape
+    available = np.ones((T, J), dtype=bool) if available is None else available
+    start = base if start is None else start
+    ids = np.arange(T) if market_ids is None else market_ids
+    capped = np.any((alpha >= 0) & (weights > 0), axis=1)
+    prices = np.full((T, J), np.nan)
+    if config.method == "newton":
+        solutions = []
+        for t in range(T):
+            keep = available[t]
+            demand = MarketDemand(market_id=ids[t], prices=base[t][keep],
+                                  utility=utility[t][keep], alpha=alpha[t], weights=weights[t])
+            solution = solve_prices(demand, costs[t][keep], ownership[t][np.ix_(keep, keep)],
+                                    start=start[t][keep], config=config)
+            prices[t, keep] = solution.prices
+            solutions.append(solution)
+        return prices, solutions
+    limits = np.where(capped, min(config.max_iterations, config.capped_iterations),
+                      config.max_iterations).astype(np.int64)
+    found, codes, iterations = zeta_fixed_points(utility, alpha, weights, base, start, costs,
+                                                 ownership, available, config.tol, limits)
+    solutions = []
+    for t in range(T):
+        keep = available[t]
+        count, code = int(iterations[t]), int(codes[t])
+        if not keep.any():
+            solutions.append(PriceSolution(prices=start[t][keep], status=PricingStatus.CONVERGED,
+                                           iterations=0, method="none"))
+            continue
+        if code == 0:
+            prices[t, keep] = found[t, keep]
+            solutions.append(PriceSolution(prices=found[t, keep], status=_ZETA_STATUS[0],
+                                           iterations=count, method="zeta"))
+            continue
+        status = PricingStatus.NONNEGATIVE_ALPHA if capped[t] else _ZETA_STATUS[code]
+        if not capped[t] and config.fallback == "newton":
+            demand = MarketDemand(market_id=ids[t], prices=base[t][keep],
+                                  utility=utility[t][keep], alpha=alpha[t], weights=weights[t])
+            values, fb_status, more = _newton(demand, costs[t][keep],
+                                              ownership[t][np.ix_(keep, keep)],
+                                              np.array(start[t][keep]), config)
+            if fb_status.converged:
+                prices[t, keep] = values
+                solutions.append(PriceSolution(prices=values,
+                                               status=PricingStatus.CONVERGED_FALLBACK,
+                                               iterations=count + more, method="newton"))
+                continue
+            count += more
+        solutions.append(PriceSolution(prices=np.full(int(keep.sum()), np.nan), status=status,
+                                       iterations=count, method="zeta"))
+    return prices, solutions
 
 
 def bertrand_prices(utility: FloatArray, alpha: FloatArray, weights: FloatArray,
@@ -431,22 +424,19 @@ def bertrand_prices(utility: FloatArray, alpha: FloatArray, weights: FloatArray,
     """
     utility = np.asarray(utility, dtype=np.float64)
     T, J, _ = utility.shape
-    prices = np.full((T, J), np.nan)
-    solutions = []
-    for t in range(T):
-        w, a = np.asarray(weights[t], dtype=np.float64), np.asarray(alpha[t], dtype=np.float64)
-        if not np.all(a < 0):
-            raise SpecificationError(
-                f"market {t}: price coefficients alpha_i must be negative for Bertrand pricing "
-                f"(max {a.max():.4g}); lower sigma on prices or make alpha more negative")
-        demand = MarketDemand(market_id=t, prices=np.zeros(J), utility=utility[t], alpha=a,
-                              weights=w)
-        start = costs[t] - 1.0 / float(w @ a / w.sum())
-        solution = solve_prices(demand, costs[t], ownership_matrix(firm_ids[t]), start=start,
-                                config=config)
-        prices[t] = solution.prices
-        solutions.append(solution)
-    return prices, solutions
+    alpha = np.asarray(alpha, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    costs = np.asarray(costs, dtype=np.float64)
+    for t in np.flatnonzero(~np.all(alpha < 0, axis=1)).tolist()[:1]:
+        raise SpecificationError(
+            f"market {t}: price coefficients alpha_i must be negative for Bertrand pricing "
+            f"(max {alpha[t].max():.4g}); lower sigma on prices or make alpha more negative")
+    mean_alpha = np.sum(weights * alpha, axis=1) / weights.sum(axis=1)
+    start = costs - 1.0 / mean_alpha[:, None]
+    firm_ids = np.asarray(firm_ids)
+    ownership = (firm_ids[:, :, None] == firm_ids[:, None, :]).astype(np.float64)
+    return solve_block_prices(utility, alpha, weights, np.zeros((T, J)), costs, ownership,
+                              start=start, config=config)
 
 
 def simulated_bertrand(mean_utility: FloatArray, alpha: float, costs: FloatArray,
