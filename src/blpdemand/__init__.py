@@ -22,7 +22,7 @@ _API: dict[str, str] = {
     "MarketIndex": "blpdemand.data.markets",
     "Problem": "blpdemand.model.problem",
     "FixedPointConfig": "blpdemand.solve.fixed_point",
-    "FixedPointStatus": "blpdemand.solve.fixed_point",
+    "Status": "blpdemand._types",
     "InnerLoop": "blpdemand.solve.contraction",
     "solve_delta": "blpdemand.solve.contraction",
     "run_demo": "blpdemand.cli.demo",
@@ -91,7 +91,6 @@ _API: dict[str, str] = {
     "BootstrapSummary": "blpdemand.results.bootstrap_summary",
     "ElasticityHeatmap": "blpdemand.results.plots",
     "PricingConfig": "blpdemand.model.pricing",
-    "PricingStatus": "blpdemand.model.pricing",
 }
 
 __all__ = [*sorted(_API), "__version__"]

@@ -13,7 +13,6 @@ Everything here is a pure function of data and parameters, one market at a time.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -21,15 +20,13 @@ from typing import Literal
 import numpy as np
 
 from blpdemand._checks import check_field_types
-from blpdemand._types import AnyArray, BoolArray, FloatArray
+from blpdemand._types import ON_FAILURE, AnyArray, BoolArray, FloatArray, OnFailure, Status
 from blpdemand.errors import ConvergenceError, DataError, SpecificationError
 
 Method = Literal["zeta", "newton"]
 Fallback = Literal["newton", "none"]
-OnFailure = Literal["status", "warn", "raise"]
 _METHODS = ("zeta", "newton")
 _FALLBACKS = ("newton", "none")
-_ON_FAILURE = ("status", "warn", "raise")
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,20 +153,6 @@ def zeta_markups(demand: MarketDemand, ownership: FloatArray, prices: FloatArray
     return ((ownership * gamma) @ (prices - costs) - prob @ demand.weights) / lam
 
 
-class PricingStatus(enum.Enum):
-    """How the price equilibrium of one market ended."""
-
-    CONVERGED = "converged"
-    CONVERGED_FALLBACK = "converged with the fallback method"
-    MAX_ITERATIONS = "reached the iteration limit"
-    NONFINITE = "produced NaN or infinite prices"
-    NONNEGATIVE_ALPHA = "stopped early: some consumers have a non-negative price coefficient"
-
-    @property
-    def converged(self) -> bool:
-        return self in (PricingStatus.CONVERGED, PricingStatus.CONVERGED_FALLBACK)
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PricingConfig:
     """How to solve for Bertrand-Nash prices.
@@ -182,7 +165,7 @@ class PricingConfig:
     capped_iterations : zeta iterations (and no fallback) in a market where some consumer with
         positive weight has alpha_i >= 0: there profits rise without bound in price, so no
         Bertrand-Nash equilibrium need exist and the iteration is stopped early.
-    on_failure : what callers do when a market fails: "status" (report it in the record, with
+    on_failure : what callers do when a market fails: "report" (its status in the record, with
         NaN prices), "warn" (also a ConvergenceWarning) or "raise" (ConvergenceError).
     """
 
@@ -193,11 +176,11 @@ class PricingConfig:
     newton_iterations: int = 100
     newton_step: float = 1e-7
     capped_iterations: int = 100
-    on_failure: OnFailure = "status"
+    on_failure: OnFailure = "report"
 
     def __post_init__(self) -> None:
         check_field_types(self)
-        choices = {"method": _METHODS, "fallback": _FALLBACKS, "on_failure": _ON_FAILURE}
+        choices = {"method": _METHODS, "fallback": _FALLBACKS, "on_failure": ON_FAILURE}
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 raise SpecificationError(
@@ -214,7 +197,7 @@ class PriceSolution:
     """Equilibrium prices of one market: prices (J,), status, iterations, method used."""
 
     prices: FloatArray
-    status: PricingStatus
+    status: Status
     iterations: int
     method: str
 
@@ -235,13 +218,13 @@ def solve_prices(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,
     costs = np.asarray(costs, dtype=np.float64)
     p0 = demand.prices.copy() if start is None else np.asarray(start, dtype=np.float64)
     if demand.J == 0:
-        return PriceSolution(prices=p0, status=PricingStatus.CONVERGED, iterations=0, method="none")
+        return PriceSolution(prices=p0, status=Status.CONVERGED, iterations=0, method="none")
     if nonnegative_alpha(demand):
         capped = replace(config, max_iterations=min(config.max_iterations,
                                                     config.capped_iterations))
         prices, status, iterations = _zeta_iteration(demand, costs, ownership, p0, capped)
         if not status.converged:
-            prices, status = np.full(demand.J, np.nan), PricingStatus.NONNEGATIVE_ALPHA
+            prices, status = np.full(demand.J, np.nan), Status.NONNEGATIVE_ALPHA
         return PriceSolution(prices=prices, status=status, iterations=iterations, method="zeta")
     first = _zeta_iteration if config.method == "zeta" else _newton
     prices, status, iterations = first(demand, costs, ownership, p0, config)
@@ -251,7 +234,7 @@ def solve_prices(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,
     if config.fallback == "newton" and config.method != "newton":
         prices, fb_status, more = _newton(demand, costs, ownership, p0, config)
         if fb_status.converged:
-            return PriceSolution(prices=prices, status=PricingStatus.CONVERGED_FALLBACK,
+            return PriceSolution(prices=prices, status=Status.CONVERGED_FALLBACK,
                                  iterations=iterations + more, method="newton")
         iterations += more
     return PriceSolution(prices=np.full(demand.J, np.nan), status=status, iterations=iterations,
@@ -267,12 +250,12 @@ def nonnegative_alpha(demand: MarketDemand) -> bool:
     return bool(np.any((demand.alpha >= 0) & (demand.weights > 0)))
 
 
-_ZETA_STATUS = (PricingStatus.CONVERGED, PricingStatus.MAX_ITERATIONS, PricingStatus.NONFINITE)
+_ZETA_STATUS = (Status.CONVERGED, Status.MAX_ITERATIONS, Status.NONFINITE)
 
 
 def _zeta_iteration(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,
                     prices: FloatArray,
-                    config: PricingConfig) -> tuple[FloatArray, PricingStatus, int]:
+                    config: PricingConfig) -> tuple[FloatArray, Status, int]:
     """p^{k+1} = c + zeta(p^k) until max |p^{k+1} - p^k| < tol: compiled (``pricing_compiled``);
     ``zeta_markups`` is the numpy reference of the same step."""
     from blpdemand.model.pricing_compiled import zeta_fixed_point
@@ -285,22 +268,22 @@ def _zeta_iteration(demand: MarketDemand, costs: FloatArray, ownership: FloatArr
 
 def _zeta_iteration_numpy(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,
                           prices: FloatArray, config: PricingConfig
-                          ) -> tuple[FloatArray, PricingStatus, int]:
+                          ) -> tuple[FloatArray, Status, int]:
     """The same iteration in numpy (the reference the compiled one is tested against)."""
     with np.errstate(all="ignore"):
         for iteration in range(1, config.max_iterations + 1):
             new = costs + zeta_markups(demand, ownership, prices, costs)
             if not np.all(np.isfinite(new)):
-                return prices, PricingStatus.NONFINITE, iteration
+                return prices, Status.NONFINITE, iteration
             change = np.max(np.abs(new - prices))
             prices = new
             if change < config.tol:
-                return prices, PricingStatus.CONVERGED, iteration
-    return prices, PricingStatus.MAX_ITERATIONS, config.max_iterations
+                return prices, Status.CONVERGED, iteration
+    return prices, Status.MAX_ITERATIONS, config.max_iterations
 
 
 def _newton(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,
-            prices: FloatArray, config: PricingConfig) -> tuple[FloatArray, PricingStatus, int]:
+            prices: FloatArray, config: PricingConfig) -> tuple[FloatArray, Status, int]:
     """Newton with a forward-difference Jacobian and backtracking on max |r(p)|."""
     def residual(p: FloatArray) -> FloatArray:
         return p - costs - zeta_markups(demand, ownership, p, costs)
@@ -310,7 +293,7 @@ def _newton(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,
         r = residual(prices)
         for iteration in range(1, config.newton_iterations + 1):
             if not np.all(np.isfinite(r)):
-                return prices, PricingStatus.NONFINITE, iteration
+                return prices, Status.NONFINITE, iteration
             h = config.newton_step * np.maximum(np.abs(prices), 1.0)
             jac = np.empty((J, J))
             for k in range(J):
@@ -320,7 +303,7 @@ def _newton(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,
             try:
                 direction = -np.linalg.solve(jac, r)
             except np.linalg.LinAlgError:
-                return prices, PricingStatus.NONFINITE, iteration
+                return prices, Status.NONFINITE, iteration
             norm, size = np.max(np.abs(r)), 1.0
             while size > 1e-4:
                 new = prices + size * direction
@@ -331,10 +314,10 @@ def _newton(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,
             change = np.max(np.abs(new - prices))
             prices, r = new, new_r
             if change < config.tol or np.max(np.abs(r)) < config.tol:
-                status = (PricingStatus.CONVERGED if np.all(np.isfinite(prices))
-                          else PricingStatus.NONFINITE)
+                status = (Status.CONVERGED if np.all(np.isfinite(prices))
+                          else Status.NONFINITE)
                 return prices, status, iteration
-    return prices, PricingStatus.MAX_ITERATIONS, config.newton_iterations
+    return prices, Status.MAX_ITERATIONS, config.newton_iterations
 
 
 def solve_block_prices(utility: FloatArray, alpha: FloatArray, weights: FloatArray,
@@ -381,7 +364,7 @@ def solve_block_prices(utility: FloatArray, alpha: FloatArray, weights: FloatArr
         keep = available[t]
         count, code = int(iterations[t]), int(codes[t])
         if not keep.any():
-            solutions.append(PriceSolution(prices=start[t][keep], status=PricingStatus.CONVERGED,
+            solutions.append(PriceSolution(prices=start[t][keep], status=Status.CONVERGED,
                                            iterations=0, method="none"))
             continue
         if code == 0:
@@ -389,7 +372,7 @@ def solve_block_prices(utility: FloatArray, alpha: FloatArray, weights: FloatArr
             solutions.append(PriceSolution(prices=found[t, keep], status=_ZETA_STATUS[0],
                                            iterations=count, method="zeta"))
             continue
-        status = PricingStatus.NONNEGATIVE_ALPHA if capped[t] else _ZETA_STATUS[code]
+        status = Status.NONNEGATIVE_ALPHA if capped[t] else _ZETA_STATUS[code]
         if not capped[t] and config.fallback == "newton":
             demand = MarketDemand(market_id=ids[t], prices=base[t][keep],
                                   utility=utility[t][keep], alpha=alpha[t], weights=weights[t])
@@ -399,7 +382,7 @@ def solve_block_prices(utility: FloatArray, alpha: FloatArray, weights: FloatArr
             if fb_status.converged:
                 prices[t, keep] = values
                 solutions.append(PriceSolution(prices=values,
-                                               status=PricingStatus.CONVERGED_FALLBACK,
+                                               status=Status.CONVERGED_FALLBACK,
                                                iterations=count + more, method="newton"))
                 continue
             count += more

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from blpdemand._types import AnyArray, FloatArray
+from blpdemand._types import AnyArray, FloatArray, Status
 from blpdemand.data.validation import check_id_values
 from blpdemand.errors import SpecificationError
 from blpdemand.model.fitted import FittedDemand
@@ -39,7 +39,7 @@ from blpdemand.solve.gmm import ObjectiveEvaluation
 from blpdemand.solve.micro import micro_jacobian_rows
 from blpdemand.solve.micro_covariance import stacked_covariance
 from blpdemand.solve.moments import problem_stack
-from blpdemand.solve.optimizer import OptimizationResult, OptimizationStatus, projected_gradient
+from blpdemand.solve.optimizer import OptimizationResult, projected_gradient
 from blpdemand.solve.progress import Reporter
 
 
@@ -188,7 +188,7 @@ class BLPResults(PostEstimationMethods):
         return self.steps[-1]
 
     @property
-    def status(self) -> OptimizationStatus:
+    def status(self) -> Status:
         """How the estimation ended (the last GMM step's status): converged, converged at a
         bound, stopped at a limit, not converged, or contraction failed at the estimate."""
         return self.steps[-1].status

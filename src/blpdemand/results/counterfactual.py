@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from blpdemand._types import AnyArray, FloatArray, IntArray
+from blpdemand._types import AnyArray, FloatArray, IntArray, Status
 from blpdemand.errors import (
     ConvergenceError,
     ConvergenceWarning,
@@ -28,10 +28,10 @@ from blpdemand.errors import (
 )
 from blpdemand.model.demand import price_values
 from blpdemand.model.fitted import FittedDemand
-from blpdemand.model.pricing import PricingConfig, PricingStatus
+from blpdemand.model.pricing import PricingConfig
 from blpdemand.results.costs import Kappa, firm_ids_sorted, markups_sorted, per_product
 from blpdemand.results.elasticities import as_fitted
-from blpdemand.results.equilibrium import blocked_equilibrium, nested_equilibrium
+from blpdemand.results.equilibrium import blocked_equilibrium, market_equilibrium
 from blpdemand.results.tables import Table
 
 
@@ -41,7 +41,7 @@ class Counterfactual:
 
     Attributes
     ----------
-    market_ids : (T,). row_markets : (N,) market id of each product. status : T PricingStatus.
+    market_ids : (T,). row_markets : (N,) market id of each product. status : T Status.
     iterations : (T,) iterations used.
     prices_before, prices : (N,) observed and counterfactual prices (NaN: removed or failed).
     shares_before, shares : (N,) shares at those prices. costs : (N,) marginal costs c'.
@@ -56,7 +56,7 @@ class Counterfactual:
 
     market_ids: AnyArray
     row_markets: AnyArray
-    status: tuple[PricingStatus, ...]
+    status: tuple[Status, ...]
     iterations: IntArray
     prices_before: FloatArray
     prices: FloatArray
@@ -202,7 +202,7 @@ def compute_prices(results: Any, *, firm_ids: Any = None, ownership: Any = None,
     firms_before = _firms_or_none(fitted, None)
     firms_after = _firms_or_none(fitted, firm_ids) if ownership is None else None
     nested = fitted.nests is not None or fitted.problem.nests is not None
-    solve = nested_equilibrium if nested else blocked_equilibrium
+    solve = market_equilibrium if nested else blocked_equilibrium
     found = solve(fitted, effective, available, firm_ids=firm_ids, ownership=ownership,
                   kappa=kappa, firms_before=firms_before, firms_after=firms_after,
                   config=config)
@@ -264,7 +264,7 @@ def _firms_or_none(fitted: FittedDemand, firm_ids: Any) -> AnyArray | None:
 
 
 def _warn_nonnegative_alpha(market_ids: AnyArray, undefined: list[object], capped: list[int],
-                            status: list[PricingStatus], config: PricingConfig) -> None:
+                            status: list[Status], config: PricingConfig) -> None:
     """One warning for the markets where some consumer has alpha_i >= 0: consumer surplus is
     undefined there, and the price iteration was capped (no equilibrium need exist)."""
     if not undefined and not capped:
@@ -283,13 +283,13 @@ def _warn_nonnegative_alpha(market_ids: AnyArray, undefined: list[object], cappe
         f"equilibrium need exist: the price iteration was capped at "
         f"{config.capped_iterations} iterations in those {len(capped)} market(s) and failed in "
         f"{len(failed)} ({failed[:5]}{' ...' if len(failed) > 5 else ''}; NaN prices, status "
-        f"'{PricingStatus.NONNEGATIVE_ALPHA.value}'); check the estimated price coefficient's "
+        f"'{Status.NONNEGATIVE_ALPHA.value}'); check the estimated price coefficient's "
         "distribution (sigma and pi on prices)", EconomicWarning, stacklevel=3)
 
 
-def _apply_policy(market_ids: AnyArray, status: list[PricingStatus], config: PricingConfig) -> None:
+def _apply_policy(market_ids: AnyArray, status: list[Status], config: PricingConfig) -> None:
     failed = [(m, s) for m, s in zip(np.asarray(market_ids).tolist(), status) if not s.converged]
-    if not failed or config.on_failure == "status":
+    if not failed or config.on_failure == "report":
         return
     names = ", ".join(f"{m!r} ({s.value})" for m, s in failed[:10])
     message = (f"Bertrand-Nash prices not found in {len(failed)} market(s): {names}; their prices "

@@ -15,14 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from blpdemand._types import AnyArray, BoolArray, FloatArray, IntArray
+from blpdemand._types import AnyArray, BoolArray, FloatArray, IntArray, Status
 from blpdemand.model.demand import demand_blocks
 from blpdemand.model.fitted import FittedDemand
 from blpdemand.model.nested_demand import NestedMarketDemand, solve_nested_prices
 from blpdemand.model.pricing import (
     MarketDemand,
     PricingConfig,
-    PricingStatus,
     nonnegative_alpha,
     solve_block_prices,
     solve_prices,
@@ -46,7 +45,7 @@ class Equilibrium:
     hhi: FloatArray
     surplus_before: FloatArray
     surplus: FloatArray
-    status: list[PricingStatus]
+    status: list[Status]
     iterations: IntArray
     undefined: list[object]
     capped: list[int]
@@ -82,7 +81,7 @@ def blocked_equilibrium(fitted: FittedDemand, costs: FloatArray, available: Bool
                                                   "shares")}
     per_market = {name: np.full(T, np.nan) for name in ("hhi_before", "hhi", "surplus_before",
                                                          "surplus")}
-    status = [PricingStatus.CONVERGED] * T
+    status = [Status.CONVERGED] * T
     iterations = np.zeros(T, dtype=np.int64)
     undefined, capped = np.zeros(T, dtype=bool), np.zeros(T, dtype=bool)
     for block, owner in zip(blocks, owners):
@@ -119,7 +118,7 @@ def blocked_equilibrium(fitted: FittedDemand, costs: FloatArray, available: Bool
                        capped=np.flatnonzero(capped).tolist())
 
 
-def nested_equilibrium(fitted: FittedDemand, costs: FloatArray, available: BoolArray, *,
+def market_equilibrium(fitted: FittedDemand, costs: FloatArray, available: BoolArray, *,
                        firm_ids: object, ownership: object, kappa: Kappa | None,
                        firms_before: AnyArray | None, firms_after: AnyArray | None,
                        config: PricingConfig) -> Equilibrium:

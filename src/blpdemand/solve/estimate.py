@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from blpdemand._types import AnyArray, FailurePolicy, FloatArray
+from blpdemand._types import ON_FAILURE, AnyArray, FloatArray, OnFailure
 from blpdemand.data.validation import check_id_values
 from blpdemand.errors import SpecificationError
 from blpdemand.model.parameters import ParameterLayout
@@ -97,8 +97,9 @@ class EstimationConfig:
     contraction : the inner loop's FixedPointConfig (method, tol, max_evaluations, ...), or a
         mapping of its fields; default FixedPointConfig() ("auto": compiled Anderson per market,
         SQUAREM where it stalls; tol 1e-14; threads=N solves blocks of markets on N threads).
-    on_failure : ``"warn"`` (continue, warn at the end) or ``"raise"`` when the inner loop or
-        the optimizer fails.
+    on_failure : when the inner loop or the optimizer fails: ``"warn"`` (continue, warn at the
+        end), ``"raise"`` (ConvergenceError), or ``"report"`` (continue; the failure is in the
+        results' status and counts only).
     start : ``"given"`` (default) starts from the user's sigma/pi; ``"approximation"`` replaces
         their nonzero elements by the Salanie-Wolak (2019) approximation's estimates
         (``approximation_start``; the pattern of free elements is kept).
@@ -132,7 +133,7 @@ class EstimationConfig:
     starts: int = 4
     rng: int | None = 0
     contraction: FixedPointConfig | Mapping[str, Any] | None = None
-    on_failure: FailurePolicy = "warn"
+    on_failure: OnFailure = "warn"
     hessian: bool = True
     workers: int = 1
     runner: Callable[[Sequence[Callable[[], Any]]], list[Any]] | None = None
@@ -145,7 +146,7 @@ class EstimationConfig:
         check_field_types(self)  # int/float/bool fields typed first: the checks below compare
         choices: dict[str, tuple[Any, ...]] = {
             "optimizer": OPTIMIZERS, "method": ("1s", "2s"), "weighting": ("robust", "clustered"),
-            "covariance": ("robust", "unadjusted", "clustered"), "on_failure": ("warn", "raise"),
+            "covariance": ("robust", "unadjusted", "clustered"), "on_failure": ON_FAILURE,
             "start": ("given", "approximation")}
         for name, valid in choices.items():
             if getattr(self, name) not in valid:

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from blpdemand._types import FloatArray
+from blpdemand._types import FloatArray, Status
 from blpdemand.errors import SpecificationError
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
@@ -28,7 +28,6 @@ from blpdemand.solve.micro import with_micro
 from blpdemand.solve.moments import problem_stack
 from blpdemand.solve.optimizer import (
     OptimizationResult,
-    OptimizationStatus,
     contraction_failed,
 )
 from blpdemand.solve.verdicts import check_final, check_step_one
@@ -56,7 +55,7 @@ def evaluate_outcome(problem: Problem, layout: ParameterLayout, theta: FloatArra
         evaluation = objectives[-1].evaluate(theta, report=False)
         steps.append(OptimizationResult(
             start=theta, theta=theta, objective=evaluation.objective,
-            gradient=evaluation.gradient, status=OptimizationStatus.NOT_OPTIMIZED,
+            gradient=evaluation.gradient, status=Status.NOT_OPTIMIZED,
             projected_gradient_norm=float(np.max(np.abs(evaluation.gradient))),
             message="evaluated, not optimized", iterations=0, evaluations=1))
         return evaluation
