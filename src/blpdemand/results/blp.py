@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from blpdemand._types import AnyArray, FloatArray, Status
-from blpdemand.data.validation import check_id_values
 from blpdemand.errors import SpecificationError
 from blpdemand.model.fitted import FittedDemand
 from blpdemand.model.parameters import ParameterLayout
@@ -29,6 +28,7 @@ from blpdemand.solve.bounds import at_bounds
 from blpdemand.solve.covariance import (
     HansenJ,
     check_kind,
+    cluster_ids,
     gmm_covariance,
     identified_parameters,
     linear_names,
@@ -248,8 +248,8 @@ class BLPResults(PostEstimationMethods):
 
         ``clusters`` is a product-data column name or (N,) ids in the user's row order.
         """
-        ids = _cluster_ids(self.problem, clusters) if clusters is not None else self.clusters
-        check_kind(kind, ids, self.problem.N)
+        ids = cluster_ids(self.problem, clusters) if clusters is not None else self.clusters
+        check_kind(kind, ids)
         identified = np.array([n not in self.unidentified for n in self.names])
         residuals: tuple[FloatArray, ...] = (self.problem.products.sort(self.xi),)
         if self.omega is not None:
@@ -371,20 +371,6 @@ class BLPResults(PostEstimationMethods):
         status = "converged" if self.converged else "NOT converged"
         return self.summary().preview(heading=f"BLPResults ({status}; optimizer: "
                                               f"{self.optimization.status.value})")
-
-
-def _cluster_ids(problem: Problem, clusters: Any) -> AnyArray:
-    if isinstance(clusters, str):
-        if not problem.products.has(clusters):
-            raise SpecificationError(f"clusters column {clusters!r} is not in the product data")
-        check_id_values(problem.products.array(clusters), what=f"clusters column {clusters!r}")
-        return problem.products.array(clusters)
-    values = np.asarray(clusters)
-    check_id_values(values, what="clusters= ids")
-    if values.shape != (problem.N,):
-        raise SpecificationError(f"clusters must be a column name or {problem.N} ids, "
-                                 f"got shape {values.shape}")
-    return problem.products.sort(values)
 
 
 def results_from(problem: Problem, outcome: EstimationOutcome,

@@ -19,7 +19,6 @@ from typing import Any, Literal
 import numpy as np
 
 from blpdemand._types import ON_FAILURE, AnyArray, FloatArray, OnFailure
-from blpdemand.data.validation import check_id_values
 from blpdemand.errors import SpecificationError
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
@@ -32,7 +31,12 @@ from blpdemand.solve.bounds import (
     resolve_bounds,
     start_box,
 )
-from blpdemand.solve.covariance import linear_names, stack_covariance, weighting_matrix
+from blpdemand.solve.covariance import (
+    cluster_ids,
+    linear_names,
+    stack_covariance,
+    weighting_matrix,
+)
 from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.gmm import DemandObjective, ObjectiveEvaluation
 from blpdemand.solve.jobs import check_executor, map_jobs
@@ -209,16 +213,6 @@ class EstimationOutcome:
     supply_failures: int = 0  # trial theta where the supply side failed (log of c <= 0, ...)
 
 
-def _clusters(problem: Problem, config: EstimationConfig) -> AnyArray | None:
-    if config.clusters is None:
-        return None
-    if not problem.products.has(config.clusters):
-        raise SpecificationError(f"clusters column {config.clusters!r} is not in the product data")
-    ids = problem.products.array(config.clusters)
-    check_id_values(ids, what=f"clusters column {config.clusters!r}")  # before the optimizer
-    return ids
-
-
 def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray,
                    config: EstimationConfig, reporter: Reporter | None = None) -> EstimationOutcome:
     """Run one- or two-step GMM (``_estimate``), over market shards with ``config.shards``."""
@@ -251,7 +245,7 @@ def _estimate(problem: Problem, layout: ParameterLayout, theta0: FloatArray,
     bounds = resolve_bounds(problem, layout, np.asarray(theta0), config.bounds)
     binding = binding_bounds(bounds, config.optimizer)
     check_start(layout, theta0, binding)
-    clusters = _clusters(problem, config)
+    clusters = cluster_ids(problem, config.clusters)  # before the optimizer
     reporter = reporter if reporter is None or config.workers == 1 else SerializedReporter(reporter)
     Z = problem_stack(problem).Z  # the stacked instruments (demand, supply)
     W = weighting_matrix(Z.T @ Z / problem.N, what="instrument cross-product Z'Z/N")

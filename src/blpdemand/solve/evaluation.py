@@ -16,11 +16,10 @@ from blpdemand.errors import SpecificationError
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.solve.bounds import binding_bounds, resolve_bounds
-from blpdemand.solve.covariance import stack_covariance, weighting_matrix
+from blpdemand.solve.covariance import cluster_ids, stack_covariance, weighting_matrix
 from blpdemand.solve.estimate import (
     EstimationConfig,
     EstimationOutcome,
-    _clusters,
     updated_weighting,
 )
 from blpdemand.solve.gmm import DemandObjective, ObjectiveEvaluation
@@ -41,7 +40,7 @@ def evaluate_outcome(problem: Problem, layout: ParameterLayout, theta: FloatArra
     if problem.agents is None or layout.P == 0:
         raise SpecificationError("evaluate needs random coefficients: give sigma=/pi=")
     clock, given = time.perf_counter(), W
-    clusters = _clusters(problem, config)
+    clusters = cluster_ids(problem, config.clusters)
     Z = problem_stack(problem).Z  # the stacked instruments (demand, supply)
     W = weighting_matrix(Z.T @ Z / problem.N, what="instrument cross-product Z'Z/N")
     theta = np.asarray(theta, dtype=np.float64)
