@@ -141,12 +141,21 @@ class DemandBlock:
                 available: BoolArray | None = None) -> FloatArray:
         """(T_b,) CS_t = sum_i w_i log(1 + sum_j exp(u_ij)) / (-alpha_i) (Small and Rosen 1981);
         NaN in markets where some alpha_i >= 0 (the surplus is not defined there)."""
+        return self.shares_and_surplus(prices, available)[1]
+
+    def shares_and_surplus(self, prices: FloatArray | None = None,
+                           available: BoolArray | None = None) -> tuple[FloatArray, FloatArray]:
+        """``shares`` (T_b, J) and ``surplus`` (T_b,) from one exp(u) (shifted by m_i =
+        max(0, max_j u_ij): s_ij = e_ij / D_i, log-sum = m_i + log D_i, D_i = e^-m_i + sum e_ij)."""
         utility = self.utility_at(prices, available)
-        top = np.maximum(utility.max(axis=1, initial=0.0), 0.0)  # (T_b, I)
         with np.errstate(divide="ignore", invalid="ignore"):
-            inclusive = top + np.log(np.exp(-top) + np.exp(utility - top[:, None, :]).sum(axis=1))
+            top = np.maximum(utility.max(axis=1, keepdims=True), 0.0)  # (T_b, 1, I)
+            e = np.exp(utility - top)
+            denominator = np.exp(-top) + e.sum(axis=1, keepdims=True)
+            shares = block_shares(e / denominator, self.weights)
+            inclusive = (top + np.log(denominator))[:, 0, :]
             values = np.sum(self.weights * (inclusive / -self.alpha), axis=1)
-        return np.where(np.any(self.alpha >= 0, axis=1), np.nan, values)
+        return shares, np.where(np.any(self.alpha >= 0, axis=1), np.nan, values)
 
 
 def block_shares(probabilities: FloatArray, weights: FloatArray) -> FloatArray:

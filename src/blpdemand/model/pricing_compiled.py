@@ -29,6 +29,45 @@ __all__ = ["zeta_fixed_point", "zeta_fixed_points"]
 _F1, _F2, _F3 = readonly(1), readonly(2), readonly(3)
 _B2, _I1 = readonly(2, numba.boolean), readonly(1, numba.int64)
 
+#: 2^-k, k = 0..1022, and the constants of exp's argument reduction x = n ln 2 + r
+_POWERS = 2.0 ** -np.arange(1023, dtype=np.float64)
+_LOG2E = 1.4426950408889634
+_LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
+_FLOOR = -708.0  # exp(-708) is still a normal float64
+(_C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12,
+ _C13) = (1.0 / math.factorial(k) for k in range(2, 14))
+
+
+@compile_kernel(fastmath={"contract"})
+def _exp(x, out):  # type: ignore[no-untyped-def]
+    """out = exp(x) for x <= 0 (1-D), within about one unit in the last place, in a loop the
+    compiler vectorizes: x = n ln 2 + r (Cody-Waite), exp(r) by its degree-13 Taylor polynomial
+    (|r| <= ln 2 / 2: truncation below 1e-17), 2^n from a table. Only ``contract`` (FMA) is
+    allowed here: reassociation would undo the two-part reduction. Arguments below -708 (or NaN)
+    take math.exp afterwards."""
+    for k in range(x.size):
+        value = x[k]
+        clipped = value if value > _FLOOR else _FLOOR
+        n = math.floor(clipped * _LOG2E + 0.5)
+        r = (clipped - n * _LN2_HI) - n * _LN2_LO
+        p = _C13 * r + _C12
+        p = p * r + _C11
+        p = p * r + _C10
+        p = p * r + _C9
+        p = p * r + _C8
+        p = p * r + _C7
+        p = p * r + _C6
+        p = p * r + _C5
+        p = p * r + _C4
+        p = p * r + _C3
+        p = p * r + _C2
+        p = p * r + 1.0
+        p = p * r + 1.0
+        out[k] = p * _POWERS[int(-n)]
+    for k in range(x.size):
+        if not x[k] > _FLOOR:
+            out[k] = math.exp(x[k])
+
 
 @compile_kernel(inline="always")
 def _ownership_rows(owner):  # type: ignore[no-untyped-def]
@@ -78,7 +117,8 @@ def _zeta_market(utility, alpha, weights, base,  # type: ignore[no-untyped-def]
     J, I = utility.shape
     representative, starts, columns, values = _ownership_rows(owner)
     new = np.empty(J)
-    s_ij = np.empty((J, I))
+    s_ij = np.empty((J, I))  # u_ij - max_k u_ik, then s_ij
+    e_ij = np.empty((J, I))  # exp(u_ij - max_k u_ik)
     wa = np.empty((J, I))  # w_i alpha_i s_ij
     firm = np.zeros((J, I))  # F_r,i of the representative rows
     lam = np.empty(J)
@@ -86,6 +126,8 @@ def _zeta_market(utility, alpha, weights, base,  # type: ignore[no-untyped-def]
     margin = np.empty(J)
     top = np.empty(I)
     total = np.empty(I)
+    flat_u = s_ij.reshape(J * I)
+    flat_e = e_ij.reshape(J * I)
     for iteration in range(1, max_iterations + 1):
         for i in range(I):  # choice probabilities, shifted by the column maximum (>= 0)
             top[i] = 0.0
@@ -95,20 +137,22 @@ def _zeta_market(utility, alpha, weights, base,  # type: ignore[no-untyped-def]
                 u = utility[j, i] + shift * alpha[i]
                 s_ij[j, i] = u
                 top[i] = max(top[i], u)
+        for j in range(J):
+            for i in range(I):
+                s_ij[j, i] -= top[i]
+        _exp(flat_u, flat_e)
         for i in range(I):
             total[i] = math.exp(-top[i])
         for j in range(J):
             for i in range(I):
-                e = math.exp(s_ij[j, i] - top[i])
-                s_ij[j, i] = e
-                total[i] += e
+                total[i] += e_ij[j, i]
         for i in range(I):
             total[i] = 1.0 / total[i]
         for j in range(J):
             lam_j = 0.0
             share = 0.0
             for i in range(I):
-                s = s_ij[j, i] * total[i]
+                s = e_ij[j, i] * total[i]
                 s_ij[j, i] = s
                 wa[j, i] = weights[i] * alpha[i] * s
                 lam_j += wa[j, i]

@@ -173,7 +173,8 @@ def compute_markups(results: Any, *, firm_ids: Any = None, ownership: Any = None
 
 
 def markups_sorted(fitted: FittedDemand, *, firm_ids: Any = None, ownership: Any = None,
-                   kappa: Kappa | None = None) -> FloatArray:
+                   kappa: Kappa | None = None,
+                   blocks: tuple[DemandBlock, ...] | None = None) -> FloatArray:
     """(N,) eta = -(O * ds/dp')^{-1} s in sorted rows: random-coefficients and logit demand by
     one batched solve per block of markets (``model.supply.block_markups``), nested demand
     market by market; DataError names a market where O * ds/dp' is singular."""
@@ -183,7 +184,7 @@ def markups_sorted(fitted: FittedDemand, *, firm_ids: Any = None, ownership: Any
         ids = fitted.problem.products.markets.ids
         return np.concatenate([_nested_markups(ids[t], jac, o, s) for t, (jac, o, s) in
                                enumerate(zip(jacobians, owners, shares))])
-    blocks = demand_blocks(fitted)
+    blocks = demand_blocks(fitted) if blocks is None else blocks
     owners = ownership_blocks(fitted, blocks, firm_ids=firm_ids, ownership=ownership,
                               kappa=kappa)
     eta = np.full(fitted.problem.N, np.nan)

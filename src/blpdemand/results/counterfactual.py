@@ -26,7 +26,7 @@ from blpdemand.errors import (
     DataError,
     EconomicWarning,
 )
-from blpdemand.model.demand import price_values
+from blpdemand.model.demand import demand_blocks, price_values
 from blpdemand.model.fitted import FittedDemand
 from blpdemand.model.pricing import PricingConfig
 from blpdemand.results.costs import Kappa, firm_ids_sorted, markups_sorted, per_product
@@ -181,8 +181,10 @@ def compute_prices(results: Any, *, firm_ids: Any = None, ownership: Any = None,
     fitted = as_fitted(results, nested=True)
     products = fitted.problem.products
     markets = products.markets
+    nested = fitted.nests is not None or fitted.problem.nests is not None
+    blocks = None if nested else demand_blocks(fitted)  # the demand engine, built once
     if costs is None:
-        base_costs = price_values(fitted) - markups_sorted(fitted)
+        base_costs = price_values(fitted) - markups_sorted(fitted, blocks=blocks)
         bad = ~np.isfinite(base_costs)
         if bad.any():
             shown = np.unique(markets.ids[markets.codes[bad]])[:10].tolist()
@@ -201,11 +203,14 @@ def compute_prices(results: Any, *, firm_ids: Any = None, ownership: Any = None,
                  else products.sort(_bool_array(keep, markets.N)))
     firms_before = _firms_or_none(fitted, None)
     firms_after = _firms_or_none(fitted, firm_ids) if ownership is None else None
-    nested = fitted.nests is not None or fitted.problem.nests is not None
-    solve = market_equilibrium if nested else blocked_equilibrium
-    found = solve(fitted, effective, available, firm_ids=firm_ids, ownership=ownership,
-                  kappa=kappa, firms_before=firms_before, firms_after=firms_after,
-                  config=config)
+    if blocks is None:
+        found = market_equilibrium(fitted, effective, available, firm_ids=firm_ids,
+                                   ownership=ownership, kappa=kappa, firms_before=firms_before,
+                                   firms_after=firms_after, config=config)
+    else:
+        found = blocked_equilibrium(fitted, effective, available, firm_ids=firm_ids,
+                                    ownership=ownership, kappa=kappa, firms_before=firms_before,
+                                    firms_after=firms_after, config=config, blocks=blocks)
     _warn_nonnegative_alpha(markets.ids, found.undefined, found.capped, found.status, config)
     _apply_policy(markets.ids, found.status, config)
     with np.errstate(invalid="ignore"):

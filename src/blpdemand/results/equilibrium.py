@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from blpdemand._types import AnyArray, BoolArray, FloatArray, IntArray, Status
-from blpdemand.model.demand import demand_blocks
+from blpdemand.model.demand import DemandBlock, demand_blocks
 from blpdemand.model.fitted import FittedDemand
 from blpdemand.model.nested_demand import NestedMarketDemand, solve_nested_prices
 from blpdemand.model.pricing import (
@@ -68,13 +68,14 @@ def hhi(shares: FloatArray, firm_ids: AnyArray) -> float:
 def blocked_equilibrium(fitted: FittedDemand, costs: FloatArray, available: BoolArray, *,
                         firm_ids: object, ownership: object, kappa: Kappa | None,
                         firms_before: AnyArray | None, firms_after: AnyArray | None,
-                        config: PricingConfig) -> Equilibrium:
+                        config: PricingConfig,
+                        blocks: tuple[DemandBlock, ...] | None = None) -> Equilibrium:
     """The equilibrium of every market of a random-coefficients or logit demand, block by
     block (costs (N,) and available (N,) sorted; firm_ids, ownership, kappa as the user gave
-    them to ``compute_prices``)."""
+    them to ``compute_prices``; ``blocks`` the fitted demand's, built here if not given)."""
     markets = fitted.problem.products.markets
     N, T = markets.N, markets.T
-    blocks = demand_blocks(fitted)
+    blocks = demand_blocks(fitted) if blocks is None else blocks
     owners = ownership_blocks(fitted, blocks, firm_ids=firm_ids, ownership=ownership,
                               kappa=kappa)
     out = {name: np.full(N, np.nan) for name in ("prices_before", "shares_before", "prices",
@@ -90,9 +91,9 @@ def blocked_equilibrium(fitted: FittedDemand, costs: FloatArray, available: Bool
         prices, solutions = solve_block_prices(
             block.utility, block.alpha, block.weights, block.prices, costs[rows], owner,
             available=keep, market_ids=markets.ids[where], config=config)
-        shares_before = block.shares()
+        shares_before, surplus_before = block.shares_and_surplus()
         out["prices_before"][rows], out["shares_before"][rows] = block.prices, shares_before
-        per_market["surplus_before"][where] = block.surplus()
+        per_market["surplus_before"][where] = surplus_before
         converged = np.array([s.status.converged for s in solutions])
         for k, solution in enumerate(solutions):
             status[where[k]], iterations[where[k]] = solution.status, solution.iterations
@@ -104,8 +105,8 @@ def blocked_equilibrium(fitted: FittedDemand, costs: FloatArray, available: Bool
         if not done.any():
             continue
         with np.errstate(invalid="ignore"):
-            shares = np.where(keep, block.shares(prices, keep), np.nan)
-            surplus = block.surplus(prices, keep)
+            shares, surplus = block.shares_and_surplus(prices, keep)
+            shares = np.where(keep, shares, np.nan)
         ok = rows[done][keep[done]]
         out["prices"][ok], out["shares"][ok] = prices[done][keep[done]], shares[done][
             keep[done]]
