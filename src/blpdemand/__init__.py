@@ -16,6 +16,7 @@ _API: dict[str, str] = {
     "BLPDemandError": "blpdemand.errors",
     "DataError": "blpdemand.errors",
     "SpecificationError": "blpdemand.errors",
+    "MissingColumnError": "blpdemand.errors",
     "ConvergenceError": "blpdemand.errors",
     # data and model
     "load_products": "blpdemand.data.products",

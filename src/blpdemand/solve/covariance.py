@@ -51,7 +51,8 @@ def check_kind(kind: str, clusters: object) -> None:
 def cluster_ids(problem: Problem, clusters: Any) -> AnyArray | None:
     """Cluster ids in sorted row order, (N,) or (N, 2), from one or two column names of the
     product data or from ids in the user's row order (array, Series, DataFrame); None for
-    None. DataError names a missing column, ids of mixed type, a wrong length or missing ids."""
+    None. MissingColumnError names a column that is not in the data; DataError ids of mixed
+    type, a wrong length or missing ids."""
     if clusters is None:
         return None
     frame = problem.products.frame
