@@ -360,16 +360,17 @@ def solve_block_prices(utility: FloatArray, alpha: FloatArray, weights: FloatArr
     found, codes, iterations = zeta_fixed_points(utility, alpha, weights, base, start, costs,
                                                  ownership, available, config.tol, limits)
     solutions = []
-    for t in range(T):
+    done = codes == 0
+    prices[done] = np.where(available[done], found[done], np.nan)
+    empty = ~available.any(axis=1)
+    for t, (count, code) in enumerate(zip(iterations.tolist(), codes.tolist())):
         keep = available[t]
-        count, code = int(iterations[t]), int(codes[t])
-        if not keep.any():
+        if empty[t]:
             solutions.append(PriceSolution(prices=start[t][keep], status=Status.CONVERGED,
                                            iterations=0, method="none"))
             continue
         if code == 0:
-            prices[t, keep] = found[t, keep]
-            solutions.append(PriceSolution(prices=found[t, keep], status=_ZETA_STATUS[0],
+            solutions.append(PriceSolution(prices=prices[t][keep], status=Status.CONVERGED,
                                            iterations=count, method="zeta"))
             continue
         status = Status.NONNEGATIVE_ALPHA if capped[t] else _ZETA_STATUS[code]
