@@ -362,7 +362,7 @@ def solve_block_prices(utility: FloatArray, alpha: FloatArray, weights: FloatArr
     solutions = []
     done = codes == 0
     prices[done] = np.where(available[done], found[done], np.nan)
-    empty = ~available.any(axis=1)
+    empty = (~np.any(available, axis=1)).tolist()
     for t, (count, code) in enumerate(zip(iterations.tolist(), codes.tolist())):
         keep = available[t]
         if empty[t]:
