@@ -16,6 +16,7 @@ _API: dict[str, str] = {
     "BLPDemandError": "blpdemand.errors",
     "DataError": "blpdemand.errors",
     "SpecificationError": "blpdemand.errors",
+    "MissingColumnError": "blpdemand.errors",
     "ConvergenceError": "blpdemand.errors",
     "JobError": "blpdemand.errors",
     "WorkerLostError": "blpdemand.errors",
@@ -24,7 +25,7 @@ _API: dict[str, str] = {
     "MarketIndex": "blpdemand.data.markets",
     "Problem": "blpdemand.model.problem",
     "FixedPointConfig": "blpdemand.solve.fixed_point",
-    "FixedPointStatus": "blpdemand.solve.fixed_point",
+    "Status": "blpdemand._types",
     "InnerLoop": "blpdemand.solve.contraction",
     "solve_delta": "blpdemand.solve.contraction",
     "run_demo": "blpdemand.cli.demo",
@@ -96,7 +97,6 @@ _API: dict[str, str] = {
     "BootstrapSummary": "blpdemand.results.bootstrap_summary",
     "ElasticityHeatmap": "blpdemand.results.plots",
     "PricingConfig": "blpdemand.model.pricing",
-    "PricingStatus": "blpdemand.model.pricing",
 }
 
 __all__ = [*sorted(_API), "__version__"]

@@ -18,6 +18,12 @@ class SpecificationError(BLPDemandError, ValueError):
     """The model or the options are inconsistent: unknown options, too few instruments, ..."""
 
 
+class MissingColumnError(DataError, SpecificationError):
+    """A column named in the arguments (a formula, instruments, clusters, ...) is not in the
+    data: the data lack it or the argument misnames it, so it is both kinds of error (callers
+    catching either one see it)."""
+
+
 class ConvergenceError(BLPDemandError, RuntimeError):
     """An iterative routine failed and the failure policy says to raise."""
 

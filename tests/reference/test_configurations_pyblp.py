@@ -470,7 +470,7 @@ def test_blp_matrices_and_post_estimation_shuffled(shuffled_blp) -> None:
     # the observed shares PyBLP's contraction matched: confirms nodes, weights and
     # demographics are paired per agent. Contraction tolerance ~1e-14: rel 1e-8.
     # Observed gaps below: elasticities 1e-14, diversion 1e-15, costs 1e-11, CS 1e-16.
-    from blpdemand.model.pricing import market_demands
+    from blpdemand.model.demand import market_demands
 
     shares = np.concatenate([d.shares() for d in market_demands(fitted)])
     _close(ours.products.unsort(shares), problem.products.shares)

@@ -18,7 +18,8 @@ from blpdemand.solve import contraction, optimizer
 from blpdemand.solve.anderson_compiled import solve_markets
 from blpdemand.solve.block_inversion import ContractionMap
 from blpdemand.solve.contraction import InnerLoop, solve_delta
-from blpdemand.solve.fixed_point import ULPS, FixedPointConfig, FixedPointStatus, solve_fixed_point
+from blpdemand._types import Status
+from blpdemand.solve.fixed_point import ULPS, FixedPointConfig, solve_fixed_point
 
 
 def _markets(deltas: list[np.ndarray], *, agents: int = 20, sigma: tuple[float, float] = (0.8, 0.5),
@@ -145,7 +146,7 @@ def test_fallback_skips_markets_broken_at_the_start():
     first = problem.products.markets.slice(0)
     start[first] = 800.0
     result = solve_delta(problem, layout, theta, delta0=start)
-    assert result.status is FixedPointStatus.NONFINITE
+    assert result.status is Status.NONFINITE
     assert result.failed_markets.tolist() == ["m0"]
     rest = np.ones(problem.N, dtype=bool)
     rest[first] = False
@@ -182,7 +183,7 @@ def test_tiny_budgets_report_and_keep_the_last_step(budget):
     for method in ("auto", "anderson"):
         result = solve_delta(problem, layout, theta,
                              config=FixedPointConfig(method=method, max_evaluations=budget))
-        assert result.status is FixedPointStatus.MAX_EVALUATIONS and result.iterations == budget
+        assert result.status is Status.MAX_EVALUATIONS and result.iterations == budget
         assert len(result.failed_markets) == 3 and result.jacobian is None
         assert np.max(np.abs(result.delta - expected)) < 1e-12
 
@@ -231,7 +232,7 @@ def test_loose_and_unreachable_tolerances(tol):
     if tol == 1e-2:
         assert result.converged and np.max(np.abs(result.delta - truth)) < 0.1
     else:
-        assert result.converged or result.status is FixedPointStatus.MAX_EVALUATIONS
+        assert result.converged or result.status is Status.MAX_EVALUATIONS
         assert result.max_change < 1e-14 and np.max(np.abs(result.delta - truth)) < 1e-13
 
 

@@ -18,7 +18,8 @@ from blpdemand import Problem
 from blpdemand.solve.anderson_compiled import solve_markets
 from blpdemand.solve.block_inversion import block_method, compiled_available
 from blpdemand.solve.contraction import solve_delta
-from blpdemand.solve.fixed_point import FixedPointConfig, FixedPointStatus
+from blpdemand._types import Status
+from blpdemand.solve.fixed_point import FixedPointConfig
 
 
 def _large_utilities(seed: int = 4) -> tuple[Problem, np.ndarray, np.ndarray]:
@@ -103,7 +104,7 @@ def test_kernel_contract_on_a_padded_block():
     assert np.all(result.change < 1e-14)
     short = solve_markets(*args, x0, FixedPointConfig(max_evaluations=1))
     assert short.codes[0] == 0 and np.all(short.codes[1:] == 1)
-    assert FixedPointStatus.MAX_EVALUATIONS is short.status
+    assert Status.MAX_EVALUATIONS is short.status
     assert np.all(np.isfinite(short.x))
 
 

@@ -14,7 +14,8 @@ import pytest
 from blpdemand import Problem
 from blpdemand.errors import ConvergenceError, ConvergenceWarning, SpecificationError
 from blpdemand.solve.contraction import solve_delta
-from blpdemand.solve.fixed_point import FixedPointConfig, FixedPointStatus
+from blpdemand._types import Status
+from blpdemand.solve.fixed_point import FixedPointConfig
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def test_absurd_sigma_reports_every_market(nevo, method, compiled):
                          config=FixedPointConfig(method=method, max_evaluations=200,
                                                  compiled=compiled))
     assert not result.converged
-    assert result.status is FixedPointStatus.NONFINITE
+    assert result.status is Status.NONFINITE
     assert sorted(result.failed_markets.tolist()) == sorted(problem.products.markets.ids.tolist())
     assert np.all(np.isfinite(result.delta)) and result.jacobian is None
 
@@ -53,7 +54,7 @@ def test_partial_failure_names_only_failed_markets(nevo):
     start[first] = solved.delta[first]
     result = solve_delta(problem, layout, theta, delta0=start,
                          config=FixedPointConfig(max_evaluations=3))
-    assert result.status is FixedPointStatus.MAX_EVALUATIONS
+    assert result.status is Status.MAX_EVALUATIONS
     assert problem.products.markets.ids[0] not in set(result.failed_markets.tolist())
     assert len(result.failed_markets) == problem.T - 1
     assert np.all(np.isfinite(result.delta))

@@ -14,7 +14,8 @@ from contraction_data import simulated
 
 from blpdemand import Problem
 from blpdemand.solve.contraction import InnerLoop, solve_delta
-from blpdemand.solve.fixed_point import FixedPointConfig, FixedPointStatus
+from blpdemand._types import Status
+from blpdemand.solve.fixed_point import FixedPointConfig
 
 # (method, compiled): Anderson and "auto" run the compiled kernel by default; compiled=False
 # keeps the numpy block solvers (the reference implementation) under test as well.
@@ -32,7 +33,7 @@ def test_zero_sigma_is_logit_closed_form(method, compiled, nevo_products, nevo_a
     start = problem.products.logit_delta + 0.3  # start away from the answer
     result = solve_delta(problem, layout, np.zeros_like(theta), delta0=start,
                          config=FixedPointConfig(method=method, compiled=compiled))
-    assert result.converged and result.status is FixedPointStatus.CONVERGED
+    assert result.converged and result.status is Status.CONVERGED
     assert np.max(np.abs(result.delta - problem.products.logit_delta)) < 1e-12
 
 
@@ -75,5 +76,5 @@ def test_legacy_keywords_override_config():
     problem, layout, theta, _ = simulated(seed=2)
     result = solve_delta(problem, layout, theta, max_iterations=2, tol=1e-14)
     assert not result.converged
-    assert result.status is FixedPointStatus.MAX_EVALUATIONS
+    assert result.status is Status.MAX_EVALUATIONS
     assert result.iterations <= 2

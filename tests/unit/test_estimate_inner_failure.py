@@ -97,3 +97,13 @@ def test_a_retry_restarts_only_the_failed_markets(problem):
     every = SimpleNamespace(delta=solved, failed_markets=markets.ids)
     for result in (SimpleNamespace(delta=broken, failed_markets=failed_ids), every):
         np.testing.assert_array_equal(objective._restart_failed(result, retry), retry)
+
+
+def test_on_failure_report_records_the_failure_without_a_warning(problem):
+    # Reference: the case above (closed form: 2 evaluations cannot reach 1e-14). With the
+    # shared failure vocabulary's "report" the estimate carries the failure in its status and
+    # failed markets, and nothing is warned (warnings are errors in this test session).
+    config = bd.EstimationConfig(contraction={"max_evaluations": 2}, on_failure="report")
+    results = bd.estimate(problem, sigma=[0.5], config=config)
+    assert not results.converged and results.status is bd.Status.CONTRACTION_FAILED
+    assert results.failed_markets.size > 0

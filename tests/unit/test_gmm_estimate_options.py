@@ -34,6 +34,12 @@ def problem() -> bd.Problem:
                       instruments=list(sim.instruments) + list(gh.columns))
 
 
+def _demand_covariance(xi: np.ndarray, Z: np.ndarray, kind: str = "robust") -> np.ndarray:
+    """S of the demand moments z_j xi_j, centered (as the estimator forms it)."""
+    return moment_covariance(Z * xi[:, None], kind=kind,  # type: ignore[arg-type]
+                             residuals=xi, instruments=Z, center=True)
+
+
 def test_unknown_options_and_bad_bounds_are_named(problem: bd.Problem) -> None:
     with pytest.raises(SpecificationError, match="optimizer"):
         bd.EstimationConfig(optimizer="newton")
@@ -74,7 +80,7 @@ def test_reporter_gets_one_record_per_evaluation(problem: bd.Problem) -> None:
 def test_two_step_uses_the_inverse_robust_covariance_of_step_one(problem: bd.Problem) -> None:
     one = bd.estimate(problem, sigma=[0.5], config=bd.EstimationConfig(hessian=False))
     two = bd.estimate(problem, sigma=[0.5], config=bd.EstimationConfig(method="2s", hessian=False))
-    S = moment_covariance(one.xi, problem.ZD_tilde, kind="robust")
+    S = _demand_covariance(one.xi, problem.ZD_tilde, kind="robust")
     np.testing.assert_allclose(two.W, weighting_matrix(S), rtol=1e-8)
     assert len(two.steps) == 2
     # with W = S^-1 the sandwich collapses to (G'WG)^-1/N only when S is evaluated at the same
@@ -154,11 +160,12 @@ def test_summary_and_fitted(problem: bd.Problem) -> None:
 def test_precision_floor_counts_a_stalled_run_at_a_minimum_as_converged() -> None:
     # Reference: the floor sqrt(20 eps |Q| lambda_max) computed by hand for Q = 4, lambda_max = 1e4.
     from blpdemand.solve.verdicts import at_precision_floor as _at_precision_floor
-    from blpdemand.solve.optimizer import OptimizationResult, OptimizationStatus
+    from blpdemand._types import Status
+    from blpdemand.solve.optimizer import OptimizationResult
     floor = np.sqrt(20 * np.finfo(float).eps * 4.0 * 1e4)
     step = OptimizationResult(start=np.zeros(2), theta=np.ones(2), objective=4.0,
                               gradient=np.full(2, floor / 2), projected_gradient_norm=floor / 2,
-                              status=OptimizationStatus.NOT_CONVERGED, message="precision loss",
+                              status=Status.NOT_CONVERGED, message="precision loss",
                               iterations=5, evaluations=9)
     assert _at_precision_floor(step, np.diag([1.0, 1e4])).converged
     assert not _at_precision_floor(step, np.diag([-1.0, 1e4])).converged  # not a minimum

@@ -95,5 +95,6 @@ def test_the_moment_covariance_spans_the_blocks() -> None:
     unadjusted = stack_covariance(stack, (r1, r2), kind="unadjusted")
     np.testing.assert_allclose(unadjusted, expected, rtol=1e-12, atol=1e-14)
     # the demand block alone: the one-block formulas
-    np.testing.assert_allclose(moment_covariance(r1, Z1, kind="unadjusted"),
+    np.testing.assert_allclose(moment_covariance(Z1 * r1[:, None], kind="unadjusted",
+                                                 residuals=r1, instruments=Z1, center=True),
                                float(np.var(r1)) * Z1.T @ Z1 / N, rtol=1e-14)

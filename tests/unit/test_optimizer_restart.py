@@ -87,7 +87,7 @@ def _stalled(theta: np.ndarray) -> "optimizer.OptimizationResult":
     return optimizer.OptimizationResult(
         start=theta, theta=theta, objective=value, gradient=grad,
         projected_gradient_norm=float(np.max(np.abs(grad))),
-        status=optimizer.OptimizationStatus.NOT_CONVERGED, message="precision loss",
+        status=optimizer.Status.NOT_CONVERGED, message="precision loss",
         iterations=5, evaluations=9)
 
 

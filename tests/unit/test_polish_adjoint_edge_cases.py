@@ -43,7 +43,7 @@ def _stalled(theta: np.ndarray, *, iterations: int = 5) -> optimizer.Optimizatio
     return optimizer.OptimizationResult(
         start=np.array([3.0, 2.0]), theta=theta, objective=value, gradient=grad,
         projected_gradient_norm=float(np.max(np.abs(grad))),
-        status=optimizer.OptimizationStatus.NOT_CONVERGED, message="precision loss",
+        status=optimizer.Status.NOT_CONVERGED, message="precision loss",
         iterations=iterations, evaluations=9)
 
 
@@ -182,14 +182,14 @@ def stall(monkeypatch: pytest.MonkeyPatch) -> None:
     import dataclasses
 
     import blpdemand.solve.multistart as multistart
-    from blpdemand.solve.optimizer import OptimizationStatus
+    from blpdemand._types import Status
 
     real = multistart.minimize
 
     def stalled(fun: object, theta0: np.ndarray, **options: object) -> object:
         options["max_iterations"] = 1
         result = real(fun, theta0, **options)  # type: ignore[arg-type]
-        return dataclasses.replace(result, status=OptimizationStatus.NOT_CONVERGED,
+        return dataclasses.replace(result, status=Status.NOT_CONVERGED,
                                    message="ABNORMAL: line search stalled (test)")
 
     monkeypatch.setattr(multistart, "minimize", stalled)
@@ -199,12 +199,12 @@ def test_an_iteration_cap_is_respected_and_reported(correlated: bd.Problem) -> N
     # Reference: the configuration itself. max_iterations=1 is a limit: no Newton steps past it,
     # every start stopped at it, the results not converged, and a warning names the limit.
     from blpdemand.errors import OptimizationWarning
-    from blpdemand.solve.optimizer import OptimizationStatus
+    from blpdemand._types import Status
 
     with pytest.warns(OptimizationWarning, match="iteration limit"):
         results = bd.estimate(correlated, sigma=NEAR, config=bd.EstimationConfig(
             max_iterations=1))
-    assert results.status is OptimizationStatus.MAX_ITERATIONS and not results.converged
+    assert results.status is Status.MAX_ITERATIONS and not results.converged
     assert "Newton step" not in results.optimization.message
     assert all(s.optimization.iterations == 1 for s in results.starts)
     assert not results.starts_table().to_frame()["converged"].any()

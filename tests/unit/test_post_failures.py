@@ -29,7 +29,8 @@ from blpdemand.errors import (
     EconomicWarning,
     SpecificationError,
 )
-from blpdemand.model.pricing import PricingConfig, PricingStatus
+from blpdemand._types import Status
+from blpdemand.model.pricing import PricingConfig
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +150,7 @@ def test_merger_with_nonnegative_price_coefficients_stops_early(likes_prices) ->
     config = PricingConfig()
     # before: 10,100 iterations (10,000 zeta + 100 Newton) in every market
     assert np.all(cf.iterations <= config.capped_iterations)
-    assert all(s in (PricingStatus.NONNEGATIVE_ALPHA, PricingStatus.CONVERGED) for s in cf.status)
+    assert all(s in (Status.NONNEGATIVE_ALPHA, Status.CONVERGED) for s in cf.status)
     failed = [m for m, s in zip(cf.market_ids.tolist(), cf.status) if not s.converged]
     assert failed and np.all(np.isnan(cf.prices[np.isin(likes_prices.products["market_ids"],
                                                          failed)]))

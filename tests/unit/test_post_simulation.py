@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 import blpdemand as bd
+from blpdemand.model.demand import market_demands
 from blpdemand.model.fitted import FittedDemand
-from blpdemand.model.pricing import market_demands
 from blpdemand.results.counterfactual import fitted_from_truth, merger_comparison, simulate_merger
 
 

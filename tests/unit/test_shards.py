@@ -24,6 +24,12 @@ from blpdemand.solve.shards import ShardedObjective, release_token, split_market
 THETAS = (0.3, 0.8, 1.5)
 
 
+def _demand_covariance(xi: np.ndarray, Z: np.ndarray, kind: str = "robust") -> np.ndarray:
+    """S of the demand moments z_j xi_j, centered (as the estimator forms it)."""
+    return moment_covariance(Z * xi[:, None], kind=kind,  # type: ignore[arg-type]
+                             residuals=xi, instruments=Z, center=True)
+
+
 def _problem(absorb: str | None = None) -> Problem:
     sim = bd.simulate(markets=40, products=6, sigma={"x1": 1.0}, draws=50, rng=3)
     frame = sim.products.copy()
@@ -131,10 +137,10 @@ def test_the_moment_covariance_and_a_second_gmm_step_equal_the_one_process_ones(
     one = DemandObjective(problem, layout, W).evaluate(np.array([0.9]), adjoint=True)
     sharded = ShardedObjective(split_markets(problem, 4), layout, W)
     for kind in ("robust", "unadjusted"):
-        S = moment_covariance(one.xi, problem.ZD_tilde, kind=kind)
+        S = _demand_covariance(one.xi, problem.ZD_tilde, kind=kind)
         np.testing.assert_allclose(sharded.moment_covariance(np.array([0.9]), kind=kind), S,
                                    rtol=1e-10, atol=1e-10 * np.abs(S).max())
-    W2 = weighting_matrix(moment_covariance(one.xi, problem.ZD_tilde))
+    W2 = weighting_matrix(_demand_covariance(one.xi, problem.ZD_tilde))
     second = ShardedObjective(split_markets(problem, 4), layout,
                               weighting_matrix(sharded.moment_covariance(np.array([0.9]))))
     np.testing.assert_allclose(second.W, W2, rtol=1e-9)

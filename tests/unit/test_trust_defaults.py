@@ -22,7 +22,8 @@ from blpdemand.errors import (
 )
 from blpdemand.solve.gmm import DemandObjective
 from blpdemand.solve.multistart import StartOutcome, check_agreement, same_minimum
-from blpdemand.solve.optimizer import OptimizationResult, OptimizationStatus
+from blpdemand._types import Status
+from blpdemand.solve.optimizer import OptimizationResult
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def test_an_iteration_limit_is_never_converged(simulated: bd.Problem) -> None:
     with pytest.warns(OptimizationWarning, match="iteration limit"):
         results = bd.estimate(simulated, sigma=[3.0], config=bd.EstimationConfig(
             max_iterations=3, starts=0))
-    assert not results.converged and results.status is OptimizationStatus.MAX_ITERATIONS
+    assert not results.converged and results.status is Status.MAX_ITERATIONS
     assert results.optimization.iterations == 3
     text = results.summary().to_text()
     assert "stopped at the iteration limit after 3 iterations" in text
@@ -99,7 +100,7 @@ def test_a_failed_inner_loop_is_never_an_objective(simulated: bd.Problem) -> Non
         results = bd.evaluate(simulated, sigma=[1.0], config=bd.EstimationConfig(
             contraction={"max_evaluations": 2}))
     assert not results.converged and np.isnan(results.objective)
-    assert results.status is OptimizationStatus.CONTRACTION_FAILED
+    assert results.status is Status.CONTRACTION_FAILED
     assert results.failed_markets.size == simulated.T
     assert np.all(np.isnan(results.standard_errors))
 
@@ -120,7 +121,7 @@ def test_the_optimizer_cannot_end_where_the_contraction_fails(simulated: bd.Prob
     results = _quiet(simulated, sigma=[8.0], config=bd.EstimationConfig(
         contraction={"max_evaluations": 40, "method": "simple"}, starts=4, rng=0))
     ended_failed = [s for s in results.starts
-                    if s.optimization.status is OptimizationStatus.CONTRACTION_FAILED]
+                    if s.optimization.status is Status.CONTRACTION_FAILED]
     assert all(np.isnan(s.optimization.objective) for s in ended_failed)
     if results.failed_markets.size == 0:
         np.testing.assert_allclose(results.theta, free.theta, rtol=1e-5)
@@ -135,7 +136,7 @@ def test_multistart_compares_estimates_not_only_objectives() -> None:
         result = OptimizationResult(
             start=np.array([0.5]), theta=np.array([theta]), objective=objective,
             gradient=np.zeros(1), projected_gradient_norm=0.0,
-            status=OptimizationStatus.CONVERGED, message="", iterations=3, evaluations=4)
+            status=Status.CONVERGED, message="", iterations=3, evaluations=4)
         return StartOutcome(start=np.array([0.5]), optimization=result, beta=np.array([-2.0]))
 
     plus, minus, again = run(0.094, 12.3401), run(-0.096, 12.3402), run(0.0940001, 12.3401)
@@ -206,7 +207,7 @@ def test_a_start_that_cannot_be_evaluated_is_named_not_given_a_penalty_number(
         results = bd.estimate(simulated, sigma=[500.0], config=bd.EstimationConfig(
             starts=0, contraction={"max_evaluations": 200}))
     texts = [str(w.message) for w in caught]
-    assert results.status is OptimizationStatus.CONTRACTION_FAILED
+    assert results.status is Status.CONTRACTION_FAILED
     assert any("contraction failed at the estimate in market(s)" in t for t in texts)
     assert not any("1e+10" in t or "1e+04" in t or "gtol max(1, Q)" in t for t in texts)
     assert "1e+10" not in results.summary().to_text()

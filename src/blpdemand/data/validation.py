@@ -7,19 +7,20 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from blpdemand.errors import DataError, SpecificationError
+from blpdemand.errors import DataError, MissingColumnError, SpecificationError
 
 
 def require_columns(frame: pd.DataFrame, columns: Iterable[str], *,
                     what: str = "product data") -> None:
-    """Raise DataError naming every required column that is missing."""
+    """Raise MissingColumnError (a DataError and a SpecificationError) naming every required
+    column that is missing."""
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"{what} must be a pandas DataFrame, got {type(frame).__name__}")
     columns = list(columns)
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         available = ", ".join(map(str, list(frame.columns)[:20]))
-        raise DataError(
+        raise MissingColumnError(
             f"{what} has no column(s) {missing}; available columns: {available}. "
             "Rename the column or map it with the corresponding argument."
         )

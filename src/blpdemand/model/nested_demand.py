@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from blpdemand._types import BoolArray, FloatArray, IntArray
-from blpdemand.model.pricing import MarketDemand, PriceSolution, PricingConfig, PricingStatus
+from blpdemand._types import BoolArray, FloatArray, IntArray, Status
+from blpdemand.model.pricing import MarketDemand, PriceSolution, PricingConfig
 from blpdemand.model.rcnl import (
     NestedProbabilities,
     nest_membership,
@@ -110,25 +110,25 @@ def solve_nested_prices(demand: NestedMarketDemand, costs: FloatArray, ownership
     costs = np.asarray(costs, dtype=np.float64)
     p0 = demand.prices.copy() if start is None else np.asarray(start, dtype=np.float64)
     if demand.J == 0:
-        return PriceSolution(prices=p0, status=PricingStatus.CONVERGED, iterations=0,
+        return PriceSolution(prices=p0, status=Status.CONVERGED, iterations=0,
                              method="none")
-    prices, status = p0, PricingStatus.MAX_ITERATIONS
+    prices, status = p0, Status.MAX_ITERATIONS
     iterations = 0
     with np.errstate(all="ignore"):
         for iterations in range(1, config.max_iterations + 1):
             new = costs + zeta_markup(demand, ownership, prices, costs)
             if not np.all(np.isfinite(new)):
-                status = PricingStatus.NONFINITE
+                status = Status.NONFINITE
                 break
             change = float(np.max(np.abs(new - prices)))
             prices = new
             if change < config.tol:
-                return PriceSolution(prices=prices, status=PricingStatus.CONVERGED,
+                return PriceSolution(prices=prices, status=Status.CONVERGED,
                                      iterations=iterations, method="zeta")
         if config.fallback == "newton":
             solution = _newton(demand, costs, ownership, p0, config)
             if solution.status.converged:
-                return replace(solution, status=PricingStatus.CONVERGED_FALLBACK,
+                return replace(solution, status=Status.CONVERGED_FALLBACK,
                                iterations=iterations + solution.iterations)
     return PriceSolution(prices=np.full(demand.J, np.nan), status=status,
                          iterations=iterations, method="zeta")
@@ -143,7 +143,7 @@ def _newton(demand: NestedMarketDemand, costs: FloatArray, ownership: FloatArray
         if not np.all(np.isfinite(residual)):
             break
         if np.max(np.abs(residual)) < config.tol:
-            return PriceSolution(prices=prices, status=PricingStatus.CONVERGED, iterations=k,
+            return PriceSolution(prices=prices, status=Status.CONVERGED, iterations=k,
                                  method="newton")
         jacobian = np.empty((prices.size, prices.size))
         for j in range(prices.size):
@@ -156,5 +156,5 @@ def _newton(demand: NestedMarketDemand, costs: FloatArray, ownership: FloatArray
         except np.linalg.LinAlgError:
             break
     return PriceSolution(prices=np.full(prices.size, np.nan),
-                         status=PricingStatus.MAX_ITERATIONS, iterations=config.newton_iterations,
+                         status=Status.MAX_ITERATIONS, iterations=config.newton_iterations,
                          method="newton")

@@ -13,8 +13,6 @@ Everything here is a pure function of data and parameters, one market at a time.
 
 from __future__ import annotations
 
-import enum
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -22,17 +20,13 @@ from typing import Literal
 import numpy as np
 
 from blpdemand._checks import check_field_types
-from blpdemand._types import AnyArray, BoolArray, FloatArray
+from blpdemand._types import ON_FAILURE, AnyArray, BoolArray, FloatArray, OnFailure, Status
 from blpdemand.errors import ConvergenceError, DataError, SpecificationError
-from blpdemand.model.fitted import FittedDemand
-from blpdemand.model.utility import agent_coefficients as random_coefficients
 
 Method = Literal["zeta", "newton"]
 Fallback = Literal["newton", "none"]
-OnFailure = Literal["status", "warn", "raise"]
 _METHODS = ("zeta", "newton")
 _FALLBACKS = ("newton", "none")
-_ON_FAILURE = ("status", "warn", "raise")
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,20 +153,6 @@ def zeta_markups(demand: MarketDemand, ownership: FloatArray, prices: FloatArray
     return ((ownership * gamma) @ (prices - costs) - prob @ demand.weights) / lam
 
 
-class PricingStatus(enum.Enum):
-    """How the price equilibrium of one market ended."""
-
-    CONVERGED = "converged"
-    CONVERGED_FALLBACK = "converged with the fallback method"
-    MAX_ITERATIONS = "reached the iteration limit"
-    NONFINITE = "produced NaN or infinite prices"
-    NONNEGATIVE_ALPHA = "stopped early: some consumers have a non-negative price coefficient"
-
-    @property
-    def converged(self) -> bool:
-        return self in (PricingStatus.CONVERGED, PricingStatus.CONVERGED_FALLBACK)
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PricingConfig:
     """How to solve for Bertrand-Nash prices.
@@ -185,7 +165,7 @@ class PricingConfig:
     capped_iterations : zeta iterations (and no fallback) in a market where some consumer with
         positive weight has alpha_i >= 0: there profits rise without bound in price, so no
         Bertrand-Nash equilibrium need exist and the iteration is stopped early.
-    on_failure : what callers do when a market fails: "status" (report it in the record, with
+    on_failure : what callers do when a market fails: "report" (its status in the record, with
         NaN prices), "warn" (also a ConvergenceWarning) or "raise" (ConvergenceError).
     """
 
@@ -196,11 +176,11 @@ class PricingConfig:
     newton_iterations: int = 100
     newton_step: float = 1e-7
     capped_iterations: int = 100
-    on_failure: OnFailure = "status"
+    on_failure: OnFailure = "report"
 
     def __post_init__(self) -> None:
         check_field_types(self)
-        choices = {"method": _METHODS, "fallback": _FALLBACKS, "on_failure": _ON_FAILURE}
+        choices = {"method": _METHODS, "fallback": _FALLBACKS, "on_failure": ON_FAILURE}
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 raise SpecificationError(
@@ -217,7 +197,7 @@ class PriceSolution:
     """Equilibrium prices of one market: prices (J,), status, iterations, method used."""
 
     prices: FloatArray
-    status: PricingStatus
+    status: Status
     iterations: int
     method: str
 
@@ -238,13 +218,13 @@ def solve_prices(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,
     costs = np.asarray(costs, dtype=np.float64)
     p0 = demand.prices.copy() if start is None else np.asarray(start, dtype=np.float64)
     if demand.J == 0:
-        return PriceSolution(prices=p0, status=PricingStatus.CONVERGED, iterations=0, method="none")
+        return PriceSolution(prices=p0, status=Status.CONVERGED, iterations=0, method="none")
     if nonnegative_alpha(demand):
         capped = replace(config, max_iterations=min(config.max_iterations,
                                                     config.capped_iterations))
         prices, status, iterations = _zeta_iteration(demand, costs, ownership, p0, capped)
         if not status.converged:
-            prices, status = np.full(demand.J, np.nan), PricingStatus.NONNEGATIVE_ALPHA
+            prices, status = np.full(demand.J, np.nan), Status.NONNEGATIVE_ALPHA
         return PriceSolution(prices=prices, status=status, iterations=iterations, method="zeta")
     first = _zeta_iteration if config.method == "zeta" else _newton
     prices, status, iterations = first(demand, costs, ownership, p0, config)
@@ -254,7 +234,7 @@ def solve_prices(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,
     if config.fallback == "newton" and config.method != "newton":
         prices, fb_status, more = _newton(demand, costs, ownership, p0, config)
         if fb_status.converged:
-            return PriceSolution(prices=prices, status=PricingStatus.CONVERGED_FALLBACK,
+            return PriceSolution(prices=prices, status=Status.CONVERGED_FALLBACK,
                                  iterations=iterations + more, method="newton")
         iterations += more
     return PriceSolution(prices=np.full(demand.J, np.nan), status=status, iterations=iterations,
@@ -270,12 +250,12 @@ def nonnegative_alpha(demand: MarketDemand) -> bool:
     return bool(np.any((demand.alpha >= 0) & (demand.weights > 0)))
 
 
-_ZETA_STATUS = (PricingStatus.CONVERGED, PricingStatus.MAX_ITERATIONS, PricingStatus.NONFINITE)
+_ZETA_STATUS = (Status.CONVERGED, Status.MAX_ITERATIONS, Status.NONFINITE)
 
 
 def _zeta_iteration(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,
                     prices: FloatArray,
-                    config: PricingConfig) -> tuple[FloatArray, PricingStatus, int]:
+                    config: PricingConfig) -> tuple[FloatArray, Status, int]:
     """p^{k+1} = c + zeta(p^k) until max |p^{k+1} - p^k| < tol: compiled (``pricing_compiled``);
     ``zeta_markups`` is the numpy reference of the same step."""
     from blpdemand.model.pricing_compiled import zeta_fixed_point
@@ -288,22 +268,22 @@ def _zeta_iteration(demand: MarketDemand, costs: FloatArray, ownership: FloatArr
 
 def _zeta_iteration_numpy(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,
                           prices: FloatArray, config: PricingConfig
-                          ) -> tuple[FloatArray, PricingStatus, int]:
+                          ) -> tuple[FloatArray, Status, int]:
     """The same iteration in numpy (the reference the compiled one is tested against)."""
     with np.errstate(all="ignore"):
         for iteration in range(1, config.max_iterations + 1):
             new = costs + zeta_markups(demand, ownership, prices, costs)
             if not np.all(np.isfinite(new)):
-                return prices, PricingStatus.NONFINITE, iteration
+                return prices, Status.NONFINITE, iteration
             change = np.max(np.abs(new - prices))
             prices = new
             if change < config.tol:
-                return prices, PricingStatus.CONVERGED, iteration
-    return prices, PricingStatus.MAX_ITERATIONS, config.max_iterations
+                return prices, Status.CONVERGED, iteration
+    return prices, Status.MAX_ITERATIONS, config.max_iterations
 
 
 def _newton(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,
-            prices: FloatArray, config: PricingConfig) -> tuple[FloatArray, PricingStatus, int]:
+            prices: FloatArray, config: PricingConfig) -> tuple[FloatArray, Status, int]:
     """Newton with a forward-difference Jacobian and backtracking on max |r(p)|."""
     def residual(p: FloatArray) -> FloatArray:
         return p - costs - zeta_markups(demand, ownership, p, costs)
@@ -313,7 +293,7 @@ def _newton(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,
         r = residual(prices)
         for iteration in range(1, config.newton_iterations + 1):
             if not np.all(np.isfinite(r)):
-                return prices, PricingStatus.NONFINITE, iteration
+                return prices, Status.NONFINITE, iteration
             h = config.newton_step * np.maximum(np.abs(prices), 1.0)
             jac = np.empty((J, J))
             for k in range(J):
@@ -323,7 +303,7 @@ def _newton(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,
             try:
                 direction = -np.linalg.solve(jac, r)
             except np.linalg.LinAlgError:
-                return prices, PricingStatus.NONFINITE, iteration
+                return prices, Status.NONFINITE, iteration
             norm, size = np.max(np.abs(r)), 1.0
             while size > 1e-4:
                 new = prices + size * direction
@@ -334,85 +314,82 @@ def _newton(demand: MarketDemand, costs: FloatArray, ownership: FloatArray,
             change = np.max(np.abs(new - prices))
             prices, r = new, new_r
             if change < config.tol or np.max(np.abs(r)) < config.tol:
-                status = (PricingStatus.CONVERGED if np.all(np.isfinite(prices))
-                          else PricingStatus.NONFINITE)
+                status = (Status.CONVERGED if np.all(np.isfinite(prices))
+                          else Status.NONFINITE)
                 return prices, status, iteration
-    return prices, PricingStatus.MAX_ITERATIONS, config.newton_iterations
+    return prices, Status.MAX_ITERATIONS, config.newton_iterations
 
 
-# ---------------------------------------------------------------- demand from estimates
-_TOKEN = r"(?<![A-Za-z0-9_.]){}(?![A-Za-z0-9_])"
+def solve_block_prices(utility: FloatArray, alpha: FloatArray, weights: FloatArray,
+                       base: FloatArray, costs: FloatArray, ownership: FloatArray, *,
+                       available: BoolArray | None = None, start: FloatArray | None = None,
+                       market_ids: AnyArray | None = None,
+                       config: PricingConfig | None = None
+                       ) -> tuple[FloatArray, list[PriceSolution]]:
+    """Bertrand-Nash prices of a block of T_b markets of equal size, with the rules of
+    ``solve_prices`` in each market, on one call of the compiled zeta fixed point.
 
-
-def coefficient_columns(fitted: FittedDemand, name: str) -> tuple[int | None, int | None]:
-    """Positions of column ``name`` in X1 and X2 (None if absent).
-
-    Raises SpecificationError when ``name`` enters some column nonlinearly (``log(prices)``,
-    ``prices:sugar``, ``I(prices**2)``): derivatives here assume u is linear in ``name``.
+    utility (T_b, J, I) at prices ``base`` (T_b, J); alpha, weights (T_b, I); costs (T_b, J);
+    ownership (T_b, J, J); available (T_b, J) bool, the products in the choice set (default
+    all); start (T_b, J) (default ``base``). Returns (T_b, J) prices (NaN for unavailable
+    products and failed markets) and one PriceSolution per market (prices of its available
+    products). Newton's method (``config.method`` or the fallback) runs market by market.
     """
-    problem = fitted.problem
-    if not isinstance(name, str):
-        raise SpecificationError(f"name={name!r} must be a column name of X1 or X2, e.g. 'prices'")
-    pattern = re.compile(_TOKEN.format(re.escape(name)))
-    for what, names in (("X1", problem.X1.names), ("X2", problem.X2.names)):
-        for column in names:
-            if column != name and pattern.search(column):
-                raise SpecificationError(
-                    f"{name!r} enters {what} column {column!r} nonlinearly; post-estimation "
-                    f"derivatives need {name!r} to enter utility linearly (as the column "
-                    f"{name!r} in X1 and/or X2); this is not supported yet")
-    k1 = problem.X1.names.index(name) if name in problem.X1.names else None
-    k2 = problem.X2.names.index(name) if name in problem.X2.names else None
-    if k1 is None and k2 is None:
-        raise SpecificationError(
-            f"{name!r} is neither in X1 {list(problem.X1.names)} nor in X2 "
-            f"{list(problem.X2.names)}; derivatives are taken with respect to a model column")
-    return k1, k2
+    from blpdemand.model.pricing_compiled import zeta_fixed_points
 
-
-def agent_coefficients(fitted: FittedDemand) -> FloatArray:
-    """(I, K2) random coefficients Sigma nu_i + Pi y_i of every agent (sorted agent rows),
-    s_k exp(.) on lognormal columns."""
-    problem = fitted.problem
-    if problem.agents is None or problem.K2 == 0:
-        return np.zeros((0, problem.K2))
-    sigma, pi = fitted.layout.unpack(fitted.theta)
-    return random_coefficients(problem.nodes_for(fitted.layout), problem.agents.demographics,
-                               sigma, pi, problem.lognormal)
-
-
-def market_demands(fitted: FittedDemand, name: str = "prices") -> list[MarketDemand]:
-    """One MarketDemand per market (market order of the problem) from estimates.
-
-    ``alpha`` holds d u_ij / d x_j for the column ``name`` (default prices): the X1
-    coefficient plus the agent's X2 random coefficient. Logit problems have one agent of
-    weight 1 per market. ``prices`` holds the values of ``name`` in the data.
-    """
-    problem = fitted.problem
-    k1, k2 = coefficient_columns(fitted, name)
-    mean = float(fitted.beta[k1]) if k1 is not None else 0.0
-    values = (problem.X1.values[:, k1] if k1 is not None else problem.X2.values[:, k2])
-    pm = problem.products.markets
-    delta = np.asarray(fitted.delta, dtype=np.float64)
-    out = []
-    if problem.agents is None or problem.K2 == 0:
-        for t in range(pm.T):
-            rows = pm.slice(t)
-            out.append(MarketDemand(market_id=pm.ids[t], prices=values[rows].astype(np.float64),
-                                    utility=delta[rows][:, None], alpha=np.array([mean]),
-                                    weights=np.ones(1)))
-        return out
-    coefficients = agent_coefficients(fitted)
-    am = problem.agents.markets
-    for t in range(pm.T):
-        rows, arows = pm.slice(t), am.slice(t)
-        coef = coefficients[arows]
-        utility = delta[rows][:, None] + problem.X2.values[rows] @ coef.T
-        alpha = mean + (coef[:, k2] if k2 is not None else np.zeros(coef.shape[0]))
-        out.append(MarketDemand(market_id=pm.ids[t], prices=values[rows].astype(np.float64),
-                                utility=utility, alpha=np.asarray(alpha, dtype=np.float64),
-                                weights=problem.agents.weights[arows]))
-    return out
+    config = PricingConfig() if config is None else config
+    T, J, _ = utility.shape
+    available = np.ones((T, J), dtype=bool) if available is None else available
+    start = base if start is None else start
+    ids = np.arange(T) if market_ids is None else market_ids
+    capped = np.any((alpha >= 0) & (weights > 0), axis=1)
+    prices = np.full((T, J), np.nan)
+    if config.method == "newton":
+        solutions = []
+        for t in range(T):
+            keep = available[t]
+            demand = MarketDemand(market_id=ids[t], prices=base[t][keep],
+                                  utility=utility[t][keep], alpha=alpha[t], weights=weights[t])
+            solution = solve_prices(demand, costs[t][keep], ownership[t][np.ix_(keep, keep)],
+                                    start=start[t][keep], config=config)
+            prices[t, keep] = solution.prices
+            solutions.append(solution)
+        return prices, solutions
+    limits = np.where(capped, min(config.max_iterations, config.capped_iterations),
+                      config.max_iterations).astype(np.int64)
+    found, codes, iterations = zeta_fixed_points(utility, alpha, weights, base, start, costs,
+                                                 ownership, available, config.tol, limits)
+    solutions = []
+    done = codes == 0
+    prices[done] = np.where(available[done], found[done], np.nan)
+    empty = (~np.any(available, axis=1)).tolist()
+    for t, (count, code) in enumerate(zip(iterations.tolist(), codes.tolist())):
+        keep = available[t]
+        if empty[t]:
+            solutions.append(PriceSolution(prices=start[t][keep], status=Status.CONVERGED,
+                                           iterations=0, method="none"))
+            continue
+        if code == 0:
+            solutions.append(PriceSolution(prices=prices[t][keep], status=Status.CONVERGED,
+                                           iterations=count, method="zeta"))
+            continue
+        status = Status.NONNEGATIVE_ALPHA if capped[t] else _ZETA_STATUS[code]
+        if not capped[t] and config.fallback == "newton":
+            demand = MarketDemand(market_id=ids[t], prices=base[t][keep],
+                                  utility=utility[t][keep], alpha=alpha[t], weights=weights[t])
+            values, fb_status, more = _newton(demand, costs[t][keep],
+                                              ownership[t][np.ix_(keep, keep)],
+                                              np.array(start[t][keep]), config)
+            if fb_status.converged:
+                prices[t, keep] = values
+                solutions.append(PriceSolution(prices=values,
+                                               status=Status.CONVERGED_FALLBACK,
+                                               iterations=count + more, method="newton"))
+                continue
+            count += more
+        solutions.append(PriceSolution(prices=np.full(int(keep.sum()), np.nan), status=status,
+                                       iterations=count, method="zeta"))
+    return prices, solutions
 
 
 def bertrand_prices(utility: FloatArray, alpha: FloatArray, weights: FloatArray,
@@ -431,22 +408,19 @@ def bertrand_prices(utility: FloatArray, alpha: FloatArray, weights: FloatArray,
     """
     utility = np.asarray(utility, dtype=np.float64)
     T, J, _ = utility.shape
-    prices = np.full((T, J), np.nan)
-    solutions = []
-    for t in range(T):
-        w, a = np.asarray(weights[t], dtype=np.float64), np.asarray(alpha[t], dtype=np.float64)
-        if not np.all(a < 0):
-            raise SpecificationError(
-                f"market {t}: price coefficients alpha_i must be negative for Bertrand pricing "
-                f"(max {a.max():.4g}); lower sigma on prices or make alpha more negative")
-        demand = MarketDemand(market_id=t, prices=np.zeros(J), utility=utility[t], alpha=a,
-                              weights=w)
-        start = costs[t] - 1.0 / float(w @ a / w.sum())
-        solution = solve_prices(demand, costs[t], ownership_matrix(firm_ids[t]), start=start,
-                                config=config)
-        prices[t] = solution.prices
-        solutions.append(solution)
-    return prices, solutions
+    alpha = np.asarray(alpha, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    costs = np.asarray(costs, dtype=np.float64)
+    for t in np.flatnonzero(~np.all(alpha < 0, axis=1)).tolist()[:1]:
+        raise SpecificationError(
+            f"market {t}: price coefficients alpha_i must be negative for Bertrand pricing "
+            f"(max {alpha[t].max():.4g}); lower sigma on prices or make alpha more negative")
+    mean_alpha = np.sum(weights * alpha, axis=1) / weights.sum(axis=1)
+    start = costs - 1.0 / mean_alpha[:, None]
+    firm_ids = np.asarray(firm_ids)
+    ownership = (firm_ids[:, :, None] == firm_ids[:, None, :]).astype(np.float64)
+    return solve_block_prices(utility, alpha, weights, np.zeros((T, J)), costs, ownership,
+                              start=start, config=config)
 
 
 def simulated_bertrand(mean_utility: FloatArray, alpha: float, costs: FloatArray,

@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from blpdemand._types import AnyArray, FloatArray
-from blpdemand.data.validation import check_id_values
+from blpdemand._types import AnyArray, FloatArray, Status
 from blpdemand.errors import SpecificationError
 from blpdemand.model.fitted import FittedDemand
 from blpdemand.model.parameters import ParameterLayout
@@ -30,6 +29,7 @@ from blpdemand.solve.bounds import at_bounds
 from blpdemand.solve.covariance import (
     HansenJ,
     check_kind,
+    cluster_ids,
     gmm_covariance,
     identified_parameters,
     linear_names,
@@ -40,7 +40,7 @@ from blpdemand.solve.gmm import ObjectiveEvaluation
 from blpdemand.solve.micro import micro_jacobian_rows
 from blpdemand.solve.micro_covariance import stacked_covariance
 from blpdemand.solve.moments import problem_stack
-from blpdemand.solve.optimizer import OptimizationResult, OptimizationStatus, projected_gradient
+from blpdemand.solve.optimizer import OptimizationResult, projected_gradient
 from blpdemand.solve.progress import Reporter
 
 
@@ -189,7 +189,7 @@ class BLPResults(PostEstimationMethods):
         return self.steps[-1]
 
     @property
-    def status(self) -> OptimizationStatus:
+    def status(self) -> Status:
         """How the estimation ended (the last GMM step's status): converged, converged at a
         bound, stopped at a limit, not converged, or contraction failed at the estimate."""
         return self.steps[-1].status
@@ -249,8 +249,8 @@ class BLPResults(PostEstimationMethods):
 
         ``clusters`` is a product-data column name or (N,) ids in the user's row order.
         """
-        ids = _cluster_ids(self.problem, clusters) if clusters is not None else self.clusters
-        check_kind(kind, ids, self.problem.N)
+        ids = cluster_ids(self.problem, clusters) if clusters is not None else self.clusters
+        check_kind(kind, ids)
         identified = np.array([n not in self.unidentified for n in self.names])
         residuals: tuple[FloatArray, ...] = (self.problem.products.sort(self.xi),)
         if self.omega is not None:
@@ -374,20 +374,6 @@ class BLPResults(PostEstimationMethods):
         status = "converged" if self.converged else "NOT converged"
         return self.summary().preview(heading=f"BLPResults ({status}; optimizer: "
                                               f"{self.optimization.status.value})")
-
-
-def _cluster_ids(problem: Problem, clusters: Any) -> AnyArray:
-    if isinstance(clusters, str):
-        if not problem.products.has(clusters):
-            raise SpecificationError(f"clusters column {clusters!r} is not in the product data")
-        check_id_values(problem.products.array(clusters), what=f"clusters column {clusters!r}")
-        return problem.products.array(clusters)
-    values = np.asarray(clusters)
-    check_id_values(values, what="clusters= ids")
-    if values.shape != (problem.N,):
-        raise SpecificationError(f"clusters must be a column name or {problem.N} ids, "
-                                 f"got shape {values.shape}")
-    return problem.products.sort(values)
 
 
 def results_from(problem: Problem, outcome: EstimationOutcome,

@@ -17,8 +17,16 @@ import numpy as np
 from blpdemand._types import AnyArray, FloatArray
 from blpdemand.data.validation import check_id_values
 from blpdemand.errors import DataError, SpecificationError
+from blpdemand.model.demand import (
+    DemandBlock,
+    block_demand,
+    demand_blocks,
+    market_demands,
+    price_values,
+)
 from blpdemand.model.fitted import FittedDemand
-from blpdemand.model.pricing import market_demands, markups, ownership_matrix
+from blpdemand.model.pricing import markups, ownership_matrix
+from blpdemand.model.supply import block_markups
 from blpdemand.results.elasticities import as_fitted, demand_jacobians
 from blpdemand.results.sanity import cost_checks, warns
 
@@ -111,6 +119,21 @@ def ownership_matrices(fitted: FittedDemand, *, firm_ids: Any = None, ownership:
     return [ownership_matrix(ids[markets.slice(t)], kappa) for t in range(markets.T)]
 
 
+def ownership_blocks(fitted: FittedDemand, blocks: tuple[DemandBlock, ...], *,
+                     firm_ids: Any = None, ownership: Any = None,
+                     kappa: Kappa | None = None) -> list[FloatArray]:
+    """Ownership of each block's markets (T_b, J, J), as ``ownership_matrices`` gives them; from
+    firm ids alone (no kappa, no custom matrix, no estimated conduct) O_jk = 1{f_j = f_k} is
+    formed for the whole block at once."""
+    estimated = fitted.problem.supply is not None and firm_ids is None
+    if ownership is None and kappa is None and not estimated:
+        ids = firm_ids_sorted(fitted, firm_ids)
+        return [(ids[b.rows][:, :, None] == ids[b.rows][:, None, :]).astype(np.float64)
+                for b in blocks]
+    owners = ownership_matrices(fitted, firm_ids=firm_ids, ownership=ownership, kappa=kappa)
+    return [np.stack([owners[t] for t in b.markets.tolist()]) for b in blocks]
+
+
 def _check_kappa(kappa: Any, ids: AnyArray) -> None:
     """kappa maps (firm, firm) pairs of known firms to finite weights."""
     if kappa is None:
@@ -141,18 +164,43 @@ def compute_markups(results: Any, *, firm_ids: Any = None, ownership: Any = None
     >>> eta = compute_markups(results)                      # doctest: +SKIP
     """
     fitted = as_fitted(results, nested=True)
-    owners = ownership_matrices(fitted, firm_ids=firm_ids, ownership=ownership, kappa=kappa)
-    demands = market_demands(fitted)
     products = fitted.problem.products
-    if fitted.nests is None and fitted.problem.nests is None:
-        values = [markups(d, o) if np.any(o) else np.zeros(d.J) for d, o in zip(demands, owners)]
-    else:
-        jacobians, shares = demand_jacobians(fitted)
-        values = [_nested_markups(d.market_id, jac, o, s)
-                  for d, jac, o, s in zip(demands, jacobians, owners, shares)]
-    eta = products.unsort(np.concatenate(values))
+    eta = products.unsort(markups_sorted(fitted, firm_ids=firm_ids, ownership=ownership,
+                                         kappa=kappa))
     if warns(results):
-        _warn_costs(fitted, eta, products.unsort(np.concatenate([d.prices for d in demands])))
+        _warn_costs(fitted, eta, products.unsort(price_values(fitted)))
+    return eta
+
+
+def markups_sorted(fitted: FittedDemand, *, firm_ids: Any = None, ownership: Any = None,
+                   kappa: Kappa | None = None,
+                   blocks: tuple[DemandBlock, ...] | None = None) -> FloatArray:
+    """(N,) eta = -(O * ds/dp')^{-1} s in sorted rows: random-coefficients and logit demand by
+    one batched solve per block of markets (``model.supply.block_markups``), nested demand
+    market by market; DataError names a market where O * ds/dp' is singular."""
+    if fitted.nests is not None or fitted.problem.nests is not None:
+        owners = ownership_matrices(fitted, firm_ids=firm_ids, ownership=ownership, kappa=kappa)
+        jacobians, shares = demand_jacobians(fitted)
+        ids = fitted.problem.products.markets.ids
+        return np.concatenate([_nested_markups(ids[t], jac, o, s) for t, (jac, o, s) in
+                               enumerate(zip(jacobians, owners, shares))])
+    blocks = demand_blocks(fitted) if blocks is None else blocks
+    owners = ownership_blocks(fitted, blocks, firm_ids=firm_ids, ownership=ownership,
+                              kappa=kappa)
+    eta = np.full(fitted.problem.N, np.nan)
+    ids = fitted.problem.products.markets.ids
+    for block, owner in zip(blocks, owners):
+        with np.errstate(all="ignore"):
+            try:
+                values, _ = block_markups(block.probabilities(), block.weights, block.alpha,
+                                          owner)
+            except np.linalg.LinAlgError:
+                values = np.full(block.rows.shape, np.nan)
+        for k in np.flatnonzero(~np.all(np.isfinite(values), axis=1)).tolist():
+            # names the market (DataError), or solves it alone where the batch failed
+            values[k] = (markups(block_demand(block, k, ids[block.markets[k]]), owner[k])
+                         if np.any(owner[k]) else 0.0)
+        eta[block.rows] = values
     return eta
 
 
@@ -179,8 +227,7 @@ def compute_costs(results: Any, *, firm_ids: Any = None, ownership: Any = None,
     (p - c) / p above one are counted in EconomicWarnings naming the worst products.
     """
     fitted = as_fitted(results, nested=True)
-    prices = fitted.problem.products.unsort(
-        np.concatenate([d.prices for d in market_demands(fitted)]))
+    prices = fitted.problem.products.unsort(price_values(fitted))
     eta = compute_markups(fitted, firm_ids=firm_ids, ownership=ownership, kappa=kappa)
     if warns(results):
         _warn_costs(fitted, eta, prices)

@@ -19,31 +19,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from blpdemand._types import AnyArray, FloatArray, IntArray
+from blpdemand._types import AnyArray, FloatArray, IntArray, Status
 from blpdemand.errors import (
     ConvergenceError,
     ConvergenceWarning,
     DataError,
     EconomicWarning,
 )
+from blpdemand.model.demand import demand_blocks, price_values
 from blpdemand.model.fitted import FittedDemand
-from blpdemand.model.nested_demand import NestedMarketDemand, solve_nested_prices
-from blpdemand.model.pricing import (
-    MarketDemand,
-    PricingConfig,
-    PricingStatus,
-    nonnegative_alpha,
-    solve_prices,
-)
-from blpdemand.results.costs import (
-    Kappa,
-    compute_costs,
-    firm_ids_sorted,
-    ownership_matrices,
-    per_product,
-)
-from blpdemand.results.elasticities import as_fitted, model_demands
-from blpdemand.results.surplus import market_surplus
+from blpdemand.model.pricing import PricingConfig
+from blpdemand.results.costs import Kappa, firm_ids_sorted, markups_sorted, per_product
+from blpdemand.results.elasticities import as_fitted
+from blpdemand.results.equilibrium import blocked_equilibrium, market_equilibrium
 from blpdemand.results.tables import Table
 
 
@@ -53,7 +41,7 @@ class Counterfactual:
 
     Attributes
     ----------
-    market_ids : (T,). row_markets : (N,) market id of each product. status : T PricingStatus.
+    market_ids : (T,). row_markets : (N,) market id of each product. status : T Status.
     iterations : (T,) iterations used.
     prices_before, prices : (N,) observed and counterfactual prices (NaN: removed or failed).
     shares_before, shares : (N,) shares at those prices. costs : (N,) marginal costs c'.
@@ -68,7 +56,7 @@ class Counterfactual:
 
     market_ids: AnyArray
     row_markets: AnyArray
-    status: tuple[PricingStatus, ...]
+    status: tuple[Status, ...]
     iterations: IntArray
     prices_before: FloatArray
     prices: FloatArray
@@ -168,13 +156,6 @@ def _mean(values: FloatArray) -> float:
     return float(finite.mean()) if finite.size else float("nan")
 
 
-def hhi(shares: FloatArray, firm_ids: AnyArray) -> float:
-    """10,000 sum_f (s_f / sum_j s_j)^2 over the inside shares of one market."""
-    _, firms = np.unique(firm_ids, return_inverse=True)
-    by_firm = np.bincount(firms.ravel(), weights=shares) / shares.sum()
-    return float(1e4 * np.sum(by_firm ** 2))
-
-
 def compute_prices(results: Any, *, firm_ids: Any = None, ownership: Any = None,
                    kappa: Kappa | None = None, costs: Any = None, unit_tax: Any = 0.0,
                    ad_valorem_tax: Any = 0.0, keep: Any = None,
@@ -200,18 +181,19 @@ def compute_prices(results: Any, *, firm_ids: Any = None, ownership: Any = None,
     fitted = as_fitted(results, nested=True)
     products = fitted.problem.products
     markets = products.markets
-    demands = model_demands(fitted)
+    nested = fitted.nests is not None or fitted.problem.nests is not None
+    blocks = None if nested else demand_blocks(fitted)  # the demand engine, built once
     if costs is None:
-        implied = products.sort(compute_costs(fitted))
-        bad = ~np.isfinite(implied)
+        base_costs = price_values(fitted) - markups_sorted(fitted, blocks=blocks)
+        bad = ~np.isfinite(base_costs)
         if bad.any():
             shown = np.unique(markets.ids[markets.codes[bad]])[:10].tolist()
             raise DataError(
                 f"marginal costs implied by the observed prices are not finite in market(s) "
                 f"{shown} (the markup system -(O * ds/dp')^-1 s is singular there: shares near "
                 "zero or a non-negative price coefficient); pass costs= or check the estimates")
-        costs = products.unsort(implied)
-    base_costs = per_product(fitted, costs, "costs")
+    else:
+        base_costs = per_product(fitted, costs, "costs")
     tau = per_product(fitted, unit_tax, "unit_tax")
     rate = per_product(fitted, ad_valorem_tax, "ad_valorem_tax")
     if np.any(rate <= -1):
@@ -219,66 +201,32 @@ def compute_prices(results: Any, *, firm_ids: Any = None, ownership: Any = None,
     effective = (1 + rate) * (base_costs + tau)
     available = (np.ones(markets.N, dtype=bool) if keep is None
                  else products.sort(_bool_array(keep, markets.N)))
-    owners = ownership_matrices(fitted, firm_ids=firm_ids, ownership=ownership, kappa=kappa)
     firms_before = _firms_or_none(fitted, None)
     firms_after = _firms_or_none(fitted, firm_ids) if ownership is None else None
-
-    N, T = markets.N, markets.T
-    prices_before = np.concatenate([d.prices for d in demands])
-    shares_before = np.concatenate([d.shares() for d in demands])
-    prices, shares = np.full(N, np.nan), np.full(N, np.nan)
-    hhi_before, hhi_after = np.full(T, np.nan), np.full(T, np.nan)
-    cs_before, cs_after = np.full(T, np.nan), np.full(T, np.nan)
-    status, iterations = [], np.zeros(T, dtype=np.int64)
-    undefined: list[Any] = []  # markets where consumer surplus is not defined
-    capped: list[int] = []  # markets where some consumer has alpha_i >= 0: iterations capped
-
-    def surplus(demand: MarketDemand, at: FloatArray | None = None) -> float:
-        if np.any(demand.alpha >= 0):  # CS needs alpha_i < 0; prices do not
-            undefined.append(np.asarray(demand.market_id).tolist())
-            return np.nan
-        if isinstance(demand, NestedMarketDemand):
-            return demand.surplus(at)
-        return market_surplus(demand, at)
-
-    for t, demand in enumerate(demands):
-        rows = markets.slice(t)
-        mask = available[rows]
-        idx = np.flatnonzero(mask) + rows.start
-        sub = demand.subset(mask)
-        owner = owners[t][np.ix_(mask, mask)]
-        solution = (solve_nested_prices(sub, effective[idx], owner, config=config)
-                    if isinstance(sub, NestedMarketDemand)
-                    else solve_prices(sub, effective[idx], owner, config=config))
-        if nonnegative_alpha(sub):
-            capped.append(t)
-        status.append(solution.status)
-        iterations[t] = solution.iterations
-        cs_before[t] = surplus(demand)
-        if firms_before is not None:
-            hhi_before[t] = hhi(shares_before[rows], firms_before[rows])
-        if not solution.status.converged:
-            continue
-        prices[idx] = solution.prices
-        shares[idx] = sub.shares(solution.prices)
-        cs_after[t] = surplus(sub, solution.prices)
-        if firms_after is not None and idx.size:
-            hhi_after[t] = hhi(shares[idx], firms_after[idx])
-    _warn_nonnegative_alpha(markets.ids, undefined, capped, status, config)
-    _apply_policy(markets.ids, status, config)
+    if blocks is None:
+        found = market_equilibrium(fitted, effective, available, firm_ids=firm_ids,
+                                   ownership=ownership, kappa=kappa, firms_before=firms_before,
+                                   firms_after=firms_after, config=config)
+    else:
+        found = blocked_equilibrium(fitted, effective, available, firm_ids=firm_ids,
+                                    ownership=ownership, kappa=kappa, firms_before=firms_before,
+                                    firms_after=firms_after, config=config, blocks=blocks)
+    _warn_nonnegative_alpha(markets.ids, found.undefined, found.capped, found.status, config)
+    _apply_policy(markets.ids, found.status, config)
     with np.errstate(invalid="ignore"):
-        profits_before = (prices_before - base_costs) * shares_before
-        profits = (prices - effective) * shares / (1 + rate)
+        profits_before = (found.prices_before - base_costs) * found.shares_before
+        profits = (found.prices - effective) * found.shares / (1 + rate)
     unsort = products.unsort
     return Counterfactual(
         market_ids=markets.ids, row_markets=unsort(markets.ids[markets.codes]),
-        status=tuple(status), iterations=iterations,
-        prices_before=unsort(prices_before), prices=unsort(prices),
-        shares_before=unsort(shares_before), shares=unsort(shares), costs=unsort(effective),
-        markups=unsort(prices - effective), profits_before=unsort(profits_before),
-        profits=unsort(profits), hhi_before=hhi_before, hhi=hhi_after,
-        consumer_surplus_before=cs_before, consumer_surplus=cs_after, config=config,
-        firm_ids_before=None if firms_before is None else unsort(firms_before),
+        status=tuple(found.status), iterations=found.iterations,
+        prices_before=unsort(found.prices_before), prices=unsort(found.prices),
+        shares_before=unsort(found.shares_before), shares=unsort(found.shares),
+        costs=unsort(effective), markups=unsort(found.prices - effective),
+        profits_before=unsort(profits_before), profits=unsort(profits),
+        hhi_before=found.hhi_before, hhi=found.hhi,
+        consumer_surplus_before=found.surplus_before, consumer_surplus=found.surplus,
+        config=config, firm_ids_before=None if firms_before is None else unsort(firms_before),
         firm_ids=None if firms_after is None else unsort(firms_after))
 
 
@@ -320,8 +268,8 @@ def _firms_or_none(fitted: FittedDemand, firm_ids: Any) -> AnyArray | None:
     return firm_ids_sorted(fitted, firm_ids)
 
 
-def _warn_nonnegative_alpha(market_ids: AnyArray, undefined: list[Any], capped: list[int],
-                            status: list[PricingStatus], config: PricingConfig) -> None:
+def _warn_nonnegative_alpha(market_ids: AnyArray, undefined: list[object], capped: list[int],
+                            status: list[Status], config: PricingConfig) -> None:
     """One warning for the markets where some consumer has alpha_i >= 0: consumer surplus is
     undefined there, and the price iteration was capped (no equilibrium need exist)."""
     if not undefined and not capped:
@@ -340,13 +288,13 @@ def _warn_nonnegative_alpha(market_ids: AnyArray, undefined: list[Any], capped: 
         f"equilibrium need exist: the price iteration was capped at "
         f"{config.capped_iterations} iterations in those {len(capped)} market(s) and failed in "
         f"{len(failed)} ({failed[:5]}{' ...' if len(failed) > 5 else ''}; NaN prices, status "
-        f"'{PricingStatus.NONNEGATIVE_ALPHA.value}'); check the estimated price coefficient's "
+        f"'{Status.NONNEGATIVE_ALPHA.value}'); check the estimated price coefficient's "
         "distribution (sigma and pi on prices)", EconomicWarning, stacklevel=3)
 
 
-def _apply_policy(market_ids: AnyArray, status: list[PricingStatus], config: PricingConfig) -> None:
+def _apply_policy(market_ids: AnyArray, status: list[Status], config: PricingConfig) -> None:
     failed = [(m, s) for m, s in zip(np.asarray(market_ids).tolist(), status) if not s.converged]
-    if not failed or config.on_failure == "status":
+    if not failed or config.on_failure == "report":
         return
     names = ", ".join(f"{m!r} ({s.value})" for m, s in failed[:10])
     message = (f"Bertrand-Nash prices not found in {len(failed)} market(s): {names}; their prices "

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from blpdemand.model.pricing import market_demands
+from blpdemand.model.demand import market_demands
 from blpdemand.results.elasticities import MarketMatrices, _record, as_fitted, demand_jacobians
 
 

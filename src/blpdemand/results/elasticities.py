@@ -17,10 +17,11 @@ import pandas as pd
 
 from blpdemand._types import AnyArray, FloatArray, IntArray
 from blpdemand.errors import SpecificationError
+from blpdemand.model.demand import market_demands
 from blpdemand.model.fitted import FittedDemand
 from blpdemand.model.nested_demand import NestedMarketDemand
 from blpdemand.model.nesting import nested_share_jacobian, within_shares
-from blpdemand.model.pricing import MarketDemand, market_demands, share_jacobian
+from blpdemand.model.pricing import MarketDemand, share_jacobian
 from blpdemand.model.rcnl import nest_membership, nested_delta_jacobian, nested_probabilities
 from blpdemand.results.sanity import elasticity_check, usable_fitted, warns
 from blpdemand.results.tables import Table

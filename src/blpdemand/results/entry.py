@@ -20,19 +20,13 @@ import pandas as pd
 from blpdemand._types import FloatArray
 from blpdemand.data.formulation import DesignMatrix, build_matrix
 from blpdemand.errors import DataError, SpecificationError
+from blpdemand.model.demand import agent_coefficients, coefficient_columns, market_demands
 from blpdemand.model.fitted import FittedDemand
-from blpdemand.model.pricing import (
-    MarketDemand,
-    PricingConfig,
-    agent_coefficients,
-    coefficient_columns,
-    market_demands,
-    ownership_matrix,
-    solve_prices,
-)
+from blpdemand.model.pricing import MarketDemand, PricingConfig, ownership_matrix, solve_prices
 from blpdemand.results.costs import Kappa, compute_costs, firm_ids_sorted
-from blpdemand.results.counterfactual import Counterfactual, _apply_policy, hhi
+from blpdemand.results.counterfactual import Counterfactual, _apply_policy
 from blpdemand.results.elasticities import as_fitted
+from blpdemand.results.equilibrium import hhi
 from blpdemand.results.surplus import market_surplus
 
 

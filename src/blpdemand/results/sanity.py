@@ -22,8 +22,8 @@ import pandas as pd
 
 from blpdemand._types import AnyArray, FloatArray
 from blpdemand.errors import ConvergenceError, EconomicWarning
+from blpdemand.model.demand import market_demands
 from blpdemand.model.fitted import FittedDemand
-from blpdemand.model.pricing import market_demands
 from blpdemand.results.tables import Table
 
 SHARE_TOLERANCE = 1e-6  # max |log s(delta) - log S| of a market whose contraction converged

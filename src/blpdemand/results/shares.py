@@ -19,7 +19,8 @@ import pandas as pd
 
 from blpdemand._types import FloatArray
 from blpdemand.errors import DataError, SpecificationError
-from blpdemand.model.pricing import choice_probabilities, coefficient_columns, market_demands
+from blpdemand.model.demand import coefficient_columns, market_demands
+from blpdemand.model.pricing import choice_probabilities
 from blpdemand.results.costs import per_product
 from blpdemand.results.elasticities import as_fitted
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from blpdemand._types import FloatArray
+from blpdemand._types import FloatArray, Status
 from blpdemand.errors import SpecificationError
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
-from blpdemand.solve.optimizer import BOUNDED, OptimizationResult, OptimizationStatus
+from blpdemand.solve.optimizer import BOUNDED, OptimizationResult
 
 BOUND_UTILITY = 10.0  # the box random starts are drawn in: see data_box
 RHO_BOUNDS = (0.0, 0.99)  # nesting parameters: 0 is the plain model, 1 is not a model (PyBLP's)
@@ -153,8 +153,8 @@ def mark_at_bounds(step: OptimizationResult, bounds: Sequence[tuple[float, float
                    ) -> OptimizationResult:
     """A converged run with parameters on a finite bound: status AT_BOUND, naming them."""
     active = at_bounds(step.theta, bounds)
-    if step.status is not OptimizationStatus.CONVERGED or not active:
+    if step.status is not Status.CONVERGED or not active:
         return step
     where = ", ".join(f"theta[{k}] = {bound:g}" for k, bound in active)
-    return dataclasses.replace(step, status=OptimizationStatus.AT_BOUND,
+    return dataclasses.replace(step, status=Status.AT_BOUND,
                                message=f"{step.message}; on a bound: {where}")

@@ -6,7 +6,7 @@ Public API (stable; the estimator builds on it):
 
 - ``solve_delta(problem, layout, theta, *, delta0=None, jacobian=False, config=None)``
   -> ``ContractionResult`` with ``.delta`` (N,), ``.jacobian`` (N, P) or None, ``.converged``,
-  ``.status`` (FixedPointStatus), ``.iterations`` (largest number of share evaluations of one
+  ``.status`` (Status), ``.iterations`` (largest number of share evaluations of one
   market), ``.evaluations`` (share evaluations summed over markets), ``.failed_markets``
   (market ids), ``.max_change`` (largest last |delta step| over markets).
 - ``compute_shares(problem, layout, theta, delta)`` -> (N,) s_jt(delta; theta).
@@ -41,7 +41,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from blpdemand._types import AnyArray, FloatArray
+from blpdemand._types import AnyArray, FloatArray, Status
 from blpdemand.errors import ConvergenceError, ConvergenceWarning, SpecificationError
 from blpdemand.model.derivatives import adjoint_theta_gradient
 from blpdemand.model.parameters import ParameterLayout, make_layout
@@ -49,7 +49,7 @@ from blpdemand.model.problem import Problem
 from blpdemand.model.shares import block_shares
 from blpdemand.model.utility import ExpUtility, MarketBlock
 from blpdemand.solve.block_inversion import compiled_available, invert_block
-from blpdemand.solve.fixed_point import FixedPointConfig, FixedPointResult, FixedPointStatus
+from blpdemand.solve.fixed_point import FIXED_POINT_CODES, FixedPointConfig, FixedPointResult
 from blpdemand.solve.jobs import run_jobs
 from blpdemand.solve.market_blocks import (  # noqa: F401 (_parameter_index: tests use it)
     _block_cap,
@@ -79,7 +79,7 @@ class ContractionResult:
     evaluations : share evaluations summed over markets.
     failed_markets : ids of markets that did not converge.
     jacobian : (N, P) d delta / d theta, or None (not asked, or some market failed).
-    status : FixedPointStatus (the worst over markets).
+    status : Status (the worst over markets).
     max_change : largest last max_j |delta step| over markets.
     """
 
@@ -89,7 +89,7 @@ class ContractionResult:
     evaluations: int
     failed_markets: AnyArray
     jacobian: FloatArray | None = None
-    status: FixedPointStatus = FixedPointStatus.CONVERGED
+    status: Status = Status.CONVERGED
     max_change: float = 0.0
 
 
@@ -119,7 +119,7 @@ class BlockTally:
             delta=self.delta, converged=not failed, iterations=self.iterations,
             evaluations=self.evaluations,
             failed_markets=problem.products.markets.ids[np.asarray(failed, dtype=np.int64)],
-            jacobian=None if failed else jacobian, status=list(FixedPointStatus)[self.worst],
+            jacobian=None if failed else jacobian, status=FIXED_POINT_CODES[self.worst],
             max_change=self.max_change)
 
 

@@ -1,51 +1,225 @@
-"""GMM weighting matrices and the sandwich covariance of (theta, beta).
+"""The moment covariance S, the weighting matrix W = S^{-1} and the sandwich covariance of
+(theta, beta): one home for every estimator (BLP GMM, linear IV/GMM for the logit, the
+Salanie-Wolak approximation).
 
-Moment covariance S (Hansen 1982), from per-observation moments g_j = z_j xi_j, centered:
-  unadjusted  S = var(xi) Z'Z / N
-  robust      S = (1/N) sum_j (g_j - gbar)(g_j - gbar)'
-  clustered   S = (1/N) sum_c (sum_{j in c} (g_j - gbar))(...)'   (two-way: CGM 2011)
-Parameter covariance with G = d gbar / d(theta, beta) (M, P + K1):
+Per-observation moments g_i (one row per product, M columns: g_i = z_i xi_i for demand alone,
+[z_bi r_bi]_b over a stack of moment blocks), S scaled so that Var(g_bar) ~= S / N:
+
+    robust      S = (1/N) sum_i g_i g_i'                        (White 1980; Hansen 1982)
+    clustered   S = (1/N) sum_c (sum_{i in c} g_i)(sum_{i in c} g_i)'     (Liang and Zeger 1986)
+    two-way     S = S_a + S_b - S_{a and b}             (Cameron, Gelbach and Miller 2011)
+    unadjusted  S = sigma^2 Z'Z / N, sigma^2 = xi'xi / N (or var(xi), centered); over a stack
+                S_bc = cov(r_b, r_c) Z_b' Z_c / N
+
+with g centered first where asked (``center``; BLP centers, as PyBLP). No finite-sample
+corrections here: callers scale S (e.g. N / (N - K) for HC1). W = S^{-1} after scaling S to a
+unit diagonal (singular S is an error naming the moments). Parameter covariance with
+G = d g_bar / d(theta, beta) (M, P + K1):
   V = (G'WG)^{-1} G'W S W G (G'WG)^{-1} / N   (reduces to (G' S^{-1} G)^{-1} / N when W = S^{-1}).
+Cluster ids are resolved from the user's column names or arrays once, by ``cluster_ids``.
 """
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from blpdemand._types import COVARIANCE_KINDS, AnyArray, FloatArray
-from blpdemand.errors import IdentificationWarning, SpecificationError
+from blpdemand._types import COVARIANCE_KINDS, AnyArray, CovarianceKind, FloatArray
+from blpdemand.data.validation import check_id_values, require_columns
+from blpdemand.errors import DataError, IdentificationWarning, SpecificationError
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
-from blpdemand.solve import weighting
 from blpdemand.solve.bounds import utility_scales
 from blpdemand.solve.concentrated_covariance import concentrated_covariance
 from blpdemand.solve.gmm import ObjectiveEvaluation
-from blpdemand.solve.moments import MomentBlock, MomentStack
+from blpdemand.solve.moments import MomentStack
 
 
-def check_kind(kind: str, clusters: AnyArray | None, N: int) -> None:
-    """Validate a covariance kind and its clusters (SpecificationError naming the fix)."""
+def check_kind(kind: str, clusters: object) -> None:
+    """Validate a covariance kind and the presence of its clusters (SpecificationError)."""
     if kind not in COVARIANCE_KINDS:
         raise SpecificationError(
             f"covariance kind {kind!r} is unknown; use one of {COVARIANCE_KINDS}")
-    if kind == "clustered":
-        if clusters is None:
+    if kind == "clustered" and clusters is None:
+        raise SpecificationError("covariance kind 'clustered' needs clusters= (one id per "
+                                 "product, or (N, 2) ids for two-way clustering)")
+
+
+def cluster_ids(problem: Problem, clusters: Any) -> AnyArray | None:
+    """Cluster ids in sorted row order, (N,) or (N, 2), from one or two column names of the
+    product data or from ids in the user's row order (array, Series, DataFrame); None for
+    None. MissingColumnError names a column that is not in the data; DataError ids of mixed
+    type, a wrong length or missing ids."""
+    if clusters is None:
+        return None
+    frame = problem.products.frame
+    if isinstance(clusters, str):
+        clusters = [clusters]
+    if isinstance(clusters, (list, tuple)) and all(isinstance(c, str) for c in clusters):
+        if not 1 <= len(clusters) <= 2:
+            raise SpecificationError(f"clusters={clusters!r}: give one or two column names")
+        require_columns(frame, clusters, what="product data (clusters)")
+        for c in clusters:
+            check_id_values(frame[c].to_numpy(), what=f"clusters column '{c}'")
+        values = np.column_stack([frame[c].to_numpy() for c in clusters])
+    else:
+        array = np.asarray(clusters.to_numpy() if isinstance(clusters, (pd.Series, pd.DataFrame))
+                           else clusters)
+        if array.ndim == 0 or array.shape[0] != problem.N:
+            raise DataError(f"clusters have {array.shape[0] if array.ndim else 0} rows, "
+                            f"product data {problem.N}")
+        check_id_values(array, what="clusters= ids")
+        values = problem.products.sort(array)
+        values = values[:, None] if values.ndim == 1 else values
+    if pd.isna(pd.DataFrame(values)).to_numpy().any():
+        raise DataError("cluster ids have missing values; fill or drop those rows")
+    return values[:, 0] if values.shape[1] == 1 else values
+
+
+def cluster_codes(clusters: object, N: int) -> np.ndarray:
+    """Integer codes (N, L) for L = 1 or 2 clustering dimensions (any hashable ids in).
+
+    Two-way clustering takes an (N, 2) array or a DataFrame with two columns.
+    """
+    if isinstance(clusters, pd.DataFrame):
+        columns = [clusters.iloc[:, k].to_numpy() for k in range(clusters.shape[1])]
+    elif isinstance(clusters, pd.Series):
+        columns = [clusters.to_numpy()]
+    else:
+        array = np.asarray(clusters)
+        if array.ndim == 1:
+            columns = [array]
+        elif array.ndim == 2:
+            columns = [array[:, k] for k in range(array.shape[1])]
+        else:
+            raise DataError(f"clusters must be (N,) or (N, 2), got shape {array.shape}")
+    if not 1 <= len(columns) <= 2:
+        raise SpecificationError(f"clusters have {len(columns)} dimensions; one- or two-way only")
+    codes = []
+    for k, column in enumerate(columns):
+        if len(column) != N:
+            raise DataError(f"clusters (dimension {k}) have {len(column)} rows, moments have {N}")
+        if pd.isna(column).any():
+            raise DataError(f"clusters (dimension {k}) have missing ids; fill or drop those rows")
+        check_id_values(column, what=f"clusters (dimension {k})")
+        codes.append(pd.factorize(column, sort=True)[0])
+    return np.column_stack(codes).astype(np.int64)
+
+
+def _cluster_sum_outer(moments: FloatArray, codes: np.ndarray) -> FloatArray:
+    """sum_c G_c G_c' with G_c the within-cluster column sums, (M, M)."""
+    G = int(codes.max()) + 1
+    sums = np.zeros((G, moments.shape[1]))
+    np.add.at(sums, codes, moments)
+    return sums.T @ sums
+
+
+def moment_covariance(moments: FloatArray, *, kind: CovarianceKind = "robust",
+                      clusters: object = None, residuals: FloatArray | None = None,
+                      instruments: FloatArray | None = None, center: bool = False) -> FloatArray:
+    """Covariance S of the sample moments, (M, M), scaled so that Var(g_bar) ~= S / N.
+
+    Parameters
+    ----------
+    moments : (N, M) per-observation moments g_i (for IV, g_i = Z_i * xi_i).
+    kind : "unadjusted", "robust" (heteroskedasticity-robust) or "clustered".
+    clusters : (N,) ids for one-way or (N, 2) / two-column DataFrame for two-way clustering;
+        required when kind="clustered".
+    residuals, instruments : (N,) xi and (N, M) Z; required when kind="unadjusted"
+        (S = sigma^2 Z'Z / N with sigma^2 = xi'xi / N, or var(xi) with ``center``).
+    center : subtract the sample mean of g (of xi when unadjusted) before forming S.
+
+    Returns
+    -------
+    S : (M, M) symmetric positive semi-definite.
+
+    References
+    ----------
+    Hansen (1982); Cameron, Gelbach and Miller (2011), "Robust inference with multiway
+    clustering", JBES 29(2), eq. (2.11).
+
+    Examples
+    --------
+    >>> g = np.array([[1.0], [-1.0], [2.0], [-2.0]])
+    >>> float(moment_covariance(g, kind="robust")[0, 0])
+    2.5
+    """
+    check_kind(kind, clusters)
+    g = np.asarray(moments, dtype=np.float64)
+    if g.ndim == 1:
+        g = g[:, None]
+    N = g.shape[0]
+    if N == 0:
+        raise DataError("no observations to compute the moment covariance")
+    if kind == "unadjusted":
+        if residuals is None or instruments is None:
             raise SpecificationError(
-                "covariance kind 'clustered' needs clusters= (one id per product)")
-        if len(clusters) != N:
-            raise SpecificationError(f"clusters has {len(clusters)} ids but there are {N} products")
+                "kind='unadjusted' needs residuals= (N,) and instruments= (N, M)")
+        xi = np.asarray(residuals, dtype=np.float64).reshape(-1)
+        Z = np.asarray(instruments, dtype=np.float64)
+        Z = Z[:, None] if Z.ndim == 1 else Z
+        sigma2 = float(np.var(xi)) if center else float(xi @ xi) / N
+        S = sigma2 * (Z.T @ Z) / N
+        out: FloatArray = (S + S.T) / 2
+        return out
+    if center:
+        g = g - g.mean(axis=0)
+    if kind == "robust":
+        S = g.T @ g / N
+    else:
+        codes = cluster_codes(clusters, N)
+        if codes.shape[1] == 1:
+            S = _cluster_sum_outer(g, codes[:, 0]) / N
+        else:
+            both = pd.factorize(pd.MultiIndex.from_arrays([codes[:, 0], codes[:, 1]]))[0]
+            S = (_cluster_sum_outer(g, codes[:, 0]) + _cluster_sum_outer(g, codes[:, 1])
+                 - _cluster_sum_outer(g, np.asarray(both, dtype=np.int64))) / N
+    symmetric: FloatArray = (S + S.T) / 2
+    return symmetric
 
 
-def moment_covariance(xi: FloatArray, Z: FloatArray, *, kind: str = "robust",
-                      clusters: AnyArray | None = None, center: bool = True) -> FloatArray:
-    """Covariance S (M, M) of the demand moments z_j xi_j: ``stack_covariance`` of the demand
-    block alone. ``clusters`` are (N,) or (N, 2) ids in the problem's sorted row order."""
-    block = MomentBlock(name="demand", Z=Z, X=np.zeros((Z.shape[0], 0)))
-    return stack_covariance(MomentStack((block,)), (xi,), kind=kind, clusters=clusters,
-                            center=center)
+def number_of_clusters(clusters: object, N: int) -> int:
+    """Number of clusters G (the smaller dimension for two-way clustering)."""
+    codes = cluster_codes(clusters, N)
+    return int(min(codes[:, k].max() + 1 for k in range(codes.shape[1])))
+
+
+def weighting_matrix(S: FloatArray, *, names: tuple[str, ...] | None = None,
+                     what: str = "moment covariance", rcond: float = 1e-12) -> FloatArray:
+    """The efficient GMM weighting matrix W = S^-1, (M, M), symmetric.
+
+    Raises SpecificationError when S is singular or numerically so (reciprocal condition number
+    below ``rcond``): collinear instruments, more moments than clusters, or a moment that is
+    identically zero. ``names`` label the moments and ``what`` names S in the message.
+    """
+    S = np.asarray(S, dtype=np.float64)
+    if S.ndim != 2 or S.shape[0] != S.shape[1]:
+        raise SpecificationError(f"moment covariance must be square, got shape {S.shape}")
+    if not np.all(np.isfinite(S)):
+        raise DataError(
+            f"the {what} has NaN/inf entries; check the residuals and instruments")
+    # scale to unit diagonal so that the condition number is about collinearity, not units
+    d = np.sqrt(np.clip(np.diag(S), 0.0, None))
+    zero = np.flatnonzero(d == 0)
+    if zero.size:
+        label = [names[k] for k in zero] if names else zero.tolist()
+        raise SpecificationError(f"moment(s) {label} have zero variance; the {what} is "
+                                 "singular (has no inverse); drop those instruments")
+    C = S / np.outer(d, d)
+    eigenvalues = np.linalg.eigvalsh(C)
+    if eigenvalues[0] <= rcond * max(eigenvalues[-1], 1.0):
+        raise SpecificationError(
+            f"the {what} ({S.shape[0]} moments) is singular, it has no inverse (smallest scaled "
+            f"eigenvalue "
+            f"{eigenvalues[0]:.3g}): instruments are collinear or there are fewer clusters than "
+            "moments; drop instruments or use fewer clustering dimensions")
+    W = np.linalg.inv(C) / np.outer(d, d)
+    result: FloatArray = (W + W.T) / 2
+    return result
 
 
 def stack_covariance(stack: MomentStack, residuals: tuple[FloatArray, ...], *,
@@ -53,13 +227,13 @@ def stack_covariance(stack: MomentStack, residuals: tuple[FloatArray, ...], *,
                      center: bool = True) -> FloatArray:
     """Covariance S (M, M) of the stacked per-observation moments g_j = [z_bj r_bj]_b.
 
-    Robust and clustered (one- or two-way): from the per-observation moments
-    (:mod:`blpdemand.solve.weighting`). Unadjusted: S_bc = cov(r_b, r_c) Z_b' Z_c / N, the
+    Robust and clustered (one- or two-way): ``moment_covariance`` of the per-observation
+    moments. Unadjusted: S_bc = cov(r_b, r_c) Z_b' Z_c / N, the
     centered (co)variances of the residuals times the instruments' cross-products (for demand
     alone var(xi) Z'Z / N, as PyBLP).
     """
     N = stack.N
-    check_kind(kind, clusters, N)
+    check_kind(kind, clusters)
     if kind == "unadjusted":
         rows = []
         for b, r_b in zip(stack.blocks, residuals):
@@ -71,18 +245,8 @@ def stack_covariance(stack: MomentStack, residuals: tuple[FloatArray, ...], *,
             rows.append(row)
         S: FloatArray = rows[0][0] if len(rows) == 1 else np.block(rows)
         return (S + S.T) / 2
-    out: FloatArray = weighting.moment_covariance(
-        stack.observation_moments(residuals), kind=kind,  # type: ignore[arg-type]
-        clusters=clusters, center=center)
-    return out
-
-
-def weighting_matrix(S: FloatArray, *, what: str = "moment covariance") -> FloatArray:
-    """W = S^{-1}, symmetrized; SpecificationError when S is (numerically) singular."""
-    try:
-        return weighting.weighting_matrix(S)
-    except SpecificationError as error:
-        raise SpecificationError(f"the {what} has no inverse: {error}") from error
+    return moment_covariance(stack.observation_moments(residuals),
+                             kind=kind, clusters=clusters, center=center)  # type: ignore[arg-type]
 
 
 #: a direction of (theta, beta) is unidentified when the scaled G'WG loses half the digits
@@ -152,7 +316,9 @@ def gmm_covariance(G: FloatArray, W: FloatArray, xi: FloatArray | tuple[FloatArr
         if isinstance(Z, MomentStack):
             S = stack_covariance(Z, residuals, kind=kind, clusters=clusters, center=center)
         else:
-            S = moment_covariance(residuals[0], Z, kind=kind, clusters=clusters, center=center)
+            S = moment_covariance(Z * residuals[0][:, None], kind=kind,  # type: ignore[arg-type]
+                                  clusters=clusters, residuals=residuals[0], instruments=Z,
+                                  center=center)
         if not (np.all(np.isfinite(S)) and np.all(np.isfinite(G.T @ G))):
             return nan
         if kind == "unadjusted":

@@ -18,8 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from blpdemand._types import AnyArray, FailurePolicy, FloatArray
-from blpdemand.data.validation import check_id_values
+from blpdemand._types import ON_FAILURE, AnyArray, FloatArray, OnFailure
 from blpdemand.errors import SpecificationError
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
@@ -32,7 +31,12 @@ from blpdemand.solve.bounds import (
     resolve_bounds,
     start_box,
 )
-from blpdemand.solve.covariance import linear_names, stack_covariance, weighting_matrix
+from blpdemand.solve.covariance import (
+    cluster_ids,
+    linear_names,
+    stack_covariance,
+    weighting_matrix,
+)
 from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.gmm import DemandObjective, ObjectiveEvaluation
 from blpdemand.solve.jobs import check_executor, map_jobs, run_jobs
@@ -97,8 +101,9 @@ class EstimationConfig:
     contraction : the inner loop's FixedPointConfig (method, tol, max_evaluations, ...), or a
         mapping of its fields; default FixedPointConfig() ("auto": compiled Anderson per market,
         SQUAREM where it stalls; tol 1e-14; threads=N solves blocks of markets on N threads).
-    on_failure : ``"warn"`` (continue, warn at the end) or ``"raise"`` when the inner loop or
-        the optimizer fails.
+    on_failure : when the inner loop or the optimizer fails: ``"warn"`` (continue, warn at the
+        end), ``"raise"`` (ConvergenceError), or ``"report"`` (continue; the failure is in the
+        results' status and counts only).
     start : ``"given"`` (default) starts from the user's sigma/pi; ``"approximation"`` replaces
         their nonzero elements by the Salanie-Wolak (2019) approximation's estimates
         (``approximation_start``; the pattern of free elements is kept).
@@ -135,7 +140,7 @@ class EstimationConfig:
     starts: int = 4
     rng: int | None = 0
     contraction: FixedPointConfig | Mapping[str, Any] | None = None
-    on_failure: FailurePolicy = "warn"
+    on_failure: OnFailure = "warn"
     hessian: bool = True
     workers: int = 1
     runner: Callable[[Sequence[Callable[[], Any]]], list[Any]] | None = None
@@ -148,7 +153,7 @@ class EstimationConfig:
         check_field_types(self)  # int/float/bool fields typed first: the checks below compare
         choices: dict[str, tuple[Any, ...]] = {
             "optimizer": OPTIMIZERS, "method": ("1s", "2s"), "weighting": ("robust", "clustered"),
-            "covariance": ("robust", "unadjusted", "clustered"), "on_failure": ("warn", "raise"),
+            "covariance": ("robust", "unadjusted", "clustered"), "on_failure": ON_FAILURE,
             "start": ("given", "approximation")}
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
@@ -211,16 +216,6 @@ class EstimationOutcome:
     supply_failures: int = 0  # trial theta where the supply side failed (log of c <= 0, ...)
 
 
-def _clusters(problem: Problem, config: EstimationConfig) -> AnyArray | None:
-    if config.clusters is None:
-        return None
-    if not problem.products.has(config.clusters):
-        raise SpecificationError(f"clusters column {config.clusters!r} is not in the product data")
-    ids = problem.products.array(config.clusters)
-    check_id_values(ids, what=f"clusters column {config.clusters!r}")  # before the optimizer
-    return ids
-
-
 def run_estimation(problem: Problem, layout: ParameterLayout, theta0: FloatArray,
                    config: EstimationConfig, reporter: Reporter | None = None) -> EstimationOutcome:
     """Run one- or two-step GMM (``_estimate``), over market shards with ``config.shards``."""
@@ -253,7 +248,7 @@ def _estimate(problem: Problem, layout: ParameterLayout, theta0: FloatArray,
     bounds = resolve_bounds(problem, layout, np.asarray(theta0), config.bounds)
     binding = binding_bounds(bounds, config.optimizer)
     check_start(layout, theta0, binding)
-    clusters = _clusters(problem, config)
+    clusters = cluster_ids(problem, config.clusters)  # before the optimizer
     reporter = reporter if reporter is None or config.workers == 1 else SerializedReporter(reporter)
     Z = problem_stack(problem).Z  # the stacked instruments (demand, supply)
     W = weighting_matrix(Z.T @ Z / problem.N, what="instrument cross-product Z'Z/N")

@@ -11,16 +11,15 @@ import time
 
 import numpy as np
 
-from blpdemand._types import FloatArray
+from blpdemand._types import FloatArray, Status
 from blpdemand.errors import SpecificationError
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.solve.bounds import binding_bounds, resolve_bounds
-from blpdemand.solve.covariance import stack_covariance, weighting_matrix
+from blpdemand.solve.covariance import cluster_ids, stack_covariance, weighting_matrix
 from blpdemand.solve.estimate import (
     EstimationConfig,
     EstimationOutcome,
-    _clusters,
     updated_weighting,
 )
 from blpdemand.solve.gmm import DemandObjective, ObjectiveEvaluation
@@ -28,7 +27,6 @@ from blpdemand.solve.micro import with_micro
 from blpdemand.solve.moments import problem_stack
 from blpdemand.solve.optimizer import (
     OptimizationResult,
-    OptimizationStatus,
     contraction_failed,
 )
 from blpdemand.solve.verdicts import check_final, check_step_one
@@ -42,7 +40,7 @@ def evaluate_outcome(problem: Problem, layout: ParameterLayout, theta: FloatArra
     if problem.agents is None or layout.P == 0:
         raise SpecificationError("evaluate needs random coefficients: give sigma=/pi=")
     clock, given = time.perf_counter(), W
-    clusters = _clusters(problem, config)
+    clusters = cluster_ids(problem, config.clusters)
     Z = problem_stack(problem).Z  # the stacked instruments (demand, supply)
     W = weighting_matrix(Z.T @ Z / problem.N, what="instrument cross-product Z'Z/N")
     theta = np.asarray(theta, dtype=np.float64)
@@ -56,7 +54,7 @@ def evaluate_outcome(problem: Problem, layout: ParameterLayout, theta: FloatArra
         evaluation = objectives[-1].evaluate(theta, report=False)
         steps.append(OptimizationResult(
             start=theta, theta=theta, objective=evaluation.objective,
-            gradient=evaluation.gradient, status=OptimizationStatus.NOT_OPTIMIZED,
+            gradient=evaluation.gradient, status=Status.NOT_OPTIMIZED,
             projected_gradient_norm=float(np.max(np.abs(evaluation.gradient))),
             message="evaluated, not optimized", iterations=0, evaluations=1))
         return evaluation

@@ -32,8 +32,8 @@ from scipy import stats
 from blpdemand._types import FloatArray
 from blpdemand.data.validation import check_choice
 from blpdemand.errors import SpecificationError, WeakInstrumentsWarning
+from blpdemand.solve.covariance import number_of_clusters
 from blpdemand.solve.linear_iv import CovarianceType, estimate_covariance
-from blpdemand.solve.weighting import number_of_clusters
 
 WEAK_F_THRESHOLD = 10.0
 ClusterCorrection = Literal["none", "stata"]

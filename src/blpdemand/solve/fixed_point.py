@@ -30,35 +30,25 @@ caller applies ``on_failure`` (see ``solve.contraction``).
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Literal, Protocol, cast
 
 import numpy as np
 
 from blpdemand._checks import check_field_types
-from blpdemand._types import BoolArray, FloatArray, IntArray
+from blpdemand._types import ON_FAILURE, BoolArray, FloatArray, IntArray, OnFailure, Status
 from blpdemand.errors import SpecificationError
 
 Method = Literal["auto", "squarem", "simple", "anderson", "newton"]
-OnFailure = Literal["report", "warn", "raise"]
 _METHODS = ("auto", "squarem", "simple", "anderson", "newton")
 #: two units in the last place, relative: a step below ULPS max_j |x_j| is at float resolution
 ULPS = 2 * float(np.finfo(np.float64).eps)
 #: "auto" uses Anderson for blocks of at least this many exp(mu) cells (T_b J I), else SQUAREM.
 AUTO_CELLS = 1 << 17
-_ON_FAILURE = ("report", "warn", "raise")
 
 
-class FixedPointStatus(enum.Enum):
-    """Outcome of a fixed-point run (for one row, or the worst over rows)."""
-
-    CONVERGED = "converged"
-    MAX_EVALUATIONS = "max_evaluations"
-    NONFINITE = "nonfinite"
-
-
-_CODES = (FixedPointStatus.CONVERGED, FixedPointStatus.MAX_EVALUATIONS, FixedPointStatus.NONFINITE)
+#: the Status of each fixed-point status code (0 converged, 1 evaluation limit, 2 NaN or inf)
+FIXED_POINT_CODES = (Status.CONVERGED, Status.MAX_EVALUATIONS, Status.NONFINITE)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,9 +90,9 @@ class FixedPointConfig:
         check_field_types(self)
         if self.method not in _METHODS:
             raise SpecificationError(f"method={self.method!r} is unknown; use one of {_METHODS}")
-        if self.on_failure not in _ON_FAILURE:
+        if self.on_failure not in ON_FAILURE:
             raise SpecificationError(
-                f"on_failure={self.on_failure!r} is unknown; use one of {_ON_FAILURE}")
+                f"on_failure={self.on_failure!r} is unknown; use one of {ON_FAILURE}")
         if not (self.tol > 0 and np.isfinite(self.tol)):
             raise SpecificationError(f"tol must be positive and finite, got {self.tol!r}")
         if self.max_evaluations < 1:
@@ -136,9 +126,9 @@ class FixedPointResult:
     change: FloatArray
 
     @property
-    def status(self) -> FixedPointStatus:
+    def status(self) -> Status:
         """CONVERGED if every row converged, else the worst row's status."""
-        return _CODES[int(self.codes.max())] if self.codes.size else FixedPointStatus.CONVERGED
+        return FIXED_POINT_CODES[int(self.codes.max())] if self.codes.size else Status.CONVERGED
 
     @property
     def failed(self) -> IntArray:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from blpdemand._types import AnyArray, FailurePolicy, FloatArray
+from blpdemand._types import AnyArray, FloatArray, OnFailure
 from blpdemand.errors import ConvergenceError
 from blpdemand.model.marginal_costs import (
     CostEvaluation,
@@ -112,7 +112,7 @@ class DemandObjective:
 
     def __init__(self, problem: Problem, layout: ParameterLayout, W: FloatArray, *,
                  contraction: FixedPointConfig | None = None,
-                 on_failure: FailurePolicy = "warn", reporter: Reporter | None = None,
+                 on_failure: OnFailure = "warn", reporter: Reporter | None = None,
                  step: int = 1, start: int = 0, clock: float | None = None,
                  delta0: FloatArray | None = None) -> None:
         self.problem = problem

@@ -25,7 +25,7 @@ import numpy as np
 from blpdemand._types import CovarianceKind, FloatArray
 from blpdemand.data.formulation import check_rank
 from blpdemand.errors import DataError, SpecificationError
-from blpdemand.solve.weighting import (
+from blpdemand.solve.covariance import (
     moment_covariance,
     number_of_clusters,
     weighting_matrix,

@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 
 from blpdemand._types import AnyArray, FloatArray
-from blpdemand.data.validation import check_id_values, require_columns
-from blpdemand.errors import DataError, SpecificationError
+from blpdemand.errors import SpecificationError
 from blpdemand.model.nesting import Nests, RhoKind, warn_unused_nesting, with_nesting_columns
 from blpdemand.model.problem import InstrumentsLike, Problem
+from blpdemand.solve.covariance import cluster_ids, number_of_clusters
 from blpdemand.solve.first_stage import ClusterCorrection, FirstStageReport, first_stage
 from blpdemand.solve.linear_iv import (
     CovarianceType,
@@ -34,7 +34,6 @@ from blpdemand.solve.linear_iv import (
     estimate_covariance,
     fit_linear_iv,
 )
-from blpdemand.solve.weighting import number_of_clusters
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,33 +104,6 @@ def logit_problem(products: pd.DataFrame, *, linear: str, instruments: Instrumen
             f"{list(problem.X1.names)}; add 'prices' to linear= or set endogenous=")
     problem.inputs.update(given)  # as the user wrote them: saved results rebuild from these
     return problem
-
-
-def cluster_ids(problem: Problem, clusters: Any) -> AnyArray | None:
-    """Cluster ids in sorted row order from column name(s) or arrays in the user's row order."""
-    if clusters is None:
-        return None
-    frame = problem.products.frame
-    if isinstance(clusters, str):
-        clusters = [clusters]
-    if isinstance(clusters, (list, tuple)) and all(isinstance(c, str) for c in clusters):
-        if not 1 <= len(clusters) <= 2:
-            raise SpecificationError(f"clusters={clusters!r}: give one or two column names")
-        require_columns(frame, clusters, what="product data (clusters)")
-        for c in clusters:
-            check_id_values(frame[c].to_numpy(), what=f"clusters column '{c}'")
-        values = np.column_stack([frame[c].to_numpy() for c in clusters])
-    else:
-        array = np.asarray(clusters.to_numpy() if isinstance(clusters, (pd.Series, pd.DataFrame))
-                           else clusters)
-        if array.shape[0] != problem.N:
-            raise DataError(f"clusters have {array.shape[0]} rows, product data {problem.N}")
-        check_id_values(array, what="clusters= ids")
-        values = problem.products.sort(array)
-        values = values[:, None] if values.ndim == 1 else values
-    if pd.isna(pd.DataFrame(values)).to_numpy().any():
-        raise DataError("cluster ids have missing values; fill or drop those rows")
-    return values[:, 0] if values.shape[1] == 1 else values
 
 
 def excluded_names(problem: Problem) -> tuple[str, ...]:

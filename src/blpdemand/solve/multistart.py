@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from blpdemand._types import FailurePolicy, FloatArray
+from blpdemand._types import FloatArray, OnFailure
 from blpdemand.errors import OptimizationWarning
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
@@ -60,7 +60,7 @@ class StartJob:
     gtol: float
     max_iterations: int
     contraction: FixedPointConfig
-    on_failure: FailurePolicy
+    on_failure: OnFailure
     delta0: FloatArray | None = field(default=None, repr=False)
     clock: float = 0.0
     reporter: Reporter | None = field(default=None, repr=False)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import enum
 import sys
 import threading
 import warnings
@@ -26,7 +25,7 @@ from typing import Any, TypeVar
 import numpy as np
 import scipy.optimize
 
-from blpdemand._types import FloatArray
+from blpdemand._types import FloatArray, Status
 from blpdemand.errors import OptimizationWarning, SpecificationError
 
 OPTIMIZERS = ("l-bfgs-b", "trust-constr", "bfgs", "slsqp", "nelder-mead", "powell")
@@ -36,29 +35,6 @@ BOUNDED = ("l-bfgs-b", "trust-constr", "slsqp", "nelder-mead", "powell")
 RESTARTED = ("l-bfgs-b", "bfgs")
 
 T = TypeVar("T")
-
-
-class OptimizationStatus(enum.Enum):
-    """How the outer loop ended.
-
-    ``converged`` (below) is true for CONVERGED, AT_BOUND (a minimum on the box: the projected
-    gradient vanishes, but standard inference does not apply there), NO_PARAMETERS and
-    NOT_OPTIMIZED; a run stopped by a limit, or whose inner loop failed at its estimate, is not.
-    """
-
-    CONVERGED = "converged"
-    AT_BOUND = "converged at a bound"
-    NOT_CONVERGED = "not converged"
-    MAX_ITERATIONS = "stopped at the iteration limit"
-    MAX_EVALUATIONS = "stopped at the evaluation limit"
-    CONTRACTION_FAILED = "contraction failed at the estimate"
-    NO_PARAMETERS = "no parameters"
-    NOT_OPTIMIZED = "evaluated at the given theta"
-
-
-#: statuses of a run that found what it looked for (or was not asked to look)
-SUCCESSFUL = (OptimizationStatus.CONVERGED, OptimizationStatus.AT_BOUND,
-              OptimizationStatus.NO_PARAMETERS, OptimizationStatus.NOT_OPTIMIZED)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,25 +54,24 @@ class OptimizationResult:
     objective: float
     gradient: FloatArray
     projected_gradient_norm: float
-    status: OptimizationStatus
+    status: Status
     message: str
     iterations: int
     evaluations: int
 
     @property
     def converged(self) -> bool:
-        return self.status in SUCCESSFUL
+        return self.status.converged
 
     @property
     def stopped_by_limit(self) -> bool:
         """True when an iteration or evaluation limit ended the run (never 'converged')."""
-        return self.status in (OptimizationStatus.MAX_ITERATIONS,
-                               OptimizationStatus.MAX_EVALUATIONS)
+        return self.status.at_limit
 
     @property
     def stayed_at_start(self) -> bool:
         """True when no step was taken (a known trap: 'converged' at the starting values)."""
-        if self.status is OptimizationStatus.NOT_OPTIMIZED or self.theta.size == 0:
+        if self.status is Status.NOT_OPTIMIZED or self.theta.size == 0:
             return False
         return self.iterations == 0 or bool(np.array_equal(self.theta, self.start))
 
@@ -137,7 +112,7 @@ def minimize(fun: Callable[[FloatArray], tuple[float, FloatArray]], theta0: Floa
         value, grad = counted(theta0)
         return OptimizationResult(start=theta0, theta=theta0, objective=value, gradient=grad,
                                   projected_gradient_norm=0.0,
-                                  status=OptimizationStatus.NO_PARAMETERS,
+                                  status=Status.NO_PARAMETERS,
                                   message="no nonlinear parameters", iterations=0, evaluations=1)
 
     def callback(*_: Any) -> None:
@@ -193,13 +168,13 @@ def minimize(fun: Callable[[FloatArray], tuple[float, FloatArray]], theta0: Floa
 
     max_evaluations = options.get("maxfun")
 
-    def limited(raw: Any, iterations: int) -> OptimizationStatus | None:
+    def limited(raw: Any, iterations: int) -> Status | None:
         # scipy reports a limit by status code only (1 for these methods, 9 for slsqp), so the
         # counts are read directly: a run that used its whole budget was stopped by it
         if iterations >= max_iterations:
-            return OptimizationStatus.MAX_ITERATIONS
+            return Status.MAX_ITERATIONS
         if max_evaluations is not None and int(getattr(raw, "nfev", 0) or 0) >= max_evaluations:
-            return OptimizationStatus.MAX_EVALUATIONS
+            return Status.MAX_EVALUATIONS
         return None
 
     raw, theta, value, grad, norm = run(theta0, max_iterations)
@@ -218,12 +193,12 @@ def minimize(fun: Callable[[FloatArray], tuple[float, FloatArray]], theta0: Floa
             message = f"{raw2.message} (restarted once after: {raw.message})"
     converged = done(value, norm) if method not in DERIVATIVE_FREE else (
         bool(raw.success) and bool(np.isfinite(value)) and value < 1e10)
-    status = OptimizationStatus.CONVERGED if converged else OptimizationStatus.NOT_CONVERGED
+    status = Status.CONVERGED if converged else Status.NOT_CONVERGED
     limit = limited(last, iterations)
     if limit is not None:
         status = limit
         budget = (f"max_iterations = {max_iterations}"
-                  if limit is OptimizationStatus.MAX_ITERATIONS
+                  if limit is Status.MAX_ITERATIONS
                   else f"{max_evaluations} objective evaluations")
         message = f"{message} ({limit.value}: {budget})"
     return OptimizationResult(
@@ -287,7 +262,7 @@ def newton_polish(fun: Callable[[FloatArray], tuple[float, FloatArray]],
     converged = norm <= gtol * max(1.0, abs(value))
     polished = dataclasses.replace(
         step, theta=theta, objective=value, gradient=grad, projected_gradient_norm=norm,
-        status=OptimizationStatus.CONVERGED if converged else OptimizationStatus.NOT_CONVERGED,
+        status=Status.CONVERGED if converged else Status.NOT_CONVERGED,
         message=f"{step.message}; then {taken} Newton step(s) on the Hessian",
         iterations=step.iterations + taken, evaluations=step.evaluations + calls)
     return polished, (H if fresh else hessian_at(theta))
@@ -367,7 +342,7 @@ def contraction_failed(step: OptimizationResult,
     ``failed_markets`` is empty) is never 'converged': Q there is a penalty, not an objective."""
     failed = list(failed_markets)
     what = f"market(s) {failed[:10]}" if failed else "non-finite xi"
-    return dataclasses.replace(step, status=OptimizationStatus.CONTRACTION_FAILED,
+    return dataclasses.replace(step, status=Status.CONTRACTION_FAILED,
                                objective=np.nan,
                                message=f"{step.message}; the contraction failed at the estimate "
                                        f"({what})")

@@ -30,10 +30,10 @@ import numpy as np
 import pandas as pd
 
 from blpdemand._types import COVARIANCE_KINDS, AnyArray, CovarianceKind, FloatArray
-from blpdemand.data.validation import check_id_values
 from blpdemand.errors import SpecificationError
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
+from blpdemand.solve.covariance import cluster_ids
 
 
 @dataclass(frozen=True, eq=False)
@@ -312,6 +312,7 @@ def _quadratic(Pi: FloatArray, C: FloatArray, X2: FloatArray, e: FloatArray, cod
 
 
 def _clusters(problem: Problem, kind: str, clusters: Any) -> AnyArray | None:
+    """``cluster_ids`` of ``clusters``, default the 'clustering_ids' column (clustered only)."""
     if kind != "clustered":
         return None
     if clusters is None:
@@ -319,15 +320,7 @@ def _clusters(problem: Problem, kind: str, clusters: Any) -> AnyArray | None:
             raise SpecificationError("covariance='clustered' needs clusters= (a column name or one "
                                      "id per product) or a 'clustering_ids' column")
         clusters = "clustering_ids"
-    if isinstance(clusters, str):
-        check_id_values(problem.products.array(clusters), what=f"clusters column {clusters!r}")
-        return problem.products.array(clusters)
-    ids = np.asarray(clusters)
-    check_id_values(ids, what="clusters= ids")
-    if ids.shape[0] != problem.N:
-        raise SpecificationError(
-            f"clusters has {ids.shape[0]} ids but there are {problem.N} products")
-    return problem.products.sort(ids)
+    return cluster_ids(problem, clusters)
 
 
 class _IV:

@@ -19,7 +19,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from blpdemand._types import FailurePolicy, FloatArray
+from blpdemand._types import FloatArray, OnFailure
 from blpdemand.errors import ConvergenceError, SpecificationError
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
@@ -44,7 +44,7 @@ class ShardedDemandObjective:
 
     def __init__(self, problem: Problem, layout: ParameterLayout, W: FloatArray,
                  pool: ShardPool, *, contraction: FixedPointConfig | None = None,
-                 on_failure: FailurePolicy = "warn", reporter: Reporter | None = None,
+                 on_failure: OnFailure = "warn", reporter: Reporter | None = None,
                  step: int = 1, start: int = 0, clock: float | None = None,
                  delta0: FloatArray | None = None) -> None:
         self.problem, self.layout, self.W, self.W_full = problem, layout, W, W

@@ -440,7 +440,7 @@ class ShardedObjective:
     def moment_covariance(self, theta: FloatArray, *,
                           kind: Literal["robust", "unadjusted"] = "robust") -> FloatArray:
         """Centered covariance S (M, M) of the moments z_j xi_j at theta, summed over shards,
-        as ``solve.covariance.moment_covariance`` (for a second GMM step, W = S^{-1}):
+        as ``solve.covariance.stack_covariance`` of the demand block (for a second GMM step):
         robust S = (1/N) sum_j g_j g_j' - g g'; unadjusted S = var(xi) Z'Z / N."""
         evaluation = self.evaluate(theta)
         if evaluation.failed:

@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from blpdemand._types import FloatArray
+from blpdemand._types import FloatArray, Status
 from blpdemand.errors import ConvergenceWarning, OptimizationWarning
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.solve.bounds import at_bounds
 from blpdemand.solve.gmm import ObjectiveEvaluation
-from blpdemand.solve.optimizer import OptimizationResult, OptimizationStatus
+from blpdemand.solve.optimizer import OptimizationResult
 
 
 def check_final(evaluation: ObjectiveEvaluation, config: Any) -> None:
@@ -40,7 +40,8 @@ def check_final(evaluation: ObjectiveEvaluation, config: Any) -> None:
         if config.on_failure == "raise":
             from blpdemand.errors import ConvergenceError
             raise ConvergenceError(message)
-        warnings.warn(message, ConvergenceWarning, stacklevel=4)
+        if config.on_failure == "warn":
+            warnings.warn(message, ConvergenceWarning, stacklevel=4)
 
 
 def check_step_one(first: ObjectiveEvaluation, result: OptimizationResult) -> None:
@@ -75,7 +76,7 @@ def at_precision_floor(step: OptimizationResult, hessian: FloatArray) -> Optimiz
     floor = float(np.sqrt(20 * np.finfo(float).eps * max(1.0, abs(step.objective))
                           * max(float(eigenvalues.max()), 0.0)))
     if eigenvalues.min() > 0 and step.projected_gradient_norm <= floor:
-        return dataclasses.replace(step, status=OptimizationStatus.CONVERGED,
+        return dataclasses.replace(step, status=Status.CONVERGED,
                                    message=f"{step.message} (gradient at the line-search "
                                            f"precision floor {floor:.2g})")
     return step
@@ -87,7 +88,7 @@ def check_optimization(steps: Sequence[OptimizationResult], config: Any,
     estimate on a bound. A failed inner loop at the estimate is ``_check_final``'s."""
     failures: list[str] = []
     for k, step in enumerate(steps, start=1):
-        if step.status is OptimizationStatus.CONTRACTION_FAILED:
+        if step.status is Status.CONTRACTION_FAILED:
             continue  # _check_final names the markets; the optimizer only met penalties there
         # (step 2 starts at step 1's estimate, where staying is no trap when it converged)
         if step.stayed_at_start and not (k == 2 and step.converged):
@@ -99,7 +100,7 @@ def check_optimization(steps: Sequence[OptimizationResult], config: Any,
             failures.append(f"GMM step {k}: the optimizer {step.status.value} ({step.message}) "
                             f"with projected gradient inf-norm {step.projected_gradient_norm:.3g}; "
                             "raise max_iterations or change the start")
-        elif step.status is OptimizationStatus.NOT_CONVERGED:
+        elif step.status is Status.NOT_CONVERGED:
             failures.append(f"GMM step {k}: the optimizer stopped with projected gradient inf-norm "
                             f"{step.projected_gradient_norm:.3g} > gtol max(1, Q) = "
                             f"{config.gtol * max(1.0, abs(step.objective)):.3g} "
@@ -109,9 +110,10 @@ def check_optimization(steps: Sequence[OptimizationResult], config: Any,
         if config.on_failure == "raise":
             from blpdemand.errors import ConvergenceError
             raise ConvergenceError(message)
-        warnings.warn(message, OptimizationWarning, stacklevel=4)
+        if config.on_failure == "warn":
+            warnings.warn(message, OptimizationWarning, stacklevel=4)
     last = steps[-1]
-    if last.status is OptimizationStatus.AT_BOUND:
+    if last.status is Status.AT_BOUND:
         active = at_bounds(last.theta, bounds)
         where = ", ".join(f"{layout.names[k]} = {bound:g}" for k, bound in active)
         names = [layout.names[k] for k, _ in active]

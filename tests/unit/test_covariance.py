@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from blpdemand.errors import DataError, SpecificationError
-from blpdemand.solve.weighting import moment_covariance, number_of_clusters, weighting_matrix
+from blpdemand.solve.covariance import moment_covariance, number_of_clusters, weighting_matrix
 
 
 @pytest.fixture()
