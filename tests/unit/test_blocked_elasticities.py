@@ -56,3 +56,20 @@ def test_elasticities_and_diversion_rows_from_the_blocks() -> None:
         expected = jac * demand.prices[None, :] / demand.shares()[:, None]
         np.testing.assert_allclose(elasticities.matrices[t], expected, rtol=1e-12)
         np.testing.assert_allclose(diversion.matrices[t].sum(axis=1), 1.0, rtol=1e-12)
+
+
+def test_params_and_bse_read_the_same_on_every_estimator() -> None:
+    # the labelled estimates and standard errors of BLP and Salanie-Wolak results, as
+    # LogitResults.params / .bse name them: the to_frame() columns by parameter name
+    results = _unequal_results(True)
+    assert isinstance(results, bd.BLPResults)
+    assert list(results.params.index) == list(results.names)
+    np.testing.assert_array_equal(results.params.to_numpy(), results.estimates)
+    np.testing.assert_array_equal(results.bse.to_numpy(), results.standard_errors)
+    approximation = bd.estimate_approximation(results.problem)
+    frame = approximation.to_frame()
+    np.testing.assert_array_equal(approximation.params.to_numpy(), frame["estimate"].to_numpy())
+    np.testing.assert_array_equal(approximation.bse.to_numpy(), frame["std. error"].to_numpy())
+    assert "prices" in approximation.params.index and "prices" in results.params.index
+    logit = _unequal_results(False)
+    assert list(logit.params.index) == list(logit.to_frame().index)
