@@ -116,3 +116,25 @@ def test_jobs_of_workers_that_die_rerun_and_give_the_sequential_results(client: 
             for a, b in zip(draws.fitted, expected.fitted):
                 assert np.array_equal(a.delta, b.delta)
         assert not before & set(client.scheduler_info()["workers"])
+
+
+def test_merger_blocks_as_jobs_equal_the_sequential_merger(client: Any) -> None:
+    # Reference: compute_prices in this process. Markets of three sizes (three blocks of the
+    # demand engine), each block's fixed point a job on 2 processes and on the LocalCluster:
+    # the same prices, shares, surplus and statuses, compared for equality.
+    sim = bd.simulate(markets=9, products=5, firms=3, sigma={"x1": 1.0}, draws=30, rng=6)
+    products = sim.products[sim.products["product_ids"] < 5 - sim.products["market_ids"] % 3]
+    problem = bd.Problem(products.reset_index(drop=True), linear="1 + prices + x1 + x2",
+                         nonlinear="0 + x1", agents=sim.agents, instruments=["w1", "w2"])
+    results = bd.evaluate(problem, sigma=[[1.0]], config=bd.EstimationConfig(hessian=False))
+    sequential = bd.simulate_merger(results, [0, 1])
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        processes = bd.simulate_merger(results, [0, 1], executor=pool)
+    cluster = bd.simulate_merger(results, [0, 1], executor=client)
+    assert {int(n) for n in products.groupby("market_ids").size()} == {3, 4, 5}
+    for other in (processes, cluster):
+        np.testing.assert_array_equal(other.prices, sequential.prices)
+        np.testing.assert_array_equal(other.shares, sequential.shares)
+        np.testing.assert_array_equal(other.consumer_surplus, sequential.consumer_surplus)
+        assert other.status == sequential.status
+    assert sequential.converged and np.all(np.isfinite(sequential.prices))

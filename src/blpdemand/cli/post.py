@@ -237,10 +237,12 @@ def merger(spec: Spec, results: Any, report: Report, products: pd.DataFrame) -> 
     options = dict(spec.post["merger"])
     column = products[spec.columns.get("firm_ids", "firm_ids")]
     if "firms" in options:
-        outcome = simulate_merger(results, [like_column(column, f) for f in options["firms"]])
+        outcome = simulate_merger(results, [like_column(column, f) for f in options["firms"]],
+                                  executor=run_executor())  # blocks of markets as jobs
     else:
         mapping = firm_mapping(column, options["firm_ids"], spec.path.name)
-        outcome = compute_prices(results, firm_ids=column.replace(mapping).to_numpy())
+        outcome = compute_prices(results, firm_ids=column.replace(mapping).to_numpy(),
+                                 executor=run_executor())
     table = outcome.summary()
     report.table("merger", table, show=head_rows(table, 12))
     changes = np.asarray(outcome.price_changes, dtype=np.float64)

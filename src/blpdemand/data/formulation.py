@@ -64,7 +64,7 @@ def build_matrix(formula: str, data: pd.DataFrame, *, intercept: bool | None = N
         if null:
             raise DataError(f"{what} column '{null.group(1)}' has missing (NaN) values; drop or "
                             "impute those rows before estimation") from exc
-        invalid = re.search(r"evaluate factor `([^`]+)`.*FloatingPointError", message, re.S)
+        invalid = re.search(r"evaluate factor `([^`]+)`.*FloatingPointError", message, re.DOTALL)
         if invalid:
             raise DataError(f"{what} column '{invalid.group(1)}' is not finite on these data "
                             f"({message.split('FloatingPointError:')[-1].strip(' ]')}), e.g. "

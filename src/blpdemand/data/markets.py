@@ -40,7 +40,7 @@ class MarketIndex:
     @property
     def T(self) -> int:
         """Number of markets."""
-        return int(len(self.ids))
+        return len(self.ids)
 
     @property
     def N(self) -> int:

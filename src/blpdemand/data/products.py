@@ -55,7 +55,7 @@ class ProductData:
 
     @property
     def N(self) -> int:
-        return int(len(self.frame))
+        return len(self.frame)
 
     @property
     def log_outside_shares(self) -> FloatArray:

@@ -92,6 +92,18 @@ def share_jacobian(probabilities: FloatArray, weights: FloatArray,
     return np.diag(lam) - gamma
 
 
+def block_share_jacobians(probabilities: FloatArray, weights: FloatArray,
+                          coefficients: FloatArray) -> FloatArray:
+    """``share_jacobian`` for a block of markets of equal size: (T_b, J, J) ds_j / dx_k =
+    sum_i w_i a_i s_ij (1{j=k} - s_ik) from (T_b, J, I) probabilities and (T_b, I) weights and
+    coefficients a_i, by one batched product (no loop over markets)."""
+    weighted = probabilities * (weights * coefficients)[:, None, :]
+    out: FloatArray = -np.matmul(weighted, probabilities.transpose(0, 2, 1))  # -Gamma
+    j = np.arange(probabilities.shape[1])
+    out[:, j, j] += weighted.sum(axis=2)  # + Lambda
+    return out
+
+
 def lambda_gamma(probabilities: FloatArray, weights: FloatArray,
                  alpha: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Lambda's diagonal (J,) and Gamma (J, J), ds/dp = Lambda - Gamma (Morrow-Skerlos 2011)."""

@@ -47,7 +47,7 @@ def _exp(x, out):  # type: ignore[no-untyped-def]
     take math.exp afterwards."""
     for k in range(x.size):
         value = x[k]
-        clipped = value if value > _FLOOR else _FLOOR
+        clipped = max(_FLOOR, value)
         n = math.floor(clipped * _LOG2E + 0.5)
         r = (clipped - n * _LN2_HI) - n * _LN2_LO
         p = _C13 * r + _C12

@@ -28,7 +28,13 @@ from collections.abc import Mapping
 import numpy as np
 
 from blpdemand._types import AnyArray, BoolArray, FloatArray, IntArray
-from blpdemand.model.pricing import MarketDemand, lambda_gamma, markups, ownership_matrix
+from blpdemand.model.pricing import (
+    MarketDemand,
+    block_share_jacobians,
+    lambda_gamma,
+    markups,
+    ownership_matrix,
+)
 
 
 def conduct_ownership(firm_ids: AnyArray | None, J: int, conduct: str,
@@ -121,10 +127,7 @@ def markup_matrix(probabilities: FloatArray, weights: FloatArray, alpha: FloatAr
                   ownership: FloatArray) -> FloatArray:
     """(T_b, J, J) A = O * (ds/dp)' for a block of markets of equal size, ds/dp = Lambda -
     Gamma; probabilities : (T_b, J, I); weights, alpha : (T_b, I); ownership : (T_b, J, J)."""
-    weighted = probabilities * (weights * alpha)[:, None, :]
-    jacobian = -np.matmul(weighted, probabilities.transpose(0, 2, 1))  # -Gamma
-    j = np.arange(probabilities.shape[1])
-    jacobian[:, j, j] += weighted.sum(axis=2)  # + Lambda
+    jacobian = block_share_jacobians(probabilities, weights, alpha)
     A: FloatArray = ownership * jacobian.transpose(0, 2, 1)
     return A
 

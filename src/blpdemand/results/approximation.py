@@ -20,12 +20,13 @@ from scipy import stats
 
 from blpdemand._types import CovarianceKind
 from blpdemand.model.problem import Problem
+from blpdemand.results.tables import LabelledParameters
 from blpdemand.solve.first_stage import frame_text
 from blpdemand.solve.salanie_wolak import ApproximationOutcome, run_approximation
 
 
 @dataclass(frozen=True, eq=False)
-class ApproximationResults(ApproximationOutcome):
+class ApproximationResults(ApproximationOutcome, LabelledParameters):
     """Salanie-Wolak estimates (``ApproximationOutcome``'s record) with their table."""
 
     def to_frame(self) -> pd.DataFrame:

@@ -24,7 +24,7 @@ from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.results.covariance_restrictions import covariance_moments, covariance_notes
 from blpdemand.results.post_methods import PostEstimationMethods
-from blpdemand.results.tables import Table, coefficient_table
+from blpdemand.results.tables import LabelledParameters, Table, coefficient_table
 from blpdemand.solve.bounds import at_bounds
 from blpdemand.solve.covariance import (
     HansenJ,
@@ -45,7 +45,7 @@ from blpdemand.solve.progress import Reporter
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class BLPResults(PostEstimationMethods):
+class BLPResults(PostEstimationMethods, LabelledParameters):
     """Estimates of a BLP demand model (per-product arrays delta and xi in the user's row order).
 
     Attributes

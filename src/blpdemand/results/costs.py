@@ -21,7 +21,6 @@ from blpdemand.model.demand import (
     DemandBlock,
     block_demand,
     demand_blocks,
-    market_demands,
     price_values,
 )
 from blpdemand.model.fitted import FittedDemand
@@ -247,9 +246,8 @@ def compute_profits(results: Any, *, costs: Any = None, prices: Any = None) -> F
     if costs is None:
         costs = compute_costs(fitted)
     c = per_product(fitted, costs, "costs")
-    demands = market_demands(fitted)
-    p = (np.concatenate([d.prices for d in demands]) if prices is None
-         else per_product(fitted, prices, "prices"))
-    markets = fitted.problem.products.markets
-    s = np.concatenate([d.shares(p[markets.slice(t)]) for t, d in enumerate(demands)])
+    p = price_values(fitted) if prices is None else per_product(fitted, prices, "prices")
+    s = np.zeros(fitted.problem.N)
+    for block in demand_blocks(fitted):  # s(p) on the blocked engine
+        s[block.rows] = block.shares(p[block.rows])
     return fitted.problem.products.unsort((p - c) * s)

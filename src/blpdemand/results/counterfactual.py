@@ -159,7 +159,7 @@ def _mean(values: FloatArray) -> float:
 def compute_prices(results: Any, *, firm_ids: Any = None, ownership: Any = None,
                    kappa: Kappa | None = None, costs: Any = None, unit_tax: Any = 0.0,
                    ad_valorem_tax: Any = 0.0, keep: Any = None,
-                   config: PricingConfig | None = None) -> Counterfactual:
+                   config: PricingConfig | None = None, executor: Any = None) -> Counterfactual:
     """Counterfactual Bertrand-Nash equilibrium of every market.
 
     Parameters
@@ -170,6 +170,8 @@ def compute_prices(results: Any, *, firm_ids: Any = None, ownership: Any = None,
     unit_tax, ad_valorem_tax : scalars or (N,) taxes paid by consumers per unit / proportionally.
     keep : (N,) bool, products that stay on the market (default all).
     config : PricingConfig (method, tolerance, fallback, failure policy).
+    executor : a concurrent.futures.Executor or dask.distributed.Client: each block of
+        equal-size markets is a job there (random coefficients and logit; the same prices).
 
     Examples
     --------
@@ -210,7 +212,8 @@ def compute_prices(results: Any, *, firm_ids: Any = None, ownership: Any = None,
     else:
         found = blocked_equilibrium(fitted, effective, available, firm_ids=firm_ids,
                                     ownership=ownership, kappa=kappa, firms_before=firms_before,
-                                    firms_after=firms_after, config=config, blocks=blocks)
+                                    firms_after=firms_after, config=config, blocks=blocks,
+                                    executor=executor)
     _warn_nonnegative_alpha(markets.ids, found.undefined, found.capped, found.status, config)
     _apply_policy(markets.ids, found.status, config)
     with np.errstate(invalid="ignore"):

@@ -17,11 +17,11 @@ import pandas as pd
 
 from blpdemand._types import AnyArray, FloatArray, IntArray
 from blpdemand.errors import SpecificationError
-from blpdemand.model.demand import market_demands
+from blpdemand.model.demand import block_shares, demand_blocks, market_demands, price_values
 from blpdemand.model.fitted import FittedDemand
 from blpdemand.model.nested_demand import NestedMarketDemand
 from blpdemand.model.nesting import nested_share_jacobian, within_shares
-from blpdemand.model.pricing import MarketDemand, share_jacobian
+from blpdemand.model.pricing import MarketDemand, block_share_jacobians
 from blpdemand.model.rcnl import nest_membership, nested_delta_jacobian, nested_probabilities
 from blpdemand.results.sanity import elasticity_check, usable_fitted, warns
 from blpdemand.results.tables import Table
@@ -144,9 +144,21 @@ def _record(fitted: FittedDemand, kind: str, name: str,
                           order=products.order, offsets=products.markets.offsets)
 
 
-def market_jacobians(demands: list[MarketDemand]) -> list[FloatArray]:
-    """ds_j / dx_k for each market: T arrays (J_t, J_t)."""
-    return [share_jacobian(d.probabilities(), d.weights, d.alpha) for d in demands]
+def blocked_jacobians(fitted: FittedDemand, name: str = "prices"
+                      ) -> tuple[list[FloatArray], list[FloatArray]]:
+    """ds_j / dx_k and s_j of every market (random coefficients or logit) from the blocked
+    engine (``model.demand.demand_blocks``): one batched product per block of equal-size
+    markets instead of a Python loop over markets."""
+    T = fitted.problem.products.markets.T
+    jacobians: list[FloatArray] = [np.zeros((0, 0))] * T
+    shares: list[FloatArray] = [np.zeros(0)] * T
+    for block in demand_blocks(fitted, name):
+        probabilities = block.probabilities()
+        jac = block_share_jacobians(probabilities, block.weights, block.alpha)
+        values = block_shares(probabilities, block.weights)
+        for k, t in enumerate(block.markets.tolist()):
+            jacobians[t], shares[t] = jac[k], values[k]
+    return jacobians, shares
 
 
 def nested_jacobians(fitted: FittedDemand, name: str = "prices") -> list[FloatArray]:
@@ -220,8 +232,7 @@ def demand_jacobians(fitted: FittedDemand, name: str = "prices"
     elif problem.nests is not None:
         jacobians = rcnl_jacobians(fitted, name)
     else:
-        demands = market_demands(fitted, name)
-        return market_jacobians(demands), [d.shares() for d in demands]
+        return blocked_jacobians(fitted, name)
     markets, shares = problem.products.markets, problem.products.shares
     # nested models reproduce the observed shares at the estimate
     return jacobians, [shares[markets.slice(t)] for t in range(markets.T)]
@@ -240,11 +251,11 @@ def compute_elasticities(results: Any, name: str = "prices") -> MarketMatrices:
     >>> e.market("C01Q1")                              # doctest: +SKIP
     """
     fitted = as_fitted(results, nested=True)
-    demands = market_demands(fitted, name)
+    values, markets = price_values(fitted, name), fitted.problem.products.markets
     jacobians, market_shares = demand_jacobians(fitted, name)
     out = []
-    for d, jac, shares in zip(demands, jacobians, market_shares):
-        out.append(jac * d.prices[None, :] / shares[:, None])
+    for t, (jac, shares) in enumerate(zip(jacobians, market_shares)):
+        out.append(jac * values[markets.slice(t)][None, :] / shares[:, None])
     record = _record(fitted, "elasticities", name, out)
     if name == "prices" and warns(results):
         elasticity_check(fitted, record.diagonal()).warn(stacklevel=3)

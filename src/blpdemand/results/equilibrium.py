@@ -12,6 +12,7 @@ when j and k have the same owner. Nested logit and RCNL demand keep their per-ma
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from blpdemand.model.fitted import FittedDemand
 from blpdemand.model.nested_demand import NestedMarketDemand, solve_nested_prices
 from blpdemand.model.pricing import (
     MarketDemand,
+    PriceSolution,
     PricingConfig,
     nonnegative_alpha,
     solve_block_prices,
@@ -29,6 +31,7 @@ from blpdemand.model.pricing import (
 from blpdemand.results.costs import Kappa, ownership_blocks, ownership_matrices
 from blpdemand.results.elasticities import model_demands
 from blpdemand.results.surplus import market_surplus
+from blpdemand.solve.jobs import map_jobs
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,14 +68,39 @@ def hhi(shares: FloatArray, firm_ids: AnyArray) -> float:
     return float(_hhi(np.asarray(shares)[None], np.asarray(firm_ids)[None])[0])
 
 
+@dataclass(frozen=True, slots=True)
+class BlockPrices:
+    """One block's Bertrand-Nash problem as data (a job): ``solve_block_prices``' arguments."""
+
+    utility: FloatArray
+    alpha: FloatArray
+    weights: FloatArray
+    base: FloatArray
+    costs: FloatArray
+    ownership: FloatArray
+    available: BoolArray
+    market_ids: AnyArray
+    config: PricingConfig
+
+
+def solve_block(job: BlockPrices) -> tuple[FloatArray, list[PriceSolution]]:
+    """Prices and per-market solutions of one block (a top-level function: picklable)."""
+    return solve_block_prices(job.utility, job.alpha, job.weights, job.base, job.costs,
+                              job.ownership, available=job.available,
+                              market_ids=job.market_ids, config=job.config)
+
+
 def blocked_equilibrium(fitted: FittedDemand, costs: FloatArray, available: BoolArray, *,
                         firm_ids: object, ownership: object, kappa: Kappa | None,
                         firms_before: AnyArray | None, firms_after: AnyArray | None,
                         config: PricingConfig,
-                        blocks: tuple[DemandBlock, ...] | None = None) -> Equilibrium:
+                        blocks: tuple[DemandBlock, ...] | None = None,
+                        executor: Any = None) -> Equilibrium:
     """The equilibrium of every market of a random-coefficients or logit demand, block by
     block (costs (N,) and available (N,) sorted; firm_ids, ownership, kappa as the user gave
-    them to ``compute_prices``; ``blocks`` the fitted demand's, built here if not given)."""
+    them to ``compute_prices``; ``blocks`` the fitted demand's, built here if not given). Each
+    block's fixed point is a job (``BlockPrices``), run on ``executor`` (processes, a Dask
+    client) when given: the same numbers, the blocks in parallel."""
     markets = fitted.problem.products.markets
     N, T = markets.N, markets.T
     blocks = demand_blocks(fitted) if blocks is None else blocks
@@ -85,12 +113,16 @@ def blocked_equilibrium(fitted: FittedDemand, costs: FloatArray, available: Bool
     status = [Status.CONVERGED] * T
     iterations = np.zeros(T, dtype=np.int64)
     undefined, capped = np.zeros(T, dtype=bool), np.zeros(T, dtype=bool)
-    for block, owner in zip(blocks, owners):
+    jobs = [BlockPrices(block.utility, block.alpha, block.weights, block.prices,
+                        costs[block.rows], owner, available[block.rows],
+                        markets.ids[block.markets], config)
+            for block, owner in zip(blocks, owners)]
+    solved = map_jobs(solve_block, jobs, executor=executor, names=[
+        f"market block {k} ({b.markets.size} markets of {b.rows.shape[1]} products)"
+        for k, b in enumerate(blocks)])
+    for block, (prices, solutions) in zip(blocks, solved):
         rows, where = block.rows, block.markets
         keep = available[rows]
-        prices, solutions = solve_block_prices(
-            block.utility, block.alpha, block.weights, block.prices, costs[rows], owner,
-            available=keep, market_ids=markets.ids[where], config=config)
         shares_before, surplus_before = block.shares_and_surplus()
         out["prices_before"][rows], out["shares_before"][rows] = block.prices, shares_before
         per_market["surplus_before"][where] = surplus_before

@@ -20,6 +20,23 @@ from blpdemand.errors import SpecificationError
 COEFFICIENT_COLUMNS = ("estimate", "std. error", "t", "p-value", "[0.025", "0.975]")
 
 
+class LabelledParameters:
+    """``params`` and ``bse``: estimates and standard errors by parameter name, the labelled
+    columns of the results' ``to_frame()`` (the vocabulary LogitResults shares with
+    statsmodels), so ``results.params["prices"]`` reads the same on every estimator."""
+
+    def to_frame(self) -> pd.DataFrame:
+        raise NotImplementedError
+
+    @property
+    def params(self) -> pd.Series:
+        return self.to_frame()["estimate"].rename("params")
+
+    @property
+    def bse(self) -> pd.Series:
+        return self.to_frame()["std. error"].rename("bse")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Table:
     """A titled table with a pandas body and optional notes.
