@@ -231,3 +231,28 @@ def test_a_weighting_matrix_without_the_micro_block_is_refused(data) -> None:  #
     Z = problem.ZD_tilde
     with pytest.raises(SpecificationError, match="micro"):
         DemandObjective(problem, layout, weighting_matrix(Z.T @ Z / problem.N))
+
+
+def test_quantile_shortcut_equals_the_explicit_threshold(data) -> None:  # type: ignore[no-untyped-def]
+    """demographic("income > q75") is demographic("income > t") with t the 75th percentile of
+    the agents' income (equal weights here: numpy's inverted-CDF percentile, computed apart);
+    the same threshold gives the same micro values, bit for bit, and a quarter of the agents
+    (to one agent) are above it."""
+    income = data.agents["income"].to_numpy()
+    threshold = float(np.percentile(income, 75, method="inverted_cdf"))
+    assert np.ptp(data.agents["weights"]) == 0  # equal weights: numpy's percentile applies
+    values = []
+    for given in ("income > q75", f"income > {threshold!r}", "q75 < income"):
+        moment = micro.probability(chose=micro.inside(), given=micro.demographic(given),
+                                   value=0.0, observations=100)
+        problem = _problem(data, [moment])
+        layout, theta = _layout(problem)
+        delta = bd.solve_delta(problem, layout, theta).delta
+        values.append(problem.micro.evaluate(layout, theta, delta).values)
+    np.testing.assert_array_equal(values[0], values[1])
+    np.testing.assert_array_equal(values[2], values[1])
+    assert abs(np.mean(income > threshold) - 0.25) <= 1 / income.size
+    with pytest.raises(SpecificationError, match="q75"):  # a quantile of nothing
+        _problem(data, [micro.probability(chose=micro.inside(),
+                                          given=micro.demographic("q75 > 0 + q75"),
+                                          value=0.0, observations=100)])

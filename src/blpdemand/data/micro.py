@@ -31,6 +31,7 @@ covers what the helpers do not. The descriptions are only validated here; the mo
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -93,7 +94,9 @@ def outside() -> Condition:
 
 
 def demographic(expression: str) -> Condition:
-    """Agent i satisfies a demographic expression, e.g. ``demographic("mid == 1")``."""
+    """Agent i satisfies a demographic expression, e.g. ``demographic("mid == 1")``; a name
+    ``qNN`` compared with an expression is its NN-th weighted percentile over the problem's
+    agents (``demographic("income > q75")``: the top quarter; see :func:`with_quantiles`)."""
     return Condition((("agent", _expression(expression, "demographic")),))
 
 
@@ -380,3 +383,46 @@ def names_in(expression: str) -> list[str]:
     tree = ast.parse(expression, mode="eval")
     called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
     return sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called})
+
+
+_QUANTILE = re.compile(r"q(\d{1,2})")
+
+
+def with_quantiles(expression: str, frame: Any, weights: Any) -> str:
+    """``expression`` with each comparison of an expression y to a name qNN (not a column of
+    ``frame``) made a comparison to y's NN-th weighted percentile over the rows of ``frame``
+    (the agents, all markets pooled), the inverted CDF: the smallest y_i with
+    sum_k w_k 1[y_k <= y_i] >= NN / 100 sum_k w_k (w: the integration weights)."""
+    tree = ast.parse(expression, mode="eval")
+
+    def quantile(node: ast.expr) -> int | None:
+        match = (_QUANTILE.fullmatch(node.id) if isinstance(node, ast.Name)
+                 and node.id not in frame.columns else None)
+        return int(match.group(1)) if match else None
+
+    changed = False
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Compare) or len(node.comparators) != 1:
+            continue
+        left, right = node.left, node.comparators[0]
+        for name, other, put in ((right, left, "right"), (left, right, "left")):
+            q, text = quantile(name), ast.unparse(other)
+            if q is None or any(n not in frame.columns for n in names_in(text)):
+                continue  # unknown names: left for the caller's check to name
+            values = np.asarray(frame[text] if text in frame.columns else
+                                frame.eval(text, engine="python"), dtype=np.float64)
+            w = np.asarray(weights, dtype=np.float64)
+            if np.any(w < 0):
+                raise SpecificationError(f"{expression!r}: a quantile (q{q}) needs nonnegative "
+                                         "agent weights")
+            order = np.argsort(values, kind="stable")
+            cumulative = np.cumsum(w[order])
+            target = q / 100 * cumulative[-1] * (1 - 1e-12)  # a few ulps below: ties of sums
+            value = ast.Constant(float(values[order][np.searchsorted(cumulative, target)]))
+            if put == "right":
+                node.comparators = [value]
+            else:
+                node.left = value
+            changed = True
+            break
+    return ast.unparse(tree) if changed else expression

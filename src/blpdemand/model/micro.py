@@ -43,6 +43,7 @@ from blpdemand.data.micro import (
     Survey,
     Variable,
     names_in,
+    with_quantiles,
 )
 from blpdemand.errors import DataError, SpecificationError
 from blpdemand.model.choice_sums import (
@@ -241,6 +242,8 @@ class MicroMoments:
 
     def _evaluate(self, expression: str, side: str, where: str) -> FloatArray:
         frame = self._demographics if side == "agent" else self._products
+        if side == "agent" and self.problem.agents is not None:  # "income > q75"
+            expression = with_quantiles(expression, frame, self.problem.agents.weights)
         if expression in frame.columns:
             values = frame[expression].to_numpy()
         else:
