@@ -23,19 +23,27 @@ import sys
 import tempfile
 import threading
 import warnings
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 from blpdemand.errors import BLPDemandError
-from blpdemand.results.figures import Caught, Drawing, Outcome, render
+from blpdemand.results.figures import READY, Caught, Drawing, Outcome, render
 
 
 class FigureWorker:
-    """Figures drawn by a helper process (or in this one: ``background`` is then False)."""
+    """Figures drawn by a helper process (or in this one: ``background`` is then False).
+
+    Jobs wait in a queue and go to the process one at a time, when it is free; once the run
+    waits for them, this process draws from the other end of the queue too."""
 
     def __init__(self) -> None:
-        self._pending: dict[int, Path] = {}
+        self._pending: dict[int, Path] = {}  # every figure sent or queued since the last wait
+        self._drawings: dict[int, tuple[Drawing, int]] = {}  # queued ones, for drawing here
+        self._queue: deque[int] = deque()  # not yet given to the process
+        self._busy = True  # the process has a job, or is still loading (until it says ready)
+        self._lock = threading.Lock()
         self._answers: queue.Queue[str | None] = queue.Queue()
         self._folder = Path(tempfile.mkdtemp(prefix="blpdemand-figures-"))
         self._jobs = 0
@@ -52,8 +60,7 @@ class FigureWorker:
             return
         stdout = self._process.stdout
         assert stdout is not None
-        self._reader = threading.Thread(target=_read_answers, args=(stdout, self._answers),
-                                        daemon=True)
+        self._reader = threading.Thread(target=self._read, args=(stdout,), daemon=True)
         self._reader.start()
 
     @property
@@ -61,8 +68,8 @@ class FigureWorker:
         return self._process is not None
 
     def draw(self, path: Path, draw: Drawing, panels: int = 1) -> None:
-        """Draw and save one figure: sent to the process, or drawn here (warnings raised
-        here)."""
+        """Queue one figure for the process (drawn here when it cannot travel or the process
+        has ended; its warnings are then raised here)."""
         job = _pickled((path, draw, panels))
         if self._process is None or job is None or self._process.poll() is not None:
             _replay(render(path, draw, panels))
@@ -70,27 +77,59 @@ class FigureWorker:
         k = self._jobs
         self._jobs += 1
         (self._folder / f"job-{k}.pkl").write_bytes(job)
-        assert self._process.stdin is not None
+        with self._lock:
+            self._pending[k] = path
+            self._drawings[k] = (draw, panels)
+            self._queue.append(k)
+            if not self._busy:
+                self._send_next()
+
+    def _send_next(self) -> None:
+        """Give the process the oldest queued job (the caller holds the lock)."""
+        if not self._queue or self._process is None or self._process.stdin is None:
+            return
+        k = self._queue.popleft()
+        self._drawings.pop(k, None)
         try:
             self._process.stdin.write(f"{k}\n")
             self._process.stdin.flush()
-        except OSError:  # the process has ended: its figures are drawn here
-            _replay(render(path, draw, panels))
+        except (OSError, ValueError):  # the process has ended: wait() reports it
+            self._answers.put(None)
             return
-        self._pending[k] = path
+        self._busy = True
+
+    def _read(self, stdout: IO[str]) -> None:
+        """The reader thread: each answer k, then the next job to the free process."""
+        for line in stdout:
+            if line.strip() != READY:
+                self._answers.put(line.strip())
+            with self._lock:
+                self._busy = False
+                self._send_next()
+        self._answers.put(None)
 
     def wait(self, checkpoint: Callable[[], None]) -> None:
-        """Wait for every figure sent (asking ``checkpoint`` every 0.1 s), replay their
-        warnings in the order they were sent, and raise the first drawing's error."""
+        """Wait for every figure (asking ``checkpoint`` between figures and every 0.1 s),
+        drawing the newest queued ones here meanwhile; replay their warnings in the order
+        they were sent, and raise the first drawing's error."""
         done: dict[int, Outcome] = {}
         while len(done) < len(self._pending):
             checkpoint()
+            with self._lock:
+                k = self._queue.pop() if self._queue else None
+                local = None if k is None else self._drawings.pop(k)
+            if k is not None and local is not None:
+                try:
+                    done[k] = Outcome(render(self._pending[k], *local))
+                except Exception as error:  # noqa: BLE001  (raised below, in order)
+                    done[k] = Outcome([], error)
+                continue
             try:
                 answer = self._answers.get(timeout=0.1)
             except queue.Empty:
                 continue
             if answer is None:
-                raise BLPDemandError(self._ended())
+                raise BLPDemandError(self._ended(done))
             k = int(answer)
             done[k] = pickle.loads((self._folder / f"result-{k}.pkl").read_bytes())
         self._pending = {}
@@ -103,17 +142,15 @@ class FigureWorker:
                 raise BLPDemandError(f"drawing a figure failed: {outcome.error}")
 
     def close(self, *, abort: bool = False) -> None:
-        """End the process (at once with ``abort``, else after the figures it has) and delete
-        the private folder: no figure is written after this returns."""
+        """End the process and delete the private folder, after drawing what is still pending
+        (at once with ``abort``): no figure is written after this returns."""
+        if not abort and self._pending and self._process is not None:
+            self.wait(lambda: None)  # the figures sent and not waited for are drawn first
         process, self._process = self._process, None
         if process is not None:
-            if abort:
-                process.kill()
-            elif process.stdin is not None:
-                try:
-                    process.stdin.close()  # the process ends after its last job
-                except OSError:
-                    pass
+            with self._lock:
+                self._queue.clear()  # nothing more goes to the process
+            process.kill()  # nothing left to draw (or abort): no need to let it tidy up
             try:
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -130,20 +167,13 @@ class FigureWorker:
         self._pending = {}
         shutil.rmtree(self._folder, ignore_errors=True)
 
-    def _ended(self) -> str:
+    def _ended(self, done: dict[int, Outcome]) -> str:
         assert self._process is not None
         code = self._process.wait()
         tail = (self._folder / "stderr.txt").read_text(errors="replace").strip()[-1500:]
+        missing = [p.name for k, p in self._pending.items() if k not in done]
         return (f"the process drawing the figures ended (exit code {code}) before it drew "
-                f"{', '.join(p.name for p in self._pending.values())}"
-                + (f":\n{tail}" if tail else ""))
-
-
-def _read_answers(stdout: IO[str], answers: queue.Queue[str | None]) -> None:
-    """The job numbers the process answers, then None when it closes its end."""
-    for line in stdout:
-        answers.put(line.strip())
-    answers.put(None)
+                f"{', '.join(missing)}" + (f":\n{tail}" if tail else ""))
 
 
 def _pickled(job: tuple[Path, Drawing, int]) -> bytes | None:

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -18,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from blpdemand.cli.figures import FigureWorker
 from blpdemand.errors import SpecificationError
+from blpdemand.results.figures import render
 from blpdemand.results.io import save_results
 from blpdemand.results.tables import Table
 from blpdemand.solve.jobs import run_jobs
@@ -178,12 +180,17 @@ class Report:
     def figure(self, name: str, draw: Callable[[Any], Any], *, panels: int = 1) -> None:
         """Draw onto fresh matplotlib axes with ``draw(ax)`` and save ``{name}.png``;
         ``panels > 1`` passes a list of that many axes (three to a row). The figure is drawn
-        beside the run (``cli.figures``); ``wait_figures`` collects it."""
+        beside the run when ``prepare_figures`` started a figure process (``cli.figures``;
+        ``wait_figures`` collects it), else here."""
         self.checkpoint()
         if self.directory is None or not self.plots:
             return
         path = self._folder() / file_name(f"{name}.png")
-        self.prepare_figures().draw(path, draw, panels)
+        if self._figures is not None:  # a figure process was started (prepare_figures)
+            self._figures.draw(path, draw, panels)
+        else:
+            for category, message in render(path, draw, panels):
+                warnings.warn(message, category, stacklevel=2)
         self.written.append(path)
         self.checkpoint()  # matplotlib's weakref callbacks may have swallowed an interrupt
 

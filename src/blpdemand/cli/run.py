@@ -88,7 +88,7 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
                         checkpoint=interrupts.check if interrupts is not None else None)
         shield = interrupts.shielded if interrupts is not None else nullcontext
         check = interrupts.check if interrupts is not None else (lambda: None)
-        if command == "estimate":
+        if report.plots and _many_figures(spec):
             report.prepare_figures()  # matplotlib loads beside the estimation
         with opened(compute, shield=shield, check=check) as executor:  # closed before the move
             results = _run(command, spec, report, progress=progress, quiet=quiet,
@@ -103,6 +103,15 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
     assert report is not None
     report.finish(folder.shown if written is not None else None)
     return results
+
+
+def _many_figures(spec: Spec) -> bool:
+    """Whether the run draws enough to gain from a figure process (cli.figures): the
+    objective's contour or the draws-stability figures beside the rest. On two cores a
+    process that loads matplotlib for a convergence plot and a heatmap or two costs more
+    (0.3-0.5 s on blp.toml and cars.toml) than it saves; with nevo.toml's contour and 13
+    profile panels it saves 0.75 s."""
+    return any(spec.post.get(key, False) for key in ("contour", "stability"))
 
 
 def _run(command: str, spec: Spec, report: Report, *, progress: Console, quiet: bool,

@@ -5,7 +5,8 @@ and no GUI backend), makes numeric tick labels readable and writes the PNG. Run 
 ``python -m blpdemand.results.figures FOLDER``, this module serves ``render`` to a parent
 process: it reads job numbers k from stdin, loads ``FOLDER/job-k.pkl`` (path, drawing,
 panels), draws, writes ``FOLDER/result-k.pkl`` (the warnings raised, or the error) and answers
-k on stdout. The command line's ``cli.figures.FigureWorker`` is the other end.
+k on stdout (its first line, ``READY``, says it has loaded). The command line's
+``cli.figures.FigureWorker`` is the other end.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 Drawing = Callable[[Any], Any]  # draw(ax) with one panel, draw(list of axes) with several
 Caught = list[tuple[type[Warning], str]]
+READY = "ready"  # the serving process's first line: loaded, send jobs
 
 
 def render(path: Path, draw: Drawing, panels: int = 1) -> Caught:
@@ -60,7 +62,15 @@ class Outcome:
 
 def serve(folder: Path) -> None:
     """Draw the jobs whose numbers arrive on stdin until stdin closes."""
-    import matplotlib.figure  # noqa: F401  (loaded before the first job arrives)
+    # loaded before the first job arrives (while the parent estimates): matplotlib, and the
+    # modules whose drawings the parent sends (unpickling them imports these)
+    import matplotlib.figure  # noqa: F401
+    from matplotlib.backends import backend_agg  # noqa: F401
+
+    import blpdemand.results.diagnostics
+    import blpdemand.results.plots  # noqa: F401
+
+    print(READY, flush=True)  # jobs wait in the parent (which may draw them) until now
 
     for line in sys.stdin:
         k = line.strip()

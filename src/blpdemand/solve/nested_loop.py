@@ -15,6 +15,7 @@ theorem, d delta / d theta = -(ds/ddelta)^{-1} [ds/dSigma, ds/dPi, ds/drho]
 from __future__ import annotations
 
 import dataclasses
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,6 @@ from blpdemand.model.rcnl import (
     nested_delta_jacobian,
     nested_probabilities,
 )
-from blpdemand.model.rcnl_compiled import nested_jacobians, nested_step, prepared
 from blpdemand.model.utility import lognormal_coefficients
 from blpdemand.solve.contraction import (
     BlockTally,
@@ -49,6 +49,15 @@ from blpdemand.solve.market_blocks import (
     _prepare,
 )
 from blpdemand.solve.warm_start import DeltaPredictor
+
+
+def rcnl_compiled() -> ModuleType:
+    """The compiled RCNL kernels (``model.rcnl_compiled``), loaded at the first nested problem:
+    importing them loads numba and the kernels (0.3 s), which a logit run never needs."""
+    from blpdemand.model import rcnl_compiled as module
+
+    return module
+
 
 NEWTON_RHO = 1.0  # "auto" solves by Newton's method where some rho exceeds this (never: at rho
 # near 1 Newton's steps overshoot the nearly discontinuous shares and its safeguard falls back
@@ -77,7 +86,7 @@ class NestedContractionMap:
     def _prepare(self) -> None:
         """The compiled step's arrays in its layout (no conversion per step)."""
         for name in ("E", "m", "codes", "real", "lam", "weights", "log_shares", "lam_j"):
-            setattr(self, name, prepared(getattr(self, name)))
+            setattr(self, name, rcnl_compiled().prepared(getattr(self, name)))
 
     def _shares(self, x: FloatArray) -> tuple[NestedProbabilities, FloatArray]:
         p = nested_probabilities(x[:, :, None] + self.mu, self.onehot, self.lam)
@@ -88,10 +97,11 @@ class NestedContractionMap:
         # compiled (model.rcnl_compiled; model.rcnl.block_nested_shares is its numpy twin):
         # exp(delta / lambda) shifted by the market's largest delta / lambda; where a nest whose
         # every product lies ~700 below it underflows, the log-sum-exp path below
-        out, resolved = nested_step(x, self.E, self.m, self.codes, self.real, self.lam,
-                                    self.weights, self.log_shares, self.lam_j)
-        if resolved:
-            return out
+        step: tuple[FloatArray, bool] = rcnl_compiled().nested_step(
+            x, self.E, self.m, self.codes, self.real, self.lam, self.weights, self.log_shares,
+            self.lam_j)
+        if step[1]:
+            return step[0]
         s = self._shares(x)[1]
         fallback: FloatArray = x + self.lam_j * (self.log_shares - np.log(s))
         return fallback
@@ -186,9 +196,9 @@ class NestedInnerLoop:
         variables, rows, columns = _derivative_variables(data, self.layout, mapping,
                                                          self.lognormal)
         onehot = self.onehot[b]
-        ds_ddelta, ds_dtheta = nested_jacobians(V, onehot.argmax(axis=2), np.any(onehot, axis=2),
-                                                lam, data.weights, data.x2, variables, rows,
-                                                columns, self.per_nest)
+        ds_ddelta, ds_dtheta = rcnl_compiled().nested_jacobians(
+            V, onehot.argmax(axis=2), np.any(onehot, axis=2), lam, data.weights, data.x2,
+            variables, rows, columns, self.per_nest)
         return delta_theta_jacobian(ds_ddelta, ds_dtheta, data.block.product_pad)
 
     # ------------------------------------------------------------------ the interface
