@@ -17,6 +17,10 @@ RNGLike: TypeAlias = "int | np.random.Generator | None"
 #: moment covariance S and standard errors of GMM estimators (Hansen 1982; clustered: CGM 2011)
 CovarianceKind: TypeAlias = Literal["unadjusted", "robust", "clustered"]
 COVARIANCE_KINDS: tuple[str, ...] = ("unadjusted", "robust", "clustered")
+#: the same for linear IV (logit, first stages), which also names White's HC0 ("robust") and
+#: HC1 (HC0 times N / (N - K)) as statsmodels does
+LinearCovarianceKind: TypeAlias = Literal["unadjusted", "robust", "hc0", "hc1", "clustered"]
+LINEAR_COVARIANCE_KINDS: tuple[str, ...] = ("unadjusted", "robust", "hc0", "hc1", "clustered")
 #: what a routine does when it fails: "report" (record it in the returned status and failed
 #: markets, nothing else), "warn" (also a ConvergenceWarning) or "raise" (ConvergenceError)
 OnFailure: TypeAlias = Literal["report", "warn", "raise"]

@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from blpdemand._types import LinearCovarianceKind
 from blpdemand.errors import EconomicWarning, SpecificationError
 from blpdemand.model.fitted import FittedDemand, logit_layout
 from blpdemand.model.nesting import Nests, RhoKind, read_nests, within_shares
 from blpdemand.model.problem import InstrumentsLike, Problem
 from blpdemand.results.tables import Table, coefficient_table
 from blpdemand.solve.first_stage import ClusterCorrection, FirstStageReport
-from blpdemand.solve.linear_iv import CovarianceType, Method
+from blpdemand.solve.linear_iv import Method
 from blpdemand.solve.logit import LogitFit, fit_logit, logit_problem, refit_covariance
 
 if TYPE_CHECKING:
@@ -215,7 +216,8 @@ class LogitResults:
 
         return compute_consumer_surplus(self, prices=prices, keep=keep)
 
-    def with_covariance(self, kind: CovarianceType, *, clusters: Any = None) -> LogitResults:
+    def with_covariance(self, kind: LinearCovarianceKind, *,
+                        clusters: Any = None) -> LogitResults:
         """A NEW results object with ``kind`` standard errors ("unadjusted", "robust", "hc0",
         "hc1" or "clustered"); ``clusters`` is a column name, two names, or ids in user order."""
         return LogitResults(refit_covariance(self._fit, covariance=kind, clusters=clusters))
@@ -276,7 +278,7 @@ class LogitResults:
 
 def estimate_logit(products: pd.DataFrame, *, linear: str, instruments: InstrumentsLike = None,
                    absorb: Any = None, endogenous: Sequence[str] = ("prices",),
-                   method: Method = "2sls", covariance: CovarianceType = "robust",
+                   method: Method = "2sls", covariance: LinearCovarianceKind = "robust",
                    clusters: Any = None, columns: Mapping[str, str] | None = None,
                    center_moments: bool = False,
                    first_stage_correction: ClusterCorrection = "none",

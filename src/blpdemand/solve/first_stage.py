@@ -29,11 +29,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from blpdemand._types import FloatArray
+from blpdemand._types import FloatArray, LinearCovarianceKind
 from blpdemand.data.validation import check_choice
 from blpdemand.errors import SpecificationError, WeakInstrumentsWarning
 from blpdemand.solve.covariance import number_of_clusters
-from blpdemand.solve.linear_iv import CovarianceType, estimate_covariance
+from blpdemand.solve.linear_iv import estimate_covariance
 
 WEAK_F_THRESHOLD = 10.0
 ClusterCorrection = Literal["none", "stata"]
@@ -154,7 +154,7 @@ def cluster_factor(N: int, K: int, G: int) -> float:
 
 def first_stage(X: FloatArray, Z: FloatArray, *, x_names: Sequence[str],
                 z_names: Sequence[str], endogenous: Sequence[str], excluded: Sequence[str],
-                covariance: CovarianceType = "robust", clusters: object = None,
+                covariance: LinearCovarianceKind = "robust", clusters: object = None,
                 absorbed_degrees: int = 0, warn: bool = True,
                 cluster_correction: ClusterCorrection = "none") -> FirstStageReport:
     """Regress every endogenous column of X on Z and test the excluded instruments.
@@ -204,7 +204,7 @@ def first_stage(X: FloatArray, Z: FloatArray, *, x_names: Sequence[str],
         restricted = x - Zx @ np.linalg.solve(ZxZx, Zx.T @ x) if exog else x
         rss_r = float(restricted @ restricted)
 
-        def V(kind: CovarianceType, pi: FloatArray = pi, v: FloatArray = v) -> FloatArray:
+        def V(kind: LinearCovarianceKind, pi: FloatArray = pi, v: FloatArray = v) -> FloatArray:
             return estimate_covariance(Z, Z, v, W, covariance=kind, clusters=clusters,
                                        absorbed_degrees=absorbed_degrees)
 

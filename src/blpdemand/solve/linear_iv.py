@@ -22,7 +22,12 @@ from typing import Literal
 
 import numpy as np
 
-from blpdemand._types import CovarianceKind, FloatArray
+from blpdemand._types import (
+    LINEAR_COVARIANCE_KINDS,
+    CovarianceKind,
+    FloatArray,
+    LinearCovarianceKind,
+)
 from blpdemand.data.formulation import check_rank
 from blpdemand.errors import DataError, SpecificationError
 from blpdemand.solve.covariance import (
@@ -32,9 +37,8 @@ from blpdemand.solve.covariance import (
 )
 
 Method = Literal["ols", "2sls", "gmm", "2s-gmm"]
-CovarianceType = Literal["unadjusted", "robust", "hc0", "hc1", "clustered"]
 METHODS: tuple[str, ...] = ("ols", "2sls", "gmm", "2s-gmm")
-COVARIANCES: tuple[str, ...] = ("unadjusted", "robust", "hc0", "hc1", "clustered")
+COVARIANCES = LINEAR_COVARIANCE_KINDS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,7 +90,7 @@ def gmm_step(y: FloatArray, X: FloatArray, Z: FloatArray, W: FloatArray) -> Floa
 
 
 def estimate_covariance(X: FloatArray, Z: FloatArray, residuals: FloatArray, W: FloatArray, *,
-                        covariance: CovarianceType, clusters: object = None,
+                        covariance: LinearCovarianceKind, clusters: object = None,
                         absorbed_degrees: int = 0, center: bool = False) -> FloatArray:
     """Sandwich covariance V (K, K) of a linear GMM estimator at weighting matrix W.
 
@@ -115,7 +119,7 @@ def estimate_covariance(X: FloatArray, Z: FloatArray, residuals: FloatArray, W: 
 
 
 def fit_linear_iv(y: FloatArray, X: FloatArray, Z: FloatArray | None = None, *,
-                  method: Method = "2sls", covariance: CovarianceType = "robust",
+                  method: Method = "2sls", covariance: LinearCovarianceKind = "robust",
                   clusters: object = None, absorbed_degrees: int = 0,
                   x_names: Sequence[str] | None = None, z_names: Sequence[str] | None = None,
                   center_moments: bool = False, check: bool = True) -> LinearIVResult:

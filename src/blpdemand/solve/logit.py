@@ -20,14 +20,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from blpdemand._types import AnyArray, FloatArray
+from blpdemand._types import AnyArray, FloatArray, LinearCovarianceKind
 from blpdemand.errors import SpecificationError
 from blpdemand.model.nesting import Nests, RhoKind, warn_unused_nesting, with_nesting_columns
 from blpdemand.model.problem import InstrumentsLike, Problem
 from blpdemand.solve.covariance import cluster_ids, number_of_clusters
 from blpdemand.solve.first_stage import ClusterCorrection, FirstStageReport, first_stage
 from blpdemand.solve.linear_iv import (
-    CovarianceType,
     LinearIVResult,
     Method,
     check_options,
@@ -111,7 +110,8 @@ def excluded_names(problem: Problem) -> tuple[str, ...]:
     return tuple(n for n in problem.ZD.names if n not in problem.X1.names)
 
 
-def fit_logit(problem: Problem, *, method: Method = "2sls", covariance: CovarianceType = "robust",
+def fit_logit(problem: Problem, *, method: Method = "2sls",
+              covariance: LinearCovarianceKind = "robust",
               clusters: Any = None, center_moments: bool = False, warn_weak: bool = True,
               first_stage_correction: ClusterCorrection = "none",
               nests: Nests | None = None) -> LogitFit:
@@ -152,7 +152,7 @@ def fit_logit(problem: Problem, *, method: Method = "2sls", covariance: Covarian
                     first_stage_correction=first_stage_correction, nests=nests)
 
 
-def refit_covariance(logit: LogitFit, *, covariance: CovarianceType, clusters: Any = None,
+def refit_covariance(logit: LogitFit, *, covariance: LinearCovarianceKind, clusters: Any = None,
                      warn_weak: bool = True,
                      first_stage_correction: ClusterCorrection | None = None) -> LogitFit:
     """The same estimates with another covariance (a new record; W and xi unchanged).
