@@ -31,6 +31,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+from bench_shards import build  # the same simulated problem (run from benchmarks/)
 
 import blpdemand as bd
 from blpdemand.model.problem import Problem
@@ -38,16 +39,6 @@ from blpdemand.solve.gmm import DemandObjective
 from blpdemand.solve.shards import ShardedObjective, ShardRequest, _Shard, split_markets
 
 THETAS = tuple(np.array([t]) for t in (0.9, 1.1, 1.0, 0.95, 1.05, 0.98))
-
-
-def build(markets: int, products: int, draws: int) -> Problem:
-    sim = bd.simulate(markets=markets, products=products, sigma={"x1": 1.0}, draws=draws, rng=3)
-    frame = sim.products.copy()
-    for column in ("x1", "x2"):
-        frame[f"rival_{column}"] = (frame.groupby("market_ids")[column].transform("sum")
-                                    - frame[column])
-    return bd.Problem(frame, linear=sim.linear, nonlinear=sim.nonlinear, agents=sim.agents,
-                      instruments=[*sim.instruments, "rival_x1", "rival_x2"])
 
 
 def evaluation_seconds(objective: Any) -> tuple[float, float]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from simulated import rival_sums_problem
 
 import blpdemand as bd
 from blpdemand.errors import SpecificationError
@@ -22,13 +23,7 @@ from blpdemand.solve.multistart import StartJob, run_start
 
 @pytest.fixture(scope="module")
 def problem() -> bd.Problem:
-    sim = bd.simulate(markets=30, products=6, sigma={"x1": 1.0}, draws=50, rng=7)
-    frame = sim.products.copy()
-    for column in ("x1", "x2"):
-        frame[f"rival_{column}"] = (frame.groupby("market_ids")[column].transform("sum")
-                                    - frame[column])
-    return bd.Problem(frame, linear=sim.linear, nonlinear=sim.nonlinear, agents=sim.agents,
-                      instruments=[*sim.instruments, "rival_x1", "rival_x2"])
+    return rival_sums_problem(markets=30, products=6, draws=50, rng=7)
 
 
 class Recording:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from simulated import rival_sums_problem
 
 import blpdemand as bd
 from blpdemand.errors import WorkerLostError
@@ -31,13 +32,7 @@ MIB = 1 << 20
 
 
 def _problem(markets: int, products: int = 50, draws: int = 1000) -> bd.Problem:
-    sim = bd.simulate(markets=markets, products=products, sigma={"x1": 1.0}, draws=draws, rng=3)
-    frame = sim.products.copy()
-    for column in ("x1", "x2"):
-        frame[f"rival_{column}"] = (frame.groupby("market_ids")[column].transform("sum")
-                                    - frame[column])
-    return bd.Problem(frame, linear=sim.linear, nonlinear=sim.nonlinear, agents=sim.agents,
-                      instruments=[*sim.instruments, "rival_x1", "rival_x2"])
+    return rival_sums_problem(markets, products, draws, rng=3)
 
 
 def _warm() -> int:
