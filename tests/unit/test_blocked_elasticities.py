@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 import blpdemand as bd
 from blpdemand.model.demand import market_demands
@@ -73,3 +74,21 @@ def test_params_and_bse_read_the_same_on_every_estimator() -> None:
     assert "prices" in approximation.params.index and "prices" in results.params.index
     logit = _unequal_results(False)
     assert list(logit.params.index) == list(logit.to_frame().index)
+
+
+def test_long_run_diversion_and_aggregate_elasticities_from_the_blocks() -> None:
+    # Reference: the per-market closed forms on each market's MarketDemand: s_k^(-j) =
+    # sum_i w_i s_ik / (1 - s_ij) (the outside good on the diagonal), and the aggregate
+    # elasticity [sum_j s_j(1.01 p) - sum_j s_j(p)] / (0.01 sum_j s_j(p))
+    fitted = as_fitted(_unequal_results(True))
+    long_run = bd.compute_long_run_diversion_ratios(fitted)
+    aggregate = bd.compute_aggregate_elasticities(fitted)
+    for t, demand in enumerate(market_demands(fitted)):
+        s_ij = demand.probabilities()
+        s, s0 = s_ij @ demand.weights, 1.0 - s_ij.sum(axis=0)
+        rescaled = demand.weights[None, :] / (1.0 - s_ij)
+        expected = (rescaled @ s_ij.T - s[None, :]) / s[:, None]
+        np.fill_diagonal(expected, (rescaled @ s0 - s0 @ demand.weights) / s)
+        np.testing.assert_allclose(long_run.matrices[t], expected, rtol=1e-12)
+        before, after = s.sum(), demand.shares(demand.prices * 1.01).sum()
+        assert aggregate[t] == pytest.approx((after - before) / (0.01 * before), rel=1e-10)

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from blpdemand.model.demand import market_demands
+from blpdemand._types import FloatArray
+from blpdemand.model.demand import block_shares, demand_blocks
 from blpdemand.results.elasticities import MarketMatrices, _record, as_fitted, demand_jacobians
 
 
@@ -47,15 +48,18 @@ def compute_long_run_diversion_ratios(results: Any) -> MarketMatrices:
     the diversion to the outside good, (s_0^(-j) - s_0) / s_j. Prices are held fixed.
     """
     fitted = as_fitted(results)
-    out = []
-    for demand in market_demands(fitted):
-        probabilities = demand.probabilities()  # (J, I)
-        shares = probabilities @ demand.weights
-        outside = 1.0 - probabilities.sum(axis=0)  # (I,)
+    out: list[FloatArray] = [np.zeros((0, 0))] * fitted.problem.products.markets.T
+    for block in demand_blocks(fitted):  # markets of equal size at once
+        probabilities = block.probabilities()  # (T_b, J, I)
+        shares = block_shares(probabilities, block.weights)  # (T_b, J)
+        outside = 1.0 - probabilities.sum(axis=1)  # (T_b, I)
         # agent weights rescaled by 1 / (1 - s_ij): row j is the market without product j
-        rescaled = demand.weights[None, :] / (1.0 - probabilities)
-        without = rescaled @ probabilities.T  # (J, J): [j, k] = s_k^(-j)
-        ratios = (without - shares[None, :]) / shares[:, None]
-        np.fill_diagonal(ratios, (rescaled @ outside - outside @ demand.weights) / shares)
-        out.append(ratios)
+        rescaled = block.weights[:, None, :] / (1.0 - probabilities)
+        without = np.matmul(rescaled, probabilities.transpose(0, 2, 1))  # [t, j, k] = s_k^(-j)
+        ratios = (without - shares[:, None, :]) / shares[:, :, None]
+        j = np.arange(shares.shape[1])
+        ratios[:, j, j] = ((np.matmul(rescaled, outside[:, :, None])[:, :, 0]
+                            - (outside * block.weights).sum(axis=1)[:, None]) / shares)
+        for k, t in enumerate(block.markets.tolist()):
+            out[t] = ratios[k]
     return _record(fitted, "long-run diversion ratios", "prices", out)

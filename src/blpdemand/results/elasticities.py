@@ -289,9 +289,9 @@ def compute_aggregate_elasticities(results: Any, *, factor: float = 0.01) -> Flo
     E_t = [sum_j s_j(p (1 + factor)) - sum_j s_j(p)] / (factor sum_j s_j(p)).
     """
     fitted = as_fitted(results)
-    out = np.empty(fitted.problem.T)
-    for t, d in enumerate(market_demands(fitted)):
-        before = d.shares().sum()
-        after = d.shares(d.prices * (1 + factor)).sum()
-        out[t] = (after - before) / (factor * before)
+    out = np.full(fitted.problem.T, np.nan)  # NaN for a market without products
+    for block in demand_blocks(fitted):  # markets of equal size at once
+        before = block.shares().sum(axis=1)
+        after = block.shares(block.prices * (1 + factor)).sum(axis=1)
+        out[block.markets] = (after - before) / (factor * before)
     return out
