@@ -19,8 +19,8 @@ import pandas as pd
 
 from blpdemand._types import FloatArray
 from blpdemand.errors import DataError, SpecificationError
-from blpdemand.model.demand import coefficient_columns, market_demands
-from blpdemand.model.pricing import choice_probabilities
+from blpdemand.model.demand import block_shares, coefficient_columns, demand_blocks
+from blpdemand.model.pricing import choice_probabilities_3d
 from blpdemand.results.costs import per_product
 from blpdemand.results.elasticities import as_fitted
 
@@ -58,19 +58,25 @@ def compute_shares(results: Any, *, prices: Any = None, characteristics: Any = N
     problem = fitted.problem
     changes = _changes(prices, characteristics)
     new = {name: per_product(fitted, values, name) for name, values in changes.items()}
-    # one MarketDemand list per changed column: the same utility and weights, each with the
-    # column's values and coefficients a_i (checked to enter utility linearly)
-    demands = {name: market_demands(fitted, name) for name in new}
-    base = next(iter(demands.values())) if demands else market_demands(fitted, _any_column(fitted))
-    pm = problem.products.markets
+    # the demand engine's blocks once per changed column: the same utilities, weights and
+    # market grouping, each with the column's values and coefficients a_i (checked to enter
+    # utility linearly); u_ij(x') = u_ij + sum_columns (x'_j - x_j) a_i
+    blocks = {name: demand_blocks(fitted, name) for name in new}
+    base = (next(iter(blocks.values())) if blocks
+            else demand_blocks(fitted, _any_column(fitted)))
+    selected = _selected(markets, problem.products.markets.ids)
     out = np.full(problem.N, np.nan)
-    for t in np.flatnonzero(_selected(markets, pm.ids)):
-        rows = pm.slice(int(t))
-        utility = base[t].utility
+    for b, block in enumerate(base):
+        keep = selected[block.markets]
+        if not keep.any():
+            continue
+        utility = block.utility[keep]
         for name, values in new.items():
-            demand = demands[name][t]
-            utility = utility + (values[rows] - demand.prices)[:, None] * demand.alpha[None, :]
-        out[rows] = choice_probabilities(utility) @ base[t].weights
+            column = blocks[name][b]
+            utility = utility + ((values[column.rows[keep]] - column.prices[keep])[:, :, None]
+                                 * column.alpha[keep][:, None, :])
+        out[block.rows[keep]] = block_shares(choice_probabilities_3d(utility),
+                                             block.weights[keep])
     unsorted: FloatArray = problem.products.unsort(out)
     return unsorted
 
