@@ -1,5 +1,6 @@
 """``python -m blpdemand`` runs the command line."""
 
-from blpdemand.cli import main
+from blpdemand.cli import run_command_line
 
-raise SystemExit(main())
+if __name__ == "__main__":
+    run_command_line()
