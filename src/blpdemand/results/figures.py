@@ -70,7 +70,7 @@ def serve(folder: Path) -> None:
     import blpdemand.results.diagnostics
     import blpdemand.results.plots  # noqa: F401
 
-    print(READY, flush=True)  # jobs wait in the parent (which may draw them) until now
+    _answer(READY)  # jobs wait in the parent (which may draw them) until now
 
     for line in sys.stdin:
         k = line.strip()
@@ -87,7 +87,13 @@ def serve(folder: Path) -> None:
         partial = folder / f".result-{k}.pkl"
         partial.write_bytes(data)
         os.replace(partial, folder / f"result-{k}.pkl")  # whole, or not there
-        print(k, flush=True)
+        _answer(k)
+
+
+def _answer(line: str) -> None:
+    """One line to the parent on stdout, the channel of this serving process (not output)."""
+    sys.stdout.write(f"{line}\n")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":  # as the module itself, so that Outcome pickles by its own name
