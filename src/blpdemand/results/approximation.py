@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from blpdemand._types import CovarianceKind
 from blpdemand.model.problem import Problem
 from blpdemand.results.tables import LabelledParameters
+from blpdemand.solve.distributions import normal_ppf, normal_sf
 from blpdemand.solve.first_stage import frame_text
 from blpdemand.solve.salanie_wolak import ApproximationOutcome, run_approximation
 
@@ -56,9 +56,9 @@ class ApproximationResults(ApproximationOutcome, LabelledParameters):
         ok = np.isfinite(s) & (s > 0)
         t = np.full(b.size, np.nan)
         t[ok] = b[ok] / s[ok]
-        q = float(stats.norm.ppf(0.975))
+        q = normal_ppf(0.975)
         frame.insert(2, "t", t)  # columns as in the results tables' coefficient_table
-        frame.insert(3, "p-value", np.where(ok, 2.0 * stats.norm.sf(np.abs(np.nan_to_num(t))),
+        frame.insert(3, "p-value", np.where(ok, 2.0 * normal_sf(np.abs(np.nan_to_num(t))),
                                             np.nan))
         frame.insert(4, "[0.025", b - q * s)
         frame.insert(5, "0.975]", b + q * s)

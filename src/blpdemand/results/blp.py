@@ -34,6 +34,7 @@ from blpdemand.solve.covariance import (
     identified_parameters,
     linear_names,
 )
+from blpdemand.solve.distributions import chi2_sf
 from blpdemand.solve.estimate import EstimationConfig, EstimationOutcome, run_estimation
 from blpdemand.solve.evaluation import evaluate_outcome
 from blpdemand.solve.gmm import ObjectiveEvaluation
@@ -212,13 +213,11 @@ class BLPResults(PostEstimationMethods, LabelledParameters):
         under the null that every moment holds; valid with the efficient W = S^{-1}, i.e. after
         the second GMM step (``method="2s"``); the step-1 value is reported but not a test.
         """
-        from scipy.stats import chi2  # here: importing scipy.stats costs 0.3 s (issue 23)
-
         supply = self.problem.supply
         extra = 0 if supply is None else supply.MS - supply.K3 + covariance_moments(supply)
         df = int(self.problem.MD - self.problem.K1 - self.layout.P + extra)
         statistic = float(self.objective)
-        p_value = float(chi2.sf(statistic, df)) if df > 0 and np.isfinite(statistic) else np.nan
+        p_value = chi2_sf(statistic, df) if df > 0 and np.isfinite(statistic) else np.nan
         return HansenJ(statistic=statistic, df=df, p_value=p_value,
                        efficient=len(self.steps) == 2)
 

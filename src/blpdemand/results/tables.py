@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from blpdemand.errors import SpecificationError
+from blpdemand.solve.distributions import normal_ppf, normal_sf, t_ppf, t_sf
 
 COEFFICIENT_COLUMNS = ("estimate", "std. error", "t", "p-value", "[0.025", "0.975]")
 
@@ -266,13 +267,12 @@ def coefficient_table(names: Sequence[str], estimates: Any, standard_errors: Any
                                  f"{se.size} standard errors; they must match")
     if not 0 < level < 1:
         raise SpecificationError(f"level={level!r} must lie in (0, 1)")
-    from scipy import stats  # here: importing scipy.stats costs 0.3 s (issue 23)
-
-    dist: Any = stats.norm if df is None else stats.t(df)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(se > 0, b / np.where(se > 0, se, 1.0), np.nan)
-    p = np.where(np.isfinite(t), 2.0 * dist.sf(np.abs(np.nan_to_num(t))), np.nan)
-    q = float(dist.ppf(0.5 + level / 2))
+    size = np.abs(np.nan_to_num(t))
+    tail = normal_sf(size) if df is None else t_sf(size, df)
+    p = np.where(np.isfinite(t), 2.0 * tail, np.nan)
+    q = normal_ppf(0.5 + level / 2) if df is None else t_ppf(0.5 + level / 2, df)
     lo_name = f"[{(1 - level) / 2:.3f}"
     hi_name = f"{1 - (1 - level) / 2:.3f}]"
     body = pd.DataFrame({"estimate": b, "std. error": se, "t": t, "p-value": p,

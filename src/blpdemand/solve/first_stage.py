@@ -27,12 +27,12 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from blpdemand._types import FloatArray, LinearCovarianceKind
 from blpdemand.data.validation import check_choice
 from blpdemand.errors import SpecificationError, WeakInstrumentsWarning
 from blpdemand.solve.covariance import number_of_clusters
+from blpdemand.solve.distributions import f_sf
 from blpdemand.solve.linear_iv import estimate_covariance
 
 WEAK_F_THRESHOLD = 10.0
@@ -223,7 +223,7 @@ def first_stage(X: FloatArray, Z: FloatArray, *, x_names: Sequence[str],
             endogenous=name, params=pd.Series(pi, index=z_names, name=name),
             bse=pd.Series(np.sqrt(np.clip(np.diag(V_report), 0, None)), index=z_names, name=name),
             f_statistic=headline, f_homoskedastic=f_homo, f_robust=f_rob, f_clustered=f_clu,
-            f_effective=f_eff, p_value=float(stats.f.sf(headline, q, df)),
+            f_effective=f_eff, p_value=f_sf(headline, q, df),
             partial_r2=1.0 - rss_u / rss_r if rss_r > 0 else float("nan"), q=q, df_resid=df,
             covariance_type=covariance, cluster_factor=factor if V_c is not None else 1.0)
         if warn and stage.weak:
