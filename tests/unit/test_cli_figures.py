@@ -1,10 +1,14 @@
 """The command line's figures drawn by a helper process (cli/figures.py): the same PNG as
 drawn in-process, warnings and errors come back to the command, a closure is drawn here, and
-an abort leaves nothing written."""
+an abort leaves nothing written; each for the helper forked from this process and for a new
+interpreter. A forked helper leaves the parent's buffered output alone."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -12,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from blpdemand.cli.figures import FigureWorker
+from blpdemand.cli.figures import FigureWorker, ForkedServer
 from blpdemand.results.diagnostics import ObjectiveProfile
 from blpdemand.results.figures import render
 
@@ -44,9 +48,15 @@ def _nothing() -> None:
     pass
 
 
-def test_the_helper_process_writes_the_same_png_as_this_process(tmp_path: Path) -> None:
-    worker = FigureWorker()
-    assert worker.background
+START = pytest.mark.parametrize("fork", [pytest.param(True, marks=pytest.mark.skipif(
+    not hasattr(os, "fork"), reason="no fork on this platform")), False],
+    ids=["forked", "interpreter"])
+
+
+@START
+def test_the_helper_process_writes_the_same_png_as_this_process(tmp_path: Path, fork: bool) -> None:
+    worker = FigureWorker(fork=fork)
+    assert worker.background and isinstance(worker._process, ForkedServer) == fork
     worker.draw(tmp_path / "there.png", _profile().plot, panels=2)
     worker.wait(_nothing)
     worker.close()
@@ -54,8 +64,9 @@ def test_the_helper_process_writes_the_same_png_as_this_process(tmp_path: Path) 
     assert (tmp_path / "there.png").read_bytes() == (tmp_path / "here.png").read_bytes()
 
 
-def test_warnings_are_replayed_and_errors_raised_here(tmp_path: Path) -> None:
-    worker = FigureWorker()
+@START
+def test_warnings_are_replayed_and_errors_raised_here(tmp_path: Path, fork: bool) -> None:
+    worker = FigureWorker(fork=fork)
     worker.draw(tmp_path / "a.png", Warns())
     with pytest.warns(UserWarning, match="drawn with a warning"):
         worker.wait(_nothing)
@@ -66,22 +77,24 @@ def test_warnings_are_replayed_and_errors_raised_here(tmp_path: Path) -> None:
     assert (tmp_path / "a.png").exists() and not (tmp_path / "b.png").exists()
 
 
-def test_a_closure_is_drawn_in_this_process(tmp_path: Path) -> None:
+@START
+def test_a_closure_is_drawn_in_this_process(tmp_path: Path, fork: bool) -> None:
     drawn: list[int] = []
 
     def draw(ax: Any) -> None:  # a closure does not pickle
         drawn.append(1)
         ax.plot([0, 1], [1, 0])
 
-    worker = FigureWorker()
+    worker = FigureWorker(fork=fork)
     worker.draw(tmp_path / "c.png", draw)
     assert drawn == [1] and (tmp_path / "c.png").exists()
     worker.wait(_nothing)
     worker.close()
 
 
-def test_an_interrupt_while_waiting_is_raised_and_abort_writes_nothing(tmp_path: Path) -> None:
-    worker = FigureWorker()
+@START
+def test_an_interrupt_while_waiting_is_raised_and_abort_writes_nothing(tmp_path: Path, fork: bool) -> None:
+    worker = FigureWorker(fork=fork)
     worker.draw(tmp_path / "d.png", _profile().plot, panels=2)
 
     def interrupted() -> None:
@@ -91,3 +104,27 @@ def test_an_interrupt_while_waiting_is_raised_and_abort_writes_nothing(tmp_path:
         worker.wait(interrupted)
     worker.close(abort=True)
     assert not (tmp_path / "d.png").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_helper_does_not_repeat_the_parents_buffered_output(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from blpdemand.cli.figures import FigureWorker\n"
+        "from blpdemand.results.diagnostics import ObjectiveProfile\n"
+        "import numpy as np\n"
+        "sys.stdout.write('before ')\n"  # buffered (a pipe), not yet written
+        "worker = FigureWorker(fork=True)\n"
+        "g = np.array([np.linspace(-1.0, 1.0, 5)])\n"
+        "p = ObjectiveProfile(names=('a',), estimate=g[:, 2], objective=1.0, grids=g,\n"
+        "                     values=1.0 + g ** 2)\n"
+        f"worker.draw(Path({str(tmp_path / 'e.png')!r}), p.plot)\n"
+        "worker.wait(lambda: None)\n"
+        "worker.close()\n"
+        "sys.stdout.write('after')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "before after"
+    assert (tmp_path / "e.png").stat().st_size > 0

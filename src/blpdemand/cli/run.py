@@ -22,6 +22,7 @@ from rich.console import Console
 import blpdemand.instruments as instruments_package
 from blpdemand.cli.bootstrap import check_bootstrap
 from blpdemand.cli.compute import Compute, check_compute, executor_runner, opened
+from blpdemand.cli.figures import can_fork
 from blpdemand.cli.micro import micro_moments
 from blpdemand.cli.post import (
     check_contour,
@@ -106,12 +107,12 @@ def run(command: str, spec_path: Path, *, output: Path | None, console: Console,
 
 
 def _many_figures(spec: Spec) -> bool:
-    """Whether the run draws enough to gain from a figure process (cli.figures): the
-    objective's contour or the draws-stability figures beside the rest. On two cores a
-    process that loads matplotlib for a convergence plot and a heatmap or two costs more
-    (0.3-0.5 s on blp.toml and cars.toml) than it saves; with nevo.toml's contour and 13
-    profile panels it saves 0.75 s."""
-    return any(spec.post.get(key, False) for key in ("contour", "stability"))
+    """Whether the run gains from a figure process (cli.figures). A fork of this process
+    loads only matplotlib (0.3 s of another core) and draws while this one computes: every
+    run with figures gains. A fresh interpreter costs 1.2 s of a core: on two cores it saves
+    time only with the objective's contour or the draws-stability figures beside the rest
+    (nevo.toml: 0.75 s), and costs 0.3-0.5 s for a convergence plot and a heatmap or two."""
+    return can_fork() or any(spec.post.get(key, False) for key in ("contour", "stability"))
 
 
 def _run(command: str, spec: Spec, report: Report, *, progress: Console, quiet: bool,
