@@ -60,7 +60,8 @@ class Table:
     body: pd.DataFrame
     notes: tuple[str, ...] = ()
     digits: int = 4
-    _cells: tuple[tuple[str, ...], ...] = field(init=False, repr=False, compare=False)
+    _cells: tuple[tuple[str, ...], ...] | None = field(init=False, repr=False, compare=False,
+                                                       default=None)
 
     def __post_init__(self) -> None:
         if not isinstance(self.body, pd.DataFrame):
@@ -73,7 +74,6 @@ class Table:
         if not isinstance(self.digits, int) or self.digits < 0:
             raise SpecificationError(f"digits={self.digits!r} must be a non-negative int")
         object.__setattr__(self, "body", self.body.copy())
-        object.__setattr__(self, "_cells", self._format_cells())
 
     # ------------------------------------------------------------------ content
     @property
@@ -84,7 +84,11 @@ class Table:
 
     @property
     def rows(self) -> tuple[tuple[str, ...], ...]:
-        """Formatted cells, row by row, the index label first."""
+        """Formatted cells, row by row, the index label first (formatted when first asked for:
+        a market's full matrix of 131 x 131 cells goes to CSV unformatted and is never shown)."""
+        if self._cells is None:
+            object.__setattr__(self, "_cells", self._format_cells())
+        assert self._cells is not None
         return self._cells
 
     def _format_cells(self) -> tuple[tuple[str, ...], ...]:
