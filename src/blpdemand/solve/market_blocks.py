@@ -132,7 +132,7 @@ def _block_jacobian(data: _Block, utility: ExpUtility, delta_block: FloatArray,
     sizes = None if pad is None else pad.shape[1] - pad.sum(axis=1)
     ds_ddelta, ds_dtheta = share_jacobians(np.exp(delta_block), utility, data.x2,
                                            variables, rows, columns, sizes,
-                                           overwrite=overwrite)
+                                           agent_sizes=data.agent_sizes, overwrite=overwrite)
     return delta_theta_jacobian(ds_ddelta, ds_dtheta, data.block.product_pad)
 
 
