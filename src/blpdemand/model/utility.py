@@ -206,7 +206,8 @@ class ExpUtility:
 
 
 def exp_utility(block: MarketBlock, x2: FloatArray, coefficients: FloatArray,
-                weights: FloatArray, out: FloatArray | None = None) -> ExpUtility:
+                weights: FloatArray, out: FloatArray | None = None,
+                sizes: tuple[IntArray, IntArray] | None = None) -> ExpUtility:
     """exp(mu) for a block, overflow-safe.
 
     Computed for the whole block at once (one batched gemm, one exp) when it is not padded, else
@@ -226,6 +227,8 @@ def exp_utility(block: MarketBlock, x2: FloatArray, coefficients: FloatArray,
         page faults of fresh memory (the allocator returns blocks of megabytes to the system
         when they are freed: about 24,000 faults, 93 MiB touched anew, per estimate of the
         battery's unequal markets).
+    sizes : (T_b,) real J_t and I_t of the block's markets when the caller keeps them (else
+        counted from the block's padding).
     """
     T_b, J, I = x2.shape[0], x2.shape[1], coefficients.shape[1]
     usable = (out is not None and out.shape == (T_b, J, I) and out.dtype == np.float64
@@ -233,8 +236,9 @@ def exp_utility(block: MarketBlock, x2: FloatArray, coefficients: FloatArray,
     mu = out if usable and out is not None else np.empty((T_b, J, I))
     outside = np.ones((T_b, I))
     if block.product_pad is not None or block.agent_pad is not None:
-        product_sizes = _real_sizes(block.product_pad, T_b, J)
-        agent_sizes = _real_sizes(block.agent_pad, T_b, I)
+        if sizes is None:
+            sizes = (_real_sizes(block.product_pad, T_b, J), _real_sizes(block.agent_pad, T_b, I))
+        product_sizes, agent_sizes = sizes
         cells = float(np.dot(product_sizes, agent_sizes)) / T_b
         if x2.shape[2] < COMPILED_BELOW[0] or cells < COMPILED_BELOW[1]:
             # market by market on its real cells, in one compiled call

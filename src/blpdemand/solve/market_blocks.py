@@ -100,7 +100,8 @@ def _block_utility(data: _Block, mapping: FloatArray,
     coefficients = np.matmul(data.variables, mapping)
     if lognormal is not None:
         coefficients = lognormal_coefficients(coefficients, lognormal)
-    return exp_utility(data.block, data.x2, coefficients, data.weights, out=out)
+    return exp_utility(data.block, data.x2, coefficients, data.weights, out=out,
+                       sizes=(data.product_sizes, data.agent_sizes))
 
 
 def _derivative_variables(data: _Block, layout: ParameterLayout, mapping: FloatArray,
