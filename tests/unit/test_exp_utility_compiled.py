@@ -129,3 +129,19 @@ def test_padded_exp_utility_keeps_nonfinite_utilities_visible() -> None:
         for t in (0, 2):
             assert np.all(np.isfinite(utility.exp_mu[t]))
             assert np.all(np.isfinite(utility.outside[t]))
+
+
+def test_reused_memory_gives_the_same_exp_utility() -> None:
+    # The inner loop hands the block's exp(mu) at the last theta back as memory, its padding
+    # already 0 (padding_written): the result must equal a fresh computation bit for bit.
+    rng = np.random.default_rng(7)
+    J_t, I_t = rng.integers(1, 25, size=12), rng.integers(1, 90, size=12)
+    block, x2, coefficients, weights = _padded_block(rng, J_t, I_t, 2, 0.5)
+    first = exp_utility(block, x2, coefficients, weights)
+    fresh = exp_utility(block, x2, 2.0 * coefficients, weights)
+    memory = first.exp_mu
+    again = exp_utility(block, x2, 2.0 * coefficients, weights, out=memory,
+                        padding_written=True)
+    assert again.exp_mu is memory
+    np.testing.assert_array_equal(again.exp_mu, fresh.exp_mu)
+    np.testing.assert_array_equal(again.outside, fresh.outside)

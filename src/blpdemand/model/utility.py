@@ -207,7 +207,8 @@ class ExpUtility:
 
 def exp_utility(block: MarketBlock, x2: FloatArray, coefficients: FloatArray,
                 weights: FloatArray, out: FloatArray | None = None,
-                sizes: tuple[IntArray, IntArray] | None = None) -> ExpUtility:
+                sizes: tuple[IntArray, IntArray] | None = None,
+                padding_written: bool = False) -> ExpUtility:
     """exp(mu) for a block, overflow-safe.
 
     Computed for the whole block at once (one batched gemm, one exp) when it is not padded, else
@@ -229,6 +230,8 @@ def exp_utility(block: MarketBlock, x2: FloatArray, coefficients: FloatArray,
         battery's unequal markets).
     sizes : (T_b,) real J_t and I_t of the block's markets when the caller keeps them (else
         counted from the block's padding).
+    padding_written : ``out`` is an exp(mu) this function returned for the same block and
+        nobody has written to it since: its padded cells hold 0 and need not be written again.
     """
     T_b, J, I = x2.shape[0], x2.shape[1], coefficients.shape[1]
     usable = (out is not None and out.shape == (T_b, J, I) and out.dtype == np.float64
@@ -243,7 +246,7 @@ def exp_utility(block: MarketBlock, x2: FloatArray, coefficients: FloatArray,
         if x2.shape[2] < COMPILED_BELOW[0] or cells < COMPILED_BELOW[1]:
             # market by market on its real cells, in one compiled call
             shifted = padded_exp_utility(x2, coefficients, product_sizes, agent_sizes, mu,
-                                         outside)
+                                         outside, clear=not (padding_written and mu is out))
             return ExpUtility(exp_mu=mu, outside=outside, weights=weights,
                               shifted=shifted == T_b)
     transposed = np.ascontiguousarray(coefficients.transpose(0, 2, 1))  # (T_b, K2, I): gemm-ready

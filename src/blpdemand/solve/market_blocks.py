@@ -97,11 +97,14 @@ def _coefficient_map(layout: ParameterLayout, theta: FloatArray) -> FloatArray:
 def _block_utility(data: _Block, mapping: FloatArray,
                    lognormal: FloatArray | None = None,
                    out: FloatArray | None = None) -> ExpUtility:
+    """The block's exp(mu) at the coefficient map; ``out``: this block's exp(mu) at an earlier
+    theta, unchanged since (its padded cells are not written again)."""
     coefficients = np.matmul(data.variables, mapping)
     if lognormal is not None:
         coefficients = lognormal_coefficients(coefficients, lognormal)
     return exp_utility(data.block, data.x2, coefficients, data.weights, out=out,
-                       sizes=(data.product_sizes, data.agent_sizes))
+                       sizes=(data.product_sizes, data.agent_sizes),
+                       padding_written=out is not None)
 
 
 def _derivative_variables(data: _Block, layout: ParameterLayout, mapping: FloatArray,
