@@ -28,6 +28,7 @@ import numpy as np
 from scipy.linalg import lapack
 
 from blpdemand._types import BoolArray, FloatArray, IntArray
+from blpdemand.model.jacobians_compiled import padded_share_jacobians
 from blpdemand.model.utility import SHIFT_ABOVE, ExpUtility
 
 
@@ -67,6 +68,7 @@ def share_theta_jacobian(probabilities: FloatArray, weights: FloatArray, x2: Flo
 def share_jacobians(e_delta: FloatArray, utility: ExpUtility, x2: FloatArray,
                     variables: FloatArray, rows: IntArray,
                     columns: IntArray, sizes: IntArray | None = None, *,
+                    agent_sizes: IntArray | None = None,
                     overwrite: bool = False) -> tuple[FloatArray, FloatArray]:
     """d s / d delta (T_b, J, J) and d s / d theta (T_b, J, P) straight from exp(mu).
 
@@ -76,12 +78,21 @@ def share_jacobians(e_delta: FloatArray, utility: ExpUtility, x2: FloatArray,
     x2, variables, rows, columns : as in ``share_theta_jacobian``.
     sizes : (T_b,) products per market when the block is padded (padded slots trail each
         market): d s / d delta is then formed on the J_t x J_t leading block only (zero
-        elsewhere), saving the padded part of the O(J^2 I) product.
+        elsewhere), saving the padded part of the O(J^2 I) product. A padded block is then
+        done market by market on its real cells by ``model.jacobians_compiled`` (unless a
+        weight is negative or a bound below fails), with ``agent_sizes`` (T_b,) real agents.
     overwrite : the caller no longer needs ``utility.exp_mu``: its scaled copy is made in place.
     """
     E = utility.exp_mu
     T_b, J, _ = E.shape
     weights = utility.weights
+    E_bound = 1.0 if utility.shifted else float(np.exp(SHIFT_ABOVE))
+    if sizes is not None and np.all(weights >= 0) and float(e_delta.max(initial=0.0)) < 1e100:
+        agents = np.full(T_b, E.shape[2]) if agent_sizes is None else agent_sizes
+        compiled = padded_share_jacobians(e_delta, E, utility.outside, weights, x2, variables,
+                                          rows, columns, sizes, agents)
+        if compiled[2] * E_bound < 1e100:  # else S may overflow: the guarded form below
+            return compiled[0], compiled[1]
     I = E.shape[2]
     V, P = variables.shape[2], rows.size
     # one read of E for D_i - c_i = sum_j e_j E_ji and the numerators of xbar_i, together;
@@ -107,7 +118,7 @@ def share_jacobians(e_delta: FloatArray, utility: ExpUtility, x2: FloatArray,
     # max E (1 when shifted, exp(SHIFT_ABOVE) otherwise) times max sqrt(w_i) / D_i; when that
     # or exp(delta) is huge (an absurd theta) G = e S is formed instead (bounded by 1).
     scale = np.sqrt(np.maximum(weights, 0.0)) / D
-    bound = float(scale.max(initial=0.0)) * (1.0 if utility.shifted else np.exp(SHIFT_ABOVE))
+    bound = float(scale.max(initial=0.0)) * E_bound
     safe = bound < 1e100 and float(e_delta.max(initial=0.0)) < 1e100
     if np.all(weights >= 0):
         S = np.multiply(E, scale[:, None, :], out=E if overwrite else None)

@@ -10,7 +10,8 @@ numpy's per-iteration overhead, and one call for a whole block of markets of equ
 
 (O * Gamma)(p - c) is formed as sum_i w_i alpha_i s_ij F_r(j),i with
 F_r,i = sum_k O_rk s_ik (p_k - c_k) for each distinct row r of O: products of one owner share
-a row, so a step costs about 2 J I products (plus J I exponentials) instead of nnz(O) I.
+a row, so a step costs about 2 J I products (plus J I exponentials, ``model.exp_compiled``)
+instead of nnz(O) I.
 Status codes: 0 converged (max_j |p_j^{k+1} - p_j^k| < tol), 1 iteration limit, 2 non-finite.
 """
 
@@ -23,50 +24,12 @@ import numpy as np
 
 from blpdemand._types import BoolArray, FloatArray, IntArray
 from blpdemand.model.adjoint_compiled import as_kernel_array, compile_kernel, readonly
+from blpdemand.model.exp_compiled import exp_into
 
 __all__ = ["zeta_fixed_point", "zeta_fixed_points"]
 
 _F1, _F2, _F3 = readonly(1), readonly(2), readonly(3)
 _B2, _I1 = readonly(2, numba.boolean), readonly(1, numba.int64)
-
-#: 2^-k, k = 0..1022, and the constants of exp's argument reduction x = n ln 2 + r
-_POWERS = 2.0 ** -np.arange(1023, dtype=np.float64)
-_LOG2E = 1.4426950408889634
-_LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
-_FLOOR = -708.0  # exp(-708) is still a normal float64
-(_C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12,
- _C13) = (1.0 / math.factorial(k) for k in range(2, 14))
-
-
-@compile_kernel(fastmath={"contract"})
-def _exp(x, out):  # type: ignore[no-untyped-def]
-    """out = exp(x) for x <= 0 (1-D), within about one unit in the last place, in a loop the
-    compiler vectorizes: x = n ln 2 + r (Cody-Waite), exp(r) by its degree-13 Taylor polynomial
-    (|r| <= ln 2 / 2: truncation below 1e-17), 2^n from a table. Only ``contract`` (FMA) is
-    allowed here: reassociation would undo the two-part reduction. Arguments below -708 (or NaN)
-    take math.exp afterwards."""
-    for k in range(x.size):
-        value = x[k]
-        clipped = max(_FLOOR, value)
-        n = math.floor(clipped * _LOG2E + 0.5)
-        r = (clipped - n * _LN2_HI) - n * _LN2_LO
-        p = _C13 * r + _C12
-        p = p * r + _C11
-        p = p * r + _C10
-        p = p * r + _C9
-        p = p * r + _C8
-        p = p * r + _C7
-        p = p * r + _C6
-        p = p * r + _C5
-        p = p * r + _C4
-        p = p * r + _C3
-        p = p * r + _C2
-        p = p * r + 1.0
-        p = p * r + 1.0
-        out[k] = p * _POWERS[int(-n)]
-    for k in range(x.size):
-        if not x[k] > _FLOOR:
-            out[k] = math.exp(x[k])
 
 
 @compile_kernel(inline="always")
@@ -140,7 +103,7 @@ def _zeta_market(utility, alpha, weights, base,  # type: ignore[no-untyped-def]
         for j in range(J):
             for i in range(I):
                 s_ij[j, i] -= top[i]
-        _exp(flat_u, flat_e)
+        exp_into(flat_u, flat_e)
         for i in range(I):
             total[i] = math.exp(-top[i])
         for j in range(J):

@@ -139,6 +139,7 @@ class InnerLoop:
         self.config = config or FixedPointConfig()
         self.cache_bytes = cache_bytes
         self.blocks = _prepare(problem, layout, _block_cap(problem, self.config))
+        self._exp_mu_bytes = sum(8 * int(np.prod(b.block.shape)) for b in self.blocks)
         self.lognormal = problem.lognormal if problem.has_lognormal else None
         self._key: bytes | None = None
         self._utilities: dict[int, ExpUtility] = {}
@@ -152,7 +153,7 @@ class InnerLoop:
     def caches_exp_mu(self) -> bool:
         """Whether exp(mu) of all blocks fits in ``cache_bytes`` (kept between calls at one
         theta)."""
-        return sum(8 * int(np.prod(b.block.shape)) for b in self.blocks) <= self.cache_bytes
+        return self._exp_mu_bytes <= self.cache_bytes
 
     def _at(self, theta: FloatArray) -> tuple[FloatArray, bool]:
         """Switch the cache to theta; return the coefficient map and whether to store exp(mu)."""

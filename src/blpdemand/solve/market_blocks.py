@@ -97,10 +97,14 @@ def _coefficient_map(layout: ParameterLayout, theta: FloatArray) -> FloatArray:
 def _block_utility(data: _Block, mapping: FloatArray,
                    lognormal: FloatArray | None = None,
                    out: FloatArray | None = None) -> ExpUtility:
+    """The block's exp(mu) at the coefficient map; ``out``: this block's exp(mu) at an earlier
+    theta, unchanged since (its padded cells are not written again)."""
     coefficients = np.matmul(data.variables, mapping)
     if lognormal is not None:
         coefficients = lognormal_coefficients(coefficients, lognormal)
-    return exp_utility(data.block, data.x2, coefficients, data.weights, out=out)
+    return exp_utility(data.block, data.x2, coefficients, data.weights, out=out,
+                       sizes=(data.product_sizes, data.agent_sizes),
+                       padding_written=out is not None)
 
 
 def _derivative_variables(data: _Block, layout: ParameterLayout, mapping: FloatArray,
@@ -132,7 +136,7 @@ def _block_jacobian(data: _Block, utility: ExpUtility, delta_block: FloatArray,
     sizes = None if pad is None else pad.shape[1] - pad.sum(axis=1)
     ds_ddelta, ds_dtheta = share_jacobians(np.exp(delta_block), utility, data.x2,
                                            variables, rows, columns, sizes,
-                                           overwrite=overwrite)
+                                           agent_sizes=data.agent_sizes, overwrite=overwrite)
     return delta_theta_jacobian(ds_ddelta, ds_dtheta, data.block.product_pad)
 
 
