@@ -28,7 +28,6 @@ import numpy as np
 from scipy.linalg import lapack
 
 from blpdemand._types import BoolArray, FloatArray, IntArray
-from blpdemand.model.jacobians_compiled import padded_share_jacobians
 from blpdemand.model.utility import SHIFT_ABOVE, ExpUtility
 
 
@@ -89,6 +88,8 @@ def share_jacobians(e_delta: FloatArray, utility: ExpUtility, x2: FloatArray,
     E_bound = 1.0 if utility.shifted else float(np.exp(SHIFT_ABOVE))
     if sizes is not None and np.all(weights >= 0) and float(e_delta.max(initial=0.0)) < 1e100:
         agents = np.full(T_b, E.shape[2]) if agent_sizes is None else agent_sizes
+        from blpdemand.model.jacobians_compiled import padded_share_jacobians  # at first use
+
         compiled = padded_share_jacobians(e_delta, E, utility.outside, weights, x2, variables,
                                           rows, columns, sizes, agents)
         if compiled[2] * E_bound < 1e100:  # else S may overflow: the guarded form below

@@ -22,7 +22,9 @@ import numpy as np
 
 from blpdemand._types import BoolArray, FloatArray, IntArray
 from blpdemand.data.markets import MarketIndex
-from blpdemand.model.utility_compiled import SHIFT_ABOVE, padded_exp_utility
+
+#: Utilities above this trigger the per-agent shift (exp(50) leaves ample room below 1e308).
+SHIFT_ABOVE = 50.0
 
 #: Padded blocks take the compiled kernel unless K2 >= [0] and the mean J_t I_t >= [1]: there
 #: numpy's gemm and exp per market (about 0.6 ns a cell for the exp against the kernel's 1 ns,
@@ -244,9 +246,13 @@ def exp_utility(block: MarketBlock, x2: FloatArray, coefficients: FloatArray,
         product_sizes, agent_sizes = sizes
         cells = float(np.dot(product_sizes, agent_sizes)) / T_b
         if x2.shape[2] < COMPILED_BELOW[0] or cells < COMPILED_BELOW[1]:
-            # market by market on its real cells, in one compiled call
+            # market by market on its real cells, in one compiled call (loaded at first use:
+            # a logit run never pays for numba)
+            from blpdemand.model.utility_compiled import padded_exp_utility
+
             shifted = padded_exp_utility(x2, coefficients, product_sizes, agent_sizes, mu,
-                                         outside, clear=not (padding_written and mu is out))
+                                         outside, shift_above=SHIFT_ABOVE,
+                                         clear=not (padding_written and mu is out))
             return ExpUtility(exp_mu=mu, outside=outside, weights=weights,
                               shifted=shifted == T_b)
     transposed = np.ascontiguousarray(coefficients.transpose(0, 2, 1))  # (T_b, K2, I): gemm-ready

@@ -4,7 +4,7 @@ For each market t of a block, over its real products j < J_t and agents i < I_t 
 
     mu_ji = sum_k x2_jk c_ik,   E_ji = exp(mu_ji - m_i),   outside_i = exp(-m_i),
 
-with m_i = max(0, max_j mu_ji) when some mu_ji of the market exceeds ``SHIFT_ABOVE`` and
+with m_i = max(0, max_j mu_ji) when some mu_ji of the market exceeds ``shift_above`` and
 m_i = 0 (no shift: outside_i = 1) otherwise; padded cells get E = 0 and outside = 1. The same
 values as the numpy path of ``model.utility.exp_utility`` (one batched gemm and one exp), here
 without numpy's five calls per market: on many small padded markets those calls were most of
@@ -21,10 +21,7 @@ from blpdemand._types import FloatArray, IntArray
 from blpdemand.model.adjoint_compiled import as_kernel_array, compile_kernel, readonly
 from blpdemand.model.exp_compiled import exp_into
 
-__all__ = ["SHIFT_ABOVE", "padded_exp_utility"]
-
-#: Utilities above this trigger the per-agent shift (exp(50) leaves ample room below 1e308).
-SHIFT_ABOVE = 50.0
+__all__ = ["padded_exp_utility"]
 
 _F3, _I1 = readonly(3), readonly(1, numba.int64)
 _W2, _W3 = numba.float64[:, ::1], numba.float64[:, :, ::1]
@@ -42,14 +39,14 @@ def _utility_row(x2, t, j, c, m, row):  # type: ignore[no-untyped-def]
             row[i] += a * c[k, i]
 
 
-@compile_kernel((_F3, _F3, _I1, _I1, _W3, _W2, numba.boolean))
+@compile_kernel((_F3, _F3, _I1, _I1, _W3, _W2, numba.boolean, numba.float64))
 def _exp_utility(x2, coefficients, product_sizes,  # type: ignore[no-untyped-def]
-                 agent_sizes, exp_mu, outside, clear):
+                 agent_sizes, exp_mu, outside, clear, shift_above):
     """Fill exp_mu (T, J, I) and outside (T, I), the padded cells of exp_mu only if ``clear``;
     returns how many markets were shifted.
 
     Each market is formed unshifted, row by row in L1 (mu, then its exp written once); in the
-    rare market where some mu_ji exceeds SHIFT_ABOVE (or is NaN) it is formed again, shifted.
+    rare market where some mu_ji exceeds shift_above (or is NaN) it is formed again, shifted.
     """
     T, _, I = exp_mu.shape
     K = x2.shape[2]
@@ -62,11 +59,11 @@ def _exp_utility(x2, coefficients, product_sizes,  # type: ignore[no-untyped-def
         for k in range(K):
             for i in range(m):
                 c[k, i] = coefficients[t, i, k]
-        over = 0  # utilities above SHIFT_ABOVE or NaN (a count vectorizes; a maximum did not)
+        over = 0  # utilities above shift_above or NaN (a count vectorizes; a maximum did not)
         for j in range(n):
             _utility_row(x2, t, j, c, m, row)
             for i in range(m):
-                over += not row[i] <= SHIFT_ABOVE
+                over += not row[i] <= shift_above
             exp_into(row[:m], exp_mu[t, j, :m])
         if over:
             shifted += 1
@@ -94,7 +91,7 @@ def _exp_utility(x2, coefficients, product_sizes,  # type: ignore[no-untyped-def
 
 def padded_exp_utility(x2: FloatArray, coefficients: FloatArray, product_sizes: IntArray,
                        agent_sizes: IntArray, exp_mu: FloatArray, outside: FloatArray, *,
-                       clear: bool = True) -> int:
+                       shift_above: float, clear: bool = True) -> int:
     """exp(mu) of a padded block into ``exp_mu`` and ``outside``; the number of shifted markets.
 
     x2 : (T_b, J, K2), coefficients : (T_b, I, K2), product_sizes and agent_sizes : (T_b,) real
@@ -106,4 +103,4 @@ def padded_exp_utility(x2: FloatArray, coefficients: FloatArray, product_sizes: 
     return int(_exp_utility(as_kernel_array(x2), as_kernel_array(coefficients),
                             as_kernel_array(product_sizes, np.int64),
                             as_kernel_array(agent_sizes, np.int64), exp_mu, outside,
-                            bool(clear)))
+                            bool(clear), float(shift_above)))
