@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from blpdemand.cli.figures import FigureWorker, ForkedServer
+from blpdemand.cli.figures import FORKS, FigureWorker, ForkedServer
 from blpdemand.results.diagnostics import ObjectiveProfile
 from blpdemand.results.figures import render
 
@@ -56,12 +56,16 @@ START = pytest.mark.parametrize("fork", [pytest.param(True, marks=pytest.mark.sk
 @START
 def test_the_helper_process_writes_the_same_png_as_this_process(tmp_path: Path, fork: bool) -> None:
     worker = FigureWorker(fork=fork)
-    assert worker.background and isinstance(worker._process, ForkedServer) == fork
-    worker.draw(tmp_path / "there.png", _profile().plot, panels=2)
+    assert worker.background
+    assert [isinstance(p, ForkedServer) for p in worker._processes] == [fork] * (
+        FORKS if fork else 1)
+    for k in range(3):  # more figures than helpers: each is drawn once, by one of them
+        worker.draw(tmp_path / f"there-{k}.png", _profile().plot, panels=2)
     worker.wait(_nothing)
     worker.close()
     render(tmp_path / "here.png", _profile().plot, panels=2)
-    assert (tmp_path / "there.png").read_bytes() == (tmp_path / "here.png").read_bytes()
+    for k in range(3):
+        assert (tmp_path / f"there-{k}.png").read_bytes() == (tmp_path / "here.png").read_bytes()
 
 
 @START
@@ -128,3 +132,26 @@ def test_a_forked_helper_does_not_repeat_the_parents_buffered_output(tmp_path: P
     assert done.returncode == 0, done.stderr
     assert done.stdout == "before after"
     assert (tmp_path / "e.png").stat().st_size > 0
+
+
+def test_the_command_takes_one_blas_thread_unless_the_user_chose() -> None:
+    from blpdemand.cli import BLAS_THREADS, one_blas_thread
+
+    untouched: dict[str, str] = {"PATH": "/bin"}
+    one_blas_thread(untouched)
+    assert all(untouched[name] == "1" for name in BLAS_THREADS)
+    chosen = {"OMP_NUM_THREADS": "8"}
+    one_blas_thread(chosen)
+    assert chosen == {"OMP_NUM_THREADS": "8"}  # the user's choice stands, for every library
+    # in a real command the variables are set before numpy loads: numpy sees them
+    script = ("import os, sys\n"
+              "from blpdemand.cli import one_blas_thread\n"
+              "one_blas_thread(os.environ)\n"
+              "assert 'numpy' not in sys.modules\n"
+              "import numpy\n"
+              "print(os.environ['OPENBLAS_NUM_THREADS'])\n")
+    env = {k: v for k, v in os.environ.items() if k not in BLAS_THREADS}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=False, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"

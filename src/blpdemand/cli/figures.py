@@ -29,53 +29,68 @@ import threading
 import traceback
 import warnings
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
 from blpdemand.errors import BLPDemandError
 from blpdemand.results.figures import READY, Caught, Drawing, Outcome, render, serve
 
+#: forked helpers per run: enough for two cores (the run itself mostly waits by then)
+FORKS = 2
+
 
 class FigureWorker:
-    """Figures drawn by a helper process (or in this one: ``background`` is then False).
+    """Figures drawn by helper processes (or in this one: ``background`` is then False).
 
-    Jobs wait in a queue and go to the process one at a time, when it is free; once the run
-    waits for them, this process draws from the other end of the queue too."""
+    Jobs wait in a queue and go to a helper one at a time, when it is free. Forked helpers are
+    cheap, so there are ``FORKS`` of them (a run's multi-panel profiles take 0.8 s to draw and
+    would hold up the rest behind one helper); a fresh interpreter is one, and once the run
+    waits for it this process draws from the other end of the queue too."""
 
     def __init__(self, *, fork: bool | None = None) -> None:
-        """``fork``: the helper as a fork of this process (None: where possible)."""
+        """``fork``: the helpers as forks of this process (None: where possible)."""
         self._pending: dict[int, Path] = {}  # every figure sent or queued since the last wait
         self._drawings: dict[int, tuple[Drawing, int]] = {}  # queued ones, for drawing here
-        self._queue: deque[int] = deque()  # not yet given to the process
-        self._busy = True  # the process has a job, or is still loading (until it says ready)
+        self._queue: deque[int] = deque()  # not yet given to a helper
         self._lock = threading.Lock()
         self._answers: queue.Queue[str | None] = queue.Queue()
         self._folder = Path(tempfile.mkdtemp(prefix="blpdemand-figures-"))
         self._jobs = 0
-        self._process: subprocess.Popen[str] | ForkedServer | None = None
-        self._reader: threading.Thread | None = None
+        self._processes: list[subprocess.Popen[str] | ForkedServer] = []
+        self._busy: list[bool] = []  # a job in hand, or still loading (until it says ready)
+        self._readers: list[threading.Thread] = []
         if fork is None:
             fork = can_fork()
+        self._steal = not fork  # drawing here would first load matplotlib here (0.3 s)
         try:
-            self._process = (ForkedServer(self._folder) if fork
-                             else _interpreter(self._folder))
+            if fork:  # all forks before any thread starts (a fork copies only its caller)
+                for _ in range(FORKS):
+                    self._processes.append(ForkedServer(self._folder, inherited=[
+                        pipe.fileno() for p in self._processes for pipe in (p.stdin, p.stdout)
+                        if pipe is not None]))
+            else:
+                self._processes.append(_interpreter(self._folder))
         except OSError:  # no interpreter to start (a frozen application): drawn here
-            return
-        stdout = self._process.stdout
-        assert stdout is not None
-        self._reader = threading.Thread(target=self._read, args=(stdout,), daemon=True)
-        self._reader.start()
+            if not self._processes:
+                return
+        for index, process in enumerate(self._processes):
+            self._busy.append(True)
+            assert process.stdout is not None
+            reader = threading.Thread(target=self._read, args=(index, process.stdout),
+                                      daemon=True)
+            self._readers.append(reader)
+            reader.start()
 
     @property
     def background(self) -> bool:
-        return self._process is not None
+        return bool(self._processes)
 
     def draw(self, path: Path, draw: Drawing, panels: int = 1) -> None:
-        """Queue one figure for the process (drawn here when it cannot travel or the process
+        """Queue one figure for the helpers (drawn here when it cannot travel or every helper
         has ended; its warnings are then raised here)."""
         job = _pickled((path, draw, panels))
-        if self._process is None or job is None or self._process.poll() is not None:
+        if job is None or all(p.poll() is not None for p in self._processes):
             _replay(render(path, draw, panels))
             return
         k = self._jobs
@@ -85,42 +100,44 @@ class FigureWorker:
             self._pending[k] = path
             self._drawings[k] = (draw, panels)
             self._queue.append(k)
-            if not self._busy:
-                self._send_next()
+            for index, busy in enumerate(self._busy):
+                if not busy:
+                    self._send_next(index)
 
-    def _send_next(self) -> None:
-        """Give the process the oldest queued job (the caller holds the lock)."""
-        if not self._queue or self._process is None or self._process.stdin is None:
+    def _send_next(self, index: int) -> None:
+        """Give helper ``index`` the oldest queued job (the caller holds the lock)."""
+        stdin = self._processes[index].stdin
+        if not self._queue or stdin is None:
             return
         k = self._queue.popleft()
         self._drawings.pop(k, None)
         try:
-            self._process.stdin.write(f"{k}\n")
-            self._process.stdin.flush()
-        except (OSError, ValueError):  # the process has ended: wait() reports it
+            stdin.write(f"{k}\n")
+            stdin.flush()
+        except (OSError, ValueError):  # the helper has ended: wait() reports it
             self._answers.put(None)
             return
-        self._busy = True
+        self._busy[index] = True
 
-    def _read(self, stdout: IO[str]) -> None:
-        """The reader thread: each answer k, then the next job to the free process."""
+    def _read(self, index: int, stdout: IO[str]) -> None:
+        """Helper ``index``'s reader thread: each answer k, then its next job."""
         for line in stdout:
             if line.strip() != READY:
                 self._answers.put(line.strip())
             with self._lock:
-                self._busy = False
-                self._send_next()
+                self._busy[index] = False
+                self._send_next(index)
         self._answers.put(None)
 
     def wait(self, checkpoint: Callable[[], None]) -> None:
         """Wait for every figure (asking ``checkpoint`` between figures and every 0.1 s),
-        drawing the newest queued ones here meanwhile; replay their warnings in the order
-        they were sent, and raise the first drawing's error."""
+        drawing the newest queued ones here meanwhile where that pays; replay their warnings
+        in the order they were sent, and raise the first drawing's error."""
         done: dict[int, Outcome] = {}
         while len(done) < len(self._pending):
             checkpoint()
             with self._lock:
-                k = self._queue.pop() if self._queue else None
+                k = self._queue.pop() if self._queue and self._steal else None
                 local = None if k is None else self._drawings.pop(k)
             if k is not None and local is not None:
                 try:
@@ -146,22 +163,24 @@ class FigureWorker:
                 raise BLPDemandError(f"drawing a figure failed: {outcome.error}")
 
     def close(self, *, abort: bool = False) -> None:
-        """End the process and delete the private folder, after drawing what is still pending
+        """End the helpers and delete the private folder, after drawing what is still pending
         (at once with ``abort``): no figure is written after this returns."""
-        if not abort and self._pending and self._process is not None:
+        if not abort and self._pending and self._processes:
             self.wait(lambda: None)  # the figures sent and not waited for are drawn first
-        process, self._process = self._process, None
-        if process is not None:
-            with self._lock:
-                self._queue.clear()  # nothing more goes to the process
+        processes, self._processes = self._processes, []
+        with self._lock:
+            self._queue.clear()  # nothing more goes to a helper
+        for process in processes:
             process.kill()  # nothing left to draw (or abort): no need to let it tidy up
+        for process in processes:
             try:
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-            if self._reader is not None:
-                self._reader.join(timeout=5)  # it has read the end of the answers
+        for reader in self._readers:
+            reader.join(timeout=5)  # it has read the end of the answers
+        for process in processes:
             for pipe in (process.stdin, process.stdout):
                 if pipe is not None:
                     try:
@@ -172,8 +191,8 @@ class FigureWorker:
         shutil.rmtree(self._folder, ignore_errors=True)
 
     def _ended(self, done: dict[int, Outcome]) -> str:
-        assert self._process is not None
-        code = self._process.wait()
+        ended = [p for p in self._processes if p.poll() is not None] or self._processes
+        code = ended[0].wait()
         tail = (self._folder / "stderr.txt").read_text(errors="replace").strip()[-1500:]
         missing = [p.name for k, p in self._pending.items() if k not in done]
         return (f"the process drawing the figures ended (exit code {code}) before it drew "
@@ -204,7 +223,9 @@ class ForkedServer:
     The child never returns into the caller's code: it serves, then leaves by ``os._exit``
     (no atexit handlers, no flushing of buffers it inherited; both are flushed before)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, inherited: Sequence[int] = ()) -> None:
+        """``inherited``: this process's ends of earlier helpers' pipes, closed in the child
+        (else an earlier helper would not see its input end when this process closes it)."""
         jobs_read, jobs_write = os.pipe()
         answers_read, answers_write = os.pipe()
         sys.stdout.flush()
@@ -215,7 +236,9 @@ class ForkedServer:
             try:
                 os.setsid()
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
-                with open(folder / "stderr.txt", "wb") as stderr:
+                for fd in inherited:
+                    os.close(fd)
+                with open(folder / "stderr.txt", "ab") as stderr:  # shared by the helpers
                     os.dup2(stderr.fileno(), 2)
                 os.dup2(jobs_read, 0)
                 os.dup2(answers_write, 1)
