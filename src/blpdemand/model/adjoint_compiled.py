@@ -30,7 +30,7 @@ import numpy as np
 
 from blpdemand._types import FloatArray, IntArray
 
-__all__ = ["adjoint_markets", "as_kernel_array", "compile_kernel", "readonly"]
+__all__ = ["adjoint_markets", "as_kernel_array", "compile_kernel", "denominators", "readonly"]
 
 _FAST = {"reassoc", "contract"}  # vectorized sums and FMA; no assumptions about NaN or inf
 
@@ -97,6 +97,26 @@ def _operator(E, e, rD, diagonal, x, J, I, u, out):  # type: ignore[no-untyped-d
 _F2, _F3, _I1 = readonly(2), readonly(3), readonly(1, numba.int64)
 
 
+@compile_kernel(inline="always")
+def denominators(E, e, x2, t, outside, n, m, D, left):  # type: ignore[no-untyped-def]
+    """One pass over a market's exp(mu) E (its n x m real cells), for i < m:
+    D_i = outside_i + sum_j e_j E_ji and left_ri = sum_j e_j x2_jr E_ji (x2 of market t)."""
+    for i in range(m):
+        D[i] = outside[i]
+    for k in range(left.shape[0]):
+        for i in range(m):
+            left[k, i] = 0.0
+    for j in range(n):
+        row = E[j]
+        ej = e[j]
+        for i in range(m):
+            D[i] += ej * row[i]
+        for k in range(left.shape[0]):
+            exk = ej * x2[t, j, k]
+            for i in range(m):
+                left[k, i] += exk * row[i]
+
+
 @compile_kernel((_F3, _F2, _F2, _F2, _F3, _F3, _I1, _I1, _F2, _I1, _I1, numba.float64, numba.int64))
 def _adjoint(exp_mu, outside, weights, e_delta, x2,  # type: ignore[no-untyped-def]
              variables, rows, columns, v, product_sizes, agent_sizes, tol, max_iterations):
@@ -112,21 +132,7 @@ def _adjoint(exp_mu, outside, weights, e_delta, x2,  # type: ignore[no-untyped-d
     for t in range(T):
         J, I = product_sizes[t], agent_sizes[t]
         E, e, w = exp_mu[t], e_delta[t], weights[t]
-        # D_i and (e x2_r)' E_i in one pass
-        for i in range(I):
-            D[i] = outside[t, i]
-        for k in range(K2):
-            for i in range(I):
-                left[k, i] = 0.0
-        for j in range(J):
-            row = E[j]
-            ej = e[j]
-            for i in range(I):
-                D[i] += ej * row[i]
-            for k in range(K2):
-                exk = ej * x2[t, j, k]
-                for i in range(I):
-                    left[k, i] += exk * row[i]
+        denominators(E, e, x2, t, outside[t], J, I, D, left)  # D_i, (e x2_r)' E_i: one pass
         for i in range(I):
             d = max(D[i], 2.2250738585072014e-308)
             D[i] = d

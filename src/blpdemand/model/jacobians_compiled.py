@@ -23,7 +23,12 @@ import numba
 import numpy as np
 
 from blpdemand._types import FloatArray, IntArray
-from blpdemand.model.adjoint_compiled import as_kernel_array, compile_kernel, readonly
+from blpdemand.model.adjoint_compiled import (
+    as_kernel_array,
+    compile_kernel,
+    denominators,
+    readonly,
+)
 
 __all__ = ["padded_share_jacobians"]
 
@@ -46,18 +51,7 @@ def _share_jacobians(e_delta, E, outside, weights,  # type: ignore[no-untyped-de
     for t in range(T):
         n, m = product_sizes[t], agent_sizes[t]
         S = flat[:n * m].reshape((n, m))
-        for i in range(m):
-            D[i] = outside[t, i]
-        left[:, :m] = 0.0
-        for j in range(n):
-            e = e_delta[t, j]
-            row = E[t, j]
-            for i in range(m):
-                D[i] += e * row[i]
-            for r in range(K):
-                a = e * x2[t, j, r]
-                for i in range(m):
-                    left[r, i] += a * row[i]
+        denominators(E[t], e_delta[t], x2, t, outside[t], n, m, D, left)
         for i in range(m):
             D[i] = max(D[i], 2.2250738585072014e-308)  # finite 1 / D where both terms underflow
             Z[0, i] = weights[t, i] / D[i]
