@@ -48,8 +48,9 @@ def _nothing() -> None:
     pass
 
 
+LINUX = sys.platform.startswith("linux")
 START = pytest.mark.parametrize("fork", [pytest.param(True, marks=pytest.mark.skipif(
-    not hasattr(os, "fork"), reason="no fork on this platform")), False],
+    not LINUX, reason="figure helpers fork on Linux only")), False],
     ids=["forked", "interpreter"])
 
 
@@ -110,7 +111,7 @@ def test_an_interrupt_while_waiting_is_raised_and_abort_writes_nothing(tmp_path:
     assert not (tmp_path / "d.png").exists()
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+@pytest.mark.skipif(not LINUX, reason="figure helpers fork on Linux only")
 def test_a_forked_helper_does_not_repeat_the_parents_buffered_output(tmp_path: Path) -> None:
     script = (
         "import sys\n"

@@ -8,9 +8,9 @@ and the path of its PNG) through a private folder; it draws them on another core
 computes its next outputs. ``wait`` collects them before the output folder is moved into place
 and replays their warnings here; ``close(abort=True)`` kills the process on a failure or
 Ctrl-C (the process is in its own session, so a terminal's Ctrl-C reaches only the command).
-Where the platform can fork and this process runs one thread, the helper is a fork of this
-process (it has numpy, pandas and blpdemand loaded already and loads only matplotlib: about
-0.3 s of one core instead of 1.2 s for a fresh interpreter); else a new interpreter.
+On Linux, where this process runs one thread, the helpers are two forks of this process
+(each has numpy, pandas and blpdemand loaded already and loads only matplotlib: about 0.3 s
+of a core instead of 1.2 s for a fresh interpreter); elsewhere one new interpreter.
 Where the process cannot start, or a drawing cannot be pickled, the figure is drawn in this
 process by the same ``render``, so the PNG is the same either way.
 """
@@ -200,10 +200,11 @@ class FigureWorker:
 
 
 def can_fork() -> bool:
-    """Whether a figure helper would be a fork of this process: the platform forks and this
-    process runs one thread (a fork copies only the calling thread, and a lock another thread
-    held would stay locked in the child)."""
-    return hasattr(os, "fork") and threading.active_count() == 1
+    """Whether a figure helper would be a fork of this process: on Linux, with one thread in
+    this process (a fork copies only the calling thread, and a lock another thread held would
+    stay locked in the child). Not on macOS, where system libraries that numpy and matplotlib
+    load (Accelerate, libdispatch) are not safe to use after a fork: a new interpreter there."""
+    return sys.platform.startswith("linux") and threading.active_count() == 1
 
 
 def _interpreter(folder: Path) -> subprocess.Popen[str]:
