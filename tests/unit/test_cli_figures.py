@@ -156,3 +156,17 @@ def test_the_command_takes_one_blas_thread_unless_the_user_chose() -> None:
                           timeout=120, check=False, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "1"
+
+
+@START
+def test_an_answer_read_after_close_sends_nothing(tmp_path: Path, fork: bool) -> None:
+    # A helper's last answer can reach its reader thread while the run is closing (Ctrl-C in
+    # the post-estimation): the reader then asks for the next job, of helpers already taken
+    # away. That once raised IndexError in the reader thread, a traceback beside "interrupted".
+    worker = FigureWorker(fork=fork)
+    worker.draw(tmp_path / "f.png", _profile().plot, panels=2)
+    worker.close(abort=True)
+    with worker._lock:
+        for index in range(FORKS):
+            worker._send_next(index)  # what the reader thread does after an answer
+    assert not worker.background and not worker._queue

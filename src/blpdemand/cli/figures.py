@@ -105,9 +105,12 @@ class FigureWorker:
                     self._send_next(index)
 
     def _send_next(self, index: int) -> None:
-        """Give helper ``index`` the oldest queued job (the caller holds the lock)."""
+        """Give helper ``index`` the oldest queued job (the caller holds the lock; after
+        ``close`` took the helpers, a reader's last answer finds nothing to send)."""
+        if not self._queue or index >= len(self._processes):
+            return
         stdin = self._processes[index].stdin
-        if not self._queue or stdin is None:
+        if stdin is None:
             return
         k = self._queue.popleft()
         self._drawings.pop(k, None)
@@ -167,9 +170,9 @@ class FigureWorker:
         (at once with ``abort``): no figure is written after this returns."""
         if not abort and self._pending and self._processes:
             self.wait(lambda: None)  # the figures sent and not waited for are drawn first
-        processes, self._processes = self._processes, []
-        with self._lock:
-            self._queue.clear()  # nothing more goes to a helper
+        with self._lock:  # nothing more goes to a helper
+            processes, self._processes = self._processes, []
+            self._queue.clear()
         for process in processes:
             process.kill()  # nothing left to draw (or abort): no need to let it tidy up
         for process in processes:
@@ -192,7 +195,7 @@ class FigureWorker:
 
     def _ended(self, done: dict[int, Outcome]) -> str:
         ended = [p for p in self._processes if p.poll() is not None] or self._processes
-        code = ended[0].wait()
+        code = ended[0].wait() if ended else None
         tail = (self._folder / "stderr.txt").read_text(errors="replace").strip()[-1500:]
         missing = [p.name for k, p in self._pending.items() if k not in done]
         return (f"the process drawing the figures ended (exit code {code}) before it drew "
