@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -186,7 +186,7 @@ def run_command_line() -> NoReturn:
 BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def one_blas_thread(environ: Any) -> None:
+def one_blas_thread(environ: MutableMapping[str, str]) -> None:
     """One BLAS thread for the command, unless the user set any of ``BLAS_THREADS``; before
     numpy is imported. Its work is compiled kernels market by market and small matrix
     products, which a second BLAS thread does not speed up; and that thread spins on the core
