@@ -9,7 +9,7 @@ parameters rho of a random-coefficients nested logit (one, or one per nest), alw
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,6 +27,9 @@ class ParameterLayout:
     pi_free : (K2, D) bool, free elements of Pi.
     x2_names, demographic_names : labels of the rows/columns.
     rho_names : names of the nesting parameters ("rho" or "rho[g]"), empty without nests.
+
+    The counts and index arrays are derived once, when the layout is made: the inner loop reads
+    them at every theta (``unpack``), hundreds of times an estimate.
     """
 
     sigma_free: np.ndarray
@@ -34,6 +37,15 @@ class ParameterLayout:
     x2_names: tuple[str, ...]
     demographic_names: tuple[str, ...]
     rho_names: tuple[str, ...] = ()
+    _sigma_index: tuple[np.ndarray, np.ndarray] = field(init=False, repr=False, compare=False)
+    _pi_index: tuple[np.ndarray, np.ndarray] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for name, free in (("_sigma_index", self.sigma_free), ("_pi_index", self.pi_free)):
+            cols, rows = np.nonzero(np.asarray(free).T)  # column-major: theta's order
+            rows.setflags(write=False)
+            cols.setflags(write=False)
+            object.__setattr__(self, name, (rows, cols))
 
     @property
     def K2(self) -> int:
@@ -45,11 +57,11 @@ class ParameterLayout:
 
     @property
     def n_sigma(self) -> int:
-        return int(self.sigma_free.sum())
+        return len(self._sigma_index[0])
 
     @property
     def n_pi(self) -> int:
-        return int(self.pi_free.sum())
+        return len(self._pi_index[0])
 
     @property
     def n_rho(self) -> int:
@@ -63,14 +75,12 @@ class ParameterLayout:
     @property
     def sigma_index(self) -> tuple[np.ndarray, np.ndarray]:
         """(rows, cols) of free Sigma elements in theta order (column-major)."""
-        cols, rows = np.nonzero(self.sigma_free.T)
-        return rows, cols
+        return self._sigma_index
 
     @property
     def pi_index(self) -> tuple[np.ndarray, np.ndarray]:
         """(rows, cols) of free Pi elements in theta order (column-major)."""
-        cols, rows = np.nonzero(self.pi_free.T)
-        return rows, cols
+        return self._pi_index
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -89,14 +99,13 @@ class ParameterLayout:
     def unpack(self, theta: FloatArray) -> tuple[FloatArray, FloatArray]:
         """theta (P,) -> (Sigma (K2, K2), Pi (K2, D))."""
         theta = np.asarray(theta, dtype=np.float64)
-        if theta.shape != (self.P,):
+        n_sigma, n_pi, K2 = len(self._sigma_index[0]), len(self._pi_index[0]), len(self.x2_names)
+        if theta.shape != (n_sigma + n_pi + len(self.rho_names),):
             raise SpecificationError(f"theta must have {self.P} elements, got shape {theta.shape}")
-        sigma = np.zeros((self.K2, self.K2))
-        pi = np.zeros((self.K2, self.D))
-        r, c = self.sigma_index
-        sigma[r, c] = theta[: self.n_sigma]
-        r, c = self.pi_index
-        pi[r, c] = theta[self.n_sigma:self.n_sigma + self.n_pi]
+        sigma = np.zeros((K2, K2))
+        pi = np.zeros((K2, len(self.demographic_names)))
+        sigma[self._sigma_index] = theta[:n_sigma]
+        pi[self._pi_index] = theta[n_sigma:n_sigma + n_pi]
         return sigma, pi
 
     def rho(self, theta: FloatArray) -> FloatArray:

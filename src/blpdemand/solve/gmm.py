@@ -171,21 +171,21 @@ class DemandObjective:
         # are handled below (a large objective, so the line search backs off)
         # A warm start from an extreme trial theta can make the contraction fail where a cold
         # one converges: retry from the best theta's delta, then from the logit delta.
-        retries = [None if self.best is None else self.best.delta,
-                   self.problem.products.logit_delta]
+        # (the retries' starts are formed only when a solve fails)
+        retries = iter((lambda: None if self.best is None else self.best.delta,
+                        lambda: self.problem.products.logit_delta))
         start = self.delta0
         while True:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 result = self.loop.solve(theta, delta0=start, jacobian=not adjoint)
             self.contraction_iterations += int(result.iterations)
             self.contraction_evaluations += int(result.evaluations)
-            if result.converged or not retries:
+            if result.converged:
                 break
-            start = retries.pop(0)
+            start = next((s for s in (retry() for retry in retries) if s is not None), None)
             if start is None:
-                start = retries.pop(0)
-            if start is not None:
-                start = self._restart_failed(result, start)
+                break
+            start = self._restart_failed(result, start)
         failed = np.asarray(result.failed_markets)
         if not result.converged:
             self.failures += 1

@@ -78,14 +78,15 @@ class DeltaPredictor:
         # secants only from solutions about as near as theta: over longer ones the curvature of
         # delta(theta) makes them worse than no step at all (a far line-search trial)
         reach = _NEAR * float(np.max(np.abs(step)))
-        near = [k for k, t in enumerate(list(self._thetas)[:-1])
-                if float(np.max(np.abs(t - last_theta))) <= reach]
-        if not near:
+        earlier = np.array(list(self._thetas)[:-1]).reshape(-1, step.size) - last_theta
+        near = np.flatnonzero(np.max(np.abs(earlier), axis=1, initial=0.0) <= reach)
+        if not near.size:
             return fallback
-        Theta = np.column_stack([self._thetas[k] - last_theta for k in near])
-        c = np.linalg.lstsq(Theta, step, rcond=1e-8)[0]
+        c = np.linalg.lstsq(earlier[near].T, step, rcond=1e-8)[0]
         if not np.all(np.isfinite(c)) or np.max(np.abs(c)) > _REACH:
             return fallback
-        D = np.column_stack([self._deltas[k] - last for k in near])
-        guess = last + D @ c
+        # last + sum_k c_k (delta_k - last), without forming the differences
+        guess = last * (1.0 - float(np.sum(c)))
+        for k, weight in zip(near.tolist(), c.tolist()):
+            guess += weight * self._deltas[k]
         return guess if np.all(np.isfinite(guess)) else fallback
