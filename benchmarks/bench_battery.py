@@ -19,7 +19,8 @@ PyBLP one run), the ratio, both objectives and the largest relative difference o
 (both tools order theta as Sigma's free elements column by column, then Pi's), and the floor
 of issue 23 (benchmarks/floor.py: share evaluations x 2 J I flops at the measured dgemm rate
 plus exp(mu) per theta at numpy's measured exp rate, from an untimed run of ours) with our
-time over it.
+time over it; and beside it the sweep floor (the same share evaluations priced at the time of
+their two dgemv sweeps over exp(mu), measured per cell; see floor.py).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 import blpdemand as bd
-from floor import counting_exp_cells, floor_seconds, rates
+from floor import counting_exp_cells, floor_seconds, rates, sweep_floor_seconds
 
 
 @dataclass(frozen=True)
@@ -208,8 +209,10 @@ def main() -> None:
     builders = cases(np.random.default_rng(20261207))
     chosen = args.problems or list(builders)
     measured = rates()
-    print(f"floor rates: dgemm {measured[0] / 1e9:.1f} GFlop/s, exp {measured[1] * 1e9:.2f} ns")
-    print(f"{'problem':11s} {'N':>6s} {'ours':>8s} {'floor':>7s} {'/floor':>6s} {'PyBLP':>8s} "
+    print(f"floor rates: dgemm {measured[0] / 1e9:.1f} GFlop/s, exp {measured[1] * 1e9:.2f} ns, "
+          f"share evaluation's two dgemv sweeps {measured[2] * 1e9:.3f} ns a cell")
+    print(f"{'problem':11s} {'N':>6s} {'ours':>8s} {'floor':>7s} {'/floor':>6s} {'sweep':>7s} "
+          f"{'/sweep':>6s} {'PyBLP':>8s} "
           f"{'ratio':>6s} {'Q ours':>12s} {'Q PyBLP':>12s} {'theta gap':>9s}")
     for name in chosen:
         case = builders[name]()
@@ -219,7 +222,9 @@ def main() -> None:
         with counting_exp_cells() as cells:
             counted = run()
         floor = floor_seconds(problem, counted.contraction_evaluations, cells[0], measured)
-        ours_columns = f"{seconds:8.3f} {floor:7.3f} {seconds / floor:5.1f}x"
+        sweep = sweep_floor_seconds(problem, counted.contraction_evaluations, cells[0], measured)
+        ours_columns = (f"{seconds:8.3f} {floor:7.3f} {seconds / floor:5.1f}x {sweep:7.3f} "
+                        f"{seconds / sweep:5.1f}x")
         if args.no_pyblp:
             print(f"{name:11s} {len(case.products):6d} {ours_columns}")
             continue

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 import blpdemand as bd
-from floor import counting_exp_cells, floor_seconds, rates
+from floor import counting_exp_cells, floor_seconds, rates, sweep_floor_seconds
 
 DATA = Path(os.environ.get("BLPDEMAND_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 GTOL = 1e-6
@@ -151,7 +151,7 @@ def interleaved(functions: dict[str, Callable[[], Any]], repeat: int) -> dict[st
     return best
 
 
-RATES: list[tuple[float, float]] = []  # (dgemm flop/s, s per exp), measured once in main
+RATES: list[tuple[float, float, float]] = []  # floor.rates(), measured once in main
 
 
 def row(case: dict[str, Any], repeat: int, with_pyblp: bool) -> None:
@@ -172,6 +172,10 @@ def row(case: dict[str, Any], repeat: int, with_pyblp: bool) -> None:
     print(f"{case['name']:>5} floor: {floor:7.3f} s (share evaluations x 2 J I at "
           f"{RATES[0][0] / 1e9:.1f} GFlop/s + {cells[0]:,} exp(mu) cells at "
           f"{RATES[0][1] * 1e9:.2f} ns); ours / floor {ours_time / floor:.1f}x", flush=True)
+    sweep = sweep_floor_seconds(case["ours"], counted.contraction_evaluations, cells[0], RATES[0])
+    print(f"{case['name']:>5} sweep floor: {sweep:7.3f} s (share evaluations x J I x "
+          f"{RATES[0][2] * 1e9:.3f} ns, two dgemv sweeps a cell, + exp(mu)); ours / sweep floor "
+          f"{ours_time / sweep:.1f}x", flush=True)
     if not with_pyblp:
         return
     theirs_time, theirs = best["pyblp"]

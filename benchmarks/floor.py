@@ -13,6 +13,14 @@ ran at gemm speed; it is two matrix-vector products, bound by cache bandwidth in
 exp is timed on 64 Ki elements in cache. Not counted: derivatives (the adjoint gradient, d delta
 / d theta for standard errors), the linear IV step, Python. So the floor is a lower bound, and
 time / floor says how far above it a run is.
+
+A second floor prices a share evaluation at what tuned BLAS achieves for its own arithmetic
+instead: the two matrix-vector products over a market's exp(mu) (D = c + E' e, then
+s = e * (E (w / D))), timed as numpy's dgemv on a 128 x 256 matrix held in L2 (one thread),
+per cell; the exp(mu) term is the same. It is the larger of the two (a share evaluation is
+bound by reading exp(mu) from cache, not by arithmetic) and still leaves out the derivatives,
+the IV step and Python: time / sweep floor says how far a run is from doing nothing but its
+share evaluations and exp(mu) at BLAS speed.
 """
 
 from __future__ import annotations
@@ -34,8 +42,9 @@ def _best(function: Callable[[], Any], repeat: int = 7) -> float:
     return min(times)
 
 
-def rates() -> tuple[float, float]:
-    """(dgemm flops per second on one thread, seconds per exp of one element)."""
+def rates() -> tuple[float, float, float]:
+    """(dgemm flops per second on one thread, seconds per exp of one element, seconds per
+    exp(mu) cell of one share evaluation's two dgemv sweeps)."""
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((512, 512)), rng.standard_normal((512, 512))
     out = np.empty((512, 512))
@@ -43,7 +52,16 @@ def rates() -> tuple[float, float]:
     x = rng.uniform(-5, 5, 1 << 16)
     y = np.empty_like(x)
     exp = _best(lambda: np.exp(x, out=y), 50) / x.size
-    return gemm, exp
+    E = np.exp(rng.standard_normal((128, 256)))
+    e, w = rng.uniform(size=128), np.full(256, 1 / 256)
+    D, s = np.empty(256), np.empty(128)
+
+    def sweeps() -> None:
+        for _ in range(100):
+            np.dot(e, E, out=D)  # D_i = sum_j e_j E_ji
+            np.dot(E, w, out=s)  # s_j = sum_i E_ji r_i
+    sweep = _best(sweeps, 20) / (100 * E.size)
+    return gemm, exp, sweep
 
 
 @contextmanager
@@ -76,6 +94,14 @@ def mean_cells(problem: Any) -> float:
 
 
 def floor_seconds(problem: Any, contraction_evaluations: int, exp_cells: int,
-                  measured: tuple[float, float]) -> float:
-    gemm, exp = measured
-    return (contraction_evaluations * 2 * mean_cells(problem) / gemm + exp_cells * exp)
+                  measured: tuple[float, float, float]) -> float:
+    """Share evaluations x 2 J I flops at the dgemm rate + exp(mu) cells at numpy's exp."""
+    gemm, exp, _ = measured
+    return contraction_evaluations * 2 * mean_cells(problem) / gemm + exp_cells * exp
+
+
+def sweep_floor_seconds(problem: Any, contraction_evaluations: int, exp_cells: int,
+                        measured: tuple[float, float, float]) -> float:
+    """Share evaluations x J I cells at the two dgemv sweeps' time per cell + exp(mu)."""
+    _, exp, sweep = measured
+    return contraction_evaluations * mean_cells(problem) * sweep + exp_cells * exp
