@@ -5,7 +5,8 @@ no third-party package, and estimating loads neither matplotlib, rich nor scipy.
 of imports that only summaries, plots, Sobol/Halton draws and the terminal need); these checks
 run in a fresh interpreter, since this session has imported everything already. Each compiled
 kernel has exactly one version (its explicit signature), which read-only, Fortran-ordered or
-int32 inputs reuse instead of compiling another (seconds each, once per cache).
+int32 inputs reuse instead of compiling another (seconds each, once per cache); the kernels
+built ahead of time at install have one by construction (``tests/unit/test_ahead_of_time.py``).
 """
 
 from __future__ import annotations
@@ -69,5 +70,6 @@ def test_kernels_have_one_version_for_every_input_layout() -> None:
     for inputs in (frozen, other):
         for got, want in zip(solve(*inputs), expected):
             np.testing.assert_array_equal(got, want)  # the same machine code: bit for bit
-    assert len(anderson_compiled._anderson_markets.signatures) == 1
-    assert len(adjoint_compiled._adjoint.signatures) == 1
+    for kernel in (anderson_compiled._anderson_markets, adjoint_compiled._adjoint):
+        # numba's JIT keeps its compiled versions; the kernels built at install have one each
+        assert len(getattr(kernel, "signatures", ("built ahead of time",))) == 1

@@ -15,63 +15,20 @@ U = [a, a x2]' E and xbar_ri = (e x2_r)' E_i / D_i,
 for theta_p acting through x2_r and agent variable V_c. The same quantities as
 ``model.derivatives.adjoint_theta_gradient`` (the numpy reference, all markets of a block
 together), here market by market while its exp(mu) sits in L2 cache, without numpy's
-per-iteration overhead. ``compile_kernel`` holds the options of every numba kernel of the
-package (``solve.anderson_compiled`` uses it too).
+per-iteration overhead. ``compile_kernel`` (``blpdemand._compiled``) holds the options of every
+kernel of the package and decides whether it comes from the extension built at install.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
 
-import numba
 import numpy as np
 
+from blpdemand._compiled import F8, I8, as_kernel_array, compile_kernel, readonly
 from blpdemand._types import FloatArray, IntArray
 
 __all__ = ["adjoint_markets", "as_kernel_array", "compile_kernel", "denominators", "readonly"]
-
-_FAST = {"reassoc", "contract"}  # vectorized sums and FMA; no assumptions about NaN or inf
-
-
-def readonly(ndim: int, dtype: Any = numba.float64) -> Any:
-    """A C-contiguous, aligned, read-only array type for a kernel signature. numba converts a
-    writable array to it (never the reverse), so one compiled version takes both: a read-only
-    input (pandas copy-on-write, ``setflags(write=False)``) no longer compiles a second one."""
-    return numba.types.Array(dtype, ndim, "C", readonly=True)
-
-
-def as_kernel_array(array: Any, dtype: Any = np.float64) -> Any:
-    """``array`` as the kernels' signatures take it (C-contiguous, aligned, of ``dtype``);
-    no copy when it already is one (checked directly first: np.require takes some 2.5 us, and
-    an estimate makes hundreds of kernel calls)."""
-    if (type(array) is np.ndarray and array.dtype == dtype and array.flags.c_contiguous
-            and array.flags.aligned):
-        return array
-    return np.require(array, dtype, ("C", "A"))
-
-
-def compile_kernel(signature: tuple[Any, ...] | None = None,
-                   **extra: Any) -> Callable[[Callable[..., Any]], Any]:
-    """numba.njit with the kernels' options (GIL released, numpy's error model, fastmath for
-    reassociation and FMA only), cached on disk where numba finds a writable place (beside the
-    source, else the user's cache directory).
-
-    With a ``signature`` (argument types) the kernel is compiled, or loaded from that cache,
-    when its module is imported, for exactly those types: one version, and a call with other
-    types is a TypeError instead of a new compilation (seconds). Without one (the helpers
-    inlined into the kernels), numba compiles at first use for the types it sees.
-    """
-    options: dict[str, Any] = {"nogil": True, "fastmath": _FAST, "error_model": "numpy", **extra}
-
-    def decorate(function: Callable[..., Any]) -> Any:
-        try:
-            return numba.njit(signature, cache=True, **options)(function)
-        except RuntimeError:  # "cannot cache function ...: no locator available"
-            return numba.njit(signature, cache=False, **options)(function)
-
-    return decorate
 
 
 @compile_kernel(inline="always")
@@ -94,7 +51,7 @@ def _operator(E, e, rD, diagonal, x, J, I, u, out):  # type: ignore[no-untyped-d
         out[j] = diagonal[j] * x[j] - e[j] * total
 
 
-_F2, _F3, _I1 = readonly(2), readonly(3), readonly(1, numba.int64)
+_F2, _F3, _I1 = readonly(2), readonly(3), readonly(1, I8)
 
 
 @compile_kernel(inline="always")
@@ -117,7 +74,7 @@ def denominators(E, e, x2, t, outside, n, m, D, left):  # type: ignore[no-untype
                 left[k, i] += exk * row[i]
 
 
-@compile_kernel((_F3, _F2, _F2, _F2, _F3, _F3, _I1, _I1, _F2, _I1, _I1, numba.float64, numba.int64))
+@compile_kernel((_F3, _F2, _F2, _F2, _F3, _F3, _I1, _I1, _F2, _I1, _I1, F8, I8))
 def _adjoint(exp_mu, outside, weights, e_delta, x2,  # type: ignore[no-untyped-def]
              variables, rows, columns, v, product_sizes, agent_sizes, tol, max_iterations):
     T, J_max, I_max = exp_mu.shape

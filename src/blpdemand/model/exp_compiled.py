@@ -15,11 +15,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import llvmlite.ir
-import numba
-from numba.extending import intrinsic
+from blpdemand._compiled import ahead_of_time, compile_kernel
 
-from blpdemand.model.adjoint_compiled import compile_kernel
+if ahead_of_time() is None:  # numba compiles the kernels in this process: the bit cast it uses
+    import llvmlite.ir
+    import numba
+    from numba.extending import intrinsic
 
 __all__ = ["EXP_CEILING", "EXP_FLOOR", "exp_into"]
 
@@ -40,7 +41,7 @@ def _bits_to_float(typingctx: Any, bits: Any) -> Any:
     return numba.float64(numba.int64), codegen
 
 
-_from_bits: Any = intrinsic(_bits_to_float)
+_from_bits: Any = intrinsic(_bits_to_float) if ahead_of_time() is None else None
 
 
 @compile_kernel(fastmath={"contract"})

@@ -19,20 +19,15 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
+from blpdemand._compiled import I8, as_kernel_array, compile_kernel, readonly
 from blpdemand._types import FloatArray, IntArray
-from blpdemand.model.adjoint_compiled import (
-    as_kernel_array,
-    compile_kernel,
-    denominators,
-    readonly,
-)
+from blpdemand.model.adjoint_compiled import denominators
 
 __all__ = ["padded_share_jacobians"]
 
-_F2, _F3, _I1 = readonly(2), readonly(3), readonly(1, numba.int64)
+_F2, _F3, _I1 = readonly(2), readonly(3), readonly(1, I8)
 
 
 @compile_kernel((_F2, _F3, _F2, _F2, _F3, _F3, _I1, _I1, _I1, _I1))

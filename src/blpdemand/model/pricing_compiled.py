@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
+from blpdemand._compiled import B1, F8, I8, as_kernel_array, compile_kernel, readonly
 from blpdemand._types import BoolArray, FloatArray, IntArray
-from blpdemand.model.adjoint_compiled import as_kernel_array, compile_kernel, readonly
 from blpdemand.model.exp_compiled import exp_into
 
 __all__ = ["zeta_fixed_point", "zeta_fixed_points"]
 
 _F1, _F2, _F3 = readonly(1), readonly(2), readonly(3)
-_B2, _I1 = readonly(2, numba.boolean), readonly(1, numba.int64)
+_B2, _I1 = readonly(2, B1), readonly(1, I8)
 
 
 @compile_kernel(inline="always")
@@ -154,7 +153,7 @@ def _zeta_market(utility, alpha, weights, base,  # type: ignore[no-untyped-def]
     return 1, max_iterations
 
 
-@compile_kernel((_F3, _F2, _F2, _F2, _F2, _F2, _F3, _B2, numba.float64, _I1))
+@compile_kernel((_F3, _F2, _F2, _F2, _F2, _F2, _F3, _B2, F8, _I1))
 def _zeta_block(utility, alpha, weights, base,  # type: ignore[no-untyped-def]
                 start, costs, ownership, available, tol, max_iterations):
     T, _, I = utility.shape

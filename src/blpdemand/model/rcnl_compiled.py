@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
+from blpdemand._compiled import B1, I8, as_kernel_array, compile_kernel, readonly
 from blpdemand._types import BoolArray, FloatArray, IntArray
-from blpdemand.model.adjoint_compiled import as_kernel_array, compile_kernel, readonly
 
 __all__ = ["nested_jacobians", "nested_step", "prepared"]
 
 _F1, _F2, _F3 = readonly(1), readonly(2), readonly(3)
-_I1, _I2, _B2 = readonly(1, numba.int64), readonly(2, numba.int64), readonly(2, numba.boolean)
+_I1, _I2, _B2 = readonly(1, I8), readonly(2, I8), readonly(2, B1)
 
 
 @compile_kernel((_F2, _F3, _F3, _I2, _B2, _F1, _F2, _F2, _F2))
@@ -89,7 +88,7 @@ def _step(x, E, m, codes, real, lam, weights, log_shares,  # type: ignore[no-unt
     return out, ok
 
 
-@compile_kernel((_F3, _I2, _B2, _F1, _F2, _F3, _F3, _I1, _I1, numba.boolean))
+@compile_kernel((_F3, _I2, _B2, _F1, _F2, _F3, _F3, _I1, _I1, B1))
 def _jacobians(V, codes, real, lam, weights, x2, variables,  # type: ignore[no-untyped-def]
                rows, columns, per_nest):
     T, J, I = V.shape

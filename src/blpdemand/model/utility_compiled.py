@@ -14,17 +14,16 @@ exponential is ``model.exp_compiled.exp_into`` (about one ulp).
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
+from blpdemand._compiled import B1, F8, I8, as_kernel_array, compile_kernel, readonly, writable
 from blpdemand._types import FloatArray, IntArray
-from blpdemand.model.adjoint_compiled import as_kernel_array, compile_kernel, readonly
 from blpdemand.model.exp_compiled import exp_into
 
 __all__ = ["padded_exp_utility"]
 
-_F3, _I1 = readonly(3), readonly(1, numba.int64)
-_W2, _W3 = numba.float64[:, ::1], numba.float64[:, :, ::1]
+_F3, _I1 = readonly(3), readonly(1, I8)
+_W2, _W3 = writable(2), writable(3)
 
 
 @compile_kernel(inline="always")
@@ -39,7 +38,7 @@ def _utility_row(x2, t, j, c, m, row):  # type: ignore[no-untyped-def]
             row[i] += a * c[k, i]
 
 
-@compile_kernel((_F3, _F3, _I1, _I1, _W3, _W2, numba.boolean, numba.float64))
+@compile_kernel((_F3, _F3, _I1, _I1, _W3, _W2, B1, F8))
 def _exp_utility(x2, coefficients, product_sizes,  # type: ignore[no-untyped-def]
                  agent_sizes, exp_mu, outside, clear, shift_above):
     """Fill exp_mu (T, J, I) and outside (T, I), the padded cells of exp_mu only if ``clear``;

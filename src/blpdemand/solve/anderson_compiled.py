@@ -30,11 +30,10 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
+from blpdemand._compiled import F8, I8, as_kernel_array, compile_kernel, readonly
 from blpdemand._types import FloatArray, IntArray
-from blpdemand.model.adjoint_compiled import as_kernel_array, compile_kernel, readonly
 from blpdemand.solve.fixed_point import ULPS, FixedPointConfig, FixedPointResult
 
 __all__ = ["solve_markets"]
@@ -141,11 +140,10 @@ def _mixing(dF, f, m, J, A, b, gamma):  # type: ignore[no-untyped-def]
         gamma[a] = total / A[a, a]
 
 
-_F2, _I1 = readonly(2), readonly(1, numba.int64)
+_F2, _I1 = readonly(2), readonly(1, I8)
 
 
-@compile_kernel((readonly(3), _F2, _F2, _F2, _I1, _I1, _F2, numba.float64, numba.int64,
-                 numba.int64))
+@compile_kernel((readonly(3), _F2, _F2, _F2, _I1, _I1, _F2, F8, I8, I8))
 def _anderson_markets(exp_mu, outside, weights, shares,  # type: ignore[no-untyped-def]
                       product_sizes, agent_sizes, x0, tol, max_evaluations, memory):
     T, J_max, I_max = exp_mu.shape
