@@ -70,12 +70,12 @@ def build_kernels(path: Path) -> int:
     cc.output_dir = str(path.parent)
     cc.output_file = path.name
     cc.target_cpu = os.environ.get("BLPDEMAND_AOT_CPU", "host")
-    for kernel, types in compiled.REGISTRY:
+    for kernel, arguments in compiled.REGISTRY:
         own = {k: v for k, v in kernel.targetoptions.items() if k not in ("nopython", "boundscheck")}
         if own != options:
             raise RuntimeError(f"kernel {kernel.py_func.__name__} has options pycc would not use")
         cc.export(compiled.export_name(kernel.py_func),
-                  signature(None, *types))(kernel.py_func)
+                  signature(None, *arguments))(kernel.py_func)
     digest = compiled.source_digest()
     cc.export("source_digest", "int64()")(lambda: digest)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +95,7 @@ class BuildKernels(build_ext):  # type: ignore[misc]
         path = Path(self.get_ext_fullpath(ext.name))
         try:
             count = build_kernels(path)
-        except Exception as exc:  # the JIT at first use remains
+        except Exception as exc:  # noqa: BLE001 (any failure: the JIT at first use remains)
             warnings.warn(f"blpdemand: the compiled kernels were not built ahead of time ({exc!r})"
                           "; numba will compile them at first use", stacklevel=1)
             return

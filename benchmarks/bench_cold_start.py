@@ -24,8 +24,15 @@ it); the machine is shared, so compare medians of the same run. What is measured
     plus which of matplotlib, rich, pyarrow and scipy.stats the path imported.
 (d) wall time of ``blpdemand --help``, ``blpdemand demo`` and ``blpdemand estimate
     examples/nevo.toml`` (BLPDEMAND_DATA defaults to /work/shared/data; output to a temp dir).
-(e) ``--compile``: the first-ever compile, with NUMBA_CACHE_DIR pointing at an empty directory
-    (the source tree's cache is not touched), then a second process loading that cache.
+(e) ``--compile``: the first-ever compile of numba's JIT, with NUMBA_CACHE_DIR pointing at an
+    empty directory (the source tree's cache is not touched), then a second process loading that
+    cache; and the install's ahead-of-time build of the kernels (``setup.py``) into a temporary
+    directory.
+
+The kernels run as an installed package runs them: built ahead of time at install where that
+build is current (``blpdemand._compiled``), which the first line says; ``--jit`` runs (a), (b)
+and (d) with ``BLPDEMAND_JIT=1`` instead (numba's JIT, loading its disk cache). (c) takes numba's
+steps apart and always runs the JIT.
 """
 
 from __future__ import annotations
@@ -169,6 +176,28 @@ def child_breakdown() -> dict[str, Any]:
     return out
 
 
+def child_build() -> dict[str, Any]:
+    """(e): the install's ahead-of-time build (setup.py's build_kernels) into a temporary path."""
+    import sysconfig
+
+    source = (ROOT / "setup.py").read_text().replace("setup(ext_modules", "dict(ext_modules")
+    namespace: dict[str, Any] = {"__file__": str(ROOT / "setup.py"), "__name__": "build"}
+    exec(compile(source, "setup.py", "exec"), namespace)  # noqa: S102 (our own setup.py)
+    with tempfile.TemporaryDirectory() as folder:
+        start = T()
+        count = namespace["build_kernels"](
+            Path(folder) / ("_kernels" + sysconfig.get_config_var("EXT_SUFFIX")))
+        return {"ahead-of-time build": T() - start, "kernels": count}
+
+
+def child_which() -> dict[str, Any]:
+    """Where this process's kernels come from."""
+    from blpdemand._compiled import ahead_of_time
+
+    built = ahead_of_time()
+    return {"kernels": "numba's JIT" if built is None else f"built at install ({built.__file__})"}
+
+
 def child_compile() -> dict[str, Any]:
     """(e): first call of each kernel, module import included (NUMBA_CACHE_DIR set by parent)."""
     import importlib
@@ -196,14 +225,19 @@ def child_compile() -> dict[str, Any]:
 
 
 CHILDREN: dict[str, Callable[[], dict[str, Any]]] = {
-    "estimate": child_estimate, "breakdown": child_breakdown, "compile": child_compile}
+    "estimate": child_estimate, "breakdown": child_breakdown, "compile": child_compile,
+    "build": child_build, "which": child_which}
 
 
 # ---------------------------------------------------------------------------------- parent
 
+JIT = {"BLPDEMAND_JIT": "0"}  # main sets "1" for --jit
+
+
 def _env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("BLPDEMAND_DATA", DATA)
+    env.update(JIT)
     env.update(extra)
     return env
 
@@ -258,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=3, help="fresh processes per measurement")
     parser.add_argument("--compile", action="store_true", help="also the first-ever compile")
     parser.add_argument("--no-cli", action="store_true", help="skip the CLI wall times")
+    parser.add_argument("--jit", action="store_true", help="numba's JIT for (a), (b), (d)")
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -265,7 +300,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
 
     n = args.runs
+    JIT["BLPDEMAND_JIT"] = "1" if args.jit else "0"
     print(f"cold start, medians of {n} fresh processes (min-max), seconds; {sys.version.split()[0]}")
+    print(f"kernels: {_child('which')['kernels']}")
     print("\n| measurement | median | range |\n| --- | ---: | ---: |")
     bare = [_wall([sys.executable, "-c", "pass"]) for _ in range(n)]
     imported = [_wall([sys.executable, "-c", "import blpdemand"]) for _ in range(n)]
@@ -279,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"\nimported by the first path: {', '.join(estimates[-1]['modules'])}")
 
     print("\n| (c) step, in order, one process | median | range |\n| --- | ---: | ---: |")
-    breakdowns = [_child("breakdown") for _ in range(n)]
+    breakdowns = [_child("breakdown", _env(BLPDEMAND_JIT="1")) for _ in range(n)]
     for key, values in _collect(breakdowns).items():
         print(_row(key, values))
     print(f"\nkernel cache: {breakdowns[-1]['cache']}")
@@ -309,12 +346,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         cold, warm = [], []
         for _ in range(n):
             with tempfile.TemporaryDirectory() as cache:
-                cold.append(_child("compile", _env(NUMBA_CACHE_DIR=cache)))
-                warm.append(_child("compile", _env(NUMBA_CACHE_DIR=cache)))
+                jit = _env(NUMBA_CACHE_DIR=cache, BLPDEMAND_JIT="1")
+                cold.append(_child("compile", jit))
+                warm.append(_child("compile", jit))
         for label, runs in (("compile", cold), ("then cached", warm)):
             for key, values in _collect(runs).items():
                 print(_row(f"{label}: {key}", values))
             print(f"| {label}: cache | {runs[-1]['cache']} | |")
+        builds = [_child("build") for _ in range(n)]
+        print(_row(f"ahead-of-time build of {builds[-1]['kernels']} kernels (the install's)",
+                   [b["ahead-of-time build"] for b in builds]))
 
 
 if __name__ == "__main__":

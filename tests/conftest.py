@@ -8,6 +8,10 @@ import os
 # slower. setdefault keeps a caller's explicit choice.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The kernels from numba's JIT, here and in the subprocesses tests start: the tests call inline
+# helpers and read dispatchers directly. tests/unit/test_ahead_of_time.py runs the kernels built
+# at install in a process of their own and checks them against these bit for bit.
+os.environ.setdefault("BLPDEMAND_JIT", "1")
 
 from pathlib import Path
 

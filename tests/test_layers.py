@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "blpdemand"
-LAYER = {"errors": 0, "_types": 0, "_checks": 0, "data": 1, "instruments": 1, "integration": 1,
+LAYER = {"errors": 0, "_types": 0, "_checks": 0, "_compiled": 0, "data": 1, "instruments": 1, "integration": 1,
          "model": 2, "solve": 3, "results": 4, "cli": 5, "__main__": 5, "__init__": 5}
 
 

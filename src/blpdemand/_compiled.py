@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import os
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["F8", "I8", "B1", "KERNEL_MODULES", "ahead_of_time", "as_kernel_array",
+__all__ = ["B1", "F8", "I8", "KERNEL_MODULES", "ahead_of_time", "as_kernel_array",
            "compile_kernel", "export_name", "readonly", "source_digest", "writable"]
 
 #: the modules whose kernels are built ahead of time, in the order the build imports them
@@ -70,13 +71,12 @@ def ahead_of_time() -> ModuleType | None:
     """The extension built at install from these sources, or None (numba's JIT is used)."""
     if os.environ.get("BLPDEMAND_JIT", "") not in ("", "0"):
         return None
-    try:
-        from blpdemand import _kernels  # type: ignore[attr-defined]
+    try:  # an extension module, not a Python one: by name
+        module = importlib.import_module("blpdemand._kernels")
     except ImportError:
         return None
-    if int(_kernels.source_digest()) != source_digest():  # the kernels changed since the build
+    if int(module.source_digest()) != source_digest():  # the kernels changed since the build
         return None
-    module: ModuleType = _kernels
     return module
 
 

@@ -172,20 +172,19 @@ class DemandObjective:
         # A warm start from an extreme trial theta can make the contraction fail where a cold
         # one converges: retry from the best theta's delta, then from the logit delta.
         # (the retries' starts are formed only when a solve fails)
-        retries = iter((lambda: None if self.best is None else self.best.delta,
-                        lambda: self.problem.products.logit_delta))
-        start = self.delta0
+        start, retried = self.delta0, 0
         while True:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 result = self.loop.solve(theta, delta0=start, jacobian=not adjoint)
             self.contraction_iterations += int(result.iterations)
             self.contraction_evaluations += int(result.evaluations)
-            if result.converged:
+            if result.converged or retried == 2:
                 break
-            start = next((s for s in (retry() for retry in retries) if s is not None), None)
-            if start is None:
-                break
-            start = self._restart_failed(result, start)
+            if retried == 0 and self.best is not None:
+                retry, retried = self.best.delta, 1
+            else:
+                retry, retried = self.problem.products.logit_delta, 2
+            start = self._restart_failed(result, retry)
         failed = np.asarray(result.failed_markets)
         if not result.converged:
             self.failures += 1
