@@ -66,6 +66,9 @@ def _run(jit: bool) -> tuple[dict[str, bool], str]:
 
 @needs_build
 def test_the_built_kernels_run_without_numba_and_equal_the_jit_bit_for_bit() -> None:
+    built_from = importlib.import_module("blpdemand._kernels").source_digest()
+    assert built_from == _compiled.source_digest(), (
+        "blpdemand._kernels was built from other kernel sources: reinstall (pip install -e .)")
     (built, built_numbers), (jit, jit_numbers) = _run(jit=False), _run(jit=True)
     assert built == {"ahead_of_time": True, "numba": False}  # the extension, current, was used
     assert jit == {"ahead_of_time": False, "numba": True}
