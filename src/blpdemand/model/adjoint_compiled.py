@@ -30,7 +30,8 @@ import numpy as np
 
 from blpdemand._types import FloatArray, IntArray
 
-__all__ = ["adjoint_markets", "as_kernel_array", "compile_kernel", "denominators", "readonly"]
+__all__ = ["adjoint_markets", "as_kernel_array", "column_sums", "compile_kernel", "denominators",
+           "readonly", "row_dots"]
 
 _FAST = {"reassoc", "contract"}  # vectorized sums and FMA; no assumptions about NaN or inf
 
@@ -75,23 +76,61 @@ def compile_kernel(signature: tuple[Any, ...] | None = None,
 
 
 @compile_kernel(inline="always")
-def _operator(E, e, rD, diagonal, x, J, I, u, out):  # type: ignore[no-untyped-def]
+def column_sums(E, a, start, stop, I, u):  # type: ignore[no-untyped-def]
+    """u_i += sum_j a_j E_ji over rows start <= j < stop and columns i < I, four rows of E a
+    sweep (u is loaded and stored once per four rows instead of once per row)."""
+    j = start
+    while j + 4 <= stop:
+        a0, a1, a2, a3 = a[j], a[j + 1], a[j + 2], a[j + 3]
+        E0, E1, E2, E3 = E[j], E[j + 1], E[j + 2], E[j + 3]
+        for i in range(I):
+            u[i] += a0 * E0[i] + a1 * E1[i] + a2 * E2[i] + a3 * E3[i]
+        j += 4
+    while j < stop:
+        a0, E0 = a[j], E[j]
+        for i in range(I):
+            u[i] += a0 * E0[i]
+        j += 1
+
+
+@compile_kernel(inline="always")
+def row_dots(E, r, J, I, out):  # type: ignore[no-untyped-def]
+    """out_j = sum_i E_ji r_i for j < J over columns i < I, four rows of E a sweep (each r_i
+    loaded once for four products)."""
+    j = 0
+    while j + 4 <= J:
+        E0, E1, E2, E3 = E[j], E[j + 1], E[j + 2], E[j + 3]
+        t0 = t1 = t2 = t3 = 0.0
+        for i in range(I):
+            ri = r[i]
+            t0 += E0[i] * ri
+            t1 += E1[i] * ri
+            t2 += E2[i] * ri
+            t3 += E3[i] * ri
+        out[j], out[j + 1], out[j + 2], out[j + 3] = t0, t1, t2, t3
+        j += 4
+    while j < J:
+        E0 = E[j]
+        t0 = 0.0
+        for i in range(I):
+            t0 += E0[i] * r[i]
+        out[j] = t0
+        j += 1
+
+
+@compile_kernel(inline="always")
+def _operator(E, e, rD, diagonal, x, J, I, ex, u, out):  # type: ignore[no-untyped-def]
     """out = diag(s) x - e (E (rD (E' (e x)))): (d s / d delta) x for one market."""
+    for j in range(J):
+        ex[j] = e[j] * x[j]
     for i in range(I):
         u[i] = 0.0
-    for j in range(J):
-        ex = e[j] * x[j]
-        row = E[j]
-        for i in range(I):
-            u[i] += ex * row[i]
+    column_sums(E, ex, 0, J, I, u)
     for i in range(I):
         u[i] *= rD[i]
+    row_dots(E, u, J, I, out)
     for j in range(J):
-        row = E[j]
-        total = 0.0
-        for i in range(I):
-            total += row[i] * u[i]
-        out[j] = diagonal[j] * x[j] - e[j] * total
+        out[j] = diagonal[j] * x[j] - e[j] * out[j]
 
 
 _F2, _F3, _I1 = readonly(2), readonly(3), readonly(1, numba.int64)
@@ -129,6 +168,7 @@ def _adjoint(exp_mu, outside, weights, e_delta, x2,  # type: ignore[no-untyped-d
     U = np.empty((K2 + 1, I_max))
     diagonal, lam, residual = np.empty(J_max), np.empty(J_max), np.empty(J_max)
     z, direction, Ap = np.empty(J_max), np.empty(J_max), np.empty(J_max)
+    ex = np.empty(J_max)
     for t in range(T):
         J, I = product_sizes[t], agent_sizes[t]
         E, e, w = exp_mu[t], e_delta[t], weights[t]
@@ -138,12 +178,9 @@ def _adjoint(exp_mu, outside, weights, e_delta, x2,  # type: ignore[no-untyped-d
             D[i] = d
             r[i] = w[i] / d
             rD[i] = r[i] / d
+        row_dots(E, r, J, I, diagonal)
         for j in range(J):
-            row = E[j]
-            total = 0.0
-            for i in range(I):
-                total += row[i] * r[i]
-            diagonal[j] = e[j] * total
+            diagonal[j] *= e[j]
         # conjugate gradients on (d s / d delta) lambda = v, Jacobi preconditioned
         scale = 0.0
         rz = 0.0
@@ -163,7 +200,7 @@ def _adjoint(exp_mu, outside, weights, e_delta, x2,  # type: ignore[no-untyped-d
         converged = scale == 0.0
         iteration = 0
         while not converged and iteration < max_iterations:
-            _operator(E, e, rD, diagonal, direction, J, I, u, Ap)
+            _operator(E, e, rD, diagonal, direction, J, I, ex, u, Ap)
             curvature = 0.0
             for j in range(J):
                 curvature += direction[j] * Ap[j]
