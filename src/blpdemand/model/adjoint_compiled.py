@@ -31,7 +31,7 @@ import numpy as np
 from blpdemand._types import FloatArray, IntArray
 
 __all__ = ["adjoint_markets", "as_kernel_array", "column_sums", "compile_kernel", "denominators",
-           "readonly", "row_dots"]
+           "moment_sums", "readonly", "row_dots"]
 
 _FAST = {"reassoc", "contract"}  # vectorized sums and FMA; no assumptions about NaN or inf
 
@@ -76,20 +76,52 @@ def compile_kernel(signature: tuple[Any, ...] | None = None,
 
 
 @compile_kernel(inline="always")
-def column_sums(E, a, start, stop, I, u):  # type: ignore[no-untyped-def]
-    """u_i += sum_j a_j E_ji over rows start <= j < stop and columns i < I, four rows of E a
-    sweep (u is loaded and stored once per four rows instead of once per row)."""
-    j = start
-    while j + 4 <= stop:
-        a0, a1, a2, a3 = a[j], a[j + 1], a[j + 2], a[j + 3]
-        E0, E1, E2, E3 = E[j], E[j + 1], E[j + 2], E[j + 3]
-        for i in range(I):
-            u[i] += a0 * E0[i] + a1 * E1[i] + a2 * E2[i] + a3 * E3[i]
+def _four_rows(E, j, b0, b1, b2, b3, I, u):  # type: ignore[no-untyped-def]
+    """u_i += b0 E_ji + b1 E_j+1,i + b2 E_j+2,i + b3 E_j+3,i for i < I: u is loaded and stored
+    once per four rows of E instead of once per row."""
+    E0, E1, E2, E3 = E[j], E[j + 1], E[j + 2], E[j + 3]
+    for i in range(I):
+        u[i] += b0 * E0[i] + b1 * E1[i] + b2 * E2[i] + b3 * E3[i]
+
+
+@compile_kernel(inline="always")
+def _one_row(E, j, b0, I, u):  # type: ignore[no-untyped-def]
+    """u_i += b0 E_ji for i < I."""
+    E0 = E[j]
+    for i in range(I):
+        u[i] += b0 * E0[i]
+
+
+@compile_kernel(inline="always")
+def column_sums(E, a, J, I, u):  # type: ignore[no-untyped-def]
+    """u_i += sum_j a_j E_ji over rows j < J and columns i < I (E' a), four rows a sweep."""
+    j = 0
+    while j + 4 <= J:
+        _four_rows(E, j, a[j], a[j + 1], a[j + 2], a[j + 3], I, u)
         j += 4
-    while j < stop:
-        a0, E0 = a[j], E[j]
-        for i in range(I):
-            u[i] += a0 * E0[i]
+    while j < J:
+        _one_row(E, j, a[j], I, u)
+        j += 1
+
+
+@compile_kernel(inline="always")
+def moment_sums(E, a, x2, t, J, I, first, rest):  # type: ignore[no-untyped-def]
+    """first_i += sum_j a_j E_ji and rest_ki += sum_j a_j x2_jk E_ji (x2 of market t; j < J,
+    i < I): K2 + 1 column sums in one pass over E, each four rows swept K2 + 1 times while
+    they sit in L1."""
+    K = rest.shape[0]
+    j = 0
+    while j + 4 <= J:
+        a0, a1, a2, a3 = a[j], a[j + 1], a[j + 2], a[j + 3]
+        _four_rows(E, j, a0, a1, a2, a3, I, first)
+        for k in range(K):
+            _four_rows(E, j, a0 * x2[t, j, k], a1 * x2[t, j + 1, k], a2 * x2[t, j + 2, k],
+                       a3 * x2[t, j + 3, k], I, rest[k])
+        j += 4
+    while j < J:
+        _one_row(E, j, a[j], I, first)
+        for k in range(K):
+            _one_row(E, j, a[j] * x2[t, j, k], I, rest[k])
         j += 1
 
 
@@ -125,7 +157,7 @@ def _operator(E, e, rD, diagonal, x, J, I, ex, u, out):  # type: ignore[no-untyp
         ex[j] = e[j] * x[j]
     for i in range(I):
         u[i] = 0.0
-    column_sums(E, ex, 0, J, I, u)
+    column_sums(E, ex, J, I, u)
     for i in range(I):
         u[i] *= rD[i]
     row_dots(E, u, J, I, out)
@@ -139,21 +171,14 @@ _F2, _F3, _I1 = readonly(2), readonly(3), readonly(1, numba.int64)
 @compile_kernel(inline="always")
 def denominators(E, e, x2, t, outside, n, m, D, left):  # type: ignore[no-untyped-def]
     """One pass over a market's exp(mu) E (its n x m real cells), for i < m:
-    D_i = outside_i + sum_j e_j E_ji and left_ri = sum_j e_j x2_jr E_ji (x2 of market t)."""
+    D_i = outside_i + sum_j e_j E_ji and left_ri = sum_j e_j x2_jr E_ji (x2 of market t), by
+    ``moment_sums``."""
     for i in range(m):
         D[i] = outside[i]
     for k in range(left.shape[0]):
         for i in range(m):
             left[k, i] = 0.0
-    for j in range(n):
-        row = E[j]
-        ej = e[j]
-        for i in range(m):
-            D[i] += ej * row[i]
-        for k in range(left.shape[0]):
-            exk = ej * x2[t, j, k]
-            for i in range(m):
-                left[k, i] += exk * row[i]
+    moment_sums(E, e, x2, t, n, m, D, left)
 
 
 @compile_kernel((_F3, _F2, _F2, _F2, _F3, _F3, _I1, _I1, _F2, _I1, _I1, numba.float64, numba.int64))
@@ -165,7 +190,7 @@ def _adjoint(exp_mu, outside, weights, e_delta, x2,  # type: ignore[no-untyped-d
     ok = np.ones(T, np.bool_)
     D, r, rD, u = np.empty(I_max), np.empty(I_max), np.empty(I_max), np.empty(I_max)
     left = np.empty((K2, I_max))
-    U = np.empty((K2 + 1, I_max))
+    U0, U = np.empty(I_max), np.empty((K2, I_max))
     diagonal, lam, residual = np.empty(J_max), np.empty(J_max), np.empty(J_max)
     z, direction, Ap = np.empty(J_max), np.empty(J_max), np.empty(J_max)
     ex = np.empty(J_max)
@@ -229,23 +254,19 @@ def _adjoint(exp_mu, outside, weights, e_delta, x2,  # type: ignore[no-untyped-d
             ok[t] = False
             continue
         # U = [a, a x2]' E with a = lambda e; then -sum_i r_i V_ic (U_ri - U_0i xbar_ri)
-        for k in range(K2 + 1):
+        for j in range(J):
+            ex[j] = lam[j] * e[j]
+        for i in range(I):
+            U0[i] = 0.0
+        for k in range(K2):
             for i in range(I):
                 U[k, i] = 0.0
-        for j in range(J):
-            row = E[j]
-            a = lam[j] * e[j]
-            for i in range(I):
-                U[0, i] += a * row[i]
-            for k in range(K2):
-                ax = a * x2[t, j, k]
-                for i in range(I):
-                    U[k + 1, i] += ax * row[i]
+        moment_sums(E, ex, x2, t, J, I, U0, U)
         for p in range(P):
             k, c = rows[p], columns[p]
             total = 0.0
             for i in range(I):
-                total += r[i] * variables[t, i, c] * (U[k + 1, i] - U[0, i] * left[k, i] / D[i])
+                total += r[i] * variables[t, i, c] * (U[k, i] - U0[i] * left[k, i] / D[i])
             out[t, p] = -total
     return out, ok
 

@@ -51,7 +51,7 @@ def _shares(E, outside, weights, e, J, I, D, s):  # type: ignore[no-untyped-def]
     that the adjoint makes too (``model.adjoint_compiled.column_sums`` and ``row_dots``)."""
     for i in range(I):
         D[i] = outside[i]
-    column_sums(E, e, 0, J, I, D)
+    column_sums(E, e, J, I, D)
     for i in range(I):
         D[i] = weights[i] / D[i]
     row_dots(E, D, J, I, s)
