@@ -1,15 +1,15 @@
 """The two sweeps over a market's exp(mu) that the compiled contraction, adjoint and share
 Jacobians share (``model.adjoint_compiled``): column sums u += E' a (and the K2 + 1 of them in
-``moment_sums``) and row dots E r, four rows of E a sweep, equal numpy's products on the real
-J x I corner of padded arrays.
+``moment_sums``) and row dots diag(c) E r, four rows of E a sweep, equal numpy's products on the
+real J x I corner of padded arrays.
 
-Reference: numpy (matmul) on the same inputs, cut to the real corner. Padded cells hold NaN, so a
-sweep that reads a padded row or column (or a coefficient past J, an r_i past I) fails, as does
-one that writes past the corner. Tolerance: both sides sum n = J + 1 terms in some order, with
-or without FMA, so each is within n eps sum |terms| of the exact sum (Higham 2002, eq. 3.5); the
-check is 2 n eps times the summed magnitude (|u0| + |E|' |a|, |E| |r|), with signed coefficients
-so that the sums cancel. A dropped row (say the J mod 4 tail) misses a term of size |a_j E_ji|,
-far above that.
+Reference: numpy (matmul) on the same inputs, cut to the real corner. Padded cells hold NaN, so
+a sweep that reads a padded row or column (or a coefficient past J, an r_i past I) fails, as
+does one that writes past the corner. Tolerance: both sides sum n = J + 1 (I + 1) terms in some
+order, with or without FMA, so each is within n eps sum |terms| of the exact sum (Higham 2002,
+eq. 3.5); the check is 2 n eps times the summed magnitude (|u0| + |E|' |a|, |c| |E| |r|), with
+signed coefficients so that the sums cancel. A dropped row (say the J mod 4 tail) misses a term
+of size |a_j E_ji|, far above that.
 """
 
 from __future__ import annotations
@@ -49,13 +49,15 @@ def test_column_sums_add_E_transpose_a(J: int, I: int) -> None:
 
 
 @pytest.mark.parametrize(("J", "I"), SHAPES)
-def test_row_dots_are_E_r(J: int, I: int) -> None:
+def test_row_dots_are_diag_c_E_r(J: int, I: int) -> None:
     rng = np.random.default_rng(J * 1000 + I + 1)
     E, real = _padded(rng, J, I)
     r = np.concatenate([rng.normal(size=I), np.full(5, np.nan)])
+    c = np.concatenate([rng.normal(size=J), np.full(3, np.nan)])
     out = np.full(J + 3, -7.0)
-    row_dots(E, r, J, I, out)
-    _within(out[:J], real @ r[:I], real @ np.abs(r[:I]), I + 1)
+    row_dots(E, r, c, J, I, out)
+    # one rounding more than a sum of I + 1 terms: the product by c_j
+    _within(out[:J], c[:J] * (real @ r[:I]), np.abs(c[:J]) * (real @ np.abs(r[:I])), I + 2)
     assert np.all(out[J:] == -7.0)  # rows past J untouched
 
 

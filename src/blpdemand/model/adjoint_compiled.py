@@ -126,9 +126,9 @@ def moment_sums(E, a, x2, t, J, I, first, rest):  # type: ignore[no-untyped-def]
 
 
 @compile_kernel(inline="always")
-def row_dots(E, r, J, I, out):  # type: ignore[no-untyped-def]
-    """out_j = sum_i E_ji r_i for j < J over columns i < I, four rows of E a sweep (each r_i
-    loaded once for four products)."""
+def row_dots(E, r, c, J, I, out):  # type: ignore[no-untyped-def]
+    """out_j = c_j sum_i E_ji r_i for j < J over columns i < I (diag(c) E r), four rows of E a
+    sweep (each r_i loaded once for four products)."""
     j = 0
     while j + 4 <= J:
         E0, E1, E2, E3 = E[j], E[j + 1], E[j + 2], E[j + 3]
@@ -139,14 +139,15 @@ def row_dots(E, r, J, I, out):  # type: ignore[no-untyped-def]
             t1 += E1[i] * ri
             t2 += E2[i] * ri
             t3 += E3[i] * ri
-        out[j], out[j + 1], out[j + 2], out[j + 3] = t0, t1, t2, t3
+        out[j], out[j + 1] = c[j] * t0, c[j + 1] * t1
+        out[j + 2], out[j + 3] = c[j + 2] * t2, c[j + 3] * t3
         j += 4
     while j < J:
         E0 = E[j]
         t0 = 0.0
         for i in range(I):
             t0 += E0[i] * r[i]
-        out[j] = t0
+        out[j] = c[j] * t0
         j += 1
 
 
@@ -160,9 +161,9 @@ def _operator(E, e, rD, diagonal, x, J, I, ex, u, out):  # type: ignore[no-untyp
     column_sums(E, ex, J, I, u)
     for i in range(I):
         u[i] *= rD[i]
-    row_dots(E, u, J, I, out)
+    row_dots(E, u, e, J, I, out)
     for j in range(J):
-        out[j] = diagonal[j] * x[j] - e[j] * out[j]
+        out[j] = diagonal[j] * x[j] - out[j]
 
 
 _F2, _F3, _I1 = readonly(2), readonly(3), readonly(1, numba.int64)
@@ -203,9 +204,7 @@ def _adjoint(exp_mu, outside, weights, e_delta, x2,  # type: ignore[no-untyped-d
             D[i] = d
             r[i] = w[i] / d
             rD[i] = r[i] / d
-        row_dots(E, r, J, I, diagonal)
-        for j in range(J):
-            diagonal[j] *= e[j]
+        row_dots(E, r, e, J, I, diagonal)  # s_j, the Jacobi preconditioner
         # conjugate gradients on (d s / d delta) lambda = v, Jacobi preconditioned
         scale = 0.0
         rz = 0.0

@@ -54,9 +54,7 @@ def _shares(E, outside, weights, e, J, I, D, s):  # type: ignore[no-untyped-def]
     column_sums(E, e, J, I, D)
     for i in range(I):
         D[i] = weights[i] / D[i]
-    row_dots(E, D, J, I, s)
-    for j in range(J):
-        s[j] *= e[j]
+    row_dots(E, D, e, J, I, s)
 
 
 @compile_kernel(inline="always")
