@@ -17,6 +17,16 @@ for theta_p acting through x2_r and agent variable V_c. The same quantities as
 together), here market by market while its exp(mu) sits in L2 cache, without numpy's
 per-iteration overhead. ``compile_kernel`` holds the options of every numba kernel of the
 package (``solve.anderson_compiled`` uses it too).
+
+Every share-type computation sweeps a market's exp(mu) (J x I, row j contiguous over i) in two
+ways, written once here and inlined into the kernels: ``column_sums`` (u += E' a, and
+``moment_sums``: K2 + 1 of them in one pass) and ``row_dots`` (diag(c) E r), four rows of E a
+sweep, so that u_i is loaded and stored, and r_i loaded, once per four rows (against one row at
+a time, on a 110 x 200 market from L2: one column sum 0.11 instead of 0.17 ns a cell, K2 + 1 of
+them 0.06-0.09 instead of 0.09-0.12 ns a cell and sum for K2 = 6, 2). The contraction
+(``solve.anderson_compiled``) and the padded share Jacobians (``model.jacobians_compiled``)
+inline them too; numba's disk cache does not notice changes to a helper inlined from another
+module, so after editing one delete those modules' caches (``__pycache__/*.nbi``, ``*.nbc``).
 """
 
 from __future__ import annotations
