@@ -12,7 +12,9 @@ r_i = w_i / D_i and xbar_ri = sum_j e_j x2_jr E_ji / D_i,
 for theta_p acting through x2_r and agent variable V_c. Two passes over the market's exp(mu)
 while it sits in L2 and one product S S' of the (J_t, I_t) scaled copy (BLAS through numba),
 instead of numpy's passes over the whole padded block and a Python loop over markets for the
-products: on 120 small markets (J 5-40, I 50-400) about 4.5 ms of the final evaluation.
+products: on 120 small markets (J 5-40, I 50-400) about 4.5 ms of the final evaluation. The
+first pass is the adjoint's (``model.adjoint_compiled.denominators``: K2 + 1 column sums, four
+rows of exp(mu) a sweep).
 """
 
 from __future__ import annotations

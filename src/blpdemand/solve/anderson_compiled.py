@@ -34,48 +34,21 @@ import numpy as np
 
 from blpdemand._compiled import F8, I8, as_kernel_array, compile_kernel, readonly
 from blpdemand._types import FloatArray, IntArray
+from blpdemand.model.adjoint_compiled import column_sums, row_dots
 from blpdemand.solve.fixed_point import ULPS, FixedPointConfig, FixedPointResult
 
 __all__ = ["solve_markets"]
 
 @compile_kernel(inline="always")
 def _shares(E, outside, weights, e, J, I, D, s):  # type: ignore[no-untyped-def]
-    """s_j = e_j sum_i E_ji w_i / D_i with D_i = c_i + sum_j e_j E_ji (rows in fours)."""
+    """s_j = e_j sum_i E_ji w_i / D_i with D_i = c_i + sum_j e_j E_ji: the two sweeps over E
+    that the adjoint makes too (``model.adjoint_compiled.column_sums`` and ``row_dots``)."""
     for i in range(I):
         D[i] = outside[i]
-    j = 0
-    while j + 4 <= J:
-        e0, e1, e2, e3 = e[j], e[j + 1], e[j + 2], e[j + 3]
-        E0, E1, E2, E3 = E[j], E[j + 1], E[j + 2], E[j + 3]
-        for i in range(I):
-            D[i] += e0 * E0[i] + e1 * E1[i] + e2 * E2[i] + e3 * E3[i]
-        j += 4
-    while j < J:
-        e0, E0 = e[j], E[j]
-        for i in range(I):
-            D[i] += e0 * E0[i]
-        j += 1
+    column_sums(E, e, J, I, D)
     for i in range(I):
         D[i] = weights[i] / D[i]
-    j = 0
-    while j + 4 <= J:
-        E0, E1, E2, E3 = E[j], E[j + 1], E[j + 2], E[j + 3]
-        a0 = a1 = a2 = a3 = 0.0
-        for i in range(I):
-            d = D[i]
-            a0 += E0[i] * d
-            a1 += E1[i] * d
-            a2 += E2[i] * d
-            a3 += E3[i] * d
-        s[j], s[j + 1], s[j + 2], s[j + 3] = e[j] * a0, e[j + 1] * a1, e[j + 2] * a2, e[j + 3] * a3
-        j += 4
-    while j < J:
-        E0 = E[j]
-        a0 = 0.0
-        for i in range(I):
-            a0 += E0[i] * D[i]
-        s[j] = e[j] * a0
-        j += 1
+    row_dots(E, D, e, J, I, s)
 
 
 @compile_kernel(inline="always")
