@@ -145,3 +145,33 @@ def test_reused_memory_gives_the_same_exp_utility() -> None:
     assert again.exp_mu is memory
     np.testing.assert_array_equal(again.exp_mu, fresh.exp_mu)
     np.testing.assert_array_equal(again.outside, fresh.outside)
+
+
+@pytest.mark.parametrize(("J", "I", "K2", "compiled"), [(40, 400, 2, True), (24, 20, 2, False),
+                                                        (40, 400, 6, False)])
+@pytest.mark.parametrize("scale", [0.5, 40.0])
+def test_unpadded_blocks_of_large_markets_with_few_columns_take_the_kernel(
+        J: int, I: int, K2: int, compiled: bool, scale: float, monkeypatch) -> None:
+    # equal markets (no padding): the kernel where K2 < COMPILED_BELOW[0] and J I is large,
+    # numpy's whole-block form otherwise; the same cells either way, to the tolerance above
+    from blpdemand.model import utility_compiled
+
+    calls = []
+    kernel = utility_compiled.padded_exp_utility
+    monkeypatch.setattr(utility_compiled, "padded_exp_utility",
+                        lambda *a, **k: calls.append(1) or kernel(*a, **k))
+    rng = np.random.default_rng(J + K2)
+    J_t, I_t = np.full(3, J), np.full(3, I)
+    block, x2, coefficients, weights = _padded_block(rng, J_t, I_t, K2, scale)
+    assert block.product_pad is None and block.agent_pad is None
+    assert (K2 < COMPILED_BELOW[0] and J * I >= COMPILED_BELOW[1]) == compiled
+    utility = exp_utility(block, x2, coefficients, weights)
+    assert bool(calls) == compiled
+    for t, (exp_mu, outside, _, size) in enumerate(_reference(x2, coefficients, J_t, I_t)):
+        # numpy's whole-block form shifts every market where one is shifted: compare the
+        # probabilities' ingredients as ratios exp(mu) / exp(-m) = exp(mu + m)
+        argument = (K2 + 1) * (size + size.max(axis=0))
+        got = utility.exp_mu[t] / utility.outside[t]
+        want = exp_mu / outside
+        bound = (4.0 + 2 * argument) * EPS * want + np.finfo(np.float64).tiny
+        assert np.all(np.abs(got - want) <= bound), (t, np.max(np.abs(got - want) / bound))

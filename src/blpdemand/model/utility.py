@@ -29,6 +29,9 @@ SHIFT_ABOVE = 50.0
 #: Padded blocks take the compiled kernel unless K2 >= [0] and the mean J_t I_t >= [1]: there
 #: numpy's gemm and exp per market (about 0.6 ns a cell for the exp against the kernel's 1 ns,
 #: and one pass for all K2 columns) beat it, measured on markets of 4,000 to 60,000 cells.
+#: Unpadded blocks take it when K2 < [0] and the J I >= [1] (50 x 1,000 markets, K2 = 3: 1.39
+#: against numpy's 1.63 ns a cell); on small ones numpy's one batched pass wins (Nevo's 24 x 20:
+#: 1.49 against 2.65).
 COMPILED_BELOW = (5, 12_000)
 
 __all__ = ["SHIFT_ABOVE", "ExpUtility", "MarketBlock", "agent_coefficients", "compute_mu",
@@ -213,11 +216,12 @@ def exp_utility(block: MarketBlock, x2: FloatArray, coefficients: FloatArray,
                 padding_written: bool = False) -> ExpUtility:
     """exp(mu) for a block, overflow-safe.
 
-    Computed for the whole block at once (one batched gemm, one exp) when it is not padded, else
-    market by market on its real products and agents: in one compiled call
-    (``model.utility_compiled``), or with numpy per market for large markets with many X2
-    columns (``COMPILED_BELOW``). Where utilities exceed ``SHIFT_ABOVE`` (in the block, or in
-    the market when padded) they are shifted per agent.
+    Computed market by market on its real products and agents in one compiled call
+    (``model.utility_compiled``), except (``COMPILED_BELOW``) for large markets with many X2
+    columns (numpy per market, or the whole block when it is not padded) and for unpadded
+    blocks of small markets (the whole block at once: one batched gemm, one exp). Where
+    utilities exceed ``SHIFT_ABOVE`` (in the block for numpy's whole-block form, else in the
+    market) they are shifted per agent.
 
     Parameters
     ----------
@@ -240,12 +244,14 @@ def exp_utility(block: MarketBlock, x2: FloatArray, coefficients: FloatArray,
               and out.flags.c_contiguous and out.flags.writeable)
     mu = out if usable and out is not None else np.empty((T_b, J, I))
     outside = np.ones((T_b, I))
-    if block.product_pad is not None or block.agent_pad is not None:
+    padded = block.product_pad is not None or block.agent_pad is not None
+    few_columns = x2.shape[2] < COMPILED_BELOW[0]
+    if padded or (few_columns and J * I >= COMPILED_BELOW[1]):
         if sizes is None:
             sizes = (_real_sizes(block.product_pad, T_b, J), _real_sizes(block.agent_pad, T_b, I))
         product_sizes, agent_sizes = sizes
         cells = float(np.dot(product_sizes, agent_sizes)) / T_b
-        if x2.shape[2] < COMPILED_BELOW[0] or cells < COMPILED_BELOW[1]:
+        if few_columns or cells < COMPILED_BELOW[1]:
             # market by market on its real cells, in one compiled call (loaded at first use:
             # a logit run never pays for numba)
             from blpdemand.model.utility_compiled import padded_exp_utility
