@@ -71,7 +71,8 @@ def build_kernels(path: Path) -> int:
     cc.output_file = path.name
     cc.target_cpu = os.environ.get("BLPDEMAND_AOT_CPU", "host")
     for kernel, arguments in compiled.REGISTRY:
-        own = {k: v for k, v in kernel.targetoptions.items() if k not in ("nopython", "boundscheck")}
+        own = {k: v for k, v in kernel.targetoptions.items()
+               if k not in ("nopython", "boundscheck")}
         if own != options:
             raise RuntimeError(f"kernel {kernel.py_func.__name__} has options pycc would not use")
         cc.export(compiled.export_name(kernel.py_func),
