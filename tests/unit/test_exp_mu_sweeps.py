@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blpdemand.model.adjoint_compiled import column_sums, moment_sums, row_dots
+from blpdemand.model.sweeps_compiled import column_sums, moment_sums, row_dots
 
 EPS = np.finfo(np.float64).eps
 # (J, I): J < 4, J not a multiple of 4, I not a multiple of 4 or 8, Nevo's and BLP's sizes

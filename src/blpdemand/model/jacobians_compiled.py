@@ -13,7 +13,7 @@ for theta_p acting through x2_r and agent variable V_c. Two passes over the mark
 while it sits in L2 and one product S S' of the (J_t, I_t) scaled copy (its lower triangle,
 ``_gram``), instead of numpy's passes over the whole padded block and a Python loop over
 markets for the products: on 120 small markets (J 5-40, I 50-400) about 4.5 ms of the final
-evaluation. The first pass is the adjoint's (``model.adjoint_compiled.denominators``: K2 + 1
+evaluation. The first pass is the adjoint's (``model.sweeps_compiled.denominators``: K2 + 1
 column sums, four rows of exp(mu) a sweep). Every block takes this kernel, padded or not
 (``model.derivatives.share_jacobians``).
 """
@@ -26,7 +26,7 @@ import numpy as np
 
 from blpdemand._compiled import I8, as_kernel_array, compile_kernel, readonly
 from blpdemand._types import FloatArray, IntArray
-from blpdemand.model.adjoint_compiled import denominators
+from blpdemand.model.sweeps_compiled import denominators
 
 __all__ = ["padded_share_jacobians"]
 

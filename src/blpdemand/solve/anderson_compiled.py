@@ -16,7 +16,7 @@ reference; ``FixedPointConfig(compiled=False)`` selects them. Kernels are compil
 for one signature when this module is imported (loaded from the disk cache after the first
 time), release the GIL, and use ``fastmath`` only for reassociation and fused multiply-add (so
 sums vectorize); non-finite values keep their IEEE meaning
-(``model.adjoint_compiled.compile_kernel``).
+(``blpdemand._compiled.compile_kernel``).
 
 Shares per market (``model.shares``): D_i = c_i + sum_j e_j E_ji, s_j = e_j sum_i E_ji w_i / D_i.
 
@@ -34,7 +34,7 @@ import numpy as np
 
 from blpdemand._compiled import F8, I8, as_kernel_array, compile_kernel, readonly
 from blpdemand._types import FloatArray, IntArray
-from blpdemand.model.adjoint_compiled import column_sums, row_dots
+from blpdemand.model.sweeps_compiled import column_sums, row_dots
 from blpdemand.solve.fixed_point import ULPS, FixedPointConfig, FixedPointResult
 
 __all__ = ["solve_markets"]
@@ -42,7 +42,7 @@ __all__ = ["solve_markets"]
 @compile_kernel(inline="always")
 def _shares(E, outside, weights, e, J, I, D, s):  # type: ignore[no-untyped-def]
     """s_j = e_j sum_i E_ji w_i / D_i with D_i = c_i + sum_j e_j E_ji: the two sweeps over E
-    that the adjoint makes too (``model.adjoint_compiled.column_sums`` and ``row_dots``)."""
+    that the adjoint makes too (``model.sweeps_compiled.column_sums`` and ``row_dots``)."""
     for i in range(I):
         D[i] = outside[i]
     column_sums(E, e, J, I, D)
