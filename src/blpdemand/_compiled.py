@@ -12,8 +12,8 @@ files is compiled into it); otherwise, or with ``BLPDEMAND_JIT=1`` in the enviro
 compiles them just in time, caching on disk, as it always did. One process uses one of the two
 throughout. Both give the same bits (the same compiler, options and signatures).
 
-This module imports neither numba nor numpy: the kernel modules' signatures are written with
-the specs below and turned into numba types only when numba compiles.
+This module does not import numba: the kernel modules' signatures are written with the specs
+below and turned into numba types only when numba compiles.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+import numpy as np
 
 __all__ = ["B1", "F8", "I8", "KERNEL_MODULES", "ahead_of_time", "as_kernel_array",
            "compile_kernel", "export_name", "readonly", "source_digest", "writable"]
@@ -128,13 +130,10 @@ def compile_kernel(signature: tuple[Any, ...] | None = None,
     return decorate
 
 
-def as_kernel_array(array: Any, dtype: Any = None) -> Any:
-    """``array`` as the kernels' signatures take it (C-contiguous, aligned, of ``dtype``,
-    float64 by default); no copy when it already is one (checked directly first: np.require
-    takes some 2.5 us, and an estimate makes hundreds of kernel calls)."""
-    import numpy as np
-
-    dtype = np.float64 if dtype is None else dtype
+def as_kernel_array(array: Any, dtype: Any = np.float64) -> Any:
+    """``array`` as the kernels' signatures take it (C-contiguous, aligned, of ``dtype``); no
+    copy when it already is one (checked directly first: np.require takes some 2.5 us, and an
+    estimate makes hundreds of kernel calls)."""
     if (type(array) is np.ndarray and array.dtype == dtype and array.flags.c_contiguous
             and array.flags.aligned):
         return array
