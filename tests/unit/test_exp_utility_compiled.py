@@ -175,3 +175,45 @@ def test_unpadded_blocks_of_large_markets_with_few_columns_take_the_kernel(
         want = exp_mu / outside
         bound = (4.0 + 2 * argument) * EPS * want + np.finfo(np.float64).tiny
         assert np.all(np.abs(got - want) <= bound), (t, np.max(np.abs(got - want) / bound))
+
+
+def test_exp_into_gives_the_same_bits_in_its_vector_loop_as_one_element_at_a_time() -> None:
+    # exp_into is compiled for the widest vectors (``wide_vectors``) on the claim that each
+    # element's arithmetic is its own: a call on one element runs the loop's scalar remainder,
+    # a call on the whole array its vector body, and the two must agree bit for bit.
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.uniform(-30.0, 30.0, 4_093), rng.uniform(EXP_FLOOR, EXP_CEILING, 64)])
+    whole, single = np.empty_like(x), np.empty(1)
+    exp_into(x, whole)
+    for k in range(x.size):
+        exp_into(x[k:k + 1], single)
+        assert single[0] == whole[k], (k, x[k])
+
+
+def _function_attributes(ir: str, name: str) -> str:
+    """The attribute group of the function ``name`` defines (numba's mangled name holds
+    ``<len><name>``), as LLVM prints it."""
+    mangled = f"{len(name)}{name}"
+    (define,) = [line for line in ir.splitlines()
+                 if line.startswith("define") and "@_ZN9blpdemand5model" in line
+                 and mangled in line.split("@", 1)[1].split("(")[0]]
+    group = define.rsplit("#", 1)[1].split()[0]
+    (attributes,) = [line for line in ir.splitlines() if line.startswith(f"attributes #{group} ")]
+    return attributes
+
+
+def test_the_exponential_kernels_ask_llvm_for_512_bit_vectors() -> None:
+    # The attribute is set by the ``wide_vectors`` intrinsic on each kernel's own function
+    # (where the CPU lacks AVX-512, LLVM ignores it); compiled afresh here, since numba does
+    # not show the IR of a dispatcher loaded from its cache.
+    numba = pytest.importorskip("numba")
+    from blpdemand.model import utility_compiled
+
+    exp = numba.njit(cache=False)(exp_into.py_func)
+    exp(np.zeros(8), np.empty(8))
+    utility = numba.njit(cache=False)(utility_compiled._exp_utility.py_func)
+    utility(np.zeros((1, 2, 1)), np.zeros((1, 3, 1)), np.array([2]), np.array([3]),
+            np.empty((1, 2, 3)), np.empty((1, 3)), True, 700.0)
+    for dispatcher, name in ((exp, "exp_into"), (utility, "_exp_utility")):
+        ir = "".join(dispatcher.inspect_llvm().values())
+        assert '"prefer-vector-width"="512"' in _function_attributes(ir, name)

@@ -8,6 +8,9 @@ Elsewhere (below -708: subnormal or zero; above 709: near or past overflow; NaN)
 takes math.exp afterwards. libm's exp, called one element at a time from a numba loop, was half
 the zeta kernel's time (``model.pricing_compiled``); exp(mu) for many small markets
 (``model.utility_compiled``) is the other user.
+
+The loop is compiled for 512-bit vectors where the CPU has them (``wide_vectors``): 0.66
+against 0.95 ns an element, with the same bits, since each element's arithmetic is its own.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ if ahead_of_time() is None:  # numba compiles the kernels in this process: the b
     import numba
     from numba.extending import intrinsic
 
-__all__ = ["EXP_CEILING", "EXP_FLOOR", "exp_into"]
+__all__ = ["EXP_CEILING", "EXP_FLOOR", "exp_into", "wide_vectors"]
 
 #: The reduced range: exp(x) is a normal float64 on [EXP_FLOOR, EXP_CEILING] (n in -1022..1023).
 EXP_FLOOR, EXP_CEILING = -708.0, 709.0
@@ -44,11 +47,28 @@ def _bits_to_float(typingctx: Any, bits: Any) -> Any:
 _from_bits: Any = intrinsic(_bits_to_float) if ahead_of_time() is None else None
 
 
+def _prefer_wide_vectors(typingctx: Any) -> Any:
+    """Mark the calling kernel for LLVM's 512-bit vectors, ``"prefer-vector-width"="512"``:
+    LLVM's tuning for AVX-512 CPUs prefers 256 bits (a zmm loop can lower the clock), but on
+    elementwise loops as long as exp's the wider vector wins; a CPU without AVX-512 ignores it.
+    Only for loops with no reduction whose order the width would change: their bits are the
+    same at any width."""
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        # llvmlite's ``add`` accepts keyword attributes only; a string attribute is a member
+        set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+        return context.get_dummy_value()
+    return numba.types.none(), codegen
+
+
+wide_vectors: Any = intrinsic(_prefer_wide_vectors) if ahead_of_time() is None else None
+
+
 @compile_kernel(fastmath={"contract"})
 def exp_into(x, out):  # type: ignore[no-untyped-def]
     """out = exp(x) (1-D arrays of equal size; ``out`` may not be ``x``: the out-of-range
     elements, counted in the vectorized pass, are found again in ``x``). Only ``contract``
     (FMA) is allowed: reassociation would undo the two-part reduction."""
+    wide_vectors()
     outside = 0
     for k in range(x.size):
         value = x[k]

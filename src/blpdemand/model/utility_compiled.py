@@ -18,7 +18,7 @@ import numpy as np
 
 from blpdemand._compiled import B1, F8, I8, as_kernel_array, compile_kernel, readonly, writable
 from blpdemand._types import FloatArray, IntArray
-from blpdemand.model.exp_compiled import exp_into
+from blpdemand.model.exp_compiled import exp_into, wide_vectors
 
 __all__ = ["padded_exp_utility"]
 
@@ -47,6 +47,7 @@ def _exp_utility(x2, coefficients, product_sizes,  # type: ignore[no-untyped-def
     Each market is formed unshifted, row by row in L1 (mu, then its exp written once); in the
     rare market where some mu_ji exceeds shift_above (or is NaN) it is formed again, shifted.
     """
+    wide_vectors()  # mu's rows: elementwise, the same bits at any vector width
     T, _, I = exp_mu.shape
     K = x2.shape[2]
     c = np.empty((K, I))  # the market's coefficients, one contiguous row per column of X2
