@@ -73,18 +73,28 @@ def _contraction(E, outside, weights, shares, x, J, I, D, s, e, g):  # type: ign
 
 
 @compile_kernel(inline="always")
-def _mixing(dF, f, m, J, A, b, gamma):  # type: ignore[no-untyped-def]
-    """gamma = (dF dF' + ridge)^{-1} dF f by Cholesky (m x m); zeros if not positive definite."""
+def _gram_row(dF, slot, m, J, gram):  # type: ignore[no-untyped-def]
+    """gram[a, c] = dF_a . dF_c (a >= c) for the pairs with the new column ``slot`` among the
+    m kept: the other pairs are unchanged since the last step, so kept, not summed again."""
+    for c in range(m):
+        a, d = max(slot, c), min(slot, c)
+        total = 0.0
+        for j in range(J):
+            total += dF[a, j] * dF[d, j]
+        gram[a, d] = total
+
+
+@compile_kernel(inline="always")
+def _mixing(dF, f, m, J, gram, A, b, gamma):  # type: ignore[no-untyped-def]
+    """gamma = (dF dF' + ridge)^{-1} dF f by Cholesky (m x m) from the kept Gram matrix
+    ``gram`` (lower triangle); zeros if not positive definite."""
     for a in range(m):
         total = 0.0
         for j in range(J):
             total += dF[a, j] * f[j]
         b[a] = total
         for c in range(a + 1):
-            total = 0.0
-            for j in range(J):
-                total += dF[a, j] * dF[c, j]
-            A[a, c] = total
+            A[a, c] = gram[a, c]
         A[a, a] = A[a, a] * (1.0 + 1e-10) + 1e-300
     for a in range(m):
         pivot = A[a, a]
@@ -129,6 +139,7 @@ def _anderson_markets(exp_mu, outside, weights, shares,  # type: ignore[no-untyp
     x_new, g_new = np.empty(J_max), np.empty(J_max)
     dF, dG = np.zeros((memory, J_max)), np.zeros((memory, J_max))
     A, b, gamma = np.empty((memory, memory)), np.empty(memory), np.empty(memory)
+    gram = np.empty((memory, memory))
     patience = 4 * memory
     for t in range(T):
         J, I = product_sizes[t], agent_sizes[t]
@@ -147,7 +158,7 @@ def _anderson_markets(exp_mu, outside, weights, shares,  # type: ignore[no-untyp
         columns, slot, steps, restarted = 0, 0, 0, False
         while code == 1 and count < max_evaluations:
             if columns:
-                _mixing(dF, f, columns, J, A, b, gamma)
+                _mixing(dF, f, columns, J, gram, A, b, gamma)
                 for j in range(J):
                     total = g[j]
                     for a in range(columns):
@@ -175,8 +186,9 @@ def _anderson_markets(exp_mu, outside, weights, shares,  # type: ignore[no-untyp
                     dF[slot, j] = f_new - f[j]
                     dG[slot, j] = g_new[j] - g[j]
                     f[j], g[j], x[j] = f_new, g_new[j], x_new[j]
-                slot = (slot + 1) % memory
                 columns = min(columns + 1, memory)
+                _gram_row(dF, slot, columns, J, gram)
+                slot = (slot + 1) % memory
                 norm, restarted = norm_new, False
                 best = min(best, norm_new)
             if steps % patience == 0:
