@@ -127,8 +127,9 @@ def test_merger_prices_equal_pyblp(products: pd.DataFrame) -> None:
                              instruments=[*INSTRUMENTS, "demand_instruments20"],
                              method="2s-gmm", center_moments=True)
     merged = products["firm_ids"].replace(2, 1).to_numpy()
-    with np.errstate(all="ignore"), pytest.warns(EconomicWarning):  # costs below zero
-        costs = bd.compute_costs(ours)
+    with np.errstate(all="ignore"):
+        with pytest.warns(EconomicWarning):  # costs below zero
+            costs = bd.compute_costs(ours)
         theirs = np.ravel(reference.compute_prices(firm_ids=merged[:, None],
                                                    costs=reference.compute_costs()))
     counterfactual = bd.compute_prices(ours, firm_ids=merged, costs=costs)

@@ -28,7 +28,7 @@ def tour() -> str:
     """The first python block after the "A short tour" heading."""
     text = README.read_text(encoding="utf-8")
     section = text[text.index("## A short tour"):]
-    match = re.search(r"```python\n(.*?)```", section, flags=re.S)
+    match = re.search(r"```python\n(.*?)```", section, flags=re.DOTALL)
     assert match is not None
     return match.group(1)
 

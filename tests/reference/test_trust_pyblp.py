@@ -67,7 +67,7 @@ def test_sparse_grid_nevo_reaches_the_optimum_not_a_failed_corner(nevo_products)
     outside = 1 - data.groupby("market_ids")["shares"].transform("sum")
     y = np.log(data["shares"]) - np.log(outside)
     ids = data["product_ids"]
-    demean = lambda v: v - v.groupby(ids).transform("mean")  # noqa: E731
+    demean = lambda v: v - v.groupby(ids).transform("mean")
     Y = demean(y).to_numpy()
     X = demean(data["prices"]).to_numpy()[:, None]
     Z = np.column_stack([demean(data[c]).to_numpy() for c in NEVO_Z])

@@ -14,11 +14,11 @@ import scipy.optimize
 from contraction_data import simulated
 
 from blpdemand import Integration, Problem
+from blpdemand._types import Status
 from blpdemand.solve import contraction, optimizer
 from blpdemand.solve.anderson_compiled import solve_markets
 from blpdemand.solve.block_inversion import ContractionMap
 from blpdemand.solve.contraction import InnerLoop, solve_delta
-from blpdemand._types import Status
 from blpdemand.solve.fixed_point import ULPS, FixedPointConfig, solve_fixed_point
 
 

@@ -15,10 +15,10 @@ import pytest
 from contraction_data import nevo_tutorial, simulated
 
 from blpdemand import Problem
+from blpdemand._types import Status
 from blpdemand.solve.anderson_compiled import solve_markets
 from blpdemand.solve.block_inversion import block_method, compiled_available
 from blpdemand.solve.contraction import solve_delta
-from blpdemand._types import Status
 from blpdemand.solve.fixed_point import FixedPointConfig
 
 

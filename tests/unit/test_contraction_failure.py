@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from blpdemand import Problem
+from blpdemand._types import Status
 from blpdemand.errors import ConvergenceError, ConvergenceWarning, SpecificationError
 from blpdemand.solve.contraction import solve_delta
-from blpdemand._types import Status
 from blpdemand.solve.fixed_point import FixedPointConfig
 
 

@@ -13,8 +13,8 @@ import pytest
 from contraction_data import simulated
 
 from blpdemand import Problem
-from blpdemand.solve.contraction import InnerLoop, solve_delta
 from blpdemand._types import Status
+from blpdemand.solve.contraction import InnerLoop, solve_delta
 from blpdemand.solve.fixed_point import FixedPointConfig
 
 # (method, compiled): Anderson and "auto" run the compiled kernel by default; compiled=False

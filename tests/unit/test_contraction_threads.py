@@ -68,7 +68,7 @@ def test_estimate_with_threads_equals_sequential(nevo):
     sigma = np.diag([0.3302, 2.4526, 0.0163, 0.2441])
     pi = np.array([[5.4819, 0, 0.2037, 0], [15.8935, -1.2, 0, 2.6342],
                    [-0.2506, 0, 0.0511, 0], [1.2650, 0, -0.8091, 0]])
-    base = dict(optimizer="bfgs", gtol=1e-6, hessian=False)
+    base = {"optimizer": "bfgs", "gtol": 1e-6, "hessian": False}
     one = bd.estimate(problem, sigma=sigma, pi=pi, config=bd.EstimationConfig(**base))
     two = bd.estimate(problem, sigma=sigma, pi=pi,
                       config=bd.EstimationConfig(**base, contraction={"threads": 2}))

@@ -159,9 +159,9 @@ def test_summary_and_fitted(problem: bd.Problem) -> None:
 
 def test_precision_floor_counts_a_stalled_run_at_a_minimum_as_converged() -> None:
     # Reference: the floor sqrt(20 eps |Q| lambda_max) computed by hand for Q = 4, lambda_max = 1e4.
-    from blpdemand.solve.verdicts import at_precision_floor as _at_precision_floor
     from blpdemand._types import Status
     from blpdemand.solve.optimizer import OptimizationResult
+    from blpdemand.solve.verdicts import at_precision_floor as _at_precision_floor
     floor = np.sqrt(20 * np.finfo(float).eps * 4.0 * 1e4)
     step = OptimizationResult(start=np.zeros(2), theta=np.ones(2), objective=4.0,
                               gradient=np.full(2, floor / 2), projected_gradient_norm=floor / 2,

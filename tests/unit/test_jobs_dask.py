@@ -49,7 +49,7 @@ def _table(results: bd.BLPResults) -> pd.DataFrame:
 def test_nevo_ten_starts_per_step_equal_on_processes_and_dask(nevo: bd.Problem,
                                                               client: Any) -> None:
     # the tutorial's 13 parameters, bfgs (no bounds: PyBLP's tutorial run), 10 starts per step
-    config = dict(optimizer="bfgs", starts=9, rng=3, method="1s")
+    config = {"optimizer": "bfgs", "starts": 9, "rng": 3, "method": "1s"}
     sequential = bd.estimate(nevo, sigma=NEVO_SIGMA, pi=NEVO_PI,
                              config=bd.EstimationConfig(**config))
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:

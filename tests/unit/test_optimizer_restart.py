@@ -82,7 +82,7 @@ def test_other_optimizers_are_not_restarted(monkeypatch):
 
 
 # ---------------------------------------------------------------- Newton polish
-def _stalled(theta: np.ndarray) -> "optimizer.OptimizationResult":
+def _stalled(theta: np.ndarray) -> optimizer.OptimizationResult:
     value, grad = quadratic(theta)
     return optimizer.OptimizationResult(
         start=theta, theta=theta, objective=value, gradient=grad,

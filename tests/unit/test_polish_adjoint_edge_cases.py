@@ -181,8 +181,8 @@ def stall(monkeypatch: pytest.MonkeyPatch) -> None:
     polish's case (an iteration limit the user set is respected, never polished past)."""
     import dataclasses
 
-    import blpdemand.solve.multistart as multistart
     from blpdemand._types import Status
+    from blpdemand.solve import multistart
 
     real = multistart.minimize
 
@@ -198,8 +198,8 @@ def stall(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_an_iteration_cap_is_respected_and_reported(correlated: bd.Problem) -> None:
     # Reference: the configuration itself. max_iterations=1 is a limit: no Newton steps past it,
     # every start stopped at it, the results not converged, and a warning names the limit.
-    from blpdemand.errors import OptimizationWarning
     from blpdemand._types import Status
+    from blpdemand.errors import OptimizationWarning
 
     with pytest.warns(OptimizationWarning, match="iteration limit"):
         results = bd.estimate(correlated, sigma=NEAR, config=bd.EstimationConfig(

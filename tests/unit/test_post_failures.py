@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 import blpdemand as bd
+from blpdemand._types import Status
 from blpdemand.errors import (
     BLPDemandWarning,
     ConvergenceError,
@@ -29,7 +30,6 @@ from blpdemand.errors import (
     EconomicWarning,
     SpecificationError,
 )
-from blpdemand._types import Status
 from blpdemand.model.pricing import PricingConfig
 
 

@@ -7,9 +7,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from blpdemand.results.plots import ElasticityHeatmap  # noqa: E402
+from blpdemand.results.plots import ElasticityHeatmap
 
 
 def _heatmap(title: str, values: np.ndarray) -> ElasticityHeatmap:

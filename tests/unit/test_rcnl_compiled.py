@@ -74,14 +74,14 @@ def test_an_underflowed_nest_is_reported_not_returned() -> None:
     assert not ok
 
 
-import pytest  # noqa: E402
+import pytest
 
-from blpdemand.model.rcnl import (  # noqa: E402
+from blpdemand.model.rcnl import (
     nested_delta_jacobian,
     nested_rho_jacobian,
     nested_theta_jacobian,
 )
-from blpdemand.model.rcnl_compiled import nested_jacobians  # noqa: E402
+from blpdemand.model.rcnl_compiled import nested_jacobians
 
 
 @pytest.mark.parametrize("per_nest", [False, True])

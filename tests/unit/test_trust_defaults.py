@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import blpdemand as bd
+from blpdemand._types import Status
 from blpdemand.errors import (
     ConvergenceWarning,
     IdentificationWarning,
@@ -22,7 +23,6 @@ from blpdemand.errors import (
 )
 from blpdemand.solve.gmm import DemandObjective
 from blpdemand.solve.multistart import StartOutcome, check_agreement, same_minimum
-from blpdemand._types import Status
 from blpdemand.solve.optimizer import OptimizationResult
 
 
