@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from blpdemand.data.markets import MarketIndex
+from blpdemand.model import exp_compiled
 from blpdemand.model.exp_compiled import EXP_CEILING, EXP_FLOOR, exp_into
 from blpdemand.model.utility import COMPILED_BELOW, SHIFT_ABOVE, exp_utility, market_blocks
 
@@ -214,6 +215,18 @@ def test_the_exponential_kernels_ask_llvm_for_512_bit_vectors() -> None:
     utility = numba.njit(cache=False)(utility_compiled._exp_utility.py_func)
     utility(np.zeros((1, 2, 1)), np.zeros((1, 3, 1)), np.array([2]), np.array([3]),
             np.empty((1, 2, 3)), np.empty((1, 3)), True, 700.0)
+    wide = exp_compiled.prefers_wide_vectors()  # False on CPUs that slow down at 512 bits
     for dispatcher, name in ((exp, "exp_into"), (utility, "_exp_utility")):
         ir = "".join(dispatcher.inspect_llvm().values())
-        assert '"prefer-vector-width"="512"' in _function_attributes(ir, name)
+        assert ('"prefer-vector-width"="512"' in _function_attributes(ir, name)) == wide
+
+
+def test_no_wide_vectors_for_cpus_that_lower_their_clock(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    # The build's target CPU decides (setup.py sets BLPDEMAND_JIT=build): the Skylake-SP
+    # family keeps LLVM's 256 bits, later AVX-512 CPUs get 512.
+    monkeypatch.setenv("BLPDEMAND_JIT", "build")
+    for cpu, wide in (("cascadelake", False), ("skylake-avx512", False),
+                      ("sapphirerapids", True), ("icelake-server", True), ("znver4", True)):
+        monkeypatch.setenv("BLPDEMAND_AOT_CPU", cpu)
+        assert exp_compiled.prefers_wide_vectors() is wide, cpu

@@ -9,13 +9,15 @@ takes math.exp afterwards. libm's exp, called one element at a time from a numba
 the zeta kernel's time (``model.pricing_compiled``); exp(mu) for many small markets
 (``model.utility_compiled``) is the other user.
 
-The loop is compiled for 512-bit vectors where the CPU has them (``wide_vectors``): 0.66
-against 0.95 ns an element, with the same bits, since each element's arithmetic is its own.
+The loop is compiled for 512-bit vectors where the CPU has them and keeps its clock with them
+(``wide_vectors``): 0.66 against 0.95 ns an element on the benchmarks' Xeon, with the same
+bits, since each element's arithmetic is its own.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from blpdemand._compiled import ahead_of_time, compile_kernel
@@ -25,7 +27,8 @@ if ahead_of_time() is None:  # numba compiles the kernels in this process: the b
     import numba
     from numba.extending import intrinsic
 
-__all__ = ["EXP_CEILING", "EXP_FLOOR", "exp_into", "wide_vectors"]
+__all__ = ["DOWNCLOCKING", "EXP_CEILING", "EXP_FLOOR", "exp_into", "prefers_wide_vectors",
+           "wide_vectors"]
 
 #: The reduced range: exp(x) is a normal float64 on [EXP_FLOOR, EXP_CEILING] (n in -1022..1023).
 EXP_FLOOR, EXP_CEILING = -708.0, 709.0
@@ -47,15 +50,32 @@ def _bits_to_float(typingctx: Any, bits: Any) -> Any:
 _from_bits: Any = intrinsic(_bits_to_float) if ahead_of_time() is None else None
 
 
+#: AVX-512 CPUs whose clock drops markedly while 512-bit arithmetic runs (Skylake-SP and its
+#: refreshes, Xeon Phi): there the following 256-bit sweeps would pay for a faster exp.
+DOWNCLOCKING = ("skylake-avx512", "cascadelake", "cooperlake", "knl", "knm")
+
+
+def prefers_wide_vectors() -> bool:
+    """Whether the kernels are compiled with 512-bit exp loops: for the CPU they are built for
+    (``BLPDEMAND_AOT_CPU`` at install, else this machine's), unless it is ``DOWNCLOCKING``."""
+    import llvmlite.binding
+
+    target = os.environ.get("BLPDEMAND_AOT_CPU", "host") if os.environ.get(
+        "BLPDEMAND_JIT") == "build" else "host"
+    name = llvmlite.binding.get_host_cpu_name() if target == "host" else target
+    return name not in DOWNCLOCKING
+
+
 def _prefer_wide_vectors(typingctx: Any) -> Any:
     """Mark the calling kernel for LLVM's 512-bit vectors, ``"prefer-vector-width"="512"``:
     LLVM's tuning for AVX-512 CPUs prefers 256 bits (a zmm loop can lower the clock), but on
-    elementwise loops as long as exp's the wider vector wins; a CPU without AVX-512 ignores it.
-    Only for loops with no reduction whose order the width would change: their bits are the
-    same at any width."""
+    elementwise loops as long as exp's the wider vector wins where the clock holds
+    (``prefers_wide_vectors``); a CPU without AVX-512 ignores it. Only for loops with no
+    reduction whose order the width would change: their bits are the same at any width."""
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        # llvmlite's ``add`` accepts keyword attributes only; a string attribute is a member
-        set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+        if prefers_wide_vectors():
+            # llvmlite's ``add`` accepts keyword attributes only; a string attribute is a member
+            set.add(builder.function.attributes, '"prefer-vector-width"="512"')
         return context.get_dummy_value()
     return numba.types.none(), codegen
 
