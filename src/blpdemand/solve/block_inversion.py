@@ -149,7 +149,7 @@ def invert_block(utility: ExpUtility, shares: FloatArray, pad: FloatArray | None
                            product_sizes, agent_sizes, x0, resolved)
     else:
         fp = solve_fixed_point(ContractionMap(utility, shares, pad, owned=owned), x0, resolved)
-    if fp.failed.size and config.method == "auto" and resolved.method == "anderson":
+    if config.method == "auto" and resolved.method == "anderson" and fp.codes.any():
         intact = compiled or not owned  # the numpy map compacts an owned exp(mu)
         fp = _fallback(utility if intact else recompute(), shares, pad, x0, fp, config)
     return fp

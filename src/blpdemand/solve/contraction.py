@@ -110,7 +110,8 @@ class BlockTally:
         finite = fp.change[np.isfinite(fp.change)]
         self.max_change = max(self.max_change, float(finite.max()) if finite.size else np.inf)
         self.worst = max(self.worst, int(fp.codes.max()))
-        self.failed.extend(int(t) for t in block.positions[fp.failed])
+        if fp.codes.any():
+            self.failed.extend(int(t) for t in block.positions[fp.failed])
 
     def result(self, problem: Problem, jacobian: FloatArray | None) -> ContractionResult:
         """The ContractionResult (no Jacobian where some market failed)."""
@@ -142,12 +143,18 @@ class InnerLoop:
         self._exp_mu_bytes = sum(8 * int(np.prod(b.block.shape)) for b in self.blocks)
         self.lognormal = problem.lognormal if problem.has_lognormal else None
         self._key: bytes | None = None
+        self._mapping: FloatArray | None = None  # the coefficient map at the cached theta
         self._utilities: dict[int, ExpUtility] = {}
         self._spare: dict[int, FloatArray] = {}  # exp(mu) memory of the last theta, per block
         self._result: ContractionResult | None = None
         self._last_delta: FloatArray | None = None
         self._predictor = DeltaPredictor(layout.P)
         self._pool: ThreadPoolExecutor | None = None
+        # theta-free, per block: the adjoint's agent variables and parameter index (normal
+        # coefficients), and whether its weights are non-negative (the compiled adjoint's CG)
+        self._normal_variables = [_derivative_variables(b, layout, np.zeros(0), None)
+                                  for b in self.blocks]
+        self._nonnegative = [bool((b.weights >= 0).all()) for b in self.blocks]
 
     @property
     def caches_exp_mu(self) -> bool:
@@ -159,11 +166,13 @@ class InnerLoop:
         """Switch the cache to theta; return the coefficient map and whether to store exp(mu)."""
         theta = np.asarray(theta, dtype=np.float64)
         key = theta.tobytes()
-        if key != self._key:
+        if key != self._key or self._mapping is None:
             # the cached exp(mu) of the old theta becomes the memory of the new one's
             self._spare = {b: u.exp_mu for b, u in self._utilities.items()}
             self._key, self._utilities, self._result = key, {}, None
-        return _coefficient_map(self.layout, theta), self.caches_exp_mu
+            self._mapping = _coefficient_map(self.layout, theta)
+            self._mapping.flags.writeable = False
+        return self._mapping, self.caches_exp_mu
 
     def _utility(self, b: int, mapping: FloatArray, store: bool) -> ExpUtility:
         utility = self._utilities.get(b)
@@ -203,7 +212,7 @@ class InnerLoop:
                           owned=not (store or jacobian),
                           recompute=functools.partial(_block_utility, data, mapping,
                                                       self.lognormal))
-        if fp.failed.size or not jacobian:
+        if fp.codes.any() or not jacobian:
             return fp, None
         with np.errstate(under="ignore"):
             return fp, _block_jacobian(data, utility, fp.x, self.layout, mapping=mapping,
@@ -238,7 +247,7 @@ class InnerLoop:
                                                 start=start, jacobian=jacobian))
         for data, (fp, jac_block) in zip(self.blocks, outcomes):
             tally.add(data.block, fp)
-            if not fp.failed.size and jac is not None and jac_block is not None:
+            if jac is not None and jac_block is not None and not fp.codes.any():
                 data.block.scatter_products(jac_block, jac)
         result = tally.result(problem, jac)
         if not result.converged:
@@ -299,13 +308,14 @@ class InnerLoop:
 
         def block(b: int) -> FloatArray:
             data = self.blocks[b]
-            variables, rows, columns = _derivative_variables(data, self.layout, mapping,
-                                                             self.lognormal)
+            variables, rows, columns = (
+                _derivative_variables(data, self.layout, mapping, self.lognormal)
+                if self.lognormal is not None else self._normal_variables[b])
             utility = self._utility(b, mapping, store)
             delta_block = data.block.gather_products(delta)
             v_block = data.block.gather_products(v)
             with np.errstate(under="ignore"):
-                if compiled and np.all(utility.weights >= 0):  # market by market, in L2
+                if compiled and self._nonnegative[b]:  # market by market, in L2
                     from blpdemand.model.adjoint_compiled import adjoint_markets
                     parts, ok = adjoint_markets(
                         utility.exp_mu, utility.outside, utility.weights, np.exp(delta_block),

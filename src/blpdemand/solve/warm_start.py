@@ -64,29 +64,31 @@ class DeltaPredictor:
         theta = np.asarray(theta, dtype=np.float64)
         last_theta, last = self._thetas[-1], self._deltas[-1]
         step = theta - last_theta
-        if not np.any(step):
+        if not step.any():
             return last
         fallback = last if default is None else default
         if self._tangent is not None:  # first order from the exact d delta / d theta
             at, base, jacobian = self._tangent
-            distance = float(np.max(np.abs(theta - at)))
+            distance = float(np.abs(theta - at).max())
             # near its point (the Hessian's steps) and no farther from it than from the last
-            if (distance <= _TANGENT * max(1.0, float(np.max(np.abs(at))))
-                    and distance <= np.max(np.abs(step))):
+            if (distance <= _TANGENT * max(1.0, float(np.abs(at).max()))
+                    and distance <= np.abs(step).max()):
                 guess = base + jacobian @ (theta - at)
-                return guess if np.all(np.isfinite(guess)) else fallback
+                return guess if np.isfinite(guess).all() else fallback
         # secants only from solutions about as near as theta: over longer ones the curvature of
         # delta(theta) makes them worse than no step at all (a far line-search trial)
-        reach = _NEAR * float(np.max(np.abs(step)))
-        earlier = np.array(list(self._thetas)[:-1]).reshape(-1, step.size) - last_theta
-        near = np.flatnonzero(np.max(np.abs(earlier), axis=1, initial=0.0) <= reach)
+        if len(self._thetas) == 1:
+            return fallback
+        reach = _NEAR * float(np.abs(step).max())
+        earlier = np.stack([self._thetas[k] for k in range(len(self._thetas) - 1)]) - last_theta
+        near = np.flatnonzero(np.abs(earlier).max(axis=1) <= reach)
         if not near.size:
             return fallback
         c = np.linalg.lstsq(earlier[near].T, step, rcond=1e-8)[0]
-        if not np.all(np.isfinite(c)) or np.max(np.abs(c)) > _REACH:
+        if not np.isfinite(c).all() or np.abs(c).max() > _REACH:
             return fallback
         # from the differences, which are small: the start rounds at their scale, not delta's
         # (last (1 - sum c) + sum c_k delta_k moved sharded estimates 1.6e-9 from one process's)
         D = np.column_stack([self._deltas[k] - last for k in near.tolist()])
         guess = last + D @ c
-        return guess if np.all(np.isfinite(guess)) else fallback
+        return guess if np.isfinite(guess).all() else fallback
