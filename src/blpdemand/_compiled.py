@@ -34,7 +34,7 @@ __all__ = ["B1", "F8", "I8", "KERNEL_MODULES", "ahead_of_time", "as_kernel_array
 
 #: the modules whose kernels are built ahead of time, in the order the build imports them
 KERNEL_MODULES = ("blpdemand.model.sweeps_compiled", "blpdemand.model.adjoint_compiled",
-                  "blpdemand.model.exp_compiled",
+                  "blpdemand.model.hessian_compiled", "blpdemand.model.exp_compiled",
                   "blpdemand.model.utility_compiled", "blpdemand.model.jacobians_compiled",
                   "blpdemand.model.pricing_compiled", "blpdemand.model.rcnl_compiled",
                   "blpdemand.solve.anderson_compiled")

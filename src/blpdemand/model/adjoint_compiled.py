@@ -28,7 +28,7 @@ import math
 
 import numpy as np
 
-from blpdemand._compiled import F8, I8, as_kernel_array, compile_kernel, readonly
+from blpdemand._compiled import F8, I8, as_kernel_array, compile_kernel, readonly, writable
 from blpdemand._types import FloatArray, IntArray
 from blpdemand.model.sweeps_compiled import column_sums, denominators, moment_sums, row_dots
 
@@ -53,9 +53,10 @@ def _operator(E, e, rD, diagonal, x, J, I, ex, u, out):  # type: ignore[no-untyp
 _F2, _F3, _I1 = readonly(2), readonly(3), readonly(1, I8)
 
 
-@compile_kernel((_F3, _F2, _F2, _F2, _F3, _F3, _I1, _I1, _F2, _I1, _I1, F8, I8))
+@compile_kernel((_F3, _F2, _F2, _F2, _F3, _F3, _I1, _I1, _F2, _I1, _I1, F8, I8, writable(2)))
 def _adjoint(exp_mu, outside, weights, e_delta, x2,  # type: ignore[no-untyped-def]
-             variables, rows, columns, v, product_sizes, agent_sizes, tol, max_iterations):
+             variables, rows, columns, v, product_sizes, agent_sizes, tol, max_iterations,
+             multipliers):
     T, J_max, I_max = exp_mu.shape
     K2, P = x2.shape[2], rows.size
     out = np.zeros((T, P))
@@ -125,6 +126,7 @@ def _adjoint(exp_mu, outside, weights, e_delta, x2,  # type: ignore[no-untyped-d
             continue
         # U = [a, a x2]' E with a = lambda e; then -sum_i r_i V_ic (U_ri - U_0i xbar_ri)
         for j in range(J):
+            multipliers[t, j] = lam[j]
             ex[j] = lam[j] * e[j]
         for i in range(I):
             U0[i] = 0.0
@@ -145,9 +147,12 @@ def adjoint_markets(exp_mu: FloatArray, outside: FloatArray, weights: FloatArray
                     e_delta: FloatArray, x2: FloatArray, variables: FloatArray, rows: IntArray,
                     columns: IntArray, v: FloatArray, product_sizes: IntArray,
                     agent_sizes: IntArray, *, tol: float = 1e-13,
-                    max_iterations: int = 500) -> tuple[FloatArray, np.ndarray]:
+                    max_iterations: int = 500, multipliers: FloatArray | None = None
+                    ) -> tuple[FloatArray, np.ndarray]:
     """(T_b, P) v_t' d delta_t / d theta per market of one block, and (T_b,) whether each
-    market's CG converged (where not, the caller takes the full Jacobian).
+    market's CG converged (where not, the caller takes the full Jacobian). ``multipliers``, a
+    writable (T_b, J) array, receives lambda where CG converged (the Hessian's second-order
+    term uses it: ``model.hessian_compiled``).
 
     Parameters
     ----------
@@ -158,7 +163,9 @@ def adjoint_markets(exp_mu: FloatArray, outside: FloatArray, weights: FloatArray
         J_t and I_t.
     """
     c = as_kernel_array
+    if multipliers is None:
+        multipliers = np.empty(np.shape(v))
     out, ok = _adjoint(c(exp_mu), c(outside), c(weights), c(e_delta), c(x2), c(variables),
                        c(rows, np.int64), c(columns, np.int64), c(v), c(product_sizes, np.int64),
-                       c(agent_sizes, np.int64), float(tol), int(max_iterations))
+                       c(agent_sizes, np.int64), float(tol), int(max_iterations), multipliers)
     return out, ok

@@ -336,6 +336,49 @@ class InnerLoop:
             out += part
         return out
 
+    def second_order(self, theta: FloatArray, delta: FloatArray, v: FloatArray,
+                     jacobian: FloatArray) -> FloatArray | None:
+        """(P, P) v' d^2 delta / d theta d theta' at a solution delta, from d delta / d theta
+        (N, P) and the adjoint's lambda (``model.hessian_compiled``); None where it does not
+        apply (lognormal coefficients, negative weights, the numpy kernels, CG not converging
+        in some market): the caller then differences gradients."""
+        if self.lognormal is not None or not (self.config.compiled and compiled_available()):
+            return None
+        if not all(self._nonnegative):
+            return None
+        from blpdemand.model.adjoint_compiled import adjoint_markets
+        from blpdemand.model.hessian_compiled import second_order_markets
+
+        mapping, store = self._at(theta)
+        delta, v = np.asarray(delta, dtype=np.float64), np.asarray(v, dtype=np.float64)
+
+        def block(b: int) -> FloatArray | None:
+            data = self.blocks[b]
+            variables, rows, columns = self._normal_variables[b]
+            utility = self._utility(b, mapping, store)
+            e_delta = np.exp(data.block.gather_products(delta))
+            v_block = data.block.gather_products(v)
+            multipliers = np.zeros(v_block.shape)
+            with np.errstate(under="ignore"):
+                _, ok = adjoint_markets(utility.exp_mu, utility.outside, utility.weights,
+                                        e_delta, data.x2, variables, rows, columns, v_block,
+                                        data.product_sizes, data.agent_sizes,
+                                        multipliers=multipliers)
+                if not ok.all():
+                    return None
+                terms = second_order_markets(
+                    utility.exp_mu, utility.outside, utility.weights, e_delta, data.x2,
+                    variables, rows, columns, multipliers,
+                    data.block.gather_products(jacobian), data.product_sizes, data.agent_sizes)
+            return np.asarray(-terms.sum(axis=0))
+
+        out = np.zeros((self.layout.P, self.layout.P))
+        for part in self._each(block):  # summed in block order: the same with any threads
+            if part is None:
+                return None
+            out += part
+        return out
+
 
 def _start(delta0: FloatArray, N: int) -> FloatArray:
     """A user's starting delta: (N,) finite numbers, in the problem's sorted row order."""

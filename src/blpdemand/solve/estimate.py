@@ -107,8 +107,10 @@ class EstimationConfig:
     start : ``"given"`` (default) starts from the user's sigma/pi; ``"approximation"`` replaces
         their nonzero elements by the Salanie-Wolak (2019) approximation's estimates
         (``approximation_start``; the pattern of free elements is kept).
-    hessian : compute the Hessian of Q at the estimate (forward differences of the gradient);
-        it is computed anyway when the optimizer stalled, to judge convergence.
+    hessian : compute the Hessian of Q at the estimate (exact on the demand side alone, from
+        d delta / d theta and one adjoint pass; else forward differences of the gradient, as
+        over market shards); it is computed anyway when the optimizer stalled, to judge
+        convergence.
     workers : threads running the starts at once (same results); keep BLAS at 1 thread each.
     runner : function running a list of independent jobs (zero-argument callables; default:
         ``map_jobs`` with ``workers``/``executor``; overrides both).

@@ -35,6 +35,7 @@ from blpdemand.model.marginal_costs import (
 )
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
+from blpdemand.solve.contraction import InnerLoop
 from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.micro import micro_contribution, split_weighting
 from blpdemand.solve.moments import problem_stack
@@ -145,6 +146,7 @@ class DemandObjective:
         self.last: ObjectiveEvaluation | None = None
         self.best: ObjectiveEvaluation | None = None
         self._kept: tuple[FloatArray, Kept] | None = None  # evaluate_costs' blocks at a theta
+        self._delta_jacobian: tuple[FloatArray, FloatArray] | None = None  # d delta / d theta
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, theta: FloatArray, *, report: bool = True, adjoint: bool = False,
@@ -199,6 +201,8 @@ class DemandObjective:
         if np.all(np.isfinite(delta)) and jacobian is None and self.layout.P > 0 and not adjoint:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 jacobian = self.loop.jacobian(theta, delta)
+        if jacobian is not None:
+            self._delta_jacobian = (theta, jacobian)
         evaluation = self._moments(theta, delta, jacobian, result, failed, adjoint=adjoint,
                                    supply_adjoint=supply_adjoint,
                                    with_gradient=gradient)
@@ -374,6 +378,7 @@ class DemandObjective:
         d omega / d theta with a supply side."""
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             jacobian = self.loop.jacobian(evaluation.theta, evaluation.delta)
+        self._delta_jacobian = (evaluation.theta, jacobian)
         xi_jacobian = self.problem.residualize(jacobian)
         costs, omega_jacobian = evaluation.costs, None
         if self.problem.supply is not None:
@@ -409,14 +414,19 @@ class DemandObjective:
         return self.evaluate(theta, adjoint=True).gradient
 
     def hessian(self, theta: FloatArray, *, step: float = 1e-6) -> FloatArray:
-        """Forward finite differences of the analytic gradient, symmetrized: (P, P).
+        """The Hessian of Q at theta, (P, P): exact on the demand side alone (``exact_hessian``),
+        else forward finite differences of the analytic gradient, symmetrized.
 
         H[:, k] = (grad(theta + h_k e_k) - grad(theta)) / h_k, h_k = step max(1, |theta_k|):
         P evaluations (the gradient at theta is usually the estimate's, already computed),
-        error O(h) + O(noise / h), about 1e-6 relative for an inner loop solved to 1e-14;
-        the Hessian is a diagnostic (second-order check), not used in standard errors.
+        error O(h) + O(noise / h), about 1e-6 relative for an inner loop solved to 1e-14.
+        The Hessian is a diagnostic (second-order check, Newton polish), not used in standard
+        errors.
         """
         theta = np.asarray(theta, dtype=np.float64)
+        exact = self.exact_hessian(theta)
+        if exact is not None:
+            return exact
         P = theta.size
         H = np.zeros((P, P))
         base = self.evaluate(theta, report=False, adjoint=True).gradient
@@ -426,4 +436,29 @@ class DemandObjective:
             up[k] += h
             H[:, k] = (self.evaluate(up, report=False, adjoint=True).gradient - base
                        ) / (up[k] - theta[k])
+        return (H + H.T) / 2
+
+    def exact_hessian(self, theta: FloatArray) -> FloatArray | None:
+        """H = 2N G'WG + 2 v' d^2 delta / d theta d theta' (``model.hessian_compiled``), G the
+        concentrated Z' d xi / d theta / N and v = M Z W g; None where it does not apply: a
+        supply side, micro moments, nests, lognormal coefficients, a failed inner loop."""
+        if (self.problem.supply is not None or self.W_micro is not None
+                or not isinstance(self.loop, InnerLoop) or self.layout.P == 0):
+            return None
+        theta = np.asarray(theta, dtype=np.float64)
+        evaluation = self.evaluate(theta, report=False)  # d delta / d theta formed
+        kept = self._delta_jacobian
+        if (evaluation.failed or not np.isfinite(evaluation.objective) or kept is None
+                or not np.array_equal(kept[0], theta)):
+            return None
+        N = self.problem.N
+        dxi = evaluation.xi_jacobian - self.problem.X1_tilde @ self.iv.beta(
+            evaluation.xi_jacobian)  # beta(theta) moves with theta here (second order)
+        G = self.Z.T @ dxi / N
+        v = self.problem.residualize(self.Z @ (self.W @ evaluation.g))
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            second = self.loop.second_order(theta, evaluation.delta, v, kept[1])
+        if second is None:
+            return None
+        H = 2.0 * N * G.T @ self.W @ G + 2.0 * second
         return (H + H.T) / 2

@@ -145,9 +145,18 @@ class ShardedDemandObjective:
         return self(theta)[1]
 
     def hessian(self, theta: FloatArray, *, step: float = 1e-6) -> FloatArray:
-        """Forward differences of the shards' gradient, symmetrized: (P, P); the steps of
-        ``DemandObjective.hessian``, h_k = step max(1, |theta_k|)."""
+        """The exact Hessian as ``DemandObjective.exact_hessian`` forms it, from the shards'
+        parts: H = 2N G'WG + 2 v' d^2 delta, G = (I - Z'X1 proj) Z~' M d delta/d theta / N.
+        Where a shard cannot form them, forward differences of the shards' gradient,
+        symmetrized (the steps of ``DemandObjective.hessian``, h_k = step max(1, |theta_k|))."""
         theta = np.asarray(theta, dtype=np.float64)
+        parts = self.sharded.second_order(theta)
+        if parts is not None:
+            second, ZJ = parts
+            sharded = self.sharded
+            G = (ZJ - sharded.ZX @ (sharded.projector @ ZJ)) / sharded.N
+            exact: FloatArray = 2.0 * sharded.N * G.T @ self.W @ G + 2.0 * second
+            return (exact + exact.T) / 2
         H = np.zeros((theta.size, theta.size))
         base = self._shards_at(theta, report=False).gradient
         for k in range(theta.size):

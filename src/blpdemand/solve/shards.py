@@ -12,13 +12,14 @@ the optimizer stays on the client. Per evaluation (two passes, theta broadcast):
 
 Absorbed effects couple markets through the annihilator M unless every group lies in one
 shard (e.g. effects that nest within markets, ``C(market_ids)``): then M is block-diagonal and
-each shard applies its own. Equal to :class:`blpdemand.solve.gmm.DemandObjective` up to the
-order of floating-point sums. Reference: Berry, Levinsohn and Pakes (1995); Nevo (2000).
+each shard applies its own (``solve.market_split`` splits the problem). Equal to
+:class:`blpdemand.solve.gmm.DemandObjective` up to the order of floating-point sums, the exact
+Hessian's parts included (``second_order``). Reference: Berry, Levinsohn and Pakes (1995);
+Nevo (2000).
 """
 
 from __future__ import annotations
 
-import itertools
 import threading
 import uuid
 from collections.abc import Sequence
@@ -28,11 +29,6 @@ from typing import Any, Literal, Self, TypeAlias
 import numpy as np
 
 from blpdemand._types import AnyArray, FloatArray
-from blpdemand.data.absorb import absorb_fixed_effects
-from blpdemand.data.agents import AgentData
-from blpdemand.data.formulation import DesignMatrix
-from blpdemand.data.markets import MarketIndex
-from blpdemand.data.products import ProductData
 from blpdemand.errors import ConvergenceError, SpecificationError
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
@@ -40,6 +36,7 @@ from blpdemand.solve.contraction import InnerLoop
 from blpdemand.solve.covariance import weighting_matrix
 from blpdemand.solve.fixed_point import FixedPointConfig
 from blpdemand.solve.jobs import check_executor, run_jobs
+from blpdemand.solve.market_split import split_markets
 from blpdemand.solve.shard_workers import (
     cache_budget,
     collect,
@@ -51,115 +48,9 @@ from blpdemand.solve.shard_workers import (
 __all__ = ["ShardEvaluation", "ShardedObjective", "run_shard", "split_markets"]
 
 
-# ---------------------------------------------------------------------- splitting a problem
-def split_markets(problem: Problem, shards: int) -> list[Problem]:
-    """Split a problem into ``shards`` sub-problems of contiguous markets (sorted order).
-
-    Each holds the products and agents of its markets only, with the same columns, names and
-    instruments; X1~ and ZD~ are the rows of the whole problem's, so that the sum over shards of
-    Z_s~'X1_s~ is Z~'X1~. Cuts balance J_t I_t (the size of exp(mu)) across shards.
-
-    Absorbed effects are kept only when every group lies in one shard (they nest within
-    markets or shards); otherwise M couples the shards and a SpecificationError says so.
-
-    Examples
-    --------
-    >>> import blpdemand as bd
-    >>> sim = bd.simulate(markets=4, products=3, sigma={"x1": 1.0}, draws=5, rng=0)
-    >>> p = bd.Problem(sim.products, linear=sim.linear, nonlinear=sim.nonlinear,
-    ...                agents=sim.agents, instruments=sim.instruments)
-    >>> [s.T for s in split_markets(p, 2)]
-    [2, 2]
-    """
-    problem.refuse_nests("splitting markets into shards")
-    if problem.micro is not None:
-        raise SpecificationError("market shards carry the product-level moments only: a "
-                                 "problem with micro moments is estimated whole (bd.estimate)")
-    if problem.supply is not None:
-        raise SpecificationError("market shards carry the demand side only: a problem with a "
-                                 "supply side is estimated whole (bd.estimate)")
-    T = problem.T
-    if (isinstance(shards, bool) or not isinstance(shards, (int, np.integer))
-            or not 1 <= shards <= T):
-        raise SpecificationError(f"shards={shards!r} must be an integer from 1 to the number of "
-                                 f"markets ({T})")
-    cells = problem.products.markets.sizes.astype(np.float64)
-    if problem.agents is not None:
-        cells = cells * problem.agents.markets.sizes
-    total = np.cumsum(cells)
-    cuts = [0]
-    for k in range(1, int(shards)):
-        cut = int(np.searchsorted(total, k * total[-1] / shards, side="left")) + 1
-        cuts.append(min(max(cut, cuts[-1] + 1), T - (int(shards) - k)))
-    cuts.append(T)
-    _check_effects(problem, cuts)
-    return [_subproblem(problem, a, b) for a, b in itertools.pairwise(cuts)]
-
-
-def _check_effects(problem: Problem, cuts: list[int]) -> None:
-    """Refuse absorbed effects with a group in markets of more than one shard."""
-    effects = problem.fixed_effects
-    if effects is None:
-        return
-    offsets = problem.products.markets.offsets
-    shard = np.repeat(np.arange(len(cuts) - 1), np.diff(offsets[cuts]))
-    for d, column in enumerate(effects.columns):
-        ids = effects.ids[:, d]
-        first = np.full(int(ids.max()) + 1, -1)
-        first[ids[::-1]] = shard[::-1]  # the first shard of each group
-        if np.any(first[ids] != shard):
-            raise SpecificationError(
-                f"absorbed effect C({column}) has groups in markets of more than one shard: the "
-                "fixed-effect annihilator M couples the shards, so Q is not a sum over them. "
-                "Shard only with effects that nest within markets (e.g. C(market_ids)), fewer "
-                "shards, or estimate in one process")
-
-
-def _rows(index: MarketIndex, a: int, b: int) -> tuple[slice, MarketIndex]:
-    """Rows of markets a..b-1 and their MarketIndex (positions from 0)."""
-    rows = slice(int(index.offsets[a]), int(index.offsets[b]))
-    return rows, MarketIndex.from_sorted_codes(index.ids[a:b], index.codes[rows] - a)
-
-
-def _subproblem(problem: Problem, a: int, b: int) -> Problem:
-    """The Problem of markets a..b-1 (sorted positions): rows sliced, nothing recomputed but
-    the fixed effects' group codes."""
-    rows, markets = _rows(problem.products.markets, a, b)
-    frame = problem.products.frame.iloc[rows].reset_index(drop=True)
-    products = ProductData(frame=frame, markets=markets, order=np.arange(len(frame)),
-                           shares=problem.products.shares[rows].copy())
-    agents = None
-    if problem.agents is not None:
-        old = problem.agents
-        agent_rows, agent_markets = _rows(old.markets, a, b)
-        agents = AgentData(markets=agent_markets, weights=old.weights[agent_rows].copy(),
-                           nodes=old.nodes[agent_rows].copy(),
-                           demographics=old.demographics[agent_rows].copy(),
-                           demographic_names=old.demographic_names,
-                           negative_weights=old.negative_weights)
-    effects = problem.fixed_effects
-    if effects is not None:
-        effects = absorb_fixed_effects(frame, effects.columns,
-                                       iteration_limit=effects.iteration_limit)
-    sub = object.__new__(Problem)
-    values: dict[str, Any] = {
-        "products": products, "agents": agents, "fixed_effects": effects,
-        "endogenous": problem.endogenous, "linear_formula": problem.linear_formula,
-        "nonlinear_formula": problem.nonlinear_formula, "inputs": dict(problem.inputs),
-        "lognormal": problem.lognormal,
-        "X1_tilde": np.ascontiguousarray(problem.X1_tilde[rows]),
-        "ZD_tilde": np.ascontiguousarray(problem.ZD_tilde[rows])}
-    for name in ("X1", "X2", "ZD"):
-        matrix: DesignMatrix = getattr(problem, name)
-        values[name] = DesignMatrix(values=matrix.values[rows].copy(), names=matrix.names)
-    for name, value in values.items():
-        object.__setattr__(sub, name, value)
-    return sub
-
-
 # ---------------------------------------------------------------------- one shard
 Step: TypeAlias = Literal["setup", "moments", "gradient", "covariance", "delta", "jacobian",
-                          "release"]
+                          "second_order", "release"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +58,8 @@ class ShardRequest:
     """What a shard is asked: ``setup`` (Z'X1, Z'Z, N), ``moments`` at theta (the first
     from ``delta0``, the shard's rows of a warm start), ``gradient`` at the last theta with
     u = W g, ``covariance`` at the last theta with u = beta, ``delta`` or ``jacobian`` (its
-    delta or d delta/d theta at the last theta), or ``release`` (drop its state)."""
+    delta or d delta/d theta at the last theta), ``second_order`` at the last theta with
+    u = W g (the exact Hessian's parts), or ``release`` (drop its state)."""
 
     token: str
     shard: int
@@ -182,8 +74,10 @@ class ShardRequest:
 @dataclass(frozen=True, slots=True)
 class ShardReply:
     """A shard's answer: ``values`` is Z'X1 (M, K1) and Z'Z (M, M) stacked as (M, K1 + M) for
-    setup, Z~'delta~ (M,) for moments, (P,) (d delta/d theta)' M Z~ u for gradient, and
-    for covariance sum_j g_j g_j' (M, M) flattened, then sum_j xi_j^2 and sum_j xi_j."""
+    setup, Z~'delta~ (M,) for moments, (P,) (d delta/d theta)' M Z~ u for gradient, for
+    covariance sum_j g_j g_j' (M, M) flattened, then sum_j xi_j^2 and sum_j xi_j, and for
+    second_order v' d^2 delta (P, P) then Z~' M d delta/d theta (M, P), flattened (NaN where
+    ``InnerLoop.second_order`` does not apply)."""
 
     values: FloatArray
     N: int = 0
@@ -233,6 +127,8 @@ class _Shard:
                 values = (self.delta if request.step == "delta"
                           else self.loop.jacobian(theta, self.delta))
             return ShardReply(values=np.asarray(values, dtype=np.float64), N=p.N)
+        if request.step == "second_order":
+            return ShardReply(values=self._second_order(theta, request.u), N=p.N)
         if request.step == "covariance":
             xi = p.residualize(self.delta) - p.X1_tilde @ np.asarray(request.u, dtype=np.float64)
             g = Z * xi[:, None]
@@ -241,6 +137,18 @@ class _Shard:
         v = p.residualize(Z @ np.asarray(request.u, dtype=np.float64))
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             return ShardReply(values=self.loop.gradient(theta, self.delta, v), N=p.N)
+
+
+    def _second_order(self, theta: FloatArray, u: FloatArray | None) -> FloatArray:
+        p, P = self.problem, self.loop.layout.P
+        assert self.delta is not None
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            jacobian = self.loop.jacobian(theta, self.delta)
+            v = p.residualize(p.ZD_tilde @ np.asarray(u, dtype=np.float64))
+            second = self.loop.second_order(theta, self.delta, v, jacobian)
+        if second is None:
+            return np.full(P * P + p.ZD_tilde.shape[1] * P, np.nan)
+        return np.concatenate([second.ravel(), (p.ZD_tilde.T @ p.residualize(jacobian)).ravel()])
 
 
 _STATE: dict[tuple[str, int], _Shard] = {}  # shards held by this process (a Dask worker)
@@ -436,6 +344,21 @@ class ShardedObjective:
         parts = [r.values for r in self._ask("jacobian" if jacobian else "delta",
                                              np.array(theta, dtype=np.float64))]
         return np.concatenate(parts)
+
+    def second_order(self, theta: FloatArray) -> tuple[FloatArray, FloatArray] | None:
+        """v' d^2 delta / d theta d theta' (P, P) and Z~' M d delta/d theta (M, P) at theta,
+        summed over the shards (``DemandObjective.exact_hessian``'s parts); None where a
+        shard cannot form them."""
+        evaluation = self.evaluate(theta)
+        P = self.layout.P
+        if evaluation.failed or P == 0:
+            return None
+        parts = self._ask("second_order", np.array(theta, dtype=np.float64),
+                          self.W @ evaluation.g)
+        total = np.sum([r.values for r in parts], axis=0)
+        if not np.all(np.isfinite(total)):
+            return None
+        return total[: P * P].reshape(P, P), total[P * P:].reshape(-1, P)
 
     def moment_covariance(self, theta: FloatArray, *,
                           kind: Literal["robust", "unadjusted"] = "robust") -> FloatArray:
