@@ -458,7 +458,11 @@ class DemandObjective:
         v = self.problem.residualize(self.Z @ (self.W @ evaluation.g))
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             second = self.loop.second_order(theta, evaluation.delta, v, kept[1])
-        if second is None:
-            return None
-        H = 2.0 * N * G.T @ self.W @ G + 2.0 * second
-        return (H + H.T) / 2
+        return None if second is None else hessian_from(G, self.W, N, second)
+
+
+def hessian_from(G: FloatArray, W: FloatArray, N: int, second: FloatArray) -> FloatArray:
+    """H = 2N G'WG + 2 v' d^2 delta / d theta d theta', symmetrized: the exact Hessian from its
+    parts (``DemandObjective.exact_hessian``; over shards, ``ShardedDemandObjective.hessian``)."""
+    H: FloatArray = 2.0 * N * G.T @ W @ G + 2.0 * second
+    return (H + H.T) / 2

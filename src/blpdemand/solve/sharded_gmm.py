@@ -24,7 +24,7 @@ from blpdemand.errors import ConvergenceError, SpecificationError
 from blpdemand.model.parameters import ParameterLayout
 from blpdemand.model.problem import Problem
 from blpdemand.solve.fixed_point import FixedPointConfig
-from blpdemand.solve.gmm import ObjectiveEvaluation
+from blpdemand.solve.gmm import ObjectiveEvaluation, hessian_from
 from blpdemand.solve.moments import problem_stack
 from blpdemand.solve.multistart import StartJob, StartRun, run_start_on
 from blpdemand.solve.progress import EvaluationRecord, Reporter, SilentReporter
@@ -155,8 +155,7 @@ class ShardedDemandObjective:
             second, ZJ = parts
             sharded = self.sharded
             G = (ZJ - sharded.ZX @ (sharded.projector @ ZJ)) / sharded.N
-            exact: FloatArray = 2.0 * sharded.N * G.T @ self.W @ G + 2.0 * second
-            return (exact + exact.T) / 2
+            return hessian_from(G, self.W, sharded.N, second)
         H = np.zeros((theta.size, theta.size))
         base = self._shards_at(theta, report=False).gradient
         for k in range(theta.size):
