@@ -20,7 +20,9 @@ PyBLP one run), the ratio, both objectives and the largest relative difference o
 of issue 23 (benchmarks/floor.py: share evaluations x 2 J I flops at the measured dgemm rate
 plus exp(mu) per theta at numpy's measured exp rate, from an untimed run of ours) with our
 time over it; and beside it the sweep floor (the same share evaluations priced at the time of
-their two dgemv sweeps over exp(mu), measured per cell; see floor.py).
+their two dgemv sweeps over exp(mu), measured per cell; see floor.py) and its ratio to the
+floor (sw/fl: how far above the floor a run that made nothing but its share evaluations, at
+the machine's own BLAS speed for them, would be).
 """
 
 from __future__ import annotations
@@ -212,7 +214,7 @@ def main() -> None:
     print(f"floor rates: dgemm {measured[0] / 1e9:.1f} GFlop/s, exp {measured[1] * 1e9:.2f} ns, "
           f"share evaluation's two dgemv sweeps {measured[2] * 1e9:.3f} ns a cell")
     print(f"{'problem':11s} {'N':>6s} {'ours':>8s} {'floor':>7s} {'/floor':>6s} {'sweep':>7s} "
-          f"{'/sweep':>6s} {'PyBLP':>8s} "
+          f"{'/sweep':>6s} {'sw/fl':>6s} {'PyBLP':>8s} "
           f"{'ratio':>6s} {'Q ours':>12s} {'Q PyBLP':>12s} {'theta gap':>9s}")
     for name in chosen:
         case = builders[name]()
@@ -224,7 +226,7 @@ def main() -> None:
         floor = floor_seconds(problem, counted.contraction_evaluations, cells[0], measured)
         sweep = sweep_floor_seconds(problem, counted.contraction_evaluations, cells[0], measured)
         ours_columns = (f"{seconds:8.3f} {floor:7.3f} {seconds / floor:5.1f}x {sweep:7.3f} "
-                        f"{seconds / sweep:5.1f}x")
+                        f"{seconds / sweep:5.1f}x {sweep / floor:5.1f}x")
         if args.no_pyblp:
             print(f"{name:11s} {len(case.products):6d} {ours_columns}")
             continue
