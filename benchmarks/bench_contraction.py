@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from blpdemand import Problem
-from blpdemand.solve import contraction
+from blpdemand.solve import contraction, inversion
 
 DATA = Path(os.environ.get("BLPDEMAND_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -238,7 +238,7 @@ def contraction_row(case: dict[str, Any], repeat: int, with_pyblp: bool,
     for method in methods:
         config = contraction.FixedPointConfig(method=method)  # type: ignore[arg-type]
         functions[method] = (lambda config=config:
-                             contraction.solve_delta(problem, layout, theta, config=config))
+                             inversion.solve_delta(problem, layout, theta, config=config))
         functions[method]()  # the first call gathers the blocks (cached per problem)
     evaluations = np.zeros(1)
     if with_pyblp:

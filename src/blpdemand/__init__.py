@@ -27,7 +27,7 @@ _API: dict[str, str] = {
     "FixedPointConfig": "blpdemand.solve.fixed_point",
     "Status": "blpdemand._types",
     "InnerLoop": "blpdemand.solve.contraction",
-    "solve_delta": "blpdemand.solve.contraction",
+    "solve_delta": "blpdemand.solve.inversion",
     "run_demo": "blpdemand.cli.demo",
     "estimate_logit": "blpdemand.results.logit",
     "LogitResults": "blpdemand.results.logit",

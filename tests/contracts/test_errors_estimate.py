@@ -22,8 +22,8 @@ from blpdemand.errors import (
     SpecificationError,
 )
 from blpdemand.model.simulation import simulate
-from blpdemand.solve.contraction import solve_delta
 from blpdemand.solve.fixed_point import FixedPointConfig
+from blpdemand.solve.inversion import solve_delta
 
 FAST = {"hessian": False, "max_iterations": 50}
 SLOW_INNER = FixedPointConfig(method="squarem", max_evaluations=300)  # market 3 needs far more (SQUAREM)

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from blpdemand import Problem
-from blpdemand.solve.contraction import solve_delta
 from blpdemand.solve.fixed_point import FixedPointConfig
+from blpdemand.solve.inversion import solve_delta
 
 pyblp = pytest.importorskip("pyblp")
 pyblp.options.verbose = False

@@ -15,7 +15,7 @@ import pytest
 import blpdemand as bd
 from blpdemand.model.fitted import FittedDemand
 from blpdemand.results.optimal_instruments import optimal_instruments
-from blpdemand.solve.contraction import solve_delta
+from blpdemand.solve.inversion import solve_delta
 
 pyblp = pytest.importorskip("pyblp")
 

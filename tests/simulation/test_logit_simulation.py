@@ -70,7 +70,7 @@ def test_true_draws_let_the_contraction_recover_delta() -> None:
     # returned agents must give back the true delta, since shares were computed with the same
     # draws; tolerance 1e-10.
     from blpdemand.model.problem import Problem
-    from blpdemand.solve.contraction import solve_delta
+    from blpdemand.solve.inversion import solve_delta
 
     sim = simulate(markets=4, products=5, sigma={"prices": 0.4, "x1": 1.0}, draws=200, rng=4)
     problem = Problem(sim.products, linear=sim.linear, nonlinear=sim.nonlinear,

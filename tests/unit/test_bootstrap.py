@@ -15,7 +15,8 @@ import pytest
 
 import blpdemand as bd
 from blpdemand.errors import ConvergenceWarning, SpecificationError
-from blpdemand.solve.contraction import compute_shares, solve_delta
+from blpdemand.solve.contraction import compute_shares
+from blpdemand.solve.inversion import solve_delta
 
 B = 2000  # draws for the moment checks
 Z = 4.5  # Monte Carlo bound in standard errors (|z| > 4.5: probability ~7e-6 per entry)

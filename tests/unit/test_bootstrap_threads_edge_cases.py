@@ -30,8 +30,9 @@ from blpdemand.errors import (
     SpecificationError,
     WeakInstrumentsWarning,
 )
-from blpdemand.solve.contraction import InnerLoop, _block_cap, compute_shares, solve_delta
+from blpdemand.solve.contraction import InnerLoop, _block_cap, compute_shares
 from blpdemand.solve.fixed_point import FixedPointConfig
+from blpdemand.solve.inversion import solve_delta
 
 SIGMA0 = np.array([[0.5, 0.0], [0.1, 0.2]])  # lower-triangular (correlated) Sigma start
 

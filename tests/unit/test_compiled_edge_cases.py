@@ -18,8 +18,9 @@ from blpdemand._types import Status
 from blpdemand.solve import contraction, optimizer
 from blpdemand.solve.anderson_compiled import solve_markets
 from blpdemand.solve.block_inversion import ContractionMap
-from blpdemand.solve.contraction import InnerLoop, solve_delta
+from blpdemand.solve.contraction import InnerLoop
 from blpdemand.solve.fixed_point import ULPS, FixedPointConfig, solve_fixed_point
+from blpdemand.solve.inversion import solve_delta
 
 
 def _markets(deltas: list[np.ndarray], *, agents: int = 20, sigma: tuple[float, float] = (0.8, 0.5),

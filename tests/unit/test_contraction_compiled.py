@@ -18,8 +18,8 @@ from blpdemand import Problem
 from blpdemand._types import Status
 from blpdemand.solve.anderson_compiled import solve_markets
 from blpdemand.solve.block_inversion import block_method, compiled_available
-from blpdemand.solve.contraction import solve_delta
 from blpdemand.solve.fixed_point import FixedPointConfig
+from blpdemand.solve.inversion import solve_delta
 
 
 def _large_utilities(seed: int = 4) -> tuple[Problem, np.ndarray, np.ndarray]:

@@ -14,8 +14,8 @@ import pytest
 from blpdemand import Problem
 from blpdemand._types import Status
 from blpdemand.errors import ConvergenceError, ConvergenceWarning, SpecificationError
-from blpdemand.solve.contraction import solve_delta
 from blpdemand.solve.fixed_point import FixedPointConfig
+from blpdemand.solve.inversion import solve_delta
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,9 @@ from contraction_data import simulated
 
 from blpdemand import Problem
 from blpdemand._types import Status
-from blpdemand.solve.contraction import InnerLoop, solve_delta
+from blpdemand.solve.contraction import InnerLoop
 from blpdemand.solve.fixed_point import FixedPointConfig
+from blpdemand.solve.inversion import solve_delta
 
 # (method, compiled): Anderson and "auto" run the compiled kernel by default; compiled=False
 # keeps the numpy block solvers (the reference implementation) under test as well.

@@ -11,7 +11,8 @@ import pytest
 from contraction_data import simulated
 
 from blpdemand import Problem
-from blpdemand.solve.contraction import InnerLoop, delta_jacobian, solve_delta
+from blpdemand.solve.contraction import InnerLoop, delta_jacobian
+from blpdemand.solve.inversion import solve_delta
 
 
 def finite_differences(problem, layout, theta, step=1e-5):

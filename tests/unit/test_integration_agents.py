@@ -150,7 +150,8 @@ def test_problem_with_integration_end_to_end(kind: str, size: int) -> None:
     # Known truth: delta_jt = 1 + x - 2 prices + xi, Sigma = diag(0.8, 0.5) on (1, x),
     # Pi = 0.3 on income. Shares from the reference kernel equal shares computed here from the
     # rule's own nodes (numpy, 1e-13); the reference contraction then recovers delta (1e-9).
-    from blpdemand.solve.contraction import compute_shares, solve_delta
+    from blpdemand.solve.contraction import compute_shares
+    from blpdemand.solve.inversion import solve_delta
 
     frame = simulated_products(3)
     demographics = pd.DataFrame({"market_ids": np.repeat(np.arange(12), 30),

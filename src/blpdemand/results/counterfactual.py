@@ -25,6 +25,7 @@ from blpdemand.errors import (
     ConvergenceWarning,
     DataError,
     EconomicWarning,
+    SpecificationError,
 )
 from blpdemand.model.demand import demand_blocks, price_values
 from blpdemand.model.fitted import FittedDemand
@@ -339,20 +340,40 @@ def merger_comparison(models: Mapping[str, Any], merging: Sequence[object], *,
 def fitted_from_truth(simulation: Any) -> FittedDemand:
     """The true demand of a ``bd.simulate`` result as a FittedDemand (beta, Sigma, xi known).
 
-    delta = X1 beta + xi with the simulation's formulas, agents and true parameters.
+    delta = X1 beta + xi with the simulation's formulas, agents and true parameters, in the
+    simulation's own model: a lognormal price coefficient (``lognormal=True``) has its
+    location log(-alpha) as Pi on a constant demographic, and nests with random coefficients
+    (RCNL) their rho. A nested logit without random coefficients is refused
+    (SpecificationError): its demand is the linear IV regression of ``bd.estimate_logit(...,
+    nesting=...)``, not built from the truth here.
     """
     from blpdemand.model.fitted import logit_layout
     from blpdemand.model.problem import Problem
 
+    truth = simulation.truth
+    nests, lognormal = bool(truth.get("nests", 0)), bool(truth.get("lognormal", False))
+    if nests and not simulation.nonlinear:
+        raise SpecificationError(
+            "fitted_from_truth builds random-coefficients and plain logit demand; this "
+            "simulation is a nested logit without random coefficients (estimate it with "
+            "bd.estimate_logit(..., nesting='nesting_ids'))")
+    extra: dict[str, Any] = {"nesting": "nesting_ids"} if nests else {}
+    if lognormal:
+        extra.update(demographics="1", lognormal=["prices"])
     problem = Problem(simulation.products, linear=simulation.linear,
                       nonlinear=simulation.nonlinear, agents=simulation.agents,
-                      instruments=list(simulation.instruments))
-    truth = simulation.truth
+                      instruments=list(simulation.instruments), **extra)
     values = {"prices": truth["alpha"], **truth["beta"]}
     beta = np.array([values[name] for name in problem.X1.names], dtype=np.float64)
     if simulation.nonlinear:
         sd = truth["sigma"]
-        layout, theta = problem.layout(sigma=np.array([sd[name] for name in problem.X2.names]))
+        sigma = np.array([sd[name] for name in problem.X2.names], dtype=np.float64)
+        rho = truth["nesting_rho"] if nests else None
+        location = np.array([[name == "prices"] for name in problem.X2.names], dtype=np.float64)
+        # the layout from a nonzero placeholder (log(-alpha) = 0 at alpha = -1 is still free)
+        layout, _ = problem.layout(sigma=sigma, pi=location if lognormal else None, rho=rho)
+        theta = layout.pack(np.diag(sigma), np.log(-truth["alpha"]) * location if lognormal
+                            else None, rho)
     else:
         layout, theta = logit_layout(problem), np.zeros(0)
     xi = problem.products.sort(simulation.products["xi"].to_numpy(dtype=np.float64))
