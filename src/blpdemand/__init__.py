@@ -75,6 +75,7 @@ _API: dict[str, str] = {
     "MarketMatrices": "blpdemand.results.elasticities",
     "compute_diversion_ratios": "blpdemand.results.diversion",
     "compute_long_run_diversion_ratios": "blpdemand.results.diversion",
+    "compute_passthrough": "blpdemand.results.passthrough",
     "compute_markups": "blpdemand.results.costs",
     "compute_costs": "blpdemand.results.costs",
     "fitted_costs": "blpdemand.results.cost_function",

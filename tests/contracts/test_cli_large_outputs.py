@@ -1,9 +1,9 @@
 """Large markets (issue 17): ``blpdemand logit`` on a simulated market of 60 products writes the
-full elasticity and diversion matrices to CSV (and Parquet with pyarrow), and LaTeX/HTML tables
+full elasticity, diversion and pass-through matrices to CSV (and Parquet with pyarrow), and LaTeX/HTML tables
 of the 25 products with the largest shares, saying so in the caption.
 
 Reference: the Python API on the same data (``bd.estimate_logit``, ``bd.compute_elasticities``,
-``bd.compute_diversion_ratios``): the same computation, so the CSV equals it to 1e-12 (the CSV
+``bd.compute_diversion_ratios``, ``bd.compute_passthrough``): the same computation, so the CSV equals it to 1e-12 (the CSV
 writes each float with enough digits to read back the same double; 1e-12 leaves room).
 """
 
@@ -34,6 +34,7 @@ method = "2sls"
 [post]
 elasticities = true
 diversion = true
+passthrough = true
 market = 1
 """
 
@@ -77,7 +78,7 @@ def _html_rows(text: str) -> list[str]:
     return re.findall(r"<tr><th>([^<]*)</th>", body)
 
 
-@pytest.mark.parametrize("kind", ["elasticities", "diversion"])
+@pytest.mark.parametrize("kind", ["elasticities", "diversion", "passthrough"])
 def test_tables_show_the_top_25_products_by_share(run: tuple[Path, pd.DataFrame],
                                                   kind: str) -> None:
     # Reference: the 25 largest observed shares of market 1, largest first.
@@ -93,11 +94,12 @@ def test_tables_show_the_top_25_products_by_share(run: tuple[Path, pd.DataFrame]
     assert latex.count(" & ") <= 26 * 25  # 25 columns as well: (header + 25 rows) x 25 '&'
 
 
-@pytest.mark.parametrize("kind", ["elasticities", "diversion"])
+@pytest.mark.parametrize("kind", ["elasticities", "diversion", "passthrough"])
 def test_csv_holds_the_full_matrix(run: tuple[Path, pd.DataFrame], kind: str) -> None:
     out, products = run
     api = _api(products)
-    compute = bd.compute_elasticities if kind == "elasticities" else bd.compute_diversion_ratios
+    compute = {"elasticities": bd.compute_elasticities, "diversion": bd.compute_diversion_ratios,
+               "passthrough": bd.compute_passthrough}[kind]
     expected = compute(api).market(1)
     paths = [out / f"{kind}_market_1.csv"]
     try:

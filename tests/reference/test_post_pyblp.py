@@ -142,6 +142,26 @@ def test_costs_markups_profits(case) -> None:
     _close(compute_profits(fitted), profits)
 
 
+def test_passthrough(case, request) -> None:
+    # dp/dc' under the data's ownership at the implied costs; BLP in its first two markets
+    # (PyBLP forms each market's profit Hessians: 12 s for all twenty). Entries far below a
+    # market's largest are differences of terms of that size: their error is absolute (seen
+    # 2e-12 of the largest), so each market allows 1e-9 of its largest entry beside RTOL.
+    fitted, theirs, data = case
+    rho = bd.compute_passthrough(fitted)
+    markets = (None,) if request.node.callspec.params["case"] == "nevo" else (1971, 1972)
+    for market in markets:
+        with np.errstate(all="ignore"):
+            expected = np.asarray(theirs.compute_passthrough(market_id=market))
+        ours = rho.stacked() if market is None else rho.market(market).to_numpy()
+        assert ours.shape == expected.shape
+        assert np.array_equal(np.isfinite(ours), np.isfinite(expected))
+        finite = np.isfinite(expected)
+        gap = np.abs(ours[finite] - expected[finite])
+        assert np.all(gap <= RTOL * np.abs(expected[finite])
+                      + 1e-9 * np.abs(expected[finite]).max()), gap.max()
+
+
 def test_consumer_surplus(case) -> None:
     fitted, theirs, _ = case
     with np.errstate(all="ignore"):

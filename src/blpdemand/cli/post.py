@@ -46,6 +46,8 @@ def post_estimation(spec: Spec, results: Any, report: Report, products: pd.DataF
         steps.append(("own_price_elasticities", lambda: _elasticities(results, report, market)))
     if post.get("diversion", False):
         steps.append(("diversion", lambda: _diversion(results, report, market)))
+    if post.get("passthrough", False):
+        steps.append(("passthrough", lambda: _passthrough(results, report, market)))
     if post.get("costs", False):
         steps.append(("costs", lambda: _costs(spec, results, report, products)))
     if "merger" in post:
@@ -131,6 +133,12 @@ def _diversion(results: Any, report: Report, market: Any) -> None:
     from blpdemand.results.diversion import compute_diversion_ratios
 
     _matrix(results, report, compute_diversion_ratios(results), "diversion", market)
+
+
+def _passthrough(results: Any, report: Report, market: Any) -> None:
+    from blpdemand.results.passthrough import compute_passthrough
+
+    _matrix(results, report, compute_passthrough(results), "passthrough", market)
 
 
 def _costs(spec: Spec, results: Any, report: Report, products: pd.DataFrame) -> list[Any]:

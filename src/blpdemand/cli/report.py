@@ -275,7 +275,7 @@ def file_name(name: str) -> str:
 WRITTEN = (".json", ".tex", ".html", ".png")  # what a run writes: a folder of only these is ours
 # ... and the full matrices (Report.data): by name only, so a folder of the user's data is never
 # taken for an output folder and replaced
-WRITTEN_DATA = re.compile(r"(elasticities|diversion)_market_[\w.-]*\.(csv|parquet)")
+WRITTEN_DATA = re.compile(r"(elasticities|diversion|passthrough)_market_[\w.-]*\.(csv|parquet)")
 
 
 def written_by_a_run(path: Path) -> bool:

@@ -89,6 +89,8 @@ class MarketMatrices:
         noun = "price" if self.name == "prices" else self.name
         if self.kind == "elasticities":
             return f"% change in j's share when k's {noun} rises 1%"
+        if self.kind == "pass-through":
+            return "change in j's price when k's marginal cost rises by one unit"
         if self.kind.startswith("long-run"):
             return ("share of j's sales that go to k when j leaves the market; diagonal: to "
                     "the outside good")
@@ -109,7 +111,8 @@ class MarketMatrices:
         return out
 
     def diagonal(self) -> FloatArray:
-        """(N,) diagonal entries (own elasticities; diversion to the outside good), user order."""
+        """(N,) diagonal entries (own elasticities; diversion to the outside good; own
+        pass-through), user order."""
         values = (np.concatenate([np.diag(m) for m in self.matrices]) if self.matrices
                   else np.zeros(0))
         out = np.empty_like(values)

@@ -74,16 +74,18 @@ class ElasticityHeatmap:
         """Draw on ``ax`` (a new figure if None); returns the Axes. Rows j, columns k.
 
         Values of both signs get a diverging scale centred on zero; one-signed values a
-        sequential scale over their range. Diversion ratios colour the product-to-product
-        entries; the diagonal (diversion to the outside good, often ten times larger) is grey,
-        its range in the axis label."""
+        sequential scale over their range. Diversion ratios and pass-through colour the
+        product-to-product entries; the diagonal (diversion to the outside good, own
+        pass-through: often ten times larger) is grey, its range in the axis label."""
         import matplotlib.pyplot as plt
 
         if ax is None:
             _, ax = plt.subplots(figsize=(7, 5))
         n = len(self.labels)
-        diversion = "diversion" in (self.kind or self.title).lower()
-        diagonal = np.eye(n, dtype=bool) if diversion and n > 1 else np.zeros((n, n), dtype=bool)
+        kind = (self.kind or self.title).lower()
+        diversion, passthrough = "diversion" in kind, "pass-through" in kind
+        diagonal = (np.eye(n, dtype=bool) if (diversion or passthrough) and n > 1
+                    else np.zeros((n, n), dtype=bool))
         image, ticks_bar = _image(ax, self.values, diagonal)
         step = -(-n // MAX_TICK_LABELS)  # every step-th label: at most MAX_TICK_LABELS
         ticks = np.arange(0, n, step)
@@ -98,6 +100,12 @@ class ElasticityHeatmap:
                     if outside.size else "")
             ax.set_xlabel(f"k (product that gains the diverted sales){grey}", fontsize=9)
             ax.set_ylabel("j (product whose price rises)")
+        elif passthrough:
+            own = self.values[diagonal]
+            grey = (f"; grey diagonal: own pass-through, {own.min():.3g} to {own.max():.3g}"
+                    if own.size else "")
+            ax.set_xlabel(f"k (product whose marginal cost rises){grey}", fontsize=9)
+            ax.set_ylabel("j (price that responds)")
         else:
             ax.set_xlabel("k (price that changes)")
             ax.set_ylabel("j (share that responds)")

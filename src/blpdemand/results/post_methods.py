@@ -1,5 +1,6 @@
 """Post-estimation as methods of a results object: the method forms of the pure functions
-in ``results/`` (elasticities, diversion, markups, costs, mergers, consumer surplus).
+in ``results/`` (elasticities, diversion, markups, costs, pass-through, mergers, consumer
+surplus).
 
 Each method calls its function with the results object itself (lazy imports: the functions
 read ``.fitted``), so ``results.elasticities()`` is ``bd.compute_elasticities(results)``.
@@ -48,6 +49,13 @@ class PostEstimationMethods:
         from blpdemand.results.costs import compute_costs
 
         return compute_costs(self, firm_ids=firm_ids, ownership=ownership, kappa=kappa)
+
+    def passthrough(self, *, firm_ids: Any = None, ownership: Any = None,
+                    kappa: Kappa | None = None) -> MarketMatrices:
+        """Cost pass-through dp/dc' per market: ``blpdemand.compute_passthrough(self, ...)``."""
+        from blpdemand.results.passthrough import compute_passthrough
+
+        return compute_passthrough(self, firm_ids=firm_ids, ownership=ownership, kappa=kappa)
 
     def merger(self, merging: Sequence[object], **kwargs: Any) -> Counterfactual:
         """Bertrand-Nash prices after ``merging`` firms merge: ``blpdemand.simulate_merger``."""
