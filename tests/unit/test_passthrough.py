@@ -152,6 +152,19 @@ def test_methods_and_stacked_form() -> None:
     assert "marginal cost" in rho.table(rho.market_ids[0]).notes[0]
 
 
+def test_heatmap_greys_the_own_passthrough() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fitted, _ = _logit(np.arange(12) % 2)
+    rho = compute_passthrough(fitted)
+    ax = bd.ElasticityHeatmap.from_results(rho, market=1).plot()
+    own = np.diag(rho.matrices[0])
+    assert f"own pass-through, {own.min():.3g} to {own.max():.3g}" in ax.get_xlabel()
+    assert ax.get_ylabel() == "j (price that responds)"
+    assert "marginal cost rises by one unit" in ax.get_title()
+
+
 def _position(results) -> np.ndarray:
     products = results.fitted.problem.products
     markets = products.markets

@@ -21,6 +21,17 @@ TOP_PRODUCTS = 25  # products a heatmap or a LaTeX/HTML matrix shows: the larges
 MAX_TICK_LABELS = 25  # tick labels per heatmap axis (more overlap at the report's size)
 
 
+#: by the kind of matrix: the labels of columns k and rows j, and what the grey diagonal holds
+#: (None: the diagonal is coloured with the rest)
+AXES: dict[str, tuple[str, str, str | None]] = {
+    "diversion": ("k (product that gains the diverted sales)", "j (product whose price rises)",
+                  "outside good"),
+    "pass-through": ("k (product whose marginal cost rises)", "j (price that responds)",
+                     "own pass-through"),
+    "": ("k (price that changes)", "j (share that responds)", None),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class ElasticityHeatmap:
     """A heatmap of one market's (J_t, J_t) elasticity (or diversion) matrix.
@@ -83,8 +94,8 @@ class ElasticityHeatmap:
             _, ax = plt.subplots(figsize=(7, 5))
         n = len(self.labels)
         kind = (self.kind or self.title).lower()
-        diversion, passthrough = "diversion" in kind, "pass-through" in kind
-        diagonal = (np.eye(n, dtype=bool) if (diversion or passthrough) and n > 1
+        x_label, y_label, greyed = AXES[next((k for k in AXES if k and k in kind), "")]
+        diagonal = (np.eye(n, dtype=bool) if greyed and n > 1
                     else np.zeros((n, n), dtype=bool))
         image, ticks_bar = _image(ax, self.values, diagonal)
         step = -(-n // MAX_TICK_LABELS)  # every step-th label: at most MAX_TICK_LABELS
@@ -93,22 +104,14 @@ class ElasticityHeatmap:
         size = 6 if n > 15 else 7
         ax.set_xticks(ticks, labels=shown, rotation=90, fontsize=size)
         ax.set_yticks(ticks, labels=shown, fontsize=size)
-        if diversion:
-            # D_jk: the share of j's lost sales (j's price rises) that goes to k.
-            outside = self.values[diagonal]
-            grey = (f"; grey diagonal: outside good, {outside.min():.3g} to {outside.max():.3g}"
-                    if outside.size else "")
-            ax.set_xlabel(f"k (product that gains the diverted sales){grey}", fontsize=9)
-            ax.set_ylabel("j (product whose price rises)")
-        elif passthrough:
-            own = self.values[diagonal]
-            grey = (f"; grey diagonal: own pass-through, {own.min():.3g} to {own.max():.3g}"
-                    if own.size else "")
-            ax.set_xlabel(f"k (product whose marginal cost rises){grey}", fontsize=9)
-            ax.set_ylabel("j (price that responds)")
+        if greyed:
+            hidden = self.values[diagonal]
+            grey = (f"; grey diagonal: {greyed}, {hidden.min():.3g} to {hidden.max():.3g}"
+                    if hidden.size else "")
+            ax.set_xlabel(f"{x_label}{grey}", fontsize=9)
         else:
-            ax.set_xlabel("k (price that changes)")
-            ax.set_ylabel("j (share that responds)")
+            ax.set_xlabel(x_label)
+        ax.set_ylabel(y_label)
         ax.set_title(self.title, fontsize=9)
         ax.figure.colorbar(image, ax=ax, ticks=ticks_bar, format="%.3g")
         return ax
