@@ -88,6 +88,11 @@ def test_nevo_json_equals_python_api(nevo_run: tuple[Path, str], nevo_api,
     assert merger["converged"] and merger["mean_price_change_percent"] == pytest.approx(
         100 * np.mean(merged.price_changes), rel=1e-8)
     assert saved.tables["merger"].body.shape[0] == 94
+    # [post] passthrough: the market's matrix equals the API's (same estimates to 1e-10)
+    passthrough = saved.tables["passthrough_market_C01Q1"].body.to_numpy(dtype=float)
+    expected = bd.compute_passthrough(live).market("C01Q1").to_numpy()
+    np.testing.assert_allclose(passthrough, expected, rtol=0,
+                               atol=1e-8 * np.abs(expected).max())
     # Objective profiles: the middle of each parameter's 11-point grid is the estimate itself,
     # where Q equals the reported objective (same theta; 1e-8 for the inner-loop tolerance).
     profiles = saved.tables["objective_profiles"].body
@@ -122,7 +127,8 @@ def test_nevo_round_trip(nevo_run: tuple[Path, str], nevo_api) -> None:
         pd.testing.assert_frame_equal(again.tables[name].to_frame(), table.to_frame())
     assert {"elasticities_heatmap.png", "diversion_heatmap.png", "convergence.png", "costs.tex",
             "diversion_market_C01Q1.html", "objective_profiles.png", "objective_contour.png",
-            "objective_profiles.tex"} <= {p.name for p in out.iterdir()}
+            "objective_profiles.tex", "passthrough_heatmap.png",
+            "passthrough_market_C01Q1.csv"} <= {p.name for p in out.iterdir()}
 
 
 def test_simulated_multistart_parquet(tmp_path: Path, capsys: pytest.CaptureFixture[str],
