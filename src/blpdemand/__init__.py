@@ -76,6 +76,8 @@ _API: dict[str, str] = {
     "compute_diversion_ratios": "blpdemand.results.diversion",
     "compute_long_run_diversion_ratios": "blpdemand.results.diversion",
     "compute_passthrough": "blpdemand.results.passthrough",
+    "wald_test": "blpdemand.results.wald",
+    "WaldTest": "blpdemand.results.wald",
     "compute_markups": "blpdemand.results.costs",
     "compute_costs": "blpdemand.results.costs",
     "fitted_costs": "blpdemand.results.cost_function",

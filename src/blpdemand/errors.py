@@ -72,5 +72,10 @@ class EconomicWarning(BLPDemandWarning):
     marginal costs, Lerner indices above one, consumers who like higher prices."""
 
 
+class InferenceWarning(BLPDemandWarning):
+    """A test whose reference distribution does not hold as stated: a null hypothesis on the
+    boundary of the parameter space (a Wald test of sigma = 0)."""
+
+
 class UnusedNestingWarning(BLPDemandWarning):
     """Product data have a 'nesting_ids' column but the model asked for no nesting (plain logit)."""

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from blpdemand.results.costs import Kappa
     from blpdemand.results.counterfactual import Counterfactual
     from blpdemand.results.elasticities import MarketMatrices
+    from blpdemand.results.wald import WaldTest
 
 
 class PostEstimationMethods:
@@ -56,6 +57,12 @@ class PostEstimationMethods:
         from blpdemand.results.passthrough import compute_passthrough
 
         return compute_passthrough(self, firm_ids=firm_ids, ownership=ownership, kappa=kappa)
+
+    def wald_test(self, restrictions: Any = None, *, R: Any = None, r: Any = None) -> WaldTest:
+        """Wald test of H0: R b = r on the estimates: ``blpdemand.wald_test(self, ...)``."""
+        from blpdemand.results.wald import wald_test
+
+        return wald_test(self, restrictions, R=R, r=r)
 
     def merger(self, merging: Sequence[object], **kwargs: Any) -> Counterfactual:
         """Bertrand-Nash prices after ``merging`` firms merge: ``blpdemand.simulate_merger``."""
