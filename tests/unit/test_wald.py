@@ -1,8 +1,9 @@
 """Wald tests (results/wald.py) against closed forms and a simulation with known truth.
 
 - One restriction: W = ((b - v) / se)^2 and p = 2 (1 - Phi(|z|)), the t-test squared.
-- Size: on simulated logit markets with known beta, H0 (two true coefficients, jointly) is
-  rejected at 5% in about 5% of 400 samples (binomial: 2.1% sd; asserted 2-9%).
+- Size: on simulated logit markets with known beta (50 markets of 5 products), H0 (two true
+  coefficients, jointly) is rejected at 5% in 4.5% of 400 samples (binomial sd 1.1%;
+  asserted 2.5-8%). With 20 markets it was 8.25%: robust SEs over-reject in small samples.
 - A null on sigma's bound 0: the mixture p-value (half the chi-squared one, Andrews 2001) in
   the notes and an InferenceWarning.
 PyBLP's run_wald_test on the same covariance: tests/reference/test_wald_pyblp.py.
@@ -71,7 +72,7 @@ def test_size_under_the_null_with_known_truth() -> None:
     rejections, samples = 0, 400
     truth = None
     for seed in range(samples):
-        sim = bd.simulate(markets=20, products=5, rng=seed)
+        sim = bd.simulate(markets=50, products=5, rng=seed)
         truth = sim.truth["beta"]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # weak first stages in some samples: not tested
@@ -80,7 +81,7 @@ def test_size_under_the_null_with_known_truth() -> None:
         test = bd.wald_test(results, {"x1": truth["x1"], "x2": truth["x2"]})
         rejections += test.p_value < 0.05
     assert truth is not None
-    assert 0.02 <= rejections / samples <= 0.09, rejections / samples
+    assert 0.025 <= rejections / samples <= 0.08, rejections / samples
 
 
 def test_null_on_the_bound_warns_with_the_mixture_p_value(blp) -> None:
