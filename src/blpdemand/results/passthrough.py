@@ -111,10 +111,14 @@ def nested_passthrough(demand: NestedMarketDemand, ownership: FloatArray,
         out: FloatArray = prices - costs - zeta_markup(demand, ownership, prices, costs)
         return out
 
-    def central(l: int, h: float) -> FloatArray:
+    def central(l: int, h: float, in_costs: bool = False) -> FloatArray:
+        """(G(. + h e_l) - G(. - h e_l)) / 2h in prices (or in costs)."""
         step = np.zeros(demand.J)
         step[l] = h
-        out: FloatArray = (residual(p0 + step, c0) - residual(p0 - step, c0)) / (2 * h)
+        if in_costs:
+            out: FloatArray = (residual(p0, c0 + step) - residual(p0, c0 - step)) / (2 * h)
+        else:
+            out = (residual(p0 + step, c0) - residual(p0 - step, c0)) / (2 * h)
         return out
 
     d_prices, d_costs = np.empty((demand.J, demand.J)), np.empty((demand.J, demand.J))
@@ -122,9 +126,7 @@ def nested_passthrough(demand: NestedMarketDemand, ownership: FloatArray,
         h = NESTED_STEP * max(1.0, abs(float(p0[l])))
         # Richardson: (4 D(h/2) - D(h)) / 3 cancels the h^2 term of the central difference
         d_prices[:, l] = (4.0 * central(l, h / 2) - central(l, h)) / 3.0
-        step = np.zeros(demand.J)
-        step[l] = h
-        d_costs[:, l] = (residual(p0, c0 + step) - residual(p0, c0 - step)) / (2 * h)
+        d_costs[:, l] = central(l, h, in_costs=True)
     with np.errstate(all="ignore"):
         try:
             rho: FloatArray = np.asarray(-np.linalg.solve(d_prices, d_costs), np.float64)

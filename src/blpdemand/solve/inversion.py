@@ -30,9 +30,9 @@ def solve_delta(problem: Problem, layout: ParameterLayout | None = None,
 
     The inner loop is the problem's (``solve.nested_loop.inner_loop``): the BLP contraction,
     or the damped RCNL one where the problem has nests. Without nests and random coefficients
-    (no free Sigma or Pi, e.g. a Problem without ``nonlinear`` and
-    agents, or theta = 0 with agents) every agent is alike and the inversion is closed form
-    (Berry 1994): r_jt = s_jt / W_t with W_t = sum_i w_it (1 without agents),
+    (no free Sigma or Pi, e.g. a Problem without ``nonlinear`` and agents, or theta = 0 with
+    agents) every agent is alike and the inversion is closed form (Berry 1994):
+    r_jt = s_jt / W_t with W_t = sum_i w_it (1 without agents),
     delta_jt = log r_jt - log(1 - sum_k r_kt); no iterations.
 
     Parameters
@@ -64,8 +64,8 @@ def solve_delta(problem: Problem, layout: ParameterLayout | None = None,
             return ContractionResult(delta=closed, converged=True, iterations=0, evaluations=0,
                                      failed_markets=problem.products.markets.ids[:0],
                                      jacobian=jac)
-    options = {} if problem.nests is not None else {"cache_bytes": 0}
-    loop = inner_loop(problem, layout, config=_config(config, tol, max_iterations), **options)
+    # one solve: no exp(mu) kept (the nested loop takes no cache option and ignores it)
+    loop = inner_loop(problem, layout, config=_config(config, tol, max_iterations), cache_bytes=0)
     return loop.solve(theta, delta0=delta0, jacobian=jacobian)
 
 
